@@ -1,0 +1,34 @@
+# The README's two commands are `make demo` and `make test`; everything they
+# need is installed and built by the targets below.
+SHELL := /usr/bin/env bash
+export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
+GO_TEST_FLAGS ?= -timeout 30m
+
+.PHONY: all build tools deps lint unit test demo clean
+
+all: build
+
+build:
+	go build -o bin/arca ./cmd/arca
+
+# Debian packages, npm packages and pinned binaries the tests start.
+deps:
+	bash hack/install-deps.sh
+
+tools: deps
+	bash tools/build.sh
+
+lint: tools
+	go vet ./...
+	"$(ARCA_TOOLS_DIR)/staticcheck" ./...
+
+unit: tools
+	go test $(GO_TEST_FLAGS) ./...
+
+test: lint unit
+
+demo: tools build
+	bash hack/demo.sh
+
+clean:
+	rm -rf bin
