@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-		"time"
+	"time"
 )
 
 // T is the part of testing.TB the environment needs. *testing.T satisfies
