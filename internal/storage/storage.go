@@ -9,6 +9,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -48,18 +49,40 @@ type FileInfo struct {
 // for concurrent use.
 //
 // Semantics every implementation guarantees (checked by storagetest):
+//   - Names: h must pass h.Valid(); an invalid handle fails with an ErrPermanent
+//     error before any I/O. Names are flat (no "/"), so a backend may shard
+//     them (the filesystem backend puts packs under data/<first 2 chars>/).
 //   - Save writes the whole of rd under h atomically: a reader sees either no
-//     file or the complete file, never a partial one. Save of an existing
-//     handle fails with an error for which IsExist is true; files are
-//     write-once.
+//     file or the complete file, never a partial one. size is the number of
+//     bytes rd yields; if it is >= 0 and rd yields a different number, Save
+//     fails and stores nothing (size < 0 means unknown). If rd fails, or ctx
+//     is cancelled, Save stores nothing. Save of an existing handle fails with
+//     an error for which IsExist is true and leaves the existing file as it
+//     was; files are write-once. Of concurrent Saves of one handle at most one
+//     succeeds on the filesystem, in memory and on Azure; on S3 the check is
+//     best-effort (see package s3).
 //   - Load calls fn with a reader positioned at offset that yields at most
-//     length bytes (length 0 means to the end). fn may be called more than
-//     once if the backend retries, so fn must be idempotent. A missing file
-//     yields an error for which IsNotExist is true.
+//     length bytes (length 0 means to the end): exactly min(length,
+//     size-offset) bytes of a healthy file. offset == size yields an empty
+//     reader; offset > size, or a negative offset or length, is an error. fn
+//     may be called more than once if the backend retries, so fn must be
+//     idempotent; it must not keep rd after it returns. An error fn returns is
+//     returned by Load unchanged (errors.Is works through it). A missing file
+//     yields an error for which IsNotExist is true, and fn is not called.
 //   - Stat of a missing file yields an IsNotExist error.
-//   - Remove of a missing file yields an IsNotExist error.
-//   - List calls fn for every file of type t, in no particular order; an error
-//     returned by fn stops the listing and is returned.
+//   - Remove of a missing file yields an IsNotExist error. After Remove
+//     returns nil the file is gone for Load, Stat and List.
+//   - List calls fn for every file of type t, in no particular order, with
+//     the Name a Handle of type t would carry (for ConfigFile: "", if the
+//     config exists). Files saved before List starts and not removed before it
+//     ends are reported exactly once; a file saved or removed concurrently may
+//     or may not be. An error returned by fn stops the listing and is returned
+//     unchanged.
+//   - Every method respects ctx: once it is cancelled, calls fail with an
+//     error that wraps ctx.Err().
+//   - Errors are classified for callers: IsNotExist, IsExist, and
+//     IsPermanent (retrying cannot help). Anything else is transient and may
+//     be retried (see package retry).
 type Backend interface {
 	// Location is a human-readable, credential-free description of where the
 	// data lives, for messages (for example "s3://bucket/prefix").
@@ -81,6 +104,38 @@ var (
 	// authorisation, missing container or bucket, invalid request).
 	ErrPermanent = errors.New("permanent storage error")
 )
+
+// Valid reports whether h may be stored: a known type, and a Name that is
+// empty for ConfigFile and otherwise 1–255 bytes of printable ASCII without
+// "/", "\\", spaces or a leading ".". The error wraps ErrPermanent.
+func (h Handle) Valid() error {
+	switch h.Type {
+	case ConfigFile:
+		if h.Name != "" {
+			return fmt.Errorf("invalid handle %q: the config file has no name: %w", h, ErrPermanent)
+		}
+		return nil
+	case KeyFile, PackFile, IndexFile, RecoveryPointFile, LockFile:
+	default:
+		return fmt.Errorf("invalid handle %q: unknown file type %q: %w", h, string(h.Type), ErrPermanent)
+	}
+	if h.Name == "" || len(h.Name) > 255 {
+		return fmt.Errorf("invalid handle %q: name must be 1 to 255 bytes long: %w", h, ErrPermanent)
+	}
+	if h.Name[0] == '.' {
+		return fmt.Errorf("invalid handle %q: name must not start with '.': %w", h, ErrPermanent)
+	}
+	for i := 0; i < len(h.Name); i++ {
+		c := h.Name[i]
+		if c <= ' ' || c >= 0x7f || c == '/' || c == '\\' {
+			return fmt.Errorf("invalid handle %q: name contains %q: %w", h, c, ErrPermanent)
+		}
+	}
+	return nil
+}
+
+// FileTypes lists every FileType, for code that walks a whole repository.
+var FileTypes = []FileType{ConfigFile, KeyFile, PackFile, IndexFile, RecoveryPointFile, LockFile}
 
 func IsNotExist(err error) bool { return errors.Is(err, ErrNotExist) }
 func IsExist(err error) bool    { return errors.Is(err, ErrExist) }
