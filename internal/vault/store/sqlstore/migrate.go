@@ -1,0 +1,167 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+)
+
+// migrations are applied in order; entry i is schema version i+1. Never edit
+// a released entry: append a new one. Each entry runs in one transaction,
+// together with the row recording it, so a crash leaves either all or none.
+var migrations = [][]string{
+	{ // 1: initial schema
+		`CREATE TABLE vaults (
+			name TEXT PRIMARY KEY,
+			description TEXT NOT NULL DEFAULT '',
+			version BIGINT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL)`,
+		`CREATE TABLE policies (
+			vault TEXT NOT NULL,
+			name TEXT NOT NULL,
+			schedule TEXT NOT NULL,
+			retention TEXT NOT NULL,
+			version BIGINT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			PRIMARY KEY (vault, name))`,
+		`CREATE TABLE instances (
+			vault TEXT NOT NULL,
+			name TEXT NOT NULL,
+			cluster TEXT NOT NULL,
+			policy TEXT NOT NULL,
+			config TEXT NOT NULL,
+			storage_location TEXT NOT NULL,
+			snapshot_location TEXT NOT NULL,
+			protection_state TEXT NOT NULL,
+			stop_mode TEXT NOT NULL,
+			version BIGINT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			PRIMARY KEY (vault, name))`,
+		`CREATE INDEX instances_policy ON instances (vault, policy)`,
+		`CREATE TABLE recovery_points (
+			vault TEXT NOT NULL,
+			id TEXT NOT NULL,
+			instance TEXT NOT NULL,
+			job_id TEXT NOT NULL,
+			taken_at BIGINT NOT NULL,
+			repo_id TEXT NOT NULL,
+			tag TEXT NOT NULL,
+			datastore TEXT NOT NULL,
+			expires_at BIGINT,
+			state TEXT NOT NULL,
+			items BIGINT NOT NULL,
+			bytes BIGINT NOT NULL,
+			version BIGINT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			PRIMARY KEY (vault, id))`,
+		`CREATE INDEX recovery_points_instance ON recovery_points (vault, instance, taken_at)`,
+		`CREATE TABLE jobs (
+			vault TEXT NOT NULL,
+			id TEXT NOT NULL,
+			type TEXT NOT NULL,
+			instance TEXT NOT NULL,
+			state TEXT NOT NULL,
+			dedup_key TEXT UNIQUE,
+			trigger_time BIGINT,
+			started_at BIGINT,
+			ended_at BIGINT,
+			params TEXT NOT NULL,
+			external_ref TEXT NOT NULL,
+			sub_tasks TEXT NOT NULL,
+			warnings TEXT NOT NULL,
+			errors TEXT NOT NULL,
+			version BIGINT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			PRIMARY KEY (vault, id))`,
+		`CREATE INDEX jobs_state ON jobs (state)`,
+		`CREATE INDEX jobs_created ON jobs (vault, created_at)`,
+		`CREATE TABLE tokens (
+			id TEXT PRIMARY KEY,
+			name TEXT NOT NULL,
+			hash TEXT NOT NULL UNIQUE,
+			principal TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			expires_at BIGINT)`,
+		`CREATE TABLE triggers (
+			vault TEXT NOT NULL,
+			instance TEXT NOT NULL,
+			schedule TEXT NOT NULL,
+			next_run BIGINT NOT NULL,
+			last_run BIGINT,
+			version BIGINT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			PRIMARY KEY (vault, instance))`,
+		`CREATE INDEX triggers_next_run ON triggers (next_run)`,
+	},
+}
+
+// SchemaVersion is the version a fully migrated database has.
+func SchemaVersion() int { return len(migrations) }
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version BIGINT PRIMARY KEY,
+		applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	for i, stmts := range migrations {
+		if err := s.applyMigration(ctx, i+1, stmts); err != nil {
+			return fmt.Errorf("schema migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) applyMigration(ctx context.Context, version int, stmts []string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	if s.d.MigrationLock != "" {
+		if _, err := tx.ExecContext(ctx, s.d.MigrationLock); err != nil {
+			return fmt.Errorf("lock: %w", err)
+		}
+	}
+	// Checked inside the transaction, after the lock: a replica that
+	// waited for another one sees its work and does nothing.
+	var n int
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = $1`), version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`), version, micros(s.stamp())); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// AppliedMigrations returns the recorded schema versions, ascending.
+func (s *Store) AppliedMigrations(ctx context.Context) ([]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

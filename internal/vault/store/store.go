@@ -1,0 +1,267 @@
+// Package store defines the vault's persistence: the records the vault keeps
+// (vaults, policies, backup instances, recovery points, jobs, tokens and
+// scheduler triggers) and the Store interface that the SQLite and PostgreSQL
+// implementations satisfy. Both implementations pass one shared suite,
+// storetest.Run.
+//
+// Updates use optimistic concurrency: every mutable record carries a Version
+// that the store increments on each write. An update names the version it
+// was based on; if the stored version differs the store returns a
+// *ConflictError and changes nothing.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNotFound is returned when a named record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrAlreadyExists is returned when creating a record whose key is taken.
+var ErrAlreadyExists = errors.New("already exists")
+
+// ErrConflict matches every *ConflictError with errors.Is.
+var ErrConflict = errors.New("version conflict")
+
+// ConflictError reports an update or delete based on a stale version.
+type ConflictError struct {
+	Kind     string // "vault", "policy", …
+	Key      string
+	Expected int64 // the version the caller based its change on
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%s %q was modified concurrently (expected version %d)", e.Kind, e.Key, e.Expected)
+}
+
+// Is makes errors.Is(err, ErrConflict) true for any *ConflictError.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// Meta is common to every mutable record.
+type Meta struct {
+	Version   int64     `json:"version"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Vault groups policies, instances and their recovery points.
+type Vault struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	Meta
+}
+
+// Policy is a backup policy. Schedule and Retention are kept in their
+// validated textual/JSON form; package policy parses them.
+type Policy struct {
+	Vault     string          `json:"vault"`
+	Name      string          `json:"name"`
+	Schedule  string          `json:"schedule"`
+	Retention json.RawMessage `json:"retention"`
+	Meta
+}
+
+// Protection states of a backup instance.
+const (
+	ProtectionConfigured = "ProtectionConfigured"
+	ProtectionStopped    = "ProtectionStopped"
+)
+
+// Stop-protection modes.
+const (
+	StopRetainForever   = "retain-forever"
+	StopRetainPerPolicy = "retain-per-policy"
+	StopDeleteData      = "delete-data"
+)
+
+// Instance is a backup instance: one cluster protected by one policy.
+type Instance struct {
+	Vault            string          `json:"vault"`
+	Name             string          `json:"name"`
+	Cluster          string          `json:"cluster"`
+	Policy           string          `json:"policy"`
+	Config           json.RawMessage `json:"backupConfiguration,omitempty"`
+	StorageLocation  string          `json:"storageLocation"`
+	SnapshotLocation string          `json:"snapshotLocation,omitempty"`
+	ProtectionState  string          `json:"protectionState"`
+	StopMode         string          `json:"stopMode,omitempty"`
+	Meta
+}
+
+// Recovery point states.
+const (
+	RPAvailable = "Available"
+	RPDeleting  = "Deleting"
+)
+
+// RecoveryPoint is the catalog entry of one completed backup.
+type RecoveryPoint struct {
+	Vault      string     `json:"vault"`
+	ID         string     `json:"id"`
+	Instance   string     `json:"instance"`
+	JobID      string     `json:"jobId,omitempty"`
+	Time       time.Time  `json:"time"` // when the backup was taken
+	RepoID     string     `json:"repositoryId,omitempty"`
+	Tag        string     `json:"tag"` // retention rule that keeps it: default, daily, …, ondemand
+	Datastore  string     `json:"datastore"`
+	ExpiresAt  *time.Time `json:"expiresAt,omitempty"` // nil: kept until deleted explicitly
+	State      string     `json:"state"`
+	Items      int64      `json:"items"`
+	Bytes      int64      `json:"bytes"`
+	Meta
+}
+
+// Job types.
+const (
+	JobOnDemandBackup  = "OnDemandBackup"
+	JobScheduledBackup = "ScheduledBackup"
+	JobRestore         = "Restore"
+	JobRetention       = "Retention"
+)
+
+// Job states.
+const (
+	JobQueued                = "Queued"
+	JobInProgress            = "InProgress"
+	JobCompleted             = "Completed"
+	JobCompletedWithWarnings = "CompletedWithWarnings"
+	JobFailed                = "Failed"
+	JobCancelled             = "Cancelled"
+)
+
+// JobStateTerminal reports whether a job in state s can change no more.
+func JobStateTerminal(s string) bool {
+	switch s {
+	case JobCompleted, JobCompletedWithWarnings, JobFailed, JobCancelled:
+		return true
+	}
+	return false
+}
+
+// Issue is a job warning or error with a stable code.
+type Issue struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Object  string `json:"object,omitempty"`
+}
+
+// SubTask is one step of a job as reported by the executor.
+type SubTask struct {
+	Name  string `json:"name"`
+	State string `json:"state"`
+}
+
+// Job is one backup, restore or retention run.
+type Job struct {
+	Vault       string          `json:"vault"`
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	Instance    string          `json:"instance,omitempty"`
+	State       string          `json:"state"`
+	DedupKey    string          `json:"-"` // unique when set; the scheduler uses instance+slot
+	TriggerTime *time.Time      `json:"triggerTime,omitempty"`
+	StartedAt   *time.Time      `json:"startedAt,omitempty"`
+	EndedAt     *time.Time      `json:"endedAt,omitempty"`
+	Params      json.RawMessage `json:"parameters,omitempty"`
+	ExternalRef string          `json:"externalRef,omitempty"`
+	SubTasks    []SubTask       `json:"subTasks,omitempty"`
+	Warnings    []Issue         `json:"warnings,omitempty"`
+	Errors      []Issue         `json:"errors,omitempty"`
+	Meta
+}
+
+// Token is an API bearer token. Only its hash is stored.
+type Token struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Hash      string     `json:"-"`
+	Principal string     `json:"principal"`
+	CreatedAt time.Time  `json:"createdAt"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// Trigger is the scheduler's persistent state for one protected instance:
+// the next nominal run time and the last one that started a job.
+type Trigger struct {
+	Vault    string     `json:"vault"`
+	Instance string     `json:"instance"`
+	Schedule string     `json:"schedule"`
+	NextRun  time.Time  `json:"nextRun"`
+	LastRun  *time.Time `json:"lastRun,omitempty"`
+	Meta
+}
+
+// JobFilter selects jobs; zero fields match everything.
+type JobFilter struct {
+	Vault, Instance, Type, State string
+	Limit                        int // 0: no limit; newest first
+}
+
+// RecoveryPointFilter selects recovery points; zero fields match everything.
+type RecoveryPointFilter struct {
+	Vault, Instance string
+}
+
+// Store is the vault's persistence. Every method is safe for concurrent use.
+// Create methods fill Meta (Version 1, timestamps) on the passed record.
+// Update methods take the record with the Version it was read at, and on
+// success set the new Version; a stale Version yields *ConflictError.
+// Delete methods take the expected version, or 0 for "whatever is stored".
+type Store interface {
+	CreateVault(ctx context.Context, v *Vault) error
+	GetVault(ctx context.Context, name string) (*Vault, error)
+	ListVaults(ctx context.Context) ([]*Vault, error)
+	UpdateVault(ctx context.Context, v *Vault) error
+	DeleteVault(ctx context.Context, name string, version int64) error
+
+	CreatePolicy(ctx context.Context, p *Policy) error
+	GetPolicy(ctx context.Context, vault, name string) (*Policy, error)
+	ListPolicies(ctx context.Context, vault string) ([]*Policy, error)
+	UpdatePolicy(ctx context.Context, p *Policy) error
+	DeletePolicy(ctx context.Context, vault, name string, version int64) error
+
+	CreateInstance(ctx context.Context, in *Instance) error
+	GetInstance(ctx context.Context, vault, name string) (*Instance, error)
+	// ListInstances lists a vault's instances; policy, when set, filters.
+	ListInstances(ctx context.Context, vault, policy string) ([]*Instance, error)
+	UpdateInstance(ctx context.Context, in *Instance) error
+	DeleteInstance(ctx context.Context, vault, name string, version int64) error
+
+	CreateRecoveryPoint(ctx context.Context, rp *RecoveryPoint) error
+	GetRecoveryPoint(ctx context.Context, vault, id string) (*RecoveryPoint, error)
+	// ListRecoveryPoints returns matching points oldest first.
+	ListRecoveryPoints(ctx context.Context, f RecoveryPointFilter) ([]*RecoveryPoint, error)
+	UpdateRecoveryPoint(ctx context.Context, rp *RecoveryPoint) error
+	DeleteRecoveryPoint(ctx context.Context, vault, id string, version int64) error
+
+	// CreateJob stores a job; a set DedupKey already used yields ErrAlreadyExists.
+	CreateJob(ctx context.Context, j *Job) error
+	GetJob(ctx context.Context, vault, id string) (*Job, error)
+	// ListJobs returns matching jobs newest first.
+	ListJobs(ctx context.Context, f JobFilter) ([]*Job, error)
+	UpdateJob(ctx context.Context, j *Job) error
+
+	CreateToken(ctx context.Context, t *Token) error
+	GetTokenByHash(ctx context.Context, hash string) (*Token, error)
+	ListTokens(ctx context.Context) ([]*Token, error)
+	DeleteToken(ctx context.Context, id string) error
+
+	// PutTrigger creates or replaces the trigger of an instance,
+	// unconditionally (policy change, resume).
+	PutTrigger(ctx context.Context, t *Trigger) error
+	GetTrigger(ctx context.Context, vault, instance string) (*Trigger, error)
+	DeleteTrigger(ctx context.Context, vault, instance string) error
+	// DueTriggers lists triggers whose NextRun is at or before now.
+	DueTriggers(ctx context.Context, now time.Time) ([]*Trigger, error)
+	// ClaimTrigger atomically moves the trigger from t.NextRun to next and
+	// creates job, but only if the stored NextRun still equals t.NextRun.
+	// It reports false (and creates nothing) when another scheduler claimed
+	// the slot first. This is the exactly-once primitive of the scheduler.
+	ClaimTrigger(ctx context.Context, t *Trigger, next time.Time, job *Job) (bool, error)
+
+	Close() error
+}
