@@ -100,18 +100,18 @@ const (
 
 // RecoveryPoint is the catalog entry of one completed backup.
 type RecoveryPoint struct {
-	Vault      string     `json:"vault"`
-	ID         string     `json:"id"`
-	Instance   string     `json:"instance"`
-	JobID      string     `json:"jobId,omitempty"`
-	Time       time.Time  `json:"time"` // when the backup was taken
-	RepoID     string     `json:"repositoryId,omitempty"`
-	Tag        string     `json:"tag"` // retention rule that keeps it: default, daily, …, ondemand
-	Datastore  string     `json:"datastore"`
-	ExpiresAt  *time.Time `json:"expiresAt,omitempty"` // nil: kept until deleted explicitly
-	State      string     `json:"state"`
-	Items      int64      `json:"items"`
-	Bytes      int64      `json:"bytes"`
+	Vault     string     `json:"vault"`
+	ID        string     `json:"id"`
+	Instance  string     `json:"instance"`
+	JobID     string     `json:"jobId,omitempty"`
+	Time      time.Time  `json:"time"` // when the backup was taken
+	RepoID    string     `json:"repositoryId,omitempty"`
+	Tag       string     `json:"tag"` // retention rule that keeps it: default, daily, …, ondemand
+	Datastore string     `json:"datastore"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"` // nil: kept until deleted explicitly
+	State     string     `json:"state"`
+	Items     int64      `json:"items"`
+	Bytes     int64      `json:"bytes"`
 	Meta
 }
 
