@@ -1,0 +1,201 @@
+package repo
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// Envelope (docs/repository-format.md §4): every encrypted unit is
+//
+//	nonce (24 bytes) || XChaCha20-Poly1305(key, nonce, flag || body) || tag (16)
+//
+// where flag is 0 (body stored as is) or 1 (body = uvarint(raw length) ||
+// zstd frame).
+const (
+	nonceSize    = chacha20poly1305.NonceSizeX
+	tagSize      = chacha20poly1305.Overhead
+	envelopeSize = nonceSize + tagSize // bytes added by encryption
+	keySize      = chacha20poly1305.KeySize
+
+	flagRaw  byte = 0
+	flagZstd byte = 1
+
+	// maxPlainSize bounds every decompressed unit: no blob or file is larger.
+	maxPlainSize = 256 << 20
+	// minCompressSize: below this, compression is not attempted.
+	minCompressSize = 64
+)
+
+var (
+	errDecrypt    = errors.New("decryption failed: ciphertext not authentic (wrong key or damaged data)")
+	errShortInput = errors.New("ciphertext too short")
+
+	zenc *zstd.Encoder
+	zdec *zstd.Decoder
+)
+
+func init() {
+	var err error
+	zenc, err = zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(false), // integrity comes from the AEAD and the blob hash
+		zstd.WithZeroFrames(true))
+	if err != nil {
+		panic(err)
+	}
+	zdec, err = zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithDecoderMaxMemory(maxPlainSize),
+		zstd.WithDecoderLowmem(true))
+	if err != nil {
+		panic(err)
+	}
+}
+
+// crypter seals and opens envelopes under one 256-bit key.
+type crypter struct {
+	aead cipher.AEAD
+}
+
+func newCrypter(key []byte) (*crypter, error) {
+	a, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	return &crypter{aead: a}, nil
+}
+
+// seal appends the envelope of (flag || body) to dst. If compress is set and
+// zstd makes the body smaller, the body is stored compressed.
+func (c *crypter) seal(dst, body []byte, compress bool) []byte {
+	start := len(dst)
+	dst = grow(dst, nonceSize+1+len(body)+tagSize+16)
+	nonce := dst[start : start+nonceSize]
+	if _, err := rand.Read(nonce); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
+	}
+	ptStart := start + nonceSize
+	pt := dst[:ptStart]
+	if compress && len(body) >= minCompressSize {
+		pt = append(pt, flagZstd)
+		pt = appendUvarint(pt, uint64(len(body)))
+		hdr := len(pt)
+		pt = zenc.EncodeAll(body, pt)
+		if len(pt)-hdr >= len(body) { // incompressible: store raw
+			pt = append(pt[:ptStart], flagRaw)
+			pt = append(pt, body...)
+		}
+	} else {
+		pt = append(pt, flagRaw)
+		pt = append(pt, body...)
+	}
+	// Seal in place: the plaintext occupies dst[ptStart:], the ciphertext
+	// overwrites it and the tag is appended.
+	out := c.aead.Seal(pt[:ptStart], pt[start:ptStart], pt[ptStart:], nil)
+	return out
+}
+
+// open authenticates and decrypts one envelope and returns the body,
+// decompressed if needed, appended to dst[:0] when possible. sizeHint is the
+// expected body length (0 if unknown).
+func (c *crypter) open(dst, sealed []byte, sizeHint int) ([]byte, error) {
+	if len(sealed) < envelopeSize+1 {
+		return nil, errShortInput
+	}
+	nonce := sealed[:nonceSize]
+	// Decrypt into a scratch buffer (not in place: the caller's cache may
+	// share sealed).
+	pt, err := c.aead.Open(nil, nonce, sealed[nonceSize:], nil)
+	if err != nil {
+		return nil, errDecrypt
+	}
+	return decodeBody(dst, pt, sizeHint)
+}
+
+// decodeBody interprets flag || body.
+func decodeBody(dst, pt []byte, sizeHint int) ([]byte, error) {
+	if len(pt) == 0 {
+		return nil, errors.New("empty plaintext: missing flag byte")
+	}
+	switch pt[0] {
+	case flagRaw:
+		return pt[1:], nil
+	case flagZstd:
+		raw, n := uvarint(pt[1:])
+		if n <= 0 || raw > maxPlainSize {
+			return nil, errors.New("invalid compressed length")
+		}
+		if sizeHint > 0 && uint64(sizeHint) != raw {
+			return nil, fmt.Errorf("compressed length %d, want %d", raw, sizeHint)
+		}
+		c := int(raw)
+		if c > 16<<20 {
+			c = 16 << 20
+		}
+		if cap(dst) < c {
+			dst = make([]byte, 0, c)
+		}
+		out, err := zdec.DecodeAll(pt[1+n:], dst[:0])
+		if err != nil {
+			return nil, fmt.Errorf("decompress: %w", err)
+		}
+		if uint64(len(out)) != raw {
+			return nil, fmt.Errorf("decompressed %d bytes, want %d", len(out), raw)
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("unknown body flag %d", pt[0])
+	}
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), len(b)+n)
+	copy(nb, b)
+	return nb
+}
+
+func appendUvarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
+}
+
+// uvarint decodes a uvarint; n <= 0 on error (as encoding/binary).
+func uvarint(b []byte) (uint64, int) {
+	var x uint64
+	var s uint
+	for i, c := range b {
+		if i == 10 {
+			return 0, -(i + 1)
+		}
+		if c < 0x80 {
+			if i == 9 && c > 1 {
+				return 0, -(i + 1)
+			}
+			return x | uint64(c)<<s, i + 1
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, 0
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return b
+}

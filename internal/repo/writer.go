@@ -1,0 +1,402 @@
+package repo
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/restic/chunker"
+
+	"github.com/arca-backup/arca/internal/storage"
+)
+
+// ErrWriterClosed is returned by Writer methods after Commit or Abort.
+var ErrWriterClosed = errors.New("writer already committed or aborted")
+
+// WriterStats counts what a Writer did.
+type WriterStats struct {
+	NewBlobs       int64 `json:"newBlobs"`
+	DuplicateBlobs int64 `json:"duplicateBlobs"`
+	LogicalBytes   int64 `json:"logicalBytes"` // plaintext passed in, duplicates included
+	NewBytes       int64 `json:"newBytes"`     // plaintext of new blobs
+	StoredBytes    int64 `json:"storedBytes"`  // bytes saved to storage: packs, index, manifest
+	Packs          int64 `json:"packs"`
+}
+
+// Writer writes one recovery point. PutBlob and PutStream are safe for
+// concurrent use; memory is bounded by (uploaders + 2) packs plus the chunk
+// buffers of PutStream.
+type Writer struct {
+	r      *Repository
+	lock   *heldLock
+	ctx    context.Context // uploads; cancelled by Abort
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	pending map[ID]struct{} // blobs accepted by this writer
+	cur     *packBuf
+	closed  bool
+	uploads chan *packBuf
+	wg      sync.WaitGroup
+
+	errMu sync.Mutex
+	err   error
+
+	resMu   sync.Mutex
+	results []indexPack
+
+	packPool  chan []byte
+	sealPool  sync.Pool
+	chunkBufs chan []byte
+
+	newBlobs, dupBlobs, logical, newBytes, stored, packs atomic.Int64
+}
+
+type packBuf struct {
+	data    []byte
+	entries []packEntry
+}
+
+// NewWriter starts a recovery point. It takes a shared lock, held (and
+// refreshed) until Commit or Abort.
+func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
+	hl, err := r.lock(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w := &Writer{
+		r: r, lock: hl, ctx: wctx, cancel: cancel,
+		pending:   map[ID]struct{}{},
+		uploads:   make(chan *packBuf, 1),
+		packPool:  make(chan []byte, r.opts.uploaders+2),
+		chunkBufs: make(chan []byte, runtime.GOMAXPROCS(0)+2),
+	}
+	for i := 0; i < cap(w.chunkBufs); i++ {
+		w.chunkBufs <- nil // allocated on first use
+	}
+	for i := 0; i < r.opts.uploaders; i++ {
+		w.wg.Add(1)
+		go w.uploader()
+	}
+	return w, nil
+}
+
+func (w *Writer) setErr(err error) {
+	w.errMu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.errMu.Unlock()
+}
+
+func (w *Writer) failed() error {
+	w.errMu.Lock()
+	defer w.errMu.Unlock()
+	return w.err
+}
+
+// PutBlob stores data as one data blob unless the repository or this writer
+// already has it, and returns its ID (SHA-256 of data).
+func (w *Writer) PutBlob(ctx context.Context, data []byte) (ID, error) {
+	return w.putBlob(ctx, DataBlob, data)
+}
+
+func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, error) {
+	if len(data) > MaxBlobSize {
+		return ID{}, fmt.Errorf("blob of %d bytes exceeds the maximum of %d", len(data), MaxBlobSize)
+	}
+	if err := w.failed(); err != nil {
+		return ID{}, err
+	}
+	id := Hash(data)
+	w.logical.Add(int64(len(data)))
+	if w.r.idx.has(id) {
+		w.dupBlobs.Add(1)
+		return id, nil
+	}
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ID{}, ErrWriterClosed
+	}
+	if _, ok := w.pending[id]; ok {
+		w.mu.Unlock()
+		w.dupBlobs.Add(1)
+		return id, nil
+	}
+	w.pending[id] = struct{}{}
+	w.mu.Unlock()
+
+	// Compress and encrypt outside the lock, in the caller's goroutine.
+	bp, _ := w.sealPool.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	sealed := w.r.crypt.seal((*bp)[:0], data, true)
+
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ID{}, ErrWriterClosed
+	}
+	if w.cur == nil {
+		w.cur = w.newPack()
+	}
+	p := w.cur
+	p.entries = append(p.entries, packEntry{Type: t, ID: id, Offset: uint32(len(p.data)), Length: uint32(len(sealed)), RawLen: uint32(len(data))})
+	p.data = append(p.data, sealed...)
+	var err error
+	if len(p.data) >= w.r.opts.packSize {
+		w.cur = nil
+		// Sending under the lock is the backpressure: when every uploader is
+		// busy, writers wait instead of filling more packs.
+		select {
+		case w.uploads <- p:
+		case <-ctx.Done():
+			err = ctx.Err()
+			w.setErr(fmt.Errorf("put blob: %w", err))
+		}
+	}
+	w.mu.Unlock()
+	*bp = sealed
+	w.sealPool.Put(bp)
+	if err != nil {
+		return ID{}, err
+	}
+	w.newBlobs.Add(1)
+	w.newBytes.Add(int64(len(data)))
+	return id, nil
+}
+
+func (w *Writer) newPack() *packBuf {
+	var b []byte
+	select {
+	case b = <-w.packPool:
+	default:
+	}
+	if b == nil {
+		b = make([]byte, 0, w.r.opts.packSize+w.r.opts.packSize/8)
+	}
+	return &packBuf{data: b[:0]}
+}
+
+func (w *Writer) uploader() {
+	defer w.wg.Done()
+	for p := range w.uploads {
+		if w.failed() != nil {
+			continue // drain
+		}
+		if err := w.upload(p); err != nil {
+			w.setErr(err)
+		}
+		select {
+		case w.packPool <- p.data[:0]:
+		default:
+		}
+	}
+}
+
+// upload finishes a pack (appends the encrypted header and its length),
+// names it by its hash and saves it.
+func (w *Writer) upload(p *packBuf) error {
+	hdr := encodePackHeader(make([]byte, 0, 1+len(p.entries)*packEntrySize), p.entries)
+	before := len(p.data)
+	p.data = w.r.crypt.seal(p.data, hdr, false)
+	p.data = binary.LittleEndian.AppendUint32(p.data, uint32(len(p.data)-before))
+	id := Hash(p.data)
+	h := storage.Handle{Type: storage.PackFile, Name: id.String()}
+	if err := w.r.be.Save(w.ctx, h, int64(len(p.data)), newBytesReader(p.data)); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
+	}
+	w.stored.Add(int64(len(p.data)))
+	w.packs.Add(1)
+	w.resMu.Lock()
+	w.results = append(w.results, indexPack{ID: id, Entries: p.entries})
+	w.resMu.Unlock()
+	return nil
+}
+
+// flush closes the writer to new blobs and waits for all uploads.
+func (w *Writer) flush() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrWriterClosed
+	}
+	w.closed = true
+	if w.cur != nil && len(w.cur.entries) > 0 {
+		w.uploads <- w.cur // uploaders are running: this cannot block for long
+		w.cur = nil
+	}
+	close(w.uploads)
+	w.mu.Unlock()
+	w.wg.Wait()
+	return w.failed()
+}
+
+// Commit uploads what is pending, then writes the index, then the manifest
+// of rp, and releases the lock. On error nothing references the uploaded
+// packs (prune removes them) and no manifest exists. rp.ID is set on success.
+func (w *Writer) Commit(ctx context.Context, rp *RecoveryPoint) (ID, error) {
+	if rp == nil {
+		return ID{}, errors.New("commit: nil recovery point")
+	}
+	err := w.flush()
+	defer func() {
+		w.cancel()
+		_ = w.lock.release(ctx)
+	}()
+	if err != nil {
+		return ID{}, fmt.Errorf("commit: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return ID{}, err
+	}
+	// Index files, split at maxIndexEntries.
+	var batch []indexPack
+	n := 0
+	var written []ID
+	saveBatch := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		id, size, err := w.r.saveSealed(ctx, storage.IndexFile, encodeIndex(batch), false)
+		if err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		w.stored.Add(int64(size))
+		written = append(written, id)
+		batch, n = nil, 0
+		return nil
+	}
+	for _, p := range w.results {
+		batch = append(batch, p)
+		n += len(p.Entries)
+		if n >= maxIndexEntries {
+			if err := saveBatch(); err != nil {
+				return ID{}, err
+			}
+		}
+	}
+	if err := saveBatch(); err != nil {
+		return ID{}, err
+	}
+	body, err := encodeManifest(rp)
+	if err != nil {
+		return ID{}, fmt.Errorf("commit: %w", err)
+	}
+	id, size, err := w.r.saveSealed(ctx, storage.RecoveryPointFile, body, true)
+	if err != nil {
+		return ID{}, fmt.Errorf("commit: %w", err)
+	}
+	w.stored.Add(int64(size))
+	rp.ID = id
+	w.r.idx.add(w.results)
+	w.r.mu.Lock()
+	for _, x := range written {
+		w.r.indexFiles[x] = true
+	}
+	w.r.mu.Unlock()
+	return id, nil
+}
+
+// Abort discards the recovery point: no index and no manifest are written.
+// Packs already uploaded stay unreferenced until the next prune.
+func (w *Writer) Abort(ctx context.Context) error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return w.lock.release(ctx)
+	}
+	w.closed = true
+	close(w.uploads)
+	w.mu.Unlock()
+	w.cancel()
+	w.wg.Wait()
+	return w.lock.release(ctx)
+}
+
+// Stats returns what the writer did so far.
+func (w *Writer) Stats() WriterStats {
+	return WriterStats{
+		NewBlobs: w.newBlobs.Load(), DuplicateBlobs: w.dupBlobs.Load(),
+		LogicalBytes: w.logical.Load(), NewBytes: w.newBytes.Load(),
+		StoredBytes: w.stored.Load(), Packs: w.packs.Load(),
+	}
+}
+
+// PutStream splits rd into content-defined chunks (restic's Rabin chunker
+// with the repository's polynomial: 512 KiB–8 MiB, about 1 MiB on average),
+// stores each as a data blob and returns their IDs in order and the number of
+// bytes read. Chunks are compressed and encrypted in parallel.
+func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, error) {
+	type job struct {
+		id  ID
+		err error
+	}
+	var (
+		jobs  []*job
+		total int64
+		wg    sync.WaitGroup
+		sem   = make(chan struct{}, runtime.GOMAXPROCS(0))
+	)
+	ch := chunker.New(rd, w.r.cfg.ChunkerPolynomial)
+	var readErr error
+	for {
+		if err := w.failed(); err != nil {
+			readErr = err
+			break
+		}
+		var buf []byte
+		select {
+		case buf = <-w.chunkBufs:
+		case <-ctx.Done():
+			readErr = ctx.Err()
+		}
+		if readErr != nil {
+			break
+		}
+		if buf == nil {
+			buf = make([]byte, 0, chunker.MaxSize)
+		}
+		c, err := ch.Next(buf)
+		if err == io.EOF {
+			w.chunkBufs <- buf
+			break
+		}
+		if err != nil {
+			w.chunkBufs <- buf
+			readErr = fmt.Errorf("read stream: %w", err)
+			break
+		}
+		total += int64(c.Length)
+		j := &job{}
+		jobs = append(jobs, j)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(data []byte) {
+			defer wg.Done()
+			j.id, j.err = w.putBlob(ctx, DataBlob, data)
+			w.chunkBufs <- data[:0]
+			<-sem
+		}(c.Data)
+	}
+	wg.Wait()
+	if readErr != nil {
+		return nil, total, readErr
+	}
+	ids := make([]ID, len(jobs))
+	for i, j := range jobs {
+		if j.err != nil {
+			return nil, total, j.err
+		}
+		ids[i] = j.id
+	}
+	return ids, total, nil
+}
