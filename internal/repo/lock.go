@@ -134,12 +134,12 @@ func (r *Repository) RemoveAllLocks(ctx context.Context) (int, error) {
 
 // heldLock is a lock this process holds; it refreshes itself until released.
 type heldLock struct {
-	r         *Repository
-	exclusive bool
-	mu        sync.Mutex
-	id        ID
-	stop      chan struct{}
-	done      chan struct{}
+	r          *Repository
+	exclusive  bool
+	mu         sync.Mutex
+	id         ID
+	stop       chan struct{}
+	done       chan struct{}
 	refreshErr error
 }
 

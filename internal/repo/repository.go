@@ -119,8 +119,8 @@ type Repository struct {
 	cache *blockCache
 
 	mu         sync.Mutex
-	indexFiles map[ID]bool    // index files loaded into idx
-	indexErrs  map[ID]error   // index files that failed to load
+	indexFiles map[ID]bool  // index files loaded into idx
+	indexErrs  map[ID]error // index files that failed to load
 }
 
 var configHandle = storage.Handle{Type: storage.ConfigFile}
