@@ -55,7 +55,8 @@ type FileInfo struct {
 //   - Save writes the whole of rd under h atomically: a reader sees either no
 //     file or the complete file, never a partial one. size is the number of
 //     bytes rd yields; if it is >= 0 and rd yields a different number, Save
-//     fails and stores nothing (size < 0 means unknown). If rd fails, or ctx
+//     fails with a permanent error and stores nothing (size < 0 means
+//     unknown). If rd fails, or ctx
 //     is cancelled, Save stores nothing. Save of an existing handle fails with
 //     an error for which IsExist is true and leaves the existing file as it
 //     was; files are write-once. Of concurrent Saves of one handle at most one
@@ -72,9 +73,9 @@ type FileInfo struct {
 //   - Stat of a missing file yields an IsNotExist error.
 //   - Remove of a missing file yields an IsNotExist error. After Remove
 //     returns nil the file is gone for Load, Stat and List.
-//   - List calls fn for every file of type t, in no particular order, with
-//     the Name a Handle of type t would carry (for ConfigFile: "", if the
-//     config exists). Files saved before List starts and not removed before it
+//   - List calls fn, one call at a time, for every file of type t, in no
+//     particular order, with the Name a Handle of type t would carry (for
+//     ConfigFile: "", if the config exists). Files saved before List starts and not removed before it
 //     ends are reported exactly once; a file saved or removed concurrently may
 //     or may not be. An error returned by fn stops the listing and is returned
 //     unchanged.

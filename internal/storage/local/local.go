@@ -139,7 +139,7 @@ func (b *Backend) Save(ctx context.Context, h storage.Handle, size int64, rd io.
 		return fmt.Errorf("save %s: %w", h, mapErr(err))
 	}
 	if size >= 0 && n != size {
-		return fmt.Errorf("save %s: read %d bytes, expected %d", h, n, size)
+		return fmt.Errorf("save %s: read %d bytes, expected %d: %w", h, n, size, storage.ErrPermanent)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("save %s: fsync: %w", h, mapErr(err))

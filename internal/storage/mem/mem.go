@@ -49,7 +49,7 @@ func (b *Backend) Save(ctx context.Context, h storage.Handle, size int64, rd io.
 		return fmt.Errorf("save %s: %w", h, err)
 	}
 	if size >= 0 && int64(buf.Len()) != size {
-		return fmt.Errorf("save %s: read %d bytes, expected %d", h, buf.Len(), size)
+		return fmt.Errorf("save %s: read %d bytes, expected %d: %w", h, buf.Len(), size, storage.ErrPermanent)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

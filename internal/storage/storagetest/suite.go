@@ -484,6 +484,9 @@ func (s *suite) sizeMismatch(t *testing.T, be storage.Backend) {
 		if err == nil {
 			t.Fatalf("Save with size %d of a %d-byte reader succeeded", int64(len(data))+delta, len(data))
 		}
+		if !storage.IsPermanent(err) {
+			t.Fatalf("Save with a wrong size: %v, want a permanent error (retrying cannot fix it)", err)
+		}
 		assertAbsent(t, be, h)
 	}
 }
