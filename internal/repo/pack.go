@@ -104,6 +104,14 @@ func decodePackHeader(body []byte, dataEnd int64) ([]packEntry, error) {
 // parsePackTail decodes the header from the tail of a pack of size packSize;
 // tail holds the last len(tail) bytes of the pack.
 func (r *Repository) parsePackTail(tail []byte, packSize int64) ([]packEntry, error) {
+	e, err := r.parsePackTail0(tail, packSize)
+	if err != nil {
+		return nil, &damageError{err}
+	}
+	return e, nil
+}
+
+func (r *Repository) parsePackTail0(tail []byte, packSize int64) ([]packEntry, error) {
 	if len(tail) < 4 {
 		return nil, errors.New("pack too short")
 	}
@@ -139,7 +147,7 @@ func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]p
 			return nil, err
 		}
 		if len(tail) < 4 {
-			return nil, fmt.Errorf("%s: too short", h)
+			return nil, &damageError{fmt.Errorf("%s: too short", h)}
 		}
 		hl := int64(binary.LittleEndian.Uint32(tail[len(tail)-4:]))
 		if hl+4 > want && hl+4 <= size && want < size && hl <= maxPackHeader {
@@ -159,7 +167,7 @@ func readRange(ctx context.Context, be storage.Backend, h storage.Handle, length
 		b := buf[:length]
 		n, err := io.ReadFull(rd, b)
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return fmt.Errorf("%s: short read: %d of %d bytes at offset %d", h, n, length, offset)
+			return &damageError{fmt.Errorf("%s: short read: %d of %d bytes at offset %d", h, n, length, offset)}
 		}
 		buf = b
 		return err
