@@ -1,0 +1,288 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// ServiceCIDR is the service IP range of the test API server. envtest's
+// default /24 runs out after 254 Services, which benchmarks exceed.
+const ServiceCIDR = "10.96.0.0/12"
+
+// ControlPlaneOptions selects what StartControlPlane runs.
+type ControlPlaneOptions struct {
+	// WithoutControllerManager skips kube-controller-manager: starts faster,
+	// but namespaces stay Terminating, nothing is garbage-collected and
+	// PVCs are bound only by StartCSI's provisioner.
+	WithoutControllerManager bool
+}
+
+// ControlPlane is a running etcd + kube-apiserver (+ kube-controller-manager).
+type ControlPlane struct {
+	env      *envtest.Environment
+	cfg      *rest.Config
+	kcm      *Process
+	etcdLog  *syncBuffer
+	apiLog   *syncBuffer
+	stopOnce sync.Once
+	stopErr  error
+
+	// StartupTimes records how long each component took to become ready,
+	// by component name ("etcd+kube-apiserver", "kube-controller-manager").
+	StartupTimes map[string]time.Duration
+}
+
+// StartControlPlane starts etcd and kube-apiserver through envtest and, unless
+// opts says otherwise, kube-controller-manager beside them. Everything stops
+// when the test ends; component logs are printed if the test failed.
+func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
+	t.Helper()
+	dir := ToolsDir()
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		Binary(t, name)
+	}
+	if !opts.WithoutControllerManager {
+		Binary(t, "kube-controller-manager")
+	}
+
+	cp := &ControlPlane{
+		etcdLog:      &syncBuffer{},
+		apiLog:       &syncBuffer{},
+		StartupTimes: map[string]time.Duration{},
+	}
+	useExisting := false
+	cp.env = &envtest.Environment{
+		BinaryAssetsDirectory: dir,
+		UseExistingCluster:    &useExisting,
+		// Two cores shared with other work: envtest's 20 s default is tight.
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	cp.env.ControlPlane.Etcd = &envtest.Etcd{Out: cp.etcdLog, Err: cp.etcdLog}
+	cp.env.ControlPlane.APIServer = &envtest.APIServer{Out: cp.apiLog, Err: cp.apiLog}
+	cp.env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", ServiceCIDR)
+
+	start := time.Now()
+	cfg, err := cp.env.Start()
+	if err != nil {
+		cp.printLogs(t)
+		_ = cp.env.Stop()
+		t.Fatalf("start etcd + kube-apiserver: %v", err)
+	}
+	cp.StartupTimes["etcd+kube-apiserver"] = time.Since(start)
+	cp.cfg = cfg
+	t.Cleanup(func() {
+		if t.Failed() {
+			cp.printLogs(t)
+		}
+		if err := cp.Stop(); err != nil {
+			t.Logf("stop control plane: %v", err)
+		}
+	})
+
+	if !opts.WithoutControllerManager {
+		start = time.Now()
+		cp.startControllerManager(t)
+		cp.StartupTimes["kube-controller-manager"] = time.Since(start)
+	}
+	return cp
+}
+
+func (cp *ControlPlane) printLogs(t T) {
+	t.Logf("---- log of etcd ----\n%s\n---- end of etcd ----", cp.etcdLog.String())
+	t.Logf("---- log of kube-apiserver ----\n%s\n---- end of kube-apiserver ----", cp.apiLog.String())
+}
+
+// startControllerManager runs kube-controller-manager with an admin
+// kubeconfig and the service-account signing key envtest generated, and
+// waits until its service-account controller has created default/default:
+// proof that it is connected and reconciling.
+func (cp *ControlPlane) startControllerManager(t T) {
+	t.Helper()
+	certDir := cp.env.ControlPlane.APIServer.CertDir
+	kubeconfig := cp.KubeconfigFile(t)
+	args := []string{
+		"--kubeconfig=" + kubeconfig,
+		"--leader-elect=false",
+		"--secure-port=0",
+		"--controllers=*",
+		"--service-account-private-key-file=" + filepath.Join(certDir, "sa-signer.key"),
+		"--root-ca-file=" + filepath.Join(certDir, "apiserver.crt"),
+		// Fast reactions in tests: the defaults are tuned for large clusters.
+		"--namespace-sync-period=10s",
+		"--pvclaimbinder-sync-period=1s",
+		"--concurrent-gc-syncs=5",
+	}
+	cp.kcm = StartProcess(t, "kube-controller-manager", Binary(t, "kube-controller-manager"), args, nil, "")
+	cs := cp.clientset(t)
+	cp.kcm.WaitReady(t, 2*time.Minute, func(ctx context.Context) error {
+		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+}
+
+// Config returns a rest.Config for an admin (group system:masters).
+func (cp *ControlPlane) Config() *rest.Config { return rest.CopyConfig(cp.cfg) }
+
+// Clientset returns an admin clientset.
+func (cp *ControlPlane) Clientset(t T) kubernetes.Interface {
+	t.Helper()
+	return cp.clientset(t)
+}
+
+func (cp *ControlPlane) clientset(t T) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cp.Config())
+	if err != nil {
+		t.Fatalf("admin clientset: %v", err)
+	}
+	return cs
+}
+
+// KubeconfigFile writes the admin kubeconfig to a temporary file that is
+// removed when the test ends, and returns its path.
+func (cp *ControlPlane) KubeconfigFile(t T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "arca-kubeconfig-")
+	if err != nil {
+		t.Fatalf("kubeconfig dir: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, cp.env.KubeConfig, 0o600); err != nil {
+		t.Fatalf("write kubeconfig: %v", err)
+	}
+	return path
+}
+
+// UserConfig returns a rest.Config authenticating as user (a client
+// certificate) in the given groups. It has no rights until RBAC grants some.
+func (cp *ControlPlane) UserConfig(t T, user string, groups ...string) *rest.Config {
+	t.Helper()
+	u, err := cp.env.AddUser(envtest.User{Name: user, Groups: groups}, &rest.Config{QPS: 1000, Burst: 2000})
+	if err != nil {
+		t.Fatalf("add user %s: %v", user, err)
+	}
+	return u.Config()
+}
+
+// ServiceAccountConfig returns a rest.Config authenticating with a bound
+// token (TokenRequest API, valid one hour) of the service account
+// namespace/name. The namespace and the service account are created if
+// missing.
+func (cp *ControlPlane) ServiceAccountConfig(t T, namespace, name string) *rest.Config {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs := cp.clientset(t)
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create namespace %s: %v", namespace, err)
+	}
+	_, err = cs.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("create service account %s/%s: %v", namespace, name, err)
+	}
+	seconds := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token request for %s/%s: %v", namespace, name, err)
+	}
+	admin := cp.Config()
+	return &rest.Config{
+		Host:            admin.Host,
+		TLSClientConfig: rest.TLSClientConfig{CAData: admin.CAData, CAFile: admin.CAFile, ServerName: admin.ServerName},
+		BearerToken:     tr.Status.Token,
+		QPS:             admin.QPS,
+		Burst:           admin.Burst,
+	}
+}
+
+// Stop stops kube-controller-manager, kube-apiserver and etcd. It is safe to
+// call more than once; t.Cleanup calls it too.
+func (cp *ControlPlane) Stop() error {
+	cp.stopOnce.Do(func() {
+		if cp.kcm != nil {
+			cp.kcm.Stop()
+		}
+		if err := cp.env.Stop(); err != nil {
+			cp.stopErr = fmt.Errorf("stop envtest: %w", err)
+		}
+	})
+	return cp.stopErr
+}
+
+// NewMainT returns a T for TestMain (or a demo), where no *testing.T exists,
+// and the function that runs its cleanups, last registered first. Logf
+// writes to stderr prefixed with name. Fatalf prints the message, runs the
+// cleanups (so no component outlives the run, and component logs are
+// printed because Failed is now true) and exits with status 1.
+func NewMainT(name string) (T, func()) {
+	m := &mainT{name: name}
+	return m, m.runCleanups
+}
+
+type mainT struct {
+	name     string
+	mu       sync.Mutex
+	cleanups []func()
+	failed   bool
+}
+
+func (m *mainT) Helper() {}
+
+func (m *mainT) Logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s: %s\n", m.name, fmt.Sprintf(format, args...))
+}
+
+func (m *mainT) Fatalf(format string, args ...any) {
+	m.mu.Lock()
+	m.failed = true
+	m.mu.Unlock()
+	fmt.Fprintf(os.Stderr, "%s: FATAL: %s\n", m.name, fmt.Sprintf(format, args...))
+	m.runCleanups()
+	os.Exit(1)
+}
+
+func (m *mainT) Cleanup(f func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cleanups = append(m.cleanups, f)
+}
+
+func (m *mainT) Failed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.failed
+}
+
+// runCleanups pops cleanups one at a time so that a cleanup registering
+// another, or a Fatalf inside a cleanup, does not run anything twice.
+func (m *mainT) runCleanups() {
+	for {
+		m.mu.Lock()
+		n := len(m.cleanups)
+		if n == 0 {
+			m.mu.Unlock()
+			return
+		}
+		f := m.cleanups[n-1]
+		m.cleanups = m.cleanups[:n-1]
+		m.mu.Unlock()
+		f()
+	}
+}
