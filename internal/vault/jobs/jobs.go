@@ -1,0 +1,453 @@
+// Package jobs runs the vault's jobs: it hands Queued backup and restore
+// jobs to the ClusterDriver of the job's cluster, follows them to a
+// terminal state, and records the recovery point of a finished backup.
+//
+// Several runners (vault replicas) may work on one store: taking a job
+// (Queued → InProgress) and finishing it are version-checked updates, so
+// exactly one runner wins each transition; the recovery point of a backup
+// job has an ID derived from the job, so it is recorded once.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/arca-backup/arca/internal/vault/clock"
+	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/retention"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// Stable job error codes.
+const (
+	CodeClusterNotConnected = "ClusterNotConnected" // no driver for the cluster
+	CodeClusterUnreachable  = "ClusterUnreachable"  // driver errors for longer than the bounded wait
+	CodeStartFailed         = "ClusterJobStartFailed"
+	CodeInstanceNotFound    = "InstanceNotFound"
+	CodePolicyInvalid       = "PolicyInvalid"
+	CodeCancelled           = "CancelledByUser"
+	CodeRecoveryPointGone   = "RecoveryPointNotFound"
+)
+
+// BackupRequest is what a driver needs to start a backup in a cluster.
+type BackupRequest struct {
+	Vault, Instance, JobID string
+	Cluster                string
+	Config                 json.RawMessage // the instance's backup configuration
+	StorageLocation        string
+	SnapshotLocation       string
+}
+
+// RestoreRequest is what a driver needs to start a restore in a cluster.
+type RestoreRequest struct {
+	Vault, JobID    string
+	TargetCluster   string
+	RecoveryPoint   *store.RecoveryPoint
+	StorageLocation string
+	Criteria        json.RawMessage // restore criteria (api/v1alpha1 vocabulary)
+}
+
+// RecoveryPointInfo describes the recovery point a finished backup wrote.
+type RecoveryPointInfo struct {
+	RepoID string
+	Time   time.Time
+	Items  int64
+	Bytes  int64
+}
+
+// Status is a driver's view of a job in the cluster.
+type Status struct {
+	State    string // one of the store.Job* states except Queued
+	SubTasks []store.SubTask
+	Warnings []store.Issue
+	Errors   []store.Issue
+	// RecoveryPoint is set when a backup completed.
+	RecoveryPoint *RecoveryPointInfo
+}
+
+// ClusterDriver starts and follows jobs in one cluster. The extension
+// (through trusted access) will implement it; the vault never touches a
+// cluster any other way.
+type ClusterDriver interface {
+	StartBackup(ctx context.Context, req BackupRequest) (ref string, err error)
+	StartRestore(ctx context.Context, req RestoreRequest) (ref string, err error)
+	JobStatus(ctx context.Context, ref string) (*Status, error)
+}
+
+// Canceller is implemented by drivers that can stop a running job.
+type Canceller interface {
+	CancelJob(ctx context.Context, ref string) error
+}
+
+// Drivers finds the driver of a cluster.
+type Drivers interface {
+	Driver(cluster string) (ClusterDriver, bool)
+}
+
+// DriverMap is a fixed set of drivers by cluster name.
+type DriverMap map[string]ClusterDriver
+
+// Driver implements Drivers.
+func (m DriverMap) Driver(c string) (ClusterDriver, bool) { d, ok := m[c]; return d, ok }
+
+// RestoreParams are the parameters of a Restore job.
+type RestoreParams struct {
+	RecoveryPoint string          `json:"recoveryPoint"`
+	TargetCluster string          `json:"targetCluster"`
+	Criteria      json.RawMessage `json:"restoreCriteria,omitempty"`
+}
+
+// BackupParams are the parameters of an OnDemandBackup job.
+type BackupParams struct {
+	Retention string `json:"retention,omitempty"` // ISO 8601 duration; empty: policy default
+}
+
+// Runner moves jobs forward.
+type Runner struct {
+	Store     store.Store
+	Clock     clock.Clock
+	Drivers   Drivers
+	Retention *retention.Engine
+	// UnreachableAfter bounds how long status errors are tolerated before
+	// the job fails with ClusterUnreachable (default 10 minutes).
+	UnreachableAfter time.Duration
+	Log              *slog.Logger
+	// OnFinish, when set, is called for every job reaching a terminal state.
+	OnFinish func(*store.Job)
+
+	failingSince map[string]time.Time
+}
+
+func (r *Runner) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}
+
+// Tick starts Queued jobs and polls InProgress ones once.
+func (r *Runner) Tick(ctx context.Context) error {
+	queued, err := r.Store.ListJobs(ctx, store.JobFilter{State: store.JobQueued})
+	if err != nil {
+		return err
+	}
+	for i := len(queued) - 1; i >= 0; i-- { // oldest first
+		if err := r.start(ctx, queued[i]); err != nil {
+			return err
+		}
+	}
+	running, err := r.Store.ListJobs(ctx, store.JobFilter{State: store.JobInProgress})
+	if err != nil {
+		return err
+	}
+	for _, j := range running {
+		if err := r.poll(ctx, j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run ticks every interval until ctx ends.
+func (r *Runner) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := r.Tick(ctx); err != nil && ctx.Err() == nil {
+			r.log().Error("job runner tick", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// save writes j; a conflict means another runner moved it first, reported
+// as false.
+func (r *Runner) save(ctx context.Context, j *store.Job) (bool, error) {
+	err := r.Store.UpdateJob(ctx, j)
+	if errors.Is(err, store.ErrConflict) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if store.JobStateTerminal(j.State) && r.OnFinish != nil {
+		r.OnFinish(j)
+	}
+	return true, nil
+}
+
+func (r *Runner) fail(ctx context.Context, j *store.Job, code, msg string) error {
+	now := r.Clock.Now()
+	j.State, j.EndedAt = store.JobFailed, &now
+	if j.StartedAt == nil {
+		j.StartedAt = &now
+	}
+	j.Errors = append(j.Errors, store.Issue{Code: code, Message: msg})
+	r.log().Warn("job failed", "vault", j.Vault, "job", j.ID, "type", j.Type, "code", code, "msg", msg)
+	_, err := r.save(ctx, j)
+	return err
+}
+
+func (r *Runner) start(ctx context.Context, j *store.Job) error {
+	now := r.Clock.Now()
+	j.State, j.StartedAt = store.JobInProgress, &now
+	if ok, err := r.save(ctx, j); err != nil || !ok {
+		return err // !ok: another runner took it
+	}
+	switch j.Type {
+	case store.JobOnDemandBackup, store.JobScheduledBackup:
+		return r.startBackup(ctx, j)
+	case store.JobRestore:
+		return r.startRestore(ctx, j)
+	case store.JobRetention:
+		return r.runRetention(ctx, j)
+	}
+	return r.fail(ctx, j, "UnknownJobType", fmt.Sprintf("job type %q is not supported", j.Type))
+}
+
+func (r *Runner) driver(cluster string) (ClusterDriver, bool) {
+	if r.Drivers == nil {
+		return nil, false
+	}
+	return r.Drivers.Driver(cluster)
+}
+
+func notConnected(cluster string) string {
+	return fmt.Sprintf("cluster %q has no connection to this vault: install the extension and enable trusted access (arca trusted-access enable); this vault version has no cluster driver yet", cluster)
+}
+
+func (r *Runner) startBackup(ctx context.Context, j *store.Job) error {
+	in, err := r.Store.GetInstance(ctx, j.Vault, j.Instance)
+	if errors.Is(err, store.ErrNotFound) {
+		return r.fail(ctx, j, CodeInstanceNotFound, fmt.Sprintf("backup instance %q no longer exists", j.Instance))
+	}
+	if err != nil {
+		return err
+	}
+	d, ok := r.driver(in.Cluster)
+	if !ok {
+		return r.fail(ctx, j, CodeClusterNotConnected, notConnected(in.Cluster))
+	}
+	ref, err := d.StartBackup(ctx, BackupRequest{Vault: j.Vault, Instance: in.Name, JobID: j.ID, Cluster: in.Cluster,
+		Config: in.Config, StorageLocation: in.StorageLocation, SnapshotLocation: in.SnapshotLocation})
+	if err != nil {
+		return r.fail(ctx, j, CodeStartFailed, err.Error())
+	}
+	j.ExternalRef = ref
+	_, err = r.save(ctx, j)
+	return err
+}
+
+func (r *Runner) startRestore(ctx context.Context, j *store.Job) error {
+	var p RestoreParams
+	if err := json.Unmarshal(j.Params, &p); err != nil {
+		return r.fail(ctx, j, "InvalidParameters", err.Error())
+	}
+	rp, err := r.Store.GetRecoveryPoint(ctx, j.Vault, p.RecoveryPoint)
+	if errors.Is(err, store.ErrNotFound) {
+		return r.fail(ctx, j, CodeRecoveryPointGone, fmt.Sprintf("recovery point %q no longer exists", p.RecoveryPoint))
+	}
+	if err != nil {
+		return err
+	}
+	storage := ""
+	if in, err := r.Store.GetInstance(ctx, j.Vault, rp.Instance); err == nil {
+		storage = in.StorageLocation
+	}
+	d, ok := r.driver(p.TargetCluster)
+	if !ok {
+		return r.fail(ctx, j, CodeClusterNotConnected, notConnected(p.TargetCluster))
+	}
+	ref, err := d.StartRestore(ctx, RestoreRequest{Vault: j.Vault, JobID: j.ID, TargetCluster: p.TargetCluster,
+		RecoveryPoint: rp, StorageLocation: storage, Criteria: p.Criteria})
+	if err != nil {
+		return r.fail(ctx, j, CodeStartFailed, err.Error())
+	}
+	j.ExternalRef = ref
+	_, err = r.save(ctx, j)
+	return err
+}
+
+func (r *Runner) runRetention(ctx context.Context, j *store.Job) error {
+	res, err := r.Retention.ExpireInstance(ctx, j.Vault, j.Instance)
+	if err != nil {
+		return r.fail(ctx, j, "RetentionFailed", err.Error())
+	}
+	now := r.Clock.Now()
+	j.Params, _ = json.Marshal(res)
+	j.State, j.EndedAt = store.JobCompleted, &now
+	if len(res.Errors) > 0 {
+		j.State, j.Warnings = store.JobCompletedWithWarnings, append(j.Warnings, res.Errors...)
+	}
+	_, err = r.save(ctx, j)
+	return err
+}
+
+func (r *Runner) cluster(ctx context.Context, j *store.Job) (string, error) {
+	if j.Type == store.JobRestore {
+		var p RestoreParams
+		_ = json.Unmarshal(j.Params, &p)
+		return p.TargetCluster, nil
+	}
+	in, err := r.Store.GetInstance(ctx, j.Vault, j.Instance)
+	if err != nil {
+		return "", err
+	}
+	return in.Cluster, nil
+}
+
+func (r *Runner) poll(ctx context.Context, j *store.Job) error {
+	if j.ExternalRef == "" {
+		return nil // being started by a runner right now
+	}
+	cl, err := r.cluster(ctx, j)
+	if errors.Is(err, store.ErrNotFound) {
+		return r.fail(ctx, j, CodeInstanceNotFound, fmt.Sprintf("backup instance %q no longer exists", j.Instance))
+	}
+	if err != nil {
+		return err
+	}
+	d, ok := r.driver(cl)
+	if !ok {
+		return r.fail(ctx, j, CodeClusterNotConnected, notConnected(cl))
+	}
+	st, err := d.JobStatus(ctx, j.ExternalRef)
+	if err != nil {
+		if r.failingSince == nil {
+			r.failingSince = map[string]time.Time{}
+		}
+		since, seen := r.failingSince[j.ID]
+		if !seen {
+			r.failingSince[j.ID] = r.Clock.Now()
+			return nil
+		}
+		limit := r.UnreachableAfter
+		if limit == 0 {
+			limit = 10 * time.Minute
+		}
+		if r.Clock.Now().Sub(since) >= limit {
+			delete(r.failingSince, j.ID)
+			return r.fail(ctx, j, CodeClusterUnreachable, fmt.Sprintf("no status from cluster %q for %v: %v", cl, limit, err))
+		}
+		return nil
+	}
+	delete(r.failingSince, j.ID)
+	j.SubTasks, j.Warnings = st.SubTasks, mergeIssues(j.Warnings, st.Warnings)
+	if !store.JobStateTerminal(st.State) {
+		_, err := r.save(ctx, j)
+		return err
+	}
+	if (st.State == store.JobCompleted || st.State == store.JobCompletedWithWarnings) &&
+		(j.Type == store.JobScheduledBackup || j.Type == store.JobOnDemandBackup) {
+		if st.RecoveryPoint == nil {
+			st.State = store.JobFailed
+			st.Errors = append(st.Errors, store.Issue{Code: "NoRecoveryPoint", Message: "the cluster reported success without a recovery point"})
+		} else if err := r.recordRecoveryPoint(ctx, j, st.RecoveryPoint); err != nil {
+			return err
+		}
+	}
+	now := r.Clock.Now()
+	j.State, j.EndedAt, j.Errors = st.State, &now, append(j.Errors, st.Errors...)
+	_, err = r.save(ctx, j)
+	return err
+}
+
+func mergeIssues(have, add []store.Issue) []store.Issue {
+	seen := map[store.Issue]bool{}
+	for _, i := range have {
+		seen[i] = true
+	}
+	for _, i := range add {
+		if !seen[i] {
+			have, seen[i] = append(have, i), true
+		}
+	}
+	return have
+}
+
+// RecoveryPointID is the catalog ID of the recovery point written by a
+// backup job: derived from the job so that recording is idempotent.
+func RecoveryPointID(jobID string) string { return "rp-" + jobID }
+
+func (r *Runner) recordRecoveryPoint(ctx context.Context, j *store.Job, info *RecoveryPointInfo) error {
+	in, err := r.Store.GetInstance(ctx, j.Vault, j.Instance)
+	if err != nil {
+		return err
+	}
+	pol, err := r.Store.GetPolicy(ctx, j.Vault, in.Policy)
+	if err != nil {
+		return err
+	}
+	p, err := policy.ParseJSON(pol.Schedule, pol.Retention)
+	if err != nil {
+		return err
+	}
+	taken := info.Time
+	if taken.IsZero() {
+		taken = r.Clock.Now()
+	}
+	rp := &store.RecoveryPoint{Vault: j.Vault, ID: RecoveryPointID(j.ID), Instance: j.Instance, JobID: j.ID, Time: taken,
+		RepoID: info.RepoID, Items: info.Items, Bytes: info.Bytes}
+	if j.Type == store.JobOnDemandBackup {
+		var bp BackupParams
+		_ = json.Unmarshal(j.Params, &bp)
+		var d *policy.Duration
+		if bp.Retention != "" {
+			if x, err := policy.ParseDuration(bp.Retention); err == nil {
+				d = &x
+			}
+		}
+		retention.ApplyOnDemand(p, d, rp)
+	} else if err := r.Retention.Apply(ctx, p, rp); err != nil {
+		return err
+	}
+	if in.ProtectionState == store.ProtectionStopped && in.StopMode == store.StopRetainForever {
+		rp.ExpiresAt = nil
+	}
+	err = r.Store.CreateRecoveryPoint(ctx, rp)
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return nil // recorded by another runner
+	}
+	return err
+}
+
+// Cancel cancels a job that has not finished. A Queued job is cancelled at
+// once; an InProgress job is cancelled in the vault, and in the cluster when
+// its driver can (otherwise a CancelNotPropagated warning says the cluster
+// job may still finish).
+func (r *Runner) Cancel(ctx context.Context, j *store.Job) error {
+	if store.JobStateTerminal(j.State) {
+		return fmt.Errorf("job %s is already %s", j.ID, j.State)
+	}
+	if j.State == store.JobInProgress && j.ExternalRef != "" {
+		propagated := false
+		if cl, err := r.cluster(ctx, j); err == nil {
+			if d, ok := r.driver(cl); ok {
+				if c, ok := d.(Canceller); ok {
+					if err := c.CancelJob(ctx, j.ExternalRef); err != nil {
+						return fmt.Errorf("cancel in cluster: %w", err)
+					}
+					propagated = true
+				}
+			}
+		}
+		if !propagated {
+			j.Warnings = append(j.Warnings, store.Issue{Code: "CancelNotPropagated", Message: "the cluster job could not be stopped; it may still run to completion, but the vault will not record its result"})
+		}
+	}
+	now := r.Clock.Now()
+	j.State, j.EndedAt = store.JobCancelled, &now
+	if j.StartedAt == nil {
+		j.StartedAt = &now
+	}
+	j.Errors = append(j.Errors, store.Issue{Code: CodeCancelled, Message: "cancelled by user"})
+	return r.Store.UpdateJob(ctx, j)
+}
