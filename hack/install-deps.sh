@@ -1,14 +1,36 @@
 #!/usr/bin/env bash
-# Installs the system packages the tests need when they are missing.
+# Installs the system packages the tests need when they are missing:
+#   - Node.js and npm, to install and run Azurite (tools/azurite);
+#   - PostgreSQL's server binaries (initdb, postgres) from Debian's
+#     postgresql package, started per test by internal/testenv.
+# Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
-command -v node >/dev/null || need+=(nodejs npm)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
   need+=(postgresql)
 fi
+# runuser/setpriv are not needed (testenv switches users itself), but the
+# unprivileged user PostgreSQL runs as when the tests run as root must exist.
+if [ "$(id -u)" = 0 ] && ! id nobody >/dev/null 2>&1 && [ -z "${ARCA_POSTGRES_USER:-}" ]; then
+  echo "install-deps: creating user nobody to run PostgreSQL as"
+  useradd --system --no-create-home --shell /usr/sbin/nologin nobody
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
+  sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${need[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${need[@]}" >/dev/null
+  "${sudo[@]}" apt-get update -qq
+  # policy-rc.d-less containers may try to start the packaged cluster; the
+  # tests never use it, so a failing service start is harmless.
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+major=$(node --version | sed 's/^v\([0-9]*\).*/\1/')
+if [ "$major" -lt 20 ]; then
+  echo "install-deps: warning: Node.js $(node --version) is older than Azurite 3.37 supports (>= 20 works, >= 22 is declared)" >&2
 fi
