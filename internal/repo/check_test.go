@@ -53,7 +53,7 @@ func TestCheckDamage(t *testing.T) {
 		name     string
 		readData bool
 		damage   func(t *testing.T, s *setup) string // returns the file that must be named
-		loadFail bool                                  // LoadBlob(blobB) must fail
+		loadFail bool                                // LoadBlob(blobB) must fail
 	}{
 		{"flipped byte in pack", true, func(t *testing.T, s *setup) string {
 			loc, _, _, _ := s.r.idx.lookup(s.blobB)

@@ -69,6 +69,11 @@ func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.newWriter(ctx, hl), nil
+}
+
+// newWriter makes a writer holding hl (nil: the caller holds a lock).
+func (r *Repository) newWriter(ctx context.Context, hl *heldLock) *Writer {
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w := &Writer{
 		r: r, lock: hl, ctx: wctx, cancel: cancel,
@@ -84,7 +89,7 @@ func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
 		w.wg.Add(1)
 		go w.uploader()
 	}
-	return w, nil
+	return w
 }
 
 func (w *Writer) setErr(err error) {
@@ -140,30 +145,7 @@ func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, erro
 	}
 	sealed := w.r.crypt.seal((*bp)[:0], data, true)
 
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return ID{}, ErrWriterClosed
-	}
-	if w.cur == nil {
-		w.cur = w.newPack()
-	}
-	p := w.cur
-	p.entries = append(p.entries, packEntry{Type: t, ID: id, Offset: uint32(len(p.data)), Length: uint32(len(sealed)), RawLen: uint32(len(data))})
-	p.data = append(p.data, sealed...)
-	var err error
-	if len(p.data) >= w.r.opts.packSize {
-		w.cur = nil
-		// Sending under the lock is the backpressure: when every uploader is
-		// busy, writers wait instead of filling more packs.
-		select {
-		case w.uploads <- p:
-		case <-ctx.Done():
-			err = ctx.Err()
-			w.setErr(fmt.Errorf("put blob: %w", err))
-		}
-	}
-	w.mu.Unlock()
+	err := w.appendSealed(ctx, t, id, sealed, len(data))
 	*bp = sealed
 	w.sealPool.Put(bp)
 	if err != nil {
@@ -172,6 +154,35 @@ func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, erro
 	w.newBlobs.Add(1)
 	w.newBytes.Add(int64(len(data)))
 	return id, nil
+}
+
+// appendSealed adds an encrypted blob to the current pack and hands full
+// packs to the uploaders.
+func (w *Writer) appendSealed(ctx context.Context, t BlobType, id ID, sealed []byte, rawLen int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrWriterClosed
+	}
+	if w.cur == nil {
+		w.cur = w.newPack()
+	}
+	p := w.cur
+	p.entries = append(p.entries, packEntry{Type: t, ID: id, Offset: uint32(len(p.data)), Length: uint32(len(sealed)), RawLen: uint32(rawLen)})
+	p.data = append(p.data, sealed...)
+	if len(p.data) >= w.r.opts.packSize {
+		w.cur = nil
+		// Sending under the lock is the backpressure: when every uploader is
+		// busy, writers wait instead of filling more packs.
+		select {
+		case w.uploads <- p:
+		case <-ctx.Done():
+			err := fmt.Errorf("put blob: %w", ctx.Err())
+			w.setErr(err)
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *Writer) newPack() *packBuf {

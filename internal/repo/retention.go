@@ -1,0 +1,168 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/arca-backup/arca/internal/storage"
+)
+
+// RetentionPolicy says which recovery points to keep. A point is kept if any
+// rule keeps it. The newest point of a group is always kept.
+type RetentionPolicy struct {
+	KeepLast    int           `json:"keepLast,omitempty"`    // the N newest
+	KeepHourly  int           `json:"keepHourly,omitempty"`  // the newest of each of the last N hours that have points
+	KeepDaily   int           `json:"keepDaily,omitempty"`   // … days (UTC)
+	KeepWeekly  int           `json:"keepWeekly,omitempty"`  // … ISO weeks
+	KeepMonthly int           `json:"keepMonthly,omitempty"` // … months
+	KeepYearly  int           `json:"keepYearly,omitempty"`  // … years
+	KeepWithin  time.Duration `json:"keepWithin,omitempty"`  // every point started within this duration before now
+}
+
+// Empty reports whether the policy has no rule.
+func (p RetentionPolicy) Empty() bool {
+	return p == RetentionPolicy{}
+}
+
+// RetentionDecision is the verdict on one recovery point.
+type RetentionDecision struct {
+	RecoveryPoint *RecoveryPoint `json:"-"`
+	ID            ID             `json:"id"`
+	Keep          bool           `json:"keep"`
+	Reasons       []string       `json:"reasons,omitempty"` // why kept
+}
+
+func pointTime(rp *RecoveryPoint) time.Time {
+	if rp.Started.IsZero() {
+		return rp.Finished
+	}
+	return rp.Started
+}
+
+// ApplyRetention decides, for one group of recovery points, which to keep
+// under p at time now. It is a pure function. The result is newest first. An
+// empty policy keeps everything.
+func ApplyRetention(points []*RecoveryPoint, p RetentionPolicy, now time.Time) []RetentionDecision {
+	sorted := append([]*RecoveryPoint(nil), points...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		ti, tj := pointTime(sorted[i]), pointTime(sorted[j])
+		if !ti.Equal(tj) {
+			return ti.After(tj)
+		}
+		return sorted[i].ID.String() > sorted[j].ID.String()
+	})
+	out := make([]RetentionDecision, len(sorted))
+	for i, rp := range sorted {
+		out[i] = RetentionDecision{RecoveryPoint: rp, ID: rp.ID}
+	}
+	if p.Empty() {
+		for i := range out {
+			out[i].Keep = true
+			out[i].Reasons = []string{"no policy"}
+		}
+		return out
+	}
+	type bucketRule struct {
+		name string
+		n    int
+		key  func(time.Time) string
+	}
+	rules := []bucketRule{
+		{"hourly", p.KeepHourly, func(t time.Time) string { return t.UTC().Format("2006-01-02T15") }},
+		{"daily", p.KeepDaily, func(t time.Time) string { return t.UTC().Format("2006-01-02") }},
+		{"weekly", p.KeepWeekly, func(t time.Time) string {
+			y, w := t.UTC().ISOWeek()
+			return fmt.Sprintf("%04d-W%02d", y, w)
+		}},
+		{"monthly", p.KeepMonthly, func(t time.Time) string { return t.UTC().Format("2006-01") }},
+		{"yearly", p.KeepYearly, func(t time.Time) string { return t.UTC().Format("2006") }},
+	}
+	keep := func(i int, reason string) {
+		out[i].Keep = true
+		out[i].Reasons = append(out[i].Reasons, reason)
+	}
+	for i := range out {
+		if i < p.KeepLast {
+			keep(i, "last")
+		}
+		if p.KeepWithin > 0 && now.Sub(pointTime(out[i].RecoveryPoint)) <= p.KeepWithin {
+			keep(i, "within "+p.KeepWithin.String())
+		}
+	}
+	for _, rule := range rules {
+		if rule.n <= 0 {
+			continue
+		}
+		last, kept := "", 0
+		for i := range out {
+			if kept >= rule.n {
+				break
+			}
+			k := rule.key(pointTime(out[i].RecoveryPoint))
+			if k != last {
+				keep(i, rule.name)
+				last = k
+				kept++
+			}
+		}
+	}
+	if len(out) > 0 && !out[0].Keep {
+		keep(0, "newest")
+	}
+	return out
+}
+
+// RetentionGroup is the key recovery points are grouped by for retention:
+// their source cluster.
+func RetentionGroup(rp *RecoveryPoint) string { return rp.Source.Cluster }
+
+// Forget removes the manifests of the given recovery points. Their data
+// stays until Prune.
+func (r *Repository) Forget(ctx context.Context, ids []ID) error {
+	for _, id := range ids {
+		err := r.be.Remove(ctx, storage.Handle{Type: storage.RecoveryPointFile, Name: id.String()})
+		if err != nil {
+			return fmt.Errorf("forget %s: %w", id.Short(), err)
+		}
+	}
+	return nil
+}
+
+// ForgetByPolicy applies p to every group of recovery points (RetentionGroup)
+// and, unless dryRun, forgets those not kept. It returns all decisions.
+func (r *Repository) ForgetByPolicy(ctx context.Context, p RetentionPolicy, dryRun bool) ([]RetentionDecision, error) {
+	if p.Empty() {
+		return nil, fmt.Errorf("empty retention policy: give at least one keep rule")
+	}
+	rps, err := r.ListRecoveryPoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	groups := map[string][]*RecoveryPoint{}
+	var keys []string
+	for _, rp := range rps {
+		k := RetentionGroup(rp)
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], rp)
+	}
+	sort.Strings(keys)
+	now := r.opts.clock.Now()
+	var all []RetentionDecision
+	var forget []ID
+	for _, k := range keys {
+		for _, d := range ApplyRetention(groups[k], p, now) {
+			all = append(all, d)
+			if !d.Keep {
+				forget = append(forget, d.ID)
+			}
+		}
+	}
+	if dryRun {
+		return all, nil
+	}
+	return all, r.Forget(ctx, forget)
+}
