@@ -107,8 +107,9 @@ var (
 )
 
 // Valid reports whether h may be stored: a known type, and a Name that is
-// empty for ConfigFile and otherwise 1–255 bytes of printable ASCII without
-// "/", "\\", spaces or a leading ".". The error wraps ErrPermanent.
+// empty for ConfigFile and otherwise 1–255 bytes (at least 2 for packs) of
+// printable ASCII without "/", "\\", spaces or a leading ".". The error
+// wraps ErrPermanent.
 func (h Handle) Valid() error {
 	switch h.Type {
 	case ConfigFile:
@@ -123,6 +124,9 @@ func (h Handle) Valid() error {
 	if h.Name == "" || len(h.Name) > 255 {
 		return fmt.Errorf("invalid handle %q: name must be 1 to 255 bytes long: %w", h, ErrPermanent)
 	}
+	if h.Type == PackFile && len(h.Name) < 2 {
+		return fmt.Errorf("invalid handle %q: pack names need at least 2 characters: %w", h, ErrPermanent)
+	}
 	if h.Name[0] == '.' {
 		return fmt.Errorf("invalid handle %q: name must not start with '.': %w", h, ErrPermanent)
 	}
@@ -133,6 +137,30 @@ func (h Handle) Valid() error {
 		}
 	}
 	return nil
+}
+
+// Valid reports whether t is a known file type; the error wraps ErrPermanent.
+func (t FileType) Valid() error {
+	for _, known := range FileTypes {
+		if t == known {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown file type %q: %w", string(t), ErrPermanent)
+}
+
+// Key is the slash-separated path of h inside a repository, the same on
+// every backend so that a repository can be copied between them with plain
+// file or object tools: "config", "<type>/<name>", and for packs
+// "data/<first 2 characters>/<name>". h must be valid.
+func (h Handle) Key() string {
+	switch h.Type {
+	case ConfigFile:
+		return string(ConfigFile)
+	case PackFile:
+		return string(PackFile) + "/" + h.Name[:2] + "/" + h.Name
+	}
+	return string(h.Type) + "/" + h.Name
 }
 
 // FileTypes lists every FileType, for code that walks a whole repository.

@@ -90,17 +90,7 @@ func (b *Backend) Path(h storage.Handle) (string, error) {
 	if err := h.Valid(); err != nil {
 		return "", err
 	}
-	switch h.Type {
-	case storage.ConfigFile:
-		return filepath.Join(b.dir, string(storage.ConfigFile)), nil
-	case storage.PackFile:
-		if len(h.Name) < 2 {
-			return "", fmt.Errorf("invalid handle %q: pack names need at least 2 characters: %w", h, storage.ErrPermanent)
-		}
-		return filepath.Join(b.dir, string(h.Type), h.Name[:2], h.Name), nil
-	default:
-		return filepath.Join(b.dir, string(h.Type), h.Name), nil
-	}
+	return filepath.Join(b.dir, filepath.FromSlash(h.Key())), nil
 }
 
 func (b *Backend) Save(ctx context.Context, h storage.Handle, size int64, rd io.Reader) (err error) {
@@ -274,7 +264,7 @@ func (b *Backend) List(ctx context.Context, t storage.FileType, fn func(storage.
 		}
 		return fn(fi)
 	}
-	if err := (storage.Handle{Type: t, Name: "xx"}).Valid(); err != nil {
+	if err := t.Valid(); err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
 	dir := filepath.Join(b.dir, string(t))

@@ -120,8 +120,11 @@ func (b *Backend) Remove(ctx context.Context, h storage.Handle) error {
 }
 
 func (b *Backend) List(ctx context.Context, t storage.FileType, fn func(storage.FileInfo) error) error {
-	if err := (storage.Handle{Type: t, Name: "x"}).Valid(); err != nil && t != storage.ConfigFile {
-		return err
+	if err := t.Valid(); err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %s: %w", t, err)
 	}
 	// Snapshot the listing so fn may call back into the backend.
 	b.mu.RLock()

@@ -459,6 +459,7 @@ func (s *suite) invalidHandles(t *testing.T, be storage.Backend) {
 	bad := []storage.Handle{
 		{Type: storage.PackFile, Name: ""},
 		{Type: storage.PackFile, Name: "a/b"},
+		{Type: storage.PackFile, Name: "a"},
 		{Type: storage.PackFile, Name: ".."},
 		{Type: storage.PackFile, Name: ".hidden"},
 		{Type: storage.KeyFile, Name: "with space"},
