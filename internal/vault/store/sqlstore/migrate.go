@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 )
 
@@ -104,9 +105,14 @@ var migrations = [][]string{
 func SchemaVersion() int { return len(migrations) }
 
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version BIGINT PRIMARY KEY,
-		applied_at BIGINT NOT NULL)`); err != nil {
+	// Even CREATE TABLE IF NOT EXISTS races on PostgreSQL (two sessions
+	// can both pass the check), so it runs under the migration lock too.
+	if err := s.inLockedTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version BIGINT PRIMARY KEY,
+			applied_at BIGINT NOT NULL)`)
+		return err
+	}); err != nil {
 		return fmt.Errorf("create migrations table: %w", err)
 	}
 	for i, stmts := range migrations {
@@ -117,7 +123,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) applyMigration(ctx context.Context, version int, stmts []string) error {
+func (s *Store) inLockedTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -128,24 +134,31 @@ func (s *Store) applyMigration(ctx context.Context, version int, stmts []string)
 			return fmt.Errorf("lock: %w", err)
 		}
 	}
-	// Checked inside the transaction, after the lock: a replica that
-	// waited for another one sees its work and does nothing.
-	var n int
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = $1`), version).Scan(&n); err != nil {
-		return err
-	}
-	if n > 0 {
-		return nil
-	}
-	for _, st := range stmts {
-		if _, err := tx.ExecContext(ctx, st); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`), version, micros(s.stamp())); err != nil {
+	if err := fn(tx); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+func (s *Store) applyMigration(ctx context.Context, version int, stmts []string) error {
+	return s.inLockedTx(ctx, func(tx *sql.Tx) error {
+		// Checked after taking the lock: a replica that waited for
+		// another one sees its work and does nothing.
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = $1`), version).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		for _, st := range stmts {
+			if _, err := tx.ExecContext(ctx, st); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`), version, micros(s.stamp()))
+		return err
+	})
 }
 
 // AppliedMigrations returns the recorded schema versions, ascending.
