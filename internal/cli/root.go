@@ -19,6 +19,7 @@ func NewRootCommand() *cobra.Command {
 	}
 	root.AddCommand(
 		newVersionCommand(),
+		newRepoCommand(),
 		newLocalCommand(),
 	)
 	return root

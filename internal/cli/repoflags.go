@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/storage"
+	"github.com/arca-backup/arca/internal/storage/local"
+	"github.com/arca-backup/arca/internal/storage/retry"
+)
+
+// RepoOptions locate and unlock a repository. Commands that use a
+// repository embed it, call AddFlags, then Open or OpenOrInit:
+//
+//	--repo URL            file:///path or a directory (azure://, s3:// via storage/location)
+//	--password-file FILE  the password (first line); otherwise $ARCA_PASSWORD
+type RepoOptions struct {
+	Repo         string
+	PasswordFile string
+}
+
+// PasswordEnv is the environment variable read when --password-file is absent.
+const PasswordEnv = "ARCA_PASSWORD"
+
+// AddFlags registers --repo and --password-file.
+func (o *RepoOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Repo, "repo", "", "repository URL: file:///path (or a directory), azure://account/container/prefix, s3://bucket/prefix?endpoint=…")
+	fs.StringVar(&o.PasswordFile, "password-file", "", "file holding the repository password (default: $"+PasswordEnv+")")
+}
+
+// Password returns the password from --password-file or $ARCA_PASSWORD; a
+// UsageError naming both if neither is set.
+func (o *RepoOptions) Password() (string, error) {
+	if o.PasswordFile != "" {
+		b, err := os.ReadFile(o.PasswordFile)
+		if err != nil {
+			return "", &UsageError{fmt.Errorf("read password file: %w", err)}
+		}
+		p, _, _ := strings.Cut(string(b), "\n")
+		p = strings.TrimRight(p, "\r")
+		if p == "" {
+			return "", &UsageError{fmt.Errorf("password file %s is empty", o.PasswordFile)}
+		}
+		return p, nil
+	}
+	if p := os.Getenv(PasswordEnv); p != "" {
+		return p, nil
+	}
+	return "", &UsageError{errors.New("no repository password: use --password-file FILE or set " + PasswordEnv)}
+}
+
+// Backend opens the storage named by --repo, wrapped in the retry decorator.
+// With create, a missing local directory is created.
+func (o *RepoOptions) Backend(ctx context.Context, create bool) (storage.Backend, error) {
+	if o.Repo == "" {
+		return nil, &UsageError{errors.New("--repo is required")}
+	}
+	dir := o.Repo
+	if strings.Contains(o.Repo, "://") {
+		u, err := url.Parse(o.Repo)
+		if err != nil {
+			return nil, &UsageError{fmt.Errorf("repository URL %q: %w", o.Repo, err)}
+		}
+		if u.Scheme != "file" {
+			return nil, &UsageError{fmt.Errorf("repository URL %q: scheme %q is not supported yet (use file://)", o.Repo, u.Scheme)}
+		}
+		dir = u.Path
+	}
+	var be storage.Backend
+	var err error
+	if create {
+		be, err = local.Create(dir)
+	} else {
+		be, err = local.Open(dir)
+	}
+	if err != nil {
+		if storage.IsNotExist(err) {
+			return nil, fmt.Errorf("%s: %w", o.Repo, repo.ErrNoRepository)
+		}
+		return nil, err
+	}
+	return retry.New(be, retry.Options{}), nil
+}
+
+// Open opens an existing repository.
+func (o *RepoOptions) Open(ctx context.Context, opts ...repo.Option) (*repo.Repository, error) {
+	pw, err := o.Password()
+	if err != nil {
+		return nil, err
+	}
+	be, err := o.Backend(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	r, err := repo.Open(ctx, be, pw, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", o.Repo, err)
+	}
+	return r, nil
+}
+
+// OpenOrInit opens the repository, creating it if there is none.
+func (o *RepoOptions) OpenOrInit(ctx context.Context, opts ...repo.Option) (*repo.Repository, bool, error) {
+	pw, err := o.Password()
+	if err != nil {
+		return nil, false, err
+	}
+	be, err := o.Backend(ctx, true)
+	if err != nil {
+		return nil, false, err
+	}
+	r, created, err := repo.OpenOrInit(ctx, be, pw, opts...)
+	if err != nil {
+		return nil, false, fmt.Errorf("open repository %s: %w", o.Repo, err)
+	}
+	return r, created, nil
+}
