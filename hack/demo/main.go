@@ -1,0 +1,360 @@
+// Command demo is what `make demo` runs: it starts a real local cluster (etcd,
+// kube-apiserver, kube-controller-manager and the CSI snapshot stack from
+// internal/testenv), deploys a sample application, and drives the real arca
+// binary through a backup, the loss of the application, a restore, and a
+// verification that everything came back. It exits non-zero if anything is
+// missing or different after the restore.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/arca-backup/arca/internal/testenv"
+)
+
+const ns = "demo-shop"
+
+func main() {
+	arca := flag.String("arca", "bin/arca", "path of the arca binary to demonstrate")
+	work := flag.String("work", "", "directory for the repository and kubeconfig (default: a new temporary directory, removed at the end)")
+	flag.Parse()
+
+	t, cleanup := testenv.NewMainT("demo")
+	err := run(t, *arca, *work)
+	cleanup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)
+		os.Exit(1)
+	}
+}
+
+type step struct {
+	name string
+	took time.Duration
+}
+
+func run(t testenv.T, arca, work string) error {
+	ctx := context.Background()
+	var steps []step
+	timed := func(name string, f func() error) error {
+		fmt.Printf("==> %s\n", name)
+		start := time.Now()
+		err := f()
+		steps = append(steps, step{name, time.Since(start)})
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+
+	arca, err := filepath.Abs(arca)
+	if err != nil {
+		return err
+	}
+	if work == "" {
+		if work, err = os.MkdirTemp("", "arca-demo-"); err != nil {
+			return err
+		}
+		t.Cleanup(func() { os.RemoveAll(work) })
+	}
+	repoURL := "file://" + filepath.Join(work, "repository")
+	env := append(os.Environ(), "ARCA_PASSWORD=demo-password-change-me")
+
+	var cp *testenv.ControlPlane
+	var csi *testenv.CSI
+	if err := timed("start a local cluster (etcd, kube-apiserver, kube-controller-manager, CSI snapshot stack)", func() error {
+		cp = testenv.StartControlPlane(t, testenv.ControlPlaneOptions{})
+		csi = testenv.StartCSI(t, cp)
+		return nil
+	}); err != nil {
+		return err
+	}
+	kubeconfig := cp.KubeconfigFile(t)
+	cs, err := kubernetes.NewForConfig(cp.Config())
+	if err != nil {
+		return err
+	}
+
+	var before *app
+	if err := timed("deploy the sample application into namespace "+ns, func() error {
+		if err := deploy(ctx, cs, csi.StorageClass); err != nil {
+			return err
+		}
+		before, err = capture(ctx, cs)
+		return err
+	}); err != nil {
+		return err
+	}
+
+	arcaRun := func(args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, arca, args...)
+		cmd.Env = env
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		cmd.Stderr = os.Stderr
+		fmt.Printf("    $ arca %s\n", join(args))
+		err := cmd.Run()
+		return out.Bytes(), err
+	}
+
+	var rpID string
+	if err := timed("back up the namespace with `arca local backup`", func() error {
+		out, err := arcaRun("local", "backup", "--kubeconfig", kubeconfig, "--repo", repoURL,
+			"--include-namespaces", ns, "--output", "json")
+		if err != nil {
+			return err
+		}
+		var res struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil || res.ID == "" {
+			return fmt.Errorf("backup printed no recovery point id (%v): %s", err, out)
+		}
+		rpID = res.ID
+		fmt.Printf("    recovery point %s\n", rpID)
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	if err := timed("delete the application (namespace "+ns+") and wait until it is gone", func() error {
+		if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+			return err
+		}
+		return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+	}); err != nil {
+		return err
+	}
+
+	if err := timed("restore it with `arca local restore`", func() error {
+		out, err := arcaRun("local", "restore", "--kubeconfig", kubeconfig, "--repo", repoURL,
+			"--recovery-point", rpID)
+		fmt.Print(indent(out))
+		return err
+	}); err != nil {
+		return err
+	}
+
+	if err := timed("verify that everything is back", func() error {
+		return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			after, err := capture(ctx, cs)
+			if err != nil {
+				return false, nil
+			}
+			if diff := before.diff(after); diff != "" {
+				fmt.Printf("    not yet: %s\n", diff)
+				return false, nil
+			}
+			return true, nil
+		})
+	}); err != nil {
+		return err
+	}
+
+	fmt.Printf("\nArca demo: backup and restore of namespace %s verified.\n\n", ns)
+	var total time.Duration
+	for _, s := range steps {
+		fmt.Printf("  %-95s %8s\n", s.name, s.took.Round(10*time.Millisecond))
+		total += s.took
+	}
+	fmt.Printf("  %-95s %8s\n\n", "total", total.Round(10*time.Millisecond))
+	fmt.Println("Next: README.md (run against your own cluster), docs/design.md, `arca local --help`.")
+	return nil
+}
+
+// app is what the demo compares before and after: the user-visible content of
+// each object, not server-populated fields.
+type app struct {
+	ConfigData map[string]string
+	SecretData map[string][]byte
+	Image      string
+	Replicas   int32
+	Ports      []corev1.ServicePort
+	PVCSize    string
+	PVCPhase   corev1.PersistentVolumeClaimPhase
+	SAName     string
+}
+
+func (a *app) diff(b *app) string {
+	if !reflect.DeepEqual(a.ConfigData, b.ConfigData) {
+		return "config map data differs"
+	}
+	if !reflect.DeepEqual(a.SecretData, b.SecretData) {
+		return "secret data differs"
+	}
+	if a.Image != b.Image || a.Replicas != b.Replicas {
+		return fmt.Sprintf("deployment differs: %s×%d vs %s×%d", a.Image, a.Replicas, b.Image, b.Replicas)
+	}
+	if len(a.Ports) != len(b.Ports) || (len(a.Ports) > 0 && (a.Ports[0].Port != b.Ports[0].Port || a.Ports[0].TargetPort != b.Ports[0].TargetPort)) {
+		return "service ports differ"
+	}
+	if a.PVCSize != b.PVCSize || b.PVCPhase != corev1.ClaimBound {
+		return fmt.Sprintf("PVC differs: %s %s vs %s %s", a.PVCSize, a.PVCPhase, b.PVCSize, b.PVCPhase)
+	}
+	if a.SAName != b.SAName {
+		return "service account missing"
+	}
+	return ""
+}
+
+func capture(ctx context.Context, cs kubernetes.Interface) (*app, error) {
+	cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "shop-config", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sec, err := cs.CoreV1().Secrets(ns).Get(ctx, "shop-db", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "shop-web", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	svc, err := cs.CoreV1().Services(ns).Get(ctx, "shop-web", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "shop-data", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sa, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "shop", metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	size := pvc.Spec.Resources.Requests[corev1.ResourceStorage]
+	return &app{
+		ConfigData: cm.Data,
+		SecretData: sec.Data,
+		Image:      dep.Spec.Template.Spec.Containers[0].Image,
+		Replicas:   ptr.Deref(dep.Spec.Replicas, 1),
+		Ports:      svc.Spec.Ports,
+		PVCSize:    size.String(),
+		PVCPhase:   pvc.Status.Phase,
+		SAName:     sa.Name,
+	}, nil
+}
+
+func deploy(ctx context.Context, cs kubernetes.Interface, storageClass string) error {
+	labels := map[string]string{"app": "shop", "tier": "web"}
+	create := []func() error{
+		func() error {
+			_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: "shop-config", Labels: labels},
+				Data:       map[string]string{"currency": "EUR", "catalog.json": `{"items":["tea","coffee"]}`},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: "shop-db"},
+				Data:       map[string][]byte{"password": []byte("s3cr3t-demo")},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
+				ObjectMeta: metav1.ObjectMeta{Name: "shop-data"},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					StorageClassName: &storageClass,
+					Resources: corev1.VolumeResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+					},
+				},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Name: "shop-web", Labels: labels},
+				Spec: appsv1.DeploymentSpec{
+					Replicas: ptr.To[int32](2),
+					Selector: &metav1.LabelSelector{MatchLabels: labels},
+					Template: corev1.PodTemplateSpec{
+						ObjectMeta: metav1.ObjectMeta{Labels: labels},
+						Spec: corev1.PodSpec{
+							ServiceAccountName: "shop",
+							Containers: []corev1.Container{{
+								Name: "web", Image: "registry.example/shop-web:1.4.2",
+								Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+								VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+							}},
+							Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+								PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "shop-data"}}}},
+						},
+					},
+				},
+			}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: "shop-web", Labels: labels},
+				Spec: corev1.ServiceSpec{
+					Selector: labels,
+					Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
+				},
+			}, metav1.CreateOptions{})
+			return err
+		},
+	}
+	for _, f := range create {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	// Wait for the PVC to bind so that the backup sees a bound claim and its PV.
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "shop-data", metav1.GetOptions{})
+		return err == nil && pvc.Status.Phase == corev1.ClaimBound, nil
+	})
+}
+
+func join(args []string) string {
+	var b bytes.Buffer
+	for i, a := range args {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(a)
+	}
+	return b.String()
+}
+
+func indent(out []byte) string {
+	if len(out) == 0 {
+		return ""
+	}
+	return "    " + string(bytes.ReplaceAll(bytes.TrimRight(out, "\n"), []byte("\n"), []byte("\n    "))) + "\n"
+}
