@@ -79,7 +79,7 @@ func (r *Repository) newWriter(ctx context.Context, hl *heldLock) *Writer {
 		r: r, lock: hl, ctx: wctx, cancel: cancel,
 		pending:   map[ID]struct{}{},
 		uploads:   make(chan *packBuf, 1),
-		packPool:  make(chan []byte, r.opts.uploaders+2),
+		packPool:  make(chan []byte, r.opts.uploaders+1),
 		chunkBufs: make(chan []byte, runtime.GOMAXPROCS(0)+2),
 	}
 	for i := 0; i < cap(w.chunkBufs); i++ {
@@ -164,6 +164,13 @@ func (w *Writer) appendSealed(ctx context.Context, t BlobType, id ID, sealed []b
 	if w.closed {
 		return ErrWriterClosed
 	}
+	// A blob that does not fit into the current pack's buffer closes the
+	// pack first, so pack buffers are never reallocated.
+	if w.cur != nil && len(w.cur.entries) > 0 && len(w.cur.data)+len(sealed) > cap(w.cur.data) {
+		if err := w.sendLocked(ctx); err != nil {
+			return err
+		}
+	}
 	if w.cur == nil {
 		w.cur = w.newPack()
 	}
@@ -171,18 +178,25 @@ func (w *Writer) appendSealed(ctx context.Context, t BlobType, id ID, sealed []b
 	p.entries = append(p.entries, packEntry{Type: t, ID: id, Offset: uint32(len(p.data)), Length: uint32(len(sealed)), RawLen: uint32(rawLen)})
 	p.data = append(p.data, sealed...)
 	if len(p.data) >= w.r.opts.packSize {
-		w.cur = nil
-		// Sending under the lock is the backpressure: when every uploader is
-		// busy, writers wait instead of filling more packs.
-		select {
-		case w.uploads <- p:
-		case <-ctx.Done():
-			err := fmt.Errorf("put blob: %w", ctx.Err())
-			w.setErr(err)
-			return err
-		}
+		return w.sendLocked(ctx)
 	}
 	return nil
+}
+
+// sendLocked hands the current pack to the uploaders; w.mu is held.
+// Sending under the lock is the backpressure: when every uploader is busy,
+// writers wait instead of filling more packs.
+func (w *Writer) sendLocked(ctx context.Context) error {
+	p := w.cur
+	w.cur = nil
+	select {
+	case w.uploads <- p:
+		return nil
+	case <-ctx.Done():
+		err := fmt.Errorf("put blob: %w", ctx.Err())
+		w.setErr(err)
+		return err
+	}
 }
 
 func (w *Writer) newPack() *packBuf {
@@ -192,7 +206,7 @@ func (w *Writer) newPack() *packBuf {
 	default:
 	}
 	if b == nil {
-		b = make([]byte, 0, w.r.opts.packSize+w.r.opts.packSize/8)
+		b = make([]byte, 0, w.r.opts.packSize+w.r.opts.packSize/4)
 	}
 	return &packBuf{data: b[:0]}
 }
@@ -357,7 +371,9 @@ func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, erro
 		wg    sync.WaitGroup
 		sem   = make(chan struct{}, runtime.GOMAXPROCS(0))
 	)
-	ch := chunker.New(rd, w.r.cfg.ChunkerPolynomial)
+	ra := newReadahead(rd)
+	defer ra.close()
+	ch := chunker.New(ra, w.r.cfg.ChunkerPolynomial)
 	var readErr error
 	for {
 		if err := w.failed(); err != nil {
@@ -410,4 +426,94 @@ func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, erro
 		ids[i] = j.id
 	}
 	return ids, total, nil
+}
+
+// readahead reads rd in a goroutine of its own, so that producing the
+// stream (a disk read, a decompressor) overlaps with chunking.
+type readahead struct {
+	exited chan struct{}
+	full   chan []byte
+	empty  chan []byte
+	done   chan struct{}
+	cur    []byte
+	buf    []byte
+	err    error
+	errc   chan error
+}
+
+const (
+	readaheadBufs = 4
+	readaheadSize = 1 << 20
+)
+
+func newReadahead(rd io.Reader) *readahead {
+	ra := &readahead{full: make(chan []byte, readaheadBufs), empty: make(chan []byte, readaheadBufs),
+		done: make(chan struct{}), errc: make(chan error, 1), exited: make(chan struct{})}
+	for i := 0; i < readaheadBufs; i++ {
+		ra.empty <- make([]byte, readaheadSize)
+	}
+	go func() {
+		defer close(ra.exited)
+		defer close(ra.full)
+		for {
+			var b []byte
+			select {
+			case b = <-ra.empty:
+			case <-ra.done:
+				return
+			}
+			n, err := io.ReadFull(rd, b[:cap(b)])
+			if n > 0 {
+				select {
+				case ra.full <- b[:n]:
+				case <-ra.done:
+					return
+				}
+			}
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				ra.errc <- io.EOF
+				return
+			}
+			if err != nil {
+				ra.errc <- err
+				return
+			}
+		}
+	}()
+	return ra
+}
+
+func (ra *readahead) Read(p []byte) (int, error) {
+	for len(ra.cur) == 0 {
+		if ra.buf != nil {
+			ra.empty <- ra.buf[:0]
+			ra.buf = nil
+		}
+		b, ok := <-ra.full
+		if !ok {
+			if ra.err == nil {
+				select {
+				case ra.err = <-ra.errc:
+				default:
+					ra.err = io.ErrUnexpectedEOF
+				}
+			}
+			return 0, ra.err
+		}
+		ra.buf, ra.cur = b, b
+	}
+	n := copy(p, ra.cur)
+	ra.cur = ra.cur[n:]
+	return n, nil
+}
+
+// close stops reading and waits until the goroutine no longer uses the
+// reader: PutStream must not touch its reader after it returns.
+func (ra *readahead) close() {
+	select {
+	case <-ra.done:
+	default:
+		close(ra.done)
+	}
+	<-ra.exited
 }
