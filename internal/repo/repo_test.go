@@ -248,3 +248,19 @@ func equalSets(a, b map[string]bool) bool {
 	}
 	return true
 }
+
+// TestUnchangedRebackup100k: the architecture target — re-backing up an
+// unchanged cluster of 100,000 objects writes under 1% of the first backup.
+func TestUnchangedRebackup100k(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100,000 objects")
+	}
+	r, _, _ := newTestRepo(t, WithPackSize(4<<20))
+	spec := backupSpec{types: 20, objects: 5000}
+	_, _, first := writeBackup(t, r, spec, "first")
+	_, _, second := writeBackup(t, r, spec, "second")
+	if second.NewBlobs != 0 || float64(second.StoredBytes) >= 0.01*float64(first.StoredBytes) {
+		t.Fatalf("re-backup wrote %d bytes (%d new blobs); first wrote %d", second.StoredBytes, second.NewBlobs, first.StoredBytes)
+	}
+	t.Logf("first %d bytes, unchanged re-backup %d bytes (%.4f%%)", first.StoredBytes, second.StoredBytes, 100*float64(second.StoredBytes)/float64(first.StoredBytes))
+}
