@@ -202,3 +202,9 @@ func onlyRestoreLabels(f diff.FieldChange) bool {
 	delete(m, v1alpha1.LabelRestore)
 	return len(m) == 0
 }
+
+type repoEntry = repo.TreeEntry
+
+func unstructuredInt(obj map[string]any, fields ...string) (int64, bool, error) {
+	return unstructured.NestedInt64(obj, fields...)
+}

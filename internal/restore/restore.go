@@ -472,7 +472,9 @@ func (r *run) restoreEntry(ctx context.Context, tier int, t repo.ResourceTree, e
 	}
 	u := &unstructured.Unstructured{Object: obj}
 	srcLabels := u.GetLabels()
-	if !r.sel.Labels.Matches(labels.Set(srcLabels)) {
+	// Namespaces travel with their contents whatever their labels.
+	isNS := t.Group == "" && t.Resource == "namespaces"
+	if !isNS && !r.sel.Labels.Matches(labels.Set(srcLabels)) {
 		r.record(it, SkippedFiltered, "labels not selected by the restore criteria")
 		return
 	}
