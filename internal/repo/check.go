@@ -103,7 +103,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 		}
 	}
 	// The repository's own index may miss files written since Open.
-	if err := r.loadIndex(ctx); err != nil {
+	if err := r.refreshIndex(ctx); err != nil {
 		return nil, err
 	}
 	rep.Blobs = len(c.locs)
@@ -327,7 +327,7 @@ func (c *checker) checkTree(ctx context.Context, t Tree) ([]string, error) {
 			found := false
 			for _, b := range t.Blobs {
 				if _, lerr := c.r.LoadBlob(ctx, b); lerr != nil {
-					if l, pack, _, ok := c.r.idx.lookup(b); ok {
+					if l, pack, _, ok := c.r.idx.Load().lookup(b); ok {
 						_ = l
 						c.markBlob(pack, b, fmt.Sprintf("tree blob %s: %v", b.Short(), lerr))
 						deps["data/"+pack.String()] = true

@@ -56,7 +56,7 @@ func TestCheckDamage(t *testing.T) {
 		loadFail bool                                // LoadBlob(blobB) must fail
 	}{
 		{"flipped byte in pack", true, func(t *testing.T, s *setup) string {
-			loc, _, _, _ := s.r.idx.lookup(s.blobB)
+			loc, _, _, _ := s.r.idx.Load().lookup(s.blobB)
 			h := storage.Handle{Type: storage.PackFile, Name: s.packB.String()}
 			rewrite(t, s.be, h, func(b []byte) []byte { b[loc.offset+loc.length/2] ^= 0x10; return b })
 			return h.String()
@@ -88,7 +88,7 @@ func TestCheckDamage(t *testing.T) {
 			b, _, _ := writeBackup(t, r, backupSpec{types: 2, objects: 300, seed: 7_000_000}, "b")
 			idxAfter, _ := r.listIDs(ctx, storage.IndexFile)
 			s := &setup{r: r, be: be, a: a, b: b, blobB: firstBlob(t, r, b)}
-			_, s.packB, _, _ = r.idx.lookup(s.blobB)
+			_, s.packB, _, _ = r.idx.Load().lookup(s.blobB)
 			for id := range idxAfter {
 				if _, ok := idxBefore[id]; !ok {
 					s.indexB = id

@@ -216,6 +216,33 @@ func (r *Repository) loadIndexFile(ctx context.Context, id ID) ([]indexPack, err
 	return packs, nil
 }
 
+// refreshIndex brings the in-memory index up to date with storage: new
+// index files are loaded, and if any loaded index file has disappeared (a
+// prune ran since), the index is rebuilt from scratch, because entries it
+// held may point at removed packs.
+func (r *Repository) refreshIndex(ctx context.Context) error {
+	ids, err := r.listIDs(ctx, storage.IndexFile)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	gone := false
+	for id := range r.indexFiles {
+		if _, ok := ids[id]; !ok {
+			gone = true
+			break
+		}
+	}
+	if gone {
+		r.idx.Store(newMemIndex())
+		r.indexFiles = map[ID]bool{}
+		r.indexErrs = map[ID]error{}
+		r.cache.Store(newBlockCache(r.opts.cacheBytes))
+	}
+	r.mu.Unlock()
+	return r.loadIndex(ctx)
+}
+
 // loadIndex loads every index file not loaded yet. Damaged index files are
 // recorded in r.indexErrs (Check reports them) and do not fail Open: the
 // blobs they described are simply unknown, so writers store them again.
@@ -265,7 +292,7 @@ func (r *Repository) loadIndex(ctx context.Context) error {
 		case res.err == nil:
 			r.indexFiles[res.id] = true
 			delete(r.indexErrs, res.id)
-			r.idx.add(res.packs)
+			r.idx.Load().add(res.packs)
 		case isDamage(res.err):
 			r.indexErrs[res.id] = res.err
 		case storage.IsNotExist(res.err): // removed meanwhile by prune

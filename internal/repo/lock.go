@@ -134,18 +134,39 @@ func (r *Repository) RemoveAllLocks(ctx context.Context) (int, error) {
 
 // heldLock is a lock this process holds; it refreshes itself until released.
 type heldLock struct {
-	r          *Repository
-	exclusive  bool
-	mu         sync.Mutex
-	id         ID
-	stop       chan struct{}
-	done       chan struct{}
-	refreshErr error
+	r         *Repository
+	exclusive bool
+	mu        sync.Mutex
+	id        ID
+	stop      chan struct{}
+	done      chan struct{}
+	refreshed time.Time // when the current lock file was written
 }
 
-func (r *Repository) writeLock(ctx context.Context, exclusive bool) (ID, error) {
+// ErrLockLost: a held lock went stale or was removed.
+var ErrLockLost = errors.New("lock lost: it was removed or not refreshed in time; another process may have pruned")
+
+// check verifies that the lock is still in force: refreshed within the
+// stale time and its file still present. A nil lock is always in force.
+func (hl *heldLock) check(ctx context.Context) error {
+	if hl == nil {
+		return nil
+	}
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	if hl.r.opts.clock.Now().Sub(hl.refreshed) > hl.r.opts.staleAfter {
+		return ErrLockLost
+	}
+	_, err := hl.r.be.Stat(ctx, storage.Handle{Type: storage.LockFile, Name: hl.id.String()})
+	if storage.IsNotExist(err) {
+		return ErrLockLost
+	}
+	return err
+}
+
+func (r *Repository) writeLock(ctx context.Context, exclusive bool, now time.Time) (ID, error) {
 	host, _ := os.Hostname()
-	b, err := json.Marshal(lockJSON{Version: 1, Exclusive: exclusive, Time: r.opts.clock.Now().UTC(), Hostname: host, PID: os.Getpid()})
+	b, err := json.Marshal(lockJSON{Version: 1, Exclusive: exclusive, Time: now.UTC(), Hostname: host, PID: os.Getpid()})
 	if err != nil {
 		return ID{}, err
 	}
@@ -157,7 +178,8 @@ func (r *Repository) writeLock(ctx context.Context, exclusive bool) (ID, error) 
 // looks for conflicting live locks, and withdraws if it finds one. Two
 // processes racing both withdraw rather than both proceed.
 func (r *Repository) lock(ctx context.Context, exclusive bool) (*heldLock, error) {
-	id, err := r.writeLock(ctx, exclusive)
+	now := r.opts.clock.Now()
+	id, err := r.writeLock(ctx, exclusive, now)
 	if err != nil {
 		return nil, fmt.Errorf("create lock: %w", err)
 	}
@@ -175,7 +197,7 @@ func (r *Repository) lock(ctx context.Context, exclusive bool) (*heldLock, error
 			return nil, &LockedError{Lock: l}
 		}
 	}
-	hl := &heldLock{r: r, exclusive: exclusive, id: id, stop: make(chan struct{}), done: make(chan struct{})}
+	hl := &heldLock{r: r, exclusive: exclusive, id: id, stop: make(chan struct{}), done: make(chan struct{}), refreshed: now}
 	go hl.refreshLoop()
 	return hl, nil
 }
@@ -198,13 +220,13 @@ func (hl *heldLock) refreshLoop() {
 func (hl *heldLock) refresh(ctx context.Context) error {
 	hl.mu.Lock()
 	defer hl.mu.Unlock()
-	nid, err := hl.r.writeLock(ctx, hl.exclusive)
+	now := hl.r.opts.clock.Now()
+	nid, err := hl.r.writeLock(ctx, hl.exclusive, now)
 	if err != nil {
-		hl.refreshErr = err
 		return err
 	}
 	old := hl.id
-	hl.id = nid
+	hl.id, hl.refreshed = nid, now
 	_ = hl.r.be.Remove(ctx, storage.Handle{Type: storage.LockFile, Name: old.String()})
 	return nil
 }

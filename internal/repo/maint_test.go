@@ -346,3 +346,43 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("keys: %+v", keys)
 	}
 }
+
+func TestCommitAfterLockLost(t *testing.T) {
+	r, _, clk := newTestRepo(t)
+	ctx := context.Background()
+	w, err := r.NewWriter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.PutBlob(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(31 * time.Minute) // no refresh happened (every 5 real minutes)
+	if _, err := w.Commit(ctx, &RecoveryPoint{}); !errors.Is(err, ErrLockLost) {
+		t.Fatalf("commit with a stale lock: %v", err)
+	}
+	if rps, _ := r.ListRecoveryPoints(ctx); len(rps) != 0 {
+		t.Fatal("manifest written under a lost lock")
+	}
+}
+
+// TestPruneByAnotherProcess: a long-lived Repository (the extension) must
+// not deduplicate against blobs another process pruned meanwhile.
+func TestPruneByAnotherProcess(t *testing.T) {
+	r1, be, clk := newTestRepo(t)
+	ctx := context.Background()
+	a, _, _ := writeBackup(t, r1, backupSpec{types: 1, objects: 100}, "a")
+	r2 := reopen(t, be, clk)
+	if err := r2.Forget(ctx, []ID{a.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.Prune(ctx, PruneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b, cb, st := writeBackup(t, r1, backupSpec{types: 1, objects: 100}, "b")
+	if st.NewBlobs == 0 {
+		t.Fatal("writer deduplicated against pruned blobs")
+	}
+	verifyBackup(t, reopen(t, be, clk), b, cb)
+	verifyBackup(t, r1, b, cb)
+}

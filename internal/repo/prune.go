@@ -112,7 +112,7 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (*PruneReport
 			packEntries[p.ID] = append(packEntries[p.ID], p.Entries...)
 		}
 	}
-	if err := r.loadIndex(ctx); err != nil {
+	if err := r.refreshIndex(ctx); err != nil {
 		return nil, err
 	}
 	used, _, err := r.usedBlobs(ctx)
@@ -305,14 +305,14 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (*PruneReport
 	idx := newMemIndex()
 	idx.add(newIndex)
 	r.mu.Lock()
-	r.idx = idx
+	r.idx.Store(idx)
 	r.indexFiles = map[ID]bool{}
 	for _, id := range written {
 		r.indexFiles[id] = true
 	}
 	r.indexErrs = map[ID]error{}
 	r.mu.Unlock()
-	r.cache = newBlockCache(r.opts.cacheBytes)
+	r.cache.Store(newBlockCache(r.opts.cacheBytes))
 
 	after, err := r.listIDs(ctx, storage.PackFile)
 	if err != nil {

@@ -20,7 +20,19 @@ var ErrBlobDamaged = errors.New("blob damaged")
 // and checks that SHA-256 of the result equals id: it never returns wrong
 // data. Safe for concurrent use.
 func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
-	loc, pack, packEnd, ok := r.idx.lookup(id)
+	b, err := r.loadBlob(ctx, id)
+	if err != nil && (storage.IsNotExist(err) || errors.Is(err, ErrBlobNotFound)) {
+		// Another process may have pruned (repacked) since the index was
+		// loaded: refresh it and try once more.
+		if rerr := r.refreshIndex(ctx); rerr == nil {
+			return r.loadBlob(ctx, id)
+		}
+	}
+	return b, err
+}
+
+func (r *Repository) loadBlob(ctx context.Context, id ID) ([]byte, error) {
+	loc, pack, packEnd, ok := r.idx.Load().lookup(id)
 	if !ok {
 		r.mu.Lock()
 		nbad := len(r.indexErrs)
@@ -37,7 +49,7 @@ func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
 	plain, err := r.openBlob(sealed, id, loc.rawLen)
 	if err != nil {
 		if cached {
-			r.cache.evictPack(pack) // maybe a bad read: next attempt reads storage again
+			r.cache.Load().evictPack(pack) // maybe a bad read: next attempt reads storage again
 		}
 		return nil, fmt.Errorf("blob %s in pack %s: %w", id.Short(), pack.Short(), err)
 	}
@@ -63,14 +75,15 @@ func (r *Repository) openBlob(sealed []byte, id ID, rawLen uint32) ([]byte, erro
 // small blobs.
 func (r *Repository) readBlobBytes(ctx context.Context, pack ID, packEnd uint32, loc blobLoc) ([]byte, bool, error) {
 	h := storage.Handle{Type: storage.PackFile, Name: pack.String()}
-	if r.cache == nil || r.cache.capBlocks == 0 || loc.length > cacheBlockSize/2 {
+	cache := r.cache.Load()
+	if cache == nil || cache.capBlocks == 0 || loc.length > cacheBlockSize/2 {
 		b, err := readRange(ctx, r.be, h, int64(loc.length), int64(loc.offset))
 		return b, false, err
 	}
 	start, end := int64(loc.offset), int64(loc.offset)+int64(loc.length)
 	out := make([]byte, 0, loc.length)
 	for blk := start / cacheBlockSize; blk*cacheBlockSize < end; blk++ {
-		data, err := r.cache.get(ctx, pack, blk, func() ([]byte, error) {
+		data, err := cache.get(ctx, pack, blk, func() ([]byte, error) {
 			bstart := blk * cacheBlockSize
 			bend := min(bstart+cacheBlockSize, int64(packEnd))
 			if bend < end && bend < bstart+cacheBlockSize {
@@ -85,13 +98,13 @@ func (r *Repository) readBlobBytes(ctx context.Context, pack ID, packEnd uint32,
 		lo := max(start, bstart) - bstart
 		hi := min(end, bstart+int64(len(data))) - bstart
 		if lo >= hi || hi > int64(len(data)) {
-			r.cache.evictPack(pack)
+			cache.evictPack(pack)
 			return nil, false, fmt.Errorf("%s: short block read", h)
 		}
 		out = append(out, data[lo:hi]...)
 	}
 	if len(out) != int(loc.length) {
-		r.cache.evictPack(pack)
+		cache.evictPack(pack)
 		return nil, false, fmt.Errorf("%s: short read", h)
 	}
 	return out, true, nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/restic/chunker"
@@ -115,8 +116,8 @@ type Repository struct {
 	keyID  ID
 	cfg    Config
 
-	idx   *memIndex
-	cache *blockCache
+	idx   atomic.Pointer[memIndex] // replaced when prune removes index files
+	cache atomic.Pointer[blockCache]
 
 	mu         sync.Mutex
 	indexFiles map[ID]bool  // index files loaded into idx
@@ -171,8 +172,8 @@ func Init(ctx context.Context, be storage.Backend, password string, opts ...Opti
 }
 
 func (r *Repository) init() {
-	r.idx = newMemIndex()
-	r.cache = newBlockCache(r.opts.cacheBytes)
+	r.idx.Store(newMemIndex())
+	r.cache.Store(newBlockCache(r.opts.cacheBytes))
 	r.indexFiles = map[ID]bool{}
 	r.indexErrs = map[ID]error{}
 }

@@ -31,7 +31,7 @@ type RepoStats struct {
 
 // Stats computes repository statistics. It reads every manifest and tree.
 func (r *Repository) Stats(ctx context.Context) (*RepoStats, error) {
-	if err := r.loadIndex(ctx); err != nil {
+	if err := r.refreshIndex(ctx); err != nil {
 		return nil, err
 	}
 	st := &RepoStats{}
@@ -56,8 +56,9 @@ func (r *Repository) Stats(ctx context.Context) (*RepoStats, error) {
 			st.Keys = len(files)
 		}
 	}
-	r.idx.mu.RLock()
-	for _, l := range r.idx.blobs {
+	idx := r.idx.Load()
+	idx.mu.RLock()
+	for _, l := range idx.blobs {
 		st.Blobs++
 		if l.typ == TreeBlob {
 			st.TreeBlobs++
@@ -67,7 +68,7 @@ func (r *Repository) Stats(ctx context.Context) (*RepoStats, error) {
 		st.UniqueBytes += int64(l.rawLen)
 		st.BlobBytes += int64(l.length)
 	}
-	r.idx.mu.RUnlock()
+	idx.mu.RUnlock()
 
 	rps, err := r.ListRecoveryPoints(ctx)
 	if err != nil {
@@ -84,7 +85,7 @@ func (r *Repository) Stats(ctx context.Context) (*RepoStats, error) {
 			sz, ok := treeSize[k]
 			if !ok {
 				for _, id := range rt.Tree.Blobs {
-					if l, _, _, ok := r.idx.lookup(id); ok {
+					if l, _, _, ok := r.idx.Load().lookup(id); ok {
 						sz += int64(l.rawLen)
 					}
 				}

@@ -69,6 +69,12 @@ func (r *Repository) NewWriter(ctx context.Context) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Deduplicate only against what exists now: a prune may have run since
+	// the repository was opened.
+	if err := r.refreshIndex(ctx); err != nil {
+		_ = hl.release(ctx)
+		return nil, fmt.Errorf("refresh index: %w", err)
+	}
 	return r.newWriter(ctx, hl), nil
 }
 
@@ -121,7 +127,7 @@ func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, erro
 	}
 	id := Hash(data)
 	w.logical.Add(int64(len(data)))
-	if w.r.idx.has(id) {
+	if w.r.idx.Load().has(id) {
 		w.dupBlobs.Add(1)
 		return id, nil
 	}
@@ -312,6 +318,12 @@ func (w *Writer) Commit(ctx context.Context, rp *RecoveryPoint) (ID, error) {
 	if err := saveBatch(); err != nil {
 		return ID{}, err
 	}
+	// The manifest may only be written while the lock has protected every
+	// pack since NewWriter: if refreshing failed for too long, or the lock was
+	// removed, a prune may have deleted packs this recovery point needs.
+	if err := w.lock.check(ctx); err != nil {
+		return ID{}, fmt.Errorf("commit: %w", err)
+	}
 	body, err := encodeManifest(rp)
 	if err != nil {
 		return ID{}, fmt.Errorf("commit: %w", err)
@@ -322,7 +334,7 @@ func (w *Writer) Commit(ctx context.Context, rp *RecoveryPoint) (ID, error) {
 	}
 	w.stored.Add(int64(size))
 	rp.ID = id
-	w.r.idx.add(w.results)
+	w.r.idx.Load().add(w.results)
 	w.r.mu.Lock()
 	for _, x := range written {
 		w.r.indexFiles[x] = true
