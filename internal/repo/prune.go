@@ -81,7 +81,7 @@ func (r *Repository) usedBlobs(ctx context.Context) (map[ID]bool, int, error) {
 }
 
 // Prune removes blobs no recovery point references, under an exclusive lock,
-// in the order of docs/repository-format.md §11 rule 5, so that a crash at
+// in the order of docs/repository-format.md §11 rule 6, so that a crash at
 // any step leaves a valid repository.
 func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (*PruneReport, error) {
 	var hl *heldLock

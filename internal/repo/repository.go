@@ -16,7 +16,7 @@ import (
 )
 
 // FormatVersion is the repository format version this package writes and
-// reads (docs/repository-format.md §11).
+// reads (docs/repository-format.md §12).
 const FormatVersion = 1
 
 var (
