@@ -1,0 +1,261 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/arca-backup/arca/internal/vault/clock"
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/retention"
+	"github.com/arca-backup/arca/internal/vault/scheduler"
+	"github.com/arca-backup/arca/internal/vault/store"
+	"github.com/arca-backup/arca/internal/vault/store/postgres"
+	"github.com/arca-backup/arca/internal/vault/store/sqlite"
+)
+
+// Options configure a vault process.
+type Options struct {
+	Listen  string // default 127.0.0.1:8443
+	DataDir string // default ~/.local/share/arca/vault
+	DB      string // postgres://… ; empty: SQLite file vault.db in DataDir
+	TLSCert string // with TLSKey: use this certificate instead of the generated one
+	TLSKey  string
+	Log     *slog.Logger
+	Clock   clock.Clock
+
+	SchedulerInterval time.Duration // default 30s
+	RunnerInterval    time.Duration // default 5s
+	RetentionInterval time.Duration // default 1h
+	Jitter            time.Duration // scheduler jitter, default 0
+	Drivers           jobs.Drivers  // cluster drivers; nil: none (jobs fail ClusterNotConnected)
+
+	// Ready, when set, is called with the bound address once listening.
+	Ready func(addr string)
+}
+
+// DefaultDataDir is ~/.local/share/arca/vault (XDG_DATA_HOME honoured).
+func DefaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "arca", "vault")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = "."
+	}
+	return filepath.Join(home, ".local", "share", "arca", "vault")
+}
+
+func (o *Options) defaults() {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:8443"
+	}
+	if o.DataDir == "" {
+		o.DataDir = DefaultDataDir()
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+	if o.SchedulerInterval == 0 {
+		o.SchedulerInterval = 30 * time.Second
+	}
+	if o.RunnerInterval == 0 {
+		o.RunnerInterval = 5 * time.Second
+	}
+	if o.RetentionInterval == 0 {
+		o.RetentionInterval = time.Hour
+	}
+}
+
+// OpenStore opens the configured store, creating the data directory and
+// applying migrations.
+func OpenStore(ctx context.Context, o Options) (store.Store, error) {
+	o.defaults()
+	if strings.HasPrefix(o.DB, "postgres://") || strings.HasPrefix(o.DB, "postgresql://") {
+		return postgres.Open(ctx, o.DB, o.Clock.Now)
+	}
+	if o.DB != "" {
+		return nil, fmt.Errorf("--db %q: want a postgres:// URL, or nothing for the embedded SQLite database", o.DB)
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	return sqlite.Open(ctx, filepath.Join(o.DataDir, "vault.db"), o.Clock.Now)
+}
+
+func (o Options) tlsFiles() (cert, key string, created bool, err error) {
+	if o.TLSCert != "" || o.TLSKey != "" {
+		if o.TLSCert == "" || o.TLSKey == "" {
+			return "", "", false, errors.New("--tls-cert and --tls-key go together")
+		}
+		return o.TLSCert, o.TLSKey, false, nil
+	}
+	return EnsureSelfSigned(filepath.Join(o.DataDir, "tls"), o.Clock.Now())
+}
+
+// ErrInitialized is returned by Init when the vault already has tokens.
+var ErrInitialized = errors.New("vault already initialised: it has API tokens (create more with POST /api/v1/tokens)")
+
+// InitResult is what `arca vault init` prints.
+type InitResult struct {
+	Token       string
+	CertFile    string
+	Fingerprint string
+	DataDir     string
+}
+
+// Init prepares a vault: database and schema, TLS certificate, and the
+// first admin token, returned once and never stored in clear.
+func Init(ctx context.Context, o Options) (*InitResult, error) {
+	o.defaults()
+	st, err := OpenStore(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	cert, _, _, err := o.tlsFiles()
+	if err != nil {
+		return nil, err
+	}
+	toks, err := st.ListTokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(toks) > 0 {
+		return nil, ErrInitialized
+	}
+	tok, _, err := CreateToken(ctx, st, "admin", "admin", nil)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := Fingerprint(cert)
+	if err != nil {
+		return nil, err
+	}
+	return &InitResult{Token: tok, CertFile: cert, Fingerprint: fp, DataDir: o.DataDir}, nil
+}
+
+// New assembles a server and its background workers on an open store.
+func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
+	o.defaults()
+	ret := &retention.Engine{Store: st, Clock: o.Clock, Log: o.Log}
+	s := &Server{Store: st, Clock: o.Clock, Log: o.Log, Retention: ret}
+	s.Runner = &jobs.Runner{Store: st, Clock: o.Clock, Drivers: o.Drivers, Retention: ret, Log: o.Log, OnFinish: s.JobFinished}
+	s.Handler()
+	sch := &scheduler.Scheduler{Store: st, Clock: o.Clock, Jitter: o.Jitter, Log: o.Log, OnJob: s.JobCreated}
+	return s, sch
+}
+
+// Run serves the vault until ctx ends: API over TLS, scheduler, job runner
+// and retention loop.
+func Run(ctx context.Context, o Options) error {
+	o.defaults()
+	st, err := OpenStore(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	certFile, keyFile, created, err := o.tlsFiles()
+	if err != nil {
+		return err
+	}
+	if created {
+		o.Log.Info("generated a self-signed TLS certificate", "cert", certFile)
+	}
+	tlsCfg, err := loadTLS(certFile, keyFile)
+	if err != nil {
+		return err
+	}
+	if toks, err := st.ListTokens(ctx); err == nil && len(toks) == 0 {
+		o.Log.Warn("the vault has no API tokens: run `arca vault init` with the same --data-dir/--db to create the first one")
+	}
+	s, sch := New(st, o)
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelWarn),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); sch.Run(ctx, o.SchedulerInterval) }()
+	go func() { defer wg.Done(); s.Runner.Run(ctx, o.RunnerInterval) }()
+	go func() { defer wg.Done(); s.runRetention(ctx, o.RetentionInterval) }()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	o.Log.Info("vault listening", "addr", ln.Addr().String(), "data_dir", o.DataDir, "store", storeKind(o))
+	if o.Ready != nil {
+		o.Ready(ln.Addr().String())
+	}
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		shut, c := context.WithTimeout(context.Background(), 10*time.Second)
+		err = srv.Shutdown(shut)
+		c()
+	}
+	cancel()
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func storeKind(o Options) string {
+	if o.DB != "" {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+func (s *Server) runRetention(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		js, err := s.Retention.Run(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.Log.Error("retention pass", "err", err)
+		}
+		for _, j := range js {
+			s.JobCreated(j)
+			if res := j.Params; len(res) > 0 {
+				s.metrics.retention.Add(float64(countDeleted(res)))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func countDeleted(params []byte) int {
+	var r retention.Result
+	if err := jsonUnmarshal(params, &r); err != nil {
+		return 0
+	}
+	return len(r.Deleted)
+}

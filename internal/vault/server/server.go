@@ -1,0 +1,267 @@
+// Package server is the vault's HTTP/JSON API (/api/v1, described by the
+// OpenAPI document served at /api/v1/openapi.json), with bearer-token
+// authentication, request limits, access and audit logs, /healthz and
+// Prometheus /metrics; and Run, which wires the store, scheduler, job runner
+// and retention engine behind it (`arca vault serve`).
+package server
+
+import (
+	_ "embed"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/arca-backup/arca/internal/vault/clock"
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/retention"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI returns the API's OpenAPI 3 document.
+func OpenAPI() []byte { return openAPI }
+
+// DefaultMaxBody limits request bodies.
+const DefaultMaxBody = 1 << 20
+
+// Server serves the API.
+type Server struct {
+	Store     store.Store
+	Clock     clock.Clock
+	Runner    *jobs.Runner
+	Retention *retention.Engine
+	Log       *slog.Logger
+	MaxBody   int64 // 0: DefaultMaxBody
+
+	registry *prometheus.Registry
+	metrics  *metrics
+	handler  http.Handler
+}
+
+type metrics struct {
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	jobs      *prometheus.CounterVec
+	finished  *prometheus.CounterVec
+	retention prometheus.Counter
+}
+
+// route is one API operation; the table drives the mux and the OpenAPI
+// completeness test.
+type route struct {
+	Method, Pattern string
+	Public          bool // no authentication
+	Handler         http.HandlerFunc
+}
+
+// Routes lists method and path of every operation (tests, docs).
+func (s *Server) Routes() [][2]string {
+	var out [][2]string
+	for _, rt := range s.routes() {
+		out = append(out, [2]string{rt.Method, rt.Pattern})
+	}
+	return out
+}
+
+func (s *Server) routes() []route {
+	const v, vp = "/api/v1/vaults/{vault}", "/api/v1/vaults/{vault}/policies/{policy}"
+	const in = "/api/v1/vaults/{vault}/instances/{instance}"
+	return []route{
+		{"GET", "/healthz", true, s.healthz},
+		{"GET", "/metrics", true, s.metricsHandler},
+		{"GET", "/api/v1/openapi.json", true, s.openapi},
+
+		{"GET", "/api/v1/vaults", false, s.listVaults},
+		{"POST", "/api/v1/vaults", false, s.createVault},
+		{"GET", v, false, s.getVault},
+		{"PUT", v, false, s.updateVault},
+		{"DELETE", v, false, s.deleteVault},
+
+		{"GET", v + "/policies", false, s.listPolicies},
+		{"POST", v + "/policies", false, s.createPolicy},
+		{"GET", vp, false, s.getPolicy},
+		{"PUT", vp, false, s.updatePolicy},
+		{"DELETE", vp, false, s.deletePolicy},
+
+		{"GET", v + "/instances", false, s.listInstances},
+		{"POST", v + "/instances", false, s.createInstance},
+		{"GET", in, false, s.getInstance},
+		{"PUT", in, false, s.updateInstance},
+		{"DELETE", in, false, s.deleteInstance},
+		{"POST", in + "/stop-protection", false, s.stopProtection},
+		{"POST", in + "/resume-protection", false, s.resumeProtection},
+		{"POST", in + "/backup", false, s.backupNow},
+
+		{"GET", v + "/recovery-points", false, s.listRecoveryPoints},
+		{"GET", v + "/recovery-points/{id}", false, s.getRecoveryPoint},
+		{"POST", v + "/restores", false, s.startRestore},
+
+		{"GET", v + "/jobs", false, s.listJobs},
+		{"GET", v + "/jobs/{id}", false, s.getJob},
+		{"POST", v + "/jobs/{id}/cancel", false, s.cancelJob},
+
+		{"GET", "/api/v1/tokens", false, s.listTokens},
+		{"POST", "/api/v1/tokens", false, s.createToken},
+		{"DELETE", "/api/v1/tokens/{id}", false, s.deleteToken},
+	}
+}
+
+// Handler returns the API handler (built once).
+func (s *Server) Handler() http.Handler {
+	if s.handler != nil {
+		return s.handler
+	}
+	if s.Clock == nil {
+		s.Clock = clock.Real{}
+	}
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	if s.MaxBody == 0 {
+		s.MaxBody = DefaultMaxBody
+	}
+	s.initMetrics()
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		var h http.Handler = rt.Handler
+		if !rt.Public {
+			h = s.authenticate(h)
+		}
+		mux.Handle(rt.Method+" "+rt.Pattern, h)
+	}
+	// The catch-all answers in JSON; a path served with other methods gets
+	// 405 and an Allow header, found through a method-less mux.
+	paths, allow := http.NewServeMux(), map[string][]string{}
+	for _, rt := range s.routes() {
+		if allow[rt.Pattern] == nil {
+			paths.Handle(rt.Pattern, http.NotFoundHandler())
+		}
+		allow[rt.Pattern] = append(allow[rt.Pattern], rt.Method)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if _, pat := paths.Handler(r); pat != "" {
+			w.Header().Set("Allow", strings.Join(allow[pat], ", "))
+			writeError(w, r, apiErr(http.StatusMethodNotAllowed, "MethodNotAllowed", "%s is not supported on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow[pat], ", ")))
+			return
+		}
+		writeError(w, r, apiErr(http.StatusNotFound, "RouteNotFound", "no operation %s %s; see /api/v1/openapi.json", r.Method, r.URL.Path))
+	})
+	s.handler = s.observe(mux)
+	return s.handler
+}
+
+func (s *Server) initMetrics() {
+	s.registry = prometheus.NewRegistry()
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "arca_vault_http_requests_total",
+			Help: "API requests by method, route pattern and status code."}, []string{"method", "route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "arca_vault_http_request_duration_seconds",
+			Help: "API request latency by route pattern.", Buckets: prometheus.DefBuckets}, []string{"route"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "arca_vault_jobs_created_total",
+			Help: "Jobs created by type."}, []string{"type"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "arca_vault_jobs_finished_total",
+			Help: "Jobs that reached a terminal state, by type and state."}, []string{"type", "state"}),
+		retention: prometheus.NewCounter(prometheus.CounterOpts{Name: "arca_vault_recovery_points_expired_total",
+			Help: "Recovery points removed by retention."}),
+	}
+	s.registry.MustRegister(m.requests, m.duration, m.jobs, m.finished, m.retention)
+	s.metrics = m
+}
+
+// JobCreated counts a job (the scheduler calls it too).
+func (s *Server) JobCreated(j *store.Job) {
+	if s.metrics != nil {
+		s.metrics.jobs.WithLabelValues(j.Type).Inc()
+	}
+}
+
+// JobFinished counts a job reaching a terminal state.
+func (s *Server) JobFinished(j *store.Job) {
+	if s.metrics != nil {
+		s.metrics.finished.WithLabelValues(j.Type, j.State).Inc()
+	}
+}
+
+// recorder captures what the access log and metrics need.
+type recorder struct {
+	http.ResponseWriter
+	status    int
+	bytes     int64
+	principal string
+	err       error
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// observe is the outermost layer: body limit, access log, audit log,
+// metrics.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now() // latency measurement only, not logic
+		r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
+		rec := &recorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "unmatched"
+		}
+		elapsed := time.Since(start)
+		s.metrics.requests.WithLabelValues(r.Method, route, strconv.Itoa(rec.status)).Inc()
+		s.metrics.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "route", route, "status", rec.status,
+			"bytes", rec.bytes, "duration_ms", elapsed.Milliseconds(), "remote", r.RemoteAddr}
+		if rec.principal != "" {
+			attrs = append(attrs, "principal", rec.principal)
+		}
+		if rec.err != nil {
+			attrs = append(attrs, "err", rec.err.Error())
+		}
+		s.Log.Info("access", attrs...)
+		if r.Method != http.MethodGet && rec.status < 400 && rec.principal != "" {
+			s.Log.Info("audit", "principal", rec.principal, "action", r.Method+" "+route, "target", r.URL.Path, "status", rec.status)
+		}
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.Store.ListVaults(r.Context()); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "store: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) metricsHandler(w http.ResponseWriter, r *http.Request) {
+	promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+}
+
+func (s *Server) openapi(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPI)
+}

@@ -1,0 +1,450 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/arca-backup/arca/internal/vault/client"
+	"github.com/arca-backup/arca/internal/vault/clock"
+	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/server"
+	"github.com/arca-backup/arca/internal/vault/store"
+	"github.com/arca-backup/arca/internal/vault/store/sqlite"
+)
+
+var ctx = context.Background()
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type env struct {
+	srv *server.Server
+	st  store.Store
+	clk *clock.Fake
+	c   *client.Client // authenticated
+	url string
+	log *syncBuf
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "vault.db"), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	logs := &syncBuf{}
+	srv, _ := server.New(st, server.Options{Clock: clk, Log: slog.New(slog.NewJSONHandler(logs, nil))})
+	srv.MaxBody = 64 << 10
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	ts.StartTLS() // real HTTPS on a loopback listener
+	t.Cleanup(ts.Close)
+	tok, _, err := server.CreateToken(ctx, st, "admin", "admin", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{srv: srv, st: st, clk: clk, c: &client.Client{BaseURL: ts.URL, Token: tok, HTTP: ts.Client()}, url: ts.URL, log: logs}
+}
+
+// call sends a request and returns status, decoded body and ETag.
+func (e *env) call(t *testing.T, method, path string, body any, ifMatch string) (int, map[string]any, string) {
+	t.Helper()
+	var out map[string]any
+	resp, err := e.c.Do(ctx, method, path, body, &out, ifMatch)
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return ce.Status, map[string]any{"code": ce.Code, "message": ce.Message, "details": ce.Details}, resp.ETag
+	}
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.Status, out, resp.ETag
+}
+
+func (e *env) want(t *testing.T, method, path string, body any, ifMatch string, status int, code string) map[string]any {
+	t.Helper()
+	got, out, _ := e.call(t, method, path, body, ifMatch)
+	if got != status || (code != "" && out["code"] != code) {
+		t.Fatalf("%s %s: got %d %v, want %d %s", method, path, got, out, status, code)
+	}
+	return out
+}
+
+var pol = map[string]any{
+	"name": "p4h", "schedule": "R/2026-01-01T02:00:00Z/PT4H",
+	"retention": map[string]any{"default": map[string]any{"duration": "P7D"}, "weekly": map[string]any{"duration": "P4W", "datastore": "vault"}},
+}
+
+func instanceBody(name string) map[string]any {
+	return map[string]any{"name": name, "cluster": "prod-1", "policy": "p4h", "storageLocation": "file:///srv/arca/repo",
+		"backupConfiguration": map[string]any{"includedNamespaces": []string{"shop"}}}
+}
+
+func TestOpenAPICoversEveryRoute(t *testing.T) {
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(server.OpenAPI(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi version %q", doc.OpenAPI)
+	}
+	s := &server.Server{}
+	routes := map[string]bool{}
+	for _, r := range s.Routes() {
+		routes[r[0]+" "+r[1]] = true
+		if _, ok := doc.Paths[r[1]][strings.ToLower(r[0])]; !ok {
+			t.Errorf("route %s %s missing from openapi.json", r[0], r[1])
+		}
+	}
+	for path, ops := range doc.Paths {
+		for m := range ops {
+			if m == "parameters" {
+				continue
+			}
+			if !routes[strings.ToUpper(m)+" "+path] {
+				t.Errorf("openapi.json documents %s %s, which the server does not serve", strings.ToUpper(m), path)
+			}
+		}
+	}
+}
+
+func TestAuthAndPublicEndpoints(t *testing.T) {
+	e := setup(t)
+	anon := &client.Client{BaseURL: e.url, HTTP: e.c.HTTP}
+	_, err := anon.ListVaults(ctx)
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 401 || ce.Code != "Unauthenticated" {
+		t.Fatalf("no token: %v", err)
+	}
+	bad := &client.Client{BaseURL: e.url, Token: "arca_wrong", HTTP: e.c.HTTP}
+	if _, err := bad.ListVaults(ctx); !errors.As(err, &ce) || ce.Status != 401 || ce.Code != "InvalidToken" {
+		t.Fatalf("bad token: %v", err)
+	}
+	for _, p := range []string{"/healthz", "/api/v1/openapi.json"} {
+		if _, err := anon.Do(ctx, "GET", p, nil, nil, ""); err != nil {
+			t.Fatalf("%s must be public: %v", p, err)
+		}
+	}
+	// An expired token is refused.
+	past := e.clk.Now().Add(-time.Minute)
+	old, _, err := server.CreateToken(ctx, e.st, "old", "old", &past)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&client.Client{BaseURL: e.url, Token: old, HTTP: e.c.HTTP}).ListVaults(ctx); !errors.As(err, &ce) || ce.Status != 401 {
+		t.Fatalf("expired token: %v", err)
+	}
+	// Tokens are stored hashed: the clear token appears nowhere in the store.
+	toks, _ := e.st.ListTokens(ctx)
+	for _, tk := range toks {
+		if tk.Hash == e.c.Token || !strings.HasPrefix(e.c.Token, server.TokenPrefix) {
+			t.Fatal("token stored in clear")
+		}
+	}
+	// Token API: a new token works, is shown once, can be revoked.
+	out := e.want(t, "POST", "/api/v1/tokens", map[string]any{"name": "ci", "expiresIn": "P30D"}, "", 201, "")
+	ci := &client.Client{BaseURL: e.url, Token: out["token"].(string), HTTP: e.c.HTTP}
+	if _, err := ci.ListVaults(ctx); err != nil {
+		t.Fatalf("new token: %v", err)
+	}
+	e.want(t, "DELETE", "/api/v1/tokens/"+out["id"].(string), nil, "", 204, "")
+	if _, err := ci.ListVaults(ctx); !errors.As(err, &ce) || ce.Status != 401 {
+		t.Fatalf("revoked token still works: %v", err)
+	}
+
+	resp, err := e.c.HTTP.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `arca_vault_http_requests_total{code="401",method="GET",route="GET /api/v1/vaults"}`) {
+		t.Fatalf("metrics missing request counter:\n%s", body)
+	}
+	if !strings.Contains(e.log.String(), `"msg":"access"`) || !strings.Contains(e.log.String(), `"route":"GET /api/v1/vaults"`) {
+		t.Fatalf("no structured access log: %s", e.log.String())
+	}
+	e.want(t, "GET", "/api/v1/nothing", nil, "", 404, "RouteNotFound")
+}
+
+func TestVaultsAndPolicies(t *testing.T) {
+	e := setup(t)
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "Bad_Name"}, "", 400, "InvalidName")
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "v1", "bogus": 1}, "", 400, "InvalidBody")
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "v1", "description": "prod"}, "", 201, "")
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "v1"}, "", 409, "AlreadyExists")
+	e.want(t, "GET", "/api/v1/vaults/nope", nil, "", 404, "NotFound")
+	e.want(t, "POST", "/api/v1/vaults/nope/policies", pol, "", 404, "NotFound")
+
+	big := map[string]any{"name": "v2", "description": strings.Repeat("x", 100<<10)}
+	e.want(t, "POST", "/api/v1/vaults", big, "", 413, "RequestTooLarge")
+
+	bad := map[string]any{"name": "p", "schedule": "R/2026-01-01T00:00:00Z/PT30M", "retention": map[string]any{"default": map[string]any{"duration": "7 days"}}}
+	out := e.want(t, "POST", "/api/v1/vaults/v1/policies", bad, "", 400, "InvalidPolicy")
+	details, _ := json.Marshal(out["details"])
+	for _, field := range []string{`"field":"schedule"`, `"field":"retention.default.duration"`} {
+		if !strings.Contains(string(details), field) {
+			t.Errorf("details %s lack %s", details, field)
+		}
+	}
+	status, created, etag := e.call(t, "POST", "/api/v1/vaults/v1/policies", pol, "")
+	if status != 201 || etag != `"1"` {
+		t.Fatalf("create policy: %d %v etag %s", status, created, etag)
+	}
+	ret, _ := json.Marshal(created["retention"])
+	var spec policy.RetentionSpec
+	if err := json.Unmarshal(ret, &spec); err != nil || spec.Default.Datastore != "operational" || spec.Weekly.Datastore != "vault" {
+		t.Fatalf("retention not normalised: %s", ret)
+	}
+	upd := map[string]any{"schedule": "0 3 * * *", "retention": pol["retention"]}
+	status, _, etag = e.call(t, "PUT", "/api/v1/vaults/v1/policies/p4h", upd, `"1"`)
+	if status != 200 || etag != `"2"` {
+		t.Fatalf("update with current ETag: %d %s", status, etag)
+	}
+	e.want(t, "PUT", "/api/v1/vaults/v1/policies/p4h", upd, `"1"`, 412, "PreconditionFailed")
+	e.want(t, "PUT", "/api/v1/vaults/v1/policies/p4h", upd, `nonsense`, 400, "InvalidIfMatch")
+	e.want(t, "DELETE", "/api/v1/vaults/v1/policies/p4h", nil, `"1"`, 412, "PreconditionFailed")
+
+	ps, err := e.c.ListPolicies(ctx, "v1")
+	if err != nil || len(ps) != 1 || ps[0].Schedule != "0 3 * * *" {
+		t.Fatalf("list policies: %v %v", ps, err)
+	}
+	e.want(t, "DELETE", "/api/v1/vaults/v1", nil, "", 409, "VaultNotEmpty")
+	e.want(t, "DELETE", "/api/v1/vaults/v1/policies/p4h", nil, `"2"`, 204, "")
+	e.want(t, "DELETE", "/api/v1/vaults/v1", nil, "", 204, "")
+}
+
+func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
+	e := setup(t)
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "v"}, "", 201, "")
+	e.want(t, "POST", "/api/v1/vaults/v/policies", pol, "", 201, "")
+
+	unknown := instanceBody("shop")
+	unknown["policy"] = "nope"
+	e.want(t, "POST", "/api/v1/vaults/v/instances", unknown, "", 400, "UnknownReference")
+	badLoc := instanceBody("shop")
+	badLoc["storageLocation"] = "ftp://x"
+	e.want(t, "POST", "/api/v1/vaults/v/instances", badLoc, "", 400, "InvalidStorageLocation")
+	badCfg := instanceBody("shop")
+	badCfg["backupConfiguration"] = map[string]any{"includeNamespaces": []string{"typo"}}
+	e.want(t, "POST", "/api/v1/vaults/v/instances", badCfg, "", 400, "InvalidBackupConfiguration")
+	e.want(t, "POST", "/api/v1/vaults/v/instances", instanceBody("shop"), "", 201, "")
+
+	tr, err := e.st.GetTrigger(ctx, "v", "shop")
+	if err != nil || !tr.NextRun.Equal(time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)) {
+		t.Fatalf("protection did not arm the schedule: %+v %v", tr, err)
+	}
+	e.want(t, "POST", "/api/v1/vaults/v/policies/p4h", nil, "", 405, "MethodNotAllowed")
+	e.want(t, "DELETE", "/api/v1/vaults/v/policies/p4h", nil, "", 409, "PolicyInUse")
+
+	// On-demand backup: Queued, then failed by the runner: no cluster driver.
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/backup", map[string]any{"retention": "P2H"}, "", 400, "InvalidValue")
+	job := e.want(t, "POST", "/api/v1/vaults/v/instances/shop/backup", map[string]any{"retention": "P30D"}, "", 202, "")
+	if job["state"] != "Queued" || job["type"] != "OnDemandBackup" {
+		t.Fatalf("backup job: %v", job)
+	}
+	if err := e.srv.Runner.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := e.want(t, "GET", "/api/v1/vaults/v/jobs/"+job["id"].(string), nil, "", 200, "")
+	errs, _ := json.Marshal(got["errors"])
+	if got["state"] != "Failed" || !strings.Contains(string(errs), `"code":"ClusterNotConnected"`) {
+		t.Fatalf("job without driver: %v", got)
+	}
+	e.want(t, "POST", "/api/v1/vaults/v/jobs/"+job["id"].(string)+"/cancel", nil, "", 409, "JobFinished")
+	queued := e.want(t, "POST", "/api/v1/vaults/v/instances/shop/backup", nil, "", 202, "")
+	cancelled := e.want(t, "POST", "/api/v1/vaults/v/jobs/"+queued["id"].(string)+"/cancel", nil, "", 200, "")
+	if cancelled["state"] != "Cancelled" {
+		t.Fatalf("cancel: %v", cancelled)
+	}
+	list := e.want(t, "GET", "/api/v1/vaults/v/jobs?instance=shop&state=Cancelled", nil, "", 200, "")
+	if n := len(list["items"].([]any)); n != 1 {
+		t.Fatalf("filtered job list: %d", n)
+	}
+	e.want(t, "GET", "/api/v1/vaults/v/jobs?limit=0", nil, "", 400, "InvalidValue")
+
+	// Recovery points (recorded directly: no cluster driver exists yet).
+	exp := e.clk.Now().AddDate(0, 0, 7)
+	for i, ts := range []time.Time{e.clk.Now().Add(-2 * time.Hour), e.clk.Now().Add(-time.Hour)} {
+		rp := &store.RecoveryPoint{Vault: "v", ID: []string{"rp-a", "rp-b"}[i], Instance: "shop", Time: ts, Tag: "default", Datastore: "operational", ExpiresAt: &exp}
+		if err := e.st.CreateRecoveryPoint(ctx, rp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rps := e.want(t, "GET", "/api/v1/vaults/v/recovery-points?instance=shop", nil, "", 200, "")
+	if n := len(rps["items"].([]any)); n != 2 {
+		t.Fatalf("recovery points: %d", n)
+	}
+	rp := e.want(t, "GET", "/api/v1/vaults/v/recovery-points/rp-b", nil, "", 200, "")
+	if rp["tag"] != "default" || rp["expiresAt"] == nil {
+		t.Fatalf("recovery point: %v", rp)
+	}
+
+	// Restores.
+	e.want(t, "POST", "/api/v1/vaults/v/restores", map[string]any{"recoveryPoint": "nope", "targetCluster": "dr"}, "", 400, "UnknownReference")
+	e.want(t, "POST", "/api/v1/vaults/v/restores", map[string]any{"recoveryPoint": "rp-a", "targetCluster": "dr",
+		"restoreCriteria": map[string]any{"conflictPolicy": "Overwrite"}}, "", 400, "InvalidRestoreCriteria")
+	restore := e.want(t, "POST", "/api/v1/vaults/v/restores", map[string]any{"recoveryPoint": "rp-a", "targetCluster": "dr",
+		"restoreCriteria": map[string]any{"conflictPolicy": "Skip", "namespaceMappings": map[string]string{"shop": "shop-restored"}}}, "", 202, "")
+	if restore["type"] != "Restore" || restore["state"] != "Queued" {
+		t.Fatalf("restore job: %v", restore)
+	}
+
+	// Stop protection.
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "", 409, "ProtectionActive")
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "pause"}, "", 400, "InvalidStopMode")
+	st := e.want(t, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "retain-forever"}, "", 200, "")
+	if st["protectionState"] != "ProtectionStopped" {
+		t.Fatalf("stop: %v", st)
+	}
+	if _, err := e.st.GetTrigger(ctx, "v", "shop"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("trigger survives stop: %v", err)
+	}
+	if rp, _ := e.st.GetRecoveryPoint(ctx, "v", "rp-a"); rp.ExpiresAt != nil {
+		t.Fatal("retain-forever kept an expiry")
+	}
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/backup", nil, "", 409, "ProtectionStopped")
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "", 409, "RecoveryPointsRemain")
+
+	// Resume re-arms the schedule and gives points their expiry back.
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/resume-protection", nil, "", 200, "")
+	if rp, _ := e.st.GetRecoveryPoint(ctx, "v", "rp-a"); rp.ExpiresAt == nil {
+		t.Fatal("resume did not reapply retention")
+	}
+	if _, err := e.st.GetTrigger(ctx, "v", "shop"); err != nil {
+		t.Fatalf("resume did not arm the schedule: %v", err)
+	}
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/resume-protection", nil, "", 409, "NotStopped")
+
+	// Update with a stale ETag, then a good one.
+	status, cur, etag := e.call(t, "GET", "/api/v1/vaults/v/instances/shop", nil, "")
+	if status != 200 {
+		t.Fatal(cur)
+	}
+	upd := instanceBody("shop")
+	upd["storageLocation"] = "s3://bucket/arca?endpoint=127.0.0.1:9000"
+	e.want(t, "PUT", "/api/v1/vaults/v/instances/shop", upd, `"1"`, 412, "PreconditionFailed")
+	e.want(t, "PUT", "/api/v1/vaults/v/instances/shop", upd, etag, 200, "")
+	upd["cluster"] = "other"
+	e.want(t, "PUT", "/api/v1/vaults/v/instances/shop", upd, "", 400, "ImmutableField")
+
+	// delete-data removes every point and records a Retention job.
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "delete-data"}, "", 200, "")
+	if rps, _ := e.st.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: "v", Instance: "shop"}); len(rps) != 0 {
+		t.Fatalf("delete-data left %d points", len(rps))
+	}
+	ret := e.want(t, "GET", "/api/v1/vaults/v/jobs?type=Retention", nil, "", 200, "")
+	if n := len(ret["items"].([]any)); n != 1 {
+		t.Fatalf("retention jobs: %d", n)
+	}
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "", 204, "")
+	e.want(t, "GET", "/api/v1/vaults/v/instances/shop", nil, "", 404, "NotFound")
+	if !strings.Contains(e.log.String(), `"msg":"audit"`) {
+		t.Fatal("no audit log lines for mutations")
+	}
+}
+
+func TestScheduledJobsThroughServerWiring(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "vault.db"), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, sch := server.New(st, server.Options{Clock: clk, Log: slog.New(slog.DiscardHandler)})
+	ts := httptest.NewTLSServer(srv.Handler())
+	defer ts.Close()
+	tok, _, _ := server.CreateToken(ctx, st, "admin", "admin", nil)
+	c := &client.Client{BaseURL: ts.URL, Token: tok, HTTP: ts.Client()}
+	if _, err := c.CreateVault(ctx, "v", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreatePolicy(ctx, "v", client.PolicyInput{Name: "p4h", Schedule: "R/2026-01-01T02:00:00Z/PT4H",
+		Retention: policy.RetentionSpec{Default: &policy.RuleSpec{Duration: "P7D"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctx, "POST", "/api/v1/vaults/v/instances", instanceBody("shop"), nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 24*12; i++ { // one day in 5-minute ticks
+		clk.Advance(5 * time.Minute)
+		if _, err := sch.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var l struct{ Items []store.Job }
+	if _, err := c.Do(ctx, "GET", "/api/v1/vaults/v/jobs?type=ScheduledBackup", nil, &l, ""); err != nil {
+		t.Fatal(err)
+	}
+	// From 00:30 to 00:30 next day: 02, 06, 10, 14, 18, 22.
+	if len(l.Items) != 6 {
+		t.Fatalf("%d scheduled jobs in a day, want 6", len(l.Items))
+	}
+}
+
+func TestRealListenerInitAndServe(t *testing.T) {
+	dir := t.TempDir()
+	opts := server.Options{DataDir: dir, Listen: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)}
+	res, err := server.Init(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(res.Token, server.TokenPrefix) || res.CertFile != filepath.Join(dir, "tls", "tls.crt") || len(res.Fingerprint) != 64 {
+		t.Fatalf("init: %+v", res)
+	}
+	if _, err := server.Init(ctx, opts); !errors.Is(err, server.ErrInitialized) {
+		t.Fatalf("second init: %v", err)
+	}
+	addr := make(chan string, 1)
+	opts.Ready = func(a string) { addr <- a }
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- server.Run(runCtx, opts) }()
+	var a string
+	select {
+	case a = <-addr:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("vault did not start")
+	}
+	c, err := client.New("https://"+a, res.Token, client.TLSOptions{CAFile: res.CertFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateVault(ctx, "v", "through the real listener"); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := c.ListVaults(ctx)
+	if err != nil || len(vs) != 1 {
+		t.Fatalf("list: %v %v", vs, err)
+	}
+	// Without trusting the generated certificate the connection is refused.
+	untrusting, _ := client.New("https://"+a, res.Token, client.TLSOptions{})
+	if _, err := untrusting.ListVaults(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("self-signed certificate accepted without trust: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
