@@ -864,4 +864,3 @@ func validationLabelValue(v string) string {
 	}
 	return ""
 }
-
