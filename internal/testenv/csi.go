@@ -1,0 +1,246 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Names of the CSI objects StartCSI creates.
+const (
+	CSIDriverName            = "mock.csi.arca.local"
+	CSIStorageClass          = "arca-csi"
+	CSISnapshotClass         = "arca-csi-snapclass"
+	CSISnapshotClassDelete   = "arca-csi-snapclass-delete"
+	snapshotClientModule     = "github.com/kubernetes-csi/external-snapshotter/client/v8"
+	defaultClassAnnotation   = "storageclass.kubernetes.io/is-default-class"
+	defaultSnapClassAnnotate = "snapshot.storage.kubernetes.io/is-default-class"
+)
+
+// CSI is a CSI snapshot stack running against a ControlPlane: the snapshot
+// CRDs, snapshot-controller, csi-snapshotter, the in-memory mock CSI driver
+// and a provisioner for PVCs (see Provisioner).
+type CSI struct {
+	// DriverName is the CSI driver (CSIDriver object, StorageClass
+	// provisioner, VolumeSnapshotClass driver).
+	DriverName string
+	// StorageClass is the default StorageClass: reclaimPolicy Delete,
+	// volumeBindingMode Immediate.
+	StorageClass string
+	// SnapshotClass is the default VolumeSnapshotClass, deletionPolicy
+	// Retain: the driver's snapshot outlives the VolumeSnapshot and its
+	// namespace, as Arca's snapshot location requires.
+	SnapshotClass string
+	// SnapshotClassDelete is a second class of the driver with
+	// deletionPolicy Delete, for tests of snapshot clean-up.
+	SnapshotClassDelete string
+	// Socket is the driver's unix socket.
+	Socket string
+	// Controller is a CSI controller client connected to the driver.
+	Controller csi.ControllerClient
+	// StartupTimes records how long each component took to start.
+	StartupTimes map[string]time.Duration
+}
+
+// StartCSI installs the snapshot CRDs and starts the CSI stack on cp. Its
+// provisioner binds PVCs through kube-controller-manager when cp runs it,
+// and binds them itself otherwise.
+func StartCSI(t T, cp *ControlPlane) *CSI {
+	t.Helper()
+	c := &CSI{
+		DriverName:          CSIDriverName,
+		StorageClass:        CSIStorageClass,
+		SnapshotClass:       CSISnapshotClass,
+		SnapshotClassDelete: CSISnapshotClassDelete,
+		StartupTimes:        map[string]time.Duration{},
+	}
+	cfg := cp.Config()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	start := time.Now()
+	crdDir := SnapshotCRDDir(t)
+	if _, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{Paths: []string{crdDir}, ErrorIfPathMissing: true}); err != nil {
+		t.Fatalf("install snapshot CRDs from %s: %v", crdDir, err)
+	}
+	c.StartupTimes["snapshot CRDs"] = time.Since(start)
+
+	// The driver first: csi-snapshotter asks it for its name on start.
+	start = time.Now()
+	dir, err := os.MkdirTemp("", "arca-csi-")
+	if err != nil {
+		t.Fatalf("csi socket dir: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	c.Socket = filepath.Join(dir, "csi.sock")
+	driver := StartProcess(t, "mock-csi-driver", Binary(t, "mock-csi-driver"),
+		[]string{"--socket=" + c.Socket, "--driver-name=" + c.DriverName}, nil, "")
+	conn, err := grpc.NewClient("unix://"+c.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("csi client: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	identity := csi.NewIdentityClient(conn)
+	driver.WaitReady(t, time.Minute, func(ctx context.Context) error {
+		// Dialling before the socket exists would put the channel into
+		// a one-second reconnect back-off.
+		if _, err := os.Stat(c.Socket); err != nil {
+			return err
+		}
+		info, err := identity.GetPluginInfo(ctx, &csi.GetPluginInfoRequest{})
+		if err != nil {
+			return err
+		}
+		if info.GetName() != c.DriverName {
+			return fmt.Errorf("driver reports name %q", info.GetName())
+		}
+		return nil
+	})
+	c.Controller = csi.NewControllerClient(conn)
+	c.StartupTimes["mock-csi-driver"] = time.Since(start)
+
+	kubeconfig := cp.KubeconfigFile(t)
+	start = time.Now()
+	sc := StartProcess(t, "snapshot-controller", Binary(t, "snapshot-controller"),
+		[]string{"--kubeconfig=" + kubeconfig, "--leader-election=false", "--retry-interval-start=200ms", "--retry-interval-max=5s"}, nil, "")
+	sidecar := StartProcess(t, "csi-snapshotter", Binary(t, "csi-snapshotter"),
+		[]string{"--kubeconfig=" + kubeconfig, "--csi-address=" + c.Socket, "--leader-election=false", "--retry-interval-start=200ms", "--retry-interval-max=5s"}, nil, "")
+	sc.WaitReady(t, time.Minute, logContains(sc, "Starting snapshot controller"))
+	c.StartupTimes["snapshot-controller"] = time.Since(start)
+	sidecar.WaitReady(t, time.Minute, logContains(sidecar, "Starting CSI snapshotter"))
+	c.StartupTimes["csi-snapshotter"] = time.Since(start)
+
+	c.createObjects(t, ctx, cp)
+
+	start = time.Now()
+	p := &Provisioner{
+		Client:       cp.clientset(t),
+		Snapshots:    snapclient.NewForConfigOrDie(cfg),
+		Controller:   c.Controller,
+		Driver:       c.DriverName,
+		BindDirectly: cp.kcm == nil,
+		Logf:         t.Logf,
+	}
+	pctx, pcancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := p.Run(pctx); err != nil && pctx.Err() == nil {
+			t.Logf("provisioner stopped: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		pcancel()
+		wg.Wait()
+	})
+	c.StartupTimes["provisioner"] = time.Since(start)
+	return c
+}
+
+func logContains(p *Process, marker string) func(context.Context) error {
+	return func(context.Context) error {
+		if strings.Contains(p.Log(), marker) {
+			return nil
+		}
+		return fmt.Errorf("log does not show %q yet", marker)
+	}
+}
+
+func (c *CSI) createObjects(t T, ctx context.Context, cp *ControlPlane) {
+	t.Helper()
+	cs := cp.clientset(t)
+	attach := false
+	_, err := cs.StorageV1().CSIDrivers().Create(ctx, &storagev1.CSIDriver{
+		ObjectMeta: metav1.ObjectMeta{Name: c.DriverName},
+		Spec: storagev1.CSIDriverSpec{
+			AttachRequired:       &attach,
+			VolumeLifecycleModes: []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecyclePersistent},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create CSIDriver: %v", err)
+	}
+	reclaim := corev1.PersistentVolumeReclaimDelete
+	binding := storagev1.VolumeBindingImmediate
+	expand := true
+	_, err = cs.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{
+		ObjectMeta:           metav1.ObjectMeta{Name: c.StorageClass, Annotations: map[string]string{defaultClassAnnotation: "true"}},
+		Provisioner:          c.DriverName,
+		ReclaimPolicy:        &reclaim,
+		VolumeBindingMode:    &binding,
+		AllowVolumeExpansion: &expand,
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create StorageClass: %v", err)
+	}
+	snaps := snapclient.NewForConfigOrDie(cp.Config())
+	for _, vsc := range []*snapv1.VolumeSnapshotClass{{
+		ObjectMeta:     metav1.ObjectMeta{Name: c.SnapshotClass, Annotations: map[string]string{defaultSnapClassAnnotate: "true"}},
+		Driver:         c.DriverName,
+		DeletionPolicy: snapv1.VolumeSnapshotContentRetain,
+	}, {
+		ObjectMeta:     metav1.ObjectMeta{Name: c.SnapshotClassDelete},
+		Driver:         c.DriverName,
+		DeletionPolicy: snapv1.VolumeSnapshotContentDelete,
+	}} {
+		if _, err := snaps.SnapshotV1().VolumeSnapshotClasses().Create(ctx, vsc, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create VolumeSnapshotClass %s: %v", vsc.Name, err)
+		}
+	}
+}
+
+var (
+	crdDirOnce sync.Once
+	crdDir     string
+	crdDirErr  error
+)
+
+// SnapshotCRDDir returns the config/crd directory of the
+// external-snapshotter client/v8 module Arca's go.mod pins, as found by
+// `go list -m` in the module cache (the build of this package downloaded
+// it). Using the module's own files keeps the CRDs in step with the client
+// types.
+func SnapshotCRDDir(t T) string {
+	t.Helper()
+	crdDirOnce.Do(func() {
+		out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", snapshotClientModule).Output()
+		if err != nil {
+			if ee, ok := err.(*exec.ExitError); ok {
+				err = fmt.Errorf("%w: %s", err, ee.Stderr)
+			}
+			crdDirErr = fmt.Errorf("go list -m %s: %w", snapshotClientModule, err)
+			return
+		}
+		mod := strings.TrimSpace(string(out))
+		if mod == "" {
+			crdDirErr = fmt.Errorf("module %s is not in the module cache: run `go mod download %s`", snapshotClientModule, snapshotClientModule)
+			return
+		}
+		dir := filepath.Join(mod, "config", "crd")
+		if _, err := os.Stat(dir); err != nil {
+			crdDirErr = err
+			return
+		}
+		crdDir = dir
+	})
+	if crdDirErr != nil {
+		t.Fatalf("snapshot CRDs: %v", crdDirErr)
+	}
+	return crdDir
+}
