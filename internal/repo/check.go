@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/arca-backup/arca/internal/storage"
 )
@@ -44,6 +45,7 @@ func (c *CheckReport) OK() bool { return len(c.Damaged) == 0 }
 
 // checker holds the state of one Check run.
 type checker struct {
+	mu      sync.Mutex // guards damaged, order, badPacks while packs are checked in parallel
 	r       *Repository
 	opts    CheckOptions
 	damaged map[string]*DamagedFile
@@ -57,6 +59,12 @@ type checker struct {
 }
 
 func (c *checker) damage(file, problem string) *DamagedFile {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.damageLocked(file, problem)
+}
+
+func (c *checker) damageLocked(file, problem string) *DamagedFile {
 	if d, ok := c.damaged[file]; ok {
 		if problem != "" && !strings.Contains(d.Problem, problem) {
 			d.Problem += "; " + problem
@@ -124,20 +132,51 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 		packIDs = append(packIDs, id)
 	}
 	sort.Slice(packIDs, func(i, j int) bool { return packIDs[i].String() < packIDs[j].String() })
-	for i, id := range packIDs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	// Packs are checked by a few goroutines: reads from cloud storage are
+	// latency-bound.
+	var (
+		wg      sync.WaitGroup
+		work    = make(chan ID)
+		errMu   sync.Mutex
+		firstEr error
+		done    int
+	)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				var err error
+				if size, ok := packFiles[id]; !ok {
+					c.markPack(id, "pack is missing")
+				} else {
+					err = c.checkPack(ctx, id, size, packEntries[id])
+				}
+				errMu.Lock()
+				if err != nil && firstEr == nil {
+					firstEr = err
+				}
+				done++
+				if opts.Progress != nil {
+					opts.Progress(done, len(packIDs))
+				}
+				errMu.Unlock()
+			}
+		}()
+	}
+	for _, id := range packIDs {
+		if ctx.Err() != nil {
+			break
 		}
-		size, ok := packFiles[id]
-		if !ok {
-			c.badPacks[id] = nil
-			c.damage("data/"+id.String(), "pack is missing")
-		} else if err := c.checkPack(ctx, id, size, packEntries[id]); err != nil {
-			return nil, err
-		}
-		if opts.Progress != nil {
-			opts.Progress(i+1, len(packIDs))
-		}
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	if firstEr != nil {
+		return nil, firstEr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 
 	// 3. Manifests and trees.
@@ -172,6 +211,7 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 	for _, f := range c.order {
 		rep.Damaged = append(rep.Damaged, *c.damaged[f])
 	}
+	sort.Slice(rep.Damaged, func(i, j int) bool { return rep.Damaged[i].File < rep.Damaged[j].File })
 	for id := range affected {
 		rep.Affected = append(rep.Affected, id)
 	}
@@ -196,8 +236,7 @@ func (c *checker) checkPack(ctx context.Context, id ID, size int64, indexed []pa
 		hdr, err := c.r.readPackHeader(ctx, id, size)
 		if err != nil {
 			if storage.IsNotExist(err) || isDamage(err) {
-				c.badPacks[id] = nil
-				c.damage(file, err.Error())
+				c.markPack(id, err.Error())
 				return nil
 			}
 			return err
@@ -213,8 +252,7 @@ func (c *checker) checkPack(ctx context.Context, id ID, size int64, indexed []pa
 	})
 	if err != nil {
 		if storage.IsNotExist(err) {
-			c.badPacks[id] = nil
-			c.damage(file, "pack is missing")
+			c.markPack(id, "pack is missing")
 			return nil
 		}
 		return err
@@ -242,7 +280,17 @@ func (c *checker) checkPack(ctx context.Context, id ID, size int64, indexed []pa
 	return nil
 }
 
+// markPack records that a whole pack is unusable.
+func (c *checker) markPack(pack ID, problem string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.badPacks[pack] = nil
+	c.damageLocked("data/"+pack.String(), problem)
+}
+
 func (c *checker) markBlob(pack, blob ID, problem string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	m, ok := c.badPacks[pack]
 	if ok && m == nil {
 		return // whole pack already bad
@@ -252,7 +300,7 @@ func (c *checker) markBlob(pack, blob ID, problem string) {
 		c.badPacks[pack] = m
 	}
 	m[blob] = true
-	c.damage("data/"+pack.String(), problem)
+	c.damageLocked("data/"+pack.String(), problem)
 }
 
 func (c *checker) compareHeader(id ID, hdr []packEntry, indexed []packEntry) {
