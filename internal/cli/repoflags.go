@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 
@@ -12,14 +11,14 @@ import (
 
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage"
-	"github.com/arca-backup/arca/internal/storage/local"
-	"github.com/arca-backup/arca/internal/storage/retry"
+	"github.com/arca-backup/arca/internal/storage/location"
 )
 
 // RepoOptions locate and unlock a repository. Commands that use a
 // repository embed it, call AddFlags, then Open or OpenOrInit:
 //
-//	--repo URL            file:///path or a directory (azure://, s3:// via storage/location)
+//	--repo URL            file:///path or a directory, azure://account/container/prefix,
+//	                      s3://bucket/prefix?endpoint=… (credentials from the environment)
 //	--password-file FILE  the password (first line); otherwise $ARCA_PASSWORD
 type RepoOptions struct {
 	Repo         string
@@ -56,37 +55,26 @@ func (o *RepoOptions) Password() (string, error) {
 	return "", &UsageError{errors.New("no repository password: use --password-file FILE or set " + PasswordEnv)}
 }
 
-// Backend opens the storage named by --repo, wrapped in the retry decorator.
-// With create, a missing local directory is created.
+// Backend opens the storage named by --repo (storage/location: file://,
+// a bare path, azure://, s3://; credentials from the environment), wrapped
+// in the retry decorator. With create, a missing directory, container or
+// bucket is created.
 func (o *RepoOptions) Backend(ctx context.Context, create bool) (storage.Backend, error) {
 	if o.Repo == "" {
 		return nil, &UsageError{errors.New("--repo is required")}
 	}
-	dir := o.Repo
-	if strings.Contains(o.Repo, "://") {
-		u, err := url.Parse(o.Repo)
-		if err != nil {
-			return nil, &UsageError{fmt.Errorf("repository URL %q: %w", o.Repo, err)}
-		}
-		if u.Scheme != "file" {
-			return nil, &UsageError{fmt.Errorf("repository URL %q: scheme %q is not supported yet (use file://)", o.Repo, u.Scheme)}
-		}
-		dir = u.Path
-	}
-	var be storage.Backend
-	var err error
-	if create {
-		be, err = local.Create(dir)
-	} else {
-		be, err = local.Open(dir)
-	}
+	be, err := location.OpenWith(ctx, o.Repo, location.Credentials{}, location.Options{Create: create})
 	if err != nil {
+		var pe *location.ParseError
+		if errors.As(err, &pe) {
+			return nil, &UsageError{err}
+		}
 		if storage.IsNotExist(err) {
-			return nil, fmt.Errorf("%s: %w", o.Repo, repo.ErrNoRepository)
+			return nil, fmt.Errorf("%w: %v", repo.ErrNoRepository, err)
 		}
 		return nil, err
 	}
-	return retry.New(be, retry.Options{}), nil
+	return be, nil
 }
 
 // Open opens an existing repository.
