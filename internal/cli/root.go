@@ -21,6 +21,8 @@ func NewRootCommand() *cobra.Command {
 		newVersionCommand(),
 		newRepoCommand(),
 		newLocalCommand(),
+		newVaultCommand(),
+		newPolicyCommand(),
 	)
 	return root
 }

@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/arca-backup/arca/internal/vault/server"
+	"github.com/arca-backup/arca/internal/vault/store/sqlite"
+)
+
+// vaultCLI runs `arca <args>` against a vault on a real HTTPS listener.
+func startTestVault(t *testing.T) (run func(args ...string) (string, error)) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "vault.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler)})
+	ts := httptest.NewTLSServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := server.CreateToken(context.Background(), st, "admin", "admin", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(args ...string) (string, error) {
+		root := NewRootCommand()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		full := append(args, "--vault-url", ts.URL, "--token", tok, "--ca-cert", ca)
+		root.SetArgs(full)
+		err := root.ExecuteContext(context.Background())
+		return out.String(), err
+	}
+}
+
+func TestVaultAndPolicyCommands(t *testing.T) {
+	run := startTestVault(t)
+	out, err := run("vault", "create", "prod", "--description", "production clusters")
+	if err != nil || !strings.Contains(out, "prod") || !strings.Contains(out, "production clusters") {
+		t.Fatalf("vault create: %v\n%s", err, out)
+	}
+	out, err = run("vault", "list", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l struct{ Items []map[string]any }
+	if err := json.Unmarshal([]byte(out), &l); err != nil || len(l.Items) != 1 || l.Items[0]["name"] != "prod" {
+		t.Fatalf("vault list json: %v\n%s", err, out)
+	}
+	if _, err := run("vault", "list", "-o", "xml"); ExitCode(err) != 2 {
+		t.Fatalf("bad --output must be a usage error: %v", err)
+	}
+
+	// Invalid policy: rejected locally with the field named, exit code 2.
+	_, err = run("policy", "create", "p", "--vault", "prod", "--schedule", "R/2026-01-01T00:00:00Z/PT30M", "--retain-default", "P7D")
+	if ExitCode(err) != 2 || !strings.Contains(err.Error(), "schedule") || !strings.Contains(err.Error(), "PT1H to PT24H") {
+		t.Fatalf("invalid schedule: %v", err)
+	}
+	_, err = run("policy", "create", "p", "--vault", "prod", "--schedule", "0 2 * * *")
+	if ExitCode(err) != 2 || !strings.Contains(err.Error(), "retention.default") {
+		t.Fatalf("missing default retention: %v", err)
+	}
+	out, err = run("policy", "create", "p4h", "--vault", "prod", "--schedule", "R/2026-01-01T02:00:00Z/PT4H",
+		"--retain-default", "P7D", "--retain-weekly", "P12W", "--retain-yearly", "P10Y:vault", "--datastore", "operational")
+	if err != nil || !strings.Contains(out, "default=P7D weekly=P12W yearly=P10Y(vault)") {
+		t.Fatalf("policy create: %v\n%s", err, out)
+	}
+	out, err = run("policy", "show", "p4h", "--vault", "prod", "-o", "yaml")
+	if err != nil || !strings.Contains(out, "schedule: R/2026-01-01T02:00:00Z/PT4H") || !strings.Contains(out, "datastore: vault") {
+		t.Fatalf("policy show yaml: %v\n%s", err, out)
+	}
+	out, err = run("policy", "list", "--vault", "prod")
+	if err != nil || !strings.HasPrefix(out, "NAME") || !strings.Contains(out, "p4h") {
+		t.Fatalf("policy list: %v\n%s", err, out)
+	}
+	if _, err := run("vault", "delete", "prod"); err == nil || !strings.Contains(err.Error(), "VaultNotEmpty") {
+		t.Fatalf("deleting a vault with policies: %v", err)
+	}
+	if _, err := run("policy", "delete", "p4h", "--vault", "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("policy", "show", "p4h", "--vault", "prod"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("show deleted policy: %v", err)
+	}
+	if out, err := run("vault", "delete", "prod"); err != nil || !strings.Contains(out, "deleted") {
+		t.Fatalf("vault delete: %v %s", err, out)
+	}
+}
+
+func TestVaultInitCommand(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := RunVaultInit(context.Background(), &VaultServerOptions{DataDir: dir}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), server.TokenPrefix) || !strings.Contains(out.String(), filepath.Join(dir, "tls", "tls.crt")) {
+		t.Fatalf("init output:\n%s", out.String())
+	}
+	if err := RunVaultInit(context.Background(), &VaultServerOptions{DataDir: dir}, &out); err == nil {
+		t.Fatal("second init must refuse")
+	}
+}
