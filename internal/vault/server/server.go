@@ -244,7 +244,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		s.Log.Info("access", attrs...)
 		if r.Method != http.MethodGet && rec.status < 400 && rec.principal != "" {
-			s.Log.Info("audit", "principal", rec.principal, "action", r.Method+" "+route, "target", r.URL.Path, "status", rec.status)
+			s.Log.Info("audit", "principal", rec.principal, "action", route, "target", r.URL.Path, "status", rec.status)
 		}
 	})
 }
