@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -41,7 +42,12 @@ func StartMinIO(t T) *MinIO {
 		ready, err := waitHTTP(m.Process, "http://"+m.Endpoint+"/minio/health/ready", 60*time.Second,
 			func(status int) bool { return status == 200 })
 		if ready {
-			break
+			// The health endpoint can answer before the object layer is
+			// initialised (XMinioServerNotInitialized under load): wait
+			// until an S3 call works.
+			if err = m.waitS3(t, 60*time.Second); err == nil {
+				break
+			}
 		}
 		if attempt < 3 && portInUse(m.Process.Log()) {
 			m.Process.Stop()
@@ -51,6 +57,26 @@ func StartMinIO(t T) *MinIO {
 	}
 	t.Logf("minio ready at %s in %s", m.Endpoint, time.Since(start).Round(time.Millisecond))
 	return m
+}
+
+func (m *MinIO) waitS3(t T, timeout time.Duration) error {
+	c := m.Client(t)
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.ListBuckets(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if exited, perr := m.Process.Exited(); exited {
+			return fmt.Errorf("minio exited: %v", perr)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("S3 API not ready after %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Client returns a minio-go client for the root user.
