@@ -71,10 +71,9 @@ func (d *dupStream) Read(p []byte) (int, error) {
 
 // memPeak samples memory while running.
 type memPeak struct {
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	heapPeak  atomic.Uint64
-	startVmHW int64
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	heapPeak atomic.Uint64
 }
 
 func startMemPeak() *memPeak {

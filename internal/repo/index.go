@@ -182,12 +182,6 @@ func (m *memIndex) add(packs []indexPack) {
 	}
 }
 
-func (m *memIndex) len() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return len(m.blobs)
-}
-
 // listIDs lists the names of all files of type t that parse as IDs.
 func (r *Repository) listIDs(ctx context.Context, t storage.FileType) (map[ID]int64, error) {
 	out := map[ID]int64{}

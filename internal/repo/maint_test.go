@@ -386,3 +386,43 @@ func TestPruneByAnotherProcess(t *testing.T) {
 	verifyBackup(t, reopen(t, be, clk), b, cb)
 	verifyBackup(t, r1, b, cb)
 }
+
+// TestAbortWhileUploadsHang: Abort returns promptly even when uploads hang
+// and PutBlob is blocked on them.
+func TestAbortWhileUploadsHang(t *testing.T) {
+	fb := faulty.New(mem.New())
+	clk := newFakeClock()
+	r, err := Init(context.Background(), fb, "secret", testOpts(clk)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb.Add(faulty.Fault{Op: faulty.OpSave, Type: storage.PackFile, Probability: 1, Kind: faulty.Timeout, Delay: time.Hour})
+	ctx := context.Background()
+	w, err := r.NewWriter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putDone := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; i < 2000 && err == nil; i++ {
+			_, err = w.PutBlob(ctx, object(i, 1500))
+		}
+		putDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let the uploaders hang and PutBlob block
+	aborted := make(chan error, 1)
+	go func() { aborted <- w.Abort(ctx) }()
+	select {
+	case <-aborted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Abort hangs")
+	}
+	if err := <-putDone; err == nil {
+		t.Fatal("PutBlob succeeded after Abort")
+	}
+	fb.Clear()
+	if locks, _ := r.Locks(ctx); len(locks) != 0 {
+		t.Fatalf("lock left: %v", locks)
+	}
+}

@@ -198,6 +198,8 @@ func (w *Writer) sendLocked(ctx context.Context) error {
 	select {
 	case w.uploads <- p:
 		return nil
+	case <-w.ctx.Done():
+		return errAborted
 	case <-ctx.Done():
 		err := fmt.Errorf("put blob: %w", ctx.Err())
 		w.setErr(err)
@@ -346,6 +348,10 @@ func (w *Writer) Commit(ctx context.Context, rp *RecoveryPoint) (ID, error) {
 // Abort discards the recovery point: no index and no manifest are written.
 // Packs already uploaded stay unreferenced until the next prune.
 func (w *Writer) Abort(ctx context.Context) error {
+	// Cancel first: a PutBlob blocked handing a pack to a busy uploader
+	// holds w.mu, and in-flight uploads may be retrying for minutes.
+	w.setErr(errAborted)
+	w.cancel()
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -354,10 +360,11 @@ func (w *Writer) Abort(ctx context.Context) error {
 	w.closed = true
 	close(w.uploads)
 	w.mu.Unlock()
-	w.cancel()
 	w.wg.Wait()
 	return w.lock.release(ctx)
 }
+
+var errAborted = errors.New("writer aborted")
 
 // Stats returns what the writer did so far.
 func (w *Writer) Stats() WriterStats {
