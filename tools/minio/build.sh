@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Builds the MinIO server pinned in tools/minio/go.mod into $ARCA_TOOLS_DIR.
+# Builds the MinIO server pinned in tools/minio/go.mod (its own module, the
+# server recorded with `go get -tool`) into $ARCA_TOOLS_DIR.
 # Idempotent: a stamp of go.mod/go.sum and the Go version decides whether to
 # rebuild. The first build takes about two minutes on two cores.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${ARCA_TOOLS_DIR:-$HOME/.cache/arca/tools/bin}
 mkdir -p "$out"
-stamp_file="$out/.minio.stamp"
-stamp=$(cat "$here/go.mod" "$here/go.sum" <(go version) | sha256sum | cut -d' ' -f1)
+stamp_file="$out/.stamp-minio"
+stamp=$(cat "$here/go.mod" "$here/go.sum" "$here/build.sh" <(go version) | sha256sum | cut -d' ' -f1)
 if [ -x "$out/minio" ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
   exit 0
 fi
