@@ -36,17 +36,6 @@ func newLocalCommand() *cobra.Command {
 	return cmd
 }
 
-// LocalRepoOptions locate and unlock a repository.
-type LocalRepoOptions struct {
-	Repo         string
-	PasswordFile string
-}
-
-func (o *LocalRepoOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Repo, "repo", "", "repository URL (file:///path, azure://…, s3://…) or directory")
-	fs.StringVar(&o.PasswordFile, "password-file", "", "file holding the repository password (default: $ARCA_PASSWORD)")
-}
-
 // LocalClusterOptions locate a cluster.
 type LocalClusterOptions struct {
 	Kubeconfig string
@@ -103,7 +92,7 @@ func readConfigFile(file string, v any) error {
 
 // LocalBackupOptions are the flags of `arca local backup`.
 type LocalBackupOptions struct {
-	LocalRepoOptions
+	RepoOptions
 	LocalClusterOptions
 	Config  string
 	Name    string
@@ -124,7 +113,7 @@ func newLocalBackupCommand() *cobra.Command {
 			return RunLocalBackup(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.LocalRepoOptions.AddFlags(cmd.Flags())
+	o.RepoOptions.AddFlags(cmd.Flags())
 	o.LocalClusterOptions.AddFlags(cmd.Flags())
 	o.filters.addFlags(cmd.Flags(), true)
 	cmd.Flags().StringVar(&o.Config, "config", "", "backup configuration file (YAML or JSON, fields of BackupConfiguration); flags override it")
@@ -201,8 +190,7 @@ func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr i
 	if o.Repo == "" {
 		return &UsageError{errors.New("--repo is required")}
 	}
-	password, err := localPassword(o.PasswordFile)
-	if err != nil {
+	if _, err := o.Password(); err != nil {
 		return err
 	}
 	restCfg, err := o.config()
@@ -221,7 +209,7 @@ func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr i
 		return err
 	}
 	// Only now, with a configuration that works, is the repository touched.
-	r, created, err := localOpenRepo(ctx, o.Repo, password, true)
+	r, created, err := o.OpenOrInit(ctx)
 	if err != nil {
 		return err
 	}
@@ -263,7 +251,7 @@ func nonNil[T any](s []T) []T {
 
 // LocalRestoreOptions are the flags of `arca local restore`.
 type LocalRestoreOptions struct {
-	LocalRepoOptions
+	RepoOptions
 	LocalClusterOptions
 	RecoveryPoint     string
 	Config            string
@@ -291,7 +279,7 @@ func newLocalRestoreCommand() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	o.LocalRepoOptions.AddFlags(fs)
+	o.RepoOptions.AddFlags(fs)
 	o.LocalClusterOptions.AddFlags(fs)
 	o.filters.addFlags(fs, false)
 	fs.StringVar(&o.RecoveryPoint, "recovery-point", "", "recovery point ID, unique prefix, or latest")
@@ -389,15 +377,11 @@ func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr
 	if o.Repo == "" {
 		return &UsageError{errors.New("--repo is required")}
 	}
-	password, err := localPassword(o.PasswordFile)
-	if err != nil {
-		return err
-	}
 	restCfg, err := o.config()
 	if err != nil {
 		return &UsageError{err}
 	}
-	r, _, err := localOpenRepo(ctx, o.Repo, password, false)
+	r, err := o.Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -456,7 +440,7 @@ func printRestore(w io.Writer, res *restore.Result) {
 
 // LocalListOptions are the flags of `arca local list`.
 type LocalListOptions struct {
-	LocalRepoOptions
+	RepoOptions
 	Output string
 }
 
@@ -470,7 +454,7 @@ func newLocalListCommand() *cobra.Command {
 			return RunLocalList(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
-	o.LocalRepoOptions.AddFlags(cmd.Flags())
+	o.RepoOptions.AddFlags(cmd.Flags())
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
@@ -496,11 +480,7 @@ func RunLocalList(ctx context.Context, o *LocalListOptions, stdout io.Writer) er
 	if o.Repo == "" {
 		return &UsageError{errors.New("--repo is required")}
 	}
-	password, err := localPassword(o.PasswordFile)
-	if err != nil {
-		return err
-	}
-	r, _, err := localOpenRepo(ctx, o.Repo, password, false)
+	r, err := o.Open(ctx)
 	if err != nil {
 		return err
 	}
@@ -530,7 +510,7 @@ func RunLocalList(ctx context.Context, o *LocalListOptions, stdout io.Writer) er
 
 // LocalDiffOptions are the flags of `arca local diff`.
 type LocalDiffOptions struct {
-	LocalRepoOptions
+	RepoOptions
 	LocalClusterOptions
 	Output        string
 	IncludeStatus bool
@@ -550,7 +530,7 @@ func newLocalDiffCommand() *cobra.Command {
 			return RunLocalDiff(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
-	o.LocalRepoOptions.AddFlags(cmd.Flags())
+	o.RepoOptions.AddFlags(cmd.Flags())
 	o.LocalClusterOptions.AddFlags(cmd.Flags())
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().BoolVar(&o.IncludeStatus, "status", false, "compare status fields too")
@@ -565,11 +545,7 @@ func RunLocalDiff(ctx context.Context, o *LocalDiffOptions, stdout io.Writer) er
 	if o.Repo == "" {
 		return &UsageError{errors.New("--repo is required")}
 	}
-	password, err := localPassword(o.PasswordFile)
-	if err != nil {
-		return err
-	}
-	r, _, err := localOpenRepo(ctx, o.Repo, password, false)
+	r, err := o.Open(ctx)
 	if err != nil {
 		return err
 	}
