@@ -31,6 +31,7 @@ const (
 	CodePolicyInvalid       = "PolicyInvalid"
 	CodeCancelled           = "CancelledByUser"
 	CodeRecoveryPointGone   = "RecoveryPointNotFound"
+	CodeProtectionStopped   = "ProtectionStopped"
 )
 
 // BackupRequest is what a driver needs to start a backup in a cluster.
@@ -230,6 +231,13 @@ func (r *Runner) startBackup(ctx context.Context, j *store.Job) error {
 		return r.fail(ctx, j, CodeInstanceNotFound, fmt.Sprintf("backup instance %q no longer exists", j.Instance))
 	}
 	if err != nil {
+		return err
+	}
+	if j.Type == store.JobScheduledBackup && in.ProtectionState != store.ProtectionConfigured {
+		now := r.Clock.Now()
+		j.State, j.EndedAt = store.JobCancelled, &now
+		j.Warnings = append(j.Warnings, store.Issue{Code: CodeProtectionStopped, Message: "protection was stopped before the scheduled backup started"})
+		_, err := r.save(ctx, j)
 		return err
 	}
 	d, ok := r.driver(in.Cluster)

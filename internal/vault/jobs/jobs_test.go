@@ -215,3 +215,18 @@ func TestRestoreAndCancel(t *testing.T) {
 		t.Fatal("cancelling a finished job must fail")
 	}
 }
+
+func TestScheduledJobOfStoppedInstanceIsCancelled(t *testing.T) {
+	e := setup(t)
+	in, err := e.st.GetInstance(ctx, "v", "connected")
+	must(t, err)
+	in.ProtectionState, in.StopMode = store.ProtectionStopped, store.StopRetainPerPolicy
+	must(t, e.st.UpdateInstance(ctx, in))
+	j := &store.Job{Vault: "v", Type: store.JobScheduledBackup, Instance: "connected"}
+	must(t, e.st.CreateJob(ctx, j))
+	must(t, e.r.Tick(ctx))
+	got := e.job(t, j.ID)
+	if got.State != store.JobCancelled || len(e.drv.backups) != 0 || got.Warnings[0].Code != jobs.CodeProtectionStopped {
+		t.Fatalf("job: %+v, backups started: %d", got, len(e.drv.backups))
+	}
+}

@@ -544,13 +544,15 @@ func (s *Server) stopProtection(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	// The trigger goes first: from here on no scheduled job starts.
-	if err := s.Store.DeleteTrigger(ctx, in.Vault, in.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+	// State first (version-checked), then the trigger: a scheduled job the
+	// scheduler creates in between is cancelled by the runner, which checks
+	// the protection state before starting a ScheduledBackup.
+	in.ProtectionState, in.StopMode = store.ProtectionStopped, b.Mode
+	if err := s.Store.UpdateInstance(ctx, in); err != nil {
 		writeError(w, r, err)
 		return
 	}
-	in.ProtectionState, in.StopMode = store.ProtectionStopped, b.Mode
-	if err := s.Store.UpdateInstance(ctx, in); err != nil {
+	if err := s.Store.DeleteTrigger(ctx, in.Vault, in.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
 		writeError(w, r, err)
 		return
 	}
