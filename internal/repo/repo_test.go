@@ -264,3 +264,14 @@ func TestUnchangedRebackup100k(t *testing.T) {
 	}
 	t.Logf("first %d bytes, unchanged re-backup %d bytes (%.4f%%)", first.StoredBytes, second.StoredBytes, 100*float64(second.StoredBytes)/float64(first.StoredBytes))
 }
+
+func TestDamagedConfig(t *testing.T) {
+	_, be, clk := newTestRepo(t)
+	rewrite(t, be, storage.Handle{Type: storage.ConfigFile}, func(b []byte) []byte { b[len(b)-1] ^= 1; return b })
+	if _, err := Open(context.Background(), be, "secret", testOpts(clk)...); !errors.Is(err, ErrConfigDamaged) {
+		t.Fatalf("open with damaged config: %v", err)
+	}
+	if _, err := Open(context.Background(), be, "other", testOpts(clk)...); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("wrong password with damaged config: %v", err)
+	}
+}

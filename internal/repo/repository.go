@@ -24,6 +24,9 @@ var (
 	ErrWrongPassword = errors.New("wrong password or no key for this repository")
 	// ErrNoRepository: the location holds no repository config file.
 	ErrNoRepository = errors.New("no repository at this location")
+	// ErrConfigDamaged: the password opened a key, but no such key opens
+	// the config file.
+	ErrConfigDamaged = errors.New("the password is right but the repository config does not decrypt: the config file is damaged or the key belongs to another repository")
 	// ErrRepositoryExists: Init found a config file.
 	ErrRepositoryExists = errors.New("a repository already exists at this location")
 )
@@ -199,6 +202,7 @@ func Open(ctx context.Context, be storage.Backend, password string, opts ...Opti
 	}); err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
+	unwrapped := 0 // keys the password opened
 	for _, name := range keyNames {
 		id, err := ParseID(name)
 		if err != nil {
@@ -223,6 +227,7 @@ func Open(ctx context.Context, be storage.Backend, password string, opts ...Opti
 		if err != nil {
 			continue
 		}
+		unwrapped++
 		// A key from an interrupted Init may wrap another master key: the
 		// right one is the one that opens the config.
 		cb, err := c.open(nil, cfgSealed, 0)
@@ -237,6 +242,9 @@ func Open(ctx context.Context, be storage.Backend, password string, opts ...Opti
 		break
 	}
 	if r.crypt == nil {
+		if unwrapped > 0 {
+			return nil, ErrConfigDamaged
+		}
 		return nil, ErrWrongPassword
 	}
 	r.init()
