@@ -39,10 +39,11 @@ func (o *RepoCommonOptions) validate() error {
 func newRepoCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "repo",
-		Short: "Create and maintain a backup repository (init, check, prune, forget, stats, unlock, key)",
+		Short: "Create and maintain a backup repository (init, check, prune, forget, stats, unlock, key, rebuild-index)",
 	}
 	cmd.AddCommand(newRepoInitCommand(), newRepoCheckCommand(), newRepoPruneCommand(),
-		newRepoStatsCommand(), newRepoForgetCommand(), newRepoUnlockCommand(), newRepoKeyCommand())
+		newRepoStatsCommand(), newRepoForgetCommand(), newRepoUnlockCommand(), newRepoKeyCommand(),
+		newRepoRebuildIndexCommand())
 	return cmd
 }
 
@@ -600,4 +601,47 @@ func RunRepoKeyRemove(ctx context.Context, o *RepoKeyOptions, ref string, stdout
 	}
 	_, err = fmt.Fprintf(stdout, "removed key %s\n", match[0].Short())
 	return err
+}
+
+// --- rebuild-index ---
+
+func newRepoRebuildIndexCommand() *cobra.Command {
+	o := &RepoCommonOptions{}
+	cmd := &cobra.Command{
+		Use:   "rebuild-index",
+		Short: "Replace the index by one built from the pack headers (heals damaged or missing index files)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return RunRepoRebuildIndex(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+// RunRepoRebuildIndex rebuilds the index under an exclusive lock.
+func RunRepoRebuildIndex(ctx context.Context, o *RepoCommonOptions, stdout io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	r, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	rep, err := r.RebuildIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
+	}
+	if o.Output == "json" {
+		if rep.DamagedPacks == nil {
+			rep.DamagedPacks = []string{}
+		}
+		return repoJSON(stdout, rep)
+	}
+	fmt.Fprintf(stdout, "indexed %d blobs in %d packs; wrote %d index files, removed %d\n",
+		rep.Blobs, rep.Packs, rep.IndexFilesWritten, rep.IndexFilesRemoved)
+	for _, p := range rep.DamagedPacks {
+		fmt.Fprintf(stdout, "DAMAGED %s: header unreadable, not indexed\n", p)
+	}
+	return nil
 }

@@ -73,6 +73,12 @@ func TestCheckDamage(t *testing.T) {
 			rewrite(t, s.be, h, func(b []byte) []byte { return b[:len(b)-10] })
 			return h.String()
 		}, false /* data before the cut is intact */},
+		{"deleted index", false, func(t *testing.T, s *setup) string {
+			if err := s.be.Remove(context.Background(), storage.Handle{Type: storage.IndexFile, Name: s.indexB.String()}); err != nil {
+				t.Fatal(err)
+			}
+			return "index" // the blobs are in no index file
+		}, true},
 		{"truncated index", false, func(t *testing.T, s *setup) string {
 			h := storage.Handle{Type: storage.IndexFile, Name: s.indexB.String()}
 			rewrite(t, s.be, h, func(b []byte) []byte { return b[:len(b)/2] })
@@ -153,4 +159,38 @@ func containsID(ids []ID, id ID) bool {
 		}
 	}
 	return false
+}
+
+func TestRebuildIndexHeals(t *testing.T) {
+	for _, damage := range []string{"delete", "truncate"} {
+		t.Run(damage, func(t *testing.T) {
+			r, be, clk := newTestRepo(t)
+			ctx := context.Background()
+			a, ca, _ := writeBackup(t, r, backupSpec{types: 2, objects: 200}, "a")
+			idx, _ := r.listIDs(ctx, storage.IndexFile)
+			for id := range idx {
+				h := storage.Handle{Type: storage.IndexFile, Name: id.String()}
+				if damage == "delete" {
+					_ = be.Remove(ctx, h)
+				} else {
+					rewrite(t, be, h, func(b []byte) []byte { return b[:len(b)/3] })
+				}
+			}
+			r2 := reopen(t, be, clk)
+			if rep, _ := r2.Check(ctx, CheckOptions{}); rep.OK() {
+				t.Fatal("check found no damage")
+			}
+			rep, err := r2.RebuildIndex(ctx)
+			if err != nil || rep.Packs == 0 || len(rep.DamagedPacks) != 0 {
+				t.Fatalf("rebuild: %+v %v", rep, err)
+			}
+			verifyBackup(t, r2, a, ca)
+			r3 := reopen(t, be, clk)
+			chk, err := r3.Check(ctx, CheckOptions{ReadData: true})
+			if err != nil || !chk.OK() {
+				t.Fatalf("check after rebuild: %+v %v", chk, err)
+			}
+			verifyBackup(t, r3, a, ca)
+		})
+	}
 }

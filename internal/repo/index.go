@@ -227,6 +227,11 @@ func (r *Repository) refreshIndex(ctx context.Context) error {
 			break
 		}
 	}
+	for id := range r.indexErrs {
+		if _, ok := ids[id]; !ok {
+			delete(r.indexErrs, id)
+		}
+	}
 	if gone {
 		r.idx.Store(newMemIndex())
 		r.indexFiles = map[ID]bool{}
