@@ -161,3 +161,16 @@ func FuzzBody(f *testing.F) {
 		_, _ = decodeBody(nil, pt, 0)
 	})
 }
+
+func TestKDFLimits(t *testing.T) {
+	for _, p := range []KDFParams{{N: 1 << 22, R: 1024, P: 1}, {N: 1 << 22, R: 8, P: 1}, {N: 1 << 20, R: 8, P: 8}, {N: 3, R: 1, P: 1}, {N: 0, R: 1, P: 1}} {
+		if err := p.validate(); err == nil {
+			t.Errorf("%+v accepted", p)
+		}
+	}
+	for _, p := range []KDFParams{DefaultKDF, {N: 1 << 20, R: 8, P: 1}, {N: 2, R: 1, P: 1}} {
+		if err := p.validate(); err != nil {
+			t.Errorf("%+v rejected: %v", p, err)
+		}
+	}
+}

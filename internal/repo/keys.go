@@ -47,8 +47,10 @@ const keyFileVersion = 1
 // maximal KDF cost accepted from a key file (protects Open from a planted key
 // file that would take forever or exhaust memory).
 const (
-	maxScryptN  = 1 << 22
-	maxScryptRP = 1 << 10
+	maxScryptN   = 1 << 22
+	maxScryptRP  = 1 << 10
+	maxScryptNR  = 1 << 23 // 1 GiB of memory
+	maxScryptNRP = 1 << 25
 )
 
 func (p KDFParams) validate() error {
@@ -57,6 +59,10 @@ func (p KDFParams) validate() error {
 	}
 	if p.R < 1 || p.P < 1 || p.R*p.P > maxScryptRP {
 		return fmt.Errorf("scrypt r=%d p=%d out of range", p.R, p.P)
+	}
+	// scrypt needs 128·N·r bytes and time proportional to N·r·p.
+	if int64(p.N)*int64(p.R) > maxScryptNR || int64(p.N)*int64(p.R)*int64(p.P) > maxScryptNRP {
+		return fmt.Errorf("scrypt N=%d r=%d p=%d: cost too high", p.N, p.R, p.P)
 	}
 	return nil
 }
