@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -80,6 +81,15 @@ func StartCSI(t T, cp *ControlPlane) *CSI {
 	}
 	c.StartupTimes["snapshot CRDs"] = time.Since(start)
 
+	// kube-apiserver holds every create of a custom resource for 2 s while
+	// its CRD has been Established for less than 2 s (a guard for HA API
+	// servers): create the objects while the processes start.
+	cs := cp.clientset(t)
+	snaps := snapclient.NewForConfigOrDie(cfg)
+	objectsDone := make(chan error, 1)
+	objectsStart := time.Now()
+	go func() { objectsDone <- c.createObjects(ctx, cs, snaps) }()
+
 	// The driver first: csi-snapshotter asks it for its name on start.
 	start = time.Now()
 	dir, err := os.MkdirTemp("", "arca-csi-")
@@ -125,12 +135,15 @@ func StartCSI(t T, cp *ControlPlane) *CSI {
 	sidecar.WaitReady(t, time.Minute, logContains(sidecar, "Starting CSI snapshotter"))
 	c.StartupTimes["csi-snapshotter"] = time.Since(start)
 
-	c.createObjects(t, ctx, cp)
+	if err := <-objectsDone; err != nil {
+		t.Fatalf("CSI objects: %v", err)
+	}
+	c.StartupTimes["objects"] = time.Since(objectsStart)
 
 	start = time.Now()
 	p := &Provisioner{
-		Client:       cp.clientset(t),
-		Snapshots:    snapclient.NewForConfigOrDie(cfg),
+		Client:       cs,
+		Snapshots:    snaps,
 		Controller:   c.Controller,
 		Driver:       c.DriverName,
 		BindDirectly: cp.kcm == nil,
@@ -162,9 +175,9 @@ func logContains(p *Process, marker string) func(context.Context) error {
 	}
 }
 
-func (c *CSI) createObjects(t T, ctx context.Context, cp *ControlPlane) {
-	t.Helper()
-	cs := cp.clientset(t)
+// createObjects creates the CSIDriver, the StorageClass and the two
+// VolumeSnapshotClasses.
+func (c *CSI) createObjects(ctx context.Context, cs kubernetes.Interface, snaps snapclient.Interface) error {
 	attach := false
 	_, err := cs.StorageV1().CSIDrivers().Create(ctx, &storagev1.CSIDriver{
 		ObjectMeta: metav1.ObjectMeta{Name: c.DriverName},
@@ -174,7 +187,7 @@ func (c *CSI) createObjects(t T, ctx context.Context, cp *ControlPlane) {
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("create CSIDriver: %v", err)
+		return fmt.Errorf("create CSIDriver: %w", err)
 	}
 	reclaim := corev1.PersistentVolumeReclaimDelete
 	binding := storagev1.VolumeBindingImmediate
@@ -187,9 +200,8 @@ func (c *CSI) createObjects(t T, ctx context.Context, cp *ControlPlane) {
 		AllowVolumeExpansion: &expand,
 	}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("create StorageClass: %v", err)
+		return fmt.Errorf("create StorageClass: %w", err)
 	}
-	snaps := snapclient.NewForConfigOrDie(cp.Config())
 	for _, vsc := range []*snapv1.VolumeSnapshotClass{{
 		ObjectMeta:     metav1.ObjectMeta{Name: c.SnapshotClass, Annotations: map[string]string{defaultSnapClassAnnotate: "true"}},
 		Driver:         c.DriverName,
@@ -200,9 +212,10 @@ func (c *CSI) createObjects(t T, ctx context.Context, cp *ControlPlane) {
 		DeletionPolicy: snapv1.VolumeSnapshotContentDelete,
 	}} {
 		if _, err := snaps.SnapshotV1().VolumeSnapshotClasses().Create(ctx, vsc, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("create VolumeSnapshotClass %s: %v", vsc.Name, err)
+			return fmt.Errorf("create VolumeSnapshotClass %s: %w", vsc.Name, err)
 		}
 	}
+	return nil
 }
 
 var (

@@ -464,6 +464,14 @@ func (p *Provisioner) syncVolume(ctx context.Context, name string) error {
 	if !released {
 		return nil
 	}
+	// The cache may lag behind a deletion this loop already did.
+	live, err := p.Client.CoreV1().PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && live.DeletionTimestamp != nil) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	if _, err := p.Controller.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: pv.Spec.CSI.VolumeHandle}); err != nil {
 		return fmt.Errorf("DeleteVolume %s: %w", pv.Spec.CSI.VolumeHandle, err)
 	}
