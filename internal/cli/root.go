@@ -23,6 +23,11 @@ func NewRootCommand() *cobra.Command {
 		newLocalCommand(),
 		newVaultCommand(),
 		newPolicyCommand(),
+		newInstanceCommand(),
+		newBackupCommand(),
+		newRecoveryPointCommand(),
+		newRestoreCommand(),
+		newJobCommand(),
 	)
 	return root
 }

@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/arca-backup/arca/internal/vault/server"
+	"github.com/arca-backup/arca/internal/vault/store"
 	"github.com/arca-backup/arca/internal/vault/store/sqlite"
 )
 
@@ -35,6 +37,11 @@ func startTestVault(t *testing.T) (run func(args ...string) (string, error)) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Runner.Run(runCtx, 20*time.Millisecond); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	vaultPollInterval = 20 * time.Millisecond
 	return func(args ...string) (string, error) {
 		root := NewRootCommand()
 		var out bytes.Buffer
@@ -112,5 +119,73 @@ func TestVaultInitCommand(t *testing.T) {
 	}
 	if err := RunVaultInit(context.Background(), &VaultServerOptions{DataDir: dir}, &out); err == nil {
 		t.Fatal("second init must refuse")
+	}
+}
+
+func TestInstanceBackupJobAndRestoreCommands(t *testing.T) {
+	run := startTestVault(t)
+	must := func(out string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return out
+	}
+	must(run("vault", "create", "default"))
+	must(run("policy", "create", "daily", "--schedule", "0 2 * * *", "--retain-default", "P7D"))
+	if _, err := run("instance", "create", "shop", "--cluster", "prod-1"); ExitCode(err) != 2 {
+		t.Fatalf("missing flags: %v", err)
+	}
+	out := must(run("instance", "create", "shop", "--cluster", "prod-1", "--policy", "daily", "--storage", "file:///srv/repo",
+		"--include-namespaces", "shop,payments"))
+	if !strings.Contains(out, "ProtectionConfigured") {
+		t.Fatalf("instance create:\n%s", out)
+	}
+	out = must(run("instance", "show", "shop", "-o", "json"))
+	if !strings.Contains(out, `"payments"`) {
+		t.Fatalf("backup configuration not sent:\n%s", out)
+	}
+	out = must(run("instance", "update", "shop", "--storage", "s3://bucket/arca?endpoint=127.0.0.1:9000"))
+	if !strings.Contains(out, "s3://bucket") {
+		t.Fatalf("instance update:\n%s", out)
+	}
+	must(run("instance", "list"))
+
+	// No cluster driver exists yet: the job fails with ClusterNotConnected.
+	out, err := run("backup", "now", "shop", "--retention", "P30D", "--wait")
+	if err == nil || ExitCode(err) != 1 || !strings.Contains(err.Error(), "ClusterNotConnected") || !strings.Contains(out, "Failed") {
+		t.Fatalf("backup now --wait: %v\n%s", err, out)
+	}
+	out = must(run("job", "list", "--instance", "shop", "-o", "json"))
+	var jobs struct{ Items []store.Job }
+	if err := json.Unmarshal([]byte(out), &jobs); err != nil || len(jobs.Items) != 1 || jobs.Items[0].Type != store.JobOnDemandBackup {
+		t.Fatalf("job list: %v\n%s", err, out)
+	}
+	out = must(run("job", "show", jobs.Items[0].ID))
+	if !strings.Contains(out, "error ClusterNotConnected") {
+		t.Fatalf("job show:\n%s", out)
+	}
+	if _, err := run("job", "cancel", jobs.Items[0].ID); err == nil || !strings.Contains(err.Error(), "JobFinished") {
+		t.Fatalf("cancel finished job: %v", err)
+	}
+	out = must(run("recovery-point", "list", "--instance", "shop"))
+	if !strings.HasPrefix(out, "ID") {
+		t.Fatalf("recovery-point list:\n%s", out)
+	}
+	if _, err := run("restore", "start", "--recovery-point", "nope", "--target-cluster", "dr", "--conflict", "merge"); ExitCode(err) != 2 {
+		t.Fatalf("bad --conflict: %v", err)
+	}
+	if _, err := run("restore", "start", "--recovery-point", "nope", "--target-cluster", "dr", "--namespace-mapping", "shop=shop2"); err == nil || !strings.Contains(err.Error(), "UnknownReference") {
+		t.Fatalf("restore of unknown recovery point: %v", err)
+	}
+	if _, err := run("instance", "stop", "shop", "--mode", "pause"); ExitCode(err) != 2 {
+		t.Fatalf("bad --mode: %v", err)
+	}
+	must(run("instance", "stop", "shop", "--mode", "delete-data"))
+	must(run("instance", "resume", "shop"))
+	must(run("instance", "stop", "shop", "--mode", "retain-per-policy"))
+	out = must(run("instance", "delete", "shop"))
+	if !strings.Contains(out, "deleted") {
+		t.Fatalf("instance delete:\n%s", out)
 	}
 }

@@ -186,3 +186,150 @@ func (c *Client) DeletePolicy(ctx context.Context, vault, name string) error {
 	_, err := c.Do(ctx, "DELETE", "/api/v1/vaults/"+esc(vault)+"/policies/"+esc(name), nil, nil, "")
 	return err
 }
+
+// InstanceInput is the body of instance create and update.
+type InstanceInput struct {
+	Name             string          `json:"name,omitempty"`
+	Cluster          string          `json:"cluster,omitempty"`
+	Policy           string          `json:"policy"`
+	Config           json.RawMessage `json:"backupConfiguration,omitempty"`
+	StorageLocation  string          `json:"storageLocation"`
+	SnapshotLocation string          `json:"snapshotLocation,omitempty"`
+}
+
+func instancePath(vault, name string) string {
+	return "/api/v1/vaults/" + esc(vault) + "/instances/" + esc(name)
+}
+
+// CreateInstance configures protection of a cluster.
+func (c *Client) CreateInstance(ctx context.Context, vault string, in InstanceInput) (*store.Instance, error) {
+	var out store.Instance
+	_, err := c.Do(ctx, "POST", "/api/v1/vaults/"+esc(vault)+"/instances", in, &out, "")
+	return &out, err
+}
+
+// UpdateInstance replaces an instance's policy, configuration and
+// locations; ifMatch (optional) is the ETag it was read with.
+func (c *Client) UpdateInstance(ctx context.Context, vault, name string, in InstanceInput, ifMatch string) (*store.Instance, error) {
+	var out store.Instance
+	_, err := c.Do(ctx, "PUT", instancePath(vault, name), in, &out, ifMatch)
+	return &out, err
+}
+
+// ListInstances lists a vault's backup instances.
+func (c *Client) ListInstances(ctx context.Context, vault string) ([]*store.Instance, error) {
+	var l list[*store.Instance]
+	_, err := c.Do(ctx, "GET", "/api/v1/vaults/"+esc(vault)+"/instances", nil, &l, "")
+	return l.Items, err
+}
+
+// GetInstance shows an instance and returns its ETag.
+func (c *Client) GetInstance(ctx context.Context, vault, name string) (*store.Instance, string, error) {
+	var out store.Instance
+	r, err := c.Do(ctx, "GET", instancePath(vault, name), nil, &out, "")
+	if err != nil {
+		return nil, "", err
+	}
+	return &out, r.ETag, nil
+}
+
+// DeleteInstance deletes a stopped instance without recovery points.
+func (c *Client) DeleteInstance(ctx context.Context, vault, name string) error {
+	_, err := c.Do(ctx, "DELETE", instancePath(vault, name), nil, nil, "")
+	return err
+}
+
+// StopProtection stops protection with a mode: retain-forever,
+// retain-per-policy or delete-data.
+func (c *Client) StopProtection(ctx context.Context, vault, name, mode string) (*store.Instance, error) {
+	var out store.Instance
+	_, err := c.Do(ctx, "POST", instancePath(vault, name)+"/stop-protection", map[string]string{"mode": mode}, &out, "")
+	return &out, err
+}
+
+// ResumeProtection resumes scheduled backups.
+func (c *Client) ResumeProtection(ctx context.Context, vault, name string) (*store.Instance, error) {
+	var out store.Instance
+	_, err := c.Do(ctx, "POST", instancePath(vault, name)+"/resume-protection", nil, &out, "")
+	return &out, err
+}
+
+// BackupNow queues an on-demand backup; retention is an optional ISO 8601
+// duration.
+func (c *Client) BackupNow(ctx context.Context, vault, instance, retention string) (*store.Job, error) {
+	var out store.Job
+	_, err := c.Do(ctx, "POST", instancePath(vault, instance)+"/backup", map[string]string{"retention": retention}, &out, "")
+	return &out, err
+}
+
+// ListRecoveryPoints lists recovery points, oldest first.
+func (c *Client) ListRecoveryPoints(ctx context.Context, vault, instance string) ([]*store.RecoveryPoint, error) {
+	var l list[*store.RecoveryPoint]
+	q := ""
+	if instance != "" {
+		q = "?instance=" + url.QueryEscape(instance)
+	}
+	_, err := c.Do(ctx, "GET", "/api/v1/vaults/"+esc(vault)+"/recovery-points"+q, nil, &l, "")
+	return l.Items, err
+}
+
+// GetRecoveryPoint shows a recovery point.
+func (c *Client) GetRecoveryPoint(ctx context.Context, vault, id string) (*store.RecoveryPoint, error) {
+	var out store.RecoveryPoint
+	_, err := c.Do(ctx, "GET", "/api/v1/vaults/"+esc(vault)+"/recovery-points/"+esc(id), nil, &out, "")
+	return &out, err
+}
+
+// RestoreInput is the body of a restore.
+type RestoreInput struct {
+	RecoveryPoint string          `json:"recoveryPoint"`
+	TargetCluster string          `json:"targetCluster"`
+	Criteria      json.RawMessage `json:"restoreCriteria,omitempty"`
+}
+
+// StartRestore queues a restore job.
+func (c *Client) StartRestore(ctx context.Context, vault string, in RestoreInput) (*store.Job, error) {
+	var out store.Job
+	_, err := c.Do(ctx, "POST", "/api/v1/vaults/"+esc(vault)+"/restores", in, &out, "")
+	return &out, err
+}
+
+// JobFilter selects jobs in ListJobs.
+type JobFilter struct {
+	Instance, Type, State string
+	Limit                 int
+}
+
+// ListJobs lists jobs, newest first.
+func (c *Client) ListJobs(ctx context.Context, vault string, f JobFilter) ([]*store.Job, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"instance": f.Instance, "type": f.Type, "state": f.State} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Limit > 0 {
+		q.Set("limit", fmt.Sprint(f.Limit))
+	}
+	path := "/api/v1/vaults/" + esc(vault) + "/jobs"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var l list[*store.Job]
+	_, err := c.Do(ctx, "GET", path, nil, &l, "")
+	return l.Items, err
+}
+
+// GetJob shows a job.
+func (c *Client) GetJob(ctx context.Context, vault, id string) (*store.Job, error) {
+	var out store.Job
+	_, err := c.Do(ctx, "GET", "/api/v1/vaults/"+esc(vault)+"/jobs/"+esc(id), nil, &out, "")
+	return &out, err
+}
+
+// CancelJob cancels a Queued or InProgress job.
+func (c *Client) CancelJob(ctx context.Context, vault, id string) (*store.Job, error) {
+	var out store.Job
+	_, err := c.Do(ctx, "POST", "/api/v1/vaults/"+esc(vault)+"/jobs/"+esc(id)+"/cancel", nil, &out, "")
+	return &out, err
+}

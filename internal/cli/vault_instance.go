@@ -1,0 +1,410 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"sigs.k8s.io/yaml"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/vault/client"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// ---- arca instance ----
+
+func newInstanceCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "instance",
+		Short: "Manage backup instances (protection of a cluster) in a vault",
+	}
+	cmd.AddCommand(newInstanceCreateCommand(), newInstanceUpdateCommand(), newInstanceListCommand(), newInstanceShowCommand(),
+		newInstanceStopCommand(), newInstanceResumeCommand(), newInstanceDeleteCommand())
+	return cmd
+}
+
+// InstanceOptions are the flags describing a backup instance.
+type InstanceOptions struct {
+	PolicyScope
+	Cluster, Policy, Storage, SnapshotLocation, ConfigFile string
+	IncludeNamespaces, ExcludeNamespaces, LabelSelectors   []string
+}
+
+func (o *InstanceOptions) addInstanceFlags(fs *pflag.FlagSet, create bool) {
+	o.PolicyScope.AddFlags(fs)
+	if create {
+		fs.StringVar(&o.Cluster, "cluster", "", "name of the protected cluster (required)")
+	}
+	fs.StringVar(&o.Policy, "policy", "", "backup policy")
+	fs.StringVar(&o.Storage, "storage", "", "storage location: file:///path, azure://account/container[/prefix] or s3://bucket[/prefix]?endpoint=…")
+	fs.StringVar(&o.SnapshotLocation, "snapshot-location", "", "VolumeSnapshotClass used for volume snapshots")
+	fs.StringVar(&o.ConfigFile, "config", "", "backup configuration file (YAML or JSON, api/v1alpha1 BackupConfiguration)")
+	fs.StringSliceVar(&o.IncludeNamespaces, "include-namespaces", nil, "namespaces to back up (overrides --config)")
+	fs.StringSliceVar(&o.ExcludeNamespaces, "exclude-namespaces", nil, "namespaces to leave out (overrides --config)")
+	fs.StringSliceVar(&o.LabelSelectors, "selector", nil, "label selectors (overrides --config)")
+}
+
+// vaultReadFile reads a YAML or JSON file into v, refusing unknown fields.
+func vaultReadFile(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return &UsageError{err}
+	}
+	if err := yaml.UnmarshalStrict(b, v); err != nil {
+		return &UsageError{fmt.Errorf("%s: %w", path, err)}
+	}
+	return nil
+}
+
+// config builds the backup configuration JSON; nil keeps the server's (on
+// update) or means the default (on create).
+func (o *InstanceOptions) config(fs *pflag.FlagSet) (json.RawMessage, error) {
+	var cfg v1alpha1.BackupConfiguration
+	set := false
+	if o.ConfigFile != "" {
+		if err := vaultReadFile(o.ConfigFile, &cfg); err != nil {
+			return nil, err
+		}
+		set = true
+	}
+	if fs.Changed("include-namespaces") {
+		cfg.IncludedNamespaces, set = o.IncludeNamespaces, true
+	}
+	if fs.Changed("exclude-namespaces") {
+		cfg.ExcludedNamespaces, set = o.ExcludeNamespaces, true
+	}
+	if fs.Changed("selector") {
+		cfg.LabelSelectors, set = o.LabelSelectors, true
+	}
+	if !set {
+		return nil, nil
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, &UsageError{fmt.Errorf("backup configuration: %w", err)}
+	}
+	return json.Marshal(cfg)
+}
+
+func newInstanceCreateCommand() *cobra.Command {
+	o := &InstanceOptions{}
+	cmd := &cobra.Command{
+		Use:   "create NAME --cluster C --policy P --storage URL",
+		Short: "Configure protection: create a backup instance (its schedule starts at once)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Cluster == "" || o.Policy == "" || o.Storage == "" {
+				return &UsageError{fmt.Errorf("--cluster, --policy and --storage are required")}
+			}
+			cfg, err := o.config(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			in, err := c.CreateInstance(cmd.Context(), o.Vault, client.InstanceInput{Name: args[0], Cluster: o.Cluster, Policy: o.Policy,
+				Config: cfg, StorageLocation: o.Storage, SnapshotLocation: o.SnapshotLocation})
+			if err != nil {
+				return err
+			}
+			return printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in})
+		},
+	}
+	o.addInstanceFlags(cmd.Flags(), true)
+	return cmd
+}
+
+func newInstanceUpdateCommand() *cobra.Command {
+	o := &InstanceOptions{}
+	cmd := &cobra.Command{
+		Use:   "update NAME",
+		Short: "Change an instance's policy, storage, snapshot location or backup configuration",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := o.config(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			cur, etag, err := c.GetInstance(cmd.Context(), o.Vault, args[0])
+			if err != nil {
+				return err
+			}
+			in := client.InstanceInput{Policy: cur.Policy, Config: cur.Config, StorageLocation: cur.StorageLocation, SnapshotLocation: cur.SnapshotLocation}
+			if o.Policy != "" {
+				in.Policy = o.Policy
+			}
+			if o.Storage != "" {
+				in.StorageLocation = o.Storage
+			}
+			if cmd.Flags().Changed("snapshot-location") {
+				in.SnapshotLocation = o.SnapshotLocation
+			}
+			if cfg != nil {
+				in.Config = cfg
+			}
+			// If-Match: someone else's change in between fails with 412
+			// instead of being overwritten.
+			upd, err := c.UpdateInstance(cmd.Context(), o.Vault, args[0], in, etag)
+			if err != nil {
+				return err
+			}
+			return printInstances(cmd.OutOrStdout(), o.Output, upd, []*store.Instance{upd})
+		},
+	}
+	o.addInstanceFlags(cmd.Flags(), false)
+	return cmd
+}
+
+func newInstanceListCommand() *cobra.Command {
+	o := &PolicyScope{}
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List backup instances",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			ins, err := c.ListInstances(cmd.Context(), o.Vault)
+			if err != nil {
+				return err
+			}
+			if ins == nil {
+				ins = []*store.Instance{}
+			}
+			return printInstances(cmd.OutOrStdout(), o.Output, map[string]any{"items": ins}, ins)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newInstanceShowCommand() *cobra.Command {
+	o := &PolicyScope{}
+	cmd := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a backup instance",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			in, _, err := c.GetInstance(cmd.Context(), o.Vault, args[0])
+			if err != nil {
+				return err
+			}
+			return printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in})
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newInstanceStopCommand() *cobra.Command {
+	o := &PolicyScope{}
+	var mode string
+	cmd := &cobra.Command{
+		Use:   "stop NAME --mode retain-forever|retain-per-policy|delete-data",
+		Short: "Stop protection, keeping recovery points forever, per policy, or deleting them",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch mode {
+			case store.StopRetainForever, store.StopRetainPerPolicy, store.StopDeleteData:
+			default:
+				return &UsageError{fmt.Errorf("--mode %q: want retain-forever, retain-per-policy or delete-data", mode)}
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			in, err := c.StopProtection(cmd.Context(), o.Vault, args[0], mode)
+			if err != nil {
+				return err
+			}
+			return printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in})
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&mode, "mode", "", "retain-forever, retain-per-policy or delete-data (required)")
+	return cmd
+}
+
+func newInstanceResumeCommand() *cobra.Command {
+	o := &PolicyScope{}
+	cmd := &cobra.Command{
+		Use:   "resume NAME",
+		Short: "Resume protection",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			in, err := c.ResumeProtection(cmd.Context(), o.Vault, args[0])
+			if err != nil {
+				return err
+			}
+			return printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in})
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func newInstanceDeleteCommand() *cobra.Command {
+	o := &PolicyScope{}
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a stopped instance that has no recovery points left",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteInstance(cmd.Context(), o.Vault, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "backup instance %q deleted\n", args[0])
+			return nil
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func printInstances(w io.Writer, format string, v any, ins []*store.Instance) error {
+	return vaultPrint(w, format, v, func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "NAME\tCLUSTER\tPOLICY\tPROTECTION\tSTORAGE")
+		for _, in := range ins {
+			state := in.ProtectionState
+			if in.StopMode != "" {
+				state += " (" + in.StopMode + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Name, in.Cluster, in.Policy, state, in.StorageLocation)
+		}
+	})
+}
+
+// ---- arca backup now ----
+
+func newBackupCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backup",
+		Short: "Run backups through the vault",
+	}
+	o := &PolicyScope{}
+	var retention string
+	var wait bool
+	now := &cobra.Command{
+		Use:   "now INSTANCE",
+		Short: "Start an on-demand backup of a backup instance",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			j, err := c.BackupNow(cmd.Context(), o.Vault, args[0], retention)
+			if err != nil {
+				return err
+			}
+			if wait {
+				return vaultWaitJob(cmd, c, o, j)
+			}
+			return printJobs(cmd.OutOrStdout(), o.Output, j, []*store.Job{j})
+		},
+	}
+	o.AddFlags(now.Flags())
+	now.Flags().StringVar(&retention, "retention", "", "keep this recovery point for this ISO 8601 duration (default: the policy's default rule)")
+	now.Flags().BoolVar(&wait, "wait", false, "wait until the job finishes; exit 1 if it fails")
+	cmd.AddCommand(now)
+	return cmd
+}
+
+// ---- arca recovery-point ----
+
+func newRecoveryPointCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "recovery-point",
+		Aliases: []string{"rp"},
+		Short:   "List and show recovery points in a vault",
+	}
+	lo := &PolicyScope{}
+	var instance string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List recovery points, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := lo.client()
+			if err != nil {
+				return err
+			}
+			rps, err := c.ListRecoveryPoints(cmd.Context(), lo.Vault, instance)
+			if err != nil {
+				return err
+			}
+			if rps == nil {
+				rps = []*store.RecoveryPoint{}
+			}
+			return printRecoveryPoints(cmd.OutOrStdout(), lo.Output, map[string]any{"items": rps}, rps)
+		},
+	}
+	lo.AddFlags(list.Flags())
+	list.Flags().StringVar(&instance, "instance", "", "only this backup instance")
+	so := &PolicyScope{}
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a recovery point",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := so.client()
+			if err != nil {
+				return err
+			}
+			rp, err := c.GetRecoveryPoint(cmd.Context(), so.Vault, args[0])
+			if err != nil {
+				return err
+			}
+			return printRecoveryPoints(cmd.OutOrStdout(), so.Output, rp, []*store.RecoveryPoint{rp})
+		},
+	}
+	so.AddFlags(show.Flags())
+	cmd.AddCommand(list, show)
+	return cmd
+}
+
+func printRecoveryPoints(w io.Writer, format string, v any, rps []*store.RecoveryPoint) error {
+	return vaultPrint(w, format, v, func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "ID\tINSTANCE\tTIME\tTAG\tDATASTORE\tEXPIRES\tITEMS")
+		for _, rp := range rps {
+			exp := "never"
+			if rp.ExpiresAt != nil {
+				exp = vaultTime(*rp.ExpiresAt)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", rp.ID, rp.Instance, vaultTime(rp.Time), rp.Tag, rp.Datastore, exp, rp.Items)
+		}
+	})
+}
+
+func vaultIssues(is []store.Issue) string {
+	var parts []string
+	for _, i := range is {
+		parts = append(parts, i.Code)
+	}
+	return strings.Join(parts, ",")
+}

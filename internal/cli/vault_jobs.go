@@ -1,0 +1,286 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/vault/client"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// ---- arca job ----
+
+func newJobCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "job",
+		Short: "List, show, watch and cancel vault jobs",
+	}
+	lo := &PolicyScope{}
+	var f client.JobFilter
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List jobs, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := lo.client()
+			if err != nil {
+				return err
+			}
+			js, err := c.ListJobs(cmd.Context(), lo.Vault, f)
+			if err != nil {
+				return err
+			}
+			if js == nil {
+				js = []*store.Job{}
+			}
+			return printJobs(cmd.OutOrStdout(), lo.Output, map[string]any{"items": js}, js)
+		},
+	}
+	lo.AddFlags(list.Flags())
+	list.Flags().StringVar(&f.Instance, "instance", "", "only jobs of this backup instance")
+	list.Flags().StringVar(&f.Type, "type", "", "OnDemandBackup, ScheduledBackup, Restore or Retention")
+	list.Flags().StringVar(&f.State, "state", "", "Queued, InProgress, Completed, CompletedWithWarnings, Failed or Cancelled")
+	list.Flags().IntVar(&f.Limit, "limit", 0, "at most this many (1-1000)")
+
+	so := &PolicyScope{}
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a job with its sub-tasks, warnings and errors",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := so.client()
+			if err != nil {
+				return err
+			}
+			j, err := c.GetJob(cmd.Context(), so.Vault, args[0])
+			if err != nil {
+				return err
+			}
+			return printJobDetail(cmd.OutOrStdout(), so.Output, j)
+		},
+	}
+	so.AddFlags(show.Flags())
+
+	wo := &PolicyScope{}
+	watch := &cobra.Command{
+		Use:   "watch ID",
+		Short: "Follow a job until it finishes; exit 1 if it fails",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := wo.client()
+			if err != nil {
+				return err
+			}
+			return vaultWaitJob(cmd, c, wo, &store.Job{ID: args[0]})
+		},
+	}
+	wo.AddFlags(watch.Flags())
+
+	co := &PolicyScope{}
+	cancel := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a Queued or InProgress job",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := co.client()
+			if err != nil {
+				return err
+			}
+			j, err := c.CancelJob(cmd.Context(), co.Vault, args[0])
+			if err != nil {
+				return err
+			}
+			return printJobDetail(cmd.OutOrStdout(), co.Output, j)
+		},
+	}
+	co.AddFlags(cancel.Flags())
+	cmd.AddCommand(list, show, watch, cancel)
+	return cmd
+}
+
+// vaultPollInterval is how often --wait and job watch poll.
+var vaultPollInterval = 2 * time.Second
+
+// vaultWaitJob polls a job until it is terminal, printing each state
+// change as a plain line, then the job. A failed or cancelled job is an
+// error (exit 1).
+func vaultWaitJob(cmd *cobra.Command, c *client.Client, o *PolicyScope, j *store.Job) error {
+	out := cmd.OutOrStdout()
+	last := ""
+	for {
+		cur, err := c.GetJob(cmd.Context(), o.Vault, j.ID)
+		if err != nil {
+			return err
+		}
+		if cur.State != last {
+			if o.Output == "table" {
+				fmt.Fprintf(out, "%s job %s: %s\n", cur.Type, cur.ID, cur.State)
+			}
+			last = cur.State
+		}
+		if store.JobStateTerminal(cur.State) {
+			if o.Output != "table" {
+				if err := printJobDetail(out, o.Output, cur); err != nil {
+					return err
+				}
+			} else {
+				for _, e := range cur.Errors {
+					fmt.Fprintf(out, "  error %s: %s\n", e.Code, e.Message)
+				}
+			}
+			if cur.State == store.JobFailed || cur.State == store.JobCancelled {
+				return fmt.Errorf("job %s %s: %s", cur.ID, strings.ToLower(cur.State), vaultIssues(cur.Errors))
+			}
+			return nil
+		}
+		select {
+		case <-cmd.Context().Done():
+			return cmd.Context().Err()
+		case <-time.After(vaultPollInterval):
+		}
+	}
+}
+
+func printJobs(w io.Writer, format string, v any, js []*store.Job) error {
+	return vaultPrint(w, format, v, func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "ID\tTYPE\tINSTANCE\tSTATE\tCREATED\tENDED\tCODES")
+		for _, j := range js {
+			end := "-"
+			if j.EndedAt != nil {
+				end = vaultTime(*j.EndedAt)
+			}
+			codes := vaultIssues(append(append([]store.Issue{}, j.Errors...), j.Warnings...))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Type, j.Instance, j.State, vaultTime(j.CreatedAt), end, codes)
+		}
+	})
+}
+
+func printJobDetail(w io.Writer, format string, j *store.Job) error {
+	if format != "table" {
+		return vaultPrint(w, format, j, nil)
+	}
+	if err := printJobs(w, format, j, []*store.Job{j}); err != nil {
+		return err
+	}
+	for _, s := range j.SubTasks {
+		fmt.Fprintf(w, "  sub-task %s: %s\n", s.Name, s.State)
+	}
+	for _, x := range j.Warnings {
+		fmt.Fprintf(w, "  warning %s: %s %s\n", x.Code, x.Message, x.Object)
+	}
+	for _, x := range j.Errors {
+		fmt.Fprintf(w, "  error %s: %s %s\n", x.Code, x.Message, x.Object)
+	}
+	return nil
+}
+
+// ---- arca restore ----
+
+// RestoreStartOptions are the flags of `restore start`.
+type RestoreStartOptions struct {
+	PolicyScope
+	RecoveryPoint, TargetCluster, CriteriaFile, Conflict string
+	NamespaceMappings                                    []string
+	IncludeNamespaces, ExcludeNamespaces                 []string
+	WithoutVolumeData, DryRun, Wait                      bool
+}
+
+// Criteria builds the restore criteria from the file and the flags.
+func (o *RestoreStartOptions) Criteria(changed func(string) bool) (json.RawMessage, error) {
+	var c v1alpha1.RestoreCriteria
+	if o.CriteriaFile != "" {
+		if err := vaultReadFile(o.CriteriaFile, &c); err != nil {
+			return nil, err
+		}
+	}
+	if changed("include-namespaces") {
+		c.IncludedNamespaces = o.IncludeNamespaces
+	}
+	if changed("exclude-namespaces") {
+		c.ExcludedNamespaces = o.ExcludeNamespaces
+	}
+	for _, m := range o.NamespaceMappings {
+		from, to, ok := strings.Cut(m, "=")
+		if !ok || from == "" || to == "" {
+			return nil, &UsageError{fmt.Errorf("--namespace-mapping %q: want source=target", m)}
+		}
+		if c.NamespaceMappings == nil {
+			c.NamespaceMappings = map[string]string{}
+		}
+		c.NamespaceMappings[from] = to
+	}
+	switch strings.ToLower(o.Conflict) {
+	case "":
+	case "skip":
+		c.ConflictPolicy = v1alpha1.ConflictSkip
+	case "patch":
+		c.ConflictPolicy = v1alpha1.ConflictPatch
+	default:
+		return nil, &UsageError{fmt.Errorf("--conflict %q: want skip or patch", o.Conflict)}
+	}
+	if o.WithoutVolumeData {
+		c.PersistentVolumeRestoreMode = v1alpha1.RestoreWithoutVolumeData
+	}
+	if o.DryRun {
+		c.DryRun = true
+	}
+	if err := c.Validate(); err != nil {
+		return nil, &UsageError{fmt.Errorf("restore criteria: %w", err)}
+	}
+	return json.Marshal(c)
+}
+
+func newRestoreCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "restore",
+		Short: "Restore recovery points through the vault",
+	}
+	o := &RestoreStartOptions{}
+	start := &cobra.Command{
+		Use:   "start --recovery-point ID --target-cluster C",
+		Short: "Restore a recovery point into a cluster (queues a Restore job)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.RecoveryPoint == "" || o.TargetCluster == "" {
+				return &UsageError{fmt.Errorf("--recovery-point and --target-cluster are required")}
+			}
+			crit, err := o.Criteria(cmd.Flags().Changed)
+			if err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			j, err := c.StartRestore(cmd.Context(), o.Vault, client.RestoreInput{RecoveryPoint: o.RecoveryPoint, TargetCluster: o.TargetCluster, Criteria: crit})
+			if err != nil {
+				return err
+			}
+			if o.Wait {
+				return vaultWaitJob(cmd, c, &o.PolicyScope, j)
+			}
+			return printJobs(cmd.OutOrStdout(), o.Output, j, []*store.Job{j})
+		},
+	}
+	o.AddFlags(start.Flags())
+	fs := start.Flags()
+	fs.StringVar(&o.RecoveryPoint, "recovery-point", "", "recovery point ID (required)")
+	fs.StringVar(&o.TargetCluster, "target-cluster", "", "cluster to restore into (required)")
+	fs.StringVar(&o.CriteriaFile, "criteria", "", "restore criteria file (YAML or JSON, api/v1alpha1 RestoreCriteria)")
+	fs.StringSliceVar(&o.IncludeNamespaces, "include-namespaces", nil, "namespaces to restore")
+	fs.StringSliceVar(&o.ExcludeNamespaces, "exclude-namespaces", nil, "namespaces to leave out")
+	fs.StringArrayVar(&o.NamespaceMappings, "namespace-mapping", nil, "restore namespace a into b (a=b; repeatable)")
+	fs.StringVar(&o.Conflict, "conflict", "", "existing objects: skip (default) or patch")
+	fs.BoolVar(&o.WithoutVolumeData, "without-volume-data", false, "restore PVCs without their data")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "report what would be restored, write nothing")
+	fs.BoolVar(&o.Wait, "wait", false, "wait until the job finishes; exit 1 if it fails")
+	cmd.AddCommand(start)
+	return cmd
+}
