@@ -32,6 +32,7 @@ const (
 	CodeCancelled           = "CancelledByUser"
 	CodeRecoveryPointGone   = "RecoveryPointNotFound"
 	CodeProtectionStopped   = "ProtectionStopped"
+	CodeStartLost           = "ClusterJobStartLost"
 )
 
 // BackupRequest is what a driver needs to start a backup in a cluster.
@@ -72,7 +73,8 @@ type Status struct {
 
 // ClusterDriver starts and follows jobs in one cluster. The extension
 // (through trusted access) will implement it; the vault never touches a
-// cluster any other way.
+// cluster any other way. Implementations should name the cluster-side job
+// after the request's JobID, so that starting twice is harmless.
 type ClusterDriver interface {
 	StartBackup(ctx context.Context, req BackupRequest) (ref string, err error)
 	StartRestore(ctx context.Context, req RestoreRequest) (ref string, err error)
@@ -121,6 +123,13 @@ type Runner struct {
 	OnFinish func(*store.Job)
 
 	failingSince map[string]time.Time
+}
+
+func (r *Runner) unreachableAfter() time.Duration {
+	if r.UnreachableAfter == 0 {
+		return 10 * time.Minute
+	}
+	return r.UnreachableAfter
 }
 
 func (r *Runner) log() *slog.Logger {
@@ -314,7 +323,13 @@ func (r *Runner) cluster(ctx context.Context, j *store.Job) (string, error) {
 
 func (r *Runner) poll(ctx context.Context, j *store.Job) error {
 	if j.ExternalRef == "" {
-		return nil // being started by a runner right now
+		// Being started by a runner right now — or that runner died
+		// between taking the job and recording the cluster job. After the
+		// bounded wait the job fails rather than staying InProgress.
+		if j.Type != store.JobRetention && j.StartedAt != nil && r.Clock.Now().Sub(*j.StartedAt) >= r.unreachableAfter() {
+			return r.fail(ctx, j, CodeStartLost, "the vault stopped while starting this job; the cluster job (named after the job ID) may exist: start a new backup if needed")
+		}
+		return nil
 	}
 	cl, err := r.cluster(ctx, j)
 	if errors.Is(err, store.ErrNotFound) {
@@ -337,10 +352,7 @@ func (r *Runner) poll(ctx context.Context, j *store.Job) error {
 			r.failingSince[j.ID] = r.Clock.Now()
 			return nil
 		}
-		limit := r.UnreachableAfter
-		if limit == 0 {
-			limit = 10 * time.Minute
-		}
+		limit := r.unreachableAfter()
 		if r.Clock.Now().Sub(since) >= limit {
 			delete(r.failingSince, j.ID)
 			return r.fail(ctx, j, CodeClusterUnreachable, fmt.Sprintf("no status from cluster %q for %v: %v", cl, limit, err))

@@ -230,3 +230,66 @@ func TestScheduledJobOfStoppedInstanceIsCancelled(t *testing.T) {
 		t.Fatalf("job: %+v, backups started: %d", got, len(e.drv.backups))
 	}
 }
+
+// TestTwoRunnersStartEachJobOnce: replicas racing for Queued jobs start
+// each exactly once (version-checked Queued → InProgress).
+func TestTwoRunnersStartEachJobOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v.db")
+	open := func() store.Store {
+		st, err := sqlite.Open(ctx, path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	a, b := open(), open()
+	must(t, a.CreatePolicy(ctx, &store.Policy{Vault: "v", Name: "p", Schedule: "0 2 * * *", Retention: json.RawMessage(`{"default":{"duration":"P7D"}}`)}))
+	must(t, a.CreateInstance(ctx, &store.Instance{Vault: "v", Name: "i", Cluster: "c1", Policy: "p"}))
+	for i := 0; i < 20; i++ {
+		must(t, a.CreateJob(ctx, &store.Job{Vault: "v", Type: store.JobOnDemandBackup, Instance: "i"}))
+	}
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	drv := &fakeDriver{status: map[string]*jobs.Status{}}
+	var wg sync.WaitGroup
+	for _, st := range []store.Store{a, b} {
+		r := &jobs.Runner{Store: st, Clock: clk, Drivers: jobs.DriverMap{"c1": drv}, Retention: &retention.Engine{Store: st, Clock: clk}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < 3; k++ {
+				if err := r.Tick(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(drv.backups) != 20 {
+		t.Fatalf("%d cluster jobs started for 20 queued jobs", len(drv.backups))
+	}
+	seen := map[string]bool{}
+	for _, req := range drv.backups {
+		if seen[req.JobID] {
+			t.Fatalf("job %s started twice", req.JobID)
+		}
+		seen[req.JobID] = true
+	}
+}
+
+func TestStartLostAfterBoundedWait(t *testing.T) {
+	e := setup(t)
+	start := e.clk.Now()
+	// A job another runner took and then died on: InProgress, no cluster job.
+	j := &store.Job{Vault: "v", Type: store.JobOnDemandBackup, Instance: "connected", State: store.JobInProgress, StartedAt: &start}
+	must(t, e.st.CreateJob(ctx, j))
+	must(t, e.r.Tick(ctx))
+	if got := e.job(t, j.ID); got.State != store.JobInProgress {
+		t.Fatalf("failed before the bounded wait: %+v", got)
+	}
+	e.clk.Advance(5 * time.Minute)
+	must(t, e.r.Tick(ctx))
+	if got := e.job(t, j.ID); got.State != store.JobFailed || got.Errors[0].Code != jobs.CodeStartLost {
+		t.Fatalf("job: %+v", got)
+	}
+}
