@@ -67,8 +67,9 @@ func TestPrune(t *testing.T) {
 	}
 }
 
-// TestPruneCrash stops prune after each storage write or removal and checks
-// that the repository is valid and complete every time.
+// TestPruneCrash stops prune at each storage write or removal in turn and
+// checks that the repository is valid and complete every time. The setup
+// makes prune remove packs, repack a partly used one and replace the index.
 func TestPruneCrash(t *testing.T) {
 	for step := 1; ; step++ {
 		fb := faulty.New(mem.New())
@@ -78,35 +79,35 @@ func TestPruneCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
-		a, ca, _ := writeBackup(t, r, backupSpec{types: 2, objects: 150}, "a")
-		b, _, _ := writeBackup(t, r, backupSpec{types: 2, objects: 150, seed: 3_000_000}, "b")
-		if err := r.Forget(ctx, []ID{b.ID}); err != nil {
+		// c holds types 0 and 1 in shared packs; d references type 0 only.
+		c, _, _ := writeBackup(t, r, backupSpec{types: 2, objects: 150}, "c")
+		d, cd, _ := writeBackup(t, r, backupSpec{types: 1, objects: 150}, "d")
+		e, _, _ := writeBackup(t, r, backupSpec{types: 1, objects: 100, seed: 3_000_000}, "e")
+		if err := r.Forget(ctx, []ID{c.ID, e.ID}); err != nil {
 			t.Fatal(err)
 		}
-		calls := fb.Calls(faulty.OpSave) + fb.Calls(faulty.OpRemove)
-		_ = calls
-		// Fail the step-th mutating call after the lock is taken.
 		fb.Add(faulty.Fault{Op: faulty.OpRemove, Nth: step, Count: -1, Kind: faulty.Permanent},
 			faulty.Fault{Op: faulty.OpSave, Type: storage.PackFile, Nth: step, Count: -1, Kind: faulty.Permanent},
 			faulty.Fault{Op: faulty.OpSave, Type: storage.IndexFile, Nth: step, Count: -1, Kind: faulty.Permanent})
-		_, perr := r.Prune(ctx, PruneOptions{MaxUnusedFraction: 0})
+		rep, perr := r.Prune(ctx, PruneOptions{})
 		fb.Clear()
 		r2 := reopen(t, fb, clk)
 		if _, err := r2.Unlock(ctx, true); err != nil {
 			t.Fatal(err)
 		}
-		verifyBackup(t, r2, a, ca)
+		verifyBackup(t, r2, d, cd)
 		chk, err := r2.Check(ctx, CheckOptions{ReadData: true})
 		if err != nil || !chk.OK() {
 			t.Fatalf("step %d: check after interrupted prune (%v): %+v %v", step, perr, chk, err)
 		}
 		if perr == nil {
-			if step < 3 {
-				t.Fatalf("prune never failed")
+			if step < 4 || rep.PacksRepacked == 0 || rep.PacksRemoved == 0 {
+				t.Fatalf("prune completed at step %d: %+v", step, rep)
 			}
+			t.Logf("prune interrupted at steps 1..%d; complete run: %+v", step-1, rep)
 			return
 		}
-		if step > 200 {
+		if step > 500 {
 			t.Fatal("too many steps")
 		}
 	}
