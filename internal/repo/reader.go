@@ -124,6 +124,7 @@ type blockCache struct {
 	capBlocks int
 	ll        *list.List
 	m         map[blockKey]*list.Element
+	inflight  map[blockKey]*fetchCall
 }
 
 type blockEntry struct {
@@ -132,7 +133,7 @@ type blockEntry struct {
 }
 
 func newBlockCache(bytes int) *blockCache {
-	return &blockCache{capBlocks: bytes / cacheBlockSize, ll: list.New(), m: map[blockKey]*list.Element{}}
+	return &blockCache{capBlocks: bytes / cacheBlockSize, ll: list.New(), m: map[blockKey]*list.Element{}, inflight: map[blockKey]*fetchCall{}}
 }
 
 func (c *blockCache) get(ctx context.Context, pack ID, blk int64, fetch func() ([]byte, error)) ([]byte, error) {
@@ -144,24 +145,43 @@ func (c *blockCache) get(ctx context.Context, pack ID, blk int64, fetch func() (
 		c.mu.Unlock()
 		return d, nil
 	}
+	// One fetch per block at a time: parallel restores often miss on the
+	// same block together.
+	if f, ok := c.inflight[k]; ok {
+		c.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if f.err != nil {
+			return nil, f.err
+		}
+		return f.data, nil
+	}
+	f := &fetchCall{done: make(chan struct{})}
+	c.inflight[k] = f
 	c.mu.Unlock()
-	d, err := fetch()
-	if err != nil {
-		return nil, err
-	}
+	f.data, f.err = fetch()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[k]; ok {
-		c.ll.MoveToFront(e)
-		return e.Value.(*blockEntry).data, nil
+	delete(c.inflight, k)
+	if f.err == nil {
+		c.m[k] = c.ll.PushFront(&blockEntry{k, f.data})
+		for c.ll.Len() > c.capBlocks {
+			e := c.ll.Back()
+			c.ll.Remove(e)
+			delete(c.m, e.Value.(*blockEntry).key)
+		}
 	}
-	c.m[k] = c.ll.PushFront(&blockEntry{k, d})
-	for c.ll.Len() > c.capBlocks {
-		e := c.ll.Back()
-		c.ll.Remove(e)
-		delete(c.m, e.Value.(*blockEntry).key)
-	}
-	return d, nil
+	c.mu.Unlock()
+	close(f.done)
+	return f.data, f.err
+}
+
+type fetchCall struct {
+	done chan struct{}
+	data []byte
+	err  error
 }
 
 func (c *blockCache) evictPack(pack ID) {

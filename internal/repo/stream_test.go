@@ -140,3 +140,31 @@ func TestTreeChunkingStable(t *testing.T) {
 		t.Fatalf("walk: %d %v", n, err)
 	}
 }
+
+func TestLoadBlobConcurrent(t *testing.T) {
+	r, be, clk := newTestRepo(t)
+	rp, content, _ := writeBackup(t, r, backupSpec{types: 2, objects: 400}, "a")
+	r2 := reopen(t, be, clk)
+	ctx := context.Background()
+	var entries []TreeEntry
+	for _, rt := range rp.Resources {
+		if err := r2.WalkTree(ctx, rt.Tree, func(e TreeEntry) error { entries = append(entries, e); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < len(entries); i += 3 {
+				got, err := r2.LoadBlob(ctx, entries[i].Blobs[0])
+				if err != nil || !bytes.Equal(got, content[entries[i].Name]) {
+					t.Errorf("%s: %v", entries[i].Name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
