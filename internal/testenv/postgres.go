@@ -141,7 +141,7 @@ func StartPostgres(t T) *Postgres {
 			"-c", "max_connections=100",
 			"-c", "log_min_messages=warning",
 		}
-		p.Process = startProcessAs(t, "postgres", filepath.Join(binDir, "postgres"), args, []string{"LC_ALL=C", "LANG=C"}, p.Dir, cred)
+		p.Process = StartProcessAs(t, "postgres", filepath.Join(binDir, "postgres"), args, []string{"LC_ALL=C", "LANG=C"}, p.Dir, cred)
 		err := waitPostgres(p)
 		if err == nil {
 			break
@@ -213,38 +213,6 @@ func postgresCredential() (*syscall.Credential, error) {
 		return nil, fmt.Errorf("user %q (uid %s, gid %s) cannot run PostgreSQL: set ARCA_POSTGRES_USER to an unprivileged user", name, u.Uid, u.Gid)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
-}
-
-// startProcessAs is StartProcess with another identity. It mirrors
-// StartProcess (process.go) because that takes no credential; Go sets the
-// parent-death signal after switching identity, so the server still dies
-// with the test binary.
-func startProcessAs(t T, name, bin string, args, env []string, dir string, cred *syscall.Credential) *Process {
-	t.Helper()
-	if cred == nil {
-		return StartProcess(t, name, bin, args, env, dir)
-	}
-	p := &Process{Name: name, log: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout = p.log
-	p.cmd.Stderr = p.log
-	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s (%s) as uid %d: %v", name, bin, cred.Uid, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.Stop()
-		if t.Failed() {
-			t.Logf("---- log of %s ----\n%s\n---- end of %s ----", name, p.Log(), name)
-		}
-	})
-	return p
 }
 
 // tempDir makes a temporary directory removed when the test ends (T has no

@@ -98,13 +98,21 @@ func (b *syncBuffer) String() string {
 // after 10 s) when the test ends; if the test failed its log is printed.
 func StartProcess(t T, name, bin string, args []string, env []string, dir string) *Process {
 	t.Helper()
+	return StartProcessAs(t, name, bin, args, env, dir, nil)
+}
+
+// StartProcessAs is StartProcess under another identity (nil: our own), for
+// servers that refuse to run as root. Go sets the parent-death signal after
+// switching identity, so the child still dies with the test binary.
+func StartProcessAs(t T, name, bin string, args []string, env []string, dir string, cred *syscall.Credential) *Process {
+	t.Helper()
 	p := &Process{Name: name, log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout = p.log
 	p.cmd.Stderr = p.log
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s (%s): %v", name, bin, err)
 	}
