@@ -48,8 +48,17 @@ func (r *Repository) loadBlob(ctx context.Context, id ID) ([]byte, error) {
 	}
 	plain, err := r.openBlob(sealed, id, loc.rawLen)
 	if err != nil {
+		// Maybe the bytes were damaged in transit or in the cache rather
+		// than in storage: read once more, directly.
 		if cached {
-			r.cache.Load().evictPack(pack) // maybe a bad read: next attempt reads storage again
+			r.cache.Load().evictPack(pack)
+		}
+		h := storage.Handle{Type: storage.PackFile, Name: pack.String()}
+		again, rerr := readRange(ctx, r.be, h, int64(loc.length), int64(loc.offset))
+		if rerr == nil {
+			if plain, err2 := r.openBlob(again, id, loc.rawLen); err2 == nil {
+				return plain, nil
+			}
 		}
 		return nil, fmt.Errorf("blob %s in pack %s: %w", id.Short(), pack.Short(), err)
 	}
