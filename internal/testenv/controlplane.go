@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,8 +72,8 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
-	cp.env.ControlPlane.Etcd = &envtest.Etcd{Out: cp.etcdLog, Err: cp.etcdLog}
-	cp.env.ControlPlane.APIServer = &envtest.APIServer{Out: cp.apiLog, Err: cp.apiLog}
+	cp.env.ControlPlane.Etcd = &envtest.Etcd{Out: cp.etcdLog, Err: cp.etcdLog, Path: dieWithParent(t, filepath.Join(dir, "etcd"))}
+	cp.env.ControlPlane.APIServer = &envtest.APIServer{Out: cp.apiLog, Err: cp.apiLog, Path: dieWithParent(t, filepath.Join(dir, "kube-apiserver"))}
 	cp.env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", ServiceCIDR)
 
 	start := time.Now()
@@ -99,6 +101,34 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 	}
 	return cp
 }
+
+// dieWithParent returns a launcher for bin that makes the kernel kill it
+// when the test process dies. envtest starts etcd and kube-apiserver in their
+// own process group without a parent-death signal, so a test binary killed
+// by `go test -timeout` or SIGKILL would leave them running; StartProcess
+// sets the signal itself for everything else. The launcher is a shell script
+// exec'ing util-linux's setpriv, which keeps the PID, so envtest's stop
+// signals reach the real process. Without setpriv, bin is used as it is.
+func dieWithParent(t T, bin string) string {
+	t.Helper()
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		return bin
+	}
+	dir, err := os.MkdirTemp("", "arca-launch-")
+	if err != nil {
+		t.Fatalf("launcher dir: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	path := filepath.Join(dir, filepath.Base(bin))
+	script := fmt.Sprintf("#!/bin/sh\nexec %s --pdeathsig KILL -- %s \"$@\"\n", shellQuote(setpriv), shellQuote(bin))
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatalf("write launcher: %v", err)
+	}
+	return path
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func (cp *ControlPlane) printLogs(t T) {
 	t.Logf("---- log of etcd ----\n%s\n---- end of etcd ----", cp.etcdLog.String())

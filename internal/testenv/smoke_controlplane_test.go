@@ -1,8 +1,15 @@
 package testenv
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -129,4 +136,76 @@ func TestNewMainTRunsCleanupsInReverse(t *testing.T) {
 	if mt.Failed() {
 		t.Fatal("Failed() = true without Fatalf")
 	}
+}
+
+// TestControlPlaneDiesWithTestProcess kills a test process holding a control
+// plane with SIGKILL (no cleanups run) and checks that etcd and
+// kube-apiserver do not outlive it.
+func TestControlPlaneDiesWithTestProcess(t *testing.T) {
+	if os.Getenv("ARCA_TESTENV_CHILD") == "1" {
+		return // the child's work is done in TestHelperControlPlaneChild
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperControlPlaneChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "ARCA_TESTENV_CHILD=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
+	// The child prints the API server's and etcd's addresses once up.
+	var addrs []string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "CHILD-ADDRS "); ok {
+			addrs = strings.Fields(a)
+			break
+		}
+	}
+	if len(addrs) != 2 {
+		t.Fatalf("child did not report its addresses (scan error %v)", sc.Err())
+	}
+	for _, a := range addrs {
+		c, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			t.Fatalf("%s not reachable while the child lives: %v", a, err)
+		}
+		c.Close()
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	for _, a := range addrs {
+		err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 15*time.Second, true, func(context.Context) (bool, error) {
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err != nil {
+				return true, nil
+			}
+			c.Close()
+			return false, nil
+		})
+		if err != nil {
+			t.Fatalf("%s still serving after its test process was killed", a)
+		}
+	}
+}
+
+// TestHelperControlPlaneChild is the child of
+// TestControlPlaneDiesWithTestProcess; it does nothing in a normal run.
+func TestHelperControlPlaneChild(t *testing.T) {
+	if os.Getenv("ARCA_TESTENV_CHILD") != "1" {
+		return
+	}
+	cp := StartControlPlane(t, ControlPlaneOptions{WithoutControllerManager: true})
+	u, err := url.Parse(cp.Config().Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("CHILD-ADDRS %s %s\n", u.Host, cp.env.ControlPlane.Etcd.URL.Host)
+	time.Sleep(time.Minute) // killed by the parent long before
 }
