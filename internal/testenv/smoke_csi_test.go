@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
@@ -120,6 +121,82 @@ func csiRoundTrip(t *testing.T, cp *ControlPlane, c *CSI, withKCM bool) {
 		t.Fatalf("restored volume handle %q, want a new one (source %q)", h, sourcePV.Spec.CSI.VolumeHandle)
 	}
 	t.Logf("PVC from snapshot bound in %s (volume %s)", time.Since(start).Round(time.Millisecond), restoredPV.Spec.CSI.VolumeHandle)
+
+	// Restore into another namespace the way a backup tool does: a
+	// pre-provisioned VolumeSnapshotContent holding the recorded handle, a
+	// VolumeSnapshot bound to it, and a claim from that snapshot.
+	start = time.Now()
+	const ns2 = "data-restored"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns2}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	_, err = snaps.SnapshotV1().VolumeSnapshotContents().Create(ctx, &snapv1.VolumeSnapshotContent{
+		ObjectMeta: metav1.ObjectMeta{Name: "imported"},
+		Spec: snapv1.VolumeSnapshotContentSpec{
+			Driver:                  c.DriverName,
+			DeletionPolicy:          snapv1.VolumeSnapshotContentRetain,
+			VolumeSnapshotClassName: &c.SnapshotClass,
+			Source:                  snapv1.VolumeSnapshotContentSource{SnapshotHandle: content.Status.SnapshotHandle},
+			VolumeSnapshotRef:       corev1.ObjectReference{Namespace: ns2, Name: "imported"},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create pre-provisioned VolumeSnapshotContent: %v", err)
+	}
+	contentName := "imported"
+	_, err = snaps.SnapshotV1().VolumeSnapshots(ns2).Create(ctx, &snapv1.VolumeSnapshot{
+		ObjectMeta: metav1.ObjectMeta{Name: "imported"},
+		Spec:       snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{VolumeSnapshotContentName: &contentName}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create VolumeSnapshot for pre-provisioned content: %v", err)
+	}
+	_, err = cs.CoreV1().PersistentVolumeClaims(ns2).Create(ctx, claim("imported", &corev1.TypedLocalObjectReference{APIGroup: &group, Kind: "VolumeSnapshot", Name: "imported"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create PVC from imported snapshot: %v", err)
+	}
+	imported := waitBound(t, ctx, cs, ns2, "imported")
+	t.Logf("PVC from a pre-provisioned snapshot in another namespace bound in %s (PV %s)", time.Since(start).Round(time.Millisecond), imported.Spec.VolumeName)
+
+	// deletionPolicy Delete: deleting the VolumeSnapshot deletes the
+	// driver's snapshot.
+	start = time.Now()
+	className := c.SnapshotClassDelete
+	_, err = snaps.SnapshotV1().VolumeSnapshots(ns).Create(ctx, &snapv1.VolumeSnapshot{
+		ObjectMeta: metav1.ObjectMeta{Name: "short-lived"},
+		Spec:       snapv1.VolumeSnapshotSpec{VolumeSnapshotClassName: &className, Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvcName}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create VolumeSnapshot: %v", err)
+	}
+	var handle string
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		vs, err := snaps.SnapshotV1().VolumeSnapshots(ns).Get(ctx, "short-lived", metav1.GetOptions{})
+		if err != nil || vs.Status == nil || vs.Status.ReadyToUse == nil || !*vs.Status.ReadyToUse {
+			return false, err
+		}
+		vsc, err := snaps.SnapshotV1().VolumeSnapshotContents().Get(ctx, *vs.Status.BoundVolumeSnapshotContentName, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		handle = *vsc.Status.SnapshotHandle
+		return true, nil
+	}); err != nil {
+		t.Fatalf("snapshot of class %s not ready: %v", className, err)
+	}
+	if err := snaps.SnapshotV1().VolumeSnapshots(ns).Delete(ctx, "short-lived", metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete VolumeSnapshot: %v", err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		resp, err := c.Controller.ListSnapshots(ctx, &csi.ListSnapshotsRequest{SnapshotId: handle})
+		if err != nil {
+			return false, err
+		}
+		return len(resp.GetEntries()) == 0, nil
+	}); err != nil {
+		t.Fatalf("driver snapshot %s not deleted with its VolumeSnapshot: %v", handle, err)
+	}
+	t.Logf("snapshot with deletionPolicy Delete created and deleted from the driver in %s", time.Since(start).Round(time.Millisecond))
 
 	if !withKCM {
 		return // claims keep their protection finalizer without kube-controller-manager
