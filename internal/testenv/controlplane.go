@@ -266,6 +266,17 @@ func NewMainT(name string) (T, func()) {
 	return m, m.runCleanups
 }
 
+// MarkFailed makes a T from NewMainT report Failed, so that its cleanups
+// print the component logs: call it in TestMain when m.Run returned non-zero.
+// Other Ts are left alone.
+func MarkFailed(t T) {
+	if m, ok := t.(*mainT); ok {
+		m.mu.Lock()
+		m.failed = true
+		m.mu.Unlock()
+	}
+}
+
 type mainT struct {
 	name     string
 	mu       sync.Mutex

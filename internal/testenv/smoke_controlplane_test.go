@@ -136,6 +136,10 @@ func TestNewMainTRunsCleanupsInReverse(t *testing.T) {
 	if mt.Failed() {
 		t.Fatal("Failed() = true without Fatalf")
 	}
+	MarkFailed(mt)
+	if !mt.Failed() {
+		t.Fatal("Failed() = false after MarkFailed")
+	}
 }
 
 // TestControlPlaneDiesWithTestProcess kills a test process holding a control
