@@ -1,0 +1,214 @@
+package v1alpha1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// JobPhase is the state of a BackupJob or RestoreJob; the vault's job
+// states use the same names.
+// +kubebuilder:validation:Enum=Queued;InProgress;Completed;CompletedWithWarnings;Failed;Cancelled
+type JobPhase string
+
+const (
+	JobQueued                JobPhase = "Queued"
+	JobInProgress            JobPhase = "InProgress"
+	JobCompleted             JobPhase = "Completed"
+	JobCompletedWithWarnings JobPhase = "CompletedWithWarnings"
+	JobFailed                JobPhase = "Failed"
+	JobCancelled             JobPhase = "Cancelled"
+)
+
+// Terminal reports whether the phase is final.
+func (p JobPhase) Terminal() bool {
+	switch p {
+	case JobCompleted, JobCompletedWithWarnings, JobFailed, JobCancelled:
+		return true
+	}
+	return false
+}
+
+// Stable error codes of the extension's jobs (warning codes come from the
+// engines). docs/extension.md lists them all.
+const (
+	CodeExtensionRestartedDuringBackup  = "ExtensionRestartedDuringBackup"
+	CodeExtensionRestartedDuringRestore = "ExtensionRestartedDuringRestore"
+	CodeInvalidSpec                     = "InvalidSpec"
+	CodeStorageLocationNotFound         = "StorageLocationNotFound"
+	CodeStorageLocationReadOnly         = "StorageLocationReadOnly"
+	CodeCredentialsNotFound             = "CredentialsNotFound"
+	CodeRepositoryUnavailable           = "RepositoryUnavailable"
+	CodeRecoveryPointNotFound           = "RecoveryPointNotFound"
+	CodeHookNotFound                    = "HookNotFound"
+	CodePreHookFailed                   = "PreHookFailed"
+	CodePostHookFailed                  = "PostHookFailed"
+	CodeHookFailed                      = "HookFailed"
+	CodeBackupFailed                    = "BackupFailed"
+	CodeRestoreFailed                   = "RestoreFailed"
+	CodeItemsFailed                     = "ItemsFailed"
+	CodeCancelled                       = "CancelledByUser"
+)
+
+// JobIssue is a warning or error with a stable code.
+type JobIssue struct {
+	// Code is stable: scripts and the vault match on it.
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Object names the object or resource type concerned, if any.
+	// +optional
+	Object string `json:"object,omitempty"`
+}
+
+// JobProgress counts the work of a running job. Totals are zero while
+// unknown (a backup learns its total only when listing ends).
+type JobProgress struct {
+	ItemsDone  int64 `json:"itemsDone"`
+	ItemsTotal int64 `json:"itemsTotal,omitempty"`
+	BytesDone  int64 `json:"bytesDone"`
+	BytesTotal int64 `json:"bytesTotal,omitempty"`
+}
+
+// JobStatusCommon is the part of the status BackupJob and RestoreJob share.
+type JobStatusCommon struct {
+	// +optional
+	Phase JobPhase `json:"phase,omitempty"`
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// UpdateTime is when the running extension last wrote this status; it
+	// advances every few seconds while the job is InProgress.
+	// +optional
+	UpdateTime *metav1.Time `json:"updateTime,omitempty"`
+	// +optional
+	Progress *JobProgress `json:"progress,omitempty"`
+	// +optional
+	Warnings []JobIssue `json:"warnings,omitempty"`
+	// +optional
+	Errors []JobIssue `json:"errors,omitempty"`
+	// Message says in one line what happened.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// ObservedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// BackupJobSpec is one backup: the backup configuration (inline, the same
+// fields as everywhere else in Arca) written into a storage location.
+type BackupJobSpec struct {
+	BackupConfiguration `json:",inline"`
+	// StorageLocation names a StorageLocation in the job's namespace.
+	// +kubebuilder:validation:MinLength=1
+	StorageLocation string `json:"storageLocation"`
+	// RecoveryPointName is stored with the recovery point (default: the job name).
+	// +optional
+	RecoveryPointName string `json:"recoveryPointName,omitempty"`
+	// Tags are stored with the recovery point.
+	// +optional
+	Tags map[string]string `json:"tags,omitempty"`
+	// Cancel stops a queued or running job (phase Cancelled, no recovery point).
+	// +optional
+	Cancel bool `json:"cancel,omitempty"`
+}
+
+// BackupJobStatus is what the extension reports about a backup.
+type BackupJobStatus struct {
+	JobStatusCommon `json:",inline"`
+	// RecoveryPointID is the full ID of the recovery point written.
+	// +optional
+	RecoveryPointID string `json:"recoveryPointID,omitempty"`
+	// Counts are the objects backed up per resource type (resource.group).
+	// +optional
+	Counts map[string]int64 `json:"counts,omitempty"`
+}
+
+// BackupJob backs up the cluster's resources into a storage location.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=arca,shortName=abj
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Items",type=integer,JSONPath=`.status.progress.itemsDone`
+// +kubebuilder:printcolumn:name="Recovery Point",type=string,JSONPath=`.status.recoveryPointID`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BackupJob struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec BackupJobSpec `json:"spec"`
+	// +optional
+	Status BackupJobStatus `json:"status,omitempty"`
+}
+
+// BackupJobList is a list of BackupJobs.
+// +kubebuilder:object:root=true
+type BackupJobList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BackupJob `json:"items"`
+}
+
+// RestoreJobSpec is one restore of a recovery point into this cluster.
+type RestoreJobSpec struct {
+	// RecoveryPoint is a recovery point ID, a unique prefix of one, or "latest".
+	// +kubebuilder:validation:MinLength=1
+	RecoveryPoint string `json:"recoveryPoint"`
+	// StorageLocation names the StorageLocation (in the job's namespace)
+	// holding the recovery point; it may be read-only.
+	// +kubebuilder:validation:MinLength=1
+	StorageLocation string `json:"storageLocation"`
+	RestoreCriteria `json:",inline"`
+	// Cancel stops a queued or running job.
+	// +optional
+	Cancel bool `json:"cancel,omitempty"`
+}
+
+// RestoreItemResult is one object the restore did not simply create.
+type RestoreItemResult struct {
+	// Object is resource.group/namespace/name in the target cluster.
+	Object string `json:"object"`
+	Action string `json:"action"`
+	// +optional
+	Reason string `json:"reason,omitempty"`
+}
+
+// MaxItemResults bounds RestoreJobStatus.Items, so a restore with many
+// failures still fits an object.
+const MaxItemResults = 100
+
+// RestoreJobStatus is what the extension reports about a restore.
+type RestoreJobStatus struct {
+	JobStatusCommon `json:",inline"`
+	// RecoveryPointID is the full ID the spec's reference resolved to.
+	// +optional
+	RecoveryPointID string `json:"recoveryPointID,omitempty"`
+	// Results counts objects by action (Created, Patched, Unchanged,
+	// SkippedExists, SkippedOwned, SkippedFiltered, Failed).
+	// +optional
+	Results map[string]int64 `json:"results,omitempty"`
+	// Items lists failed objects first, then other non-created ones, at most MaxItemResults.
+	// +optional
+	Items []RestoreItemResult `json:"items,omitempty"`
+}
+
+// RestoreJob restores a recovery point into this cluster.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=arca,shortName=arj
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Done",type=integer,JSONPath=`.status.progress.itemsDone`
+// +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.progress.itemsTotal`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type RestoreJob struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec RestoreJobSpec `json:"spec"`
+	// +optional
+	Status RestoreJobStatus `json:"status,omitempty"`
+}
+
+// RestoreJobList is a list of RestoreJobs.
+// +kubebuilder:object:root=true
+type RestoreJobList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RestoreJob `json:"items"`
+}
