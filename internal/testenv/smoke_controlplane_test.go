@@ -37,8 +37,8 @@ func TestControlPlaneSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("server version: %v", err)
 	}
-	if v.GitVersion != "v1.37.2" {
-		t.Errorf("server version = %q, want v1.37.2 (version ldflags in tools/kubernetes/build.sh)", v.GitVersion)
+	if v.GitVersion != "v1.37.2" || v.Major != "1" || v.Minor != "37" {
+		t.Errorf("server version = %q (major %q, minor %q), want v1.37.2 (version ldflags in tools/kubernetes/build.sh)", v.GitVersion, v.Major, v.Minor)
 	}
 
 	const ns = "smoke"
