@@ -16,6 +16,6 @@ if [[ $ok == 1 && -f "$stampfile" && "$(cat "$stampfile")" == "$stamp" ]]; then
 fi
 cd "$here"
 rm -f "$stampfile"
-go build -buildvcs=false -trimpath -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
-mv "$out/etcd.tmp" "$out/etcd"
+go build -buildvcs=false -trimpath -o "$out/etcd.tmp.$$" go.etcd.io/etcd/server/v3
+mv "$out/etcd.tmp.$$" "$out/etcd"
 echo "$stamp" > "$stampfile"

@@ -26,8 +26,8 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags+=" -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
 done
 build() { # build <package> <binary>
-  go build -buildvcs=false -trimpath -ldflags "-s -w$ldflags" -o "$out/$2.tmp" "$1"
-  mv "$out/$2.tmp" "$out/$2"
+  go build -buildvcs=false -trimpath -ldflags "-s -w$ldflags" -o "$out/$2.tmp.$$" "$1"
+  mv "$out/$2.tmp.$$" "$out/$2"
 }
 # The API server first: it is what most tests wait for.
 build k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver

@@ -17,7 +17,7 @@ fi
 cd "$here"
 rm -f "$stampfile"
 for b in "${bins[@]}"; do
-  go build -buildvcs=false -trimpath -ldflags "-s -w -X main.version=v8.7.0" -o "$out/$b.tmp" "github.com/kubernetes-csi/external-snapshotter/v8/cmd/$b"
-  mv "$out/$b.tmp" "$out/$b"
+  go build -buildvcs=false -trimpath -ldflags "-s -w -X main.version=v8.7.0" -o "$out/$b.tmp.$$" "github.com/kubernetes-csi/external-snapshotter/v8/cmd/$b"
+  mv "$out/$b.tmp.$$" "$out/$b"
 done
 echo "$stamp" > "$stampfile"

@@ -16,6 +16,6 @@ if [[ $ok == 1 && -f "$stampfile" && "$(cat "$stampfile")" == "$stamp" ]]; then
 fi
 cd "$here"
 rm -f "$stampfile"
-go build -buildvcs=false -trimpath -o "$out/staticcheck.tmp" honnef.co/go/tools/cmd/staticcheck
-mv "$out/staticcheck.tmp" "$out/staticcheck"
+go build -buildvcs=false -trimpath -o "$out/staticcheck.tmp.$$" honnef.co/go/tools/cmd/staticcheck
+mv "$out/staticcheck.tmp.$$" "$out/staticcheck"
 echo "$stamp" > "$stampfile"
