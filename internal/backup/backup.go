@@ -21,7 +21,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -76,6 +75,9 @@ type Result struct {
 	ID            repo.ID
 	RecoveryPoint *repo.RecoveryPoint
 	Stats         repo.WriterStats
+	// ListDuration is the time spent listing and storing objects;
+	// CommitDuration the time to flush packs and write index and manifest.
+	ListDuration, CommitDuration time.Duration
 }
 
 // ConfigError is returned for a configuration that cannot work (bad
@@ -91,11 +93,12 @@ type Prepared struct {
 	opts      Options
 	cfg       *rest.Config
 	dyn       dynamic.Interface
+	lister    *kube.Lister
 	sel       *selection.Selector
 	disc      *kube.Discovery
 	cluster   kube.ClusterInfo
 	warnings  []repo.Warning
-	allNS     bool
+	allNS     bool     // list namespaced types cluster-wide rather than per namespace
 	nsList    []string // included namespaces that exist, sorted
 	namespace kube.Resource
 }
@@ -126,7 +129,11 @@ func Prepare(ctx context.Context, cfg *rest.Config, opts Options) (*Prepared, er
 	if err != nil {
 		return nil, err
 	}
-	p := &Prepared{opts: opts, cfg: cfg, dyn: dyn, sel: sel, disc: disc}
+	lister, err := kube.NewLister(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Prepared{opts: opts, cfg: cfg, dyn: dyn, lister: lister, sel: sel, disc: disc}
 	if p.opts.Workers <= 0 {
 		p.opts.Workers = 4
 	}
@@ -166,7 +173,10 @@ func Prepare(ctx context.Context, cfg *rest.Config, opts Options) (*Prepared, er
 			p.warnings = append(p.warnings, repo.Warning{Code: WarnNamespaceNotFound, Object: n, Message: fmt.Sprintf("namespace %q does not exist", n)})
 		}
 	}
-	p.allNS = sel.Namespaces.All()
+	// List cluster-wide (and filter here) unless a few namespaces out of
+	// many are selected: one request per page beats one per namespace and
+	// type, and most clusters have dozens of resource types.
+	p.allNS = sel.Namespaces.All() || len(p.nsList) > 10 || len(p.nsList)*4 > len(nsl.Items)
 	return p, nil
 }
 
@@ -221,6 +231,7 @@ func (p *Prepared) Run(ctx context.Context, r *repo.Repository) (res *Result, er
 	if err := b.phases(ctx); err != nil {
 		return nil, err
 	}
+	listed := p.opts.Now()
 
 	sort.Slice(b.trees, func(i, j int) bool {
 		if b.trees[i].Group != b.trees[j].Group {
@@ -256,7 +267,7 @@ func (p *Prepared) Run(ctx context.Context, r *repo.Repository) (res *Result, er
 	}
 	committed = true
 	rp.ID = id
-	return &Result{ID: id, RecoveryPoint: rp, Stats: w.Stats()}, nil
+	return &Result{ID: id, RecoveryPoint: rp, Stats: w.Stats(), ListDuration: listed.Sub(started), CommitDuration: p.opts.Now().Sub(listed)}, nil
 }
 
 func (p *Prepared) newRun(w *repo.Writer, scan ScanFunc) *run {
@@ -302,7 +313,7 @@ func (b *run) phases(ctx context.Context) error {
 
 // ScanFunc receives every object a backup would store, with its serialised
 // form. It is called from several goroutines at once.
-type ScanFunc func(res kube.Resource, obj *unstructured.Unstructured, data []byte) error
+type ScanFunc func(res kube.Resource, obj *kube.Object, data []byte) error
 
 // Scan runs the backup's selection without a repository: fn receives what
 // Run would store. Used to compare a recovery point with the live cluster.
@@ -402,7 +413,7 @@ func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 		// dependencies are included whatever theirs.
 		serverSelector, filterLabels = "", !isNamespaceType
 	}
-	include := func(obj *unstructured.Unstructured) bool {
+	include := func(obj *kube.Object, data []byte) bool {
 		if isNamespaceType {
 			return b.sel.Namespaces.Includes(obj.GetName())
 		}
@@ -412,7 +423,7 @@ func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 		if deps[obj.GetName()] {
 			return true
 		}
-		if gr == "clusterrolebindings.rbac.authorization.k8s.io" && !b.allNS && b.bindsIncludedServiceAccount(obj.Object) {
+		if gr == "clusterrolebindings.rbac.authorization.k8s.io" && !b.allNS && b.bindsIncludedServiceAccount(data) {
 			return true
 		}
 		if !res.Namespaced && !b.sel.Types.Includes(res) {
@@ -431,11 +442,7 @@ func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 	for _, ns := range scopes {
 		cont := ""
 		for {
-			var ri dynamic.ResourceInterface = b.dyn.Resource(res.GVR())
-			if ns != "" {
-				ri = b.dyn.Resource(res.GVR()).Namespace(ns)
-			}
-			page, err := ri.List(ctx, metav1.ListOptions{Limit: b.opts.PageSize, Continue: cont, LabelSelector: serverSelector})
+			page, err := b.lister.List(ctx, res, kube.ListOptions{Namespace: ns, Limit: b.opts.PageSize, Continue: cont, LabelSelector: serverSelector})
 			if err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()
@@ -446,26 +453,30 @@ func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 				}
 				return fmt.Errorf("list %s: %w", gr, err)
 			}
-			for i := range page.Items {
-				obj := &page.Items[i]
+			for i, item := range page.Items {
+				obj, err := kube.DecodeObject(item)
+				if err != nil {
+					return fmt.Errorf("decode %s: %w", gr, err)
+				}
 				if deps[obj.GetName()] {
 					found[obj.GetName()] = true
 				}
-				if _, excluded := kube.ExcludedObject(res.Group, res.Resource, obj.Object); excluded {
+				if _, excluded := kube.ExcludedObject(res.Group, res.Resource, obj); excluded {
 					continue
 				}
-				if !include(obj) {
+				if !include(obj, item) {
 					continue
 				}
-				if err := b.writeObject(ctx, tw, res, obj); err != nil {
+				if err := b.writeObject(ctx, tw, res, obj, kube.WithTypeMeta(item, obj, res)); err != nil {
 					return err
 				}
+				page.Items[i] = nil // let the page's memory go as it is written
 				count++
 			}
 			if b.opts.Progress != nil {
 				b.opts.Progress(Progress{Items: b.items.Load(), Bytes: b.bytes.Load(), Types: int(b.typesOK.Load())})
 			}
-			cont = page.GetContinue()
+			cont = page.Metadata.Continue
 			if cont == "" {
 				break
 			}
@@ -496,11 +507,7 @@ func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 }
 
 // writeObject serialises one object and stores it.
-func (b *run) writeObject(ctx context.Context, tw *repo.TreeWriter, res kube.Resource, obj *unstructured.Unstructured) error {
-	data, err := Serialize(obj.Object)
-	if err != nil {
-		return fmt.Errorf("serialise %s %s/%s: %w", res.GroupResource(), obj.GetNamespace(), obj.GetName(), err)
-	}
+func (b *run) writeObject(ctx context.Context, tw *repo.TreeWriter, res kube.Resource, obj *kube.Object, data []byte) error {
 	if b.scan != nil {
 		if err := b.scan(res, obj, data); err != nil {
 			return err
@@ -508,7 +515,7 @@ func (b *run) writeObject(ctx context.Context, tw *repo.TreeWriter, res kube.Res
 		b.items.Add(1)
 		b.bytes.Add(int64(len(data)))
 		if b.sel.ClusterScope && res.Namespaced || res.GroupResource() == "clusterrolebindings.rbac.authorization.k8s.io" || res.GroupResource() == "persistentvolumes" {
-			b.collectDeps(res, obj.Object)
+			b.collectDeps(res, data)
 		}
 		return nil
 	}
@@ -526,27 +533,13 @@ func (b *run) writeObject(ctx context.Context, tw *repo.TreeWriter, res kube.Res
 	b.items.Add(1)
 	b.bytes.Add(int64(len(data)))
 	if b.sel.ClusterScope && res.Namespaced || res.GroupResource() == "clusterrolebindings.rbac.authorization.k8s.io" || res.GroupResource() == "persistentvolumes" {
-		b.collectDeps(res, obj.Object)
+		b.collectDeps(res, data)
 	}
 	return nil
 }
 
-// Serialize is the deterministic JSON form of an object in a recovery
-// point: managedFields dropped (they are never restored and change on every
-// write), keys sorted (encoding/json sorts map keys), no trailing newline.
-// Unchanged objects therefore serialise to identical bytes and are stored
-// once.
-func Serialize(obj map[string]any) ([]byte, error) {
-	if meta, ok := obj["metadata"].(map[string]any); ok {
-		if _, has := meta["managedFields"]; has {
-			delete(meta, "managedFields")
-		}
-	}
-	return json.Marshal(obj)
-}
-
 // collectDeps records the cluster-scoped objects obj refers to.
-func (b *run) collectDeps(res kube.Resource, obj map[string]any) {
+func (b *run) collectDeps(res kube.Resource, data []byte) {
 	add := func(gr, name string) {
 		if name == "" {
 			return
@@ -560,22 +553,31 @@ func (b *run) collectDeps(res kube.Resource, obj map[string]any) {
 		}
 		m[name] = true
 	}
-	spec, _ := obj["spec"].(map[string]any)
-	switch res.GroupResource() {
+	gr := res.GroupResource()
+	switch gr {
+	case "persistentvolumeclaims", "persistentvolumes", "rolebindings.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io",
+		"ingresses.networking.k8s.io", "volumesnapshots.snapshot.storage.k8s.io":
+	default:
+		return
+	}
+	refs, err := kube.DecodeReferences(data)
+	if err != nil {
+		return // not the shape we know: no references to follow
+	}
+	switch gr {
 	case "persistentvolumeclaims":
-		add("persistentvolumes", str(spec["volumeName"]))
-		add("storageclasses.storage.k8s.io", str(spec["storageClassName"]))
+		add("persistentvolumes", refs.Spec.VolumeName)
+		add("storageclasses.storage.k8s.io", refs.Spec.StorageClassName)
 	case "persistentvolumes":
-		add("storageclasses.storage.k8s.io", str(spec["storageClassName"]))
+		add("storageclasses.storage.k8s.io", refs.Spec.StorageClassName)
 	case "rolebindings.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io":
-		ref, _ := obj["roleRef"].(map[string]any)
-		if str(ref["kind"]) == "ClusterRole" {
-			add("clusterroles.rbac.authorization.k8s.io", str(ref["name"]))
+		if refs.RoleRef.Kind == "ClusterRole" {
+			add("clusterroles.rbac.authorization.k8s.io", refs.RoleRef.Name)
 		}
 	case "ingresses.networking.k8s.io":
-		add("ingressclasses.networking.k8s.io", str(spec["ingressClassName"]))
+		add("ingressclasses.networking.k8s.io", refs.Spec.IngressClassName)
 	case "volumesnapshots.snapshot.storage.k8s.io":
-		add("volumesnapshotclasses.snapshot.storage.k8s.io", str(spec["volumeSnapshotClassName"]))
+		add("volumesnapshotclasses.snapshot.storage.k8s.io", refs.Spec.VolumeSnapshotClassName)
 	}
 }
 
@@ -602,10 +604,6 @@ func (b *run) warn(w repo.Warning) {
 	b.warnings = append(b.warnings, w)
 }
 
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
 
 // TypeKey is the key of Summary.Counts: resource.group.
 func TypeKey(group, resource string) string { return kube.GroupResource(group, resource) }
@@ -613,11 +611,13 @@ func TypeKey(group, resource string) string { return kube.GroupResource(group, r
 // bindsIncludedServiceAccount reports whether a cluster role binding grants
 // something to a service account of an included namespace: such bindings
 // are dependencies of the namespace's workloads.
-func (b *run) bindsIncludedServiceAccount(obj map[string]any) bool {
-	subjects, _ := obj["subjects"].([]any)
-	for _, s := range subjects {
-		sm, _ := s.(map[string]any)
-		if str(sm["kind"]) == "ServiceAccount" && b.sel.Namespaces.Includes(str(sm["namespace"])) {
+func (b *run) bindsIncludedServiceAccount(data []byte) bool {
+	refs, err := kube.DecodeReferences(data)
+	if err != nil {
+		return false
+	}
+	for _, s := range refs.Subjects {
+		if s.Kind == "ServiceAccount" && b.sel.Namespaces.Includes(s.Namespace) {
 			return true
 		}
 	}

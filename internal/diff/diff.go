@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 
 	"github.com/arca-backup/arca/internal/backup"
@@ -122,7 +121,7 @@ func (s *clusterSide) Digests(ctx context.Context) (map[Key][32]byte, error) {
 	}
 	out := map[Key][32]byte{}
 	s.data = map[Key][]byte{}
-	_, err = p.Scan(ctx, func(res kube.Resource, obj *unstructured.Unstructured, data []byte) error {
+	_, err = p.Scan(ctx, func(res kube.Resource, obj *kube.Object, data []byte) error {
 		k := Key{res.Group, res.Resource, obj.GetNamespace(), obj.GetName()}
 		sum := sha256.Sum256(data)
 		s.mu.Lock()

@@ -47,6 +47,16 @@ spec:
   source: {repoURL: "https://github.com/argoproj/argocd-example-apps.git", targetRevision: HEAD, path: guestbook}
   destination: {server: "https://kubernetes.default.svc", namespace: guestbook}
 `)
+	// The webhook would block every later test's Ingresses: remove what
+	// this test leaves behind.
+	t.Cleanup(func() {
+		all := append(append(append([]*unstructured.Unstructured{}, argo...), nginx...), ours...)
+		nss, clusterObjs := clusterScoped(all)
+		if err := c.DeleteAndWait(ctx, clusterObjs, "", 2*time.Minute); err != nil {
+			t.Error(err)
+		}
+		_ = c.DeleteAndWait(ctx, nss, "", 10*time.Second)
+	})
 	if err := c.Apply(ctx, argo, "argocd"); err != nil {
 		t.Fatal(err)
 	}

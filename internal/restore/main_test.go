@@ -102,6 +102,7 @@ var expectedDifferences = regexp.MustCompile(`^(` + strings.Join([]string{
 	`metadata\.labels\["arca\.io/(recovery-point|restore)"\]`,
 	`metadata\.ownerReferences\[\d+\]\.uid`,
 	`metadata\.annotations\["pv\.kubernetes\.io/[a-z-]+"\]`,
+	`metadata\.annotations\["deployment\.kubernetes\.io/revision"\]`, // set by the controller, maybe after the first backup
 	`metadata\.annotations\["volume\.kubernetes\.io/[a-z-]+"\]`,
 	`spec\.clusterIPs?(\[\d+\])?`, `spec\.ports\[\d+\]\.nodePort`, `spec\.healthCheckNodePort`,
 	`spec\.claimRef\.(uid|resourceVersion)`,
@@ -191,7 +192,7 @@ func unstructuredString(obj map[string]any, fields ...string) (string, bool, err
 // onlyRestoreLabels reports whether f adds a labels map holding nothing but
 // the restore's own labels (the object had none before).
 func onlyRestoreLabels(f diff.FieldChange) bool {
-	if f.Path != "metadata.labels" || f.Old != nil {
+	if (f.Path != "metadata.labels" && f.Path != "metadata.annotations") || f.Old != nil {
 		return false
 	}
 	var m map[string]string
@@ -200,6 +201,7 @@ func onlyRestoreLabels(f diff.FieldChange) bool {
 	}
 	delete(m, v1alpha1.LabelRecoveryPoint)
 	delete(m, v1alpha1.LabelRestore)
+	delete(m, "deployment.kubernetes.io/revision")
 	return len(m) == 0
 }
 

@@ -1,0 +1,345 @@
+// Package bench holds on-demand benchmarks; `go test ./...` runs none of
+// them (they are Benchmark functions, run by `make bench`).
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/backup"
+	"github.com/arca-backup/arca/internal/kube"
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/restore"
+	"github.com/arca-backup/arca/internal/storage/local"
+	"github.com/arca-backup/arca/internal/testenv"
+)
+
+const password = "bench-password"
+
+// The backup runs in a child process (this test binary re-executed) so that
+// its peak RSS is its own, read from the kernel's rusage.
+func TestMain(m *testing.M) {
+	if os.Getenv("ARCA_BENCH_CHILD") == "backup" {
+		if err := childBackup(); err != nil {
+			fmt.Fprintln(os.Stderr, "child backup:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type childResult struct {
+	ID          string  `json:"id"`
+	Seconds     float64 `json:"seconds"`
+	Items       int     `json:"items"`
+	Bytes       int64   `json:"bytes"`
+	StoredBytes int64   `json:"storedBytes"`
+	NewBlobs    int64   `json:"newBlobs"`
+	HeapPeak    uint64  `json:"heapPeak"`
+	// Seconds = OpenSeconds (repository open: key derivation) +
+	// PrepareSeconds (discovery, validation) + RunSeconds (list, store, commit).
+	OpenSeconds, PrepareSeconds, RunSeconds float64
+	ListSeconds, CommitSeconds              float64
+}
+
+func childBackup() error {
+	ctx := context.Background()
+	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("ARCA_BENCH_KUBECONFIG"))
+	if err != nil {
+		return err
+	}
+	kube.WithRateLimits(cfg, 0, 0)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	go func() {
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	if f := os.Getenv("ARCA_BENCH_CPUPROFILE"); f != "" {
+		pf, err := os.Create(f)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	be, err := local.Create(os.Getenv("ARCA_BENCH_REPO"))
+	if err != nil {
+		return err
+	}
+	r, _, err := repo.OpenOrInit(ctx, be, password)
+	if err != nil {
+		return err
+	}
+	opened := time.Now()
+	p, err := backup.Prepare(ctx, cfg, backup.Options{Config: v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"bench-*"}}})
+	if err != nil {
+		return err
+	}
+	prepared := time.Now()
+	res, err := p.Run(ctx, r)
+	if err != nil {
+		return err
+	}
+	close(stop)
+	return json.NewEncoder(os.Stdout).Encode(childResult{ID: res.ID.String(), Seconds: time.Since(start).Seconds(), Items: res.RecoveryPoint.Summary.Items,
+		ListSeconds: res.ListDuration.Seconds(), CommitSeconds: res.CommitDuration.Seconds(),
+		OpenSeconds: opened.Sub(start).Seconds(), PrepareSeconds: prepared.Sub(opened).Seconds(), RunSeconds: time.Since(prepared).Seconds(),
+		Bytes: res.RecoveryPoint.Summary.Bytes, StoredBytes: res.Stats.StoredBytes, NewBlobs: res.Stats.NewBlobs, HeapPeak: peak.Load()})
+}
+
+func runChild(b *testing.B, kubeconfig, repoDir string) (childResult, int64) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "ARCA_BENCH_CHILD=backup", "ARCA_BENCH_KUBECONFIG="+kubeconfig, "ARCA_BENCH_REPO="+repoDir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("child backup: %v", err)
+	}
+	var res childResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		b.Fatalf("child output %q: %v", out, err)
+	}
+	maxRSS := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024 // kilobytes on Linux
+	return res, maxRSS
+}
+
+var types = []struct {
+	gvr   schema.GroupVersionResource
+	share int // per 20 objects
+	make  func(ns, name string, i int) map[string]any
+}{
+	{schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, 8, func(ns, name string, i int) map[string]any {
+		return map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": name, "labels": map[string]any{"app": "bench"}},
+			"data": map[string]any{"index": strconv.Itoa(i), "config.yaml": strings.Repeat("key: value\n", 20)}}
+	}},
+	{schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, 6, func(ns, name string, i int) map[string]any {
+		return map[string]any{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": name, "labels": map[string]any{"app": "bench"}},
+			"stringData": map[string]any{"password": fmt.Sprintf("p-%d", i)}}
+	}},
+	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, 3, func(ns, name string, i int) map[string]any {
+		return map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": name, "labels": map[string]any{"app": name}},
+			"spec": map[string]any{"replicas": 1, "selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+				"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": name}},
+					"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "example.com/app:1", "ports": []any{map[string]any{"containerPort": 8080}}}}}}}}
+	}},
+	{schema.GroupVersionResource{Version: "v1", Resource: "services"}, 3, func(ns, name string, i int) map[string]any {
+		return map[string]any{"apiVersion": "v1", "kind": "Service", "metadata": map[string]any{"name": name, "labels": map[string]any{"app": name}},
+			"spec": map[string]any{"selector": map[string]any{"app": name}, "ports": []any{map[string]any{"port": 80, "targetPort": 8080}}}}
+	}},
+}
+
+// create makes n objects over the namespaces with 16 parallel clients and
+// returns the objects/s achieved.
+func create(b *testing.B, dyn dynamic.Interface, nss []string, n int) float64 {
+	b.Helper()
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := time.Now()
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				slot := i % 20
+				var ty int
+				for acc := 0; ty < len(types); ty++ {
+					acc += types[ty].share
+					if slot < acc {
+						break
+					}
+				}
+				ns := nss[i%len(nss)]
+				name := fmt.Sprintf("obj-%06d", i)
+				obj := &unstructured.Unstructured{Object: types[ty].make(ns, name, i)}
+				if _, err := dyn.Resource(types[ty].gvr).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		b.Fatalf("create: %v", err)
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// rawList lists every object of the benchmark's types with pages of 500,
+// one type after another, decoding as the engine does.
+func rawList(b *testing.B, dyn dynamic.Interface) (time.Duration, int) {
+	b.Helper()
+	start := time.Now()
+	count := 0
+	for _, ty := range types {
+		cont := ""
+		for {
+			l, err := dyn.Resource(ty.gvr).List(context.Background(), metav1.ListOptions{Limit: 500, Continue: cont})
+			if err != nil {
+				b.Fatal(err)
+			}
+			count += len(l.Items)
+			if cont = l.GetContinue(); cont == "" {
+				break
+			}
+		}
+	}
+	return time.Since(start), count
+}
+
+func dirSize(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// BenchmarkEngine measures backup and restore of ARCA_BENCH_OBJECTS objects
+// (default 10000) against the physical limits of the same API server. Run
+// with -benchtime 1x; it prints its figures.
+func BenchmarkEngine(b *testing.B) {
+	n := 10000
+	if s := os.Getenv("ARCA_BENCH_OBJECTS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	nsCount := 100
+	if n >= 50000 {
+		nsCount = 200
+	}
+	cp := testenv.StartControlPlane(b, testenv.ControlPlaneOptions{WithoutControllerManager: true})
+	kubeconfig := cp.KubeconfigFile(b)
+	cfg := kube.WithRateLimits(rest.CopyConfig(cp.Config()), 0, 0)
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var nss []string
+	mapping := map[string]string{}
+	for i := 0; i < nsCount; i++ {
+		ns := fmt.Sprintf("bench-%03d", i)
+		nss = append(nss, ns)
+		mapping[ns] = fmt.Sprintf("restored-%03d", i)
+		obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
+		if _, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	createRate := create(b, dyn, nss, n)
+	b.Logf("created %d objects in %d namespaces: %.0f objects/s with 16 parallel clients", n, nsCount, createRate)
+
+	rawTime, listed := rawList(b, dyn)
+	if listed < n {
+		b.Fatalf("listed %d, want at least %d", listed, n)
+	}
+	repoDir := filepath.Join(b.TempDir(), "repo")
+	b.ResetTimer()
+	first, rss1 := runChild(b, kubeconfig, repoDir)
+	size1 := dirSize(repoDir)
+	second, rss2 := runChild(b, kubeconfig, repoDir)
+	size2 := dirSize(repoDir)
+	b.StopTimer()
+
+	be, err := local.Open(repoDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := repo.Open(ctx, be, password)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rp, err := r.FindRecoveryPoint(ctx, first.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	res, err := restore.Run(ctx, cfg, rp, r, restore.Options{Criteria: v1alpha1.RestoreCriteria{NamespaceMappings: mapping}, Workers: 32})
+	if err != nil {
+		b.Fatal(err)
+	}
+	restoreTime := time.Since(start)
+	created := res.Summary[restore.Created]
+
+	cpuModel := "unknown"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				cpuModel = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mib := func(v int64) string { return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20)) }
+	report := []string{
+		fmt.Sprintf("machine: %d CPUs (%s), %s", runtime.NumCPU(), cpuModel, time.Now().UTC().Format("2006-01-02")),
+		fmt.Sprintf("objects: %d in %d namespaces (config maps 40%%, secrets 30%%, deployments 15%%, services 15%%)", n, nsCount),
+		fmt.Sprintf("raw parallel create: %.0f objects/s (16 clients)", createRate),
+		fmt.Sprintf("raw paginated list (pages of 500, type after type): %s", rawTime.Round(time.Millisecond)),
+		fmt.Sprintf("backup: %.2fs wall = %.2f× raw list (repository open %.2fs, discovery and checks %.2fs, listing and storing %.2fs = %.2f× raw list, of which commit %.2fs); %d objects, %s of JSON; repository %s; peak RSS %s, peak heap %s",
+			first.Seconds, first.Seconds/rawTime.Seconds(), first.OpenSeconds, first.PrepareSeconds, first.RunSeconds, first.RunSeconds/rawTime.Seconds(), first.CommitSeconds,
+			first.Items, mib(first.Bytes), mib(size1), mib(rss1), mib(int64(first.HeapPeak))),
+		fmt.Sprintf("unchanged re-backup: %.2fs wall; %d new blobs; %d bytes written = %.3f%% of the first backup; peak RSS %s",
+			second.Seconds, second.NewBlobs, size2-size1, 100*float64(size2-size1)/float64(size1), mib(rss2)),
+		fmt.Sprintf("restore into %d empty namespaces: %s wall, %d created, %.0f objects/s (%.0f%% of raw create)",
+			nsCount, restoreTime.Round(time.Millisecond), created, float64(created)/restoreTime.Seconds(), 100*float64(created)/restoreTime.Seconds()/createRate),
+	}
+	for _, l := range report {
+		fmt.Println(l)
+	}
+	if out := os.Getenv("ARCA_BENCH_OUT"); out != "" {
+		os.WriteFile(out, []byte(strings.Join(report, "\n")+"\n"), 0o644)
+	}
+	if created != n+nsCount {
+		b.Errorf("restore created %d, want %d objects + %d namespaces (summary %v)", created, n, nsCount, res.Summary)
+	}
+}
