@@ -55,6 +55,10 @@ func TestControlPlaneSmoke(t *testing.T) {
 	if !strings.Contains(err.Error(), "system:serviceaccount:smoke:nobody") {
 		t.Errorf("denial does not name the service account: %v", err)
 	}
+	_, err = sa.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "not-allowed"}}, metav1.CreateOptions{})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("service account without rights created a namespace: err = %v, want Forbidden", err)
+	}
 
 	// So is a certificate user, until a RoleBinding grants it "view".
 	user := kubernetes.NewForConfigOrDie(cp.UserConfig(t, "alice", "team-a"))
