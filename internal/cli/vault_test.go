@@ -33,7 +33,7 @@ func startTestVault(t *testing.T) (run func(args ...string) (string, error)) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tok, _, err := server.CreateToken(context.Background(), st, "admin", "admin", nil)
+	tok, _, err := server.CreateAdminToken(context.Background(), st, "admin", "admin")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,8 @@ type Error struct {
 	Code    string               `json:"code"`
 	Message string               `json:"message"`
 	Details []*policy.FieldError `json:"details,omitempty"`
+	Action  string               `json:"action,omitempty"` // 403: the missing action
+	Scope   string               `json:"scope,omitempty"`  // 403: where it was needed
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s (HTTP %d): %s", e.Code, e.Status, e.Message) }

@@ -18,6 +18,9 @@ type APIError struct {
 	Code    string               `json:"code"`
 	Message string               `json:"message"`
 	Details []*policy.FieldError `json:"details,omitempty"`
+	// Action and Scope name what a 403 Forbidden lacked.
+	Action string `json:"action,omitempty"`
+	Scope  string `json:"scope,omitempty"`
 }
 
 func (e *APIError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }

@@ -13,6 +13,7 @@ import (
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/scheduler"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -83,7 +84,19 @@ func (s *Server) listVaults(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, items(vs))
+	// Each caller sees the vaults it may read.
+	var visible []*store.Vault
+	for _, v := range vs {
+		ok, err := s.can(r, rbac.VaultsRead, rbac.VaultScope(v.Name))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if ok {
+			visible = append(visible, v)
+		}
+	}
+	writeJSON(w, http.StatusOK, items(visible))
 }
 
 func (s *Server) createVault(w http.ResponseWriter, r *http.Request) {
@@ -93,6 +106,10 @@ func (s *Server) createVault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := validName("name", b.Name); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := s.require(r, rbac.VaultsWrite, rbac.VaultScope(b.Name)); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -814,8 +831,8 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	if b.Principal == "" {
 		b.Principal = b.Name
 	}
-	if err := validName("principal", b.Principal); err != nil {
-		writeError(w, r, err)
+	if err := rbac.ValidPrincipal(b.Principal); err != nil {
+		writeError(w, r, apiErr(http.StatusBadRequest, "InvalidPrincipal", "%v", err))
 		return
 	}
 	var expires *time.Time

@@ -135,7 +135,7 @@ func Init(ctx context.Context, o Options) (*InitResult, error) {
 	if len(toks) > 0 {
 		return nil, ErrInitialized
 	}
-	tok, _, err := CreateToken(ctx, st, "admin", "admin", nil)
+	tok, _, err := CreateAdminToken(ctx, st, "admin", "admin")
 	if err != nil {
 		return nil, err
 	}

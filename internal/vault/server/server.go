@@ -111,6 +111,18 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/tokens", false, s.listTokens},
 		{"POST", "/api/v1/tokens", false, s.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", false, s.deleteToken},
+
+		{"GET", "/api/v1/roles", false, s.listRoles},
+		{"GET", "/api/v1/permissions", false, s.permissions},
+		{"GET", "/api/v1/role-assignments", false, s.listRoleAssignments},
+		{"POST", "/api/v1/role-assignments", false, s.createRoleAssignment},
+		{"DELETE", "/api/v1/role-assignments/{id}", false, s.deleteRoleAssignment},
+
+		{"GET", "/api/v1/clusters", false, s.listClusters},
+		{"POST", "/api/v1/clusters", false, s.registerCluster},
+		{"GET", "/api/v1/clusters/{cluster}", false, s.getCluster},
+		{"PUT", "/api/v1/clusters/{cluster}", false, s.updateCluster},
+		{"DELETE", "/api/v1/clusters/{cluster}", false, s.deleteCluster},
 	}
 }
 
@@ -133,7 +145,7 @@ func (s *Server) Handler() http.Handler {
 	for _, rt := range s.routes() {
 		var h http.Handler = rt.Handler
 		if !rt.Public {
-			h = s.authenticate(h)
+			h = s.authenticate(s.authorize(rt.Method+" "+rt.Pattern, h))
 		}
 		mux.Handle(rt.Method+" "+rt.Pattern, h)
 	}

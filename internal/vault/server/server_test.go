@@ -55,7 +55,7 @@ func setup(t *testing.T) *env {
 	ts := httptest.NewUnstartedServer(srv.Handler())
 	ts.StartTLS() // real HTTPS on a loopback listener
 	t.Cleanup(ts.Close)
-	tok, _, err := server.CreateToken(ctx, st, "admin", "admin", nil)
+	tok, _, err := server.CreateAdminToken(ctx, st, "admin", "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -373,7 +373,7 @@ func TestScheduledJobsThroughServerWiring(t *testing.T) {
 	srv, sch := server.New(st, server.Options{Clock: clk, Log: slog.New(slog.DiscardHandler)})
 	ts := httptest.NewTLSServer(srv.Handler())
 	defer ts.Close()
-	tok, _, _ := server.CreateToken(ctx, st, "admin", "admin", nil)
+	tok, _, _ := server.CreateAdminToken(ctx, st, "admin", "admin")
 	c := &client.Client{BaseURL: ts.URL, Token: tok, HTTP: ts.Client()}
 	if _, err := c.CreateVault(ctx, "v", ""); err != nil {
 		t.Fatal(err)

@@ -184,6 +184,46 @@ type Token struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
+// RoleAssignment grants a built-in role (package rbac) to a principal at a
+// scope. Assignments are immutable: change one by removing and adding.
+type RoleAssignment struct {
+	ID        string    `json:"id"`
+	Principal string    `json:"principal"`
+	Role      string    `json:"role"`
+	Scope     string    `json:"scope"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// RoleAssignmentFilter selects assignments; zero fields match everything.
+type RoleAssignmentFilter struct {
+	Principal string
+	Scope     string // exactly this scope
+}
+
+// Trusted-access states of a registered cluster.
+const (
+	ClusterConnected = "Connected"
+	ClusterRevoked   = "TrustedAccessRevoked"
+)
+
+// Cluster is a cluster registered through trusted access: how the vault
+// reaches its API server, and the short-lived token of the vault's service
+// account there, which the vault renews itself. Token is a secret: it is
+// never returned by the API.
+type Cluster struct {
+	Name           string     `json:"name"`
+	Server         string     `json:"server"`
+	CAData         []byte     `json:"caData,omitempty"`
+	Namespace      string     `json:"namespace"`
+	ServiceAccount string     `json:"serviceAccount"`
+	Token          string     `json:"-"`
+	TokenExpiresAt *time.Time `json:"tokenExpiresAt,omitempty"`
+	State          string     `json:"state"`
+	Message        string     `json:"message,omitempty"`
+	Meta
+}
+
 // Trigger is the scheduler's persistent state for one protected instance:
 // the next nominal run time and the last one that started a job.
 type Trigger struct {
@@ -249,6 +289,20 @@ type Store interface {
 	GetTokenByHash(ctx context.Context, hash string) (*Token, error)
 	ListTokens(ctx context.Context) ([]*Token, error)
 	DeleteToken(ctx context.Context, id string) error
+
+	// CreateRoleAssignment stores a new assignment (ID generated when
+	// empty); the same principal, role and scope twice yields
+	// ErrAlreadyExists.
+	CreateRoleAssignment(ctx context.Context, a *RoleAssignment) error
+	ListRoleAssignments(ctx context.Context, f RoleAssignmentFilter) ([]*RoleAssignment, error)
+	GetRoleAssignment(ctx context.Context, id string) (*RoleAssignment, error)
+	DeleteRoleAssignment(ctx context.Context, id string) error
+
+	CreateCluster(ctx context.Context, c *Cluster) error
+	GetCluster(ctx context.Context, name string) (*Cluster, error)
+	ListClusters(ctx context.Context) ([]*Cluster, error)
+	UpdateCluster(ctx context.Context, c *Cluster) error
+	DeleteCluster(ctx context.Context, name string, version int64) error
 
 	// PutTrigger creates or replaces the trigger of an instance,
 	// unconditionally (policy change, resume).

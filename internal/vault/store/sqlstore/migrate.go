@@ -99,6 +99,34 @@ var migrations = [][]string{
 			PRIMARY KEY (vault, instance))`,
 		`CREATE INDEX triggers_next_run ON triggers (next_run)`,
 	},
+	{ // 2: role-based access and trusted-access clusters
+		`CREATE TABLE role_assignments (
+			id TEXT PRIMARY KEY,
+			principal TEXT NOT NULL,
+			role TEXT NOT NULL,
+			scope TEXT NOT NULL,
+			created_by TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			UNIQUE (principal, role, scope))`,
+		`CREATE INDEX role_assignments_scope ON role_assignments (scope)`,
+		`CREATE TABLE clusters (
+			name TEXT PRIMARY KEY,
+			server TEXT NOT NULL,
+			ca_data TEXT NOT NULL,
+			namespace TEXT NOT NULL,
+			service_account TEXT NOT NULL,
+			token TEXT NOT NULL,
+			token_expires_at BIGINT,
+			state TEXT NOT NULL,
+			message TEXT NOT NULL,
+			version BIGINT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL)`,
+		// Tokens issued before role-based access could do everything;
+		// their principals keep that as Owner at the root scope.
+		`INSERT INTO role_assignments (id, principal, role, scope, created_by, created_at)
+			SELECT DISTINCT 'migrated-' || principal, principal, 'Owner', '/', 'migration-2', 0 FROM tokens`,
+	},
 }
 
 // SchemaVersion is the version a fully migrated database has.

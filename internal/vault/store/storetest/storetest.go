@@ -35,6 +35,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"Jobs", testJobs},
 		{"Tokens", testTokens},
 		{"Triggers", testTriggers},
+		{"RoleAssignments", testRoleAssignments},
+		{"Clusters", testClusters},
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"Persistence", testPersistence},
@@ -440,4 +442,60 @@ func testPersistence(t *testing.T, s store.Store, reopen func(*testing.T) store.
 	if _, err := s2.GetVault(ctx, "kept"); err != nil {
 		t.Fatalf("second handle: %v", err)
 	}
+}
+
+func testRoleAssignments(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	a := &store.RoleAssignment{Principal: "alice", Role: "Reader", Scope: "/vaults/v", CreatedBy: "admin"}
+	must(t, s.CreateRoleAssignment(ctx, a))
+	if a.ID == "" || a.CreatedAt.IsZero() {
+		t.Fatalf("assignment not filled: %+v", a)
+	}
+	wantErr(t, s.CreateRoleAssignment(ctx, &store.RoleAssignment{Principal: "alice", Role: "Reader", Scope: "/vaults/v"}), store.ErrAlreadyExists)
+	must(t, s.CreateRoleAssignment(ctx, &store.RoleAssignment{Principal: "alice", Role: "Owner", Scope: "/"}))
+	must(t, s.CreateRoleAssignment(ctx, &store.RoleAssignment{Principal: "bob", Role: "Reader", Scope: "/vaults/v"}))
+	all, err := s.ListRoleAssignments(ctx, store.RoleAssignmentFilter{})
+	must(t, err)
+	mine, err := s.ListRoleAssignments(ctx, store.RoleAssignmentFilter{Principal: "alice"})
+	must(t, err)
+	here, err := s.ListRoleAssignments(ctx, store.RoleAssignmentFilter{Scope: "/vaults/v"})
+	must(t, err)
+	if len(all) != 3 || len(mine) != 2 || len(here) != 2 {
+		t.Fatalf("list: all %d, alice %d, /vaults/v %d", len(all), len(mine), len(here))
+	}
+	got, err := s.GetRoleAssignment(ctx, a.ID)
+	must(t, err)
+	if got.Principal != "alice" || got.Role != "Reader" || got.Scope != "/vaults/v" || got.CreatedBy != "admin" {
+		t.Fatalf("get: %+v", got)
+	}
+	must(t, s.DeleteRoleAssignment(ctx, a.ID))
+	wantErr(t, s.DeleteRoleAssignment(ctx, a.ID), store.ErrNotFound)
+	_, err = s.GetRoleAssignment(ctx, a.ID)
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testClusters(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	exp := time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC)
+	c := &store.Cluster{Name: "prod-1", Server: "https://10.0.0.1:6443", CAData: []byte("-----BEGIN CERTIFICATE-----\n"),
+		Namespace: "arca-system", ServiceAccount: "arca-vault-v", Token: "tok1", TokenExpiresAt: &exp, State: store.ClusterConnected}
+	must(t, s.CreateCluster(ctx, c))
+	wantErr(t, s.CreateCluster(ctx, &store.Cluster{Name: "prod-1"}), store.ErrAlreadyExists)
+	got, err := s.GetCluster(ctx, "prod-1")
+	must(t, err)
+	if string(got.CAData) != string(c.CAData) || got.Token != "tok1" || !got.TokenExpiresAt.Equal(exp) || got.Version != 1 {
+		t.Fatalf("get: %+v", got)
+	}
+	got.Token, got.State = "tok2", store.ClusterRevoked
+	must(t, s.UpdateCluster(ctx, got))
+	stale := *c
+	stale.Token = "old"
+	wantErr(t, s.UpdateCluster(ctx, &stale), store.ErrConflict)
+	list, err := s.ListClusters(ctx)
+	must(t, err)
+	if len(list) != 1 || list[0].Token != "tok2" || list[0].State != store.ClusterRevoked || list[0].Version != 2 {
+		t.Fatalf("list: %+v", list)
+	}
+	wantErr(t, s.DeleteCluster(ctx, "prod-1", 1), store.ErrConflict)
+	must(t, s.DeleteCluster(ctx, "prod-1", 0))
+	_, err = s.GetCluster(ctx, "prod-1")
+	wantErr(t, err, store.ErrNotFound)
 }

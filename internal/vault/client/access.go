@@ -1,0 +1,102 @@
+package client
+
+import (
+	"context"
+	"net/url"
+	"time"
+
+	"github.com/arca-backup/arca/internal/vault/rbac"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// Roles lists the built-in roles.
+func (c *Client) Roles(ctx context.Context) ([]rbac.Role, error) {
+	var out struct{ Items []rbac.Role }
+	_, err := c.Do(ctx, "GET", "/api/v1/roles", nil, &out, "")
+	return out.Items, err
+}
+
+// Permissions is the caller's effective access at a scope.
+type Permissions struct {
+	Principal   string                  `json:"principal"`
+	Scope       string                  `json:"scope"`
+	Actions     []string                `json:"actions"`
+	Assignments []*store.RoleAssignment `json:"assignments"`
+}
+
+// MyPermissions returns the caller's effective actions at scope.
+func (c *Client) MyPermissions(ctx context.Context, scope string) (*Permissions, error) {
+	var out Permissions
+	_, err := c.Do(ctx, "GET", "/api/v1/permissions?scope="+url.QueryEscape(scope), nil, &out, "")
+	return &out, err
+}
+
+// ListRoleAssignments lists the assignments effective at scope ("" = /),
+// of one principal when set.
+func (c *Client) ListRoleAssignments(ctx context.Context, scope, principal string) ([]*store.RoleAssignment, error) {
+	q := url.Values{}
+	if scope != "" {
+		q.Set("scope", scope)
+	}
+	if principal != "" {
+		q.Set("principal", principal)
+	}
+	var out struct{ Items []*store.RoleAssignment }
+	_, err := c.Do(ctx, "GET", "/api/v1/role-assignments?"+q.Encode(), nil, &out, "")
+	return out.Items, err
+}
+
+// AssignRole grants role to principal at scope.
+func (c *Client) AssignRole(ctx context.Context, principal, role, scope string) (*store.RoleAssignment, error) {
+	var out store.RoleAssignment
+	_, err := c.Do(ctx, "POST", "/api/v1/role-assignments", map[string]string{"principal": principal, "role": role, "scope": scope}, &out, "")
+	return &out, err
+}
+
+// RemoveRoleAssignment deletes an assignment by ID.
+func (c *Client) RemoveRoleAssignment(ctx context.Context, id string) error {
+	_, err := c.Do(ctx, "DELETE", "/api/v1/role-assignments/"+esc(id), nil, nil, "")
+	return err
+}
+
+// RegisterCluster registers a cluster (trusted access); when it exists
+// already its connection is replaced.
+func (c *Client) RegisterCluster(ctx context.Context, in ClusterRegistration) (*store.Cluster, error) {
+	var out store.Cluster
+	_, err := c.Do(ctx, "POST", "/api/v1/clusters", in, &out, "")
+	if ce, ok := err.(*Error); ok && ce.Code == "AlreadyExists" {
+		_, err = c.Do(ctx, "PUT", "/api/v1/clusters/"+esc(in.Name), in, &out, "")
+	}
+	return &out, err
+}
+
+// ClusterRegistration is the body of a cluster registration.
+type ClusterRegistration struct {
+	Name           string     `json:"name"`
+	Server         string     `json:"server"`
+	CAData         []byte     `json:"caData,omitempty"`
+	Namespace      string     `json:"namespace"`
+	ServiceAccount string     `json:"serviceAccount"`
+	Token          string     `json:"token"`
+	TokenExpiresAt *time.Time `json:"tokenExpiresAt,omitempty"`
+}
+
+// GetCluster shows a registered cluster.
+func (c *Client) GetCluster(ctx context.Context, name string) (*store.Cluster, error) {
+	var out store.Cluster
+	_, err := c.Do(ctx, "GET", "/api/v1/clusters/"+esc(name), nil, &out, "")
+	return &out, err
+}
+
+// ListClusters lists registered clusters.
+func (c *Client) ListClusters(ctx context.Context) ([]*store.Cluster, error) {
+	var out struct{ Items []*store.Cluster }
+	_, err := c.Do(ctx, "GET", "/api/v1/clusters", nil, &out, "")
+	return out.Items, err
+}
+
+// DeleteCluster unregisters a cluster.
+func (c *Client) DeleteCluster(ctx context.Context, name string) error {
+	_, err := c.Do(ctx, "DELETE", "/api/v1/clusters/"+esc(name), nil, nil, "")
+	return err
+}
