@@ -212,3 +212,15 @@ type RestoreJobList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []RestoreJob `json:"items"`
 }
+
+// JobStatus returns the status fields both job kinds share.
+func (j *BackupJob) JobStatus() *JobStatusCommon { return &j.Status.JobStatusCommon }
+
+// CancelRequested reports spec.cancel.
+func (j *BackupJob) CancelRequested() bool { return j.Spec.Cancel }
+
+// JobStatus returns the status fields both job kinds share.
+func (j *RestoreJob) JobStatus() *JobStatusCommon { return &j.Status.JobStatusCommon }
+
+// CancelRequested reports spec.cancel.
+func (j *RestoreJob) CancelRequested() bool { return j.Spec.Cancel }

@@ -1,0 +1,341 @@
+package extension
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/backup"
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/restore"
+	"github.com/arca-backup/arca/internal/selection"
+)
+
+func (x *Extension) kinds() []*kind {
+	return []*kind{
+		{
+			name: "backup", restartCode: v1alpha1.CodeExtensionRestartedDuringBackup,
+			newObj: func() job { return &v1alpha1.BackupJob{} },
+			list: func(ctx context.Context, c client.Client, ns string) ([]job, error) {
+				l := &v1alpha1.BackupJobList{}
+				if err := c.List(ctx, l, client.InNamespace(ns)); err != nil {
+					return nil, err
+				}
+				out := make([]job, len(l.Items))
+				for i := range l.Items {
+					out[i] = &l.Items[i]
+				}
+				return out, nil
+			},
+			run: x.runBackup,
+		},
+		{
+			name: "restore", restartCode: v1alpha1.CodeExtensionRestartedDuringRestore,
+			newObj: func() job { return &v1alpha1.RestoreJob{} },
+			list: func(ctx context.Context, c client.Client, ns string) ([]job, error) {
+				l := &v1alpha1.RestoreJobList{}
+				if err := c.List(ctx, l, client.InNamespace(ns)); err != nil {
+					return nil, err
+				}
+				out := make([]job, len(l.Items))
+				for i := range l.Items {
+					out[i] = &l.Items[i]
+				}
+				return out, nil
+			},
+			run: x.runRestore,
+		},
+	}
+}
+
+func (x *Extension) setupControllers(mgr manager.Manager) error {
+	inNS := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == x.opts.Namespace })
+	for _, k := range x.kinds() {
+		k := k
+		err := ctrl.NewControllerManagedBy(mgr).
+			Named(k.name+"job").
+			For(k.newObj(), builder.WithPredicates(inNS)).
+			WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+			Complete(reconcileFunc(func(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+				return x.reconcileJob(ctx, k, req)
+			}))
+		if err != nil {
+			return fmt.Errorf("set up %s job controller: %w", k.name, err)
+		}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("storagelocation").
+		For(&v1alpha1.StorageLocation{}, builder.WithPredicates(inNS, predicate.GenerationChangedPredicate{})).
+		Complete(reconcileFunc(x.reconcileStorageLocation))
+}
+
+type reconcileFunc func(context.Context, ctrl.Request) (ctrl.Result, error)
+
+func (f reconcileFunc) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	return f(ctx, req)
+}
+
+func failedErr(err error, def string) result {
+	return failed(codeOf(err, def), "%v", err)
+}
+
+func issues(ws []repo.Warning) []v1alpha1.JobIssue {
+	var out []v1alpha1.JobIssue
+	for _, w := range ws {
+		out = append(out, v1alpha1.JobIssue{Code: w.Code, Message: w.Message, Object: w.Object})
+	}
+	return out
+}
+
+// runBackup validates the job, runs its pre hooks, backs up into the
+// storage location's repository and runs the post hooks.
+func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
+	j := jj.(*v1alpha1.BackupJob)
+	cfg := j.Spec.BackupConfiguration
+	if err := cfg.Validate(); err != nil {
+		return failed(v1alpha1.CodeInvalidSpec, "invalid backup configuration: %v", err)
+	}
+	sa, err := x.openStorage(ctx, j.Namespace, j.Spec.StorageLocation, true)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
+	}
+	defer sa.be.Close()
+	name := j.Spec.RecoveryPointName
+	if name == "" {
+		name = j.Name
+	}
+	tags := map[string]string{"arca.io/backup-job": j.Namespace + "/" + j.Name}
+	for k, v := range j.Spec.Tags {
+		tags[k] = v
+	}
+	prep, err := backup.Prepare(ctx, x.cfg, backup.Options{Config: cfg, Name: name, Tags: tags, Workers: x.opts.BackupWorkers, Now: x.clock.Now,
+		Progress: func(bp backup.Progress) { p.itemsDone.Store(bp.Items); p.bytesDone.Store(bp.Bytes) }})
+	if err != nil {
+		var ce *backup.ConfigError
+		if errors.As(err, &ce) {
+			return failed(v1alpha1.CodeInvalidSpec, "%v", err)
+		}
+		return failed(v1alpha1.CodeBackupFailed, "prepare backup: %v", err)
+	}
+	sel, err := selection.ForBackup(&cfg)
+	if err != nil {
+		return failed(v1alpha1.CodeInvalidSpec, "invalid backup configuration: %v", err)
+	}
+	targets, err := x.resolveHooks(ctx, cfg.BackupHookReferences, false, sel.Namespaces.Includes)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeBackupFailed)
+	}
+	r, err := sa.openRepo(ctx, true)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
+	}
+	defer r.Close()
+	hr := &hookRunner{ex: x.opts.Executor, targets: targets}
+	// Post hooks run even when the job is stopped, to thaw what pre hooks froze.
+	postCtx := context.WithoutCancel(ctx)
+	if err := hr.pre(ctx); err != nil {
+		hr.post(postCtx)
+		res := failedErr(err, v1alpha1.CodePreHookFailed)
+		res.message = "pre hook failed, nothing backed up: " + res.message
+		res.warnings = hr.warnings
+		return res
+	}
+	bres, err := prep.Run(ctx, r)
+	hr.post(postCtx)
+	if err != nil {
+		res := failed(v1alpha1.CodeBackupFailed, "backup failed, no recovery point written: %v", err)
+		res.warnings = hr.warnings
+		return res
+	}
+	rp := bres.RecoveryPoint
+	p.itemsDone.Store(int64(rp.Summary.Items))
+	p.itemsTotal.Store(int64(rp.Summary.Items))
+	p.bytesDone.Store(rp.Summary.Bytes)
+	p.bytesTotal.Store(rp.Summary.Bytes)
+	res := result{phase: v1alpha1.JobCompleted, warnings: append(issues(rp.Summary.Warnings), hr.warnings...)}
+	res.message = fmt.Sprintf("recovery point %s: %d objects, %d bytes", bres.ID.String()[:12], rp.Summary.Items, rp.Summary.Bytes)
+	if len(res.warnings) > 0 {
+		res.phase = v1alpha1.JobCompletedWithWarnings
+		res.message += fmt.Sprintf(", %d warnings", len(res.warnings))
+	}
+	id := bres.ID.String()
+	counts := map[string]int64{}
+	for k, v := range rp.Summary.Counts {
+		counts[k] = int64(v)
+	}
+	res.apply = func(jj job) {
+		s := &jj.(*v1alpha1.BackupJob).Status
+		s.RecoveryPointID = id
+		s.Counts = counts
+	}
+	return res
+}
+
+// runRestore validates the job, finds the recovery point and restores it.
+func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result {
+	j := jj.(*v1alpha1.RestoreJob)
+	crit := j.Spec.RestoreCriteria
+	if err := crit.Validate(); err != nil {
+		return failed(v1alpha1.CodeInvalidSpec, "invalid restore criteria: %v", err)
+	}
+	sa, err := x.openStorage(ctx, j.Namespace, j.Spec.StorageLocation, false)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
+	}
+	defer sa.be.Close()
+	r, err := sa.openRepo(ctx, false)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
+	}
+	defer r.Close()
+	rp, err := r.FindRecoveryPoint(ctx, j.Spec.RecoveryPoint)
+	if err != nil {
+		return failed(v1alpha1.CodeRecoveryPointNotFound, "recovery point %q in storage location %q: %v", j.Spec.RecoveryPoint, j.Spec.StorageLocation, err)
+	}
+	rpID := rp.ID.String()
+	prep, err := restore.Prepare(ctx, x.cfg, rp, r, restore.Options{Criteria: crit, Name: j.Name, Workers: x.opts.RestoreWorkers, Now: x.clock.Now,
+		Progress: func(rp restore.Progress) { p.itemsDone.Store(rp.Done); p.itemsTotal.Store(rp.Total) }})
+	if err != nil {
+		var ce *restore.CriteriaError
+		if errors.As(err, &ce) {
+			return failed(v1alpha1.CodeInvalidSpec, "%v", err)
+		}
+		return failed(v1alpha1.CodeRestoreFailed, "prepare restore: %v", err)
+	}
+	targets, err := x.resolveHooks(ctx, crit.RestoreHookReferences, true, func(string) bool { return true })
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeRestoreFailed)
+	}
+	hr := &hookRunner{ex: x.opts.Executor, targets: targets}
+	postCtx := context.WithoutCancel(ctx)
+	if err := hr.pre(ctx); err != nil {
+		hr.post(postCtx)
+		res := failedErr(err, v1alpha1.CodePreHookFailed)
+		res.message = "pre hook failed, nothing restored: " + res.message
+		res.warnings = hr.warnings
+		return res
+	}
+	rres, err := prep.Run(ctx)
+	hr.post(postCtx)
+	var itemsFailed *restore.ItemsFailedError
+	if err != nil && !errors.As(err, &itemsFailed) {
+		res := failed(v1alpha1.CodeRestoreFailed, "restore failed: %v", err)
+		res.warnings = hr.warnings
+		return res
+	}
+	res := result{phase: v1alpha1.JobCompleted}
+	for _, w := range rres.Warnings {
+		res.warnings = append(res.warnings, v1alpha1.JobIssue{Code: w.Code, Message: w.Message, Object: w.Object})
+	}
+	res.warnings = append(res.warnings, hr.warnings...)
+	if itemsFailed != nil {
+		res.warnings = append(res.warnings, v1alpha1.JobIssue{Code: v1alpha1.CodeItemsFailed,
+			Message: fmt.Sprintf("%d objects failed; see status.items", len(itemsFailed.Items))})
+	}
+	results := map[string]int64{}
+	for a, n := range rres.Summary {
+		results[string(a)] = int64(n)
+	}
+	items := restoreItems(rres)
+	res.message = fmt.Sprintf("restored recovery point %s: %d created, %d failed", rpID[:12], rres.Summary[restore.Created], rres.Summary[restore.Failed])
+	if rres.DryRun {
+		res.message = "dry run (nothing written): " + res.message
+	}
+	if len(res.warnings) > 0 {
+		res.phase = v1alpha1.JobCompletedWithWarnings
+		res.message += fmt.Sprintf(", %d warnings", len(res.warnings))
+	}
+	res.apply = func(jj job) {
+		s := &jj.(*v1alpha1.RestoreJob).Status
+		s.RecoveryPointID = rpID
+		s.Results = results
+		s.Items = items
+	}
+	return res
+}
+
+// restoreItems lists the objects a restore did not simply create: failures
+// first, at most MaxItemResults.
+func restoreItems(res *restore.Result) []v1alpha1.RestoreItemResult {
+	var out []v1alpha1.RestoreItemResult
+	rank := func(a restore.Action) int {
+		if a == restore.Failed {
+			return 0
+		}
+		return 1
+	}
+	its := make([]restore.Item, 0, len(res.Items))
+	for _, it := range res.Items {
+		if it.Action != restore.Created && it.Action != restore.SkippedFiltered {
+			its = append(its, it)
+		}
+	}
+	sort.SliceStable(its, func(i, j int) bool { return rank(its[i].Action) < rank(its[j].Action) })
+	for _, it := range its {
+		if len(out) == v1alpha1.MaxItemResults {
+			break
+		}
+		out = append(out, v1alpha1.RestoreItemResult{Object: it.Ref(), Action: string(it.Action), Reason: it.Reason})
+	}
+	return out
+}
+
+// reconcileStorageLocation probes a storage location: its Secret, its
+// storage, and the repository in it (opened with the password, so a wrong
+// password shows). A writable location without a repository is Available:
+// the first backup creates it.
+func (x *Extension) reconcileStorageLocation(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	loc := &v1alpha1.StorageLocation{}
+	if err := x.client.Get(ctx, req.NamespacedName, loc); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			storageLocationAvailable.DeleteLabelValues(req.Namespace, req.Name)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	orig := loc.DeepCopy()
+	st := &loc.Status
+	now := metav1.NewTime(x.clock.Now())
+	st.LastProbeTime = &now
+	st.ObservedGeneration = loc.Generation
+	st.Phase, st.Message, st.RecoveryPoints = x.probe(ctx, loc)
+	if st.Phase == v1alpha1.StorageAvailable {
+		storageLocationAvailable.WithLabelValues(loc.Namespace, loc.Name).Set(1)
+	} else {
+		storageLocationAvailable.WithLabelValues(loc.Namespace, loc.Name).Set(0)
+	}
+	if err := x.client.Status().Patch(ctx, loc, client.MergeFrom(orig)); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: x.opts.ProbeInterval}, nil
+}
+
+func (x *Extension) probe(ctx context.Context, loc *v1alpha1.StorageLocation) (v1alpha1.StorageLocationPhase, string, int) {
+	sa, err := x.openLocation(ctx, loc, !loc.Spec.ReadOnly)
+	if err != nil {
+		return v1alpha1.StorageUnavailable, err.Error(), 0
+	}
+	defer sa.be.Close()
+	r, err := repo.Open(ctx, sa.be, sa.password)
+	if errors.Is(err, repo.ErrNoRepository) && !loc.Spec.ReadOnly {
+		return v1alpha1.StorageAvailable, "no repository yet: the first backup creates it", 0
+	}
+	if err != nil {
+		return v1alpha1.StorageUnavailable, fmt.Sprintf("open repository at %s: %v", loc.Spec.URL, err), 0
+	}
+	defer r.Close()
+	rps, err := r.ListRecoveryPoints(ctx)
+	if err != nil {
+		return v1alpha1.StorageUnavailable, fmt.Sprintf("list recovery points at %s: %v", loc.Spec.URL, err), 0
+	}
+	return v1alpha1.StorageAvailable, fmt.Sprintf("repository open, %d recovery points", len(rps)), len(rps)
+}

@@ -1,0 +1,550 @@
+package extension
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/config/crd"
+)
+
+// Names of the installed objects.
+const (
+	ServiceAccountName     = "arca-extension"
+	ClusterRoleName        = "arca-extension"
+	DeploymentName         = "arca-extension"
+	DefaultStorageLocation = "default"
+	DefaultStorageSecret   = "arca-storage"
+	FieldManager           = "arca"
+	DefaultImageRepository = "ghcr.io/arca-backup/arca"
+	labelManagedBy         = "app.kubernetes.io/managed-by"
+	labelName              = "app.kubernetes.io/name"
+	labelVersion           = "app.kubernetes.io/version"
+)
+
+// InstallOptions describe an installation.
+type InstallOptions struct {
+	Namespace string
+	Version   string
+	// Image defaults to DefaultImageRepository:Version.
+	Image string
+	// StorageURL and StorageSecret make the "default" StorageLocation.
+	StorageURL    string
+	StorageSecret string
+	ReadOnly      bool
+	// SecretData, when set, is written as the StorageSecret (password and
+	// storage credentials, keys as in v1alpha1.SecretKey*).
+	SecretData map[string]string
+	// Resources of the extension container (defaults: requests 100m/128Mi,
+	// limits 1 CPU/512Mi).
+	CPURequest, MemoryRequest, CPULimit, MemoryLimit string
+	NodeSelector                                     map[string]string
+	Tolerations                                      []corev1.Toleration
+	MaxConcurrentJobs                                int
+}
+
+func (o *InstallOptions) defaults() {
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+	if o.Image == "" {
+		o.Image = DefaultImageRepository + ":" + o.Version
+	}
+	if o.StorageSecret == "" {
+		o.StorageSecret = DefaultStorageSecret
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.CPURequest, "100m")
+	def(&o.MemoryRequest, "128Mi")
+	def(&o.CPULimit, "1")
+	def(&o.MemoryLimit, "512Mi")
+}
+
+// Manifests returns every object an installation applies, in apply order.
+func Manifests(o InstallOptions) ([]*unstructured.Unstructured, error) {
+	o.defaults()
+	labels := map[string]string{labelManagedBy: FieldManager, labelName: "arca-extension", labelVersion: o.Version}
+	meta := func(name string, namespaced bool) metav1.ObjectMeta {
+		m := metav1.ObjectMeta{Name: name, Labels: labels}
+		if namespaced {
+			m.Namespace = o.Namespace
+		}
+		return m
+	}
+	var objs []runtime.Object
+	objs = append(objs, &corev1.Namespace{TypeMeta: tm("v1", "Namespace"), ObjectMeta: meta(o.Namespace, false)})
+	crds, err := crd.CRDs()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range crds {
+		c.TypeMeta = tm("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+		c.Labels = labels
+		objs = append(objs, c)
+	}
+	objs = append(objs,
+		&corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: meta(ServiceAccountName, true)},
+		&rbacv1.ClusterRole{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRole"), ObjectMeta: meta(ClusterRoleName, false),
+			// Backup reads every type; restore creates every type, RBAC
+			// included (which needs escalate and bind): the extension is
+			// cluster-admin in all but name, like every cluster backup agent.
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}},
+				{NonResourceURLs: []string{"/api", "/api/*", "/apis", "/apis/*", "/version"}, Verbs: []string{"get"}},
+			}},
+		&rbacv1.ClusterRoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ObjectMeta: meta(ClusterRoleName, false),
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: ClusterRoleName},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: ServiceAccountName, Namespace: o.Namespace}}},
+	)
+	if o.SecretData != nil {
+		objs = append(objs, &corev1.Secret{TypeMeta: tm("v1", "Secret"), ObjectMeta: meta(o.StorageSecret, true), StringData: o.SecretData})
+	}
+	if o.StorageURL != "" {
+		objs = append(objs, &v1alpha1.StorageLocation{TypeMeta: tm(v1alpha1.GroupVersion.String(), "StorageLocation"), ObjectMeta: meta(DefaultStorageLocation, true),
+			Spec: v1alpha1.StorageLocationSpec{URL: o.StorageURL, CredentialsSecret: o.StorageSecret, ReadOnly: o.ReadOnly}})
+	}
+	dep, err := deployment(o, labels)
+	if err != nil {
+		return nil, err
+	}
+	objs = append(objs, dep)
+	var out []*unstructured.Unstructured
+	for _, obj := range objs {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return nil, err
+		}
+		u := &unstructured.Unstructured{Object: m}
+		unstructured.RemoveNestedField(u.Object, "status")
+		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func tm(apiVersion, kind string) metav1.TypeMeta {
+	return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
+}
+
+func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment, error) {
+	rl := corev1.ResourceList{}
+	rr := corev1.ResourceList{}
+	for _, q := range []struct {
+		list corev1.ResourceList
+		name corev1.ResourceName
+		val  string
+		flag string
+	}{{rr, corev1.ResourceCPU, o.CPURequest, "cpu request"}, {rr, corev1.ResourceMemory, o.MemoryRequest, "memory request"},
+		{rl, corev1.ResourceCPU, o.CPULimit, "--cpu-limit"}, {rl, corev1.ResourceMemory, o.MemoryLimit, "--memory-limit"}} {
+		v, err := resource.ParseQuantity(q.val)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", q.flag, q.val, err)
+		}
+		q.list[q.name] = v
+	}
+	sel := map[string]string{labelName: "arca-extension"}
+	args := []string{"extension", "run", "--in-cluster", "--namespace", o.Namespace, "--leader-elect"}
+	if o.MaxConcurrentJobs > 0 {
+		args = append(args, fmt.Sprintf("--max-concurrent-jobs=%d", o.MaxConcurrentJobs))
+	}
+	probe := func(path string) *corev1.Probe {
+		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("health")}},
+			PeriodSeconds: 10}
+	}
+	return &appsv1.Deployment{
+		TypeMeta:   tm("apps/v1", "Deployment"),
+		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName, Namespace: o.Namespace, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: sel},
+			// One job runner at a time: the old pod goes before the new comes.
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: ServiceAccountName,
+					NodeSelector:       o.NodeSelector,
+					Tolerations:        o.Tolerations,
+					SecurityContext:    &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532)},
+					Containers: []corev1.Container{{
+						Name:           "extension",
+						Image:          o.Image,
+						Args:           args,
+						Ports:          []corev1.ContainerPort{{Name: "metrics", ContainerPort: 8080}, {Name: "health", ContainerPort: 8081}},
+						Resources:      corev1.ResourceRequirements{Requests: rr, Limits: rl},
+						LivenessProbe:  probe("/healthz"),
+						ReadinessProbe: probe("/readyz"),
+						SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
+					}},
+				},
+			},
+		},
+	}, nil
+}
+
+// Images lists every container image the manifests use.
+func Images(objs []*unstructured.Unstructured) []string {
+	seen := map[string]bool{}
+	for _, u := range objs {
+		cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+		ics, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "initContainers")
+		for _, c := range append(cs, ics...) {
+			if m, ok := c.(map[string]any); ok {
+				if img, ok := m["image"].(string); ok {
+					seen[img] = true
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for img := range seen {
+		out = append(out, img)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// YAML renders objects as one multi-document YAML stream.
+func YAML(objs []*unstructured.Unstructured) ([]byte, error) {
+	var b strings.Builder
+	for _, u := range objs {
+		y, err := yaml.Marshal(u.Object)
+		if err != nil {
+			return nil, err
+		}
+		b.WriteString("---\n")
+		b.Write(y)
+	}
+	return []byte(b.String()), nil
+}
+
+var gvrs = map[string]schema.GroupVersionResource{
+	"Namespace":                {Version: "v1", Resource: "namespaces"},
+	"ServiceAccount":           {Version: "v1", Resource: "serviceaccounts"},
+	"Secret":                   {Version: "v1", Resource: "secrets"},
+	"ClusterRole":              {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	"ClusterRoleBinding":       {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	"CustomResourceDefinition": {Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
+	"Deployment":               {Group: "apps", Version: "v1", Resource: "deployments"},
+	"StorageLocation":          v1alpha1.GroupVersion.WithResource("storagelocations"),
+}
+
+// Apply server-side applies objs in order (field manager "arca", forcing
+// ownership), waiting for CRDs to be established before the objects after
+// them.
+func Apply(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructured) error {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	var crds []string
+	for _, u := range objs {
+		gvr, ok := gvrs[u.GetKind()]
+		if !ok {
+			return fmt.Errorf("apply: unknown kind %s", u.GetKind())
+		}
+		if u.GetKind() != "CustomResourceDefinition" && len(crds) > 0 {
+			if err := waitEstablished(ctx, dyn, crds); err != nil {
+				return err
+			}
+			crds = nil
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(gvr)
+		if ns := u.GetNamespace(); ns != "" {
+			ri = dyn.Resource(gvr).Namespace(ns)
+		}
+		if _, err := ri.Apply(ctx, u.GetName(), u, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
+			return fmt.Errorf("apply %s %s: %w", u.GetKind(), qualified(u), err)
+		}
+		if u.GetKind() == "CustomResourceDefinition" {
+			crds = append(crds, u.GetName())
+		}
+	}
+	if len(crds) > 0 {
+		return waitEstablished(ctx, dyn, crds)
+	}
+	return nil
+}
+
+func qualified(u *unstructured.Unstructured) string {
+	if u.GetNamespace() == "" {
+		return u.GetName()
+	}
+	return u.GetNamespace() + "/" + u.GetName()
+}
+
+func waitEstablished(ctx context.Context, dyn dynamic.Interface, names []string) error {
+	gvr := gvrs["CustomResourceDefinition"]
+	deadline := time.Now().Add(time.Minute)
+	for _, n := range names {
+		for {
+			u, err := dyn.Resource(gvr).Get(ctx, n, metav1.GetOptions{})
+			if err == nil {
+				c := &apiextensionsv1.CustomResourceDefinition{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, c); err != nil {
+					return err
+				}
+				if crdEstablished(c) {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("CRD %s not established after a minute", n)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func crdEstablished(c *apiextensionsv1.CustomResourceDefinition) bool {
+	for _, cond := range c.Status.Conditions {
+		if cond.Type == apiextensionsv1.Established && cond.Status == apiextensionsv1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// InstallCRDs applies only the CRDs (tests, and `arca extension run` against
+// a cluster without an installation).
+func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
+	objs, err := Manifests(InstallOptions{})
+	if err != nil {
+		return err
+	}
+	var crds []*unstructured.Unstructured
+	for _, u := range objs {
+		if u.GetKind() == "CustomResourceDefinition" {
+			crds = append(crds, u)
+		}
+	}
+	return Apply(ctx, cfg, crds)
+}
+
+// VeleroError says Velero is installed.
+type VeleroError struct{ Found []string }
+
+func (e *VeleroError) Error() string {
+	return "Velero is installed in this cluster (found " + strings.Join(e.Found, "; ") + "): two backup agents in one cluster " +
+		"run hooks twice and restore over each other; uninstall Velero, or pass --allow-velero to install anyway"
+}
+
+// DetectVelero looks for velero.io CRDs and Deployments named velero.
+func DetectVelero(ctx context.Context, cfg *rest.Config) error {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	var found []string
+	l, err := dyn.Resource(gvrs["CustomResourceDefinition"]).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list CRDs: %w", err)
+	}
+	var crds []string
+	for _, u := range l.Items {
+		if g, _, _ := unstructured.NestedString(u.Object, "spec", "group"); g == "velero.io" {
+			crds = append(crds, u.GetName())
+		}
+	}
+	if len(crds) > 0 {
+		sort.Strings(crds)
+		found = append(found, "CRDs "+strings.Join(crds, ", "))
+	}
+	deps, err := dyn.Resource(gvrs["Deployment"]).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=velero"})
+	if err != nil {
+		return fmt.Errorf("list deployments: %w", err)
+	}
+	for _, d := range deps.Items {
+		found = append(found, "deployment "+d.GetNamespace()+"/"+d.GetName())
+	}
+	if len(found) > 0 {
+		return &VeleroError{Found: found}
+	}
+	return nil
+}
+
+// Health is what `arca extension show` reports.
+type Health struct {
+	Namespace string `json:"namespace"`
+	Installed bool   `json:"installed"`
+	Version   string `json:"version,omitempty"`
+	Image     string `json:"image,omitempty"`
+	// Deployment is "available", "unavailable (reason)" or "absent".
+	Deployment string `json:"deployment"`
+	// Leader is the holder of the extension's Lease (in-cluster pod or an
+	// out-of-cluster `arca extension run`); Heartbeat its last renewal.
+	Leader    string     `json:"leader,omitempty"`
+	Heartbeat *time.Time `json:"heartbeat,omitempty"`
+	// Healthy: the deployment is available or a runner renewed its lease
+	// within the last minute.
+	Healthy          bool                    `json:"healthy"`
+	StorageLocations []StorageLocationHealth `json:"storageLocations"`
+	CRDs             []string                `json:"crds"`
+}
+
+// StorageLocationHealth is one storage location's probe result.
+type StorageLocationHealth struct {
+	Name     string `json:"name"`
+	URL      string `json:"url"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+	Phase    string `json:"phase"`
+	Message  string `json:"message,omitempty"`
+}
+
+// Show reports the installation in ns.
+func Show(ctx context.Context, cfg *rest.Config, ns string, now time.Time) (*Health, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	h := &Health{Namespace: ns, Deployment: "absent", StorageLocations: []StorageLocationHealth{}, CRDs: []string{}}
+	for _, c := range mustCRDNames() {
+		if _, err := dyn.Resource(gvrs["CustomResourceDefinition"]).Get(ctx, c, metav1.GetOptions{}); err == nil {
+			h.CRDs = append(h.CRDs, c)
+		}
+	}
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, DeploymentName, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		h.Installed = true
+		h.Version = d.Labels[labelVersion]
+		if len(d.Spec.Template.Spec.Containers) > 0 {
+			h.Image = d.Spec.Template.Spec.Containers[0].Image
+		}
+		h.Deployment = "unavailable"
+		for _, c := range d.Status.Conditions {
+			if c.Type == appsv1.DeploymentAvailable {
+				if c.Status == corev1.ConditionTrue {
+					h.Deployment = "available"
+				} else {
+					h.Deployment = "unavailable (" + c.Reason + ")"
+				}
+			}
+		}
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("read deployment: %w", err)
+	}
+	var lease *coordinationv1.Lease
+	lease, err = cs.CoordinationV1().Leases(ns).Get(ctx, LeaderElectionID, metav1.GetOptions{})
+	if err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" && lease.Spec.RenewTime != nil {
+		h.Leader = *lease.Spec.HolderIdentity
+		t := lease.Spec.RenewTime.Time
+		h.Heartbeat = &t
+	}
+	h.Healthy = h.Deployment == "available" || (h.Heartbeat != nil && now.Sub(*h.Heartbeat) < time.Minute)
+	if len(h.CRDs) > 0 {
+		l, err := dyn.Resource(gvrs["StorageLocation"]).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("list storage locations: %w", err)
+		}
+		if err == nil {
+			for _, u := range l.Items {
+				sl := &v1alpha1.StorageLocation{}
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sl); err != nil {
+					return nil, err
+				}
+				h.StorageLocations = append(h.StorageLocations, StorageLocationHealth{Name: sl.Name, URL: sl.Spec.URL, ReadOnly: sl.Spec.ReadOnly,
+					Phase: string(sl.Status.Phase), Message: sl.Status.Message})
+			}
+		}
+	}
+	return h, nil
+}
+
+func mustCRDNames() []string {
+	cs, err := crd.CRDs()
+	if err != nil {
+		panic(err)
+	}
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// Uninstall deletes what Install applied: the Deployment, RBAC, service
+// account, storage locations, Secrets labelled as Arca's, the namespace
+// and, unless keepCRDs, the CRDs (which deletes every job and hook).
+func Uninstall(ctx context.Context, cfg *rest.Config, ns string, keepCRDs bool) ([]string, error) {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []string
+	var errs []error
+	del := func(kind, namespace, name string) {
+		ri := dynamic.ResourceInterface(dyn.Resource(gvrs[kind]))
+		if namespace != "" {
+			ri = dyn.Resource(gvrs[kind]).Namespace(namespace)
+		}
+		err := ri.Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)})
+		switch {
+		case err == nil:
+			deleted = append(deleted, kind+" "+strings.TrimPrefix(namespace+"/"+name, "/"))
+		case apierrors.IsNotFound(err):
+		default:
+			errs = append(errs, fmt.Errorf("delete %s %s: %w", kind, name, err))
+		}
+	}
+	del("Deployment", ns, DeploymentName)
+	del("ClusterRoleBinding", "", ClusterRoleName)
+	del("ClusterRole", "", ClusterRoleName)
+	del("ServiceAccount", ns, ServiceAccountName)
+	if l, err := dyn.Resource(gvrs["StorageLocation"]).Namespace(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, u := range l.Items {
+			del("StorageLocation", ns, u.GetName())
+		}
+	}
+	if l, err := dyn.Resource(gvrs["Secret"]).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: labelManagedBy + "=" + FieldManager}); err == nil {
+		for _, u := range l.Items {
+			del("Secret", ns, u.GetName())
+		}
+	}
+	if !keepCRDs {
+		for _, c := range mustCRDNames() {
+			del("CustomResourceDefinition", "", c)
+		}
+	}
+	del("Namespace", "", ns)
+	return deleted, errors.Join(errs...)
+}
