@@ -81,6 +81,24 @@ type ClusterDriver interface {
 	JobStatus(ctx context.Context, ref string) (*Status, error)
 }
 
+// CodedError is an error a driver returns with a stable job error code
+// (e.g. TrustedAccessRevoked). Permanent ones fail the job at once instead
+// of being retried until the bounded wait.
+type CodedError interface {
+	error
+	JobCode() string
+	Permanent() bool
+}
+
+// codeOf returns the code of a CodedError in err's chain, or def.
+func codeOf(err error, def string) (code string, permanent bool) {
+	var ce CodedError
+	if errors.As(err, &ce) {
+		return ce.JobCode(), ce.Permanent()
+	}
+	return def, false
+}
+
 // Canceller is implemented by drivers that can stop a running job.
 type Canceller interface {
 	CancelJob(ctx context.Context, ref string) error
@@ -231,7 +249,7 @@ func (r *Runner) driver(cluster string) (ClusterDriver, bool) {
 }
 
 func notConnected(cluster string) string {
-	return fmt.Sprintf("cluster %q has no connection to this vault: install the extension and enable trusted access (arca trusted-access enable); this vault version has no cluster driver yet", cluster)
+	return fmt.Sprintf("cluster %[1]q has no connection to this vault: install the extension and enable trusted access (arca trusted-access enable --cluster-name %[1]s)", cluster)
 }
 
 func (r *Runner) startBackup(ctx context.Context, j *store.Job) error {
@@ -256,7 +274,8 @@ func (r *Runner) startBackup(ctx context.Context, j *store.Job) error {
 	ref, err := d.StartBackup(ctx, BackupRequest{Vault: j.Vault, Instance: in.Name, JobID: j.ID, Cluster: in.Cluster,
 		Config: in.Config, StorageLocation: in.StorageLocation, SnapshotLocation: in.SnapshotLocation})
 	if err != nil {
-		return r.fail(ctx, j, CodeStartFailed, err.Error())
+		code, _ := codeOf(err, CodeStartFailed)
+		return r.fail(ctx, j, code, err.Error())
 	}
 	j.ExternalRef = ref
 	_, err = r.save(ctx, j)
@@ -286,7 +305,8 @@ func (r *Runner) startRestore(ctx context.Context, j *store.Job) error {
 	ref, err := d.StartRestore(ctx, RestoreRequest{Vault: j.Vault, JobID: j.ID, TargetCluster: p.TargetCluster,
 		RecoveryPoint: rp, StorageLocation: storage, Criteria: p.Criteria})
 	if err != nil {
-		return r.fail(ctx, j, CodeStartFailed, err.Error())
+		code, _ := codeOf(err, CodeStartFailed)
+		return r.fail(ctx, j, code, err.Error())
 	}
 	j.ExternalRef = ref
 	_, err = r.save(ctx, j)
@@ -343,6 +363,10 @@ func (r *Runner) poll(ctx context.Context, j *store.Job) error {
 		return r.fail(ctx, j, CodeClusterNotConnected, notConnected(cl))
 	}
 	st, err := d.JobStatus(ctx, j.ExternalRef)
+	if code, permanent := codeOf(err, ""); err != nil && permanent {
+		delete(r.failingSince, j.ID)
+		return r.fail(ctx, j, code, err.Error())
+	}
 	if err != nil {
 		if r.failingSince == nil {
 			r.failingSince = map[string]time.Time{}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/retention"
@@ -36,7 +37,8 @@ type Options struct {
 	RunnerInterval    time.Duration // default 5s
 	RetentionInterval time.Duration // default 1h
 	Jitter            time.Duration // scheduler jitter, default 0
-	Drivers           jobs.Drivers  // cluster drivers; nil: none (jobs fail ClusterNotConnected)
+	Drivers           jobs.Drivers  // cluster drivers; nil: clusters registered through trusted access
+	RenewInterval     time.Duration // trusted-access token renewal check, default 1m
 
 	// Ready, when set, is called with the bound address once listening.
 	Ready func(addr string)
@@ -75,6 +77,9 @@ func (o *Options) defaults() {
 	}
 	if o.RetentionInterval == 0 {
 		o.RetentionInterval = time.Hour
+	}
+	if o.RenewInterval == 0 {
+		o.RenewInterval = time.Minute
 	}
 }
 
@@ -151,7 +156,11 @@ func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
 	o.defaults()
 	ret := &retention.Engine{Store: st, Clock: o.Clock, Log: o.Log}
 	s := &Server{Store: st, Clock: o.Clock, Log: o.Log, Retention: ret}
-	s.Runner = &jobs.Runner{Store: st, Clock: o.Clock, Drivers: o.Drivers, Retention: ret, Log: o.Log, OnFinish: s.JobFinished}
+	drivers := o.Drivers
+	if drivers == nil {
+		drivers = &trustedaccess.Drivers{Store: st}
+	}
+	s.Runner = &jobs.Runner{Store: st, Clock: o.Clock, Drivers: drivers, Retention: ret, Log: o.Log, OnFinish: s.JobFinished}
 	s.Handler()
 	sch := &scheduler.Scheduler{Store: st, Clock: o.Clock, Jitter: o.Jitter, Log: o.Log, OnJob: s.JobCreated}
 	return s, sch
@@ -198,7 +207,9 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	renewer := &trustedaccess.Renewer{Store: st, Clock: o.Clock, Log: o.Log}
+	go func() { defer wg.Done(); renewer.Run(ctx, o.RenewInterval) }()
 	go func() { defer wg.Done(); sch.Run(ctx, o.SchedulerInterval) }()
 	go func() { defer wg.Done(); s.Runner.Run(ctx, o.RunnerInterval) }()
 	go func() { defer wg.Done(); s.runRetention(ctx, o.RetentionInterval) }()
