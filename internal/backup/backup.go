@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
@@ -61,6 +62,8 @@ type Options struct {
 	Now func() time.Time
 	// Progress, when set, is called after every page with running totals.
 	Progress func(Progress)
+	// Volumes, when set, snapshots the included claims' volumes (volumes.go).
+	Volumes VolumeSnapshotter
 }
 
 // Progress reports a running backup.
@@ -207,6 +210,7 @@ type run struct {
 	crdGroups map[string]bool            // CRD names (resource.group) served in the cluster
 	depsFound map[string]map[string]bool // dependencies seen while listing
 	listed    map[string]bool            // cluster-scoped types listed
+	claims    []types.NamespacedName     // included claims, for Options.Volumes
 }
 
 // Run writes the recovery point.
@@ -231,6 +235,10 @@ func (p *Prepared) Run(ctx context.Context, r *repo.Repository) (res *Result, er
 	if err := b.phases(ctx); err != nil {
 		return nil, err
 	}
+	volumes, err := b.snapshotVolumes(ctx)
+	if err != nil {
+		return nil, err
+	}
 	listed := p.opts.Now()
 
 	sort.Slice(b.trees, func(i, j int) bool {
@@ -251,6 +259,7 @@ func (p *Prepared) Run(ctx context.Context, r *repo.Repository) (res *Result, er
 		Source:    repo.Source{Cluster: p.cluster.ID, Server: p.cluster.Server, KubernetesVersion: p.cluster.KubernetesVersion},
 		Config:    cfgJSON,
 		Resources: b.trees,
+		Volumes:   volumes,
 		Summary: repo.Summary{
 			Items:    int(b.items.Load()),
 			Bytes:    b.bytes.Load(),
@@ -535,6 +544,7 @@ func (b *run) writeObject(ctx context.Context, tw *repo.TreeWriter, res kube.Res
 	if b.sel.ClusterScope && res.Namespaced || res.GroupResource() == "clusterrolebindings.rbac.authorization.k8s.io" || res.GroupResource() == "persistentvolumes" {
 		b.collectDeps(res, data)
 	}
+	b.noteClaim(res, obj)
 	return nil
 }
 

@@ -157,6 +157,8 @@ type Options struct {
 	CRDTimeout time.Duration
 	Now        func() time.Time
 	Progress   func(Progress)
+	// Volumes, when set, decides how volumes and claims are restored (volumes.go).
+	Volumes VolumeRestorer
 }
 
 // Progress reports a running restore.
@@ -502,6 +504,9 @@ func (r *run) restoreEntry(ctx context.Context, tier int, t repo.ResourceTree, e
 			return
 		}
 		u = &unstructured.Unstructured{Object: obj}
+	}
+	if !r.volumeHook(ctx, t, u, it, e.Namespace) {
+		return
 	}
 	// Owner references: re-pointed to restored owners, dropped otherwise;
 	// an object whose owner is restored later waits for it.

@@ -1,0 +1,45 @@
+package backup
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/arca-backup/arca/internal/kube"
+	"github.com/arca-backup/arca/internal/repo"
+)
+
+// VolumeSnapshotter takes the volume snapshots of a backup; internal/volume
+// implements it. The engine calls it once, after every object is stored and
+// before the manifest is written, with the PersistentVolumeClaims the
+// backup included (only when the configuration's snapshotVolumes is on).
+// The records go into RecoveryPoint.Volumes and the warnings into the
+// summary; an error fails the backup.
+type VolumeSnapshotter interface {
+	SnapshotVolumes(ctx context.Context, claims []types.NamespacedName) (records json.RawMessage, warnings []repo.Warning, err error)
+}
+
+// noteClaim remembers an included claim for the volume snapshotter.
+func (b *run) noteClaim(res kube.Resource, obj *kube.Object) {
+	if b.opts.Volumes == nil || res.Group != "" || res.Resource != "persistentvolumeclaims" {
+		return
+	}
+	b.mu.Lock()
+	b.claims = append(b.claims, types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()})
+	b.mu.Unlock()
+}
+
+// snapshotVolumes runs the volume snapshotter, if any.
+func (b *run) snapshotVolumes(ctx context.Context) (json.RawMessage, error) {
+	if b.opts.Volumes == nil || !b.opts.Config.Snapshots() {
+		return nil, nil
+	}
+	recs, warnings, err := b.opts.Volumes.SnapshotVolumes(ctx, b.claims)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot volumes: %w", err)
+	}
+	b.warnings = append(b.warnings, warnings...)
+	return recs, nil
+}
