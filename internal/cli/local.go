@@ -32,7 +32,7 @@ func newLocalCommand() *cobra.Command {
 		Use:   "local",
 		Short: "Back up and restore a cluster in-process (kubeconfig + repository, no vault, no extension)",
 	}
-	cmd.AddCommand(newLocalBackupCommand(), newLocalRestoreCommand(), newLocalListCommand(), newLocalDiffCommand())
+	cmd.AddCommand(newLocalBackupCommand(), newLocalRestoreCommand(), newLocalListCommand(), newLocalDiffCommand(), newLocalForgetCommand())
 	return cmd
 }
 
@@ -100,6 +100,7 @@ type LocalBackupOptions struct {
 	Workers int
 	filters filterFlags
 	flags   *pflag.FlagSet
+	volumes volumeBackupFlags
 }
 
 func newLocalBackupCommand() *cobra.Command {
@@ -120,6 +121,7 @@ func newLocalBackupCommand() *cobra.Command {
 	cmd.Flags().StringVar(&o.Name, "name", "", "name stored with the recovery point")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().IntVar(&o.Workers, "workers", 4, "resource types listed at once")
+	o.volumes.addFlags(cmd.Flags())
 	return cmd
 }
 
@@ -156,6 +158,9 @@ func (o *LocalBackupOptions) BackupConfig() (v1alpha1.BackupConfiguration, error
 	}
 	if changed(fs, "include-secrets") {
 		c.IncludeSecrets = v1alpha1.Bool(f.includeSecrets)
+	}
+	if changed(fs, "snapshot-volumes") {
+		c.SnapshotVolumes = v1alpha1.Bool(o.volumes.snapshot)
 	}
 	if err := c.Validate(); err != nil {
 		return c, &UsageError{fmt.Errorf("invalid backup configuration: %w", err)}
@@ -199,7 +204,11 @@ func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr i
 	}
 	var items, bytes atomic.Int64
 	start := time.Now()
-	prep, err := backup.Prepare(ctx, restCfg, backup.Options{Config: cfg, Name: o.Name, Workers: o.Workers,
+	snapshotter, err := o.volumes.snapshotter(restCfg)
+	if err != nil {
+		return err
+	}
+	prep, err := backup.Prepare(ctx, restCfg, backup.Options{Config: cfg, Name: o.Name, Workers: o.Workers, Volumes: snapshotter,
 		Progress: func(p backup.Progress) { items.Store(p.Items); bytes.Store(p.Bytes) }})
 	if err != nil {
 		var ce *backup.ConfigError
@@ -265,6 +274,7 @@ type LocalRestoreOptions struct {
 	PreserveNodePorts bool
 	filters           filterFlags
 	flags             *pflag.FlagSet
+	volumes           volumeRestoreFlags
 }
 
 func newLocalRestoreCommand() *cobra.Command {
@@ -292,6 +302,7 @@ func newLocalRestoreCommand() *cobra.Command {
 	fs.BoolVar(&o.DryRun, "dry-run", false, "report what would be created, patched, skipped or fail; write nothing")
 	fs.StringVar(&o.ResourceModifiers, "resource-modifiers", "", "resource modifier rules file (YAML or JSON)")
 	fs.BoolVar(&o.PreserveNodePorts, "preserve-node-ports", false, "keep Services' node ports instead of letting the cluster assign them")
+	o.volumes.addFlags(fs)
 	return cmd
 }
 
@@ -346,6 +357,9 @@ func (o *LocalRestoreOptions) Criteria() (v1alpha1.RestoreCriteria, *modifiers.M
 	if o.PreserveNodePorts {
 		c.PreserveNodePorts = true
 	}
+	if o.volumes.withoutData {
+		c.PersistentVolumeRestoreMode = v1alpha1.RestoreWithoutVolumeData
+	}
 	var mods *modifiers.Modifiers
 	if o.ResourceModifiers != "" {
 		m, rules, err := modifiers.Load(o.ResourceModifiers)
@@ -391,7 +405,15 @@ func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr
 		return &UsageError{fmt.Errorf("recovery point %q: %w", o.RecoveryPoint, err)}
 	}
 	var done, total atomic.Int64
-	prep, err := restore.Prepare(ctx, restCfg, rp, r, restore.Options{Criteria: crit, Modifiers: mods, Name: o.Name, Workers: o.Workers,
+	name := o.Name
+	if name == "" {
+		name = "restore-" + time.Now().UTC().Format("20060102-150405")
+	}
+	volumes, err := o.volumes.restorer(restCfg, rp, &crit, name)
+	if err != nil {
+		return err
+	}
+	prep, err := restore.Prepare(ctx, restCfg, rp, r, restore.Options{Criteria: crit, Modifiers: mods, Name: name, Workers: o.Workers, Volumes: volumes,
 		Progress: func(p restore.Progress) { done.Store(p.Done); total.Store(p.Total) }})
 	if err != nil {
 		var ce *restore.CriteriaError
@@ -423,13 +445,18 @@ func printRestore(w io.Writer, res *restore.Result) {
 		mode = " (dry run: nothing written)"
 	}
 	fmt.Fprintf(w, "restore %s of recovery point %s%s\n", res.Name, shortID(res.RecoveryPoint), mode)
-	for _, a := range []restore.Action{restore.Created, restore.Patched, restore.Unchanged, restore.SkippedExists, restore.SkippedOwned, restore.SkippedFiltered, restore.Failed} {
+	for _, a := range []restore.Action{restore.Created, restore.Patched, restore.Unchanged, restore.SkippedExists, restore.SkippedOwned, restore.SkippedVolume, restore.SkippedFiltered, restore.Failed} {
 		if n := res.Summary[a]; n > 0 {
 			fmt.Fprintf(w, "  %-16s %d\n", a, n)
 		}
 	}
 	for _, wr := range res.Warnings {
 		fmt.Fprintf(w, "warning %s: %s\n", wr.Code, wr.Message)
+	}
+	for _, it := range res.Items {
+		if it.Action == restore.SkippedVolume {
+			fmt.Fprintf(w, "skipped %s: %s\n", it.Ref(), it.Reason)
+		}
 	}
 	for _, it := range res.Failures() {
 		fmt.Fprintf(w, "failed %s: %s\n", it.Ref(), it.Reason)

@@ -1,0 +1,197 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/backup"
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/restore"
+	"github.com/arca-backup/arca/internal/volume"
+)
+
+// volumeBackupFlags are the volume flags of `arca local backup`.
+type volumeBackupFlags struct {
+	snapshot bool
+	classes  []string
+	timeout  time.Duration
+}
+
+func (f *volumeBackupFlags) addFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.snapshot, "snapshot-volumes", true, "take CSI snapshots of the included PVCs (snapshotVolumes)")
+	fs.StringSliceVar(&f.classes, "snapshot-class", nil, "VolumeSnapshotClass(es) to use (the snapshot location); default: the class annotated default for each driver")
+	fs.DurationVar(&f.timeout, "snapshot-timeout", 10*time.Minute, "how long to wait for all snapshots to become ready")
+}
+
+func (f *volumeBackupFlags) snapshotter(cfg *rest.Config) (backup.VolumeSnapshotter, error) {
+	return volume.NewSnapshotter(cfg, volume.SnapshotOptions{Classes: f.classes, Timeout: f.timeout})
+}
+
+// volumeRestoreFlags are the volume flags of `arca local restore`.
+type volumeRestoreFlags struct {
+	withoutData         bool
+	storageClassMapping []string
+}
+
+func (f *volumeRestoreFlags) addFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.withoutData, "without-volume-data", false, "create PVCs empty instead of from their snapshots (RestoreWithoutVolumeData)")
+	fs.StringSliceVar(&f.storageClassMapping, "storage-class-mapping", nil, "old=new[,old2=new2]: restore PVCs and PVs of storage class old with class new")
+}
+
+func (f *volumeRestoreFlags) restorer(cfg *rest.Config, rp *repo.RecoveryPoint, crit *v1alpha1.RestoreCriteria, name string) (restore.VolumeRestorer, error) {
+	recs, err := volume.Decode(rp.Volumes)
+	if err != nil {
+		return nil, err
+	}
+	var scm map[string]string
+	if len(f.storageClassMapping) > 0 {
+		// Same syntax as namespace mappings; storage class names are DNS
+		// subdomains, which the namespace check would refuse when they hold dots.
+		scm, err = parsePairs(f.storageClassMapping)
+		if err != nil {
+			return nil, &UsageError{fmt.Errorf("--storage-class-mapping: %w", err)}
+		}
+	}
+	return volume.NewRestorer(cfg, recs, volume.RestoreOptions{
+		Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings, StorageClassMappings: scm,
+		RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: name, DryRun: crit.DryRun,
+	})
+}
+
+func parsePairs(in []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, p := range in {
+		from, to, ok := cutPair(p)
+		if !ok {
+			return nil, fmt.Errorf("%q is not old=new", p)
+		}
+		out[from] = to
+	}
+	return out, nil
+}
+
+func cutPair(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '=' {
+			if i == 0 || i == len(s)-1 {
+				return "", "", false
+			}
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// --- forget ---
+
+// LocalForgetOptions are the flags of `arca local forget`.
+type LocalForgetOptions struct {
+	RepoOptions
+	LocalClusterOptions
+	// KeepSnapshots forgets only the repository's manifests.
+	KeepSnapshots bool
+	Output        string
+}
+
+func newLocalForgetCommand() *cobra.Command {
+	o := &LocalForgetOptions{}
+	cmd := &cobra.Command{
+		Use:   "forget RP...",
+		Short: "Forget recovery points and delete their retained volume snapshots in the cluster",
+		Long: "Deletes the VolumeSnapshotContents (and through the CSI driver the snapshots) that the recovery points\n" +
+			"retained, then removes the recovery points from the repository (their data goes at the next `arca repo prune`).\n" +
+			"A recovery point whose snapshots could not be deleted is not forgotten.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return RunLocalForget(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.RepoOptions.AddFlags(cmd.Flags())
+	o.LocalClusterOptions.AddFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&o.KeepSnapshots, "keep-snapshots", false, "forget only in the repository; leave the volume snapshots")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// ForgetOutput is one recovery point in `arca local forget --output json`.
+type ForgetOutput struct {
+	ID              string         `json:"id"`
+	DeletedContents []string       `json:"deletedContents"`
+	Warnings        []repo.Warning `json:"warnings"`
+}
+
+// RunLocalForget runs `arca local forget`.
+func RunLocalForget(ctx context.Context, o *LocalForgetOptions, refs []string, stdout, stderr io.Writer) error {
+	if err := checkOutput(o.Output); err != nil {
+		return err
+	}
+	if o.Repo == "" {
+		return &UsageError{errors.New("--repo is required")}
+	}
+	var sc snapclient.Interface
+	if !o.KeepSnapshots {
+		restCfg, err := o.config()
+		if err != nil {
+			return &UsageError{err}
+		}
+		if sc, err = snapclient.NewForConfig(restCfg); err != nil {
+			return err
+		}
+	}
+	r, err := o.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var rps []*repo.RecoveryPoint
+	for _, ref := range refs {
+		if ref == "latest" {
+			return &UsageError{errors.New(`refusing to forget "latest" by name; give its ID`)}
+		}
+		rp, err := r.FindRecoveryPoint(ctx, ref)
+		if err != nil {
+			return &UsageError{fmt.Errorf("recovery point %q: %w", ref, err)}
+		}
+		rps = append(rps, rp)
+	}
+	var out []ForgetOutput
+	for _, rp := range rps {
+		res := ForgetOutput{ID: rp.ID.String(), DeletedContents: []string{}, Warnings: []repo.Warning{}}
+		if sc != nil {
+			recs, err := volume.Decode(rp.Volumes)
+			if err != nil {
+				return fmt.Errorf("recovery point %s: %w", rp.ID.Short(), err)
+			}
+			deleted, warnings, err := volume.DeleteSnapshots(ctx, sc, recs, volume.DeleteOptions{})
+			res.DeletedContents = append(res.DeletedContents, deleted...)
+			res.Warnings = append(res.Warnings, warnings...)
+			if err != nil {
+				return fmt.Errorf("recovery point %s not forgotten: delete its volume snapshots: %w", rp.ID.Short(), err)
+			}
+		}
+		if err := r.Forget(ctx, []repo.ID{rp.ID}); err != nil {
+			return err
+		}
+		out = append(out, res)
+		if o.Output != "json" {
+			for _, w := range res.Warnings {
+				fmt.Fprintf(stderr, "warning %s: %s\n", w.Code, w.Message)
+			}
+			fmt.Fprintf(stdout, "forgot %s (%d volume snapshot(s) deleted)\n", rp.ID.Short(), len(res.DeletedContents))
+		}
+	}
+	if o.Output == "json" {
+		return writeJSON(stdout, out)
+	}
+	return nil
+}
+
