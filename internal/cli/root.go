@@ -28,6 +28,7 @@ func NewRootCommand() *cobra.Command {
 		newRecoveryPointCommand(),
 		newRestoreCommand(),
 		newJobCommand(),
+		newExtensionCommand(),
 		newRoleCommand(),
 	)
 	return root

@@ -548,3 +548,58 @@ func Uninstall(ctx context.Context, cfg *rest.Config, ns string, keepCRDs bool) 
 	del("Namespace", "", ns)
 	return deleted, errors.Join(errs...)
 }
+
+// CurrentOptions reconstructs the options of the installation in ns from
+// its Deployment and "default" StorageLocation, so that `update` changes
+// only what it is told to.
+func CurrentOptions(ctx context.Context, cfg *rest.Config, ns string) (InstallOptions, error) {
+	o := InstallOptions{Namespace: ns}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return o, err
+	}
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, DeploymentName, metav1.GetOptions{})
+	if err != nil {
+		if apierrors.IsNotFound(err) {
+			return o, fmt.Errorf("the extension is not installed in namespace %s (no deployment %s)", ns, DeploymentName)
+		}
+		return o, err
+	}
+	o.Version = d.Labels[labelVersion]
+	ps := d.Spec.Template.Spec
+	o.NodeSelector = ps.NodeSelector
+	o.Tolerations = ps.Tolerations
+	if len(ps.Containers) > 0 {
+		c := ps.Containers[0]
+		o.Image = c.Image
+		q := func(l corev1.ResourceList, n corev1.ResourceName) string {
+			if v, ok := l[n]; ok {
+				return v.String()
+			}
+			return ""
+		}
+		o.CPURequest, o.MemoryRequest = q(c.Resources.Requests, corev1.ResourceCPU), q(c.Resources.Requests, corev1.ResourceMemory)
+		o.CPULimit, o.MemoryLimit = q(c.Resources.Limits, corev1.ResourceCPU), q(c.Resources.Limits, corev1.ResourceMemory)
+		for _, a := range c.Args {
+			var n int
+			if _, err := fmt.Sscanf(a, "--max-concurrent-jobs=%d", &n); err == nil {
+				o.MaxConcurrentJobs = n
+			}
+		}
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return o, err
+	}
+	u, err := dyn.Resource(gvrs["StorageLocation"]).Namespace(ns).Get(ctx, DefaultStorageLocation, metav1.GetOptions{})
+	if err == nil {
+		sl := &v1alpha1.StorageLocation{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, sl); err != nil {
+			return o, err
+		}
+		o.StorageURL, o.StorageSecret, o.ReadOnly = sl.Spec.URL, sl.Spec.CredentialsSecret, sl.Spec.ReadOnly
+	} else if !apierrors.IsNotFound(err) {
+		return o, err
+	}
+	return o, nil
+}

@@ -1,0 +1,540 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/yaml"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/extension"
+	"github.com/arca-backup/arca/internal/kube"
+)
+
+func newExtensionCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "extension",
+		Short: "Install, inspect and run the in-cluster extension that runs backup and restore jobs",
+	}
+	cmd.AddCommand(newExtensionInstallCommand(), newExtensionUpdateCommand(), newExtensionShowCommand(),
+		newExtensionUninstallCommand(), newExtensionManifestsCommand(), newExtensionRunCommand())
+	return cmd
+}
+
+// ExtensionOptions are the flags shared by install, update and manifests.
+type ExtensionOptions struct {
+	LocalClusterOptions
+	Namespace         string
+	Storage           string
+	StorageSecret     string
+	ReadOnly          bool
+	PasswordFile      string
+	Azure             struct{ Key, SAS, ConnectionString string }
+	AWS               struct{ AccessKeyID, SecretAccessKey, SessionToken string }
+	Image             string
+	CPULimit          string
+	MemoryLimit       string
+	CPURequest        string
+	MemoryRequest     string
+	NodeSelector      map[string]string
+	Tolerations       []string
+	MaxConcurrentJobs int
+	AllowVelero       bool
+	Output            string
+	flags             *pflag.FlagSet
+}
+
+func (o *ExtensionOptions) addFlags(fs *pflag.FlagSet, cluster bool) {
+	if cluster {
+		o.LocalClusterOptions.AddFlags(fs)
+	}
+	fs.StringVarP(&o.Namespace, "namespace", "n", extension.DefaultNamespace, "namespace of the extension, its jobs and storage locations")
+	fs.StringVar(&o.Storage, "storage", "", "repository URL of the default storage location: file:///path, azure://account/container/prefix, s3://bucket/prefix?endpoint=…")
+	fs.StringVar(&o.StorageSecret, "storage-secret", "", "existing Secret in the namespace with the repository password (key password) and storage credentials; otherwise "+extension.DefaultStorageSecret+" is written from the flags below")
+	fs.BoolVar(&o.ReadOnly, "read-only", false, "the default storage location serves restores only")
+	fs.StringVar(&o.PasswordFile, "password-file", "", "file holding the repository password (default: $"+PasswordEnv+")")
+	fs.StringVar(&o.Azure.Key, "azure-account-key", "", "Azure storage account key (default: $AZURE_STORAGE_KEY)")
+	fs.StringVar(&o.Azure.SAS, "azure-sas-token", "", "Azure SAS token (default: $AZURE_STORAGE_SAS_TOKEN)")
+	fs.StringVar(&o.Azure.ConnectionString, "azure-connection-string", "", "Azure connection string (default: $AZURE_STORAGE_CONNECTION_STRING)")
+	fs.StringVar(&o.AWS.AccessKeyID, "aws-access-key-id", "", "S3 access key (default: $AWS_ACCESS_KEY_ID)")
+	fs.StringVar(&o.AWS.SecretAccessKey, "aws-secret-access-key", "", "S3 secret key (default: $AWS_SECRET_ACCESS_KEY)")
+	fs.StringVar(&o.AWS.SessionToken, "aws-session-token", "", "S3 session token (default: $AWS_SESSION_TOKEN)")
+	fs.StringVar(&o.Image, "image", "", "extension image, fully overridable for private registries (default "+extension.DefaultImageRepository+":<version>)")
+	fs.StringVar(&o.CPULimit, "cpu-limit", "", "CPU limit of the extension (default 1)")
+	fs.StringVar(&o.MemoryLimit, "memory-limit", "", "memory limit of the extension (default 512Mi)")
+	fs.StringVar(&o.CPURequest, "cpu-request", "", "CPU request of the extension (default 100m)")
+	fs.StringVar(&o.MemoryRequest, "memory-request", "", "memory request of the extension (default 128Mi)")
+	fs.StringToStringVar(&o.NodeSelector, "node-selector", nil, "node selector of the extension pod, k=v[,k2=v2]")
+	fs.StringSliceVar(&o.Tolerations, "tolerations", nil, "tolerations key[=value]:Effect[,…] (Effect: NoSchedule, PreferNoSchedule, NoExecute; key=value matches Equal, key alone Exists)")
+	fs.IntVar(&o.MaxConcurrentJobs, "max-concurrent-jobs", 0, "jobs the extension runs at once (default 1)")
+}
+
+// secretData builds the credentials Secret from the flags and environment;
+// nil when --storage-secret names an existing one.
+func (o *ExtensionOptions) secretData(required bool) (map[string]string, error) {
+	if o.StorageSecret != "" {
+		if o.PasswordFile != "" {
+			return nil, &UsageError{errors.New("--storage-secret and --password-file exclude each other: the password is in the Secret")}
+		}
+		return nil, nil
+	}
+	if !required && o.PasswordFile == "" && os.Getenv(PasswordEnv) == "" {
+		return nil, nil
+	}
+	pw, err := (&RepoOptions{PasswordFile: o.PasswordFile}).Password()
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]string{v1alpha1.SecretKeyPassword: pw}
+	for key, v := range map[string]string{
+		v1alpha1.SecretKeyAzureAccountKey: o.Azure.Key, v1alpha1.SecretKeyAzureSASToken: o.Azure.SAS,
+		v1alpha1.SecretKeyAzureConnectionString: o.Azure.ConnectionString, v1alpha1.SecretKeyAWSAccessKeyID: o.AWS.AccessKeyID,
+		v1alpha1.SecretKeyAWSSecretAccessKey: o.AWS.SecretAccessKey, v1alpha1.SecretKeyAWSSessionToken: o.AWS.SessionToken,
+	} {
+		if v == "" {
+			v = os.Getenv(key)
+		}
+		if v != "" {
+			data[key] = v
+		}
+	}
+	return data, nil
+}
+
+// ParseTolerations parses key[=value]:Effect entries.
+func ParseTolerations(in []string) ([]corev1.Toleration, error) {
+	var out []corev1.Toleration
+	for _, s := range in {
+		kv, effect, ok := strings.Cut(s, ":")
+		if !ok && s != "" {
+			effect, kv = "", s
+		}
+		tol := corev1.Toleration{Effect: corev1.TaintEffect(effect)}
+		switch tol.Effect {
+		case "", corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		default:
+			return nil, &UsageError{fmt.Errorf("--tolerations %q: effect %q is not NoSchedule, PreferNoSchedule or NoExecute", s, effect)}
+		}
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			tol.Key, tol.Value, tol.Operator = k, v, corev1.TolerationOpEqual
+		} else {
+			tol.Key, tol.Operator = kv, corev1.TolerationOpExists
+		}
+		if tol.Key == "" {
+			return nil, &UsageError{fmt.Errorf("--tolerations %q: no key", s)}
+		}
+		out = append(out, tol)
+	}
+	return out, nil
+}
+
+// installOptions merges flags into base (an empty one for install and
+// manifests, the current installation for update).
+func (o *ExtensionOptions) installOptions(base extension.InstallOptions, secretRequired bool) (extension.InstallOptions, error) {
+	set := func(name string) bool { return o.flags == nil || o.flags.Changed(name) }
+	base.Namespace = o.Namespace
+	base.Version = Version
+	str := func(name string, dst *string, v string) {
+		if set(name) && v != "" {
+			*dst = v
+		}
+	}
+	str("storage", &base.StorageURL, o.Storage)
+	str("storage-secret", &base.StorageSecret, o.StorageSecret)
+	str("image", &base.Image, o.Image)
+	str("cpu-limit", &base.CPULimit, o.CPULimit)
+	str("memory-limit", &base.MemoryLimit, o.MemoryLimit)
+	str("cpu-request", &base.CPURequest, o.CPURequest)
+	str("memory-request", &base.MemoryRequest, o.MemoryRequest)
+	if set("read-only") {
+		base.ReadOnly = o.ReadOnly
+	}
+	if set("node-selector") && o.NodeSelector != nil {
+		base.NodeSelector = o.NodeSelector
+	}
+	if set("tolerations") && o.Tolerations != nil {
+		tols, err := ParseTolerations(o.Tolerations)
+		if err != nil {
+			return base, err
+		}
+		base.Tolerations = tols
+	}
+	if set("max-concurrent-jobs") && o.MaxConcurrentJobs > 0 {
+		base.MaxConcurrentJobs = o.MaxConcurrentJobs
+	}
+	if base.StorageURL != "" {
+		if !strings.Contains(base.StorageURL, "://") {
+			return base, &UsageError{fmt.Errorf("--storage %q: want file:///path, azure://… or s3://…", base.StorageURL)}
+		}
+	}
+	data, err := o.secretData(secretRequired)
+	if err != nil {
+		return base, err
+	}
+	base.SecretData = data
+	return base, nil
+}
+
+// --- install ---
+
+func newExtensionInstallCommand() *cobra.Command {
+	o := &ExtensionOptions{}
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Install the extension: namespace, service account, RBAC, CRDs, storage location, credentials Secret, Deployment (server-side apply)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.flags = cmd.Flags()
+			return RunExtensionInstall(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	o.addFlags(cmd.Flags(), true)
+	cmd.Flags().BoolVar(&o.AllowVelero, "allow-velero", false, "install even when Velero is installed in the cluster")
+	return cmd
+}
+
+// RunExtensionInstall runs `arca extension install`.
+func RunExtensionInstall(ctx context.Context, o *ExtensionOptions, stdout io.Writer) error {
+	if o.Storage == "" {
+		return &UsageError{errors.New("--storage is required: the repository URL of the default storage location")}
+	}
+	inst, err := o.installOptions(extension.InstallOptions{}, true)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.config()
+	if err != nil {
+		return &UsageError{err}
+	}
+	if !o.AllowVelero {
+		if err := extension.DetectVelero(ctx, cfg); err != nil {
+			var ve *extension.VeleroError
+			if errors.As(err, &ve) {
+				return &UsageError{err}
+			}
+			return err
+		}
+	}
+	return applyInstall(ctx, cfg, inst, stdout, "installed")
+}
+
+func applyInstall(ctx context.Context, cfg *rest.Config, inst extension.InstallOptions, stdout io.Writer, verb string) error {
+	objs, err := extension.Manifests(inst)
+	if err != nil {
+		return &UsageError{err}
+	}
+	if err := extension.Apply(ctx, cfg, objs); err != nil {
+		return err
+	}
+	for _, u := range objs {
+		fmt.Fprintf(stdout, "applied %s %s\n", u.GetKind(), qualifiedName(u))
+	}
+	fmt.Fprintf(stdout, "extension %s in namespace %s (image %s)\n", verb, inst.Namespace, extension.Images(objs)[0])
+	return nil
+}
+
+func qualifiedName(u *unstructured.Unstructured) string {
+	if u.GetNamespace() == "" {
+		return u.GetName()
+	}
+	return u.GetNamespace() + "/" + u.GetName()
+}
+
+// --- update ---
+
+func newExtensionUpdateCommand() *cobra.Command {
+	o := &ExtensionOptions{}
+	cmd := &cobra.Command{
+		Use:   "update",
+		Short: "Change the installed extension's image, resources, placement or storage; flags not given keep their current values",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.flags = cmd.Flags()
+			return RunExtensionUpdate(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	o.addFlags(cmd.Flags(), true)
+	return cmd
+}
+
+// RunExtensionUpdate runs `arca extension update`.
+func RunExtensionUpdate(ctx context.Context, o *ExtensionOptions, stdout io.Writer) error {
+	cfg, err := o.config()
+	if err != nil {
+		return &UsageError{err}
+	}
+	cur, err := extension.CurrentOptions(ctx, cfg, o.Namespace)
+	if err != nil {
+		return err
+	}
+	// The image follows the CLI version unless one was set explicitly before.
+	if o.flags != nil && !o.flags.Changed("image") && strings.HasPrefix(cur.Image, extension.DefaultImageRepository+":") {
+		cur.Image = ""
+	}
+	inst, err := o.installOptions(cur, false)
+	if err != nil {
+		return err
+	}
+	return applyInstall(ctx, cfg, inst, stdout, "updated")
+}
+
+// --- manifests ---
+
+func newExtensionManifestsCommand() *cobra.Command {
+	o := &ExtensionOptions{}
+	var imagesOnly bool
+	cmd := &cobra.Command{
+		Use:   "manifests",
+		Short: "Print every object install applies, as YAML for GitOps, headed by the list of images used",
+		Long: "Prints the objects `install` would apply. The credentials Secret is included only when a password is given\n" +
+			"(--password-file or $" + PasswordEnv + "); otherwise create it yourself and pass --storage-secret.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.flags = cmd.Flags()
+			return RunExtensionManifests(o, imagesOnly, cmd.OutOrStdout())
+		},
+	}
+	o.addFlags(cmd.Flags(), false)
+	cmd.Flags().BoolVar(&imagesOnly, "images", false, "print only the images used, one per line")
+	return cmd
+}
+
+// RunExtensionManifests runs `arca extension manifests`.
+func RunExtensionManifests(o *ExtensionOptions, imagesOnly bool, stdout io.Writer) error {
+	inst, err := o.installOptions(extension.InstallOptions{}, false)
+	if err != nil {
+		return err
+	}
+	objs, err := extension.Manifests(inst)
+	if err != nil {
+		return &UsageError{err}
+	}
+	images := extension.Images(objs)
+	if imagesOnly {
+		for _, img := range images {
+			fmt.Fprintln(stdout, img)
+		}
+		return nil
+	}
+	y, err := extension.YAML(objs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# Arca extension %s, namespace %s.\n# Images used:\n", Version, inst.Namespace)
+	for _, img := range images {
+		fmt.Fprintf(stdout, "#   %s\n", img)
+	}
+	_, err = stdout.Write(y)
+	return err
+}
+
+// --- show ---
+
+func newExtensionShowCommand() *cobra.Command {
+	o := &ExtensionOptions{}
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "Show the installed version, health (deployment, or the heartbeat of an out-of-cluster runner) and storage locations",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return RunExtensionShow(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	o.LocalClusterOptions.AddFlags(cmd.Flags())
+	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", extension.DefaultNamespace, "namespace of the extension")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "output format: table, json or yaml")
+	return cmd
+}
+
+// RunExtensionShow runs `arca extension show`.
+func RunExtensionShow(ctx context.Context, o *ExtensionOptions, stdout io.Writer) error {
+	if o.Output != "table" && o.Output != "json" && o.Output != "yaml" {
+		return &UsageError{fmt.Errorf("--output %q: want table, json or yaml", o.Output)}
+	}
+	cfg, err := o.config()
+	if err != nil {
+		return &UsageError{err}
+	}
+	h, err := extension.Show(ctx, cfg, o.Namespace, time.Now())
+	if err != nil {
+		return err
+	}
+	switch o.Output {
+	case "json":
+		return writeJSON(stdout, h)
+	case "yaml":
+		b, err := json.Marshal(h)
+		if err != nil {
+			return err
+		}
+		y, err := yaml.JSONToYAML(b)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(y)
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "namespace:\t%s\n", h.Namespace)
+	fmt.Fprintf(tw, "installed:\t%v\n", h.Installed)
+	if h.Installed {
+		fmt.Fprintf(tw, "version:\t%s\n", h.Version)
+		fmt.Fprintf(tw, "image:\t%s\n", h.Image)
+	}
+	fmt.Fprintf(tw, "deployment:\t%s\n", h.Deployment)
+	if h.Heartbeat != nil {
+		fmt.Fprintf(tw, "heartbeat:\t%s by %s (%s ago)\n", h.Heartbeat.UTC().Format(time.RFC3339), h.Leader, time.Since(*h.Heartbeat).Round(time.Second))
+	} else {
+		fmt.Fprintf(tw, "heartbeat:\tnone\n")
+	}
+	fmt.Fprintf(tw, "healthy:\t%v\n", h.Healthy)
+	fmt.Fprintf(tw, "crds:\t%d of 5\n", len(h.CRDs))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(h.StorageLocations) > 0 {
+		fmt.Fprintln(stdout)
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "STORAGE LOCATION\tPHASE\tURL\tMESSAGE")
+		for _, s := range h.StorageLocations {
+			url := s.URL
+			if s.ReadOnly {
+				url += " (read-only)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.Phase, url, s.Message)
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+// --- uninstall ---
+
+func newExtensionUninstallCommand() *cobra.Command {
+	o := &ExtensionOptions{}
+	var keepCRDs bool
+	cmd := &cobra.Command{
+		Use:   "uninstall",
+		Short: "Remove the extension, its RBAC, storage locations, Secrets, namespace and (unless --keep-crds) its CRDs; the repository is untouched",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return RunExtensionUninstall(cmd.Context(), o, keepCRDs, cmd.OutOrStdout())
+		},
+	}
+	o.LocalClusterOptions.AddFlags(cmd.Flags())
+	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", extension.DefaultNamespace, "namespace of the extension")
+	cmd.Flags().BoolVar(&keepCRDs, "keep-crds", false, "keep the CRDs (and so BackupJob, RestoreJob and hook objects outside the namespace)")
+	return cmd
+}
+
+// RunExtensionUninstall runs `arca extension uninstall`.
+func RunExtensionUninstall(ctx context.Context, o *ExtensionOptions, keepCRDs bool, stdout io.Writer) error {
+	cfg, err := o.config()
+	if err != nil {
+		return &UsageError{err}
+	}
+	deleted, err := extension.Uninstall(ctx, cfg, o.Namespace, keepCRDs)
+	for _, d := range deleted {
+		fmt.Fprintf(stdout, "deleted %s\n", d)
+	}
+	if err != nil {
+		return err
+	}
+	if len(deleted) == 0 {
+		fmt.Fprintf(stdout, "nothing to uninstall in namespace %s\n", o.Namespace)
+	}
+	return nil
+}
+
+// --- run ---
+
+// ExtensionRunOptions are the flags of `arca extension run`.
+type ExtensionRunOptions struct {
+	LocalClusterOptions
+	InCluster         bool
+	Namespace         string
+	MaxConcurrentJobs int
+	MetricsAddr       string
+	HealthAddr        string
+	LeaderElect       bool
+	InstallCRDs       bool
+	StatusInterval    time.Duration
+	LogFormat         string
+}
+
+func newExtensionRunCommand() *cobra.Command {
+	o := &ExtensionRunOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the extension's controller (in the cluster's Deployment, or out of the cluster against --kubeconfig)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return RunExtension(cmd.Context(), o, cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	o.LocalClusterOptions.AddFlags(fs)
+	fs.BoolVar(&o.InCluster, "in-cluster", false, "use the pod's service account (the installed Deployment)")
+	fs.StringVarP(&o.Namespace, "namespace", "n", extension.DefaultNamespace, "namespace of jobs and storage locations")
+	fs.IntVar(&o.MaxConcurrentJobs, "max-concurrent-jobs", 1, "jobs run at once")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", "address of /metrics (0 disables)")
+	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz (0 disables)")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "take the extension's Lease before running jobs, so that only one runner (pod or out-of-cluster) works; its renewals are the heartbeat `show` reports")
+	fs.BoolVar(&o.InstallCRDs, "install-crds", false, "apply the CRDs first (development clusters without an installation)")
+	fs.DurationVar(&o.StatusInterval, "status-interval", 2*time.Second, "how often a running job's status is written")
+	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+// RunExtension runs `arca extension run` until ctx ends.
+func RunExtension(ctx context.Context, o *ExtensionRunOptions, stderr io.Writer) error {
+	var h slog.Handler
+	switch o.LogFormat {
+	case "text":
+		h = slog.NewTextHandler(stderr, nil)
+	case "json":
+		h = slog.NewJSONHandler(stderr, nil)
+	default:
+		return &UsageError{fmt.Errorf("--log-format %q: want text or json", o.LogFormat)}
+	}
+	log := logr.FromSlogHandler(h)
+	ctrllog.SetLogger(log)
+	var cfg *rest.Config
+	var err error
+	if o.InCluster {
+		cfg, err = rest.InClusterConfig()
+		if err == nil {
+			cfg = kube.WithRateLimits(cfg, o.QPS, o.Burst)
+		}
+	} else {
+		cfg, err = o.config()
+	}
+	if err != nil {
+		return &UsageError{err}
+	}
+	if o.InstallCRDs {
+		if err := extension.InstallCRDs(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	log.Info("extension starting", "version", Version, "namespace", o.Namespace, "server", cfg.Host, "maxConcurrentJobs", o.MaxConcurrentJobs)
+	return extension.Run(ctx, cfg, extension.Options{
+		Namespace: o.Namespace, MaxConcurrentJobs: o.MaxConcurrentJobs, StatusInterval: o.StatusInterval,
+		MetricsAddr: o.MetricsAddr, ProbeAddr: o.HealthAddr, LeaderElection: o.LeaderElect, Log: log, Version: Version,
+	})
+}

@@ -1,0 +1,230 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/extension"
+	"github.com/arca-backup/arca/internal/testenv"
+)
+
+// TestExtensionCommands drives install, run (out of cluster, in-process),
+// a BackupJob, show, manifests, update, the Velero check and uninstall
+// against a real API server.
+func TestExtensionCommands(t *testing.T) {
+	ctx := context.Background()
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{WithoutControllerManager: true})
+	kubeconfig := cp.KubeconfigFile(t)
+	c, err := client.New(cp.Config(), client.Options{Scheme: extension.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("secret\n"), 0o600)
+	run := func(args ...string) (string, error) {
+		root := NewRootCommand()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(args)
+		err := root.ExecuteContext(ctx)
+		return out.String(), err
+	}
+	k := []string{"--kubeconfig", kubeconfig}
+	storage := "file://" + filepath.Join(dir, "repo")
+
+	if _, err := run(append([]string{"extension", "install", "--password-file", pw}, k...)...); ExitCode(err) != 2 || !strings.Contains(err.Error(), "--storage") {
+		t.Fatalf("install without --storage: %v", err)
+	}
+	out, err := run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw, "--memory-limit", "300Mi",
+		"--node-selector", "kubernetes.io/os=linux", "--tolerations", "dedicated=backup:NoSchedule"}, k...)...)
+	if err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	t.Logf("install:\n%s", out)
+	dep := &appsv1.Deployment{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-system", Name: extension.DeploymentName}, dep); err != nil {
+		t.Fatal(err)
+	}
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	if ctr.Resources.Limits.Memory().String() != "300Mi" || dep.Spec.Template.Spec.NodeSelector["kubernetes.io/os"] != "linux" ||
+		len(dep.Spec.Template.Spec.Tolerations) != 1 || dep.Spec.Template.Spec.ServiceAccountName != extension.ServiceAccountName ||
+		!strings.Contains(strings.Join(ctr.Args, " "), "--leader-elect") {
+		t.Errorf("deployment %+v", dep.Spec.Template.Spec)
+	}
+	sec := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-system", Name: extension.DefaultStorageSecret}, sec); err != nil || string(sec.Data["password"]) != "secret" {
+		t.Fatalf("secret: %v %v", err, sec.Data)
+	}
+
+	// The out-of-cluster runner, as in development and the demo.
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := runCtx(rctx, append([]string{"extension", "run", "--metrics-addr", "0", "--health-addr", "0", "--status-interval", "300ms"}, k...)...)
+		done <- err
+	}()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("extension run: %v", err)
+		}
+	}()
+	job := &v1alpha1.BackupJob{}
+	if err := yaml.UnmarshalStrict([]byte(`
+apiVersion: arca.io/v1alpha1
+kind: BackupJob
+metadata: {name: first, namespace: arca-system}
+spec: {storageLocation: default, includedNamespaces: [arca-system]}
+`), job); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !job.Status.Phase.Terminal() {
+		if time.Now().After(deadline) {
+			t.Fatalf("job not finished: %+v", job.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if job.Status.Phase != v1alpha1.JobCompleted || job.Status.RecoveryPointID == "" {
+		t.Fatalf("job: %+v", job.Status)
+	}
+
+	var h extension.Health
+	for start := time.Now(); ; {
+		out, err = run(append([]string{"extension", "show", "-o", "json"}, k...)...)
+		if err != nil {
+			t.Fatalf("show: %v", err)
+		}
+		if err := json.Unmarshal([]byte(out), &h); err != nil {
+			t.Fatalf("show output: %v\n%s", err, out)
+		}
+		if len(h.StorageLocations) == 1 && h.StorageLocations[0].Phase == "Available" && h.Heartbeat != nil || time.Since(start) > 30*time.Second {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !h.Installed || !h.Healthy || h.Heartbeat == nil || len(h.CRDs) != 5 || len(h.StorageLocations) != 1 || h.StorageLocations[0].Phase != "Available" {
+		t.Errorf("show: %s", out)
+	}
+	if out, err = run(append([]string{"extension", "show"}, k...)...); err != nil || !strings.Contains(out, "heartbeat:") || !strings.Contains(out, "default") {
+		t.Errorf("show table: %v\n%s", err, out)
+	}
+	t.Logf("show:\n%s", out)
+
+	// manifests: YAML for GitOps, every image listed.
+	out, err = run("extension", "manifests", "--storage", storage, "--image", "registry.internal/arca:1.2.3", "--storage-secret", "mine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"#   registry.internal/arca:1.2.3", "kind: CustomResourceDefinition", "kind: Deployment", "kind: ClusterRoleBinding", "kind: StorageLocation", "credentialsSecret: mine"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("manifests lack %q", want)
+		}
+	}
+	if strings.Contains(out, "kind: Secret") {
+		t.Errorf("manifests with --storage-secret include a Secret")
+	}
+	if out, err = run("extension", "manifests", "--images"); err != nil || strings.TrimSpace(out) != extension.DefaultImageRepository+":"+Version {
+		t.Errorf("manifests --images: %v %q", err, out)
+	}
+
+	// update changes only what it is told.
+	if out, err = run(append([]string{"extension", "update", "--image", "registry.internal/arca:2", "--cpu-limit", "2"}, k...)...); err != nil {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(dep), dep); err != nil {
+		t.Fatal(err)
+	}
+	ctr = dep.Spec.Template.Spec.Containers[0]
+	if ctr.Image != "registry.internal/arca:2" || ctr.Resources.Limits.Cpu().String() != "2" || ctr.Resources.Limits.Memory().String() != "300Mi" ||
+		dep.Spec.Template.Spec.NodeSelector["kubernetes.io/os"] != "linux" {
+		t.Errorf("after update: %+v", ctr)
+	}
+	loc := &v1alpha1.StorageLocation{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-system", Name: "default"}, loc); err != nil || loc.Spec.URL != storage {
+		t.Errorf("storage location after update: %v %+v", err, loc.Spec)
+	}
+
+	// Velero present: install refuses, naming what it found.
+	veleroCRD := &apiextensionsv1.CustomResourceDefinition{ObjectMeta: metav1.ObjectMeta{Name: "backups.velero.io"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{Group: "velero.io", Scope: apiextensionsv1.NamespaceScoped,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Plural: "backups", Kind: "Backup"},
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{Name: "v1", Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr.To(true)}}}}}}
+	if err := c.Create(ctx, veleroCRD); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "velero"}}); err != nil {
+		t.Fatal(err)
+	}
+	vdep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "velero", Namespace: "velero"}, Spec: appsv1.DeploymentSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "velero"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "velero"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "velero", Image: "velero/velero:v1"}}}}}}
+	if err := c.Create(ctx, vdep); err != nil {
+		t.Fatal(err)
+	}
+	_, err = run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw}, k...)...)
+	if ExitCode(err) != 2 || !strings.Contains(err.Error(), "backups.velero.io") || !strings.Contains(err.Error(), "deployment velero/velero") || !strings.Contains(err.Error(), "--allow-velero") {
+		t.Fatalf("install with Velero present: %v", err)
+	}
+	t.Logf("velero: %v", err)
+	if out, err := run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw, "--allow-velero"}, k...)...); err != nil {
+		t.Fatalf("install --allow-velero: %v\n%s", err, out)
+	}
+
+	// uninstall --keep-crds keeps the CRDs; show then reports nothing installed.
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("extension run: %v", err)
+	}
+	done <- nil
+	if out, err = run(append([]string{"extension", "uninstall", "--keep-crds"}, k...)...); err != nil {
+		t.Fatalf("uninstall: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "deleted Deployment arca-system/arca-extension") || strings.Contains(out, "CustomResourceDefinition") {
+		t.Errorf("uninstall --keep-crds:\n%s", out)
+	}
+	out, _ = run(append([]string{"extension", "show", "-o", "json"}, k...)...)
+	h = extension.Health{}
+	if err := json.Unmarshal([]byte(out), &h); err != nil || h.Installed || len(h.CRDs) != 5 {
+		t.Errorf("show after uninstall: %v %s", err, out)
+	}
+	if out, err = run(append([]string{"extension", "uninstall"}, k...)...); err != nil || !strings.Contains(out, "CustomResourceDefinition backupjobs.arca.io") {
+		t.Errorf("uninstall: %v\n%s", err, out)
+	}
+}
+
+func runCtx(ctx context.Context, args ...string) (string, error) {
+	root := NewRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
