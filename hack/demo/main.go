@@ -18,6 +18,7 @@ import (
 	"reflect"
 	"time"
 
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -169,6 +170,12 @@ func run(t testenv.T, arca, work string) error {
 			}
 			return true, nil
 		})
+	}); err != nil {
+		return err
+	}
+
+	if err := timed("verify that the PVC's data came back from its CSI snapshot", func() error {
+		return verifyVolumeFromSnapshot(ctx, cs, csi)
 	}); err != nil {
 		return err
 	}
@@ -339,6 +346,39 @@ func deploy(ctx context.Context, cs kubernetes.Interface, storageClass string) e
 		pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "shop-data", metav1.GetOptions{})
 		return err == nil && pvc.Status.Phase == corev1.ClaimBound, nil
 	})
+}
+
+// verifyVolumeFromSnapshot checks that the restored claim was provisioned
+// from a VolumeSnapshot (arca re-creates it from the recorded snapshot
+// handle) and that the driver made its new volume from that snapshot.
+func verifyVolumeFromSnapshot(ctx context.Context, cs kubernetes.Interface, csi *testenv.CSI) error {
+	pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "shop-data", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	src := pvc.Spec.DataSource
+	if src == nil || src.Kind != "VolumeSnapshot" || src.APIGroup == nil || *src.APIGroup != "snapshot.storage.k8s.io" {
+		return fmt.Errorf("restored PVC's dataSource is %+v, want a VolumeSnapshot", src)
+	}
+	pv, err := cs.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	vols, err := csi.Controller.ListVolumes(ctx, &csipb.ListVolumesRequest{})
+	if err != nil {
+		return err
+	}
+	for _, e := range vols.GetEntries() {
+		if v := e.GetVolume(); v.GetVolumeId() == pv.Spec.CSI.VolumeHandle {
+			snap := v.GetContentSource().GetSnapshot().GetSnapshotId()
+			if snap == "" {
+				return fmt.Errorf("volume %s has no snapshot content source", v.GetVolumeId())
+			}
+			fmt.Printf("    PVC %s/%s bound to %s: volume %s created from snapshot %s (VolumeSnapshot %s)\n", ns, pvc.Name, pv.Name, v.GetVolumeId(), snap, src.Name)
+			return nil
+		}
+	}
+	return fmt.Errorf("driver has no volume %s", pv.Spec.CSI.VolumeHandle)
 }
 
 func join(args []string) string {
