@@ -1,0 +1,236 @@
+// Package clusterdriver implements the vault's jobs.ClusterDriver on top of
+// the extension's custom resources: a vault job becomes a BackupJob or
+// RestoreJob in the cluster's extension namespace, and the job's status is
+// read back and mapped to the vault's job states. It reaches the cluster
+// only through a rest.Config (in production, the trusted-access identity),
+// and never imports the extension's code: the CRDs are the contract.
+package clusterdriver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// Driver starts and follows jobs in one cluster.
+type Driver struct {
+	c         client.Client
+	namespace string
+}
+
+var (
+	_ jobs.ClusterDriver = (*Driver)(nil)
+	_ jobs.Canceller     = (*Driver)(nil)
+)
+
+// New returns a driver for the extension in namespace (default arca-system)
+// of the cluster of cfg.
+func New(cfg *rest.Config, namespace string) (*Driver, error) {
+	s := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: s})
+	if err != nil {
+		return nil, err
+	}
+	if namespace == "" {
+		namespace = "arca-system"
+	}
+	return &Driver{c: c, namespace: namespace}, nil
+}
+
+var notName = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// jobName makes a resource name from a vault job ID: the same ID always
+// gives the same name, so that starting twice is harmless.
+func jobName(jobID string) string {
+	n := strings.Trim(notName.ReplaceAllString(strings.ToLower(jobID), "-"), "-")
+	if len(n) > 57 {
+		n = n[:57]
+	}
+	return "vault-" + n
+}
+
+// Refs are kind/name: backupjob/NAME or restorejob/NAME.
+func ref(kind, name string) string { return kind + "/" + name }
+
+func parseRef(r string) (kind, name string, err error) {
+	kind, name, ok := strings.Cut(r, "/")
+	if !ok || (kind != "backupjob" && kind != "restorejob") || name == "" {
+		return "", "", fmt.Errorf("cluster job reference %q: want backupjob/NAME or restorejob/NAME", r)
+	}
+	return kind, name, nil
+}
+
+// storageLocation finds the StorageLocation for the vault's storage
+// location: a StorageLocation of that name, or one whose URL it is.
+func (d *Driver) storageLocation(ctx context.Context, want string, write bool) (string, error) {
+	l := &v1alpha1.StorageLocationList{}
+	if err := d.c.List(ctx, l, client.InNamespace(d.namespace)); err != nil {
+		return "", fmt.Errorf("list storage locations in %s: %w", d.namespace, err)
+	}
+	for _, sl := range l.Items {
+		if sl.Name == want || sl.Spec.URL == want {
+			if write && sl.Spec.ReadOnly {
+				continue
+			}
+			return sl.Name, nil
+		}
+	}
+	return "", fmt.Errorf("no %sstorage location for %q in namespace %s of the cluster: install the extension with --storage %s",
+		map[bool]string{true: "writable ", false: ""}[write], want, d.namespace, want)
+}
+
+// StartBackup implements jobs.ClusterDriver.
+func (d *Driver) StartBackup(ctx context.Context, req jobs.BackupRequest) (string, error) {
+	var cfg v1alpha1.BackupConfiguration
+	if len(req.Config) > 0 {
+		if err := json.Unmarshal(req.Config, &cfg); err != nil {
+			return "", fmt.Errorf("backup configuration: %w", err)
+		}
+	}
+	loc, err := d.storageLocation(ctx, req.StorageLocation, true)
+	if err != nil {
+		return "", err
+	}
+	j := &v1alpha1.BackupJob{
+		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: map[string]string{"arca.io/vault-job": labelValue(req.JobID)}},
+		Spec: v1alpha1.BackupJobSpec{BackupConfiguration: cfg, StorageLocation: loc, RecoveryPointName: req.Instance,
+			Tags: map[string]string{"arca.io/vault": req.Vault, "arca.io/instance": req.Instance, "arca.io/job": req.JobID}},
+	}
+	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("create BackupJob %s: %w", j.Name, err)
+	}
+	return ref("backupjob", j.Name), nil
+}
+
+// StartRestore implements jobs.ClusterDriver.
+func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (string, error) {
+	var crit v1alpha1.RestoreCriteria
+	if len(req.Criteria) > 0 {
+		if err := json.Unmarshal(req.Criteria, &crit); err != nil {
+			return "", fmt.Errorf("restore criteria: %w", err)
+		}
+	}
+	if req.RecoveryPoint == nil || req.RecoveryPoint.RepoID == "" {
+		return "", fmt.Errorf("restore job %s: the recovery point has no repository ID", req.JobID)
+	}
+	loc, err := d.storageLocation(ctx, req.StorageLocation, false)
+	if err != nil {
+		return "", err
+	}
+	j := &v1alpha1.RestoreJob{
+		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: map[string]string{"arca.io/vault-job": labelValue(req.JobID)}},
+		Spec:       v1alpha1.RestoreJobSpec{RecoveryPoint: req.RecoveryPoint.RepoID, StorageLocation: loc, RestoreCriteria: crit},
+	}
+	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("create RestoreJob %s: %w", j.Name, err)
+	}
+	return ref("restorejob", j.Name), nil
+}
+
+func labelValue(s string) string {
+	v := regexp.MustCompile(`[^A-Za-z0-9._-]+`).ReplaceAllString(s, "-")
+	if len(v) > 63 {
+		v = v[:63]
+	}
+	return strings.Trim(v, "-._")
+}
+
+// JobStatus implements jobs.ClusterDriver. A job still Queued in the
+// cluster (waiting for the extension's job slot) is InProgress for the
+// vault, with a Queued sub-task.
+func (d *Driver) JobStatus(ctx context.Context, r string) (*jobs.Status, error) {
+	kind, name, err := parseRef(r)
+	if err != nil {
+		return nil, err
+	}
+	key := types.NamespacedName{Namespace: d.namespace, Name: name}
+	var st *v1alpha1.JobStatusCommon
+	var out jobs.Status
+	switch kind {
+	case "backupjob":
+		j := &v1alpha1.BackupJob{}
+		if err := d.c.Get(ctx, key, j); err != nil {
+			return nil, err
+		}
+		st = &j.Status.JobStatusCommon
+		if j.Status.RecoveryPointID != "" && (st.Phase == v1alpha1.JobCompleted || st.Phase == v1alpha1.JobCompletedWithWarnings) {
+			info := &jobs.RecoveryPointInfo{RepoID: j.Status.RecoveryPointID}
+			if st.StartTime != nil {
+				info.Time = st.StartTime.Time
+			}
+			if st.Progress != nil {
+				info.Items, info.Bytes = st.Progress.ItemsDone, st.Progress.BytesDone
+			}
+			out.RecoveryPoint = info
+		}
+	default:
+		j := &v1alpha1.RestoreJob{}
+		if err := d.c.Get(ctx, key, j); err != nil {
+			return nil, err
+		}
+		st = &j.Status.JobStatusCommon
+	}
+	out.State = vaultState(st.Phase)
+	sub := string(st.Phase)
+	if sub == "" {
+		sub = string(v1alpha1.JobQueued)
+	}
+	out.SubTasks = []store.SubTask{{Name: strings.TrimSuffix(kind, "job"), State: sub}}
+	for _, w := range st.Warnings {
+		out.Warnings = append(out.Warnings, store.Issue{Code: w.Code, Message: w.Message, Object: w.Object})
+	}
+	for _, e := range st.Errors {
+		out.Errors = append(out.Errors, store.Issue{Code: e.Code, Message: e.Message, Object: e.Object})
+	}
+	return &out, nil
+}
+
+func vaultState(p v1alpha1.JobPhase) string {
+	switch p {
+	case v1alpha1.JobCompleted:
+		return store.JobCompleted
+	case v1alpha1.JobCompletedWithWarnings:
+		return store.JobCompletedWithWarnings
+	case v1alpha1.JobFailed:
+		return store.JobFailed
+	case v1alpha1.JobCancelled:
+		return store.JobCancelled
+	}
+	return store.JobInProgress
+}
+
+// CancelJob implements jobs.Canceller: it sets spec.cancel; the extension
+// stops the job and reports Cancelled.
+func (d *Driver) CancelJob(ctx context.Context, r string) error {
+	kind, name, err := parseRef(r)
+	if err != nil {
+		return err
+	}
+	var obj client.Object = &v1alpha1.BackupJob{}
+	if kind == "restorejob" {
+		obj = &v1alpha1.RestoreJob{}
+	}
+	obj.SetNamespace(d.namespace)
+	obj.SetName(name)
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"cancel":true}}`))
+	if err := d.c.Patch(ctx, obj, patch); err != nil {
+		return fmt.Errorf("cancel %s: %w", r, err)
+	}
+	return nil
+}

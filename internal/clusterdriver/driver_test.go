@@ -1,0 +1,144 @@
+package clusterdriver_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/clusterdriver"
+	"github.com/arca-backup/arca/internal/extension"
+	"github.com/arca-backup/arca/internal/testenv"
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// TestDriver drives the extension the way the vault's job runner does:
+// start a backup (twice: harmless), follow it to Completed with a recovery
+// point, restore it with a namespace mapping, and cancel a job.
+func TestDriver(t *testing.T) {
+	ctx := context.Background()
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{WithoutControllerManager: true})
+	cfg := cp.Config()
+	if err := extension.InstallCRDs(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: extension.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"arca-system", "arca-idle", "app"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: "app"}, Data: map[string]string{"a": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	url := "file://" + filepath.Join(t.TempDir(), "repo")
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "arca-system"}, StringData: map[string]string{"password": "pw"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "arca-system"},
+		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "creds"}}); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := extension.NewManager(cfg, extension.Options{MetricsAddr: "0", ProbeAddr: "0", StatusInterval: 200 * time.Millisecond, Log: logr.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	d, err := clusterdriver.New(cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bcfg, _ := json.Marshal(v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"app"}})
+	req := jobs.BackupRequest{Vault: "v1", Instance: "inst", JobID: "Job_0001", Cluster: "c1", Config: bcfg, StorageLocation: url}
+	ref, err := d.StartBackup(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := d.StartBackup(ctx, req); err != nil || again != ref {
+		t.Fatalf("second start: %q %v (first %q)", again, err, ref)
+	}
+	st := wait(t, d, ref)
+	if st.State != store.JobCompleted || st.RecoveryPoint == nil || st.RecoveryPoint.RepoID == "" || st.RecoveryPoint.Items == 0 {
+		t.Fatalf("backup status %+v", st)
+	}
+
+	critJSON, _ := json.Marshal(v1alpha1.RestoreCriteria{IncludedNamespaces: []string{"app"}, NamespaceMappings: map[string]string{"app": "app-restored"}})
+	rref, err := d.StartRestore(ctx, jobs.RestoreRequest{Vault: "v1", JobID: "Job_0002", TargetCluster: "c1",
+		RecoveryPoint: &store.RecoveryPoint{RepoID: st.RecoveryPoint.RepoID}, StorageLocation: url, Criteria: critJSON})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rst := wait(t, d, rref); rst.State != store.JobCompleted {
+		t.Fatalf("restore status %+v", rst)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "app-restored", Name: "settings"}, &corev1.ConfigMap{}); err != nil {
+		t.Fatalf("restored object: %v", err)
+	}
+
+	// No storage location for an unknown repository: a clear error.
+	if _, err := d.StartBackup(ctx, jobs.BackupRequest{JobID: "Job_0003", StorageLocation: "s3://elsewhere"}); err == nil {
+		t.Fatal("backup into an unknown storage location started")
+	} else {
+		t.Logf("unknown storage: %v", err)
+	}
+
+	// Cancel: a driver for a namespace no extension watches; the job waits
+	// (InProgress for the vault, Queued sub-task) and carries the cancel.
+	idle, err := clusterdriver.New(cfg, "arca-idle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "arca-idle"},
+		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "creds"}}); err != nil {
+		t.Fatal(err)
+	}
+	iref, err := idle.StartBackup(ctx, jobs.BackupRequest{JobID: "Job_0004", StorageLocation: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ist, err := idle.JobStatus(ctx, iref)
+	if err != nil || ist.State != store.JobInProgress || ist.SubTasks[0].State != "Queued" {
+		t.Fatalf("waiting job: %+v %v", ist, err)
+	}
+	if err := idle.CancelJob(ctx, iref); err != nil {
+		t.Fatal(err)
+	}
+	j := &v1alpha1.BackupJob{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-idle", Name: "vault-job-0004"}, j); err != nil || !j.Spec.Cancel {
+		t.Fatalf("cancelled job %v %+v", err, j.Spec)
+	}
+}
+
+func wait(t *testing.T, d *clusterdriver.Driver, ref string) *jobs.Status {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := d.JobStatus(context.Background(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State != store.JobInProgress {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still %+v", ref, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
