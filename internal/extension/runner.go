@@ -226,13 +226,10 @@ func (x *Extension) olderWaiting(ctx context.Context, self jobKey, j job) (strin
 		}
 		return all[a].GetName() < all[b].GetName()
 	})
-	for _, o := range all {
-		if o.GetUID() == self.uid {
-			return "", nil
-		}
-		return o.GetName(), nil
+	if len(all) == 0 || all[0].GetUID() == self.uid {
+		return "", nil
 	}
-	return "", nil
+	return all[0].GetName(), nil
 }
 
 func (x *Extension) release(key jobKey) {
