@@ -30,6 +30,7 @@ func NewRootCommand() *cobra.Command {
 		newJobCommand(),
 		newExtensionCommand(),
 		newRoleCommand(),
+		newTrustedAccessCommand(),
 	)
 	return root
 }

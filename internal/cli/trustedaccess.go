@@ -1,0 +1,235 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/arca-backup/arca/internal/kube"
+	"github.com/arca-backup/arca/internal/trustedaccess"
+	"github.com/arca-backup/arca/internal/vault/client"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// ---- arca trusted-access ----
+
+func newTrustedAccessCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "trusted-access",
+		Short: "Give a vault a least-privilege identity in a cluster (run by the cluster's owner)",
+		Long: `Trusted access lets a vault create BackupJobs and RestoreJobs in the
+extension's namespace (arca-system) and read what prerequisite validation
+needs — and nothing else: no Secrets, no Pods, no other namespaces.
+
+enable checks that the kubeconfig's user is cluster-admin, creates the
+vault's service account and bindings, and registers the cluster with the
+vault: API server URL, CA and a short-lived token, which the vault renews
+itself. disable deletes them; the vault's jobs then fail with
+TrustedAccessRevoked. docs/security.md describes the model.`,
+	}
+	cmd.AddCommand(newTrustedAccessEnableCommand(), newTrustedAccessListCommand(), newTrustedAccessDisableCommand())
+	return cmd
+}
+
+// TrustedAccessOptions are the flags of trusted-access commands.
+type TrustedAccessOptions struct {
+	VaultClientOptions
+	Kubeconfig, Context string
+	Vault, Cluster      string
+	Server              string
+	TokenTTL            time.Duration
+	Unregister          bool
+}
+
+func (o *TrustedAccessOptions) kubeFlags(cmd *cobra.Command, withVault bool) {
+	fs := cmd.Flags()
+	o.VaultClientOptions.AddFlags(fs)
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "cluster-admin kubeconfig of the cluster (default: $KUBECONFIG or ~/.kube/config)")
+	fs.StringVar(&o.Context, "context", "", "kubeconfig context")
+	if withVault {
+		fs.StringVar(&o.Vault, "vault", "", "the vault given access (its identity is service account arca-system/arca-vault-<vault>)")
+		fs.StringVar(&o.Cluster, "cluster-name", "", "the cluster's name in the vault (what instances name in --cluster)")
+	}
+}
+
+func newTrustedAccessEnableCommand() *cobra.Command {
+	o := &TrustedAccessOptions{}
+	cmd := &cobra.Command{
+		Use:   "enable --kubeconfig K --vault V --cluster-name C",
+		Short: "Create the vault's identity and bindings in the cluster and register the cluster with the vault",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Vault == "" || o.Cluster == "" {
+				return &UsageError{errors.New("--vault and --cluster-name are required")}
+			}
+			vc, err := o.client()
+			if err != nil {
+				return err
+			}
+			cfg, err := kube.RESTConfig(kube.Options{Kubeconfig: o.Kubeconfig, Context: o.Context})
+			if err != nil {
+				return err
+			}
+			g, err := trustedaccess.Enable(cmd.Context(), cfg, trustedaccess.EnableOptions{Vault: o.Vault, Cluster: o.Cluster, TokenTTL: o.TokenTTL, Server: o.Server})
+			if err != nil {
+				return err
+			}
+			c, err := vc.RegisterCluster(cmd.Context(), client.ClusterRegistration{Name: g.Cluster, Server: g.Server, CAData: g.CAData,
+				Namespace: g.Namespace, ServiceAccount: g.ServiceAccount, Token: g.Token, TokenExpiresAt: &g.TokenExpiresAt})
+			if err != nil {
+				return fmt.Errorf("the cluster side is ready, but registering it with the vault failed (run enable again): %w", err)
+			}
+			w := cmd.OutOrStdout()
+			if o.Output != "table" {
+				return vaultPrint(w, o.Output, map[string]any{"cluster": c, "objects": g.Objects}, nil)
+			}
+			fmt.Fprintf(w, "trusted access enabled: vault %q → cluster %q as %s/%s\n", g.Vault, g.Cluster, g.Namespace, g.ServiceAccount)
+			for _, obj := range g.Objects {
+				fmt.Fprintf(w, "  %s\n", obj)
+			}
+			fmt.Fprintf(w, "registered with the vault: server %s, token valid until %s (the vault renews it)\n", c.Server, vaultTime(g.TokenExpiresAt))
+			return nil
+		},
+	}
+	o.kubeFlags(cmd, true)
+	cmd.Flags().DurationVar(&o.TokenTTL, "token-ttl", trustedaccess.DefaultTokenTTL, "lifetime of each token the vault holds (at least 10m)")
+	cmd.Flags().StringVar(&o.Server, "server", "", "API server URL the vault should use (default: the kubeconfig's)")
+	return cmd
+}
+
+// trustedAccessRow is one line of `trusted-access list`.
+type trustedAccessRow struct {
+	Vault          string       `json:"vault"`
+	ServiceAccount string       `json:"serviceAccount"`
+	Bindings       []string     `json:"bindings"`
+	Registered     []*regStatus `json:"registered,omitempty"`
+}
+
+type regStatus struct {
+	Cluster        string     `json:"cluster"`
+	State          string     `json:"state"`
+	TokenExpiresAt *time.Time `json:"tokenExpiresAt,omitempty"`
+}
+
+func newTrustedAccessListCommand() *cobra.Command {
+	o := &TrustedAccessOptions{}
+	cmd := &cobra.Command{
+		Use:   "list --kubeconfig K",
+		Short: "Show each vault's identity and bindings in the cluster, and token expiry as the vault sees it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := vaultCheckOutput(o.Output); err != nil {
+				return err
+			}
+			cfg, err := kube.RESTConfig(kube.Options{Kubeconfig: o.Kubeconfig, Context: o.Context})
+			if err != nil {
+				return err
+			}
+			bs, err := trustedaccess.List(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			var clusters []*store.Cluster
+			vaultNote := ""
+			if o.Token != "" {
+				vc, err := o.client()
+				if err != nil {
+					return err
+				}
+				if clusters, err = vc.ListClusters(cmd.Context()); err != nil {
+					vaultNote = "vault: " + err.Error()
+				}
+			} else {
+				vaultNote = "token expiry: pass --token (or ARCA_TOKEN) to read it from the vault"
+			}
+			rows := make([]trustedAccessRow, 0, len(bs))
+			for _, b := range bs {
+				row := trustedAccessRow{Vault: b.Vault, ServiceAccount: b.ServiceAccount, Bindings: b.Bindings}
+				for _, c := range clusters {
+					if c.Namespace+"/"+c.ServiceAccount == b.ServiceAccount {
+						row.Registered = append(row.Registered, &regStatus{Cluster: c.Name, State: c.State, TokenExpiresAt: c.TokenExpiresAt})
+					}
+				}
+				rows = append(rows, row)
+			}
+			return printTrustedAccess(cmd.OutOrStdout(), o.Output, rows, vaultNote)
+		},
+	}
+	o.kubeFlags(cmd, false)
+	return cmd
+}
+
+func printTrustedAccess(w io.Writer, format string, rows []trustedAccessRow, note string) error {
+	err := vaultPrint(w, format, map[string]any{"items": rows}, func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "VAULT\tSERVICE ACCOUNT\tBINDINGS\tCLUSTER\tSTATE\tTOKEN EXPIRES")
+		for _, r := range rows {
+			cl, state, exp := "-", "-", "-"
+			if len(r.Registered) > 0 {
+				reg := r.Registered[0]
+				cl, state = reg.Cluster, reg.State
+				if reg.TokenExpiresAt != nil {
+					exp = vaultTime(*reg.TokenExpiresAt)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Vault, r.ServiceAccount, strings.Join(r.Bindings, "; "), cl, state, exp)
+		}
+	})
+	if err == nil && format == "table" && note != "" {
+		fmt.Fprintln(w, note)
+	}
+	return err
+}
+
+func newTrustedAccessDisableCommand() *cobra.Command {
+	o := &TrustedAccessOptions{}
+	cmd := &cobra.Command{
+		Use:   "disable --kubeconfig K --vault V [--cluster-name C --unregister]",
+		Short: "Revoke a vault's access to the cluster (bindings and service account deleted; its tokens stop working)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Vault == "" {
+				return &UsageError{errors.New("--vault is required")}
+			}
+			if o.Unregister && o.Cluster == "" {
+				return &UsageError{errors.New("--unregister needs --cluster-name")}
+			}
+			cfg, err := kube.RESTConfig(kube.Options{Kubeconfig: o.Kubeconfig, Context: o.Context})
+			if err != nil {
+				return err
+			}
+			gone, err := trustedaccess.Disable(cmd.Context(), cfg, o.Vault)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "trusted access of vault %q revoked; deleted:\n", o.Vault)
+			for _, g := range gone {
+				fmt.Fprintf(w, "  %s\n", g)
+			}
+			if len(gone) == 0 {
+				fmt.Fprintln(w, "  nothing (it was not enabled)")
+			}
+			if o.Unregister {
+				vc, err := o.client()
+				if err != nil {
+					return err
+				}
+				if err := vc.DeleteCluster(cmd.Context(), o.Cluster); err != nil {
+					return fmt.Errorf("revoked in the cluster, but unregistering %q from the vault failed: %w", o.Cluster, err)
+				}
+				fmt.Fprintf(w, "cluster %q unregistered from the vault\n", o.Cluster)
+			} else {
+				fmt.Fprintln(w, "the vault keeps the registration: its jobs for this cluster fail with TrustedAccessRevoked until enable is run again")
+			}
+			return nil
+		},
+	}
+	o.kubeFlags(cmd, true)
+	cmd.Flags().BoolVar(&o.Unregister, "unregister", false, "also remove the cluster from the vault (needs --cluster-name and a vault token)")
+	return cmd
+}
