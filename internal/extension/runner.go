@@ -350,7 +350,9 @@ func (x *Extension) finishStatus(st *v1alpha1.JobStatusCommon, now metav1.Time, 
 // goroutine running a job writes its status, so no version check is needed.
 func (x *Extension) patchStatus(ctx context.Context, j job, mutate func(*v1alpha1.JobStatusCommon), apply func(job)) error {
 	cur := j.DeepCopyObject().(job)
-	if err := x.client.Get(ctx, client.ObjectKeyFromObject(j), cur); err != nil {
+	// Uncached: a merge patch computed against a stale copy would leave out
+	// fields whose new value happens to equal the stale one.
+	if err := x.api.Get(ctx, client.ObjectKeyFromObject(j), cur); err != nil {
 		return err
 	}
 	if cur.GetUID() != j.GetUID() {
