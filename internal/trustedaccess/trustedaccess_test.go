@@ -293,10 +293,10 @@ func TestDisableFailsVaultJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	j1, err = vc.GetJob(ctx, "prod", j1.ID)
-	if err != nil || j1.State != store.JobInProgress || j1.ExternalRef != "backupjobs/"+j1.ID {
+	if err != nil || j1.State != store.JobInProgress || !strings.HasPrefix(j1.ExternalRef, "backupjob/") {
 		t.Fatalf("job after start: %+v %v", j1, err)
 	}
-	bj, err := ad.Resource(backupJobs).Namespace(trustedaccess.Namespace).Get(ctx, j1.ID, metav1.GetOptions{})
+	bj, err := ad.Resource(backupJobs).Namespace(trustedaccess.Namespace).Get(ctx, strings.TrimPrefix(j1.ExternalRef, "backupjob/"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the vault's BackupJob is not in the cluster: %v", err)
 	}
