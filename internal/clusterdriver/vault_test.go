@@ -1,0 +1,125 @@
+package clusterdriver_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/clusterdriver"
+	"github.com/arca-backup/arca/internal/extension"
+	"github.com/arca-backup/arca/internal/testenv"
+	"github.com/arca-backup/arca/internal/vault/clock"
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/retention"
+	"github.com/arca-backup/arca/internal/vault/store"
+	"github.com/arca-backup/arca/internal/vault/store/sqlite"
+)
+
+// TestVaultRunnerThroughExtension: the vault's job runner, with this
+// driver, runs an on-demand backup and a restore to completion through the
+// extension on a real API server, and records the recovery point.
+func TestVaultRunnerThroughExtension(t *testing.T) {
+	ctx := context.Background()
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{WithoutControllerManager: true})
+	cfg := cp.Config()
+	if err := extension.InstallCRDs(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: extension.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"arca-system", "web"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "site", Namespace: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	url := "file://" + filepath.Join(t.TempDir(), "repo")
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "arca-system"}, StringData: map[string]string{"password": "pw"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "arca-system"},
+		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "creds"}}); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := extension.NewManager(cfg, extension.Options{MetricsAddr: "0", ProbeAddr: "0", StatusInterval: 200 * time.Millisecond, Log: logr.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "v.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	bcfg, _ := json.Marshal(v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"web"}})
+	must(st.CreateVault(ctx, &store.Vault{Name: "v"}))
+	must(st.CreatePolicy(ctx, &store.Policy{Vault: "v", Name: "p", Schedule: "R/2026-01-01T02:00:00Z/PT4H",
+		Retention: json.RawMessage(`{"default":{"duration":"P7D"}}`)}))
+	must(st.CreateInstance(ctx, &store.Instance{Vault: "v", Name: "web", Cluster: "c1", Policy: "p", Config: bcfg, StorageLocation: url}))
+	drv, err := clusterdriver.New(cfg, "")
+	must(err)
+	clk := clock.Real{}
+	r := &jobs.Runner{Store: st, Clock: clk, Drivers: jobs.DriverMap{"c1": drv}, Retention: &retention.Engine{Store: st, Clock: clk}}
+	run := func(j *store.Job) *store.Job {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			must(r.Tick(ctx))
+			got, err := st.GetJob(ctx, "v", j.ID)
+			must(err)
+			if store.JobStateTerminal(got.State) {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("vault job still %+v", got)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	bj := &store.Job{Vault: "v", Type: store.JobOnDemandBackup, Instance: "web"}
+	must(st.CreateJob(ctx, bj))
+	got := run(bj)
+	if got.State != store.JobCompleted {
+		t.Fatalf("backup job: %+v", got)
+	}
+	rp, err := st.GetRecoveryPoint(ctx, "v", jobs.RecoveryPointID(bj.ID))
+	must(err)
+	if rp.RepoID == "" || rp.Items == 0 {
+		t.Fatalf("recovery point: %+v", rp)
+	}
+
+	params, _ := json.Marshal(jobs.RestoreParams{RecoveryPoint: rp.ID, TargetCluster: "c1",
+		Criteria: json.RawMessage(`{"includedNamespaces":["web"],"namespaceMappings":{"web":"web-restored"}}`)})
+	rj := &store.Job{Vault: "v", Type: store.JobRestore, Params: params}
+	must(st.CreateJob(ctx, rj))
+	if got := run(rj); got.State != store.JobCompleted {
+		t.Fatalf("restore job: %+v", got)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "web-restored", Name: "site"}, &corev1.ConfigMap{}); err != nil {
+		t.Fatalf("restored: %v", err)
+	}
+}
