@@ -127,17 +127,21 @@ func (s *Snapshotter) SnapshotVolumes(ctx context.Context, claims []types.Namesp
 			skip(c.Namespace, c.Name, WarnExcluded, fmt.Sprintf("claim %s is annotated %s: \"true\"; its data is not backed up", c, AnnExcludeFromBackup))
 			continue
 		}
-		if pvc.Spec.VolumeName == "" || pvc.Status.Phase != corev1.ClaimBound {
+		if pvc.Spec.VolumeName == "" {
 			skip(c.Namespace, c.Name, WarnNotBound, fmt.Sprintf("claim %s is not bound to a volume (phase %s)", c, pvc.Status.Phase))
 			continue
 		}
 		pv, err := s.kube.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			skip(c.Namespace, c.Name, WarnPVNotFound, fmt.Sprintf("claim %s is bound to volume %s, which does not exist", c, pvc.Spec.VolumeName))
+			skip(c.Namespace, c.Name, WarnPVNotFound, fmt.Sprintf("claim %s names volume %s, which does not exist", c, pvc.Spec.VolumeName))
 			continue
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("read volume %s of claim %s: %w", pvc.Spec.VolumeName, c, err)
+		}
+		if pvc.Status.Phase != corev1.ClaimBound {
+			skip(c.Namespace, c.Name, WarnNotBound, fmt.Sprintf("claim %s is not bound to its volume %s (phase %s)", c, pv.Name, pvc.Status.Phase))
+			continue
 		}
 		if pv.Spec.CSI == nil {
 			skip(c.Namespace, c.Name, WarnInTreeVolume, fmt.Sprintf("volume %s of claim %s is not a CSI volume; only CSI volumes can be snapshotted", pv.Name, c))
