@@ -531,6 +531,8 @@ func RunExtension(ctx context.Context, o *ExtensionRunOptions, stderr io.Writer)
 		if err := extension.InstallCRDs(ctx, cfg); err != nil {
 			return err
 		}
+	} else if err := extension.CheckCRDs(cfg); err != nil {
+		return err
 	}
 	log.Info("extension starting", "version", Version, "namespace", o.Namespace, "server", cfg.Host, "maxConcurrentJobs", o.MaxConcurrentJobs)
 	return extension.Run(ctx, cfg, extension.Options{

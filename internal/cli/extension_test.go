@@ -50,6 +50,9 @@ func TestExtensionCommands(t *testing.T) {
 	k := []string{"--kubeconfig", kubeconfig}
 	storage := "file://" + filepath.Join(dir, "repo")
 
+	if _, err := run(append([]string{"extension", "run", "--metrics-addr", "0", "--health-addr", "0"}, k...)...); err == nil || !strings.Contains(err.Error(), "does not serve backupjobs.arca.io") {
+		t.Fatalf("run without CRDs: %v", err)
+	}
 	if _, err := run(append([]string{"extension", "install", "--password-file", pw}, k...)...); ExitCode(err) != 2 || !strings.Contains(err.Error(), "--storage") {
 		t.Fatalf("install without --storage: %v", err)
 	}

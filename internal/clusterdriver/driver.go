@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/storage/location"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -84,7 +85,7 @@ func (d *Driver) storageLocation(ctx context.Context, want string, write bool) (
 		return "", fmt.Errorf("list storage locations in %s: %w", d.namespace, err)
 	}
 	for _, sl := range l.Items {
-		if sl.Name == want || sl.Spec.URL == want {
+		if sl.Name == want || sameURL(sl.Spec.URL, want) {
 			if write && sl.Spec.ReadOnly {
 				continue
 			}
@@ -93,6 +94,17 @@ func (d *Driver) storageLocation(ctx context.Context, want string, write bool) (
 	}
 	return "", fmt.Errorf("no %sstorage location for %q in namespace %s of the cluster: install the extension with --storage %s",
 		map[bool]string{true: "writable ", false: ""}[write], want, d.namespace, want)
+}
+
+// sameURL compares repository URLs in their canonical form, so that query
+// parameter order or a trailing slash do not matter.
+func sameURL(a, b string) bool {
+	if a == b {
+		return true
+	}
+	la, err1 := location.Parse(a)
+	lb, err2 := location.Parse(b)
+	return err1 == nil && err2 == nil && la.String() == lb.String()
 }
 
 // StartBackup implements jobs.ClusterDriver.

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -602,4 +603,33 @@ func CurrentOptions(ctx context.Context, cfg *rest.Config, ns string) (InstallOp
 		return o, err
 	}
 	return o, nil
+}
+
+// CheckCRDs reports, in a sentence a person can act on, CRDs the cluster
+// does not serve.
+func CheckCRDs(cfg *rest.Config) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	rl, err := dc.ServerResourcesForGroupVersion(v1alpha1.GroupVersion.String())
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("discover %s: %w", v1alpha1.GroupVersion, err)
+	}
+	served := map[string]bool{}
+	if rl != nil {
+		for _, r := range rl.APIResources {
+			served[r.Name] = true
+		}
+	}
+	var missing []string
+	for _, r := range []string{"backupjobs", "restorejobs", "backuphooks", "restorehooks", "storagelocations"} {
+		if !served[r] {
+			missing = append(missing, r+"."+v1alpha1.GroupName)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the cluster does not serve %s: run `arca extension install`, or `arca extension run --install-crds`", strings.Join(missing, ", "))
+	}
+	return nil
 }
