@@ -194,4 +194,3 @@ func RunLocalForget(ctx context.Context, o *LocalForgetOptions, refs []string, s
 	}
 	return nil
 }
-
