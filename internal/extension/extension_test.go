@@ -162,9 +162,18 @@ spec:
 		}
 	}
 
-	// The alternate cluster: its own extension, the repository read-only.
+	// The alternate cluster: the extension installed there (the install
+	// library `arca extension install` uses) with the repository read-only,
+	// and run out of cluster.
 	b := newCluster(t, cpB, "arca-e2e")
-	b.storageLocation("source", url, true)
+	objs, err := extension.Manifests(extension.InstallOptions{Namespace: "arca-e2e", StorageURL: url, ReadOnly: true,
+		SecretData: map[string]string{v1alpha1.SecretKeyPassword: password}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := extension.Apply(context.Background(), b.cfg, objs); err != nil {
+		t.Fatal(err)
+	}
 	b.startExtension(extension.Options{})
 	b.mustApply(`
 apiVersion: arca.io/v1alpha1
@@ -172,7 +181,7 @@ kind: RestoreJob
 metadata: {name: from-a, namespace: arca-e2e}
 spec:
   recoveryPoint: latest
-  storageLocation: source
+  storageLocation: default
   includedNamespaces: [shop]
   excludedResourceTypes: [pods]
 `)
@@ -188,7 +197,7 @@ spec:
 apiVersion: arca.io/v1alpha1
 kind: BackupJob
 metadata: {name: into-ro, namespace: arca-e2e}
-spec: {storageLocation: source}
+spec: {storageLocation: default}
 `)
 	if j := b.waitBackup("into-ro", time.Minute); j.Status.Phase != v1alpha1.JobFailed || !hasCode(j.Status.Errors, v1alpha1.CodeStorageLocationReadOnly) {
 		t.Errorf("backup into read-only location: %+v", j.Status)
