@@ -146,7 +146,7 @@ func runRestore(t *testing.T, ctx context.Context, r *repo.Repository, rp *repo.
 	}
 	name := fmt.Sprintf("restore-%d", time.Now().UnixNano())
 	vr, err := volume.NewRestorer(cp.Config(), recs, volume.RestoreOptions{Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings,
-		StorageClassMappings: scm, RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: name})
+		StorageClassMappings: scm, RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: name, DryRun: crit.DryRun})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,6 +290,17 @@ func TestBackupDeleteRestoreTwoClaims(t *testing.T) {
 		if !driverSnapshots(t, ctx)[rec.SnapshotHandle] {
 			t.Fatalf("driver snapshot %s gone with the namespace", rec.SnapshotHandle)
 		}
+	}
+
+	// A dry run plans the claims from snapshots and creates nothing.
+	dry := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{DryRun: true}, nil)
+	for key, it := range itemsOf(dry, "persistentvolumeclaims") {
+		if it.Action != restore.Created {
+			t.Errorf("dry run %s: %s %s", key, it.Action, it.Reason)
+		}
+	}
+	if l, err := snaps.SnapshotV1().VolumeSnapshotContents().List(ctx, metav1.ListOptions{LabelSelector: volume.LabelManagedBy + "=arca"}); err != nil || len(l.Items) != 2 {
+		t.Errorf("dry run created contents: %v %d", err, len(l.Items))
 	}
 
 	res := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{}, nil)
