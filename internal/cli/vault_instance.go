@@ -25,7 +25,7 @@ func newInstanceCommand() *cobra.Command {
 		Short: "Manage backup instances (protection of a cluster) in a vault",
 	}
 	cmd.AddCommand(newInstanceCreateCommand(), newInstanceUpdateCommand(), newInstanceListCommand(), newInstanceShowCommand(),
-		newInstanceStopCommand(), newInstanceResumeCommand(), newInstanceDeleteCommand())
+		newInstanceStopCommand(), newInstanceResumeCommand(), newInstanceDeleteCommand(), newInstanceValidateCommand())
 	return cmd
 }
 

@@ -281,6 +281,6 @@ func newRestoreCommand() *cobra.Command {
 	fs.BoolVar(&o.WithoutVolumeData, "without-volume-data", false, "restore PVCs without their data")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "report what would be restored, write nothing")
 	fs.BoolVar(&o.Wait, "wait", false, "wait until the job finishes; exit 1 if it fails")
-	cmd.AddCommand(start)
+	cmd.AddCommand(start, newRestoreValidateCommand())
 	return cmd
 }

@@ -382,7 +382,9 @@ func TestExtensionHealth(t *testing.T) {
 		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "arca"}}}}}}
 	_, err := kc.AppsV1().Deployments("arca-system").Create(ctx, d, metav1.CreateOptions{})
 	must(t, err)
-	t.Cleanup(func() { _ = kc.AppsV1().Deployments("arca-system").Delete(ctx, "arca-extension", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = kc.AppsV1().Deployments("arca-system").Delete(ctx, "arca-extension", metav1.DeleteOptions{})
+	})
 	expect(t, prereq.ValidateBackup(ctx, e.in), "ExtensionHealthy", prereq.Failed, "ExtensionUnhealthy")
 	// Available: the status a running deployment reports.
 	cur, err := kc.AppsV1().Deployments("arca-system").Get(ctx, "arca-extension", metav1.GetOptions{})
@@ -498,7 +500,9 @@ func TestExtensionStorageLocation(t *testing.T) {
 	if !strings.Contains(c.Message, "AuthorizationFailure") {
 		t.Fatal(c.Message)
 	}
-	setStorageLocation(t, func(u *unstructured.Unstructured) { _ = unstructured.SetNestedField(u.Object, true, "spec", "readOnly") },
+	setStorageLocation(t, func(u *unstructured.Unstructured) {
+		_ = unstructured.SetNestedField(u.Object, true, "spec", "readOnly")
+	},
 		map[string]any{"phase": "Available"})
 	expect(t, prereq.ValidateBackup(ctx, e.in), "ExtensionStorageLocation", prereq.Failed, "StorageLocationReadOnly")
 	must(t, dyn.Resource(storageLocationsGVR).Namespace("arca-system").Delete(ctx, "default", metav1.DeleteOptions{}))
