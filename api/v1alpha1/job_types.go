@@ -104,6 +104,11 @@ type BackupJobSpec struct {
 	// Tags are stored with the recovery point.
 	// +optional
 	Tags map[string]string `json:"tags,omitempty"`
+	// SnapshotClasses are the snapshot location: the VolumeSnapshotClasses
+	// used for the included claims' volumes, the first one of a volume's
+	// driver wins (default: the class annotated as the driver's default).
+	// +optional
+	SnapshotClasses []string `json:"snapshotClasses,omitempty"`
 	// Cancel stops a queued or running job (phase Cancelled, no recovery point).
 	// +optional
 	Cancel bool `json:"cancel,omitempty"`
@@ -155,6 +160,9 @@ type RestoreJobSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	StorageLocation string `json:"storageLocation"`
 	RestoreCriteria `json:",inline"`
+	// StorageClassMappings rename the storage class of restored claims and volumes.
+	// +optional
+	StorageClassMappings map[string]string `json:"storageClassMappings,omitempty"`
 	// Cancel stops a queued or running job.
 	// +optional
 	Cancel bool `json:"cancel,omitempty"`

@@ -121,7 +121,7 @@ func (d *Driver) StartBackup(ctx context.Context, req jobs.BackupRequest) (strin
 	}
 	j := &v1alpha1.BackupJob{
 		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: map[string]string{"arca.io/vault-job": labelValue(req.JobID)}},
-		Spec: v1alpha1.BackupJobSpec{BackupConfiguration: cfg, StorageLocation: loc, RecoveryPointName: req.Instance,
+		Spec: v1alpha1.BackupJobSpec{BackupConfiguration: cfg, StorageLocation: loc, RecoveryPointName: req.Instance, SnapshotClasses: splitList(req.SnapshotLocation),
 			Tags: map[string]string{"arca.io/vault": req.Vault, "arca.io/instance": req.Instance, "arca.io/job": req.JobID}},
 	}
 	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -153,6 +153,18 @@ func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (str
 		return "", fmt.Errorf("create RestoreJob %s: %w", j.Name, err)
 	}
 	return ref("restorejob", j.Name), nil
+}
+
+// splitList reads the vault's snapshot location: VolumeSnapshotClass names,
+// comma-separated.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func labelValue(s string) string {

@@ -19,6 +19,7 @@ import (
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/restore"
 	"github.com/arca-backup/arca/internal/selection"
+	"github.com/arca-backup/arca/internal/volume"
 )
 
 func (x *Extension) kinds() []*kind {
@@ -118,7 +119,12 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	for k, v := range j.Spec.Tags {
 		tags[k] = v
 	}
-	prep, err := backup.Prepare(ctx, x.cfg, backup.Options{Config: cfg, Name: name, Tags: tags, Workers: x.opts.BackupWorkers, Now: x.clock.Now,
+	snaps, err := volume.NewSnapshotter(x.cfg, volume.SnapshotOptions{Classes: j.Spec.SnapshotClasses,
+		Logf: func(format string, args ...any) { x.log.Info(fmt.Sprintf(format, args...), "job", j.Namespace+"/"+j.Name) }})
+	if err != nil {
+		return failed(v1alpha1.CodeBackupFailed, "volume snapshotter: %v", err)
+	}
+	prep, err := backup.Prepare(ctx, x.cfg, backup.Options{Config: cfg, Name: name, Tags: tags, Workers: x.opts.BackupWorkers, Now: x.clock.Now, Volumes: snaps,
 		Progress: func(bp backup.Progress) { p.itemsDone.Store(bp.Items); p.bytesDone.Store(bp.Bytes) }})
 	if err != nil {
 		var ce *backup.ConfigError
@@ -203,7 +209,16 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		return failed(v1alpha1.CodeRecoveryPointNotFound, "recovery point %q in storage location %q: %v", j.Spec.RecoveryPoint, j.Spec.StorageLocation, err)
 	}
 	rpID := rp.ID.String()
-	prep, err := restore.Prepare(ctx, x.cfg, rp, r, restore.Options{Criteria: crit, Name: j.Name, Workers: x.opts.RestoreWorkers, Now: x.clock.Now,
+	recs, err := volume.Decode(rp.Volumes)
+	if err != nil {
+		return failed(v1alpha1.CodeRestoreFailed, "volume records of recovery point %s: %v", rpID[:12], err)
+	}
+	vols, err := volume.NewRestorer(x.cfg, recs, volume.RestoreOptions{Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings,
+		StorageClassMappings: j.Spec.StorageClassMappings, RecoveryPoint: restore.RecoveryPointLabel(rpID), RestoreName: j.Name, DryRun: crit.DryRun})
+	if err != nil {
+		return failed(v1alpha1.CodeRestoreFailed, "volume restorer: %v", err)
+	}
+	prep, err := restore.Prepare(ctx, x.cfg, rp, r, restore.Options{Criteria: crit, Name: j.Name, Workers: x.opts.RestoreWorkers, Now: x.clock.Now, Volumes: vols,
 		Progress: func(rp restore.Progress) { p.itemsDone.Store(rp.Done); p.itemsTotal.Store(rp.Total) }})
 	if err != nil {
 		var ce *restore.CriteriaError
