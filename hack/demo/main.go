@@ -19,6 +19,7 @@ import (
 	"time"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/arca-backup/arca/internal/testenv"
@@ -175,7 +177,7 @@ func run(t testenv.T, arca, work string) error {
 	}
 
 	if err := timed("verify that the PVC's data came back from its CSI snapshot", func() error {
-		return verifyVolumeFromSnapshot(ctx, cs, csi)
+		return verifyVolumeFromSnapshot(ctx, cp.Config(), cs, csi)
 	}); err != nil {
 		return err
 	}
@@ -351,7 +353,7 @@ func deploy(ctx context.Context, cs kubernetes.Interface, storageClass string) e
 // verifyVolumeFromSnapshot checks that the restored claim was provisioned
 // from a VolumeSnapshot (arca re-creates it from the recorded snapshot
 // handle) and that the driver made its new volume from that snapshot.
-func verifyVolumeFromSnapshot(ctx context.Context, cs kubernetes.Interface, csi *testenv.CSI) error {
+func verifyVolumeFromSnapshot(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, csi *testenv.CSI) error {
 	pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "shop-data", metav1.GetOptions{})
 	if err != nil {
 		return err
@@ -368,13 +370,42 @@ func verifyVolumeFromSnapshot(ctx context.Context, cs kubernetes.Interface, csi 
 	if err != nil {
 		return err
 	}
+	// The snapshot handle arca restored from: VolumeSnapshot → its
+	// pre-provisioned content → spec.source.snapshotHandle.
+	snaps, err := snapclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	vs, err := snaps.SnapshotV1().VolumeSnapshots(ns).Get(ctx, src.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if vs.Spec.Source.VolumeSnapshotContentName == nil {
+		return fmt.Errorf("VolumeSnapshot %s is not pre-provisioned", vs.Name)
+	}
+	content, err := snaps.SnapshotV1().VolumeSnapshotContents().Get(ctx, *vs.Spec.Source.VolumeSnapshotContentName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	handle := ptr.Deref(content.Spec.Source.SnapshotHandle, "")
+	// The mock driver reports a volume's snapshot source as the index of
+	// the snapshot in its list, not its ID.
+	list, err := csi.Controller.ListSnapshots(ctx, &csipb.ListSnapshotsRequest{})
+	if err != nil {
+		return err
+	}
 	for _, e := range vols.GetEntries() {
 		if v := e.GetVolume(); v.GetVolumeId() == pv.Spec.CSI.VolumeHandle {
-			snap := v.GetContentSource().GetSnapshot().GetSnapshotId()
-			if snap == "" {
-				return fmt.Errorf("volume %s has no snapshot content source", v.GetVolumeId())
+			idx := v.GetContentSource().GetSnapshot().GetSnapshotId()
+			var i int
+			if _, err := fmt.Sscanf(idx, "%d", &i); err != nil || i < 0 || i >= len(list.GetEntries()) {
+				return fmt.Errorf("volume %s has no snapshot content source (%q)", v.GetVolumeId(), idx)
 			}
-			fmt.Printf("    PVC %s/%s bound to %s: volume %s created from snapshot %s (VolumeSnapshot %s)\n", ns, pvc.Name, pv.Name, v.GetVolumeId(), snap, src.Name)
+			if got := list.GetEntries()[i].GetSnapshot().GetSnapshotId(); got != handle {
+				return fmt.Errorf("volume %s was created from snapshot %s, want %s", v.GetVolumeId(), got, handle)
+			}
+			fmt.Printf("    PVC %s/%s bound to %s: volume %s created from snapshot %s (VolumeSnapshot %s, content %s)\n",
+				ns, pvc.Name, pv.Name, v.GetVolumeId(), handle, vs.Name, content.Name)
 			return nil
 		}
 	}
