@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: all build tools deps lint unit test demo clean
+.PHONY: all build tools deps generate lint unit test demo clean
 
 all: build
 
@@ -17,6 +17,10 @@ deps:
 
 tools: deps
 	bash tools/build.sh
+
+# Regenerates deepcopy code and CRDs from api/v1alpha1 (controller-gen).
+generate: tools
+	bash hack/generate.sh
 
 lint: tools
 	go vet ./...

@@ -20,6 +20,9 @@ type rule struct {
 	From string
 	Not  []string
 	Why  string
+	// ProductionOnly exempts _test.go files, for rules about what a
+	// package's code may depend on where its tests must run the other side.
+	ProductionOnly bool
 }
 
 var rules = []rule{
@@ -33,6 +36,10 @@ var rules = []rule{
 		"the engine runs in the CLI, the extension and tests alike"},
 	{"internal/vault", []string{"internal/cli", "internal/extension", "internal/testenv"},
 		"the vault drives clusters only through its ClusterDriver interface"},
+	{"internal/extension", []string{"internal/vault", "internal/cli"},
+		"the extension runs in clusters that may never see a vault"},
+	{"internal/clusterdriver", []string{"internal/extension", "internal/cli"},
+		"the vault's driver speaks to clusters only through the API server", true},
 	{"api/", []string{"internal/"},
 		"API types are imported by everyone and import nobody of ours"},
 }
@@ -70,7 +77,7 @@ func TestImportRules(t *testing.T) {
 			}
 			target := strings.TrimPrefix(p, module)
 			for _, r := range rules {
-				if !strings.HasPrefix(rel, r.From) {
+				if !strings.HasPrefix(rel, r.From) || (r.ProductionOnly && strings.HasSuffix(rel, "_test.go")) {
 					continue
 				}
 				for _, not := range r.Not {
