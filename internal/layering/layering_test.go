@@ -26,22 +26,22 @@ type rule struct {
 }
 
 var rules = []rule{
-	{"internal/storage", []string{"internal/repo", "internal/backup", "internal/restore", "internal/vault", "internal/cli", "internal/extension"},
-		"storage backends know nothing of what is stored in them"},
-	{"internal/repo", []string{"internal/backup", "internal/restore", "internal/vault", "internal/cli", "internal/extension", "internal/kube"},
-		"the repository format is independent of Kubernetes and of who writes it"},
-	{"internal/backup", []string{"internal/vault", "internal/cli", "internal/extension"},
-		"the engine runs in the CLI, the extension and tests alike"},
-	{"internal/restore", []string{"internal/vault", "internal/cli", "internal/extension"},
-		"the engine runs in the CLI, the extension and tests alike"},
-	{"internal/vault", []string{"internal/cli", "internal/extension", "internal/testenv"},
-		"the vault drives clusters only through its ClusterDriver interface"},
-	{"internal/extension", []string{"internal/vault", "internal/cli"},
-		"the extension runs in clusters that may never see a vault"},
-	{"internal/clusterdriver", []string{"internal/extension", "internal/cli"},
-		"the vault's driver speaks to clusters only through the API server", true},
-	{"api/", []string{"internal/"},
-		"API types are imported by everyone and import nobody of ours"},
+	{From: "internal/storage", Not: []string{"internal/repo", "internal/backup", "internal/restore", "internal/vault", "internal/cli", "internal/extension"},
+		Why: "storage backends know nothing of what is stored in them"},
+	{From: "internal/repo", Not: []string{"internal/backup", "internal/restore", "internal/vault", "internal/cli", "internal/extension", "internal/kube"},
+		Why: "the repository format is independent of Kubernetes and of who writes it"},
+	{From: "internal/backup", Not: []string{"internal/vault", "internal/cli", "internal/extension"},
+		Why: "the engine runs in the CLI, the extension and tests alike"},
+	{From: "internal/restore", Not: []string{"internal/vault", "internal/cli", "internal/extension"},
+		Why: "the engine runs in the CLI, the extension and tests alike"},
+	{From: "internal/vault", Not: []string{"internal/cli", "internal/extension", "internal/testenv"},
+		Why: "the vault drives clusters only through its ClusterDriver interface"},
+	{From: "internal/extension", Not: []string{"internal/vault", "internal/cli"},
+		Why: "the extension runs in clusters that may never see a vault"},
+	{From: "internal/clusterdriver", Not: []string{"internal/extension", "internal/cli"},
+		Why: "the vault's driver speaks to clusters only through the API server", ProductionOnly: true},
+	{From: "api/", Not: []string{"internal/"},
+		Why: "API types are imported by everyone and import nobody of ours"},
 }
 
 func TestImportRules(t *testing.T) {
