@@ -34,6 +34,7 @@ type InstanceOptions struct {
 	PolicyScope
 	Cluster, Policy, Storage, SnapshotLocation, ConfigFile string
 	IncludeNamespaces, ExcludeNamespaces, LabelSelectors   []string
+	SkipValidation                                         bool
 }
 
 func (o *InstanceOptions) addInstanceFlags(fs *pflag.FlagSet, create bool) {
@@ -110,7 +111,7 @@ func newInstanceCreateCommand() *cobra.Command {
 				return err
 			}
 			in, err := c.CreateInstance(cmd.Context(), o.Vault, client.InstanceInput{Name: args[0], Cluster: o.Cluster, Policy: o.Policy,
-				Config: cfg, StorageLocation: o.Storage, SnapshotLocation: o.SnapshotLocation})
+				Config: cfg, StorageLocation: o.Storage, SnapshotLocation: o.SnapshotLocation, SkipValidation: o.SkipValidation})
 			if err != nil {
 				return err
 			}
@@ -118,6 +119,7 @@ func newInstanceCreateCommand() *cobra.Command {
 		},
 	}
 	o.addInstanceFlags(cmd.Flags(), true)
+	cmd.Flags().BoolVar(&o.SkipValidation, "skip-validation", false, "create even if the vault's prerequisite checks fail (see arca instance validate)")
 	return cmd
 }
 

@@ -48,6 +48,9 @@ type Cluster struct {
 	// VersionOverride replaces the version the API server reports (tests
 	// simulate an old cluster with it), e.g. "v1.20.4".
 	VersionOverride string
+	// AsVault says Config is the vault's trusted-access identity, not a
+	// person's kubeconfig: the caller-is-cluster-owner check is skipped.
+	AsVault bool
 }
 
 type clients struct {

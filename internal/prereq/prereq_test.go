@@ -2,6 +2,7 @@ package prereq_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -35,6 +36,7 @@ import (
 	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/client"
+	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/server"
 	"github.com/arca-backup/arca/internal/vault/store/sqlite"
 )
@@ -47,6 +49,7 @@ var (
 	dyn   dynamic.Interface
 	apix  apiextclient.Interface
 	vault *client.Client // admin of the test vault
+	vsrv  *server.Server
 	// mkUser returns a client of the test vault for a new principal.
 	mkUser func(principal string) *client.Client
 )
@@ -83,6 +86,7 @@ func startVault(t testenv.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler)})
+	vsrv = srv
 	ts := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	tok, _, err := server.CreateAdminToken(ctx, st, "admin", "admin")
@@ -642,4 +646,66 @@ func TestSnapshotCRDsMissing(t *testing.T) {
 		t.Fatalf("%s / %s", c.Message, c.Remedy)
 	}
 	expect(t, r, "SnapshotLocation", prereq.Skipped, "")
+}
+
+// TestVaultSideValidation: the vault validates with its own trusted-access
+// identity (read-only, no Secrets), through the API and on instance
+// creation.
+func TestVaultSideValidation(t *testing.T) {
+	e := prepare(t)
+	if _, err := vault.CreatePolicy(ctx, vaultName, client.PolicyInput{Name: "daily", Schedule: "R/2026-01-01T02:00:00Z/PT24H",
+		Retention: policy.RetentionSpec{Default: &policy.RuleSpec{Duration: "P7D"}}}); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
+		t.Fatal(err)
+	}
+	vsrv.ValidateOnCreate = true
+	t.Cleanup(func() { vsrv.ValidateOnCreate = false })
+	body := client.InstanceInput{Name: "lost", Cluster: "nowhere", Policy: "daily", StorageLocation: e.url}
+	var out map[string]any
+	_, err := vault.Do(ctx, "POST", "/api/v1/vaults/v/instances", body, &out, "")
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 422 || ce.Code != "ValidationFailed" {
+		t.Fatalf("create for an unconnected cluster: %v", err)
+	}
+	if _, err := vault.Do(ctx, "POST", "/api/v1/vaults/v/instances?skipValidation=true", body, &out, ""); err != nil {
+		t.Fatalf("skipValidation: %v", err)
+	}
+	body = client.InstanceInput{Name: "shop", Cluster: cluster, Policy: "daily", StorageLocation: e.url, SnapshotLocation: csi.SnapshotClass,
+		Config: []byte(`{"includedNamespaces":["shop"]}`)}
+	if _, err := vault.Do(ctx, "POST", "/api/v1/vaults/v/instances", body, &out, ""); err != nil {
+		t.Fatalf("create in a prepared environment: %v", err)
+	}
+	var rep struct {
+		Passed bool           `json:"passed"`
+		Checks []prereq.Check `json:"checks"`
+	}
+	if _, err := vault.Do(ctx, "POST", "/api/v1/vaults/v/instances/shop/validate", nil, &rep, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Checks {
+		if c.Result == prereq.Failed || c.Result == prereq.Warning {
+			t.Errorf("vault-side %s: %s %s %s", c.ID, c.Result, c.Code, c.Message)
+		}
+		if c.ID == "CallerClusterOwner" {
+			t.Errorf("the vault's identity is not a person: %+v", c)
+		}
+	}
+	// Revoke the extension's storage role: the vault reports it and, with
+	// assignMissingRoles, restores it.
+	as, err := vault.ListRoleAssignments(ctx, "/", "extension:"+cluster)
+	must(t, err)
+	for _, a := range as {
+		if a.Scope == trustModel(e)[3][2] {
+			must(t, vault.RemoveRoleAssignment(ctx, a.ID))
+		}
+	}
+	if _, err := vault.Do(ctx, "POST", "/api/v1/vaults/v/instances/shop/validate?assignMissingRoles=true", nil, &rep, ""); err != nil || !rep.Passed {
+		t.Fatalf("assignMissingRoles through the API: %v %+v", err, rep)
+	}
+	// A Backup Reader may not validate.
+	br := mkUser("user:bert")
+	_, err = vault.AssignRole(ctx, "user:bert", "Backup Reader", "/vaults/v")
+	must(t, err)
+	if _, err := br.Do(ctx, "POST", "/api/v1/vaults/v/instances/shop/validate", nil, &rep, ""); !errors.As(err, &ce) || ce.Status != 403 || ce.Action != "instances/validate/action" {
+		t.Fatalf("backup reader validating: %v", err)
+	}
 }

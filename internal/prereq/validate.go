@@ -59,7 +59,9 @@ func ValidateBackup(ctx context.Context, in BackupInput) *Report {
 	k.checkVelero(ctx, r)
 	k.checkStorageLocationCR(ctx, r, in.StorageLocation, true)
 	probeStorage(ctx, r, in.OpenStorage, in.StorageLocation, true)
-	k.checkCallerClusterOwner(ctx, r, in.Cluster.Name)
+	if !in.Cluster.AsVault {
+		k.checkCallerClusterOwner(ctx, r, in.Cluster.Name)
+	}
 	roleChecks(ctx, r, in.Access, in.Vault, in.Cluster.Name, in.StorageLocation, in.SnapshotLocation)
 	return r.finish()
 }
@@ -291,7 +293,9 @@ func ValidateRestore(ctx context.Context, in RestoreInput) *Report {
 	k.checkStorageLocationCR(ctx, r, in.StorageLocation, false)
 	probeStorage(ctx, r, in.OpenStorage, in.StorageLocation, false)
 	k.checkRestoreContent(ctx, r, in)
-	k.checkCallerClusterOwner(ctx, r, in.Target.Name)
+	if !in.Target.AsVault {
+		k.checkCallerClusterOwner(ctx, r, in.Target.Name)
+	}
 	if in.Access != nil {
 		ch := r.add(Check{ID: "CallerBackupContributor", Name: "you may restore from vault " + in.Vault})
 		ok, err := in.Access.CallerHasRole(ctx, RoleBackupContributor, Scope{VaultScope, in.Vault})

@@ -197,6 +197,8 @@ type InstanceInput struct {
 	Config           json.RawMessage `json:"backupConfiguration,omitempty"`
 	StorageLocation  string          `json:"storageLocation"`
 	SnapshotLocation string          `json:"snapshotLocation,omitempty"`
+	// SkipValidation creates without the vault's prerequisite checks.
+	SkipValidation bool `json:"-"`
 }
 
 func instancePath(vault, name string) string {
@@ -206,7 +208,11 @@ func instancePath(vault, name string) string {
 // CreateInstance configures protection of a cluster.
 func (c *Client) CreateInstance(ctx context.Context, vault string, in InstanceInput) (*store.Instance, error) {
 	var out store.Instance
-	_, err := c.Do(ctx, "POST", "/api/v1/vaults/"+esc(vault)+"/instances", in, &out, "")
+	path := "/api/v1/vaults/" + esc(vault) + "/instances"
+	if in.SkipValidation {
+		path += "?skipValidation=true"
+	}
+	_, err := c.Do(ctx, "POST", path, in, &out, "")
 	return &out, err
 }
 

@@ -61,6 +61,7 @@ func authorization() map[string]authz {
 		"POST " + in + "/stop-protection":   {rbac.InstancesProtect, atInstance},
 		"POST " + in + "/resume-protection": {rbac.InstancesProtect, atInstance},
 		"POST " + in + "/backup":            {rbac.InstancesBackup, atInstance},
+		"POST " + in + "/validate":          {rbac.InstancesValidate, atInstance},
 
 		"GET " + v + "/recovery-points":      {rbac.RecoveryPointsRead, atVault},
 		"GET " + v + "/recovery-points/{id}": {rbac.RecoveryPointsRead, atVault},

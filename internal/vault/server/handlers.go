@@ -435,6 +435,24 @@ func (s *Server) createInstance(w http.ResponseWriter, r *http.Request) {
 	}
 	in := &store.Instance{Vault: r.PathValue("vault"), Name: b.Name, Cluster: b.Cluster, Policy: b.Policy, Config: b.Config,
 		StorageLocation: b.StorageLocation, SnapshotLocation: b.SnapshotLocation, ProtectionState: store.ProtectionConfigured}
+	if s.ValidateOnCreate && r.URL.Query().Get("skipValidation") != "true" {
+		rep, err := s.validateBackup(r, in)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if !rep.Passed {
+			var failed []string
+			for _, c := range rep.Failures() {
+				failed = append(failed, fmt.Sprintf("%s: %s → %s", c.Code, c.Message, c.Remedy))
+			}
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": &APIError{Code: "ValidationFailed",
+				Message: fmt.Sprintf("%d prerequisite(s) not met (create with skipValidation=true, then arca instance validate shows every check): %s",
+					len(failed), strings.Join(failed, "; "))},
+				"validation": rep})
+			return
+		}
+	}
 	if err := s.Store.CreateInstance(ctx, in); err != nil {
 		writeError(w, r, err)
 		return

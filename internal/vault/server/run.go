@@ -190,6 +190,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Log.Warn("the vault has no API tokens: run `arca vault init` with the same --data-dir/--db to create the first one")
 	}
 	s, sch := New(st, o)
+	s.ValidateOnCreate = true
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return err

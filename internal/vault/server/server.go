@@ -40,6 +40,10 @@ type Server struct {
 	Retention *retention.Engine
 	Log       *slog.Logger
 	MaxBody   int64 // 0: DefaultMaxBody
+	// ValidateOnCreate runs the prerequisite checks (with the vault's
+	// trusted-access identity) when an instance is created and refuses
+	// creation when one fails, unless ?skipValidation=true. Run turns it on.
+	ValidateOnCreate bool
 
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -99,6 +103,7 @@ func (s *Server) routes() []route {
 		{"POST", in + "/stop-protection", false, s.stopProtection},
 		{"POST", in + "/resume-protection", false, s.resumeProtection},
 		{"POST", in + "/backup", false, s.backupNow},
+		{"POST", in + "/validate", false, s.validateInstanceRoute},
 
 		{"GET", v + "/recovery-points", false, s.listRecoveryPoints},
 		{"GET", v + "/recovery-points/{id}", false, s.getRecoveryPoint},

@@ -1,0 +1,153 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/prereq"
+	"github.com/arca-backup/arca/internal/trustedaccess"
+	"github.com/arca-backup/arca/internal/vault/rbac"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// storeAccess is prereq.Access over the vault's own store, for the
+// request's principal: what the CLI gets through the API, without the
+// round trips.
+type storeAccess struct {
+	s *Server
+	r *http.Request
+}
+
+func scopePath(at prereq.Scope) string {
+	switch at.Kind {
+	case prereq.VaultScope:
+		return rbac.VaultScope(at.Name)
+	case prereq.ClusterScope:
+		return rbac.ClusterScope(at.Name)
+	case prereq.StorageLocationScope:
+		return rbac.StorageScope(at.Name)
+	case prereq.SnapshotLocationScope:
+		return rbac.SnapshotScope(at.Name)
+	}
+	return "/" + at.Kind + "/" + at.Name
+}
+
+// roleGranted reports whether principal's assignments at or above scope
+// grant every action of role.
+func (a storeAccess) roleGranted(ctx context.Context, principal, role, scope string) (bool, error) {
+	need, ok := rbac.FindRole(role)
+	if !ok {
+		return false, fmt.Errorf("unknown role %q", role)
+	}
+	as, err := a.s.assignments(ctx, principal)
+	if err != nil {
+		return false, err
+	}
+	for _, act := range need.Actions {
+		if !rbac.Decide(as, principal, act, scope).Allowed {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (a storeAccess) HasRole(ctx context.Context, who prereq.Identity, role string, at prereq.Scope) (bool, error) {
+	if err := a.s.require(a.r, rbac.RoleAssignmentsRead, scopePath(at)); err != nil {
+		return false, err
+	}
+	return a.roleGranted(ctx, who.Kind+":"+who.Name, role, scopePath(at))
+}
+
+func (a storeAccess) CallerHasRole(ctx context.Context, role string, at prereq.Scope) (bool, error) {
+	return a.roleGranted(ctx, Principal(a.r.Context()), role, scopePath(at))
+}
+
+func (a storeAccess) Assign(ctx context.Context, who prereq.Identity, role string, at prereq.Scope) error {
+	scope := scopePath(at)
+	if err := a.s.require(a.r, rbac.RoleAssignmentsWrite, scope); err != nil {
+		return err
+	}
+	ra := &store.RoleAssignment{Principal: who.Kind + ":" + who.Name, Role: role, Scope: scope, CreatedBy: Principal(ctx)}
+	if err := a.s.Store.CreateRoleAssignment(ctx, ra); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+		return err
+	}
+	a.s.Log.Info("audit", "event", "roleAssigned", "principal", ra.CreatedBy, "assignee", ra.Principal, "role", ra.Role, "scope", ra.Scope, "id", ra.ID, "via", "assign-missing-roles")
+	return nil
+}
+
+func (a storeAccess) AssignCommand(who prereq.Identity, role string, at prereq.Scope) string {
+	return fmt.Sprintf("arca role assign --principal %s:%s --role %q --scope '%s'", who.Kind, who.Name, role, scopePath(at))
+}
+
+func (a storeAccess) Connection(ctx context.Context, cluster string) (*prereq.Connection, error) {
+	c, err := a.s.Store.GetCluster(ctx, cluster)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &prereq.Connection{State: c.State, Message: c.Message, Namespace: c.Namespace, ServiceAccount: c.ServiceAccount}
+	if c.TokenExpiresAt != nil {
+		s := c.TokenExpiresAt.Unix()
+		out.TokenExpiresAt = &s
+	}
+	return out, nil
+}
+
+// validateBackup checks an instance's prerequisites from the vault, with
+// the vault's trusted-access identity in the cluster. The storage probe is
+// the extension's (its StorageLocation status): the vault holds no storage
+// credentials.
+func (s *Server) validateBackup(r *http.Request, in *store.Instance) (*prereq.Report, error) {
+	ctx := r.Context()
+	target := fmt.Sprintf("instance %s/%s on cluster %s", in.Vault, in.Name, in.Cluster)
+	c, err := s.Store.GetCluster(ctx, in.Cluster)
+	if errors.Is(err, store.ErrNotFound) {
+		return prereq.NotConnected("backup", target, in.Cluster), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var cfg v1alpha1.BackupConfiguration
+	if len(in.Config) > 0 {
+		if err := json.Unmarshal(in.Config, &cfg); err != nil {
+			return nil, err
+		}
+	}
+	acc := storeAccess{s: s, r: r}
+	return prereq.ValidateBackup(ctx, prereq.BackupInput{Vault: in.Vault, Instance: in.Name,
+		Cluster: prereq.Cluster{Name: in.Cluster, Config: trustedaccess.RestConfig(c), AsVault: true}, Config: cfg,
+		StorageLocation: in.StorageLocation, SnapshotLocation: in.SnapshotLocation,
+		Access: acc, Connections: acc, Now: s.Clock.Now}), nil
+}
+
+// ValidationResult is the body of a validation response.
+type ValidationResult struct {
+	*prereq.Report
+	Assignments []prereq.Assignment `json:"assignments,omitempty"`
+}
+
+// validateInstanceRoute: POST …/instances/{instance}/validate
+// [?assignMissingRoles=true]. 200 with the report whether it passed or not.
+func (s *Server) validateInstanceRoute(w http.ResponseWriter, r *http.Request) {
+	in, err := s.Store.GetInstance(r.Context(), r.PathValue("vault"), r.PathValue("instance"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rep, err := s.validateBackup(r, in)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := ValidationResult{Report: rep}
+	if r.URL.Query().Get("assignMissingRoles") == "true" {
+		out.Assignments = prereq.AssignMissing(r.Context(), rep, storeAccess{s: s, r: r})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
