@@ -239,6 +239,11 @@ func (p *Prepared) Run(ctx context.Context, r *repo.Repository) (res *Result, er
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if !committed {
+			err = errors.Join(err, b.discardSnapshots(ctx, volumes))
+		}
+	}()
 	listed := p.opts.Now()
 
 	sort.Slice(b.trees, func(i, j int) bool {

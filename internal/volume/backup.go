@@ -158,11 +158,12 @@ func (s *Snapshotter) SnapshotVolumes(ctx context.Context, claims []types.Namesp
 
 	// Start them all, then wait for them all.
 	s.createAll(ctx, recs.BackupID, todo)
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+	if ctx.Err() == nil {
+		s.await(ctx, recs, todo)
 	}
-	s.await(ctx, recs, todo)
 	if err := ctx.Err(); err != nil {
+		// Cancelled: no recovery point will name these snapshots.
+		s.discard(ctx, recs, todo)
 		return nil, nil, err
 	}
 	for _, p := range todo {
@@ -184,7 +185,7 @@ func (s *Snapshotter) SnapshotVolumes(ctx context.Context, claims []types.Namesp
 		}
 		// A snapshot that is not in the recovery point must not linger.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		_ = s.snaps.SnapshotV1().VolumeSnapshots(ns).Delete(dctx, p.name, metav1.DeleteOptions{})
+		s.drop(dctx, ns, p.name)
 		cancel()
 	}
 	sort.Slice(recs.Snapshots, func(i, j int) bool { return recs.Snapshots[i].Key() < recs.Snapshots[j].Key() })
@@ -205,6 +206,44 @@ func (s *Snapshotter) SnapshotVolumes(ctx context.Context, claims []types.Namesp
 		return nil, nil, err
 	}
 	return data, warnings, nil
+}
+
+// discard deletes what a cancelled SnapshotVolumes made: the VolumeSnapshots
+// not yet secured and the contents already retained.
+func (s *Snapshotter) discard(ctx context.Context, recs *Records, todo []*pending) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	for _, p := range todo {
+		if p.created && !p.done {
+			s.drop(dctx, p.claim.Namespace, p.name)
+		}
+	}
+	if _, _, err := DeleteSnapshots(dctx, s.snaps, recs, DeleteOptions{}); err != nil {
+		s.opts.Logf("volume: delete the snapshots of a cancelled backup: %v", err)
+	}
+}
+
+// drop deletes a VolumeSnapshot that no recovery point will name, and its
+// driver snapshot: a content already bound to it (a Retain class would keep
+// it) is switched to deletionPolicy Delete first.
+func (s *Snapshotter) drop(ctx context.Context, ns, name string) {
+	vs, err := s.snaps.SnapshotV1().VolumeSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return
+	}
+	// snapshot-controller names a dynamic content after the snapshot's UID;
+	// the status may not name it yet.
+	content := "snapcontent-" + string(vs.UID)
+	if vs.Status != nil && vs.Status.BoundVolumeSnapshotContentName != nil {
+		content = *vs.Status.BoundVolumeSnapshotContentName
+	}
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"deletionPolicy": string(snapv1.VolumeSnapshotContentDelete)}})
+	if _, err := s.snaps.SnapshotV1().VolumeSnapshotContents().Patch(ctx, content, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "arca"}); err != nil && !apierrors.IsNotFound(err) {
+		s.opts.Logf("volume: set deletionPolicy Delete on %s: %v", content, err)
+	}
+	if err := s.snaps.SnapshotV1().VolumeSnapshots(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		s.opts.Logf("volume: delete VolumeSnapshot %s/%s: %v", ns, name, err)
+	}
 }
 
 // SelectClass picks the VolumeSnapshotClass for driver: the first of

@@ -100,3 +100,14 @@ func owns(c *snapv1.VolumeSnapshotContent, backupID string, rec Record) bool {
 	}
 	return c.Labels[LabelBackupID] == backupID
 }
+
+// DiscardSnapshots deletes the snapshots of a backup whose recovery point
+// was not written (backup.VolumeSnapshotter).
+func (s *Snapshotter) DiscardSnapshots(ctx context.Context, records json.RawMessage) error {
+	recs, err := Decode(records)
+	if err != nil {
+		return err
+	}
+	_, _, err = DeleteSnapshots(ctx, s.snaps, recs, DeleteOptions{})
+	return err
+}

@@ -25,6 +25,8 @@ import (
 	"github.com/arca-backup/arca/internal/backup"
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/restore"
+	"github.com/arca-backup/arca/internal/storage"
+	"github.com/arca-backup/arca/internal/storage/faulty"
 	"github.com/arca-backup/arca/internal/storage/mem"
 	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/volume"
@@ -603,5 +605,53 @@ func TestDecode(t *testing.T) {
 	data, _ := json.Marshal(volume.Records{Version: 99})
 	if _, err := volume.Decode(data); err == nil {
 		t.Error("newer version accepted")
+	}
+}
+
+// A backup whose recovery point cannot be written deletes the snapshots it
+// took: no retained content or driver snapshot is left that nothing names.
+func TestFailedBackupDiscardsSnapshots(t *testing.T) {
+	ctx := ctxT(t)
+	const ns = "failing"
+	createNS(t, ctx, ns)
+	createPVC(t, ctx, ns, claim("data", csi.StorageClass, "1Gi", nil))
+	waitBound(t, ctx, ns, "data")
+	be := faulty.New(mem.New())
+	r, err := repo.Init(ctx, be, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	be.Add(faulty.Fault{Op: faulty.OpSave, Type: storage.RecoveryPointFile, Nth: 1, Count: -1, Kind: faulty.Permanent})
+	before := driverSnapshots(t, ctx)
+	var ready []string
+	s, err := volume.NewSnapshotter(cp.Config(), volume.SnapshotOptions{Timeout: time.Minute, Logf: func(f string, a ...any) {
+		t.Logf(f, a...)
+		ready = append(ready, fmt.Sprintf(f, a...))
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = backup.Run(ctx, cp.Config(), r, backup.Options{Config: v1alpha1.BackupConfiguration{IncludedNamespaces: []string{ns}}, Volumes: s})
+	if err == nil {
+		t.Fatal("backup succeeded although the manifest could not be written")
+	}
+	if len(ready) != 1 {
+		t.Fatalf("snapshots taken: %v", ready)
+	}
+	l, err := snaps.SnapshotV1().VolumeSnapshotContents().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range l.Items {
+		if c.Annotations[volume.AnnSourceClaim] == ns+"/data" {
+			t.Errorf("content %s of the failed backup left behind", c.Name)
+		}
+	}
+	after := driverSnapshots(t, ctx)
+	for id := range after {
+		if !before[id] {
+			t.Errorf("driver snapshot %s of the failed backup left behind", id)
+		}
 	}
 }
