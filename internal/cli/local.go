@@ -235,6 +235,7 @@ func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr i
 		return fmt.Errorf("backup failed, no recovery point written: %w", err)
 	}
 	rp := res.RecoveryPoint
+	afterBackup(ctx, snapshotter, rp, o.Output != "json", stderr)
 	if o.Output == "json" {
 		return writeJSON(stdout, BackupOutput{ID: res.ID.String(), Name: rp.Name, Items: rp.Summary.Items, Bytes: rp.Summary.Bytes,
 			Counts: rp.Summary.Counts, Warnings: nonNil(rp.Summary.Warnings), Stats: res.Stats, Duration: time.Since(start).Round(time.Millisecond).String(),

@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
-	"github.com/arca-backup/arca/internal/backup"
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/restore"
 	"github.com/arca-backup/arca/internal/volume"
@@ -32,8 +31,25 @@ func (f *volumeBackupFlags) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "snapshot-timeout", 10*time.Minute, "how long to wait for all snapshots to become ready")
 }
 
-func (f *volumeBackupFlags) snapshotter(cfg *rest.Config) (backup.VolumeSnapshotter, error) {
+func (f *volumeBackupFlags) snapshotter(cfg *rest.Config) (*volume.Snapshotter, error) {
 	return volume.NewSnapshotter(cfg, volume.SnapshotOptions{Classes: f.classes, Timeout: f.timeout})
+}
+
+// afterBackup labels the retained snapshot contents with the new recovery
+// point and, for text output, says how many volumes were snapshotted. A
+// label that cannot be set is only reported: the records name the contents.
+func afterBackup(ctx context.Context, s *volume.Snapshotter, rp *repo.RecoveryPoint, text bool, stderr io.Writer) {
+	if len(rp.Volumes) == 0 {
+		return
+	}
+	if err := s.LabelRecoveryPoint(ctx, rp.Volumes, restore.RecoveryPointLabel(rp.ID.String())); err != nil {
+		fmt.Fprintf(stderr, "warning: %v\n", err)
+	}
+	recs, err := volume.Decode(rp.Volumes)
+	if err != nil || !text {
+		return
+	}
+	fmt.Fprintf(stderr, "%d volume snapshot(s), taken within %d ms; %d volume(s) not snapshotted\n", len(recs.Snapshots), recs.SpreadMillis, len(recs.Skipped))
 }
 
 // volumeRestoreFlags are the volume flags of `arca local restore`.

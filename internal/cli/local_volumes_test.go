@@ -94,6 +94,9 @@ func TestLocalVolumes(t *testing.T) {
 		t.Fatalf("records %+v %v", recs, err)
 	}
 	content := recs.Snapshots[0].Content
+	if c, err := snaps.SnapshotV1().VolumeSnapshotContents().Get(ctx, content, metav1.GetOptions{}); err != nil || c.Labels["arca.io/recovery-point"] != b.ID[:32] {
+		t.Errorf("content %s not labelled with the recovery point: %v %v", content, err, c.Labels)
+	}
 
 	if _, err := run(append([]string{"local", "restore", "--recovery-point", b.ID, "--namespace-mapping", "vol=vol2",
 		"--without-volume-data", "--storage-class-mapping", csi.StorageClass + "=" + csi.StorageClass}, common...)...); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -20,8 +21,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/repo"
 )
+
+const labelRecoveryPoint = v1alpha1.LabelRecoveryPoint
 
 // AnnDefaultSnapshotClass marks the default VolumeSnapshotClass of a driver.
 const AnnDefaultSnapshotClass = "snapshot.storage.kubernetes.io/is-default-class"
@@ -434,4 +438,25 @@ func newBackupID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// LabelRecoveryPoint labels the retained contents of a written recovery
+// point with arca.io/recovery-point (the label value of its ID), so that
+// `kubectl get volumesnapshotcontents -l arca.io/recovery-point=…` finds
+// them. The recovery point ID exists only once the manifest is written,
+// hence after the backup.
+func (s *Snapshotter) LabelRecoveryPoint(ctx context.Context, records json.RawMessage, label string) error {
+	recs, err := Decode(records)
+	if err != nil {
+		return err
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{labelRecoveryPoint: label}}})
+	var errs []error
+	for _, rec := range recs.Snapshots {
+		_, err := s.snaps.SnapshotV1().VolumeSnapshotContents().Patch(ctx, rec.Content, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "arca"})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("label VolumeSnapshotContent %s: %w", rec.Content, err))
+		}
+	}
+	return errors.Join(errs...)
 }
