@@ -190,9 +190,10 @@ func (k *clients) snapshotClasses(ctx context.Context) ([]snapshotClass, error) 
 // checkVolumes: every CSI driver used by PVCs in scope has a
 // VolumeSnapshotClass; in-tree volumes are listed as not protectable.
 func (k *clients) checkVolumes(ctx context.Context, r *Report, cfg *v1alpha1.BackupConfiguration, crdsOK bool) {
-	ch := r.add(Check{ID: "SnapshotClassPerDriver", Name: "a VolumeSnapshotClass for every CSI driver of PVCs in scope"})
-	tree := r.add(Check{ID: "InTreeVolumes", Name: "volumes in scope are CSI volumes"})
-	ch, tree = &r.Checks[len(r.Checks)-2], &r.Checks[len(r.Checks)-1]
+	// Both added before taking pointers: add may move the slice.
+	r.add(Check{ID: "SnapshotClassPerDriver", Name: "a VolumeSnapshotClass for every CSI driver of PVCs in scope"})
+	r.add(Check{ID: "InTreeVolumes", Name: "volumes in scope are CSI volumes"})
+	ch, tree := &r.Checks[len(r.Checks)-2], &r.Checks[len(r.Checks)-1]
 	if !cfg.Snapshots() {
 		ch.Result, ch.Message = Skipped, "snapshotVolumes is false: volumes are not snapshotted"
 		tree.Result, tree.Message = Skipped, ch.Message

@@ -313,10 +313,10 @@ func ValidateRestore(ctx context.Context, in RestoreInput) *Report {
 }
 
 func (k *clients) checkRestoreContent(ctx context.Context, r *Report, in RestoreInput) {
-	ns := r.add(Check{ID: "NamespaceConflicts", Name: "target namespaces"})
-	sc := r.add(Check{ID: "StorageClasses", Name: "storage classes of restored PVCs exist on the target"})
-	api := r.add(Check{ID: "APIVersionsServed", Name: "resource versions of the recovery point served by the target"})
-	ns, sc, api = &r.Checks[len(r.Checks)-3], &r.Checks[len(r.Checks)-2], &r.Checks[len(r.Checks)-1]
+	r.add(Check{ID: "NamespaceConflicts", Name: "target namespaces"})
+	r.add(Check{ID: "StorageClasses", Name: "storage classes of restored PVCs exist on the target"})
+	r.add(Check{ID: "APIVersionsServed", Name: "resource versions of the recovery point served by the target"})
+	ns, sc, api := &r.Checks[len(r.Checks)-3], &r.Checks[len(r.Checks)-2], &r.Checks[len(r.Checks)-1]
 	if in.Content == nil {
 		for _, c := range []*Check{ns, sc, api} {
 			c.Result, c.Message = Skipped, "recovery point content not read"

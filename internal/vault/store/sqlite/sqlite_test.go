@@ -44,3 +44,32 @@ func TestMigrationsIdempotent(t *testing.T) {
 		t.Fatalf("journal mode %q (%v), want wal", mode, err)
 	}
 }
+
+// TestMigrationGrantsExistingTokenHoldersOwner: a vault upgraded from
+// schema 1 (no role-based access, every token all-powerful) keeps its
+// token holders' power as Owner at /.
+func TestMigrationGrantsExistingTokenHoldersOwner(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "vault.db")
+	s := open(t, path)
+	for _, tok := range []*store.Token{{Name: "a", Hash: "h1", Principal: "admin"}, {Name: "b", Hash: "h2", Principal: "admin"}, {Name: "c", Hash: "h3", Principal: "ci"}} {
+		if err := s.CreateToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Back to schema 1.
+	for _, q := range []string{`DROP TABLE role_assignments`, `DROP TABLE clusters`, `DELETE FROM schema_migrations WHERE version = 2`} {
+		if _, err := s.DB().Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s = open(t, path)
+	as, err := s.ListRoleAssignments(ctx, store.RoleAssignmentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 2 || as[0].Principal != "admin" || as[1].Principal != "ci" || as[0].Role != "Owner" || as[0].Scope != "/" {
+		t.Fatalf("assignments after migration: %+v", as)
+	}
+}
