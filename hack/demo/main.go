@@ -1,20 +1,21 @@
 // Command demo is what `make demo` runs: it starts a real local cluster (etcd,
 // kube-apiserver, kube-controller-manager and the CSI snapshot stack from
 // internal/testenv), deploys a sample application, and drives the real arca
-// binary through a backup, the loss of the application, a restore, and a
-// verification that everything came back. It exits non-zero if anything is
-// missing or different after the restore.
+// binary through the product path: a vault on SQLite, the extension (run out
+// of the cluster) with a filesystem repository, trusted access, a policy and
+// a backup instance, an on-demand backup, the loss of the application, a
+// restore through the vault, and a verification that everything came back.
+// It exits non-zero if anything is missing or different after the restore.
+// --local drives `arca local backup/restore` instead (no vault, no
+// extension).
 package main
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"time"
 
@@ -22,7 +23,6 @@ import (
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -38,159 +38,17 @@ const ns = "demo-shop"
 
 func main() {
 	arca := flag.String("arca", "bin/arca", "path of the arca binary to demonstrate")
-	work := flag.String("work", "", "directory for the repository and kubeconfig (default: a new temporary directory, removed at the end)")
+	work := flag.String("work", "", "directory for the vault, repository, logs and kubeconfig (default: a new temporary directory, removed at the end)")
+	local := flag.Bool("local", false, "use `arca local backup/restore` (engine in-process) instead of the vault and the extension")
 	flag.Parse()
 
 	t, cleanup := testenv.NewMainT("demo")
-	err := run(t, *arca, *work)
+	err := run(t, *arca, *work, *local)
 	cleanup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)
 		os.Exit(1)
 	}
-}
-
-type step struct {
-	name string
-	took time.Duration
-}
-
-func run(t testenv.T, arca, work string) error {
-	ctx := context.Background()
-	var steps []step
-	timed := func(name string, f func() error) error {
-		fmt.Printf("==> %s\n", name)
-		start := time.Now()
-		err := f()
-		steps = append(steps, step{name, time.Since(start)})
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		return nil
-	}
-
-	arca, err := filepath.Abs(arca)
-	if err != nil {
-		return err
-	}
-	if work == "" {
-		if work, err = os.MkdirTemp("", "arca-demo-"); err != nil {
-			return err
-		}
-		t.Cleanup(func() { os.RemoveAll(work) })
-	}
-	repoURL := "file://" + filepath.Join(work, "repository")
-	env := append(os.Environ(), "ARCA_PASSWORD=demo-password-change-me")
-
-	var cp *testenv.ControlPlane
-	var csi *testenv.CSI
-	if err := timed("start a local cluster (etcd, kube-apiserver, kube-controller-manager, CSI snapshot stack)", func() error {
-		cp = testenv.StartControlPlane(t, testenv.ControlPlaneOptions{})
-		csi = testenv.StartCSI(t, cp)
-		return nil
-	}); err != nil {
-		return err
-	}
-	kubeconfig := cp.KubeconfigFile(t)
-	cs, err := kubernetes.NewForConfig(cp.Config())
-	if err != nil {
-		return err
-	}
-
-	var before *app
-	if err := timed("deploy the sample application into namespace "+ns, func() error {
-		if err := deploy(ctx, cs, csi.StorageClass); err != nil {
-			return err
-		}
-		before, err = capture(ctx, cs)
-		return err
-	}); err != nil {
-		return err
-	}
-
-	arcaRun := func(args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, arca, args...)
-		cmd.Env = env
-		var out bytes.Buffer
-		cmd.Stdout = &out
-		cmd.Stderr = os.Stderr
-		fmt.Printf("    $ arca %s\n", join(args))
-		err := cmd.Run()
-		return out.Bytes(), err
-	}
-
-	var rpID string
-	if err := timed("back up the namespace with `arca local backup`", func() error {
-		out, err := arcaRun("local", "backup", "--kubeconfig", kubeconfig, "--repo", repoURL,
-			"--include-namespaces", ns, "--output", "json")
-		if err != nil {
-			return err
-		}
-		var res struct {
-			ID string `json:"id"`
-		}
-		if err := json.Unmarshal(out, &res); err != nil || res.ID == "" {
-			return fmt.Errorf("backup printed no recovery point id (%v): %s", err, out)
-		}
-		rpID = res.ID
-		fmt.Printf("    recovery point %s\n", rpID)
-		return nil
-	}); err != nil {
-		return err
-	}
-
-	if err := timed("delete the application (namespace "+ns+") and wait until it is gone", func() error {
-		if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
-			return err
-		}
-		return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-			_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-			return apierrors.IsNotFound(err), nil
-		})
-	}); err != nil {
-		return err
-	}
-
-	if err := timed("restore it with `arca local restore`", func() error {
-		out, err := arcaRun("local", "restore", "--kubeconfig", kubeconfig, "--repo", repoURL,
-			"--recovery-point", rpID)
-		fmt.Print(indent(out))
-		return err
-	}); err != nil {
-		return err
-	}
-
-	if err := timed("verify that everything is back", func() error {
-		return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			after, err := capture(ctx, cs)
-			if err != nil {
-				return false, nil
-			}
-			if diff := before.diff(after); diff != "" {
-				fmt.Printf("    not yet: %s\n", diff)
-				return false, nil
-			}
-			return true, nil
-		})
-	}); err != nil {
-		return err
-	}
-
-	if err := timed("verify that the PVC's data came back from its CSI snapshot", func() error {
-		return verifyVolumeFromSnapshot(ctx, cp.Config(), cs, csi)
-	}); err != nil {
-		return err
-	}
-
-	fmt.Printf("\nArca demo: backup and restore of namespace %s verified.\n\n", ns)
-	var total time.Duration
-	for _, s := range steps {
-		fmt.Printf("  %-95s %8s\n", s.name, s.took.Round(10*time.Millisecond))
-		total += s.took
-	}
-	fmt.Printf("  %-95s %8s\n\n", "total", total.Round(10*time.Millisecond))
-	fmt.Println("Next: README.md (run against your own cluster), docs/design.md, `arca local --help`.")
-	return nil
 }
 
 // app is what the demo compares before and after: the user-visible content of
@@ -316,7 +174,7 @@ func deploy(ctx context.Context, cs kubernetes.Interface, storageClass string) e
 							ServiceAccountName: "shop",
 							Containers: []corev1.Container{{
 								Name: "web", Image: "registry.example/shop-web:1.4.2",
-								Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+								Ports:        []corev1.ContainerPort{{ContainerPort: 8080}},
 								VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
 							}},
 							Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
