@@ -587,6 +587,9 @@ func TestRestoreChecks(t *testing.T) {
 	r := prereq.ValidateRestore(ctx, in)
 	dump(t, r)
 	expect(t, r, "StorageLocation", prereq.Failed, "RepositoryNotFound")
+	expect(t, r, "RoleVaultReaderOnCluster", prereq.Passed, "")
+	expect(t, r, "RoleExtensionStorageContributor", prereq.Passed, "")
+	expect(t, r, "RoleClusterContributorOnSnapshotLocation", prereq.Skipped, "")
 	expect(t, r, "NamespaceConflicts", prereq.Warning, "NamespaceExists")
 	c := expect(t, r, "StorageClasses", prereq.Failed, "StorageClassMissing")
 	if c.Message != "PVCs name storage classes the target lacks: gold" {

@@ -296,19 +296,9 @@ func ValidateRestore(ctx context.Context, in RestoreInput) *Report {
 	if !in.Target.AsVault {
 		k.checkCallerClusterOwner(ctx, r, in.Target.Name)
 	}
-	if in.Access != nil {
-		ch := r.add(Check{ID: "CallerBackupContributor", Name: "you may restore from vault " + in.Vault})
-		ok, err := in.Access.CallerHasRole(ctx, RoleBackupContributor, Scope{VaultScope, in.Vault})
-		switch {
-		case err != nil:
-			ch.Result, ch.Code, ch.Message = Failed, "RoleCheckFailed", err.Error()
-		case !ok:
-			ch.Result, ch.Code, ch.Message = Warning, "CallerRoleMissing", "you do not hold Backup Contributor on vault "+in.Vault
-			ch.Remedy = "Backup Operator suffices to restore; otherwise ask the vault's Owner: " + in.Access.AssignCommand(Identity{Kind: "user", Name: "<you>"}, RoleBackupContributor, Scope{VaultScope, in.Vault})
-		default:
-			ch.Result, ch.Message = Passed, "held"
-		}
-	}
+	// The target's trust model: the vault reads the target cluster, the
+	// target's extension reads the storage location.
+	roleChecks(ctx, r, in.Access, in.Vault, in.Target.Name, in.StorageLocation, "")
 	return r.finish()
 }
 
