@@ -107,12 +107,20 @@ func (s *Snapshotter) SnapshotVolumes(ctx context.Context, claims []types.Namesp
 		recs.Skipped = append(recs.Skipped, Skipped{Namespace: ns, PVC: name, Code: code, Message: msg})
 		warnings = append(warnings, repo.Warning{Code: code, Object: "persistentvolumeclaims " + ns + "/" + name, Message: msg})
 	}
+	// No snapshot CRDs (NotFound) or no right to read the classes
+	// (Forbidden): no class, and every CSI claim says why.
 	classes, err := s.snaps.SnapshotV1().VolumeSnapshotClasses().List(ctx, metav1.ListOptions{})
-	if err != nil && !apierrors.IsNotFound(err) {
+	classNote := ""
+	switch {
+	case apierrors.IsNotFound(err):
+		classNote = " (the VolumeSnapshotClass API is not installed)"
+	case apierrors.IsForbidden(err):
+		classNote = " (listing VolumeSnapshotClasses is forbidden: " + err.Error() + ")"
+	case err != nil:
 		return nil, nil, fmt.Errorf("list VolumeSnapshotClasses: %w", err)
 	}
 	var classList []snapv1.VolumeSnapshotClass
-	if classes != nil {
+	if err == nil && classes != nil {
 		classList = classes.Items
 	}
 
@@ -153,8 +161,8 @@ func (s *Snapshotter) SnapshotVolumes(ctx context.Context, claims []types.Namesp
 		}
 		class := SelectClass(classList, pv.Spec.CSI.Driver, s.opts.Classes)
 		if class == "" {
-			skip(c.Namespace, c.Name, WarnNoSnapshotClass, fmt.Sprintf("no VolumeSnapshotClass for driver %s (volume %s of claim %s): configure one in the snapshot location or annotate one %s: \"true\"",
-				pv.Spec.CSI.Driver, pv.Name, c, AnnDefaultSnapshotClass))
+			skip(c.Namespace, c.Name, WarnNoSnapshotClass, fmt.Sprintf("no VolumeSnapshotClass for driver %s (volume %s of claim %s): configure one in the snapshot location or annotate one %s: \"true\"%s",
+				pv.Spec.CSI.Driver, pv.Name, c, AnnDefaultSnapshotClass, classNote))
 			continue
 		}
 		todo = append(todo, &pending{claim: pvc, pv: pv, class: class, name: snapshotName(recs.BackupID, pvc.Name)})
