@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/arca-backup/arca/internal/kube"
 	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/client"
+	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -70,6 +72,16 @@ func newTrustedAccessEnableCommand() *cobra.Command {
 			vc, err := o.client()
 			if err != nil {
 				return err
+			}
+			// Check the vault side first, so that a refused registration
+			// does not leave an identity in the cluster nobody uses.
+			scope := rbac.ClusterScope(o.Cluster)
+			perm, err := vc.MyPermissions(cmd.Context(), scope)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(perm.Actions, rbac.ClustersWrite) {
+				return fmt.Errorf("principal %q may not register clusters at %s in the vault (needs %s: Owner or Contributor there)", perm.Principal, scope, rbac.ClustersWrite)
 			}
 			cfg, err := kube.RESTConfig(kube.Options{Kubeconfig: o.Kubeconfig, Context: o.Context})
 			if err != nil {
