@@ -24,16 +24,17 @@ type Options struct {
 	Kubeconfig string // path; empty means the default loading rules ($KUBECONFIG, ~/.kube/config, in-cluster)
 	Context    string
 	// QPS and Burst bound the client's request rate. Zero means the defaults
-	// below, which are far above client-go's 5/10: a backup issues one request
-	// per page of 500 objects, and a restore one request per object, bounded
-	// by its worker count.
+	// below, far above client-go's 5/10: what protects the API server is the
+	// engines' bounded concurrency (a backup has at most Workers lists in
+	// flight, a restore at most Workers writes), so the rate limit is only a
+	// safety net and must not be what limits a restore.
 	QPS   float32
 	Burst int
 }
 
 const (
-	DefaultQPS   = 500
-	DefaultBurst = 1000
+	DefaultQPS   = 2000
+	DefaultBurst = 4000
 )
 
 // RESTConfig loads a client configuration.

@@ -107,7 +107,17 @@ type Result struct {
 	Finished      time.Time      `json:"finished"`
 	Summary       map[Action]int `json:"summary"`
 	Warnings      []Warning      `json:"warnings,omitempty"`
-	Items         []Item         `json:"items"`
+	// Tiers says how long each tier took, for tiers that had objects.
+	Tiers []TierStat `json:"tiers,omitempty"`
+	Items []Item     `json:"items"`
+}
+
+// TierStat is the duration of one restore tier.
+type TierStat struct {
+	Tier     int           `json:"tier"`
+	Types    []string      `json:"types"`
+	Items    int           `json:"items"`
+	Duration time.Duration `json:"duration"`
 }
 
 // Failures are the failed items.
@@ -285,8 +295,16 @@ func (p *Prepared) Run(ctx context.Context) (*Result, error) {
 		byTier[tier] = append(byTier[tier], t)
 	}
 	for tier, trees := range byTier {
+		tierStart, before := time.Now(), r.done.Load()
 		if err := r.tier(ctx, tier, trees); err != nil {
 			return nil, err
+		}
+		if len(trees) > 0 {
+			st := TierStat{Tier: tier, Items: int(r.done.Load() - before), Duration: time.Since(tierStart)}
+			for _, t := range trees {
+				st.Types = append(st.Types, kube.GroupResource(t.Group, t.Resource))
+			}
+			r.res.Tiers = append(r.res.Tiers, st)
 		}
 		switch tier {
 		case TierCRDs:
