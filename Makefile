@@ -23,6 +23,8 @@ generate: tools
 	bash hack/generate.sh
 
 lint: tools
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	go vet ./...
 	"$(ARCA_TOOLS_DIR)/staticcheck" ./...
 

@@ -619,7 +619,6 @@ func (b *run) warn(w repo.Warning) {
 	b.warnings = append(b.warnings, w)
 }
 
-
 // TypeKey is the key of Summary.Counts: resource.group.
 func TypeKey(group, resource string) string { return kube.GroupResource(group, resource) }
 

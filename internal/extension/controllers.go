@@ -120,7 +120,9 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 		tags[k] = v
 	}
 	snaps, err := volume.NewSnapshotter(x.cfg, volume.SnapshotOptions{Classes: j.Spec.SnapshotClasses,
-		Logf: func(format string, args ...any) { x.log.Info(fmt.Sprintf(format, args...), "job", j.Namespace+"/"+j.Name) }})
+		Logf: func(format string, args ...any) {
+			x.log.Info(fmt.Sprintf(format, args...), "job", j.Namespace+"/"+j.Name)
+		}})
 	if err != nil {
 		return failed(v1alpha1.CodeBackupFailed, "volume snapshotter: %v", err)
 	}

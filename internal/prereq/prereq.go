@@ -75,7 +75,7 @@ func NotConnected(operation, target, cluster string) *Report {
 	r := &Report{Operation: operation, Target: target}
 	r.add(Check{ID: "TrustedAccess", Name: "trusted access enabled for the vault on " + cluster, Result: Failed, Code: "TrustedAccessNotEnabled",
 		Message: "the vault has no registration for cluster " + cluster + ", so it cannot check it",
-		Remedy: fmt.Sprintf("the cluster's owner runs: arca trusted-access enable --kubeconfig <%s kubeconfig> --vault <vault> --cluster-name %s (or validate from the CLI with --kubeconfig)", cluster, cluster)})
+		Remedy:  fmt.Sprintf("the cluster's owner runs: arca trusted-access enable --kubeconfig <%s kubeconfig> --vault <vault> --cluster-name %s (or validate from the CLI with --kubeconfig)", cluster, cluster)})
 	return r.finish()
 }
 
