@@ -43,6 +43,7 @@ type demo struct {
 	env        []string
 	steps      []step
 	logs       []string // background processes' log files, shown on failure
+	explicit   bool     // one command per step instead of arca quickstart
 }
 
 func (d *demo) timed(name string, f func() error) error {
@@ -132,8 +133,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func run(t testenv.T, arca, work string, local bool) error {
-	d := &demo{ctx: context.Background(), t: t}
+func run(t testenv.T, arca, work string, local, explicit bool) error {
+	d := &demo{ctx: context.Background(), t: t, explicit: explicit}
 	err := d.run(arca, work, local)
 	if err != nil {
 		d.showLogs()
@@ -304,54 +305,16 @@ func (d *demo) vaultBackup(kubeconfig, repoURL string) (func() error, error) {
 		return nil, err
 	}
 
-	if err := d.timed("create the vault \""+vaultName+"\" and a daily policy", func() error {
-		if err := d.arcaShow("vault", "create", vaultName, "--description", "arca demo"); err != nil {
-			return err
+	if d.explicit {
+		if err := d.explicitSetup(kubeconfig, repoURL); err != nil {
+			return nil, err
 		}
-		return d.arcaShow("policy", "create", policyName, "--schedule", "0 2 * * *", "--retain-default", "P7D")
-	}); err != nil {
-		return nil, err
-	}
-
-	if err := d.timed("install the extension with a filesystem repository and run it out of the cluster", func() error {
-		if err := d.arcaShow("extension", "install", "--kubeconfig", kubeconfig, "--storage", repoURL); err != nil {
-			return err
-		}
-		// The installed Deployment has no node to run on here; the same
-		// controller runs as a local process against the cluster instead.
-		return d.background("extension", "extension", "run", "--kubeconfig", kubeconfig,
-			"--metrics-addr", "0", "--health-addr", "0", "--status-interval", "500ms")
-	}); err != nil {
-		return nil, err
-	}
-
-	if err := d.timed("enable trusted access for the vault in the cluster", func() error {
-		return d.arcaShow("trusted-access", "enable", "--kubeconfig", kubeconfig, "--vault", vaultName, "--cluster-name", clusterName)
-	}); err != nil {
-		return nil, err
-	}
-
-	if err := d.timed("assign the roles of the trust model (vault reads the cluster, extension writes the storage)", func() error {
-		if err := d.arcaShow("role", "assign", "--principal", "vault:"+vaultName, "--role", "Reader", "--scope-cluster", clusterName); err != nil {
-			return err
-		}
-		return d.arcaShow("role", "assign", "--principal", "extension:"+clusterName, "--role", "Storage Contributor", "--scope-storage", repoURL)
-	}); err != nil {
-		return nil, err
-	}
-
-	if err := d.timed("protect namespace "+ns+": create the backup instance \""+instanceName+"\" (the vault validates first)", func() error {
-		return d.arcaShow("instance", "create", instanceName, "--cluster", clusterName, "--policy", policyName,
-			"--storage", repoURL, "--include-namespaces", ns)
-	}); err != nil {
+	} else if err := d.quickstart(kubeconfig, repoURL); err != nil {
 		return nil, err
 	}
 
 	var rpID string
-	if err := d.timed("back up now through the vault and the extension", func() error {
-		if err := d.arcaShow("backup", "now", instanceName, "--wait"); err != nil {
-			return err
-		}
+	if err := d.timed("find the recovery point", func() error {
 		out, err := d.arcaRun("recovery-point", "list", "--instance", instanceName, "--output", "json")
 		if err != nil {
 			return err
@@ -416,4 +379,71 @@ func (d *demo) report(local bool) {
 	fmt.Println("  docs/design.md            how the vault, the extension and the repository fit together")
 	fmt.Println("  arca --help               every command, with examples")
 	fmt.Println("  bash hack/demo.sh --work DIR   keep the vault, repository and logs in DIR to inspect them")
+}
+
+// quickstart runs the extension out of the cluster (its installed
+// Deployment has no node here) and protects the cluster with one
+// `arca quickstart`, which ends with the first backup.
+func (d *demo) quickstart(kubeconfig, repoURL string) error {
+	if err := d.timed("run the extension out of the cluster (the Deployment has no node to run on here)", func() error {
+		return d.background("extension", "extension", "run", "--kubeconfig", kubeconfig, "--install-crds",
+			"--metrics-addr", "0", "--health-addr", "0", "--status-interval", "500ms")
+	}); err != nil {
+		return err
+	}
+	return d.timed("protect namespace "+ns+" with `arca quickstart` (ends with the first backup)", func() error {
+		return d.arcaShow("quickstart", "--kubeconfig", kubeconfig, "--storage", repoURL, "--cluster-name", clusterName,
+			"--policy", policyName, "--instance", instanceName, "--include-namespaces", ns)
+	})
+}
+
+// explicitSetup does what quickstart does, one command at a time, then
+// takes an on-demand backup.
+func (d *demo) explicitSetup(kubeconfig, repoURL string) error {
+	if err := d.timed("create the vault \""+vaultName+"\" and a daily policy", func() error {
+		if err := d.arcaShow("vault", "create", vaultName, "--description", "arca demo"); err != nil {
+			return err
+		}
+		return d.arcaShow("policy", "create", policyName, "--schedule", "0 2 * * *", "--retain-default", "P7D")
+	}); err != nil {
+		return err
+	}
+
+	if err := d.timed("install the extension with a filesystem repository and run it out of the cluster", func() error {
+		if err := d.arcaShow("extension", "install", "--kubeconfig", kubeconfig, "--storage", repoURL); err != nil {
+			return err
+		}
+		// The installed Deployment has no node to run on here; the same
+		// controller runs as a local process against the cluster instead.
+		return d.background("extension", "extension", "run", "--kubeconfig", kubeconfig,
+			"--metrics-addr", "0", "--health-addr", "0", "--status-interval", "500ms")
+	}); err != nil {
+		return err
+	}
+
+	if err := d.timed("enable trusted access for the vault in the cluster", func() error {
+		return d.arcaShow("trusted-access", "enable", "--kubeconfig", kubeconfig, "--vault", vaultName, "--cluster-name", clusterName)
+	}); err != nil {
+		return err
+	}
+
+	if err := d.timed("assign the roles of the trust model (vault reads the cluster, extension writes the storage)", func() error {
+		if err := d.arcaShow("role", "assign", "--principal", "vault:"+vaultName, "--role", "Reader", "--scope-cluster", clusterName); err != nil {
+			return err
+		}
+		return d.arcaShow("role", "assign", "--principal", "extension:"+clusterName, "--role", "Storage Contributor", "--scope-storage", repoURL)
+	}); err != nil {
+		return err
+	}
+
+	if err := d.timed("protect namespace "+ns+": create the backup instance \""+instanceName+"\" (the vault validates first)", func() error {
+		return d.arcaShow("instance", "create", instanceName, "--cluster", clusterName, "--policy", policyName,
+			"--storage", repoURL, "--include-namespaces", ns)
+	}); err != nil {
+		return err
+	}
+
+	return d.timed("back up now through the vault and the extension", func() error {
+		return d.arcaShow("backup", "now", instanceName, "--wait")
+	})
 }

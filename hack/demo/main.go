@@ -40,10 +40,11 @@ func main() {
 	arca := flag.String("arca", "bin/arca", "path of the arca binary to demonstrate")
 	work := flag.String("work", "", "directory for the vault, repository, logs and kubeconfig (default: a new temporary directory, removed at the end)")
 	local := flag.Bool("local", false, "use `arca local backup/restore` (engine in-process) instead of the vault and the extension")
+	explicit := flag.Bool("explicit", false, "set up protection one command at a time (vault create, policy create, extension install, trusted-access enable, role assign, instance create, backup now) instead of `arca quickstart`")
 	flag.Parse()
 
 	t, cleanup := testenv.NewMainT("demo")
-	err := run(t, *arca, *work, *local)
+	err := run(t, *arca, *work, *local, *explicit)
 	cleanup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)

@@ -31,6 +31,7 @@ func NewRootCommand() *cobra.Command {
 		newExtensionCommand(),
 		newRoleCommand(),
 		newTrustedAccessCommand(),
+		newQuickstartCommand(),
 	)
 	return root
 }

@@ -108,44 +108,9 @@ func newJobCommand() *cobra.Command {
 // vaultPollInterval is how often --wait and job watch poll.
 var vaultPollInterval = 2 * time.Second
 
-// vaultWaitJob polls a job until it is terminal, printing each state
-// change as a plain line, then the job. A failed or cancelled job is an
-// error (exit 1).
+// vaultWaitJob follows a job until it is terminal (progress.go).
 func vaultWaitJob(cmd *cobra.Command, c *client.Client, o *PolicyScope, j *store.Job) error {
-	out := cmd.OutOrStdout()
-	last := ""
-	for {
-		cur, err := c.GetJob(cmd.Context(), o.Vault, j.ID)
-		if err != nil {
-			return err
-		}
-		if cur.State != last {
-			if o.Output == "table" {
-				fmt.Fprintf(out, "%s job %s: %s\n", cur.Type, cur.ID, cur.State)
-			}
-			last = cur.State
-		}
-		if store.JobStateTerminal(cur.State) {
-			if o.Output != "table" {
-				if err := printJobDetail(out, o.Output, cur); err != nil {
-					return err
-				}
-			} else {
-				for _, e := range cur.Errors {
-					fmt.Fprintf(out, "  error %s: %s\n", e.Code, e.Message)
-				}
-			}
-			if cur.State == store.JobFailed || cur.State == store.JobCancelled {
-				return fmt.Errorf("job %s %s: %s", cur.ID, strings.ToLower(cur.State), vaultIssues(cur.Errors))
-			}
-			return nil
-		}
-		select {
-		case <-cmd.Context().Done():
-			return cmd.Context().Err()
-		case <-time.After(vaultPollInterval):
-		}
-	}
+	return watchJob(cmd.Context(), c, o.Vault, j.ID, cmd.OutOrStdout(), o.Output)
 }
 
 func printJobs(w io.Writer, format string, v any, js []*store.Job) error {

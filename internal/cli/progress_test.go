@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+func TestPlainProgressRenderer(t *testing.T) {
+	var buf bytes.Buffer
+	r := &plainRenderer{w: &buf, label: "job 1", every: 10 * time.Second}
+	warn := []store.Issue{{Code: "VolumeSnapshotSkipped", Message: "no snapshot class", Object: "shop/data"}}
+	r.Update(Progress{Phase: "Queued", Elapsed: time.Second})
+	r.Update(Progress{Phase: "Queued", Elapsed: 2 * time.Second}) // nothing new
+	r.Update(Progress{Phase: "InProgress", ItemsDone: 10, ItemsTotal: 40, BytesDone: 2048, BytesTotal: 8192, Elapsed: 4 * time.Second})
+	r.Update(Progress{Phase: "InProgress", ItemsDone: 20, ItemsTotal: 40, BytesDone: 4096, BytesTotal: 8192, Elapsed: 5 * time.Second, Warnings: warn}) // throttled, warning shown
+	r.Update(Progress{Phase: "InProgress", ItemsDone: 30, ItemsTotal: 40, BytesDone: 6144, BytesTotal: 8192, Elapsed: 15 * time.Second, Warnings: warn})
+	r.Done(Progress{Phase: "CompletedWithWarnings", ItemsDone: 40, ItemsTotal: 40, BytesDone: 8192, BytesTotal: 8192, Elapsed: 20 * time.Second, Warnings: warn})
+	want := `job 1: Queued  elapsed 1s
+job 1: InProgress  items 10/40  2.0 KiB/8.0 KiB  512 B/s  ETA 12s  elapsed 4s
+job 1: warning VolumeSnapshotSkipped: no snapshot class (shop/data)
+job 1: InProgress  items 30/40  6.0 KiB/8.0 KiB  409 B/s  ETA 5s  elapsed 15s
+job 1: CompletedWithWarnings  items 40/40  8.0 KiB/8.0 KiB  409 B/s  elapsed 20s
+`
+	if got := buf.String(); got != want {
+		t.Errorf("plain renderer:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestTermProgressRenderer(t *testing.T) {
+	var buf bytes.Buffer
+	r := &termRenderer{w: &buf, label: "job 1"}
+	r.Update(Progress{Phase: "InProgress", ItemsDone: 5, Elapsed: 2 * time.Second})
+	r.Update(Progress{Phase: "InProgress", ItemsDone: 6, ItemsTotal: 12, Elapsed: 3 * time.Second,
+		Warnings: []store.Issue{{Code: "HookFailed", Message: "exit 1"}}})
+	r.Done(Progress{Phase: "Completed", ItemsDone: 12, ItemsTotal: 12, Elapsed: 4 * time.Second, Warnings: []store.Issue{{Code: "HookFailed", Message: "exit 1"}}})
+	want := eraseLine + "job 1: InProgress  items 5  elapsed 2s" +
+		eraseLine + "warning HookFailed: exit 1\n" +
+		eraseLine + "job 1: InProgress  items 6/12  ETA 3s  elapsed 3s" +
+		eraseLine + "job 1: Completed  items 12/12  elapsed 4s\n"
+	if got := buf.String(); got != want {
+		t.Errorf("terminal renderer:\n%q\nwant:\n%q", got, want)
+	}
+	// One line in place: no newline except after warnings and at the end.
+	if n := strings.Count(buf.String(), "\n"); n != 2 {
+		t.Errorf("%d newlines, want 2", n)
+	}
+}
+
+func TestNewProgressRendererNotTerminal(t *testing.T) {
+	if _, ok := NewProgressRenderer(&bytes.Buffer{}, "x").(*plainRenderer); !ok {
+		t.Error("a buffer should get the plain renderer")
+	}
+}
+
+func TestJobProgress(t *testing.T) {
+	p := jobProgress(&store.Job{State: store.JobInProgress, SubTasks: []store.SubTask{{Name: "snapshots", State: store.JobCompleted}, {Name: "resources", State: store.JobInProgress}}}, time.Second)
+	if p.Phase != "InProgress (resources)" {
+		t.Errorf("phase %q", p.Phase)
+	}
+}
