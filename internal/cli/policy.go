@@ -39,7 +39,21 @@ func (o *PolicyScope) AddFlags(fs *pflag.FlagSet) {
 	if def == "" {
 		def = "default"
 	}
-	fs.StringVar(&o.Vault, "vault", def, "vault holding the policy (env ARCA_VAULT)")
+	fs.StringVar(&o.Vault, "vault", def, "vault to work in (env ARCA_VAULT; else the config context's; else default)")
+}
+
+// client applies the config context's default vault, then connects.
+func (o *PolicyScope) client() (*client.Client, error) {
+	c, err := o.VaultClientOptions.client()
+	if err != nil {
+		return nil, err
+	}
+	if o.fs != nil && !o.fs.Changed("vault") && os.Getenv("ARCA_VAULT") == "" {
+		if ctx := currentContext(); ctx != nil && ctx.Vault != "" {
+			o.Vault = ctx.Vault
+		}
+	}
+	return c, nil
 }
 
 // PolicyCreateOptions are the flags of `policy create`.

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/extension"
 	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/policy"
@@ -31,6 +32,7 @@ type QuickstartOptions struct {
 	IncludeNamespaces []string
 	SnapshotLocation  string
 	SkipInstall       bool
+	ExtensionTimeout  time.Duration
 	NoBackup          bool
 }
 
@@ -80,6 +82,7 @@ current context of the config file (arca config).`,
 	fs.StringSliceVar(&o.IncludeNamespaces, "include-namespaces", nil, "namespaces to protect (default: all)")
 	fs.StringVar(&o.SnapshotLocation, "snapshot-location", "", "VolumeSnapshotClass for volume snapshots (default: each CSI driver's default class)")
 	fs.BoolVar(&o.SkipInstall, "skip-install", false, "do not install or update the extension (it is installed already)")
+	fs.DurationVar(&o.ExtensionTimeout, "extension-timeout", 5*time.Minute, "how long to wait for the extension to become healthy")
 	fs.BoolVar(&o.NoBackup, "no-backup", false, "stop after creating the instance")
 	return cmd
 }
@@ -172,6 +175,31 @@ func RunQuickstart(ctx context.Context, o *QuickstartOptions, stdout io.Writer) 
 		}); err != nil {
 			return err
 		}
+	}
+	if err := q.do("wait until the extension is healthy (deployment available or a runner's heartbeat)", func() (string, error) {
+		deadline := time.Now().Add(o.ExtensionTimeout)
+		for {
+			h, err := extension.Show(ctx, kcfg, o.Extension.Namespace, time.Now())
+			if err == nil && h.Healthy {
+				if h.Deployment == "available" {
+					return "deployment available", nil
+				}
+				return "runner " + h.Leader + " heartbeating", nil
+			}
+			if time.Now().After(deadline) {
+				if err == nil {
+					err = fmt.Errorf("deployment %s, no fresh heartbeat", h.Deployment)
+				}
+				return "", fmt.Errorf("not healthy after %s (%w): arca extension show --kubeconfig …; kubectl -n %s get pods", o.ExtensionTimeout, err, o.Extension.Namespace)
+			}
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	}); err != nil {
+		return err
 	}
 	if err := q.do(fmt.Sprintf("trusted access for vault %q in cluster %q", o.Vault, o.Cluster), func() (string, error) {
 		g, err := trustedaccess.Enable(ctx, kcfg, trustedaccess.EnableOptions{Vault: o.Vault, Cluster: o.Cluster, TokenTTL: trustedaccess.DefaultTokenTTL})

@@ -32,6 +32,7 @@ func NewRootCommand() *cobra.Command {
 		newRoleCommand(),
 		newTrustedAccessCommand(),
 		newQuickstartCommand(),
+		newConfigCommand(),
 	)
 	return root
 }

@@ -147,6 +147,7 @@ type VaultClientOptions struct {
 	URL, Token, CACert string
 	Insecure           bool
 	Output             string
+	fs                 *pflag.FlagSet // to tell flags given from defaults (config.go)
 }
 
 // AddFlags registers the client flags; defaults come from the environment.
@@ -160,12 +161,14 @@ func (o *VaultClientOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CACert, "ca-cert", os.Getenv("ARCA_CA_CERT"), "PEM certificate to trust for the vault (env ARCA_CA_CERT); default: the local vault's generated certificate if present")
 	fs.BoolVar(&o.Insecure, "insecure-skip-tls-verify", false, "do not verify the vault's certificate (testing only)")
 	fs.StringVarP(&o.Output, "output", "o", "table", "output format: table, json or yaml")
+	o.fs = fs
 }
 
 func (o *VaultClientOptions) client() (*client.Client, error) {
 	if err := vaultCheckOutput(o.Output); err != nil {
 		return nil, err
 	}
+	o.applyContext()
 	if o.Token == "" {
 		return nil, &UsageError{errors.New("no API token: pass --token or set ARCA_TOKEN (arca vault init prints the first one)")}
 	}
