@@ -34,6 +34,7 @@ func NewRootCommand() *cobra.Command {
 		newQuickstartCommand(),
 		newConfigCommand(),
 	)
+	applyExamples(root)
 	return root
 }
 
