@@ -18,7 +18,7 @@ var examples = map[string]string{
 	"vault init": `  arca vault init                       # prints the admin token once
   arca vault init --data-dir /var/lib/arca`,
 	"vault create": `  arca vault create default --description "production clusters"`,
-	"vault list":   `  arca vault list
+	"vault list": `  arca vault list
   arca vault list -o yaml`,
 	"vault show":   `  arca vault show default -o json`,
 	"vault delete": `  arca vault delete old-vault`,
