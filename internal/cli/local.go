@@ -483,7 +483,7 @@ func newLocalListCommand() *cobra.Command {
 		},
 	}
 	o.RepoOptions.AddFlags(cmd.Flags())
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
 
@@ -502,8 +502,8 @@ type RecoveryPointOutput struct {
 
 // RunLocalList runs `arca local list`.
 func RunLocalList(ctx context.Context, o *LocalListOptions, stdout io.Writer) error {
-	if o.Output != "table" && o.Output != "json" && o.Output != "text" {
-		return &UsageError{fmt.Errorf("--output %q: want table or json", o.Output)}
+	if o.Output != "table" && o.Output != "json" && o.Output != "yaml" && o.Output != "text" {
+		return &UsageError{fmt.Errorf("--output %q: want table, json or yaml", o.Output)}
 	}
 	if o.Repo == "" {
 		return &UsageError{errors.New("--repo is required")}
@@ -517,11 +517,14 @@ func RunLocalList(ctx context.Context, o *LocalListOptions, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	if o.Output == "json" {
+	if o.Output == "json" || o.Output == "yaml" {
 		out := []RecoveryPointOutput{}
 		for _, rp := range rps {
 			out = append(out, RecoveryPointOutput{ID: rp.ID.String(), Name: rp.Name, Started: rp.Started, Finished: rp.Finished,
 				Items: rp.Summary.Items, Bytes: rp.Summary.Bytes, Source: rp.Source, Tags: rp.Tags, Warnings: nonNil(rp.Summary.Warnings)})
+		}
+		if o.Output == "yaml" {
+			return vaultPrint(stdout, "yaml", out, nil)
 		}
 		return writeJSON(stdout, out)
 	}

@@ -152,3 +152,26 @@ func TestConfigContext(t *testing.T) {
 		t.Fatalf("use-context of a missing context: %v", err)
 	}
 }
+
+// TestRepoListsTakeYAML: the repository's list and show commands accept
+// --output yaml like the vault's.
+func TestRepoListsTakeYAML(t *testing.T) {
+	t.Setenv(PasswordEnv, "pw")
+	url := "file://" + filepath.Join(t.TempDir(), "repo")
+	if out, err := runPlain("repo", "init", "--repo", url); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"repo", "stats"}, "recoveryPoints: 0"},
+		{[]string{"repo", "key", "list"}, "current: true"},
+		{[]string{"local", "list"}, "[]"},
+	} {
+		out, err := runPlain(append(c.args, "--repo", url, "-o", "yaml")...)
+		if err != nil || !strings.Contains(out, c.want) {
+			t.Errorf("arca %s -o yaml: %v\n%s", strings.Join(c.args, " "), err, out)
+		}
+	}
+}

@@ -47,6 +47,24 @@ func newRepoCommand() *cobra.Command {
 	return cmd
 }
 
+// takeYAML lets a list or show command accept --output yaml: the output
+// validates as json, and the result says to print YAML instead.
+func (o *RepoCommonOptions) takeYAML() bool {
+	if o.Output == "yaml" {
+		o.Output = "json"
+		return true
+	}
+	return false
+}
+
+// repoStructured prints v as JSON, or YAML when asked.
+func repoStructured(w io.Writer, yamlOut bool, v any) error {
+	if yamlOut {
+		return vaultPrint(w, "yaml", v, nil)
+	}
+	return repoJSON(w, v)
+}
+
 func repoJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -249,11 +267,13 @@ func newRepoStatsCommand() *cobra.Command {
 		},
 	}
 	o.addFlags(cmd.Flags())
+	cmd.Flags().Lookup("output").Usage = "output format: table, json or yaml"
 	return cmd
 }
 
 // RunRepoStats prints repository statistics.
 func RunRepoStats(ctx context.Context, o *RepoCommonOptions, stdout io.Writer) error {
+	yamlOut := o.takeYAML()
 	if err := o.validate(); err != nil {
 		return err
 	}
@@ -266,7 +286,7 @@ func RunRepoStats(ctx context.Context, o *RepoCommonOptions, stdout io.Writer) e
 		return fmt.Errorf("stats: %w", err)
 	}
 	if o.Output == "json" {
-		return repoJSON(stdout, st)
+		return repoStructured(stdout, yamlOut, st)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "recovery points\t%d\n", st.RecoveryPoints)
@@ -500,6 +520,7 @@ func newRepoKeyCommand() *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error { return RunRepoKeyList(c.Context(), list, c.OutOrStdout()) },
 	}
 	list.addFlags(listCmd.Flags())
+	listCmd.Flags().Lookup("output").Usage = "output format: table, json or yaml"
 	add := &RepoKeyOptions{}
 	addCmd := &cobra.Command{
 		Use: "add", Short: "Add a key for the password in --new-password-file", Args: cobra.NoArgs,
@@ -521,6 +542,7 @@ func newRepoKeyCommand() *cobra.Command {
 
 // RunRepoKeyList lists keys.
 func RunRepoKeyList(ctx context.Context, o *RepoKeyOptions, stdout io.Writer) error {
+	yamlOut := o.takeYAML()
 	if err := o.validate(); err != nil {
 		return err
 	}
@@ -533,7 +555,7 @@ func RunRepoKeyList(ctx context.Context, o *RepoKeyOptions, stdout io.Writer) er
 		return err
 	}
 	if o.Output == "json" {
-		return repoJSON(stdout, keys)
+		return repoStructured(stdout, yamlOut, keys)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tCREATED\tHOST\tCURRENT")

@@ -84,8 +84,9 @@ func newVaultServeCommand() *cobra.Command {
 the SQLite database and a self-signed TLS certificate generated on first start.
 Run 'arca vault init' once first to get the admin token.
 
-Cluster jobs need the extension's cluster driver, which this version does not
-have yet: backup and restore jobs fail with ClusterNotConnected.`,
+The vault runs backups and restores in clusters registered with
+'arca trusted-access enable' (through the extension installed there); jobs
+of a cluster that is not registered fail with ClusterNotConnected.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts, err := o.options(cmd.ErrOrStderr())
