@@ -271,17 +271,6 @@ func verifyVolumeFromSnapshot(ctx context.Context, cfg *rest.Config, cs kubernet
 	return fmt.Errorf("driver has no volume %s", pv.Spec.CSI.VolumeHandle)
 }
 
-func join(args []string) string {
-	var b bytes.Buffer
-	for i, a := range args {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(a)
-	}
-	return b.String()
-}
-
 func indent(out []byte) string {
 	if len(out) == 0 {
 		return ""
