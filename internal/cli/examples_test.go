@@ -94,3 +94,13 @@ func shellWords(s string) []string {
 	}
 	return words
 }
+
+// TestCompletion: cobra's generator answers for the three shells.
+func TestCompletion(t *testing.T) {
+	for shell, want := range map[string]string{"bash": "__start_arca", "zsh": "#compdef arca", "fish": "complete -c arca"} {
+		out, err := runPlain("completion", shell)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("completion %s: %v (want %q in %d bytes)", shell, err, want, len(out))
+		}
+	}
+}
