@@ -417,27 +417,35 @@ func (r *run) tier(ctx context.Context, tier int, trees []repo.ResourceTree) err
 			}
 		}()
 	}
+	// Trees are walked concurrently so that a slow type (Services wait for
+	// ClusterIP allocation) does not hold back the others of its tier.
 	var walkErr error
+	var errOnce sync.Once
+	var walkers sync.WaitGroup
 	for _, t := range trees {
-		selected := r.treeSelected(t)
-		walkErr = r.rd.WalkTree(ctx, t.Tree, func(e repo.TreeEntry) error {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if !selected || (t.Namespaced && !r.sel.Namespaces.Includes(e.Namespace)) ||
-				(t.Group == "" && t.Resource == "namespaces" && !r.sel.Namespaces.Includes(e.Name)) {
-				it := r.item(tier, t, e.Namespace, e.Name)
-				r.record(it, SkippedFiltered, "not selected by the restore criteria")
+		walkers.Add(1)
+		go func(t repo.ResourceTree) {
+			defer walkers.Done()
+			selected := r.treeSelected(t)
+			err := r.rd.WalkTree(ctx, t.Tree, func(e repo.TreeEntry) error {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if !selected || (t.Namespaced && !r.sel.Namespaces.Includes(e.Namespace)) ||
+					(t.Group == "" && t.Resource == "namespaces" && !r.sel.Namespaces.Includes(e.Name)) {
+					it := r.item(tier, t, e.Namespace, e.Name)
+					r.record(it, SkippedFiltered, "not selected by the restore criteria")
+					return nil
+				}
+				jobs <- job{t, e}
 				return nil
+			})
+			if err != nil {
+				errOnce.Do(func() { walkErr = fmt.Errorf("read tree of %s: %w", kube.GroupResource(t.Group, t.Resource), err) })
 			}
-			jobs <- job{t, e}
-			return nil
-		})
-		if walkErr != nil {
-			walkErr = fmt.Errorf("read tree of %s: %w", kube.GroupResource(t.Group, t.Resource), walkErr)
-			break
-		}
+		}(t)
 	}
+	walkers.Wait()
 	close(jobs)
 	wg.Wait()
 	if walkErr != nil {
