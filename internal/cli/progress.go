@@ -155,7 +155,8 @@ func (r *termRenderer) Done(p Progress) {
 }
 
 // jobProgress turns a vault job into a Progress: its state, the running
-// sub-task, and its warnings.
+// sub-task, its items and bytes as the cluster reported them, and its
+// warnings.
 func jobProgress(j *store.Job, elapsed time.Duration) Progress {
 	phase := j.State
 	for _, s := range j.SubTasks {
@@ -164,7 +165,11 @@ func jobProgress(j *store.Job, elapsed time.Duration) Progress {
 			break
 		}
 	}
-	return Progress{Phase: phase, Elapsed: elapsed, Warnings: j.Warnings}
+	p := Progress{Phase: phase, Elapsed: elapsed, Warnings: j.Warnings}
+	if jp := j.Progress; jp != nil {
+		p.ItemsDone, p.ItemsTotal, p.BytesDone, p.BytesTotal = jp.ItemsDone, jp.ItemsTotal, jp.BytesDone, jp.BytesTotal
+	}
+	return p
 }
 
 // watchJob polls a job until it is terminal, showing progress on out for

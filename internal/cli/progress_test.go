@@ -61,4 +61,11 @@ func TestJobProgress(t *testing.T) {
 	if p.Phase != "InProgress (resources)" {
 		t.Errorf("phase %q", p.Phase)
 	}
+	p = jobProgress(&store.Job{State: store.JobInProgress, Progress: &store.JobProgress{ItemsDone: 3, ItemsTotal: 8, BytesDone: 1024, BytesTotal: 4096}}, 2*time.Second)
+	if p.ItemsDone != 3 || p.ItemsTotal != 8 || p.BytesDone != 1024 || p.BytesTotal != 4096 {
+		t.Errorf("progress from the vault job: %+v", p)
+	}
+	if got := p.counts(); !strings.Contains(got, "items 3/8") || !strings.Contains(got, "1.0 KiB/4.0 KiB") {
+		t.Errorf("counts %q", got)
+	}
 }

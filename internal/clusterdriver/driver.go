@@ -203,12 +203,14 @@ func (d *Driver) JobStatus(ctx context.Context, r string) (*jobs.Status, error) 
 			}
 			out.RecoveryPoint = info
 		}
+		out.Progress = progress(st.Progress, j.Status.Counts)
 	default:
 		j := &v1alpha1.RestoreJob{}
 		if err := d.c.Get(ctx, key, j); err != nil {
 			return nil, err
 		}
 		st = &j.Status.JobStatusCommon
+		out.Progress = progress(st.Progress, j.Status.Results)
 	}
 	out.State = vaultState(st.Phase)
 	sub := string(st.Phase)
@@ -223,6 +225,25 @@ func (d *Driver) JobStatus(ctx context.Context, r string) (*jobs.Status, error) 
 		out.Errors = append(out.Errors, store.Issue{Code: e.Code, Message: e.Message, Object: e.Object})
 	}
 	return &out, nil
+}
+
+// progress maps a cluster job's progress and counts (a backup's objects
+// per resource type, a restore's objects per action) to the vault's.
+func progress(p *v1alpha1.JobProgress, counts map[string]int64) *store.JobProgress {
+	if p == nil && len(counts) == 0 {
+		return nil
+	}
+	out := &store.JobProgress{}
+	if p != nil {
+		out.ItemsDone, out.ItemsTotal, out.BytesDone, out.BytesTotal = p.ItemsDone, p.ItemsTotal, p.BytesDone, p.BytesTotal
+	}
+	if len(counts) > 0 {
+		out.Counts = make(map[string]int64, len(counts))
+		for k, v := range counts {
+			out.Counts[k] = v
+		}
+	}
+	return out
 }
 
 func vaultState(p v1alpha1.JobPhase) string {

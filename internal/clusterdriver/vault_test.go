@@ -111,13 +111,20 @@ func TestVaultRunnerThroughExtension(t *testing.T) {
 	if rp.RepoID == "" || rp.Items == 0 {
 		t.Fatalf("recovery point: %+v", rp)
 	}
+	if p := got.Progress; p == nil || p.ItemsDone != rp.Items || p.Counts["configmaps"] == 0 {
+		t.Fatalf("backup job progress %+v, recovery point items %d", got.Progress, rp.Items)
+	}
 
 	params, _ := json.Marshal(jobs.RestoreParams{RecoveryPoint: rp.ID, TargetCluster: "c1",
 		Criteria: json.RawMessage(`{"includedNamespaces":["web"],"namespaceMappings":{"web":"web-restored"}}`)})
 	rj := &store.Job{Vault: "v", Type: store.JobRestore, Params: params}
 	must(st.CreateJob(ctx, rj))
-	if got := run(rj); got.State != store.JobCompleted {
-		t.Fatalf("restore job: %+v", got)
+	rgot := run(rj)
+	if rgot.State != store.JobCompleted {
+		t.Fatalf("restore job: %+v", rgot)
+	}
+	if p := rgot.Progress; p == nil || p.Counts["Created"] == 0 {
+		t.Fatalf("restore job progress %+v", rgot.Progress)
 	}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "web-restored", Name: "site"}, &corev1.ConfigMap{}); err != nil {
 		t.Fatalf("restored: %v", err)

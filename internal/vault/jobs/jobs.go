@@ -67,6 +67,8 @@ type Status struct {
 	SubTasks []store.SubTask
 	Warnings []store.Issue
 	Errors   []store.Issue
+	// Progress is the cluster job's progress, when it reports any.
+	Progress *store.JobProgress
 	// RecoveryPoint is set when a backup completed.
 	RecoveryPoint *RecoveryPointInfo
 }
@@ -385,6 +387,9 @@ func (r *Runner) poll(ctx context.Context, j *store.Job) error {
 	}
 	delete(r.failingSince, j.ID)
 	j.SubTasks, j.Warnings = st.SubTasks, mergeIssues(j.Warnings, st.Warnings)
+	if st.Progress != nil {
+		j.Progress = st.Progress
+	}
 	if !store.JobStateTerminal(st.State) {
 		_, err := r.save(ctx, j)
 		return err

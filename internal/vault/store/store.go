@@ -171,7 +171,21 @@ type Job struct {
 	SubTasks    []SubTask       `json:"subTasks,omitempty"`
 	Warnings    []Issue         `json:"warnings,omitempty"`
 	Errors      []Issue         `json:"errors,omitempty"`
+	// Progress is the cluster job's progress as last read by the vault.
+	Progress *JobProgress `json:"progress,omitempty"`
 	Meta
+}
+
+// JobProgress counts the work of a job as the cluster reports it. Totals
+// are zero while unknown. Counts are, for a backup, the objects written
+// per resource type (the recovery point's counts) and, for a restore, the
+// objects by action (Created, Patched, SkippedExists, Failed, …).
+type JobProgress struct {
+	ItemsDone  int64            `json:"itemsDone"`
+	ItemsTotal int64            `json:"itemsTotal,omitempty"`
+	BytesDone  int64            `json:"bytesDone"`
+	BytesTotal int64            `json:"bytesTotal,omitempty"`
+	Counts     map[string]int64 `json:"counts,omitempty"`
 }
 
 // Token is an API bearer token. Only its hash is stored.

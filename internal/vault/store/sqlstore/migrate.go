@@ -127,6 +127,9 @@ var migrations = [][]string{
 		`INSERT INTO role_assignments (id, principal, role, scope, created_by, created_at)
 			SELECT DISTINCT 'migrated-' || principal, principal, 'Owner', '/', 'migration-2', 0 FROM tokens`,
 	},
+	{ // 3: job progress (items, bytes, counts) as JSON; '' when none
+		`ALTER TABLE jobs ADD COLUMN progress TEXT NOT NULL DEFAULT ''`,
+	},
 }
 
 // SchemaVersion is the version a fully migrated database has.

@@ -478,16 +478,16 @@ func (s *Store) DeleteRecoveryPoint(ctx context.Context, vault, id string, versi
 
 // ---- jobs ----
 
-const jobCols = `vault, id, type, instance, state, dedup_key, trigger_time, started_at, ended_at, params, external_ref, sub_tasks, warnings, errors, version, created_at, updated_at`
+const jobCols = `vault, id, type, instance, state, dedup_key, trigger_time, started_at, ended_at, params, external_ref, sub_tasks, warnings, errors, progress, version, created_at, updated_at`
 
 func scanJob(sc interface{ Scan(...any) error }) (*store.Job, error) {
 	var j store.Job
 	var dedup sql.NullString
 	var trig, start, end sql.NullInt64
-	var params, subs, warns, errs string
+	var params, subs, warns, errs, prog string
 	var c, u int64
 	if err := sc.Scan(&j.Vault, &j.ID, &j.Type, &j.Instance, &j.State, &dedup, &trig, &start, &end, &params, &j.ExternalRef,
-		&subs, &warns, &errs, &j.Version, &c, &u); err != nil {
+		&subs, &warns, &errs, &prog, &j.Version, &c, &u); err != nil {
 		return nil, err
 	}
 	j.DedupKey = dedup.String
@@ -496,7 +496,7 @@ func scanJob(sc interface{ Scan(...any) error }) (*store.Job, error) {
 	for _, x := range []struct {
 		s string
 		v any
-	}{{subs, &j.SubTasks}, {warns, &j.Warnings}, {errs, &j.Errors}} {
+	}{{subs, &j.SubTasks}, {warns, &j.Warnings}, {errs, &j.Errors}, {prog, &j.Progress}} {
 		if x.s != "" && x.s != "null" {
 			if err := json.Unmarshal([]byte(x.s), x.v); err != nil {
 				return nil, fmt.Errorf("job %s: decode: %w", j.ID, err)
@@ -507,14 +507,19 @@ func scanJob(sc interface{ Scan(...any) error }) (*store.Job, error) {
 	return &j, nil
 }
 
-func jobLists(j *store.Job) (subs, warns, errs string, err error) {
+func jobLists(j *store.Job) (subs, warns, errs, prog string, err error) {
 	if subs, err = jsonText(j.SubTasks); err != nil {
 		return
 	}
 	if warns, err = jsonText(j.Warnings); err != nil {
 		return
 	}
-	errs, err = jsonText(j.Errors)
+	if errs, err = jsonText(j.Errors); err != nil {
+		return
+	}
+	if j.Progress != nil {
+		prog, err = jsonText(j.Progress)
+	}
 	return
 }
 
@@ -526,16 +531,16 @@ func (s *Store) insertJob(ctx context.Context, ex execer, j *store.Job, onConfli
 	if j.State == "" {
 		j.State = store.JobQueued
 	}
-	subs, warns, errs, err := jobLists(j)
+	subs, warns, errs, prog, err := jobLists(j)
 	if err != nil {
 		return false, err
 	}
-	q := `INSERT INTO jobs (` + jobCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1, $15, $15)`
+	q := `INSERT INTO jobs (` + jobCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $16, 1, $15, $15)`
 	if onConflictNothing {
 		q += ` ON CONFLICT (dedup_key) DO NOTHING`
 	}
 	n, err := s.exec(ctx, ex, q, j.Vault, j.ID, j.Type, j.Instance, j.State, nullString(j.DedupKey), nullMicros(j.TriggerTime),
-		nullMicros(j.StartedAt), nullMicros(j.EndedAt), rawText(j.Params), j.ExternalRef, subs, warns, errs, micros(now))
+		nullMicros(j.StartedAt), nullMicros(j.EndedAt), rawText(j.Params), j.ExternalRef, subs, warns, errs, micros(now), prog)
 	if err != nil {
 		return false, exists(err, "job", j.ID)
 	}
@@ -582,14 +587,14 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*store.Job, 
 
 func (s *Store) UpdateJob(ctx context.Context, j *store.Job) error {
 	now := s.stamp()
-	subs, warns, errs, err := jobLists(j)
+	subs, warns, errs, prog, err := jobLists(j)
 	if err != nil {
 		return err
 	}
 	n, err := s.exec(ctx, s.db, `UPDATE jobs SET state = $1, started_at = $2, ended_at = $3, params = $4, external_ref = $5, sub_tasks = $6,
-		warnings = $7, errors = $8, version = version + 1, updated_at = $9 WHERE vault = $10 AND id = $11 AND version = $12`,
+		warnings = $7, errors = $8, progress = $13, version = version + 1, updated_at = $9 WHERE vault = $10 AND id = $11 AND version = $12`,
 		j.State, nullMicros(j.StartedAt), nullMicros(j.EndedAt), rawText(j.Params), j.ExternalRef, subs, warns, errs,
-		micros(now), j.Vault, j.ID, j.Version)
+		micros(now), j.Vault, j.ID, j.Version, prog)
 	if err != nil {
 		return fmt.Errorf("update job %q: %w", j.ID, err)
 	}

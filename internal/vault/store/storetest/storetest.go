@@ -264,6 +264,7 @@ func testJobs(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	j.State, j.StartedAt, j.ExternalRef = store.JobInProgress, &start, "arca-system/backup-1"
 	j.SubTasks = []store.SubTask{{Name: "resources", State: "InProgress"}}
 	j.Warnings = []store.Issue{{Code: "VolumeSkipped", Message: "in-tree volume", Object: "ns/pvc"}}
+	j.Progress = &store.JobProgress{ItemsDone: 7, ItemsTotal: 9, BytesDone: 100, BytesTotal: 300, Counts: map[string]int64{"configmaps": 2}}
 	must(t, s.UpdateJob(ctx, j))
 	wantConflict(t, s.UpdateJob(ctx, &stale))
 	got, err := s.GetJob(ctx, "v", ids[1])
@@ -271,6 +272,12 @@ func testJobs(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	if got.State != store.JobInProgress || got.StartedAt == nil || !got.StartedAt.Equal(start) ||
 		len(got.SubTasks) != 1 || len(got.Warnings) != 1 || got.Warnings[0].Code != "VolumeSkipped" || got.ExternalRef == "" {
 		t.Fatalf("job round trip: %+v", got)
+	}
+	if p := got.Progress; p == nil || p.ItemsDone != 7 || p.ItemsTotal != 9 || p.BytesDone != 100 || p.BytesTotal != 300 || p.Counts["configmaps"] != 2 {
+		t.Fatalf("job progress round trip: %+v", got.Progress)
+	}
+	if q, err := s.GetJob(ctx, "v", ids[0]); err != nil || q.Progress != nil {
+		t.Fatalf("job without progress: %+v, %v", q, err)
 	}
 	queued, err := s.ListJobs(ctx, store.JobFilter{State: store.JobQueued})
 	must(t, err)
