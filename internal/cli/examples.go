@@ -22,6 +22,7 @@ var examples = map[string]string{
   arca vault list -o yaml`,
 	"vault show":   `  arca vault show default -o json`,
 	"vault delete": `  arca vault delete old-vault`,
+	"vault sync":   `  arca vault sync --instance shop --repo azure://acct/backups --password-file pw.txt`,
 
 	"policy create": `  arca policy create daily --schedule "0 2 * * *" --retain-default P7D
   arca policy create gold --schedule R/2026-01-01T00:00:00Z/PT4H --retain-default P7D \

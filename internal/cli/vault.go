@@ -28,7 +28,7 @@ func newVaultCommand() *cobra.Command {
 		Short: "Run a backup vault and manage its vaults",
 	}
 	cmd.AddCommand(newVaultServeCommand(), newVaultInitCommand(), newVaultCreateCommand(), newVaultListCommand(),
-		newVaultShowCommand(), newVaultDeleteCommand())
+		newVaultShowCommand(), newVaultDeleteCommand(), newVaultSyncCommand())
 	return cmd
 }
 

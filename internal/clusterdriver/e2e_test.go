@@ -1,11 +1,17 @@
 package clusterdriver_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"maps"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/cli"
 	"github.com/arca-backup/arca/internal/extension"
 	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/trustedaccess"
@@ -23,6 +30,7 @@ import (
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/scheduler"
+	"github.com/arca-backup/arca/internal/vault/server"
 	"github.com/arca-backup/arca/internal/vault/store"
 	"github.com/arca-backup/arca/internal/vault/store/sqlite"
 )
@@ -162,5 +170,59 @@ func TestScheduledBackupEndToEnd(t *testing.T) {
 	must(c.List(ctx, &restored, client.InNamespace("shop-restored")))
 	if len(restored.Items) != objects || crj.Status.Results["Created"] < objects || crj.Status.Results["Failed"] != 0 {
 		t.Errorf("%d config maps restored, results %v; want %d created", len(restored.Items), crj.Status.Results, objects)
+	}
+
+	// Catalog rebuild: the vault loses its recovery-point records; `arca
+	// vault sync` reads the repository and re-creates them, same IDs.
+	before, err := st.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: "v", Instance: "shop"})
+	must(err)
+	if len(before) != 1 {
+		t.Fatalf("%d recovery points before the sync, want 1", len(before))
+	}
+	for _, p := range before {
+		must(st.DeleteRecoveryPoint(ctx, "v", p.ID, p.Version))
+	}
+	arca := vaultCLI(t, st)
+	pw := filepath.Join(t.TempDir(), "pw")
+	must(os.WriteFile(pw, []byte("pw\n"), 0o600))
+	out, err := arca("vault", "sync", "--vault", "v", "--instance", "shop", "--repo", url, "--password-file", pw)
+	if err != nil || !strings.Contains(out, "1 recovery points re-created, 0 already in the vault") {
+		t.Fatalf("vault sync: %v\n%s", err, out)
+	}
+	after, err := st.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: "v", Instance: "shop"})
+	must(err)
+	if len(after) != 1 || after[0].ID != before[0].ID || after[0].RepoID != before[0].RepoID || after[0].JobID != bj.ID ||
+		after[0].Items != before[0].Items || after[0].Tag != before[0].Tag || after[0].ExpiresAt == nil {
+		t.Fatalf("after the sync %+v, before %+v", after, before)
+	}
+	if out, err := arca("vault", "sync", "--vault", "v", "--instance", "shop", "--repo", url, "--password-file", pw); err != nil ||
+		!strings.Contains(out, "0 recovery points re-created, 1 already in the vault") {
+		t.Fatalf("second vault sync: %v\n%s", err, out)
+	}
+}
+
+// vaultCLI serves st's API over HTTPS and returns a runner of the arca
+// command against it with an admin token.
+func vaultCLI(t *testing.T, st store.Store) func(args ...string) (string, error) {
+	t.Helper()
+	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler)})
+	ts := httptest.NewTLSServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := server.CreateAdminToken(context.Background(), st, "admin", "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(args ...string) (string, error) {
+		root := cli.NewRootCommand()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(append(args, "--vault-url", ts.URL, "--token", tok, "--ca-cert", ca))
+		err := root.ExecuteContext(context.Background())
+		return out.String(), err
 	}
 }

@@ -62,6 +62,7 @@ func authorization() map[string]authz {
 		"POST " + in + "/resume-protection": {rbac.InstancesProtect, atInstance},
 		"POST " + in + "/backup":            {rbac.InstancesBackup, atInstance},
 		"POST " + in + "/validate":          {rbac.InstancesValidate, atInstance},
+		"POST " + in + "/sync":              {rbac.InstancesWrite, atInstance}, // re-creates catalog entries
 
 		"GET " + v + "/recovery-points":      {rbac.RecoveryPointsRead, atVault},
 		"GET " + v + "/recovery-points/{id}": {rbac.RecoveryPointsRead, atVault},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/rbac"
+	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/scheduler"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -696,6 +698,120 @@ func (s *Server) backupNow(w http.ResponseWriter, r *http.Request) {
 	s.JobCreated(j)
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/vaults/%s/jobs/%s", j.Vault, j.ID))
 	writeJSON(w, http.StatusAccepted, j)
+}
+
+// ---- catalog sync ----
+
+// SyncPoint is a recovery point found in the repository, as `arca vault
+// sync` reads it from the manifest the extension wrote.
+type SyncPoint struct {
+	RepositoryID string    `json:"repositoryId"`
+	Time         time.Time `json:"time"`
+	JobID        string    `json:"jobId,omitempty"` // the manifest's arca.io/job tag
+	Items        int64     `json:"items"`
+	Bytes        int64     `json:"bytes"`
+}
+
+// SyncRequest is the body of POST …/instances/{instance}/sync.
+type SyncRequest struct {
+	RecoveryPoints []SyncPoint `json:"recoveryPoints"`
+}
+
+// SyncResult says what a sync changed.
+type SyncResult struct {
+	Created  []*store.RecoveryPoint `json:"created"`
+	Existing int                    `json:"existing"`
+}
+
+// maxSyncPoints bounds one sync request.
+const maxSyncPoints = 10000
+
+// syncRecoveryPoints re-creates the catalog entries of recovery points
+// that are in the repository but not in the vault (after losing the
+// database). A point written by a vault job gets the ID it had
+// (jobs.RecoveryPointID of its job); others an ID from their repository
+// ID. Tags and expiry are computed again from the instance's policy,
+// oldest first, as when they were taken.
+func (s *Server) syncRecoveryPoints(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var req SyncRequest
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if len(req.RecoveryPoints) > maxSyncPoints {
+		writeError(w, r, apiErr(http.StatusRequestEntityTooLarge, "TooManyRecoveryPoints", "at most %d recovery points per sync request", maxSyncPoints))
+		return
+	}
+	for i, p := range req.RecoveryPoints {
+		if p.RepositoryID == "" || p.Time.IsZero() || p.Items < 0 || p.Bytes < 0 {
+			writeError(w, r, &policy.FieldError{Field: fmt.Sprintf("recoveryPoints[%d]", i), Value: p.RepositoryID, Reason: "needs repositoryId, time and non-negative items and bytes"})
+			return
+		}
+	}
+	in, err := s.Store.GetInstance(ctx, r.PathValue("vault"), r.PathValue("instance"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	pol, err := s.Store.GetPolicy(ctx, in.Vault, in.Policy)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	p, err := policy.ParseJSON(pol.Schedule, pol.Retention)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	have, err := s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	known := map[string]bool{}
+	for _, rp := range have {
+		known[rp.RepoID] = true
+	}
+	pts := append([]SyncPoint(nil), req.RecoveryPoints...)
+	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Time.Before(pts[j].Time) })
+	eng := s.Retention
+	if eng == nil {
+		eng = &retention.Engine{Store: s.Store, Clock: s.Clock}
+	}
+	res := SyncResult{Created: []*store.RecoveryPoint{}}
+	for _, sp := range pts {
+		if known[sp.RepositoryID] {
+			res.Existing++
+			continue
+		}
+		known[sp.RepositoryID] = true
+		id := "rp-repo-" + sp.RepositoryID
+		if len(id) > 24 {
+			id = id[:24]
+		}
+		if sp.JobID != "" {
+			id = jobs.RecoveryPointID(sp.JobID)
+		}
+		rp := &store.RecoveryPoint{Vault: in.Vault, ID: id, Instance: in.Name, JobID: sp.JobID, Time: sp.Time.UTC(),
+			RepoID: sp.RepositoryID, Items: sp.Items, Bytes: sp.Bytes}
+		if err := eng.Apply(ctx, p, rp); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if in.ProtectionState == store.ProtectionStopped && in.StopMode == store.StopRetainForever {
+			rp.ExpiresAt = nil
+		}
+		if err := s.Store.CreateRecoveryPoint(ctx, rp); errors.Is(err, store.ErrAlreadyExists) {
+			res.Existing++
+			continue
+		} else if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		res.Created = append(res.Created, rp)
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 // ---- recovery points, restores ----

@@ -104,6 +104,7 @@ func (s *Server) routes() []route {
 		{"POST", in + "/resume-protection", false, s.resumeProtection},
 		{"POST", in + "/backup", false, s.backupNow},
 		{"POST", in + "/validate", false, s.validateInstanceRoute},
+		{"POST", in + "/sync", false, s.syncRecoveryPoints},
 
 		{"GET", v + "/recovery-points", false, s.listRecoveryPoints},
 		{"GET", v + "/recovery-points/{id}", false, s.getRecoveryPoint},
