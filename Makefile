@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: all build tools deps generate lint unit test demo clean
+.PHONY: all build tools deps generate lint unit test demo bench bench-repo bench-engine clean
 
 all: build
 
@@ -32,6 +32,17 @@ unit: tools
 	go test $(GO_TEST_FLAGS) ./...
 
 test: lint unit
+
+# Benchmarks print their figures; results go into docs/benchmarks.md. Not
+# part of `make test`: the 100,000-object engine run takes tens of minutes.
+bench: bench-repo bench-engine
+
+bench-repo:
+	go test ./internal/repo -run '^$$' -bench Repo -benchtime 1x -timeout 30m
+
+bench-engine: tools
+	go test ./bench -run '^$$' -bench BenchmarkEngine -benchtime 1x -timeout 80m
+	ARCA_BENCH_OBJECTS=100000 go test ./bench -run '^$$' -bench BenchmarkEngine -benchtime 1x -timeout 80m
 
 demo: tools build
 	bash hack/demo.sh

@@ -108,20 +108,25 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 // by `go test -timeout` or SIGKILL would leave them running; StartProcess
 // sets the signal itself for everything else. The launcher is a shell script
 // exec'ing util-linux's setpriv, which keeps the PID, so envtest's stop
-// signals reach the real process. Without setpriv, bin is used as it is.
+// signals reach the real process. Without setpriv the launcher only clears
+// the proxy variables.
 func dieWithParent(t T, bin string) string {
 	t.Helper()
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		return bin
-	}
 	dir, err := os.MkdirTemp("", "arca-launch-")
 	if err != nil {
 		t.Fatalf("launcher dir: %v", err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	path := filepath.Join(dir, filepath.Base(bin))
-	script := fmt.Sprintf("#!/bin/sh\nexec %s --pdeathsig KILL -- %s \"$@\"\n", shellQuote(setpriv), shellQuote(bin))
+	// The control plane talks only to loopback and in-cluster addresses
+	// (webhooks on *.svc): a proxy inherited from the machine would
+	// intercept those calls, so the launcher drops it.
+	script := "#!/bin/sh\nunset HTTP_PROXY HTTPS_PROXY http_proxy https_proxy ALL_PROXY all_proxy\n"
+	if setpriv, err := exec.LookPath("setpriv"); err == nil {
+		script += fmt.Sprintf("exec %s --pdeathsig KILL -- %s \"$@\"\n", shellQuote(setpriv), shellQuote(bin))
+	} else {
+		script += fmt.Sprintf("exec %s \"$@\"\n", shellQuote(bin))
+	}
 	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
 		t.Fatalf("write launcher: %v", err)
 	}
