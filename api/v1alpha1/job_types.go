@@ -44,6 +44,7 @@ const (
 	CodeRestoreFailed                   = "RestoreFailed"
 	CodeItemsFailed                     = "ItemsFailed"
 	CodeCancelled                       = "CancelledByUser"
+	CodeForgetFailed                    = "ForgetFailed"
 )
 
 // JobIssue is a warning or error with a stable code.
@@ -112,6 +113,14 @@ type BackupJobSpec struct {
 	// Cancel stops a queued or running job (phase Cancelled, no recovery point).
 	// +optional
 	Cancel bool `json:"cancel,omitempty"`
+	// ForgetRecoveryPoints turns the job into an expiry: instead of backing
+	// up, it deletes the retained VolumeSnapshotContents of these recovery
+	// points (full IDs) and forgets them in the storage location's
+	// repository. IDs the repository no longer has are skipped. The vault's
+	// retention uses it; the backup configuration is then ignored.
+	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	ForgetRecoveryPoints []string `json:"forgetRecoveryPoints,omitempty"`
 }
 
 // BackupJobStatus is what the extension reports about a backup.

@@ -8,6 +8,8 @@ package clusterdriver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -35,6 +37,7 @@ type Driver struct {
 var (
 	_ jobs.ClusterDriver = (*Driver)(nil)
 	_ jobs.Canceller     = (*Driver)(nil)
+	_ jobs.Forgetter     = (*Driver)(nil)
 )
 
 // New returns a driver for the extension in namespace (default arca-system)
@@ -153,6 +156,30 @@ func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (str
 		return "", fmt.Errorf("create RestoreJob %s: %w", j.Name, err)
 	}
 	return ref("restorejob", j.Name), nil
+}
+
+// StartForget implements jobs.Forgetter: a BackupJob with
+// spec.forgetRecoveryPoints, which the extension runs as an expiry (delete
+// the retained snapshot contents, forget in the repository). Its name is
+// derived from the request's key, so that starting twice is harmless.
+func (d *Driver) StartForget(ctx context.Context, req jobs.ForgetRequest) (string, error) {
+	if len(req.RepoIDs) == 0 {
+		return "", fmt.Errorf("forget %s: no repository IDs", req.Key)
+	}
+	loc, err := d.storageLocation(ctx, req.StorageLocation, true)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(req.Key))
+	j := &v1alpha1.BackupJob{
+		ObjectMeta: metav1.ObjectMeta{Name: "vault-forget-" + hex.EncodeToString(sum[:12]), Namespace: d.namespace,
+			Labels: map[string]string{"arca.io/vault-forget": "true"}},
+		Spec: v1alpha1.BackupJobSpec{StorageLocation: loc, ForgetRecoveryPoints: req.RepoIDs},
+	}
+	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("create BackupJob %s: %w", j.Name, err)
+	}
+	return ref("backupjob", j.Name), nil
 }
 
 // splitList reads the vault's snapshot location: VolumeSnapshotClass names,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -102,6 +103,9 @@ func issues(ws []repo.Warning) []v1alpha1.JobIssue {
 // storage location's repository and runs the post hooks.
 func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	j := jj.(*v1alpha1.BackupJob)
+	if len(j.Spec.ForgetRecoveryPoints) > 0 {
+		return x.runForget(ctx, j, p)
+	}
 	cfg := j.Spec.BackupConfiguration
 	if err := cfg.Validate(); err != nil {
 		return failed(v1alpha1.CodeInvalidSpec, "invalid backup configuration: %v", err)
@@ -186,6 +190,69 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 		s.RecoveryPointID = id
 		s.Counts = counts
 	}
+	return res
+}
+
+// runForget expires recovery points (spec.forgetRecoveryPoints): for each
+// one the repository still has, it deletes the retained snapshot contents
+// of its volumes, then forgets it. Counts reports recoveryPoints (forgotten),
+// alreadyGone and snapshotContents (deleted).
+func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *progress) result {
+	sa, err := x.openStorage(ctx, j.Namespace, j.Spec.StorageLocation, true)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
+	}
+	defer sa.be.Close()
+	r, err := sa.openRepo(ctx, false)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
+	}
+	defer r.Close()
+	sc, err := snapclient.NewForConfig(x.cfg)
+	if err != nil {
+		return failed(v1alpha1.CodeForgetFailed, "volume snapshot client: %v", err)
+	}
+	ids := j.Spec.ForgetRecoveryPoints
+	p.itemsTotal.Store(int64(len(ids)))
+	counts := map[string]int64{"recoveryPoints": 0, "alreadyGone": 0, "snapshotContents": 0}
+	var warnings []v1alpha1.JobIssue
+	for _, ref := range ids {
+		id, err := repo.ParseID(ref)
+		if err != nil {
+			return failed(v1alpha1.CodeInvalidSpec, "forgetRecoveryPoints: %q is not a full recovery point ID", ref)
+		}
+		rp, err := r.FindRecoveryPoint(ctx, id.String())
+		if errors.Is(err, repo.ErrNotFound) {
+			counts["alreadyGone"]++
+			p.itemsDone.Add(1)
+			continue
+		}
+		if err != nil {
+			return failed(v1alpha1.CodeForgetFailed, "recovery point %s: %v", id.Short(), err)
+		}
+		recs, err := volume.Decode(rp.Volumes)
+		if err != nil {
+			return failed(v1alpha1.CodeForgetFailed, "recovery point %s: volumes: %v", id.Short(), err)
+		}
+		deleted, ws, err := volume.DeleteSnapshots(ctx, sc, recs, volume.DeleteOptions{})
+		counts["snapshotContents"] += int64(len(deleted))
+		warnings = append(warnings, issues(ws)...)
+		if err != nil {
+			return failed(v1alpha1.CodeForgetFailed, "recovery point %s not forgotten: delete its volume snapshots: %v", id.Short(), err)
+		}
+		if err := r.Forget(ctx, []repo.ID{rp.ID}); err != nil {
+			return failed(v1alpha1.CodeForgetFailed, "forget recovery point %s: %v", id.Short(), err)
+		}
+		counts["recoveryPoints"]++
+		p.itemsDone.Add(1)
+	}
+	res := result{phase: v1alpha1.JobCompleted, warnings: warnings}
+	res.message = fmt.Sprintf("%d recovery points forgotten (%d already gone), %d snapshot contents deleted",
+		counts["recoveryPoints"], counts["alreadyGone"], counts["snapshotContents"])
+	if len(warnings) > 0 {
+		res.phase = v1alpha1.JobCompletedWithWarnings
+	}
+	res.apply = func(jj job) { jj.(*v1alpha1.BackupJob).Status.Counts = counts }
 	return res
 }
 

@@ -43,6 +43,7 @@ type Driver struct {
 var (
 	_ jobs.ClusterDriver = (*Driver)(nil)
 	_ jobs.Canceller     = (*Driver)(nil)
+	_ jobs.Forgetter     = (*Driver)(nil)
 )
 
 func (d *Driver) inner() (*clusterdriver.Driver, error) {
@@ -100,4 +101,14 @@ func (d *Driver) CancelJob(ctx context.Context, ref string) error {
 		return err
 	}
 	return d.check(ctx, in.CancelJob(ctx, ref))
+}
+
+// StartForget implements jobs.Forgetter.
+func (d *Driver) StartForget(ctx context.Context, req jobs.ForgetRequest) (string, error) {
+	in, err := d.inner()
+	if err != nil {
+		return "", err
+	}
+	ref, err := in.StartForget(ctx, req)
+	return ref, d.check(ctx, err)
 }

@@ -106,6 +106,20 @@ type Canceller interface {
 	CancelJob(ctx context.Context, ref string) error
 }
 
+// ForgetRequest asks a cluster to expire recovery points: delete their
+// retained volume snapshots and forget them in the repository.
+type ForgetRequest struct {
+	Key             string // names the cluster job: the same key, the same job
+	StorageLocation string
+	RepoIDs         []string
+}
+
+// Forgetter is implemented by drivers that can expire recovery points in
+// the cluster; the job's progress is read with JobStatus.
+type Forgetter interface {
+	StartForget(ctx context.Context, req ForgetRequest) (ref string, err error)
+}
+
 // Drivers finds the driver of a cluster.
 type Drivers interface {
 	Driver(cluster string) (ClusterDriver, bool)

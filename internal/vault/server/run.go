@@ -160,6 +160,9 @@ func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
 	if drivers == nil {
 		drivers = &trustedaccess.Drivers{Store: st}
 	}
+	// Expiry removes data too: the cluster deletes retained snapshots and
+	// forgets the point in the repository (jobs.ClusterRemover).
+	ret.Remover = &jobs.ClusterRemover{Store: st, Drivers: drivers}
 	s.Runner = &jobs.Runner{Store: st, Clock: o.Clock, Drivers: drivers, Retention: ret, Log: o.Log, OnFinish: s.JobFinished}
 	s.Handler()
 	sch := &scheduler.Scheduler{Store: st, Clock: o.Clock, Jitter: o.Jitter, Log: o.Log, OnJob: s.JobCreated}

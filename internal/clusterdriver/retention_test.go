@@ -1,0 +1,191 @@
+package clusterdriver_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/clusterdriver"
+	"github.com/arca-backup/arca/internal/extension"
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/storage/local"
+	"github.com/arca-backup/arca/internal/testenv"
+	"github.com/arca-backup/arca/internal/vault/clock"
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/retention"
+	"github.com/arca-backup/arca/internal/vault/store"
+	"github.com/arca-backup/arca/internal/vault/store/sqlite"
+	"github.com/arca-backup/arca/internal/volume"
+)
+
+// TestRetentionRemovesData: two backups of a claim through the vault, with
+// the CSI stack; once both are past their expiry, vault retention has the
+// extension delete the older one's retained VolumeSnapshotContent and
+// forget its manifest in the repository, and removes its catalog entry.
+// The newest recovery point is kept, data and all.
+func TestRetentionRemovesData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane and the CSI stack")
+	}
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{WithoutControllerManager: true})
+	csi := testenv.StartCSI(t, cp)
+	cfg := cp.Config()
+	must(extension.InstallCRDs(ctx, cfg))
+	c, err := client.New(cfg, client.Options{Scheme: extension.Scheme()})
+	must(err)
+	for _, ns := range []string{"arca-system", "db"} {
+		must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	}
+	class := csi.StorageClass
+	must(c.Create(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "db"},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &class,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var pvc corev1.PersistentVolumeClaim
+		if err := c.Get(ctx, types.NamespacedName{Namespace: "db", Name: "data"}, &pvc); err == nil && pvc.Status.Phase == corev1.ClaimBound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("claim not bound")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	dir := filepath.Join(t.TempDir(), "repo")
+	url := "file://" + dir
+	must(c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "arca-system"}, StringData: map[string]string{"password": "pw"}}))
+	must(c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "arca-system"},
+		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "creds"}}))
+	mgr, err := extension.NewManager(cfg, extension.Options{MetricsAddr: "0", ProbeAddr: "0", StatusInterval: 200 * time.Millisecond, Log: logr.Discard()})
+	must(err)
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(mctx) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "v.db"), nil)
+	must(err)
+	t.Cleanup(func() { st.Close() })
+	bcfg, _ := json.Marshal(v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"db"}})
+	must(st.CreateVault(ctx, &store.Vault{Name: "v"}))
+	must(st.CreatePolicy(ctx, &store.Policy{Vault: "v", Name: "p", Schedule: "R/2026-01-01T02:00:00Z/PT4H",
+		Retention: json.RawMessage(`{"default":{"duration":"P1D"}}`)}))
+	must(st.CreateInstance(ctx, &store.Instance{Vault: "v", Name: "db", Cluster: "c1", Policy: "p", Config: bcfg, StorageLocation: url,
+		SnapshotLocation: csi.SnapshotClass, ProtectionState: store.ProtectionConfigured}))
+	drv, err := clusterdriver.New(cfg, "")
+	must(err)
+	drivers := jobs.DriverMap{"c1": drv}
+	clk := clock.NewFake(time.Now().UTC())
+	eng := &retention.Engine{Store: st, Clock: clk, Remover: &jobs.ClusterRemover{Store: st, Drivers: drivers, Wait: 2 * time.Minute, Poll: 200 * time.Millisecond}}
+	r := &jobs.Runner{Store: st, Clock: clk, Drivers: drivers, Retention: eng}
+
+	var points []*store.RecoveryPoint
+	for range 2 {
+		j := &store.Job{Vault: "v", Type: store.JobScheduledBackup, Instance: "db"}
+		must(st.CreateJob(ctx, j))
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			must(r.Tick(ctx))
+			got, err := st.GetJob(ctx, "v", j.ID)
+			must(err)
+			if store.JobStateTerminal(got.State) {
+				if got.State != store.JobCompleted {
+					t.Fatalf("backup job %+v", got)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("backup job still %+v", got)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		rp, err := st.GetRecoveryPoint(ctx, "v", jobs.RecoveryPointID(j.ID))
+		must(err)
+		points = append(points, rp)
+		time.Sleep(1100 * time.Millisecond) // distinct backup times
+	}
+	old, newest := points[0], points[1]
+
+	// What each point holds outside the catalog.
+	be, err := local.Open(dir)
+	must(err)
+	rep, err := repo.Open(ctx, be, "pw")
+	must(err)
+	contents := map[string]string{}
+	for _, p := range points {
+		m, err := rep.FindRecoveryPoint(ctx, p.RepoID)
+		must(err)
+		recs, err := volume.Decode(m.Volumes)
+		must(err)
+		if len(recs.Snapshots) != 1 || recs.Snapshots[0].Content == "" {
+			t.Fatalf("volume records of %s: %+v", p.ID, recs)
+		}
+		contents[p.ID] = recs.Snapshots[0].Content
+	}
+	sc, err := snapclient.NewForConfig(cfg)
+	must(err)
+	contentExists := func(name string) bool {
+		_, err := sc.SnapshotV1().VolumeSnapshotContents().Get(ctx, name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	for id, name := range contents {
+		if !contentExists(name) {
+			t.Fatalf("content %s of %s missing before retention", name, id)
+		}
+	}
+
+	// Both are past their expiry (P1D); only the older may go.
+	clk.Advance(3 * 24 * time.Hour)
+	js, err := eng.Run(ctx)
+	must(err)
+	if len(js) != 1 || js[0].State != store.JobCompleted || len(js[0].Warnings) != 0 {
+		t.Fatalf("retention jobs %+v", js)
+	}
+	if _, err := st.GetRecoveryPoint(ctx, "v", old.ID); err == nil {
+		t.Error("expired recovery point still in the catalog")
+	}
+	if _, err := st.GetRecoveryPoint(ctx, "v", newest.ID); err != nil {
+		t.Errorf("newest recovery point: %v", err)
+	}
+	if contentExists(contents[old.ID]) {
+		t.Errorf("VolumeSnapshotContent %s of the expired point still exists", contents[old.ID])
+	}
+	if !contentExists(contents[newest.ID]) {
+		t.Errorf("VolumeSnapshotContent %s of the newest point was deleted", contents[newest.ID])
+	}
+	rep, err = repo.Open(ctx, be, "pw")
+	must(err)
+	left, err := rep.ListRecoveryPoints(ctx)
+	must(err)
+	if len(left) != 1 || left[0].ID.String() != newest.RepoID {
+		t.Errorf("repository keeps %d recovery points, want only the newest %s", len(left), newest.RepoID)
+	}
+
+	// Nothing more expires: the last point is never deleted.
+	clk.Advance(30 * 24 * time.Hour)
+	if js, err := eng.Run(ctx); err != nil || len(js) != 0 {
+		t.Fatalf("second retention run: %d jobs, %v", len(js), err)
+	}
+}
