@@ -312,8 +312,57 @@ func (k *clients) checkSnapshotLocation(ctx context.Context, r *Report, name str
 	ch.Result, ch.Message = Passed, fmt.Sprintf("VolumeSnapshotClass %s, deletionPolicy Retain", name)
 }
 
-// checkExtension: the extension's CRDs, namespace, and either an
-// available deployment or a fresh heartbeat (out-of-cluster run).
+// LabelVersion is the extension Deployment's label holding its version
+// (set by arca extension install).
+const LabelVersion = "app.kubernetes.io/version"
+
+// MinExtensionVersion is the oldest extension this CLI and vault drive:
+// the first release, the first with BackupJob spec.forgetRecoveryPoints
+// (vault retention). Raise it when the vault starts relying on a newer
+// extension. A version that is not semantic (dev builds) is not compared,
+// nor is an out-of-cluster run (no Deployment). Pre-release suffixes are
+// ignored: 0.1.0-rc.1 counts as 0.1.0.
+var MinExtensionVersion = "0.1.0"
+
+// olderThan reports whether version v is older than min; false when either
+// is not MAJOR.MINOR.PATCH (with an optional v prefix and -suffix).
+func olderThan(v, min string) bool {
+	a, ok1 := semver(v)
+	b, ok2 := semver(min)
+	if !ok1 || !ok2 {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return false
+}
+
+func semver(s string) ([3]int, bool) {
+	var out [3]int
+	s = strings.TrimPrefix(s, "v")
+	if i := strings.IndexAny(s, "-+"); i >= 0 {
+		s = s[:i]
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return out, false
+	}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return out, false
+		}
+		out[i] = n
+	}
+	return out, true
+}
+
+// checkExtension: the extension's CRDs, namespace, its version (the
+// Deployment's label) and either an available deployment or a fresh
+// heartbeat (out-of-cluster run).
 func (k *clients) checkExtension(ctx context.Context, r *Report, cluster string, now time.Time) {
 	ch := r.add(Check{ID: "ExtensionHealthy", Name: "extension installed and healthy on " + cluster})
 	remedyInstall := fmt.Sprintf("install it: arca extension install --kubeconfig <%s kubeconfig> --storage <url>", cluster)
@@ -350,6 +399,14 @@ func (k *clients) checkExtension(ctx context.Context, r *Report, cluster string,
 		}
 	case apierrors.IsForbidden(err):
 		deploy = "unreadable"
+	}
+	if d != nil && err == nil {
+		if v := d.Labels[LabelVersion]; olderThan(v, MinExtensionVersion) {
+			ch.Result, ch.Code = Failed, "ExtensionTooOld"
+			ch.Message = fmt.Sprintf("extension version %s is older than %s, the oldest this CLI and vault work with", v, MinExtensionVersion)
+			ch.Remedy = fmt.Sprintf("upgrade it: arca extension install --kubeconfig <%s kubeconfig> (with this version of arca)", cluster)
+			return
+		}
 	}
 	heartbeat := ""
 	fresh := false

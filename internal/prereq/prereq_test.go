@@ -393,6 +393,26 @@ func TestExtensionHealth(t *testing.T) {
 	_, err = kc.AppsV1().Deployments("arca-system").UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 	must(t, err)
 	expect(t, prereq.ValidateBackup(ctx, e.in), "ExtensionHealthy", prereq.Passed, "")
+	// Its version label: older than the minimum fails with a remedy; the
+	// minimum, newer, and non-semantic versions (dev builds) pass.
+	for _, c := range []struct {
+		version string
+		ok      bool
+	}{{"v0.0.9", false}, {"0.0.1-rc.1", false}, {prereq.MinExtensionVersion, true}, {"v1.0.0", true}, {"dev", true}} {
+		cur, err := kc.AppsV1().Deployments("arca-system").Get(ctx, "arca-extension", metav1.GetOptions{})
+		must(t, err)
+		cur.Labels = map[string]string{prereq.LabelVersion: c.version}
+		_, err = kc.AppsV1().Deployments("arca-system").Update(ctx, cur, metav1.UpdateOptions{})
+		must(t, err)
+		if c.ok {
+			expect(t, prereq.ValidateBackup(ctx, e.in), "ExtensionHealthy", prereq.Passed, "")
+			continue
+		}
+		ch := expect(t, prereq.ValidateBackup(ctx, e.in), "ExtensionHealthy", prereq.Failed, "ExtensionTooOld")
+		if !strings.Contains(ch.Message, c.version) || !strings.Contains(ch.Remedy, "arca extension install") {
+			t.Errorf("version %s: %s / %s", c.version, ch.Message, ch.Remedy)
+		}
+	}
 }
 
 func TestTrustedAccessCheck(t *testing.T) {
