@@ -448,3 +448,43 @@ func TestRealListenerInitAndServe(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+// TestCatalogSync: POST …/instances/{instance}/sync re-creates the records
+// of recovery points found in the repository, with their old IDs, tags
+// from the policy in time order, and leaves known ones alone.
+func TestCatalogSync(t *testing.T) {
+	e := setup(t)
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "v"}, "", 201, "")
+	e.want(t, "POST", "/api/v1/vaults/v/policies", pol, "", 201, "")
+	e.want(t, "POST", "/api/v1/vaults/v/instances", instanceBody("shop"), "", 201, "")
+	t1 := time.Date(2026, 1, 5, 2, 0, 0, 0, time.UTC) // a Monday
+	t2 := t1.Add(4 * time.Hour)
+	pts := []map[string]any{
+		{"repositoryId": "bbbb", "time": t2, "jobId": "job-2", "items": 7, "bytes": 700},
+		{"repositoryId": "aaaa", "time": t1, "jobId": "job-1", "items": 5, "bytes": 500},
+		{"repositoryId": "cccc", "time": t2.Add(time.Hour), "items": 1, "bytes": 10}, // not from a vault job
+	}
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": []map[string]any{{"repositoryId": "x"}}}, "", 400, "")
+	e.want(t, "POST", "/api/v1/vaults/v/instances/nope/sync", map[string]any{"recoveryPoints": pts}, "", 404, "NotFound")
+	out := e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": pts}, "", 200, "")
+	if created, _ := out["created"].([]any); len(created) != 3 || out["existing"] != float64(0) {
+		t.Fatalf("first sync: %v", out)
+	}
+	rps, err := e.st.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: "v", Instance: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byRepo := map[string]*store.RecoveryPoint{}
+	for _, rp := range rps {
+		byRepo[rp.RepoID] = rp
+	}
+	a, b, c := byRepo["aaaa"], byRepo["bbbb"], byRepo["cccc"]
+	if a == nil || b == nil || c == nil || a.ID != "rp-job-1" || b.ID != "rp-job-2" || a.JobID != "job-1" || c.ID == "" ||
+		a.Tag != "weekly" || b.Tag != "default" || a.Items != 5 || b.Bytes != 700 || a.ExpiresAt == nil || !a.Time.Equal(t1) {
+		t.Fatalf("synced points: %+v %+v %+v", a, b, c)
+	}
+	out = e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": pts}, "", 200, "")
+	if created, _ := out["created"].([]any); len(created) != 0 || out["existing"] != float64(3) {
+		t.Fatalf("second sync: %v", out)
+	}
+}
