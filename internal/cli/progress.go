@@ -76,6 +76,19 @@ func (p Progress) counts() string {
 	return strings.Join(parts, "  ")
 }
 
+// totals formats items and bytes only (no rate: a finished job's record).
+func (p Progress) totals() string {
+	s := fmt.Sprintf("items %d", p.ItemsDone)
+	if p.ItemsTotal > 0 {
+		s += fmt.Sprintf("/%d", p.ItemsTotal)
+	}
+	s += ", " + humanBytes(p.BytesDone)
+	if p.BytesTotal > 0 {
+		s += "/" + humanBytes(p.BytesTotal)
+	}
+	return s
+}
+
 func fmtDuration(d time.Duration) string { return d.Round(time.Second).String() }
 
 func formatWarning(x store.Issue) string {

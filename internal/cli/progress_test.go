@@ -68,4 +68,17 @@ func TestJobProgress(t *testing.T) {
 	if got := p.counts(); !strings.Contains(got, "items 3/8") || !strings.Contains(got, "1.0 KiB/4.0 KiB") {
 		t.Errorf("counts %q", got)
 	}
+	if got := p.totals(); got != "items 3/8, 1.0 KiB/4.0 KiB" {
+		t.Errorf("totals %q", got)
+	}
+	var buf bytes.Buffer
+	if err := printJobDetail(&buf, "table", &store.Job{ID: "j1", Type: store.JobRestore, State: store.JobCompleted,
+		Progress: &store.JobProgress{ItemsDone: 4, BytesDone: 2048, Counts: map[string]int64{"Created": 3, "SkippedExists": 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"progress: items 4, 2.0 KiB", "count Created: 3", "count SkippedExists: 1"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("job show lacks %q:\n%s", want, buf.String())
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -136,6 +137,17 @@ func printJobDetail(w io.Writer, format string, j *store.Job) error {
 	}
 	for _, s := range j.SubTasks {
 		fmt.Fprintf(w, "  sub-task %s: %s\n", s.Name, s.State)
+	}
+	if p := j.Progress; p != nil {
+		fmt.Fprintf(w, "  progress: %s\n", Progress{ItemsDone: p.ItemsDone, ItemsTotal: p.ItemsTotal, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal}.totals())
+		keys := make([]string, 0, len(p.Counts))
+		for k := range p.Counts {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(w, "  count %s: %d\n", k, p.Counts[k])
+		}
 	}
 	for _, x := range j.Warnings {
 		fmt.Fprintf(w, "  warning %s: %s %s\n", x.Code, x.Message, x.Object)
