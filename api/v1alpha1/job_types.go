@@ -121,6 +121,12 @@ type BackupJobSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=100
 	ForgetRecoveryPoints []string `json:"forgetRecoveryPoints,omitempty"`
+	// Prune, with forgetRecoveryPoints, prunes the repository after
+	// forgetting: data no recovery point references is deleted (under the
+	// repository's exclusive lock). The vault sets it at most once a day
+	// per storage location.
+	// +optional
+	Prune bool `json:"prune,omitempty"`
 }
 
 // BackupJobStatus is what the extension reports about a backup.

@@ -174,9 +174,26 @@ func (d *Driver) StartForget(ctx context.Context, req jobs.ForgetRequest) (strin
 	j := &v1alpha1.BackupJob{
 		ObjectMeta: metav1.ObjectMeta{Name: "vault-forget-" + hex.EncodeToString(sum[:12]), Namespace: d.namespace,
 			Labels: map[string]string{"arca.io/vault-forget": "true"}},
-		Spec: v1alpha1.BackupJobSpec{StorageLocation: loc, ForgetRecoveryPoints: req.RepoIDs},
+		Spec: v1alpha1.BackupJobSpec{StorageLocation: loc, ForgetRecoveryPoints: req.RepoIDs, Prune: req.Prune},
 	}
-	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
+	err = d.c.Create(ctx, j)
+	if apierrors.IsAlreadyExists(err) {
+		// A failed or cancelled earlier attempt is replaced, so that the
+		// next retention run really retries; a running or finished one
+		// is followed.
+		old := &v1alpha1.BackupJob{}
+		if gerr := d.c.Get(ctx, client.ObjectKeyFromObject(j), old); gerr != nil {
+			return "", fmt.Errorf("read BackupJob %s: %w", j.Name, gerr)
+		}
+		if p := old.Status.Phase; p == v1alpha1.JobFailed || p == v1alpha1.JobCancelled {
+			if derr := d.c.Delete(ctx, old, client.Preconditions{UID: &old.UID}); derr != nil && !apierrors.IsNotFound(derr) {
+				return "", fmt.Errorf("delete failed BackupJob %s: %w", j.Name, derr)
+			}
+			return "", fmt.Errorf("earlier expiry %s %s and was deleted; the next retention run starts it again", j.Name, strings.ToLower(string(p)))
+		}
+		err = nil
+	}
+	if err != nil {
 		return "", fmt.Errorf("create BackupJob %s: %w", j.Name, err)
 	}
 	return ref("backupjob", j.Name), nil

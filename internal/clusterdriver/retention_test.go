@@ -183,6 +183,20 @@ func TestRetentionRemovesData(t *testing.T) {
 		t.Errorf("repository keeps %d recovery points, want only the newest %s", len(left), newest.RepoID)
 	}
 
+	// The expiry ran in the cluster as a BackupJob with
+	// forgetRecoveryPoints, and pruned the repository (first expiry).
+	var bjs v1alpha1.BackupJobList
+	must(c.List(ctx, &bjs, client.InNamespace("arca-system"), client.MatchingLabels{"arca.io/vault-forget": "true"}))
+	if len(bjs.Items) != 1 || !bjs.Items[0].Spec.Prune || len(bjs.Items[0].Spec.ForgetRecoveryPoints) != 1 ||
+		bjs.Items[0].Spec.ForgetRecoveryPoints[0] != old.RepoID {
+		t.Fatalf("expiry BackupJobs %+v", bjs.Items)
+	}
+	if cnt := bjs.Items[0].Status.Counts; cnt["recoveryPoints"] != 1 || cnt["snapshotContents"] != 1 {
+		t.Errorf("expiry counts %v", cnt)
+	} else if _, ok := cnt["prunedPacks"]; !ok {
+		t.Errorf("expiry did not prune: counts %v", cnt)
+	}
+
 	// Nothing more expires: the last point is never deleted.
 	clk.Advance(30 * 24 * time.Hour)
 	if js, err := eng.Run(ctx); err != nil || len(js) != 0 {

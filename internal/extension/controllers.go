@@ -195,8 +195,9 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 
 // runForget expires recovery points (spec.forgetRecoveryPoints): for each
 // one the repository still has, it deletes the retained snapshot contents
-// of its volumes, then forgets it. Counts reports recoveryPoints (forgotten),
-// alreadyGone and snapshotContents (deleted).
+// of its volumes, then forgets it; with spec.prune it then prunes the
+// repository. Counts reports recoveryPoints (forgotten), alreadyGone,
+// snapshotContents (deleted) and, with prune, prunedPacks and prunedBytes.
 func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *progress) result {
 	sa, err := x.openStorage(ctx, j.Namespace, j.Spec.StorageLocation, true)
 	if err != nil {
@@ -249,6 +250,15 @@ func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *pro
 	res := result{phase: v1alpha1.JobCompleted, warnings: warnings}
 	res.message = fmt.Sprintf("%d recovery points forgotten (%d already gone), %d snapshot contents deleted",
 		counts["recoveryPoints"], counts["alreadyGone"], counts["snapshotContents"])
+	if j.Spec.Prune {
+		rep, err := r.Prune(ctx, repo.PruneOptions{})
+		if err != nil {
+			return failed(v1alpha1.CodeForgetFailed, "%s; prune failed: %v", res.message, err)
+		}
+		counts["prunedPacks"] = int64(rep.PacksRemoved + rep.PacksRepacked)
+		counts["prunedBytes"] = rep.BytesBefore - rep.BytesAfter
+		res.message += fmt.Sprintf("; pruned %d bytes", rep.BytesBefore-rep.BytesAfter)
+	}
 	if len(warnings) > 0 {
 		res.phase = v1alpha1.JobCompletedWithWarnings
 	}

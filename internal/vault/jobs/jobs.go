@@ -112,6 +112,7 @@ type ForgetRequest struct {
 	Key             string // names the cluster job: the same key, the same job
 	StorageLocation string
 	RepoIDs         []string
+	Prune           bool // prune the repository after forgetting
 }
 
 // Forgetter is implemented by drivers that can expire recovery points in

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/arca-backup/arca/internal/vault/retention"
@@ -24,6 +25,37 @@ type ClusterRemover struct {
 	Wait, Poll time.Duration
 	// Sleep waits between polls (tests); default time.Sleep honouring ctx.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// PruneEvery: an expiry also prunes the repository when the last
+	// successful prune of that cluster and storage location by this
+	// process is older (default 24 hours; negative: never prune). The time
+	// is kept in memory: after a restart the first expiry prunes.
+	PruneEvery time.Duration
+
+	mu         sync.Mutex
+	lastPruned map[string]time.Time
+}
+
+func (c *ClusterRemover) pruneDue(key string) bool {
+	every := c.PruneEvery
+	if every < 0 {
+		return false
+	}
+	if every == 0 {
+		every = 24 * time.Hour
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last, ok := c.lastPruned[key]
+	return !ok || time.Since(last) >= every
+}
+
+func (c *ClusterRemover) pruned(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastPruned == nil {
+		c.lastPruned = map[string]time.Time{}
+	}
+	c.lastPruned[key] = time.Now()
 }
 
 var _ retention.DataRemover = (*ClusterRemover)(nil)
@@ -63,7 +95,13 @@ func (c *ClusterRemover) RemoveRecoveryPoint(ctx context.Context, rp *store.Reco
 	if !ok {
 		return fmt.Errorf("the driver of cluster %q cannot remove recovery point data", in.Cluster)
 	}
-	ref, err := f.StartForget(ctx, ForgetRequest{Key: rp.Vault + "/" + rp.ID, StorageLocation: in.StorageLocation, RepoIDs: []string{rp.RepoID}})
+	pruneKey := in.Cluster + " " + in.StorageLocation
+	prune := c.pruneDue(pruneKey)
+	key := rp.Vault + "/" + rp.ID
+	if prune {
+		key += "+prune"
+	}
+	ref, err := f.StartForget(ctx, ForgetRequest{Key: key, StorageLocation: in.StorageLocation, RepoIDs: []string{rp.RepoID}, Prune: prune})
 	if err != nil {
 		return fmt.Errorf("start expiry in cluster %q: %w", in.Cluster, err)
 	}
@@ -79,6 +117,9 @@ func (c *ClusterRemover) RemoveRecoveryPoint(ctx context.Context, rp *store.Reco
 		st, err := d.JobStatus(ctx, ref)
 		if err == nil && store.JobStateTerminal(st.State) {
 			if st.State == store.JobCompleted || st.State == store.JobCompletedWithWarnings {
+				if prune {
+					c.pruned(pruneKey)
+				}
 				return nil
 			}
 			msg := st.State

@@ -38,12 +38,18 @@ func TestClusterRemover(t *testing.T) {
 	rm := &jobs.ClusterRemover{Store: e.st, Drivers: jobs.DriverMap{"c1": fd}, Wait: 5 * time.Second, Poll: 10 * time.Millisecond}
 	rp := &store.RecoveryPoint{Vault: "v", ID: "rp-1", Instance: "connected", RepoID: "abc"}
 	must(t, rm.RemoveRecoveryPoint(ctx, rp))
-	if len(fd.requests) != 1 || fd.requests[0].RepoIDs[0] != "abc" || fd.requests[0].StorageLocation != "file:///r" || fd.requests[0].Key != "v/rp-1" {
+	if len(fd.requests) != 1 || fd.requests[0].RepoIDs[0] != "abc" || fd.requests[0].StorageLocation != "file:///r" ||
+		fd.requests[0].Key != "v/rp-1+prune" || !fd.requests[0].Prune {
 		t.Fatalf("forget requests %+v", fd.requests)
+	}
+	// Pruned less than PruneEvery ago: the next expiry does not prune.
+	must(t, rm.RemoveRecoveryPoint(ctx, &store.RecoveryPoint{Vault: "v", ID: "rp-9", Instance: "connected", RepoID: "zzz"}))
+	if len(fd.requests) != 2 || fd.requests[1].Prune || fd.requests[1].Key != "v/rp-9" {
+		t.Fatalf("second expiry %+v", fd.requests[1])
 	}
 	// Nothing outside the catalog: nothing to ask.
 	must(t, rm.RemoveRecoveryPoint(ctx, &store.RecoveryPoint{Vault: "v", ID: "rp-2", Instance: "connected"}))
-	if len(fd.requests) != 1 {
+	if len(fd.requests) != 2 {
 		t.Fatalf("a point without repository ID was sent to the cluster")
 	}
 	// A failed expiry, an unconnected cluster, a driver that cannot
