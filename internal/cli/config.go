@@ -242,7 +242,7 @@ func newConfigViewCommand() *cobra.Command {
 		Example: "  arca config view\n  arca config view -o yaml --raw",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := vaultCheckOutput(output); err != nil {
+			if err := checkOutput(output); err != nil {
 				return err
 			}
 			c, err := LoadConfig()
@@ -268,7 +268,7 @@ func printConfig(w io.Writer, format string, c *Config, raw bool) error {
 			}
 		}
 	}
-	return vaultPrint(w, format, out, func(tw *tabwriter.Writer) {
+	return printOutput(w, format, out, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "CURRENT\tNAME\tVAULT URL\tVAULT\tTOKEN\tCA CERT")
 		for _, x := range out.Contexts {
 			cur := ""

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/yaml"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/extension"
@@ -363,8 +361,8 @@ func newExtensionShowCommand() *cobra.Command {
 
 // RunExtensionShow runs `arca extension show`.
 func RunExtensionShow(ctx context.Context, o *ExtensionOptions, stdout io.Writer) error {
-	if o.Output != "table" && o.Output != "json" && o.Output != "yaml" {
-		return &UsageError{fmt.Errorf("--output %q: want table, json or yaml", o.Output)}
+	if err := checkOutput(o.Output); err != nil {
+		return err
 	}
 	cfg, err := o.config()
 	if err != nil {
@@ -374,20 +372,8 @@ func RunExtensionShow(ctx context.Context, o *ExtensionOptions, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	switch o.Output {
-	case "json":
-		return writeJSON(stdout, h)
-	case "yaml":
-		b, err := json.Marshal(h)
-		if err != nil {
-			return err
-		}
-		y, err := yaml.JSONToYAML(b)
-		if err != nil {
-			return err
-		}
-		_, err = stdout.Write(y)
-		return err
+	if o.Output != "table" {
+		return printOutput(stdout, o.Output, h, nil)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "namespace:\t%s\n", h.Namespace)

@@ -185,7 +185,7 @@ type BackupOutput struct {
 
 // RunLocalBackup runs `arca local backup`.
 func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr io.Writer) error {
-	if err := checkOutput(o.Output); err != nil {
+	if err := checkTextOutput(o.Output); err != nil {
 		return err
 	}
 	cfg, err := o.BackupConfig()
@@ -379,7 +379,7 @@ func (o *LocalRestoreOptions) Criteria() (v1alpha1.RestoreCriteria, *modifiers.M
 // RunLocalRestore runs `arca local restore`. It returns the result even
 // when items failed (with an error naming them).
 func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr io.Writer) error {
-	if err := checkOutput(o.Output); err != nil {
+	if err := checkTextOutput(o.Output); err != nil {
 		return err
 	}
 	crit, mods, err := o.Criteria()
@@ -524,7 +524,7 @@ func RunLocalList(ctx context.Context, o *LocalListOptions, stdout io.Writer) er
 				Items: rp.Summary.Items, Bytes: rp.Summary.Bytes, Source: rp.Source, Tags: rp.Tags, Warnings: nonNil(rp.Summary.Warnings)})
 		}
 		if o.Output == "yaml" {
-			return vaultPrint(stdout, "yaml", out, nil)
+			return printOutput(stdout, "yaml", out, nil)
 		}
 		return writeJSON(stdout, out)
 	}
@@ -570,7 +570,7 @@ func newLocalDiffCommand() *cobra.Command {
 
 // RunLocalDiff runs `arca local diff`.
 func RunLocalDiff(ctx context.Context, o *LocalDiffOptions, stdout io.Writer) error {
-	if err := checkOutput(o.Output); err != nil {
+	if err := checkTextOutput(o.Output); err != nil {
 		return err
 	}
 	if o.Repo == "" {
@@ -619,7 +619,8 @@ func RunLocalDiff(ctx context.Context, o *LocalDiffOptions, stdout io.Writer) er
 
 // --- helpers ---
 
-func checkOutput(o string) error {
+// checkTextOutput accepts the formats of commands that print text or JSON.
+func checkTextOutput(o string) error {
 	if o != "text" && o != "json" {
 		return &UsageError{fmt.Errorf("--output %q: want text or json", o)}
 	}

@@ -147,7 +147,7 @@ type ForgetOutput struct {
 
 // RunLocalForget runs `arca local forget`.
 func RunLocalForget(ctx context.Context, o *LocalForgetOptions, refs []string, stdout, stderr io.Writer) error {
-	if err := checkOutput(o.Output); err != nil {
+	if err := checkTextOutput(o.Output); err != nil {
 		return err
 	}
 	if o.Repo == "" {

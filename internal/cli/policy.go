@@ -247,7 +247,7 @@ func retentionSummary(raw json.RawMessage) string {
 }
 
 func printPolicies(w io.Writer, format string, v any, ps []*store.Policy) error {
-	return vaultPrint(w, format, v, func(tw *tabwriter.Writer) {
+	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "NAME\tSCHEDULE\tRETENTION\tVERSION")
 		for _, p := range ps {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", p.Name, p.Schedule, retentionSummary(p.Retention), p.Version)

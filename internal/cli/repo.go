@@ -60,7 +60,7 @@ func (o *RepoCommonOptions) takeYAML() bool {
 // repoStructured prints v as JSON, or YAML when asked.
 func repoStructured(w io.Writer, yamlOut bool, v any) error {
 	if yamlOut {
-		return vaultPrint(w, "yaml", v, nil)
+		return printOutput(w, "yaml", v, nil)
 	}
 	return repoJSON(w, v)
 }

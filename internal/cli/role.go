@@ -201,7 +201,7 @@ func newRoleDefinitionsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return vaultPrint(cmd.OutOrStdout(), o.Output, map[string]any{"items": roles}, func(tw *tabwriter.Writer) {
+			return printOutput(cmd.OutOrStdout(), o.Output, map[string]any{"items": roles}, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "ROLE\tDESCRIPTION\tACTIONS")
 				for _, r := range roles {
 					fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Description, strings.Join(r.Actions, ", "))
@@ -214,7 +214,7 @@ func newRoleDefinitionsCommand() *cobra.Command {
 }
 
 func printAssignments(w io.Writer, format string, v any, as []*store.RoleAssignment) error {
-	return vaultPrint(w, format, v, func(tw *tabwriter.Writer) {
+	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "ID\tPRINCIPAL\tROLE\tSCOPE\tCREATED BY\tCREATED")
 		for _, a := range as {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Principal, a.Role, a.Scope, a.CreatedBy, vaultTime(a.CreatedAt))

@@ -98,7 +98,7 @@ func newTrustedAccessEnableCommand() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if o.Output != "table" {
-				return vaultPrint(w, o.Output, map[string]any{"cluster": c, "objects": g.Objects}, nil)
+				return printOutput(w, o.Output, map[string]any{"cluster": c, "objects": g.Objects}, nil)
 			}
 			fmt.Fprintf(w, "trusted access enabled: vault %q → cluster %q as %s/%s\n", g.Vault, g.Cluster, g.Namespace, g.ServiceAccount)
 			for _, obj := range g.Objects {
@@ -135,7 +135,7 @@ func newTrustedAccessListCommand() *cobra.Command {
 		Short: "Show each vault's identity and bindings in the cluster, and token expiry as the vault sees it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := vaultCheckOutput(o.Output); err != nil {
+			if err := checkOutput(o.Output); err != nil {
 				return err
 			}
 			cfg, err := kube.RESTConfig(kube.Options{Kubeconfig: o.Kubeconfig, Context: o.Context})
@@ -177,7 +177,7 @@ func newTrustedAccessListCommand() *cobra.Command {
 }
 
 func printTrustedAccess(w io.Writer, format string, rows []trustedAccessRow, note string) error {
-	err := vaultPrint(w, format, map[string]any{"items": rows}, func(tw *tabwriter.Writer) {
+	err := printOutput(w, format, map[string]any{"items": rows}, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "VAULT\tSERVICE ACCOUNT\tBINDINGS\tCLUSTER\tSTATE\tTOKEN EXPIRES")
 		for _, r := range rows {
 			cl, state, exp := "-", "-", "-"

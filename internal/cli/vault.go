@@ -166,7 +166,7 @@ func (o *VaultClientOptions) AddFlags(fs *pflag.FlagSet) {
 }
 
 func (o *VaultClientOptions) client() (*client.Client, error) {
-	if err := vaultCheckOutput(o.Output); err != nil {
+	if err := checkOutput(o.Output); err != nil {
 		return nil, err
 	}
 	o.applyContext()
@@ -183,7 +183,7 @@ func (o *VaultClientOptions) client() (*client.Client, error) {
 	return client.New(o.URL, o.Token, client.TLSOptions{CAFile: ca, InsecureSkipVerify: o.Insecure})
 }
 
-func vaultCheckOutput(o string) error {
+func checkOutput(o string) error {
 	switch o {
 	case "table", "json", "yaml":
 		return nil
@@ -191,8 +191,9 @@ func vaultCheckOutput(o string) error {
 	return &UsageError{fmt.Errorf("--output %q: want table, json or yaml", o)}
 }
 
-// vaultPrint writes v as JSON or YAML, or calls table for the table form.
-func vaultPrint(w io.Writer, format string, v any, table func(tw *tabwriter.Writer)) error {
+// printOutput writes v as JSON or YAML, or calls table for the table form
+// (table may be nil when format is known not to be "table").
+func printOutput(w io.Writer, format string, v any, table func(tw *tabwriter.Writer)) error {
 	switch format {
 	case "json":
 		enc := json.NewEncoder(w)
@@ -318,7 +319,7 @@ func newVaultDeleteCommand() *cobra.Command {
 }
 
 func printVaults(w io.Writer, format string, v any, vs []*store.Vault) error {
-	return vaultPrint(w, format, v, func(tw *tabwriter.Writer) {
+	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "NAME\tDESCRIPTION\tCREATED\tVERSION")
 		for _, x := range vs {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", x.Name, x.Description, vaultTime(x.CreatedAt), x.Version)

@@ -289,7 +289,7 @@ func newInstanceDeleteCommand() *cobra.Command {
 }
 
 func printInstances(w io.Writer, format string, v any, ins []*store.Instance) error {
-	return vaultPrint(w, format, v, func(tw *tabwriter.Writer) {
+	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "NAME\tCLUSTER\tPOLICY\tPROTECTION\tSTORAGE")
 		for _, in := range ins {
 			state := in.ProtectionState
@@ -391,7 +391,7 @@ func newRecoveryPointCommand() *cobra.Command {
 }
 
 func printRecoveryPoints(w io.Writer, format string, v any, rps []*store.RecoveryPoint) error {
-	return vaultPrint(w, format, v, func(tw *tabwriter.Writer) {
+	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "ID\tINSTANCE\tTIME\tTAG\tDATASTORE\tEXPIRES\tITEMS")
 		for _, rp := range rps {
 			exp := "never"

@@ -115,7 +115,7 @@ func vaultWaitJob(cmd *cobra.Command, c *client.Client, o *PolicyScope, j *store
 }
 
 func printJobs(w io.Writer, format string, v any, js []*store.Job) error {
-	return vaultPrint(w, format, v, func(tw *tabwriter.Writer) {
+	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "ID\tTYPE\tINSTANCE\tSTATE\tCREATED\tENDED\tCODES")
 		for _, j := range js {
 			end := "-"
@@ -130,7 +130,7 @@ func printJobs(w io.Writer, format string, v any, js []*store.Job) error {
 
 func printJobDetail(w io.Writer, format string, j *store.Job) error {
 	if format != "table" {
-		return vaultPrint(w, format, j, nil)
+		return printOutput(w, format, j, nil)
 	}
 	if err := printJobs(w, format, j, []*store.Job{j}); err != nil {
 		return err

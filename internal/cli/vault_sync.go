@@ -107,7 +107,7 @@ func syncInstance(ctx context.Context, c *client.Client, r *repo.Repository, vau
 const syncBatch = 5000
 
 func printSyncResult(w io.Writer, format string, res *client.SyncResult) error {
-	return vaultPrint(w, format, res, func(tw *tabwriter.Writer) {
+	return printOutput(w, format, res, func(tw *tabwriter.Writer) {
 		if len(res.Created) > 0 {
 			fmt.Fprintln(tw, "RE-CREATED\tTIME\tTAG\tREPOSITORY ID")
 		}
