@@ -46,7 +46,40 @@ const (
 	// WarnDependencyNotFound: a cluster-scoped object an included object
 	// refers to (a PV, a storage class, a cluster role) does not exist.
 	WarnDependencyNotFound = "DependencyNotFound"
+	// WarnListRestarted: a type's paginated list was restarted from the
+	// beginning because its continue token expired (HTTP 410); the type was
+	// then listed completely, from one consistent snapshot.
+	WarnListRestarted = "ListRestarted"
 )
+
+// CodeListExpired is the code of ListExpiredError: a type's continue token
+// expired on every attempt, ListRestarts restarts included.
+const CodeListExpired = "ListExpired"
+
+// DefaultListRestarts is how many times a type's list is restarted after
+// its continue token expired, when Options.ListRestarts is 0.
+const DefaultListRestarts = 3
+
+// ListExpiredError fails a backup whose list of one resource type kept
+// expiring (HTTP 410 Gone, reason Expired: "continue parameter is too old")
+// although it was restarted from the beginning Attempts-1 times.
+type ListExpiredError struct {
+	Resource string // group resource, e.g. "deployments.apps"
+	Attempts int
+	Err      error // the last 410 from the API server
+}
+
+func (e *ListExpiredError) Error() string {
+	return fmt.Sprintf("%s: list of %s expired on each of %d attempts (each restarted from the beginning; the API server compacts its history faster than the type can be listed: raise etcd's compaction interval or the page size): %v",
+		CodeListExpired, e.Resource, e.Attempts, e.Err)
+}
+func (e *ListExpiredError) Unwrap() error { return e.Err }
+
+// isListExpired tells whether err is the API server's answer to a continue
+// token too old to resume from.
+func isListExpired(err error) bool {
+	return apierrors.IsResourceExpired(err) || apierrors.IsGone(err)
+}
 
 // Options configure one backup.
 type Options struct {
@@ -58,6 +91,10 @@ type Options struct {
 	Workers int
 	// PageSize is the list page size (default 500).
 	PageSize int64
+	// ListRestarts is how many times a type's list is restarted from the
+	// beginning after its continue token expired (default
+	// DefaultListRestarts; negative: never).
+	ListRestarts int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Progress, when set, is called after every page with running totals.
@@ -398,11 +435,6 @@ feed:
 // backupType lists one resource type and writes its tree.
 func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 	gr := res.GroupResource()
-	var tw *repo.TreeWriter
-	if b.w != nil {
-		tw = b.w.NewTree()
-	}
-	count := 0
 	var deps map[string]bool
 	if !res.Namespaced {
 		b.mu.Lock()
@@ -417,7 +449,6 @@ func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 		b.listed[gr] = true
 		b.mu.Unlock()
 	}
-	found := map[string]bool{}
 	// Which objects of this type are selected.
 	serverSelector := b.sel.Labels.String()
 	filterLabels := false
@@ -453,49 +484,37 @@ func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 	if res.Namespaced && !b.allNS {
 		scopes = b.nsList // list namespace by namespace when only some are selected
 	}
-	for _, ns := range scopes {
-		cont := ""
-		for {
-			page, err := b.lister.List(ctx, res, kube.ListOptions{Namespace: ns, Limit: b.opts.PageSize, Continue: cont, LabelSelector: serverSelector})
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if apierrors.IsForbidden(err) || apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
-					b.warn(repo.Warning{Code: WarnListFailed, Object: gr, Message: err.Error()})
-					return nil
-				}
-				return fmt.Errorf("list %s: %w", gr, err)
-			}
-			for i, item := range page.Items {
-				obj, err := kube.DecodeObject(item)
-				if err != nil {
-					return fmt.Errorf("decode %s: %w", gr, err)
-				}
-				if deps[obj.GetName()] {
-					found[obj.GetName()] = true
-				}
-				if _, excluded := kube.ExcludedObject(res.Group, res.Resource, obj); excluded {
-					continue
-				}
-				if !include(obj, item) {
-					continue
-				}
-				if err := b.writeObject(ctx, tw, res, obj, kube.WithTypeMeta(item, obj, res)); err != nil {
-					return err
-				}
-				page.Items[i] = nil // let the page's memory go as it is written
-				count++
-			}
-			if b.opts.Progress != nil {
-				b.opts.Progress(Progress{Items: b.items.Load(), Bytes: b.bytes.Load(), Types: int(b.typesOK.Load())})
-			}
-			cont = page.Metadata.Continue
-			if cont == "" {
-				break
-			}
-		}
+	restarts := b.opts.ListRestarts
+	if restarts == 0 {
+		restarts = DefaultListRestarts
 	}
+	var a *attempt
+	for n := 1; ; n++ {
+		// Each attempt lists the type from the beginning into a fresh tree:
+		// entries of an expired attempt are discarded with its tree (the
+		// blobs it stored are content-addressed and deduplicate).
+		a = &attempt{found: map[string]bool{}}
+		if b.w != nil {
+			a.tw = b.w.NewTree()
+		}
+		skip, err := b.listType(ctx, res, scopes, serverSelector, deps, include, a)
+		if err == nil {
+			if skip {
+				return nil
+			}
+			break
+		}
+		if !isListExpired(err) || ctx.Err() != nil {
+			return err
+		}
+		b.items.Add(-a.items)
+		b.bytes.Add(-a.bytes)
+		if n > restarts {
+			return &ListExpiredError{Resource: gr, Attempts: n, Err: err}
+		}
+		b.warn(repo.Warning{Code: WarnListRestarted, Object: gr, Message: fmt.Sprintf("attempt %d: %v; listing again from the beginning", n, err)})
+	}
+	count, found, tw := a.count, a.found, a.tw
 	var tree repo.Tree
 	if tw != nil {
 		var err error
@@ -506,6 +525,7 @@ func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 	b.typesOK.Add(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.claims = append(b.claims, a.claims...)
 	if len(found) > 0 {
 		b.depsFound[gr] = found
 	}
@@ -520,14 +540,75 @@ func (b *run) backupType(ctx context.Context, res kube.Resource) error {
 	return nil
 }
 
+// attempt is one listing of a resource type: what it stored, to be kept
+// when it completes and discarded when its continue token expires.
+type attempt struct {
+	tw           *repo.TreeWriter // nil when scanning
+	count        int
+	items, bytes int64
+	found        map[string]bool        // dependencies seen
+	claims       []types.NamespacedName // included claims
+}
+
+// listType lists res from the beginning, page by page, into a. skip is
+// true when the type cannot be listed (warned as ListFailed). An expired
+// continue token is returned as the API server's error (isListExpired).
+func (b *run) listType(ctx context.Context, res kube.Resource, scopes []string, serverSelector string, deps map[string]bool,
+	include func(*kube.Object, []byte) bool, a *attempt) (skip bool, err error) {
+	gr := res.GroupResource()
+	for _, ns := range scopes {
+		cont := ""
+		for {
+			page, err := b.lister.List(ctx, res, kube.ListOptions{Namespace: ns, Limit: b.opts.PageSize, Continue: cont, LabelSelector: serverSelector})
+			if err != nil {
+				if ctx.Err() != nil {
+					return false, ctx.Err()
+				}
+				if apierrors.IsForbidden(err) || apierrors.IsNotFound(err) || apierrors.IsMethodNotSupported(err) {
+					b.warn(repo.Warning{Code: WarnListFailed, Object: gr, Message: err.Error()})
+					return true, nil
+				}
+				return false, fmt.Errorf("list %s: %w", gr, err)
+			}
+			for i, item := range page.Items {
+				obj, err := kube.DecodeObject(item)
+				if err != nil {
+					return false, fmt.Errorf("decode %s: %w", gr, err)
+				}
+				if deps[obj.GetName()] {
+					a.found[obj.GetName()] = true
+				}
+				if _, excluded := kube.ExcludedObject(res.Group, res.Resource, obj); excluded {
+					continue
+				}
+				if !include(obj, item) {
+					continue
+				}
+				if err := b.writeObject(ctx, a, res, obj, kube.WithTypeMeta(item, obj, res)); err != nil {
+					return false, err
+				}
+				page.Items[i] = nil // let the page's memory go as it is written
+				a.count++
+			}
+			if b.opts.Progress != nil {
+				b.opts.Progress(Progress{Items: b.items.Load(), Bytes: b.bytes.Load(), Types: int(b.typesOK.Load())})
+			}
+			cont = page.Metadata.Continue
+			if cont == "" {
+				break
+			}
+		}
+	}
+	return false, nil
+}
+
 // writeObject serialises one object and stores it.
-func (b *run) writeObject(ctx context.Context, tw *repo.TreeWriter, res kube.Resource, obj *kube.Object, data []byte) error {
+func (b *run) writeObject(ctx context.Context, a *attempt, res kube.Resource, obj *kube.Object, data []byte) error {
 	if b.scan != nil {
 		if err := b.scan(res, obj, data); err != nil {
 			return err
 		}
-		b.items.Add(1)
-		b.bytes.Add(int64(len(data)))
+		a.add(b, data)
 		if b.sel.ClusterScope && res.Namespaced || res.GroupResource() == "clusterrolebindings.rbac.authorization.k8s.io" || res.GroupResource() == "persistentvolumes" {
 			b.collectDeps(res, data)
 		}
@@ -537,20 +618,28 @@ func (b *run) writeObject(ctx context.Context, tw *repo.TreeWriter, res kube.Res
 	if err != nil {
 		return fmt.Errorf("store %s %s/%s: %w", res.GroupResource(), obj.GetNamespace(), obj.GetName(), err)
 	}
-	if err := tw.Add(ctx, repo.TreeEntry{
+	if err := a.tw.Add(ctx, repo.TreeEntry{
 		Group: res.Group, Version: res.Version, Resource: res.Resource, Kind: res.Kind,
 		Namespace: obj.GetNamespace(), Name: obj.GetName(),
 		Blobs: []repo.ID{id}, Size: int64(len(data)),
 	}); err != nil {
 		return fmt.Errorf("add %s %s/%s to tree: %w", res.GroupResource(), obj.GetNamespace(), obj.GetName(), err)
 	}
-	b.items.Add(1)
-	b.bytes.Add(int64(len(data)))
+	a.add(b, data)
 	if b.sel.ClusterScope && res.Namespaced || res.GroupResource() == "clusterrolebindings.rbac.authorization.k8s.io" || res.GroupResource() == "persistentvolumes" {
 		b.collectDeps(res, data)
 	}
-	b.noteClaim(res, obj)
+	b.noteClaim(a, res, obj)
 	return nil
+}
+
+// add counts one stored object, in the attempt and in the running totals
+// that Progress reports.
+func (a *attempt) add(b *run, data []byte) {
+	a.items++
+	a.bytes += int64(len(data))
+	b.items.Add(1)
+	b.bytes.Add(int64(len(data)))
 }
 
 // collectDeps records the cluster-scoped objects obj refers to.

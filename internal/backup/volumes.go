@@ -27,14 +27,13 @@ type VolumeSnapshotter interface {
 	DiscardSnapshots(ctx context.Context, records json.RawMessage) error
 }
 
-// noteClaim remembers an included claim for the volume snapshotter.
-func (b *run) noteClaim(res kube.Resource, obj *kube.Object) {
+// noteClaim remembers an included claim for the volume snapshotter; the
+// type's attempt hands it over when its list completes.
+func (b *run) noteClaim(a *attempt, res kube.Resource, obj *kube.Object) {
 	if b.opts.Volumes == nil || res.Group != "" || res.Resource != "persistentvolumeclaims" {
 		return
 	}
-	b.mu.Lock()
-	b.claims = append(b.claims, types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()})
-	b.mu.Unlock()
+	a.claims = append(a.claims, types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()})
 }
 
 // snapshotVolumes runs the volume snapshotter, if any.
