@@ -22,6 +22,15 @@ func TestRoleCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"principal": "user:otto"`) || !strings.Contains(out, `"principal": "admin"`) || strings.Contains(out, "extension:prod-1") {
 		t.Fatalf("list at /vaults/prod (own, inherited from /, not the storage one): %v\n%s", err, out)
 	}
+	// admin's Owner at / comes first; it is the last one and is kept.
+	adminID := between(out, `"id": "`, `"`)
+	if out, err := run("role", "remove", adminID); err == nil || !strings.Contains(err.Error(), "LastRootOwner") || !strings.Contains(err.Error(), "Assign another Owner first") {
+		t.Fatalf("removing the last Owner at / must be refused with the fix: %v\n%s", err, out)
+	}
+	out, err = run("role", "list", "--scope-vault", "prod", "--principal", "user:otto", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	id := between(out, `"id": "`, `"`)
 	if _, err := run("role", "assign", "--principal", "x", "--role", "Janitor", "--scope", "/"); err == nil || ExitCode(err) != 2 {
 		t.Fatalf("unknown role must be a usage error: %v", err)

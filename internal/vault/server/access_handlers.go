@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -150,12 +151,76 @@ func (s *Server) deleteRoleAssignment(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if a.Role == rbac.Owner && a.Scope == rbac.Root() {
+		if err := s.keepRootAdmin(r.Context(), a.ID, ""); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
 	if err := s.Store.DeleteRoleAssignment(r.Context(), a.ID); err != nil {
 		writeError(w, r, err)
 		return
 	}
 	s.Log.Info("audit", "event", "roleRemoved", "principal", Principal(r.Context()), "assignee", a.Principal, "role", a.Role, "scope", a.Scope, "id", a.ID)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// rootAdmins returns the principals that hold Owner at the root scope and
+// an unexpired token: those who can still manage the vault's access,
+// leaving out the assignment skipAssignment and the token skipToken (the
+// ones about to be removed).
+func (s *Server) rootAdmins(ctx context.Context, skipAssignment, skipToken string) (admins, tokenless []string, err error) {
+	as, err := s.Store.ListRoleAssignments(ctx, store.RoleAssignmentFilter{Scope: rbac.Root()})
+	if err != nil {
+		return nil, nil, err
+	}
+	owners := map[string]bool{}
+	for _, a := range as {
+		if a.ID != skipAssignment && a.Role == rbac.Owner && a.Scope == rbac.Root() {
+			owners[a.Principal] = false // no usable token seen yet
+		}
+	}
+	ts, err := s.Store.ListTokens(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := s.Clock.Now()
+	for _, t := range ts {
+		if _, ok := owners[t.Principal]; ok && t.ID != skipToken && (t.ExpiresAt == nil || t.ExpiresAt.After(now)) {
+			owners[t.Principal] = true
+		}
+	}
+	for p, hasToken := range owners {
+		if hasToken {
+			admins = append(admins, p)
+		} else {
+			tokenless = append(tokenless, p)
+		}
+	}
+	slices.Sort(admins)
+	slices.Sort(tokenless)
+	return admins, tokenless, nil
+}
+
+// keepRootAdmin refuses (409) removing the Owner assignment at / or the
+// token skipped when nobody else would remain Owner at / with a usable
+// token: the vault's access could then no longer be managed through the
+// API.
+func (s *Server) keepRootAdmin(ctx context.Context, skipAssignment, skipToken string) error {
+	admins, tokenless, err := s.rootAdmins(ctx, skipAssignment, skipToken)
+	if err != nil || len(admins) > 0 {
+		return err
+	}
+	also := ""
+	if len(tokenless) > 0 {
+		also = fmt.Sprintf(" (%s: Owner at / without a valid token; create one with POST /api/v1/tokens)", strings.Join(tokenless, ", "))
+	}
+	if skipToken != "" {
+		return apiErr(http.StatusConflict, "LastAdminToken",
+			"this is the last valid token of an Owner at /; revoking it would leave nobody able to manage the vault's access%s. Create another token for an Owner at / first (POST /api/v1/tokens), then revoke this one", also)
+	}
+	return apiErr(http.StatusConflict, "LastRootOwner",
+		"this is the last Owner assignment at / held by a principal with a valid token; removing it would leave nobody able to manage the vault's access%s. Assign another Owner first (arca role assign --principal P --role Owner --scope /, and a token for P), then remove this one", also)
 }
 
 // CreateAdminToken creates a token for principal and makes the principal

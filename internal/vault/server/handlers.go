@@ -989,7 +989,21 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
-	if err := s.Store.DeleteToken(r.Context(), r.PathValue("id")); err != nil {
+	id := r.PathValue("id")
+	ts, err := s.Store.ListTokens(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	for _, t := range ts {
+		if t.ID == id {
+			if err := s.keepRootAdmin(r.Context(), "", id); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+	}
+	if err := s.Store.DeleteToken(r.Context(), id); err != nil {
 		writeError(w, r, err)
 		return
 	}
