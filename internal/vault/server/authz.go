@@ -67,6 +67,7 @@ func authorization() map[string]authz {
 		"GET " + v + "/recovery-points":      {rbac.RecoveryPointsRead, atVault},
 		"GET " + v + "/recovery-points/{id}": {rbac.RecoveryPointsRead, atVault},
 		"POST " + v + "/restores":            {rbac.RestoresStart, atVault},
+		"POST " + v + "/restores/validate":   {rbac.RestoresStart, atVault}, // same as starting one
 
 		"GET " + v + "/jobs":              {rbac.JobsRead, atVault},
 		"GET " + v + "/jobs/{id}":         {rbac.JobsRead, atVault},

@@ -838,6 +838,24 @@ func (s *Server) getRecoveryPoint(w http.ResponseWriter, r *http.Request) {
 	writeVersioned(w, http.StatusOK, rp.Version, rp)
 }
 
+// restoreCriteria decodes and checks a restore's restoreCriteria (empty:
+// the defaults).
+func restoreCriteria(raw json.RawMessage) (v1alpha1.RestoreCriteria, error) {
+	var c v1alpha1.RestoreCriteria
+	if len(raw) == 0 {
+		return c, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, apiErr(http.StatusBadRequest, "InvalidRestoreCriteria", "restoreCriteria: %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		return c, apiErr(http.StatusBadRequest, "InvalidRestoreCriteria", "restoreCriteria: %v", err)
+	}
+	return c, nil
+}
+
 func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if _, err := s.vault(r); err != nil {
@@ -860,18 +878,9 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if len(b.Criteria) > 0 {
-		var c v1alpha1.RestoreCriteria
-		dec := json.NewDecoder(bytes.NewReader(b.Criteria))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&c); err != nil {
-			writeError(w, r, apiErr(http.StatusBadRequest, "InvalidRestoreCriteria", "restoreCriteria: %v", err))
-			return
-		}
-		if err := c.Validate(); err != nil {
-			writeError(w, r, apiErr(http.StatusBadRequest, "InvalidRestoreCriteria", "restoreCriteria: %v", err))
-			return
-		}
+	if _, err := restoreCriteria(b.Criteria); err != nil {
+		writeError(w, r, err)
+		return
 	}
 	params, _ := json.Marshal(b)
 	j := &store.Job{Vault: r.PathValue("vault"), Type: store.JobRestore, State: store.JobQueued, Params: params}

@@ -109,6 +109,7 @@ func (s *Server) routes() []route {
 		{"GET", v + "/recovery-points", false, s.listRecoveryPoints},
 		{"GET", v + "/recovery-points/{id}", false, s.getRecoveryPoint},
 		{"POST", v + "/restores", false, s.startRestore},
+		{"POST", v + "/restores/validate", false, s.validateRestoreRoute},
 
 		{"GET", v + "/jobs", false, s.listJobs},
 		{"GET", v + "/jobs/{id}", false, s.getJob},

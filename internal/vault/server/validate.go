@@ -10,6 +10,7 @@ import (
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/prereq"
 	"github.com/arca-backup/arca/internal/trustedaccess"
+	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -148,6 +149,88 @@ func (s *Server) validateInstanceRoute(w http.ResponseWriter, r *http.Request) {
 	out := ValidationResult{Report: rep}
 	if r.URL.Query().Get("assignMissingRoles") == "true" {
 		out.Assignments = prereq.AssignMissing(r.Context(), rep, storeAccess{s: s, r: r})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// contentChecks are the restore checks that need the recovery point's
+// content, which the vault's catalog does not hold.
+var contentChecks = []string{"NamespaceConflicts", "StorageClasses", "APIVersionsServed"}
+
+// validateRestore checks a restore's prerequisites on the target cluster
+// from the vault, with its trusted-access identity there. Without
+// repository credentials the vault can neither probe the storage location
+// (the extension's StorageLocation status is checked instead) nor read
+// what the recovery point holds: those checks are Skipped and say so.
+func (s *Server) validateRestore(r *http.Request, rp *store.RecoveryPoint, in *store.Instance, target string, crit v1alpha1.RestoreCriteria) (*prereq.Report, error) {
+	ctx := r.Context()
+	c, err := s.Store.GetCluster(ctx, target)
+	if errors.Is(err, store.ErrNotFound) {
+		return prereq.NotConnected("restore", fmt.Sprintf("recovery point %s to cluster %s", rp.ID, target), target), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	acc := storeAccess{s: s, r: r}
+	rep := prereq.ValidateRestore(ctx, prereq.RestoreInput{Vault: rp.Vault, RecoveryPoint: rp.ID,
+		Target: prereq.Cluster{Name: target, Config: trustedaccess.RestConfig(c), AsVault: true}, Criteria: crit,
+		StorageLocation: in.StorageLocation, Access: acc, Connections: acc, Now: s.Clock.Now})
+	for _, id := range contentChecks {
+		if ch := rep.Find(id); ch != nil && ch.Result == prereq.Skipped {
+			ch.Message = "the vault's catalog does not hold the recovery point's content (namespaces, resource types, storage classes) and the vault has no repository password to read it"
+			ch.Remedy = "run arca restore validate --recovery-point " + rp.ID + " --target-cluster " + target + " --kubeconfig K --password-file F to check it"
+		}
+	}
+	if ch := rep.Find("StorageLocation"); ch != nil && ch.Result == prereq.Skipped {
+		ch.Message = "the vault holds no storage credentials; the target extension's own probe (ExtensionStorageLocation) covers the location"
+	}
+	return rep, nil
+}
+
+// validateRestoreRoute: POST /api/v1/vaults/{vault}/restores/validate
+// [?assignMissingRoles=true], with the body of POST …/restores. 200 with
+// the report whether it passed or not.
+func (s *Server) validateRestoreRoute(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if _, err := s.vault(r); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var b jobs.RestoreParams
+	if err := decode(w, r, &b); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := validName("targetCluster", b.TargetCluster); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rp, err := s.Store.GetRecoveryPoint(ctx, r.PathValue("vault"), b.RecoveryPoint)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, r, apiErr(http.StatusBadRequest, "UnknownReference", "recovery point %q does not exist in vault %q", b.RecoveryPoint, r.PathValue("vault")))
+		return
+	} else if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	crit, err := restoreCriteria(b.Criteria)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	in, err := s.Store.GetInstance(ctx, rp.Vault, rp.Instance)
+	if err != nil {
+		writeError(w, r, fmt.Errorf("instance %s of recovery point %s: %w", rp.Instance, rp.ID, err))
+		return
+	}
+	rep, err := s.validateRestore(r, rp, in, b.TargetCluster, crit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := ValidationResult{Report: rep}
+	if r.URL.Query().Get("assignMissingRoles") == "true" {
+		out.Assignments = prereq.AssignMissing(ctx, rep, storeAccess{s: s, r: r})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
