@@ -11,8 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -137,6 +139,10 @@ type RestoreCriteria struct {
 	ConflictPolicy ConflictPolicy `json:"conflictPolicy,omitempty"`
 	// PersistentVolumeRestoreMode defaults to RestoreWithVolumeData.
 	PersistentVolumeRestoreMode PersistentVolumeRestoreMode `json:"persistentVolumeRestoreMode,omitempty"`
+	// StorageClassMappings rename the storage class (spec.storageClassName)
+	// of restored PersistentVolumeClaims and PersistentVolumes: old -> new.
+	// Both sides are storage class names (DNS subdomains).
+	StorageClassMappings map[string]string `json:"storageClassMappings,omitempty"`
 	// PreserveNodePorts keeps Services' nodePorts instead of letting the
 	// target cluster assign new ones.
 	PreserveNodePorts bool `json:"preserveNodePorts,omitempty"`
@@ -185,6 +191,15 @@ func (c *RestoreCriteria) Validate() error {
 			errs = append(errs, fmt.Errorf("namespaceMappings: %q and %q both map to %q", a, b, to))
 		}
 		targets[to] = from
+	}
+	for _, from := range slices.Sorted(maps.Keys(c.StorageClassMappings)) {
+		to := c.StorageClassMappings[from]
+		if msgs := validation.IsDNS1123Subdomain(from); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("storageClassMappings: source %q is not a storage class name: %s", from, strings.Join(msgs, "; ")))
+		}
+		if msgs := validation.IsDNS1123Subdomain(to); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("storageClassMappings: target %q (of %q) is not a storage class name: %s", to, from, strings.Join(msgs, "; ")))
+		}
 	}
 	switch c.ConflictPolicy {
 	case "", ConflictSkip, ConflictPatch:

@@ -174,10 +174,9 @@ type RestoreJobSpec struct {
 	// holding the recovery point; it may be read-only.
 	// +kubebuilder:validation:MinLength=1
 	StorageLocation string `json:"storageLocation"`
+	// RestoreCriteria, inline; its storageClassMappings replace the job
+	// field of the same name (same JSON, so existing RestoreJobs still work).
 	RestoreCriteria `json:",inline"`
-	// StorageClassMappings rename the storage class of restored claims and volumes.
-	// +optional
-	StorageClassMappings map[string]string `json:"storageClassMappings,omitempty"`
 	// Cancel stops a queued or running job.
 	// +optional
 	Cancel bool `json:"cancel,omitempty"`

@@ -361,6 +361,16 @@ func (o *LocalRestoreOptions) Criteria() (v1alpha1.RestoreCriteria, *modifiers.M
 	if o.volumes.withoutData {
 		c.PersistentVolumeRestoreMode = v1alpha1.RestoreWithoutVolumeData
 	}
+	if set("storage-class-mapping", o.volumes.storageClassMapping != nil) {
+		// Same syntax as namespace mappings; storage class names are DNS
+		// subdomains (checked by Validate), which the namespace check would
+		// refuse when they hold dots.
+		m, err := parsePairs(o.volumes.storageClassMapping)
+		if err != nil {
+			return c, nil, &UsageError{fmt.Errorf("--storage-class-mapping: %w", err)}
+		}
+		c.StorageClassMappings = m
+	}
 	var mods *modifiers.Modifiers
 	if o.ResourceModifiers != "" {
 		m, rules, err := modifiers.Load(o.ResourceModifiers)

@@ -60,7 +60,7 @@ type volumeRestoreFlags struct {
 
 func (f *volumeRestoreFlags) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.withoutData, "without-volume-data", false, "create PVCs empty instead of from their snapshots (RestoreWithoutVolumeData)")
-	fs.StringSliceVar(&f.storageClassMapping, "storage-class-mapping", nil, "old=new[,old2=new2]: restore PVCs and PVs of storage class old with class new")
+	fs.StringSliceVar(&f.storageClassMapping, "storage-class-mapping", nil, "old=new[,old2=new2]: restore PVCs and PVs of storage class old with class new (storageClassMappings)")
 }
 
 func (f *volumeRestoreFlags) restorer(cfg *rest.Config, rp *repo.RecoveryPoint, crit *v1alpha1.RestoreCriteria, name string) (restore.VolumeRestorer, error) {
@@ -68,17 +68,8 @@ func (f *volumeRestoreFlags) restorer(cfg *rest.Config, rp *repo.RecoveryPoint, 
 	if err != nil {
 		return nil, err
 	}
-	var scm map[string]string
-	if len(f.storageClassMapping) > 0 {
-		// Same syntax as namespace mappings; storage class names are DNS
-		// subdomains, which the namespace check would refuse when they hold dots.
-		scm, err = parsePairs(f.storageClassMapping)
-		if err != nil {
-			return nil, &UsageError{fmt.Errorf("--storage-class-mapping: %w", err)}
-		}
-	}
 	return volume.NewRestorer(cfg, recs, volume.RestoreOptions{
-		Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings, StorageClassMappings: scm,
+		Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings, StorageClassMappings: crit.StorageClassMappings,
 		RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: name, DryRun: crit.DryRun,
 	})
 }
@@ -134,7 +125,7 @@ func newLocalForgetCommand() *cobra.Command {
 	o.RepoOptions.AddFlags(cmd.Flags())
 	o.LocalClusterOptions.AddFlags(cmd.Flags())
 	cmd.Flags().BoolVar(&o.KeepSnapshots, "keep-snapshots", false, "forget only in the repository; leave the volume snapshots")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text, json or yaml")
 	return cmd
 }
 
@@ -198,15 +189,15 @@ func RunLocalForget(ctx context.Context, o *LocalForgetOptions, refs []string, s
 			return err
 		}
 		out = append(out, res)
-		if o.Output != "json" {
+		if o.Output == "text" {
 			for _, w := range res.Warnings {
 				fmt.Fprintf(stderr, "warning %s: %s\n", w.Code, w.Message)
 			}
 			fmt.Fprintf(stdout, "forgot %s (%d volume snapshot(s) deleted)\n", rp.ID.Short(), len(res.DeletedContents))
 		}
 	}
-	if o.Output == "json" {
-		return writeJSON(stdout, out)
+	if o.Output != "text" {
+		return printOutput(stdout, o.Output, out, nil)
 	}
 	return nil
 }

@@ -129,3 +129,28 @@ func TestLocalVolumes(t *testing.T) {
 		t.Error("recovery point not forgotten")
 	}
 }
+
+// storageClassMappings is a criteria field: from a --config file, overridden
+// by --storage-class-mapping, and validated like the rest of the criteria.
+func TestLocalRestoreStorageClassMappings(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "criteria.yaml")
+	if err := os.WriteFile(file, []byte("storageClassMappings: {managed-csi: fast.example.com}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := &LocalRestoreOptions{Config: file}
+	c, _, err := o.Criteria()
+	if err != nil || len(c.StorageClassMappings) != 1 || c.StorageClassMappings["managed-csi"] != "fast.example.com" {
+		t.Fatalf("from file: %v %v", c.StorageClassMappings, err)
+	}
+	o.volumes.storageClassMapping = []string{"standard=premium"}
+	c, _, err = o.Criteria()
+	if err != nil || len(c.StorageClassMappings) != 1 || c.StorageClassMappings["standard"] != "premium" {
+		t.Fatalf("flag over file: %v %v", c.StorageClassMappings, err)
+	}
+	for _, bad := range []string{"Bad_Class=x", "old=", "nopair"} {
+		o := &LocalRestoreOptions{volumes: volumeRestoreFlags{storageClassMapping: []string{bad}}}
+		if _, _, err := o.Criteria(); ExitCode(err) != 2 {
+			t.Errorf("--storage-class-mapping %s: exit %d (%v)", bad, ExitCode(err), err)
+		}
+	}
+}

@@ -293,7 +293,7 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		return failed(v1alpha1.CodeRestoreFailed, "volume records of recovery point %s: %v", rpID[:12], err)
 	}
 	vols, err := volume.NewRestorer(x.cfg, recs, volume.RestoreOptions{Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings,
-		StorageClassMappings: j.Spec.StorageClassMappings, RecoveryPoint: restore.RecoveryPointLabel(rpID), RestoreName: j.Name, DryRun: crit.DryRun})
+		StorageClassMappings: crit.StorageClassMappings, RecoveryPoint: restore.RecoveryPointLabel(rpID), RestoreName: j.Name, DryRun: crit.DryRun})
 	if err != nil {
 		return failed(v1alpha1.CodeRestoreFailed, "volume restorer: %v", err)
 	}

@@ -23,8 +23,11 @@ type VolumeRestorer interface {
 	RestoreVolume(ctx context.Context, pv map[string]any) (skip bool, reason string, err error)
 	// RestoreClaim rewrites a claim before it is written, and may create
 	// what it needs first (a VolumeSnapshot and its content). sourceNamespace
-	// is the claim's namespace in the recovery point.
-	RestoreClaim(ctx context.Context, sourceNamespace string, pvc map[string]any) error
+	// is the claim's namespace in the recovery point. Warnings (the claim is
+	// still written, but will not bind by itself, e.g. its CSI driver or
+	// storage class is missing) go into Result.Warnings; an empty Object is
+	// filled with the claim's reference.
+	RestoreClaim(ctx context.Context, sourceNamespace string, pvc map[string]any) ([]Warning, error)
 }
 
 // volumeHook runs Options.Volumes on volumes and claims; false means the
@@ -45,9 +48,20 @@ func (r *run) volumeHook(ctx context.Context, t repo.ResourceTree, u *unstructur
 			return false
 		}
 	case "persistentvolumeclaims":
-		if err := r.opts.Volumes.RestoreClaim(ctx, sourceNS, u.Object); err != nil {
+		warnings, err := r.opts.Volumes.RestoreClaim(ctx, sourceNS, u.Object)
+		if err != nil {
 			r.record(it, Failed, fmt.Sprintf("volume: %v", err))
 			return false
+		}
+		if len(warnings) > 0 {
+			r.mu.Lock()
+			for _, w := range warnings {
+				if w.Object == "" {
+					w.Object = it.Ref()
+				}
+				r.res.Warnings = append(r.res.Warnings, w)
+			}
+			r.mu.Unlock()
 		}
 	}
 	return true

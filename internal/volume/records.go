@@ -37,6 +37,18 @@ const (
 	WarnContentNotFound = "SnapshotContentNotFound"
 )
 
+// Warning codes of a restore (restore.Result.Warnings, one per claim). The
+// claim is still created: it binds once the cause is fixed, without running
+// the restore again. They are stable.
+const (
+	// WarnCSIDriverNotFound: the claim is restored from a snapshot of a CSI
+	// driver that has no CSIDriver object in the target cluster.
+	WarnCSIDriverNotFound = "CSIDriverNotFound"
+	// WarnStorageClassNotFound: the claim is provisioned anew with a storage
+	// class (after storageClassMappings) that the target cluster lacks.
+	WarnStorageClassNotFound = "StorageClassNotFound"
+)
+
 // Labels and annotations the volume layer puts on the objects it creates.
 const (
 	// AnnExcludeFromBackup on a claim leaves its volume out of snapshots.

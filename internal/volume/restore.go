@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/restore"
 )
 
 // Claim annotations that tie a claim to the volume it was bound to, or to
@@ -58,6 +59,8 @@ type Restorer struct {
 
 	mu       sync.Mutex
 	restored map[string]bool // PV names restored (or left to the restore engine)
+	drivers  map[string]bool // CSIDriver name -> exists in the target (cache)
+	classes  map[string]bool // StorageClass name -> exists in the target (cache)
 }
 
 // NewRestorer returns a Restorer for the cluster of cfg and the recovery
@@ -76,7 +79,8 @@ func NewRestorer(cfg *rest.Config, records *Records, opts RestoreOptions) (*Rest
 
 // NewRestorerFor returns a Restorer using the given clients.
 func NewRestorerFor(kc kubernetes.Interface, sc snapclient.Interface, records *Records, opts RestoreOptions) *Restorer {
-	r := &Restorer{kube: kc, snaps: sc, opts: opts, records: map[string]Record{}, restored: map[string]bool{}}
+	r := &Restorer{kube: kc, snaps: sc, opts: opts, records: map[string]Record{}, restored: map[string]bool{},
+		drivers: map[string]bool{}, classes: map[string]bool{}}
 	if records != nil {
 		for _, rec := range records.Snapshots {
 			r.records[rec.Key()] = rec
@@ -156,26 +160,53 @@ func (r *Restorer) RestoreVolume(ctx context.Context, pv map[string]any) (skip b
 // whose volume is not restored loses its volume name and binding
 // annotations, so that it is provisioned anew. A claim that already exists
 // is left alone (the conflict policy decides).
-func (r *Restorer) RestoreClaim(ctx context.Context, sourceNamespace string, pvc map[string]any) error {
+//
+// A claim provisioned anew whose CSI driver (of the recorded snapshot) or
+// storage class (after mapping) does not exist in the target is still
+// created, with a warning (CSIDriverNotFound, StorageClassNotFound) naming
+// the remedy: it stays Pending until the driver or class is installed, and
+// then binds without another restore.
+func (r *Restorer) RestoreClaim(ctx context.Context, sourceNamespace string, pvc map[string]any) ([]restore.Warning, error) {
 	md, _ := pvc["metadata"].(map[string]any)
 	spec, _ := pvc["spec"].(map[string]any)
 	if md == nil || spec == nil {
-		return fmt.Errorf("claim without metadata or spec")
+		return nil, fmt.Errorf("claim without metadata or spec")
 	}
 	name, _ := md["name"].(string)
 	target, _ := md["namespace"].(string)
 	if _, err := r.kube.CoreV1().PersistentVolumeClaims(target).Get(ctx, name, metav1.GetOptions{}); err == nil {
-		return nil
+		return nil, nil
 	} else if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("read claim: %w", err)
+		return nil, fmt.Errorf("read claim: %w", err)
 	}
-	if sc, ok := spec["storageClassName"].(string); ok && sc != "" {
-		spec["storageClassName"] = r.mapStorageClass(sc)
+	origClass, _ := spec["storageClassName"].(string)
+	if origClass != "" {
+		spec["storageClassName"] = r.mapStorageClass(origClass)
 	}
 	volumeName, _ := spec["volumeName"].(string)
 	rec, fromSnapshot := r.recordFor(sourceNamespace, name)
 	if !fromSnapshot && volumeName != "" && r.keepsVolume(ctx, volumeName, target, name) {
-		return nil // a retained volume: the claim binds to it again
+		return nil, nil // a retained volume: the claim binds to it again
+	}
+	// Provisioned anew: say so if the target cannot provision it.
+	var warnings []restore.Warning
+	claimRef := target + "/" + name
+	if fromSnapshot && !r.exists(ctx, r.drivers, rec.Driver, r.driverExists) {
+		warnings = append(warnings, restore.Warning{Code: WarnCSIDriverNotFound, Object: "persistentvolumeclaims " + claimRef,
+			Message: fmt.Sprintf("claim %s is restored from a snapshot of CSI driver %s, which is not installed in the target cluster (no CSIDriver %q): "+
+				"the claim is created but stays Pending. Install the driver %s (with access to snapshot %s) and the claim binds, "+
+				"or restore without volume data (--without-volume-data, persistentVolumeRestoreMode: RestoreWithoutVolumeData)",
+				claimRef, rec.Driver, rec.Driver, rec.Driver, rec.SnapshotHandle)})
+	}
+	if sc, _ := spec["storageClassName"].(string); sc != "" && !r.exists(ctx, r.classes, sc, r.classExists) {
+		was := ""
+		if sc != origClass {
+			was = fmt.Sprintf(" (mapped from %s)", origClass)
+		}
+		warnings = append(warnings, restore.Warning{Code: WarnStorageClassNotFound, Object: "persistentvolumeclaims " + claimRef,
+			Message: fmt.Sprintf("claim %s needs storage class %s%s, which does not exist in the target cluster: the claim is created but stays Pending. "+
+				"Map it to an existing class (--storage-class-mapping %s=CLASS, storageClassMappings) or create the class and the claim binds",
+				claimRef, sc, was, origClass)})
 	}
 	delete(spec, "volumeName")
 	if ann, ok := md["annotations"].(map[string]any); ok {
@@ -191,11 +222,11 @@ func (r *Restorer) RestoreClaim(ctx context.Context, sourceNamespace string, pvc
 		// snapshot or claim that may be gone) is not followed.
 		delete(spec, "dataSource")
 		delete(spec, "dataSourceRef")
-		return nil
+		return warnings, nil
 	}
 	vsName, err := r.ensureSnapshot(ctx, rec, target, name)
 	if err != nil {
-		return err
+		return warnings, err
 	}
 	group := snapshotGroup
 	ref := map[string]any{"apiGroup": group, "kind": "VolumeSnapshot", "name": vsName}
@@ -219,7 +250,37 @@ func (r *Restorer) RestoreClaim(ctx context.Context, sourceNamespace string, pvc
 			req["storage"] = size.String()
 		}
 	}
-	return nil
+	return warnings, nil
+}
+
+// exists reports whether a cluster-scoped object exists, through a cache.
+// Only a NotFound answer counts as missing: when the lookup fails otherwise
+// (no permission, API server trouble) nothing is reported.
+func (r *Restorer) exists(ctx context.Context, cache map[string]bool, name string, get func(context.Context, string) error) bool {
+	r.mu.Lock()
+	ok, known := cache[name]
+	r.mu.Unlock()
+	if known {
+		return ok
+	}
+	err := get(ctx, name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return true
+	}
+	r.mu.Lock()
+	cache[name] = err == nil
+	r.mu.Unlock()
+	return err == nil
+}
+
+func (r *Restorer) driverExists(ctx context.Context, name string) error {
+	_, err := r.kube.StorageV1().CSIDrivers().Get(ctx, name, metav1.GetOptions{})
+	return err
+}
+
+func (r *Restorer) classExists(ctx context.Context, name string) error {
+	_, err := r.kube.StorageV1().StorageClasses().Get(ctx, name, metav1.GetOptions{})
+	return err
 }
 
 // keepsVolume reports whether a claim keeps its volume name: the volume was

@@ -140,15 +140,25 @@ func runBackup(t *testing.T, ctx context.Context, r *repo.Repository, opts volum
 	return res.RecoveryPoint, recs
 }
 
-func runRestore(t *testing.T, ctx context.Context, r *repo.Repository, rp *repo.RecoveryPoint, crit v1alpha1.RestoreCriteria, scm map[string]string) *restore.Result {
+func runRestore(t *testing.T, ctx context.Context, r *repo.Repository, rp *repo.RecoveryPoint, crit v1alpha1.RestoreCriteria) *restore.Result {
 	t.Helper()
 	recs, err := volume.Decode(rp.Volumes)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return runRestoreRecords(t, ctx, r, rp, recs, crit)
+}
+
+// runRestoreRecords restores rp with the given volume records (the test may
+// have changed them).
+func runRestoreRecords(t *testing.T, ctx context.Context, r *repo.Repository, rp *repo.RecoveryPoint, recs *volume.Records, crit v1alpha1.RestoreCriteria) *restore.Result {
+	t.Helper()
+	if err := crit.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	name := fmt.Sprintf("restore-%d", time.Now().UnixNano())
 	vr, err := volume.NewRestorer(cp.Config(), recs, volume.RestoreOptions{Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings,
-		StorageClassMappings: scm, RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: name, DryRun: crit.DryRun})
+		StorageClassMappings: crit.StorageClassMappings, RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: name, DryRun: crit.DryRun})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +305,7 @@ func TestBackupDeleteRestoreTwoClaims(t *testing.T) {
 	}
 
 	// A dry run plans the claims from snapshots and creates nothing.
-	dry := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{DryRun: true}, nil)
+	dry := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{DryRun: true})
 	for key, it := range itemsOf(dry, "persistentvolumeclaims") {
 		if it.Action != restore.Created {
 			t.Errorf("dry run %s: %s %s", key, it.Action, it.Reason)
@@ -305,7 +315,7 @@ func TestBackupDeleteRestoreTwoClaims(t *testing.T) {
 		t.Errorf("dry run created contents: %v %d", err, len(l.Items))
 	}
 
-	res := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{}, nil)
+	res := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{})
 	for _, pvName := range oldPV {
 		if it := itemsOf(res, "persistentvolumes")["/"+pvName]; it.Action != restore.SkippedVolume {
 			t.Errorf("old PV %s: %s %s, want SkippedVolume", pvName, it.Action, it.Reason)
@@ -334,7 +344,10 @@ func TestBackupDeleteRestoreTwoClaims(t *testing.T) {
 		Provisioner: csi.DriverName}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{NamespaceMappings: map[string]string{ns: "shop-copy"}}, map[string]string{csi.StorageClass: "arca-csi-fast"})
+	if res := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{NamespaceMappings: map[string]string{ns: "shop-copy"},
+		StorageClassMappings: map[string]string{csi.StorageClass: "arca-csi-fast"}}); len(res.Warnings) != 0 {
+		t.Errorf("restore with an existing driver and mapped class: warnings %+v", res.Warnings)
+	}
 	for _, n := range []string{"data", "logs"} {
 		pvc := waitBound(t, ctx, "shop-copy", n)
 		if sc := pvc.Spec.StorageClassName; sc == nil || *sc != "arca-csi-fast" {
@@ -398,7 +411,7 @@ func TestRestoreWithoutVolumeData(t *testing.T) {
 		t.Fatalf("records: %+v", recs)
 	}
 	deleteNSAndWait(t, ctx, ns)
-	res := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{PersistentVolumeRestoreMode: v1alpha1.RestoreWithoutVolumeData}, nil)
+	res := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{PersistentVolumeRestoreMode: v1alpha1.RestoreWithoutVolumeData})
 	it := itemsOf(res, "persistentvolumes")["/"+old]
 	if it.Action != restore.SkippedVolume || !strings.Contains(it.Reason, "reclaim policy Delete") {
 		t.Errorf("old PV: %s %q", it.Action, it.Reason)
@@ -442,7 +455,7 @@ func TestRestoreRetainedStaticVolume(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	res := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{}, nil)
+	res := runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{})
 	if it := itemsOf(res, "persistentvolumes")["/"+pv.Name]; it.Action != restore.Created {
 		t.Errorf("static PV: %s %s", it.Action, it.Reason)
 	}
@@ -654,4 +667,115 @@ func TestFailedBackupDiscardsSnapshots(t *testing.T) {
 			t.Errorf("driver snapshot %s of the failed backup left behind", id)
 		}
 	}
+}
+
+// A restore into a cluster that lacks the recorded CSI driver or the
+// claim's (mapped) storage class reports it per claim, with the remedy, and
+// still creates the claim (Pending until the driver or class exists).
+func TestRestoreMissingDriverAndClass(t *testing.T) {
+	ctx := ctxT(t)
+	const ns = "far"
+	createNS(t, ctx, ns)
+	createPVC(t, ctx, ns, claim("data", csi.StorageClass, "1Gi", nil))
+	waitBound(t, ctx, ns, "data")
+	r := newRepo(t, ctx)
+	rp, recs := runBackup(t, ctx, r, volume.SnapshotOptions{Timeout: time.Minute}, ns)
+	t.Cleanup(func() { cleanupContents(t, recs) })
+	if len(recs.Snapshots) != 1 {
+		t.Fatalf("records: %+v", recs)
+	}
+	const absentDriver, absentClass = "absent.csi.arca.test", "arca-missing-class"
+	moved := *recs
+	moved.Snapshots = append([]volume.Record(nil), recs.Snapshots...)
+	moved.Snapshots[0].Driver = absentDriver
+	t.Cleanup(func() {
+		l, err := snaps.SnapshotV1().VolumeSnapshotContents().List(context.Background(), metav1.ListOptions{LabelSelector: volume.LabelManagedBy + "=arca"})
+		if err != nil {
+			return
+		}
+		for _, c := range l.Items {
+			if c.Spec.Driver == absentDriver {
+				_ = snaps.SnapshotV1().VolumeSnapshotContents().Delete(context.Background(), c.Name, metav1.DeleteOptions{})
+			}
+		}
+	})
+
+	byCode := func(res *restore.Result) map[string]restore.Warning {
+		m := map[string]restore.Warning{}
+		for _, w := range res.Warnings {
+			m[w.Code] = w
+		}
+		return m
+	}
+
+	// A dry run reports both and writes nothing.
+	dry := runRestoreRecords(t, ctx, r, rp, &moved, v1alpha1.RestoreCriteria{DryRun: true, NamespaceMappings: map[string]string{ns: "far-dry"},
+		StorageClassMappings: map[string]string{csi.StorageClass: absentClass}})
+	if w := byCode(dry); len(w) != 2 || w[volume.WarnCSIDriverNotFound].Code == "" || w[volume.WarnStorageClassNotFound].Code == "" {
+		t.Errorf("dry run warnings: %+v", dry.Warnings)
+	}
+	if _, err := kc.CoreV1().Namespaces().Get(ctx, "far-dry", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("dry run created namespace far-dry: %v", err)
+	}
+
+	// With volume data: both codes, the claim is created and stays Pending.
+	res := runRestoreRecords(t, ctx, r, rp, &moved, v1alpha1.RestoreCriteria{NamespaceMappings: map[string]string{ns: "far-a"},
+		StorageClassMappings: map[string]string{csi.StorageClass: absentClass}})
+	if f := res.Failures(); len(f) != 0 {
+		t.Errorf("failures: %+v", f)
+	}
+	if it := itemsOf(res, "persistentvolumeclaims")["far-a/data"]; it.Action != restore.Created {
+		t.Errorf("claim far-a/data: %s %s, want Created", it.Action, it.Reason)
+	}
+	w := byCode(res)
+	if len(res.Warnings) != 2 {
+		t.Errorf("warnings: %+v", res.Warnings)
+	}
+	if d := w[volume.WarnCSIDriverNotFound]; d.Object != "persistentvolumeclaims far-a/data" || !strings.Contains(d.Message, absentDriver) ||
+		!strings.Contains(d.Message, "Install the driver") || !strings.Contains(d.Message, "--without-volume-data") {
+		t.Errorf("CSIDriverNotFound: %+v", d)
+	}
+	if c := w[volume.WarnStorageClassNotFound]; c.Object != "persistentvolumeclaims far-a/data" || !strings.Contains(c.Message, absentClass) ||
+		!strings.Contains(c.Message, "mapped from "+csi.StorageClass) || !strings.Contains(c.Message, "--storage-class-mapping "+csi.StorageClass+"=CLASS") {
+		t.Errorf("StorageClassNotFound: %+v", c)
+	}
+	pvc, err := kc.CoreV1().PersistentVolumeClaims("far-a").Get(ctx, "data", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("claim far-a/data not created: %v", err)
+	}
+	if sc := pvc.Spec.StorageClassName; sc == nil || *sc != absentClass {
+		t.Errorf("far-a/data storage class %v", sc)
+	}
+	if ds := pvc.Spec.DataSource; ds == nil || ds.Kind != "VolumeSnapshot" {
+		t.Errorf("far-a/data dataSource %+v", ds)
+	}
+	time.Sleep(2 * time.Second)
+	if pvc, err := kc.CoreV1().PersistentVolumeClaims("far-a").Get(ctx, "data", metav1.GetOptions{}); err != nil || pvc.Status.Phase == corev1.ClaimBound {
+		t.Errorf("far-a/data: %v, phase %s (want not Bound)", err, pvc.Status.Phase)
+	}
+
+	// Without volume data only the class matters; the driver is not needed.
+	res = runRestoreRecords(t, ctx, r, rp, &moved, v1alpha1.RestoreCriteria{NamespaceMappings: map[string]string{ns: "far-b"},
+		PersistentVolumeRestoreMode: v1alpha1.RestoreWithoutVolumeData, StorageClassMappings: map[string]string{csi.StorageClass: absentClass}})
+	if got := codes(toRepoWarnings(res.Warnings)); len(got) != 1 || got[0] != volume.WarnStorageClassNotFound {
+		t.Errorf("without volume data: warnings %+v", res.Warnings)
+	}
+	if _, err := kc.CoreV1().PersistentVolumeClaims("far-b").Get(ctx, "data", metav1.GetOptions{}); err != nil {
+		t.Errorf("claim far-b/data not created: %v", err)
+	}
+
+	// The real driver and class: no warning, the claim binds.
+	res = runRestore(t, ctx, r, rp, v1alpha1.RestoreCriteria{NamespaceMappings: map[string]string{ns: "far-c"}})
+	if len(res.Warnings) != 0 {
+		t.Errorf("warnings: %+v", res.Warnings)
+	}
+	waitBound(t, ctx, "far-c", "data")
+}
+
+func toRepoWarnings(ws []restore.Warning) []repo.Warning {
+	out := make([]repo.Warning, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, repo.Warning{Code: w.Code, Message: w.Message})
+	}
+	return out
 }
