@@ -119,7 +119,7 @@ func newLocalBackupCommand() *cobra.Command {
 	o.filters.addFlags(cmd.Flags(), true)
 	cmd.Flags().StringVar(&o.Config, "config", "", "backup configuration file (YAML or JSON, fields of BackupConfiguration); flags override it")
 	cmd.Flags().StringVar(&o.Name, "name", "", "name stored with the recovery point")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text, json or yaml")
 	cmd.Flags().IntVar(&o.Workers, "workers", 4, "resource types listed at once")
 	o.volumes.addFlags(cmd.Flags())
 	return cmd
@@ -235,11 +235,11 @@ func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr i
 		return fmt.Errorf("backup failed, no recovery point written: %w", err)
 	}
 	rp := res.RecoveryPoint
-	afterBackup(ctx, snapshotter, rp, o.Output != "json", stderr)
-	if o.Output == "json" {
-		return writeJSON(stdout, BackupOutput{ID: res.ID.String(), Name: rp.Name, Items: rp.Summary.Items, Bytes: rp.Summary.Bytes,
+	afterBackup(ctx, snapshotter, rp, o.Output == "text", stderr)
+	if o.Output != "text" {
+		return printOutput(stdout, o.Output, BackupOutput{ID: res.ID.String(), Name: rp.Name, Items: rp.Summary.Items, Bytes: rp.Summary.Bytes,
 			Counts: rp.Summary.Counts, Warnings: nonNil(rp.Summary.Warnings), Stats: res.Stats, Duration: time.Since(start).Round(time.Millisecond).String(),
-			Repo: o.Repo, Source: rp.Source, Tags: rp.Tags})
+			Repo: o.Repo, Source: rp.Source, Tags: rp.Tags}, nil)
 	}
 	for _, w := range rp.Summary.Warnings {
 		fmt.Fprintf(stderr, "warning %s: %s\n", w.Code, w.Message)
@@ -296,7 +296,7 @@ func newLocalRestoreCommand() *cobra.Command {
 	fs.StringVar(&o.RecoveryPoint, "recovery-point", "", "recovery point ID, unique prefix, or latest")
 	fs.StringVar(&o.Config, "config", "", "restore criteria file (YAML or JSON, fields of RestoreCriteria); flags override it")
 	fs.StringVar(&o.Name, "name", "", "restore name, put on restored objects as label arca.io/restore (default restore-<time>)")
-	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text, json or yaml")
 	fs.IntVar(&o.Workers, "workers", 16, "objects written at once within a tier")
 	fs.StringSliceVar(&o.NamespaceMappings, "namespace-mapping", nil, "old=new[,old2=new2]: restore namespace old as new")
 	fs.StringVar(&o.Conflict, "conflict", "skip", "existing objects: skip, or patch their mutable fields")
@@ -440,8 +440,8 @@ func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr
 	if err != nil && !errors.As(err, &failed) {
 		return fmt.Errorf("restore: %w", err)
 	}
-	if o.Output == "json" {
-		if werr := writeJSON(stdout, res); werr != nil {
+	if o.Output != "text" {
+		if werr := printOutput(stdout, o.Output, res, nil); werr != nil {
 			return werr
 		}
 	} else {
@@ -573,7 +573,7 @@ func newLocalDiffCommand() *cobra.Command {
 	}
 	o.RepoOptions.AddFlags(cmd.Flags())
 	o.LocalClusterOptions.AddFlags(cmd.Flags())
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text, json or yaml")
 	cmd.Flags().BoolVar(&o.IncludeStatus, "status", false, "compare status fields too")
 	return cmd
 }
@@ -620,8 +620,8 @@ func RunLocalDiff(ctx context.Context, o *LocalDiffOptions, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	if o.Output == "json" {
-		return writeJSON(stdout, rep)
+	if o.Output != "text" {
+		return printOutput(stdout, o.Output, rep, nil)
 	}
 	diff.Print(stdout, rep)
 	return nil
@@ -629,10 +629,11 @@ func RunLocalDiff(ctx context.Context, o *LocalDiffOptions, stdout io.Writer) er
 
 // --- helpers ---
 
-// checkTextOutput accepts the formats of commands that print text or JSON.
+// checkTextOutput accepts the formats of commands that print text, JSON or
+// YAML (the YAML form is the JSON one converted: same fields).
 func checkTextOutput(o string) error {
-	if o != "text" && o != "json" {
-		return &UsageError{fmt.Errorf("--output %q: want text or json", o)}
+	if o != "text" && o != "json" && o != "yaml" {
+		return &UsageError{fmt.Errorf("--output %q: want text, json or yaml", o)}
 	}
 	return nil
 }

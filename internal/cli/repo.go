@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,21 +19,22 @@ import (
 // RepoCommonOptions are the flags of every `arca repo` subcommand.
 type RepoCommonOptions struct {
 	RepoOptions
-	Output string // table or json
+	Output string // table, json or yaml
 }
 
 func (o *RepoCommonOptions) addFlags(fs *pflag.FlagSet) {
 	o.RepoOptions.AddFlags(fs)
-	fs.StringVarP(&o.Output, "output", "o", "table", "output format: table or json")
+	fs.StringVarP(&o.Output, "output", "o", "table", "output format: table, json or yaml")
 }
 
-func (o *RepoCommonOptions) validate() error {
-	switch o.Output {
-	case "table", "json":
-		return nil
-	}
-	return &UsageError{fmt.Errorf("--output %q: want table or json", o.Output)}
-}
+func (o *RepoCommonOptions) validate() error { return checkOutput(o.Output) }
+
+// structured tells whether the output is JSON or YAML rather than a table.
+func (o *RepoCommonOptions) structured() bool { return o.Output != "table" }
+
+// print writes v as JSON or YAML (the YAML form is the JSON one converted:
+// same fields).
+func (o *RepoCommonOptions) print(w io.Writer, v any) error { return printOutput(w, o.Output, v, nil) }
 
 func newRepoCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -45,30 +45,6 @@ func newRepoCommand() *cobra.Command {
 		newRepoStatsCommand(), newRepoForgetCommand(), newRepoUnlockCommand(), newRepoKeyCommand(),
 		newRepoRebuildIndexCommand())
 	return cmd
-}
-
-// takeYAML lets a list or show command accept --output yaml: the output
-// validates as json, and the result says to print YAML instead.
-func (o *RepoCommonOptions) takeYAML() bool {
-	if o.Output == "yaml" {
-		o.Output = "json"
-		return true
-	}
-	return false
-}
-
-// repoStructured prints v as JSON, or YAML when asked.
-func repoStructured(w io.Writer, yamlOut bool, v any) error {
-	if yamlOut {
-		return printOutput(w, "yaml", v, nil)
-	}
-	return repoJSON(w, v)
-}
-
-func repoJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func repoBytes(n int64) string {
@@ -117,8 +93,8 @@ func RunRepoInit(ctx context.Context, o *RepoCommonOptions, stdout io.Writer) er
 	if err != nil {
 		return fmt.Errorf("init repository %s: %w", o.Repo, err)
 	}
-	if o.Output == "json" {
-		return repoJSON(stdout, map[string]any{"repository": o.Repo, "id": r.Config().ID})
+	if o.structured() {
+		return o.print(stdout, map[string]any{"repository": o.Repo, "id": r.Config().ID})
 	}
 	_, err = fmt.Fprintf(stdout, "created repository %s at %s\n", r.Config().ID.Short(), be.Location())
 	return err
@@ -163,14 +139,14 @@ func RunRepoCheck(ctx context.Context, o *RepoCheckOptions, stdout io.Writer) er
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	if o.Output == "json" {
+	if o.structured() {
 		if rep.Damaged == nil {
 			rep.Damaged = []repo.DamagedFile{}
 		}
 		if rep.Affected == nil {
 			rep.Affected = []repo.ID{}
 		}
-		if err := repoJSON(stdout, rep); err != nil {
+		if err := o.print(stdout, rep); err != nil {
 			return err
 		}
 	} else {
@@ -241,8 +217,8 @@ func RunRepoPrune(ctx context.Context, o *RepoPruneOptions, stdout io.Writer) er
 	if err != nil {
 		return fmt.Errorf("prune: %w", err)
 	}
-	if o.Output == "json" {
-		return repoJSON(stdout, rep)
+	if o.structured() {
+		return o.print(stdout, rep)
 	}
 	verb := "removed"
 	if o.DryRun {
@@ -267,13 +243,11 @@ func newRepoStatsCommand() *cobra.Command {
 		},
 	}
 	o.addFlags(cmd.Flags())
-	cmd.Flags().Lookup("output").Usage = "output format: table, json or yaml"
 	return cmd
 }
 
 // RunRepoStats prints repository statistics.
 func RunRepoStats(ctx context.Context, o *RepoCommonOptions, stdout io.Writer) error {
-	yamlOut := o.takeYAML()
 	if err := o.validate(); err != nil {
 		return err
 	}
@@ -285,8 +259,8 @@ func RunRepoStats(ctx context.Context, o *RepoCommonOptions, stdout io.Writer) e
 	if err != nil {
 		return fmt.Errorf("stats: %w", err)
 	}
-	if o.Output == "json" {
-		return repoStructured(stdout, yamlOut, st)
+	if o.structured() {
+		return o.print(stdout, st)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "recovery points\t%d\n", st.RecoveryPoints)
@@ -400,11 +374,11 @@ func RunRepoForget(ctx context.Context, o *RepoForgetOptions, ids []string, stdo
 			return err
 		}
 	}
-	if o.Output == "json" {
+	if o.structured() {
 		if decisions == nil {
 			decisions = []repo.RetentionDecision{}
 		}
-		if err := repoJSON(stdout, decisions); err != nil {
+		if err := o.print(stdout, decisions); err != nil {
 			return err
 		}
 	} else {
@@ -430,7 +404,7 @@ func RunRepoForget(ctx context.Context, o *RepoForgetOptions, ids []string, stdo
 		if err != nil {
 			return fmt.Errorf("prune: %w", err)
 		}
-		if o.Output != "json" {
+		if !o.structured() {
 			fmt.Fprintf(stdout, "pruned: removed %d packs, repacked %d; %s → %s\n",
 				rep.PacksRemoved, rep.PacksRepacked, repoBytes(rep.BytesBefore), repoBytes(rep.BytesAfter))
 		}
@@ -477,8 +451,8 @@ func RunRepoUnlock(ctx context.Context, o *RepoUnlockOptions, stdout io.Writer) 
 		if err != nil {
 			return err
 		}
-		if o.Output == "json" {
-			return repoJSON(stdout, map[string]int{"removed": n})
+		if o.structured() {
+			return o.print(stdout, map[string]int{"removed": n})
 		}
 		_, err = fmt.Fprintf(stdout, "removed %d locks\n", n)
 		return err
@@ -487,11 +461,11 @@ func RunRepoUnlock(ctx context.Context, o *RepoUnlockOptions, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
-	if o.Output == "json" {
+	if o.structured() {
 		if stale == nil {
 			stale = []repo.LockInfo{}
 		}
-		return repoJSON(stdout, stale)
+		return o.print(stdout, stale)
 	}
 	verb := "removed"
 	if o.DryRun {
@@ -520,7 +494,6 @@ func newRepoKeyCommand() *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error { return RunRepoKeyList(c.Context(), list, c.OutOrStdout()) },
 	}
 	list.addFlags(listCmd.Flags())
-	listCmd.Flags().Lookup("output").Usage = "output format: table, json or yaml"
 	add := &RepoKeyOptions{}
 	addCmd := &cobra.Command{
 		Use: "add", Short: "Add a key for the password in --new-password-file", Args: cobra.NoArgs,
@@ -542,7 +515,6 @@ func newRepoKeyCommand() *cobra.Command {
 
 // RunRepoKeyList lists keys.
 func RunRepoKeyList(ctx context.Context, o *RepoKeyOptions, stdout io.Writer) error {
-	yamlOut := o.takeYAML()
 	if err := o.validate(); err != nil {
 		return err
 	}
@@ -554,8 +526,8 @@ func RunRepoKeyList(ctx context.Context, o *RepoKeyOptions, stdout io.Writer) er
 	if err != nil {
 		return err
 	}
-	if o.Output == "json" {
-		return repoStructured(stdout, yamlOut, keys)
+	if o.structured() {
+		return o.print(stdout, keys)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tCREATED\tHOST\tCURRENT")
@@ -589,8 +561,8 @@ func RunRepoKeyAdd(ctx context.Context, o *RepoKeyOptions, stdout io.Writer) err
 	if err != nil {
 		return err
 	}
-	if o.Output == "json" {
-		return repoJSON(stdout, map[string]any{"id": id})
+	if o.structured() {
+		return o.print(stdout, map[string]any{"id": id})
 	}
 	_, err = fmt.Fprintf(stdout, "added key %s\n", id.Short())
 	return err
@@ -654,11 +626,11 @@ func RunRepoRebuildIndex(ctx context.Context, o *RepoCommonOptions, stdout io.Wr
 	if err != nil {
 		return fmt.Errorf("rebuild index: %w", err)
 	}
-	if o.Output == "json" {
+	if o.structured() {
 		if rep.DamagedPacks == nil {
 			rep.DamagedPacks = []string{}
 		}
-		return repoJSON(stdout, rep)
+		return o.print(stdout, rep)
 	}
 	fmt.Fprintf(stdout, "indexed %d blobs in %d packs; wrote %d index files, removed %d\n",
 		rep.Blobs, rep.Packs, rep.IndexFilesWritten, rep.IndexFilesRemoved)
