@@ -3,20 +3,15 @@ package clusterdriver_test
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/clusterdriver"
-	"github.com/arca-backup/arca/internal/extension"
-	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -26,39 +21,12 @@ import (
 // point, restore it with a namespace mapping, and cancel a job.
 func TestDriver(t *testing.T) {
 	ctx := context.Background()
-	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{WithoutControllerManager: true})
+	cp, c := newCluster(t, "arca-system", "arca-idle", "app")
 	cfg := cp.Config()
-	if err := extension.InstallCRDs(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg, client.Options{Scheme: extension.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ns := range []string{"arca-system", "arca-idle", "app"} {
-		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: "app"}, Data: map[string]string{"a": "b"}}); err != nil {
 		t.Fatal(err)
 	}
-	url := "file://" + filepath.Join(t.TempDir(), "repo")
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "arca-system"}, StringData: map[string]string{"password": "pw"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "arca-system"},
-		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "creds"}}); err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := extension.NewManager(cfg, extension.Options{MetricsAddr: "0", ProbeAddr: "0", StatusInterval: 200 * time.Millisecond, Log: logr.Discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	url, _ := runExtension(t, cfg, c)
 
 	d, err := clusterdriver.New(cfg, "")
 	if err != nil {

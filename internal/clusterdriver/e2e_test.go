@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,8 +22,6 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/cli"
-	"github.com/arca-backup/arca/internal/extension"
-	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
@@ -44,7 +41,7 @@ import (
 // with the cluster's resources.
 func TestScheduledBackupEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{WithoutControllerManager: true})
+	cp, c := newCluster(t, trustedaccess.Namespace, "shop")
 	cfg := cp.Config()
 	must := func(err error) {
 		t.Helper()
@@ -52,26 +49,11 @@ func TestScheduledBackupEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(extension.InstallCRDs(ctx, cfg))
-	c, err := client.New(cfg, client.Options{Scheme: extension.Scheme()})
-	must(err)
-	for _, ns := range []string{trustedaccess.Namespace, "shop"} {
-		must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	}
 	const objects = 3
 	for i := range objects {
 		must(c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i), Namespace: "shop"}, Data: map[string]string{"i": fmt.Sprint(i)}}))
 	}
-	url := "file://" + filepath.Join(t.TempDir(), "repo")
-	must(c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: trustedaccess.Namespace}, StringData: map[string]string{"password": "pw"}}))
-	must(c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: trustedaccess.Namespace},
-		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "creds"}}))
-	mgr, err := extension.NewManager(cfg, extension.Options{MetricsAddr: "0", ProbeAddr: "0", StatusInterval: 200 * time.Millisecond, Log: logr.Discard()})
-	must(err)
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	url, _ := runExtension(t, cfg, c)
 
 	// The vault: its store, trusted access to cluster c1, a 4-hourly policy.
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "v.db"), nil)

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/clusterdriver"
-	"github.com/arca-backup/arca/internal/extension"
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage/local"
 	"github.com/arca-backup/arca/internal/testenv"
@@ -46,15 +44,9 @@ func TestRetentionRemovesData(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{WithoutControllerManager: true})
+	cp, c := newCluster(t, "arca-system", "db")
 	csi := testenv.StartCSI(t, cp)
 	cfg := cp.Config()
-	must(extension.InstallCRDs(ctx, cfg))
-	c, err := client.New(cfg, client.Options{Scheme: extension.Scheme()})
-	must(err)
-	for _, ns := range []string{"arca-system", "db"} {
-		must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	}
 	class := csi.StorageClass
 	must(c.Create(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "db"},
 		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &class,
@@ -70,17 +62,7 @@ func TestRetentionRemovesData(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	dir := filepath.Join(t.TempDir(), "repo")
-	url := "file://" + dir
-	must(c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "arca-system"}, StringData: map[string]string{"password": "pw"}}))
-	must(c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "arca-system"},
-		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "creds"}}))
-	mgr, err := extension.NewManager(cfg, extension.Options{MetricsAddr: "0", ProbeAddr: "0", StatusInterval: 200 * time.Millisecond, Log: logr.Discard()})
-	must(err)
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	url, dir := runExtension(t, cfg, c)
 
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "v.db"), nil)
 	must(err)
