@@ -2,7 +2,10 @@
 # Installs the system packages the tests need when they are missing:
 #   - Node.js and npm, to install and run Azurite (tools/azurite);
 #   - PostgreSQL's server binaries (initdb, postgres) from Debian's
-#     postgresql package, started per test by internal/testenv.
+#     postgresql package, started per test by internal/testenv;
+#   - the node's container runtime (internal/testenv/node.go): containerd,
+#     runc, the CNI plugins, and iproute2, iptables and conntrack for the
+#     node's network namespace, its bridge and kube-proxy.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -11,6 +14,13 @@ command -v npm >/dev/null || need+=(npm)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
   need+=(postgresql)
 fi
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v nsenter >/dev/null || need+=(util-linux)
 # runuser/setpriv are not needed (testenv switches users itself), but the
 # unprivileged user PostgreSQL runs as when the tests run as root must exist.
 if [ "$(id -u)" = 0 ] && ! id nobody >/dev/null 2>&1 && [ -z "${ARCA_POSTGRES_USER:-}" ]; then
