@@ -30,21 +30,25 @@ func (p JobPhase) Terminal() bool {
 const (
 	CodeExtensionRestartedDuringBackup  = "ExtensionRestartedDuringBackup"
 	CodeExtensionRestartedDuringRestore = "ExtensionRestartedDuringRestore"
-	CodeInvalidSpec                     = "InvalidSpec"
-	CodeStorageLocationNotFound         = "StorageLocationNotFound"
-	CodeStorageLocationReadOnly         = "StorageLocationReadOnly"
-	CodeCredentialsNotFound             = "CredentialsNotFound"
-	CodeRepositoryUnavailable           = "RepositoryUnavailable"
-	CodeRecoveryPointNotFound           = "RecoveryPointNotFound"
-	CodeHookNotFound                    = "HookNotFound"
-	CodePreHookFailed                   = "PreHookFailed"
-	CodePostHookFailed                  = "PostHookFailed"
-	CodeHookFailed                      = "HookFailed"
-	CodeBackupFailed                    = "BackupFailed"
-	CodeRestoreFailed                   = "RestoreFailed"
-	CodeItemsFailed                     = "ItemsFailed"
-	CodeCancelled                       = "CancelledByUser"
-	CodeForgetFailed                    = "ForgetFailed"
+	// CodeExtensionOOMKilled: the extension's container was killed for
+	// exceeding its memory limit while the job ran (its next start reads
+	// the killed container's termination reason from its own pod).
+	CodeExtensionOOMKilled      = "ExtensionOOMKilled"
+	CodeInvalidSpec             = "InvalidSpec"
+	CodeStorageLocationNotFound = "StorageLocationNotFound"
+	CodeStorageLocationReadOnly = "StorageLocationReadOnly"
+	CodeCredentialsNotFound     = "CredentialsNotFound"
+	CodeRepositoryUnavailable   = "RepositoryUnavailable"
+	CodeRecoveryPointNotFound   = "RecoveryPointNotFound"
+	CodeHookNotFound            = "HookNotFound"
+	CodePreHookFailed           = "PreHookFailed"
+	CodePostHookFailed          = "PostHookFailed"
+	CodeHookFailed              = "HookFailed"
+	CodeBackupFailed            = "BackupFailed"
+	CodeRestoreFailed           = "RestoreFailed"
+	CodeItemsFailed             = "ItemsFailed"
+	CodeCancelled               = "CancelledByUser"
+	CodeForgetFailed            = "ForgetFailed"
 )
 
 // JobIssue is a warning or error with a stable code.

@@ -392,7 +392,11 @@ func (d *demo) quickstart(kubeconfig, repoURL string) error {
 		return err
 	}
 	return d.timed("protect namespace "+ns+" with `arca quickstart` (ends with the first backup)", func() error {
-		return d.arcaShow("quickstart", "--kubeconfig", kubeconfig, "--storage", repoURL, "--cluster-name", clusterName,
+		// --wait=false: no pod to wait for; the out-of-cluster runner's
+		// heartbeat is what quickstart waits for. The hostPath volume is
+		// what the Deployment would mount on a one-node cluster.
+		return d.arcaShow("quickstart", "--kubeconfig", kubeconfig, "--storage", repoURL, "--wait=false", "--storage-host-path", "/var/lib/arca-demo",
+			"--cluster-name", clusterName,
 			"--policy", policyName, "--instance", instanceName, "--include-namespaces", ns)
 	})
 }
@@ -410,7 +414,7 @@ func (d *demo) explicitSetup(kubeconfig, repoURL string) error {
 	}
 
 	if err := d.timed("install the extension with a filesystem repository and run it out of the cluster", func() error {
-		if err := d.arcaShow("extension", "install", "--kubeconfig", kubeconfig, "--storage", repoURL); err != nil {
+		if err := d.arcaShow("extension", "install", "--kubeconfig", kubeconfig, "--storage", repoURL, "--wait=false", "--storage-host-path", "/var/lib/arca-demo"); err != nil {
 			return err
 		}
 		// The installed Deployment has no node to run on here; the same

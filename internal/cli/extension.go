@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -15,7 +18,10 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -30,7 +36,7 @@ func newExtensionCommand() *cobra.Command {
 		Short: "Install, inspect and run the in-cluster extension that runs backup and restore jobs",
 	}
 	cmd.AddCommand(newExtensionInstallCommand(), newExtensionUpdateCommand(), newExtensionShowCommand(),
-		newExtensionUninstallCommand(), newExtensionManifestsCommand(), newExtensionRunCommand())
+		newExtensionUninstallCommand(), newExtensionManifestsCommand(), newExtensionRunCommand(), newExtensionChownStorageCommand())
 	return cmd
 }
 
@@ -52,9 +58,18 @@ type ExtensionOptions struct {
 	NodeSelector      map[string]string
 	Tolerations       []string
 	MaxConcurrentJobs int
+	ImagePullSecrets  []string
+	StorageClaim      string
+	StorageClaimSize  string
+	StorageClass      string
+	StorageHostPath   string
 	AllowVelero       bool
 	Output            string
-	flags             *pflag.FlagSet
+	// Wait (install, update) waits until the extension's pod is Ready,
+	// naming pull errors, crash loops and unschedulable pods.
+	Wait    bool
+	Timeout time.Duration
+	flags   *pflag.FlagSet
 }
 
 func (o *ExtensionOptions) addFlags(fs *pflag.FlagSet, cluster bool) {
@@ -80,6 +95,15 @@ func (o *ExtensionOptions) addFlags(fs *pflag.FlagSet, cluster bool) {
 	fs.StringToStringVar(&o.NodeSelector, "node-selector", nil, "node selector of the extension pod, k=v[,k2=v2]")
 	fs.StringSliceVar(&o.Tolerations, "tolerations", nil, "tolerations key[=value]:Effect[,…] (Effect: NoSchedule, PreferNoSchedule, NoExecute; key=value matches Equal, key alone Exists)")
 	fs.IntVar(&o.MaxConcurrentJobs, "max-concurrent-jobs", 0, "jobs the extension runs at once (default 1)")
+	fs.StringSliceVar(&o.ImagePullSecrets, "image-pull-secret", nil, "docker-registry Secret in the namespace for pulling --image from a private registry (repeatable)")
+	fs.StringVar(&o.StorageClaim, "storage-claim", "", "file:// storage: PersistentVolumeClaim mounted at the URL's path (install creates it when missing)")
+	fs.StringVar(&o.StorageClaimSize, "storage-claim-size", "", "size of the PersistentVolumeClaim install creates (default "+extension.DefaultStorageClaimSize+")")
+	fs.StringVar(&o.StorageClass, "storage-class", "", "storage class of the PersistentVolumeClaim install creates (default: the cluster's default)")
+	fs.StringVar(&o.StorageHostPath, "storage-host-path", "", "file:// storage: directory on the node mounted at the URL's path (single-node clusters; default on a one-node cluster: the URL's path)")
+	if cluster {
+		fs.BoolVar(&o.Wait, "wait", true, "wait until the extension's pod is Ready, naming image pull errors, crash loops and unschedulable pods")
+		fs.DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long --wait waits")
+	}
 }
 
 // secretData builds the credentials Secret from the flags and environment;
@@ -175,10 +199,26 @@ func (o *ExtensionOptions) installOptions(base extension.InstallOptions, secretR
 	if set("max-concurrent-jobs") && o.MaxConcurrentJobs > 0 {
 		base.MaxConcurrentJobs = o.MaxConcurrentJobs
 	}
+	if set("image-pull-secret") && o.ImagePullSecrets != nil {
+		base.ImagePullSecrets = o.ImagePullSecrets
+	}
+	volumeNamed := o.flags != nil && (o.flags.Changed("storage-claim") || o.flags.Changed("storage-host-path"))
+	if volumeNamed {
+		// One volume at a time: naming one replaces the other.
+		base.StorageClaim, base.StorageHostPath = "", ""
+	}
+	str("storage-claim", &base.StorageClaim, o.StorageClaim)
+	str("storage-host-path", &base.StorageHostPath, o.StorageHostPath)
+	str("storage-claim-size", &base.StorageClaimSize, o.StorageClaimSize)
+	str("storage-class", &base.StorageClass, o.StorageClass)
 	if base.StorageURL != "" {
 		if !strings.Contains(base.StorageURL, "://") {
 			return base, &UsageError{fmt.Errorf("--storage %q: want file:///path, azure://… or s3://…", base.StorageURL)}
 		}
+	}
+	if base.StoragePath() == "" && !volumeNamed {
+		// Storage moved off file:// (update): its volume goes with it.
+		base.StorageClaim, base.StorageHostPath, base.StorageClaimSize, base.StorageClass = "", "", "", ""
 	}
 	data, err := o.secretData(secretRequired)
 	if err != nil {
@@ -228,10 +268,58 @@ func RunExtensionInstall(ctx context.Context, o *ExtensionOptions, stdout io.Wri
 			return err
 		}
 	}
-	return applyInstall(ctx, cfg, inst, stdout, "installed")
+	if err := resolveVolume(ctx, cfg, &inst, stdout); err != nil {
+		return err
+	}
+	return o.applyInstall(ctx, cfg, inst, stdout, "installed")
 }
 
-func applyInstall(ctx context.Context, cfg *rest.Config, inst extension.InstallOptions, stdout io.Writer, verb string) error {
+// resolveVolume settles what the cluster decides about file:// storage: on
+// a one-node cluster with no volume named, the URL's path on the node
+// (hostPath), so `--storage file:///var/backups/arca` works as written; a
+// named claim that does not exist yet is created.
+func resolveVolume(ctx context.Context, cfg *rest.Config, inst *extension.InstallOptions, stdout io.Writer) error {
+	path := inst.StoragePath()
+	if path == "" {
+		return nil
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	switch {
+	case inst.StorageClaim == "" && inst.StorageHostPath == "":
+		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return fmt.Errorf("list nodes (to place file storage): %w", err)
+		}
+		if len(nodes.Items) != 1 {
+			// Manifests names the flags; say why none was chosen.
+			fmt.Fprintf(stdout, "file storage: the cluster has %d nodes, so no node directory is chosen for you\n", len(nodes.Items))
+			return nil
+		}
+		inst.StorageHostPath = path
+		fmt.Fprintf(stdout, "file storage: directory %s on node %s (hostPath, for a one-node cluster; use --storage-claim on others)\n", path, nodes.Items[0].Name)
+	case inst.StorageClaim != "":
+		_, err := cs.CoreV1().PersistentVolumeClaims(inst.Namespace).Get(ctx, inst.StorageClaim, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			// An existing claim is used as it is, never resized or replaced.
+			inst.StorageClaimSize, inst.StorageClass = "", ""
+			fmt.Fprintf(stdout, "file storage: existing PersistentVolumeClaim %s/%s\n", inst.Namespace, inst.StorageClaim)
+		case apierrors.IsNotFound(err):
+			if inst.StorageClaimSize == "" {
+				inst.StorageClaimSize = extension.DefaultStorageClaimSize
+			}
+			fmt.Fprintf(stdout, "file storage: creating PersistentVolumeClaim %s/%s of %s\n", inst.Namespace, inst.StorageClaim, inst.StorageClaimSize)
+		default:
+			return fmt.Errorf("read PersistentVolumeClaim %s/%s: %w", inst.Namespace, inst.StorageClaim, err)
+		}
+	}
+	return nil
+}
+
+func (o *ExtensionOptions) applyInstall(ctx context.Context, cfg *rest.Config, inst extension.InstallOptions, stdout io.Writer, verb string) error {
 	objs, err := extension.Manifests(inst)
 	if err != nil {
 		return &UsageError{err}
@@ -243,6 +331,15 @@ func applyInstall(ctx context.Context, cfg *rest.Config, inst extension.InstallO
 		fmt.Fprintf(stdout, "applied %s %s\n", u.GetKind(), qualifiedName(u))
 	}
 	fmt.Fprintf(stdout, "extension %s in namespace %s (image %s)\n", verb, inst.Namespace, extension.Images(objs)[0])
+	if !o.Wait {
+		return nil
+	}
+	fmt.Fprintf(stdout, "waiting up to %s for the extension's pod to be Ready (--wait=false skips this)\n", o.Timeout)
+	r, err := extension.WaitReady(ctx, cfg, inst.Namespace, extension.WaitOptions{Timeout: o.Timeout})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "extension pod %s/%s is Ready on node %s\n", inst.Namespace, r.Pod, r.Node)
 	return nil
 }
 
@@ -288,7 +385,10 @@ func RunExtensionUpdate(ctx context.Context, o *ExtensionOptions, stdout io.Writ
 	if err != nil {
 		return err
 	}
-	return applyInstall(ctx, cfg, inst, stdout, "updated")
+	if err := resolveVolume(ctx, cfg, &inst, stdout); err != nil {
+		return err
+	}
+	return o.applyInstall(ctx, cfg, inst, stdout, "updated")
 }
 
 // --- manifests ---
@@ -524,5 +624,54 @@ func RunExtension(ctx context.Context, o *ExtensionRunOptions, stderr io.Writer)
 	return extension.Run(ctx, cfg, extension.Options{
 		Namespace: o.Namespace, MaxConcurrentJobs: o.MaxConcurrentJobs, StatusInterval: o.StatusInterval,
 		MetricsAddr: o.MetricsAddr, ProbeAddr: o.HealthAddr, LeaderElection: o.LeaderElect, Log: log, Version: Version,
+		PodName: os.Getenv(extension.EnvPodName), PodNamespace: os.Getenv(extension.EnvPodNamespace),
 	})
+}
+
+// --- chown-storage (the Deployment's init container) ---
+
+func newExtensionChownStorageCommand() *cobra.Command {
+	var uid int
+	cmd := &cobra.Command{
+		Use:    "chown-storage PATH",
+		Short:  "Give PATH and everything under it to --uid (the extension pod's init container, run with CAP_CHOWN alone)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := ChownTree(args[0], uid)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d entries given to uid %d\n", args[0], n, uid)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&uid, "uid", extension.RunAsUser, "user (and group) to own the tree")
+	return cmd
+}
+
+// ChownTree gives root and every entry under it that another user owns to
+// uid:uid (symlinks themselves, not their targets), returning how many it
+// changed. A new hostPath directory is root's; the extension runs as
+// extension.RunAsUser.
+func ChownTree(root string, uid int) (int, error) {
+	n := 0
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == uid {
+			return nil
+		}
+		if err := os.Lchown(p, uid, uid); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
 }

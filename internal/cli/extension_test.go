@@ -56,8 +56,15 @@ func TestExtensionCommands(t *testing.T) {
 	if _, err := run(append([]string{"extension", "install", "--password-file", pw}, k...)...); ExitCode(err) != 2 || !strings.Contains(err.Error(), "--storage") {
 		t.Fatalf("install without --storage: %v", err)
 	}
+	// file:// storage needs a volume in the pod; this cluster has no node to
+	// take the URL's path from.
+	if out, err := run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw, "--wait=false"}, k...)...); ExitCode(err) != 2 ||
+		!strings.Contains(err.Error(), "--storage-claim") || !strings.Contains(err.Error(), "--storage-host-path") || !strings.Contains(out, "has 0 nodes") {
+		t.Fatalf("file storage without a volume: %v\n%s", err, out)
+	}
 	out, err := run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw, "--memory-limit", "300Mi",
-		"--node-selector", "kubernetes.io/os=linux", "--tolerations", "dedicated=backup:NoSchedule"}, k...)...)
+		"--node-selector", "kubernetes.io/os=linux", "--tolerations", "dedicated=backup:NoSchedule", "--storage-host-path", "/var/lib/arca-test",
+		"--image-pull-secret", "regcred", "--wait=false"}, k...)...)
 	if err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
@@ -71,6 +78,11 @@ func TestExtensionCommands(t *testing.T) {
 		len(dep.Spec.Template.Spec.Tolerations) != 1 || dep.Spec.Template.Spec.ServiceAccountName != extension.ServiceAccountName ||
 		!strings.Contains(strings.Join(ctr.Args, " "), "--leader-elect") {
 		t.Errorf("deployment %+v", dep.Spec.Template.Spec)
+	}
+	if ps := dep.Spec.Template.Spec; len(ps.Volumes) != 1 || ps.Volumes[0].HostPath == nil || ps.Volumes[0].HostPath.Path != "/var/lib/arca-test" ||
+		len(ctr.VolumeMounts) != 1 || ctr.VolumeMounts[0].MountPath != filepath.Join(dir, "repo") ||
+		len(ps.ImagePullSecrets) != 1 || ps.ImagePullSecrets[0].Name != "regcred" {
+		t.Errorf("storage volume and pull secret: %+v %+v", ps, ctr.VolumeMounts)
 	}
 	sec := &corev1.Secret{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-system", Name: extension.DefaultStorageSecret}, sec); err != nil || string(sec.Data["password"]) != "secret" {
@@ -139,11 +151,16 @@ spec: {storageLocation: default, includedNamespaces: [arca-system]}
 	t.Logf("show:\n%s", out)
 
 	// manifests: YAML for GitOps, every image listed.
-	out, err = run("extension", "manifests", "--storage", storage, "--image", "registry.internal/arca:1.2.3", "--storage-secret", "mine")
+	if _, err = run("extension", "manifests", "--storage", storage); ExitCode(err) != 2 || !strings.Contains(err.Error(), "--storage-claim") {
+		t.Errorf("manifests of file storage without a volume: %v", err)
+	}
+	out, err = run("extension", "manifests", "--storage", storage, "--image", "registry.internal/arca:1.2.3", "--storage-secret", "mine",
+		"--storage-claim", "backups", "--storage-claim-size", "5Gi")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"#   registry.internal/arca:1.2.3", "kind: CustomResourceDefinition", "kind: Deployment", "kind: ClusterRoleBinding", "kind: StorageLocation", "credentialsSecret: mine"} {
+	for _, want := range []string{"#   registry.internal/arca:1.2.3", "kind: CustomResourceDefinition", "kind: Deployment", "kind: ClusterRoleBinding", "kind: StorageLocation", "credentialsSecret: mine",
+		"kind: PersistentVolumeClaim", "storage: 5Gi", "claimName: backups"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("manifests lack %q", want)
 		}
@@ -156,7 +173,7 @@ spec: {storageLocation: default, includedNamespaces: [arca-system]}
 	}
 
 	// update changes only what it is told.
-	if out, err = run(append([]string{"extension", "update", "--image", "registry.internal/arca:2", "--cpu-limit", "2"}, k...)...); err != nil {
+	if out, err = run(append([]string{"extension", "update", "--image", "registry.internal/arca:2", "--cpu-limit", "2", "--wait=false"}, k...)...); err != nil {
 		t.Fatalf("update: %v\n%s", err, out)
 	}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(dep), dep); err != nil {
@@ -164,7 +181,8 @@ spec: {storageLocation: default, includedNamespaces: [arca-system]}
 	}
 	ctr = dep.Spec.Template.Spec.Containers[0]
 	if ctr.Image != "registry.internal/arca:2" || ctr.Resources.Limits.Cpu().String() != "2" || ctr.Resources.Limits.Memory().String() != "300Mi" ||
-		dep.Spec.Template.Spec.NodeSelector["kubernetes.io/os"] != "linux" {
+		dep.Spec.Template.Spec.NodeSelector["kubernetes.io/os"] != "linux" || len(ctr.VolumeMounts) != 1 ||
+		dep.Spec.Template.Spec.Volumes[0].HostPath.Path != "/var/lib/arca-test" || dep.Spec.Template.Spec.ImagePullSecrets[0].Name != "regcred" {
 		t.Errorf("after update: %+v", ctr)
 	}
 	loc := &v1alpha1.StorageLocation{}
@@ -191,12 +209,12 @@ spec: {storageLocation: default, includedNamespaces: [arca-system]}
 	if err := c.Create(ctx, vdep); err != nil {
 		t.Fatal(err)
 	}
-	_, err = run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw}, k...)...)
+	_, err = run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw, "--storage-host-path", "/var/lib/arca-test", "--wait=false"}, k...)...)
 	if ExitCode(err) != 2 || !strings.Contains(err.Error(), "backups.velero.io") || !strings.Contains(err.Error(), "deployment velero/velero") || !strings.Contains(err.Error(), "--allow-velero") {
 		t.Fatalf("install with Velero present: %v", err)
 	}
 	t.Logf("velero: %v", err)
-	if out, err := run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw, "--allow-velero"}, k...)...); err != nil {
+	if out, err := run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw, "--allow-velero", "--storage-host-path", "/var/lib/arca-test", "--wait=false"}, k...)...); err != nil {
 		t.Fatalf("install --allow-velero: %v\n%s", err, out)
 	}
 

@@ -64,6 +64,11 @@ type Options struct {
 	Log                           logr.Logger
 	// Version is reported in the heartbeat.
 	Version string
+	// PodName and PodNamespace name the extension's own pod (in the
+	// cluster, from the downward API): on start it reads why its previous
+	// container ended, so that jobs an OOM kill interrupted fail with
+	// ExtensionOOMKilled.
+	PodName, PodNamespace string
 }
 
 func (o *Options) defaults() {

@@ -166,7 +166,7 @@ spec:
 	// library `arca extension install` uses) with the repository read-only,
 	// and run out of cluster.
 	b := newCluster(t, cpB, "arca-e2e")
-	objs, err := extension.Manifests(extension.InstallOptions{Namespace: "arca-e2e", StorageURL: url, ReadOnly: true,
+	objs, err := extension.Manifests(extension.InstallOptions{Namespace: "arca-e2e", StorageURL: url, ReadOnly: true, StorageHostPath: dir,
 		SecretData: map[string]string{v1alpha1.SecretKeyPassword: password}})
 	if err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/config/crd"
+	"github.com/arca-backup/arca/internal/storage/location"
 )
 
 // Names of the installed objects.
@@ -43,6 +44,19 @@ const (
 	labelManagedBy         = "app.kubernetes.io/managed-by"
 	labelName              = "app.kubernetes.io/name"
 	labelVersion           = "app.kubernetes.io/version"
+	// ContainerName is the extension's container in its pod.
+	ContainerName = "extension"
+	// EnvPodName and EnvPodNamespace carry the pod's own name and namespace
+	// (downward API): on start the extension reads its pod to learn why its
+	// previous container ended (OOMKilled).
+	EnvPodName      = "ARCA_POD_NAME"
+	EnvPodNamespace = "ARCA_POD_NAMESPACE"
+	// RunAsUser is the extension's non-root user (the image's USER).
+	RunAsUser = 65532
+	// DefaultStorageClaimSize is the size of a PVC install creates for
+	// file:// storage.
+	DefaultStorageClaimSize = "10Gi"
+	storageVolume           = "storage"
 )
 
 // InstallOptions describe an installation.
@@ -64,6 +78,62 @@ type InstallOptions struct {
 	NodeSelector                                     map[string]string
 	Tolerations                                      []corev1.Toleration
 	MaxConcurrentJobs                                int
+	// ImagePullSecrets name Secrets (type kubernetes.io/dockerconfigjson,
+	// in Namespace) the kubelet uses to pull Image from a private registry.
+	ImagePullSecrets []string
+	// File storage: the in-cluster extension reaches a file:// StorageURL
+	// through a volume mounted at the URL's path, either the PVC
+	// StorageClaim or the node directory StorageHostPath (single-node
+	// clusters). StorageClaimSize, when set, adds the PVC to the manifests
+	// (created with that size and StorageClass; empty class: the
+	// cluster's default); otherwise the claim must exist.
+	StorageClaim     string
+	StorageClaimSize string
+	StorageClass     string
+	StorageHostPath  string
+}
+
+// VolumeError is a file:// storage URL without a volume, or a volume flag
+// that does not fit the storage URL.
+type VolumeError struct{ Msg string }
+
+func (e *VolumeError) Error() string { return e.Msg }
+
+// Code is v1alpha1.CodeFileStorageNeedsVolume.
+func (e *VolumeError) Code() string { return v1alpha1.CodeFileStorageNeedsVolume }
+
+// StoragePath returns the directory a file:// StorageURL names ("" for other
+// kinds or no URL).
+func (o InstallOptions) StoragePath() string {
+	if !strings.HasPrefix(strings.ToLower(o.StorageURL), "file://") {
+		return ""
+	}
+	l, err := location.Parse(o.StorageURL)
+	if err != nil || l.Kind != location.File {
+		return ""
+	}
+	return l.Path
+}
+
+// checkVolume says what is wrong with the file storage volume options.
+func (o InstallOptions) checkVolume() error {
+	path := o.StoragePath()
+	switch {
+	case o.StorageClaim != "" && o.StorageHostPath != "":
+		return &VolumeError{"--storage-claim and --storage-host-path exclude each other: the repository is on one volume"}
+	case path == "" && (o.StorageClaim != "" || o.StorageHostPath != ""):
+		return &VolumeError{fmt.Sprintf("--storage-claim and --storage-host-path hold file:// storage; the storage URL %q is not a file:// URL", o.StorageURL)}
+	case path != "" && o.StorageClaim == "" && o.StorageHostPath == "":
+		return &VolumeError{fmt.Sprintf("%s: the extension runs in a pod, which sees %s only through a volume: "+
+			"pass --storage-claim NAME (a PersistentVolumeClaim, created when missing) or, on a single-node cluster, "+
+			"--storage-host-path DIR (a directory on the node); or use azure:// or s3:// storage (%s)",
+			o.StorageURL, path, v1alpha1.CodeFileStorageNeedsVolume)}
+	case o.StorageHostPath != "" && !strings.HasPrefix(o.StorageHostPath, "/"):
+		return &VolumeError{fmt.Sprintf("--storage-host-path %q: want an absolute path on the node", o.StorageHostPath)}
+	case o.StorageClaimSize != "" && o.StorageClaim == "":
+		return &VolumeError{"--storage-claim-size needs --storage-claim NAME"}
+	}
+	return nil
 }
 
 func (o *InstallOptions) defaults() {
@@ -129,6 +199,24 @@ func Manifests(o InstallOptions) ([]*unstructured.Unstructured, error) {
 	if o.SecretData != nil {
 		objs = append(objs, &corev1.Secret{TypeMeta: tm("v1", "Secret"), ObjectMeta: meta(o.StorageSecret, true), StringData: o.SecretData})
 	}
+	if err := o.checkVolume(); err != nil {
+		return nil, err
+	}
+	if o.StorageClaim != "" && o.StorageClaimSize != "" {
+		size, err := resource.ParseQuantity(o.StorageClaimSize)
+		if err != nil {
+			return nil, fmt.Errorf("--storage-claim-size %q: %w", o.StorageClaimSize, err)
+		}
+		pvc := &corev1.PersistentVolumeClaim{TypeMeta: tm("v1", "PersistentVolumeClaim"), ObjectMeta: meta(o.StorageClaim, true),
+			Spec: corev1.PersistentVolumeClaimSpec{
+				AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+			}}
+		if o.StorageClass != "" {
+			pvc.Spec.StorageClassName = ptr.To(o.StorageClass)
+		}
+		objs = append(objs, pvc)
+	}
 	if o.StorageURL != "" {
 		objs = append(objs, &v1alpha1.StorageLocation{TypeMeta: tm(v1alpha1.GroupVersion.String(), "StorageLocation"), ObjectMeta: meta(DefaultStorageLocation, true),
 			Spec: v1alpha1.StorageLocationSpec{URL: o.StorageURL, CredentialsSecret: o.StorageSecret, ReadOnly: o.ReadOnly}})
@@ -173,14 +261,67 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 		q.list[q.name] = v
 	}
 	sel := map[string]string{labelName: "arca-extension"}
-	args := []string{"extension", "run", "--in-cluster", "--namespace", o.Namespace, "--leader-elect"}
-	if o.MaxConcurrentJobs > 0 {
-		args = append(args, fmt.Sprintf("--max-concurrent-jobs=%d", o.MaxConcurrentJobs))
+	jobs := o.MaxConcurrentJobs
+	if jobs <= 0 {
+		jobs = 1
 	}
+	args := []string{"extension", "run", "--in-cluster", "--namespace", o.Namespace, "--leader-elect", fmt.Sprintf("--max-concurrent-jobs=%d", jobs)}
 	probe := func(path string) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("health")}},
 			PeriodSeconds: 10}
 	}
+	fieldEnv := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	restricted := &corev1.SecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](RunAsUser), RunAsGroup: ptr.To[int64](RunAsUser),
+		AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+		Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+	c := corev1.Container{
+		Name:           ContainerName,
+		Image:          o.Image,
+		Args:           args,
+		Env:            []corev1.EnvVar{fieldEnv(EnvPodName, "metadata.name"), fieldEnv(EnvPodNamespace, "metadata.namespace")},
+		Ports:          []corev1.ContainerPort{{Name: "metrics", ContainerPort: 8080}, {Name: "health", ContainerPort: 8081}},
+		Resources:      corev1.ResourceRequirements{Requests: rr, Limits: rl},
+		LivenessProbe:  probe("/healthz"),
+		ReadinessProbe: probe("/readyz"),
+		// The probes answer once the manager listens; give a slow node
+		// (image pull done, binary starting) some slack before restarts.
+		StartupProbe:    &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("health")}}, PeriodSeconds: 2, FailureThreshold: 30},
+		SecurityContext: restricted,
+	}
+	ps := corev1.PodSpec{
+		ServiceAccountName: ServiceAccountName,
+		NodeSelector:       o.NodeSelector,
+		Tolerations:        o.Tolerations,
+		SecurityContext:    &corev1.PodSecurityContext{FSGroup: ptr.To[int64](RunAsUser), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+	}
+	for _, s := range o.ImagePullSecrets {
+		ps.ImagePullSecrets = append(ps.ImagePullSecrets, corev1.LocalObjectReference{Name: s})
+	}
+	if path := o.StoragePath(); path != "" {
+		v := corev1.Volume{Name: storageVolume}
+		if o.StorageClaim != "" {
+			v.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: o.StorageClaim}
+		} else {
+			v.HostPath = &corev1.HostPathVolumeSource{Path: o.StorageHostPath, Type: ptr.To(corev1.HostPathDirectoryOrCreate)}
+		}
+		ps.Volumes = []corev1.Volume{v}
+		mount := corev1.VolumeMount{Name: storageVolume, MountPath: path}
+		c.VolumeMounts = []corev1.VolumeMount{mount}
+		// A new hostPath directory (or a volume without fsGroup support) is
+		// root's: an init container with CAP_CHOWN alone hands it to the
+		// extension's user before the extension starts.
+		ps.InitContainers = []corev1.Container{{
+			Name: "storage-owner", Image: o.Image, Args: []string{"extension", "chown-storage", "--uid", fmt.Sprint(RunAsUser), path},
+			VolumeMounts: []corev1.VolumeMount{mount},
+			Resources:    corev1.ResourceRequirements{Requests: rr, Limits: rl},
+			SecurityContext: &corev1.SecurityContext{RunAsNonRoot: ptr.To(false), RunAsUser: ptr.To[int64](0),
+				AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+				Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"CHOWN"}}},
+		}}
+	}
+	ps.Containers = []corev1.Container{c}
 	return &appsv1.Deployment{
 		TypeMeta:   tm("apps/v1", "Deployment"),
 		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName, Namespace: o.Namespace, Labels: labels},
@@ -189,26 +330,7 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 			Selector: &metav1.LabelSelector{MatchLabels: sel},
 			// One job runner at a time: the old pod goes before the new comes.
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName: ServiceAccountName,
-					NodeSelector:       o.NodeSelector,
-					Tolerations:        o.Tolerations,
-					SecurityContext:    &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532)},
-					Containers: []corev1.Container{{
-						Name:           "extension",
-						Image:          o.Image,
-						Args:           args,
-						Ports:          []corev1.ContainerPort{{Name: "metrics", ContainerPort: 8080}, {Name: "health", ContainerPort: 8081}},
-						Resources:      corev1.ResourceRequirements{Requests: rr, Limits: rl},
-						LivenessProbe:  probe("/healthz"),
-						ReadinessProbe: probe("/readyz"),
-						SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
-							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
-					}},
-				},
-			},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: ps},
 		},
 	}, nil
 }
@@ -258,6 +380,7 @@ var gvrs = map[string]schema.GroupVersionResource{
 	"CustomResourceDefinition": {Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
 	"Deployment":               {Group: "apps", Version: "v1", Resource: "deployments"},
 	"StorageLocation":          v1alpha1.GroupVersion.WithResource("storagelocations"),
+	"PersistentVolumeClaim":    {Version: "v1", Resource: "persistentvolumeclaims"},
 }
 
 // Apply server-side applies objs in order (field manager "arca", forcing
@@ -570,6 +693,20 @@ func CurrentOptions(ctx context.Context, cfg *rest.Config, ns string) (InstallOp
 	ps := d.Spec.Template.Spec
 	o.NodeSelector = ps.NodeSelector
 	o.Tolerations = ps.Tolerations
+	for _, s := range ps.ImagePullSecrets {
+		o.ImagePullSecrets = append(o.ImagePullSecrets, s.Name)
+	}
+	for _, v := range ps.Volumes {
+		if v.Name != storageVolume {
+			continue
+		}
+		if v.PersistentVolumeClaim != nil {
+			o.StorageClaim = v.PersistentVolumeClaim.ClaimName
+		}
+		if v.HostPath != nil {
+			o.StorageHostPath = v.HostPath.Path
+		}
+	}
 	if len(ps.Containers) > 0 {
 		c := ps.Containers[0]
 		o.Image = c.Image

@@ -38,6 +38,9 @@ type Extension struct {
 	started chan struct{}
 	ctx     context.Context // the runner's; cancelled at shutdown
 
+	exitOnce sync.Once
+	exit     previousExit
+
 	mu      sync.Mutex
 	running map[jobKey]*runningJob
 	wg      sync.WaitGroup
@@ -145,11 +148,7 @@ func (x *Extension) reconcileJob(ctx context.Context, k *kind, req ctrl.Request)
 		}
 		return ctrl.Result{}, nil
 	case st.Phase == v1alpha1.JobInProgress:
-		msg := fmt.Sprintf("the extension restarted while this %s ran; nothing was committed to the repository; create a new job to retry", k.name)
-		if k.name == "restore" {
-			msg = "the extension restarted while this restore ran; objects written before the restart remain; create a new job to retry"
-		}
-		x.finishStatus(st, now, result{phase: v1alpha1.JobFailed, message: msg, errors: []v1alpha1.JobIssue{{Code: k.restartCode, Message: msg}}})
+		x.finishStatus(st, now, x.interruptedResult(ctx, k))
 		recordJob(k.name, v1alpha1.JobFailed, st)
 		return ctrl.Result{}, x.client.Status().Update(ctx, j)
 	case j.CancelRequested():

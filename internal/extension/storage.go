@@ -81,7 +81,13 @@ func (x *Extension) openLocation(ctx context.Context, loc *v1alpha1.StorageLocat
 	}
 	be, err := location.OpenWith(ctx, loc.Spec.URL, creds, location.Options{Create: write})
 	if err != nil {
-		return nil, coded(v1alpha1.CodeRepositoryUnavailable, "open storage location %q (%s): %v", loc.Name, loc.Spec.URL, err)
+		hint := ""
+		if l, perr := location.Parse(loc.Spec.URL); perr == nil && l.Kind == location.File && x.opts.PodName != "" {
+			// In a pod a path exists only on a mounted volume.
+			hint = fmt.Sprintf(" (the extension runs in pod %s, which sees %s only when a volume is mounted there: "+
+				"`arca extension update --storage-claim NAME` or `--storage-host-path DIR`)", x.opts.PodName, l.Path)
+		}
+		return nil, coded(v1alpha1.CodeRepositoryUnavailable, "open storage location %q (%s): %v%s", loc.Name, loc.Spec.URL, err, hint)
 	}
 	return &storageAccess{loc: loc, be: be, password: pw}, nil
 }
