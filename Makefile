@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: all build tools deps generate lint unit test demo bench bench-repo bench-engine clean
+.PHONY: all build tools deps generate chart lint unit test demo bench bench-repo bench-engine clean
 
 all: build
 
@@ -21,6 +21,12 @@ tools: deps
 # Regenerates deepcopy code and CRDs from api/v1alpha1 (controller-gen).
 generate: tools
 	bash hack/generate.sh
+
+# Regenerates the Helm chart charts/arca-extension from the source of
+# `arca extension manifests` (internal/chart's tests fail when it is stale).
+CHART_VERSION ?= dev
+chart:
+	go run ./hack/genchart -version $(CHART_VERSION)
 
 lint: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \

@@ -34,3 +34,7 @@ if grep -v -e 'conflicting types in allOf branches in schema: string vs array' \
   exit 1
 fi
 go run ./hack/crdfix "$crds"
+# The Helm chart carries the CRDs and the manifests' shape: regenerate it too.
+if [[ $# -eq 0 ]]; then
+  go run ./hack/genchart -version dev
+fi
