@@ -291,7 +291,7 @@ func templateOf(u *unstructured.Unstructured, fields []fieldTemplate) (string, e
 	for _, s := range scalars {
 		text = regexp.MustCompile(`(?m)([ =])`+regexp.QuoteMeta(s.marker)+`$`).ReplaceAllString(text, "${1}"+strings.ReplaceAll(s.tmpl, "$", "$$"))
 	}
-	if m := regexp.MustCompile(`ARCA0[A-Z]+|7775Gi|777[1-4]m|777[34]Mi|`+fmt.Sprint(mkJobs)).FindString(text); m != "" {
+	if m := regexp.MustCompile(`ARCA0[A-Z]+|7775Gi|777[1-4]m|777[34]Mi|` + fmt.Sprint(mkJobs)).FindString(text); m != "" {
 		return "", fmt.Errorf("marker %s left in the template of %s", m, u.GetKind())
 	}
 	return text, nil
