@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -33,19 +34,20 @@ func (a *Azurite) ConnectionString() string {
 }
 
 // StartAzurite starts Azurite's blob service (tools/azurite, built by `make
-// tools`) on a free loopback port with a fresh workspace. It is stopped when
-// the test ends.
-func StartAzurite(t T) *Azurite {
+// tools`) on a free port of 127.0.0.1 (or OnHost's address) with a fresh
+// workspace. It is stopped when the test ends.
+func StartAzurite(t T, opts ...ServiceOption) *Azurite {
 	t.Helper()
+	so := serviceOpts(opts)
 	bin := Binary(t, "azurite-blob")
 	a := &Azurite{Account: AzuriteAccount, Key: AzuriteKey, Dir: tempDir(t, "arca-azurite-")}
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		a.Port = FreePort(t)
-		a.Endpoint = "http://" + Addr(a.Port) + "/" + a.Account
+		a.Endpoint = "http://" + net.JoinHostPort(so.host, strconv.Itoa(a.Port)) + "/" + a.Account
 		args := []string{
 			"--location", a.Dir,
-			"--blobHost", "127.0.0.1",
+			"--blobHost", so.host,
 			"--blobPort", strconv.Itoa(a.Port),
 			"--skipApiVersionCheck", // the SDK may be newer than the emulator
 			"--disableProductStyleUrl",

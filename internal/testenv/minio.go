@@ -3,6 +3,8 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,10 +21,30 @@ type MinIO struct {
 	Process   *Process
 }
 
+// ServiceOption tunes StartMinIO and StartAzurite.
+type ServiceOption func(*serviceOptions)
+
+type serviceOptions struct{ host string }
+
+// OnHost makes the service listen on host instead of 127.0.0.1: pods on a
+// test node cannot reach the host's loopback, so a service they use listens
+// on the control plane's HostIP.
+func OnHost(host string) ServiceOption { return func(o *serviceOptions) { o.host = host } }
+
+func serviceOpts(opts []ServiceOption) serviceOptions {
+	o := serviceOptions{host: "127.0.0.1"}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
 // StartMinIO starts the MinIO server built by tools/minio (`make tools`) on a
-// free loopback port. It is stopped when the test ends.
-func StartMinIO(t T) *MinIO {
+// free port of 127.0.0.1 (or OnHost's address). It is stopped when the test
+// ends.
+func StartMinIO(t T, opts ...ServiceOption) *MinIO {
 	t.Helper()
+	so := serviceOpts(opts)
 	bin := Binary(t, "minio")
 	m := &MinIO{AccessKey: "arca-test-access", SecretKey: "arca-test-secret-key", Dir: tempDir(t, "arca-minio-")}
 	env := []string{
@@ -36,7 +58,7 @@ func StartMinIO(t T) *MinIO {
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		port, console := FreePort(t), FreePort(t)
-		m.Endpoint = Addr(port)
+		m.Endpoint = net.JoinHostPort(so.host, strconv.Itoa(port))
 		args := []string{"server", "--quiet", "--address", m.Endpoint, "--console-address", Addr(console), m.Dir + "/data"}
 		m.Process = StartProcess(t, "minio", bin, args, env, m.Dir)
 		ready, err := waitHTTP(m.Process, "http://"+m.Endpoint+"/minio/health/ready", 60*time.Second,
