@@ -4,12 +4,27 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: all build tools deps generate chart lint unit test demo bench bench-repo bench-engine clean
+.PHONY: all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine clean
 
 all: build
 
 build:
 	go build -o bin/arca ./cmd/arca
+
+# The extension image, built by hack/image with go-containerregistry (no
+# Docker daemon): bin/arca-image.tar, a docker-archive for `docker load`,
+# `kind load image-archive` or `ctr images import`. PUSH=REGISTRY/REPO:TAG
+# also pushes it. VERSION, REVISION and SOURCE_DATE_EPOCH (the image time,
+# the commit time by default) are its inputs: the same ones give the same
+# digest.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+PUSH ?=
+image:
+	@[ -s /etc/ssl/certs/ca-certificates.crt ] || bash hack/install-deps.sh
+	go run ./hack/image --version '$(VERSION)' --revision '$(REVISION)' --created '$(SOURCE_DATE_EPOCH)' \
+	  --output bin/arca-image.tar $(if $(PUSH),--push '$(PUSH)')
 
 # Debian packages, npm packages and pinned binaries the tests start.
 deps:

@@ -5,7 +5,11 @@
 #     postgresql package, started per test by internal/testenv;
 #   - the node's container runtime (internal/testenv/node.go): containerd,
 #     runc, the CNI plugins, and iproute2, iptables and conntrack for the
-#     node's network namespace, its bridge and kube-proxy.
+#     node's network namespace, its bridge and kube-proxy;
+#   - Debian's CA bundle (ca-certificates), copied into the extension image
+#     by `make image`;
+#   - Debian's static busybox (busybox-static), the test application image
+#     internal/testenv builds (internal/image.Busybox).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -21,6 +25,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v nsenter >/dev/null || need+=(util-linux)
+[ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+[ -x /bin/busybox ] || need+=(busybox-static)
 # runuser/setpriv are not needed (testenv switches users itself), but the
 # unprivileged user PostgreSQL runs as when the tests run as root must exist.
 if [ "$(id -u)" = 0 ] && ! id nobody >/dev/null 2>&1 && [ -z "${ARCA_POSTGRES_USER:-}" ]; then
