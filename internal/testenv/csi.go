@@ -54,13 +54,20 @@ type CSI struct {
 	Socket string
 	// Controller is a CSI controller client connected to the driver.
 	Controller csi.ControllerClient
+	// DataDir is the hostpath driver's data directory (StartHostPathCSI
+	// only): the files of volume handle h are in VolumeDir(h).
+	DataDir string
 	// StartupTimes records how long each component took to start.
 	StartupTimes map[string]time.Duration
+
+	startedAt time.Time
 }
 
-// StartCSI installs the snapshot CRDs and starts the CSI stack on cp. Its
-// provisioner binds PVCs through kube-controller-manager when cp runs it,
-// and binds them itself otherwise.
+// StartCSI installs the snapshot CRDs and starts the CSI stack on cp with
+// the in-memory mock driver (no bytes; fault injection). Its provisioner
+// binds PVCs through kube-controller-manager when cp runs it, and binds
+// them itself otherwise. Start one CSI stack per control plane: StartCSI
+// or StartHostPathCSI.
 func StartCSI(t T, cp *ControlPlane) *CSI {
 	t.Helper()
 	c := &CSI{
@@ -70,6 +77,31 @@ func StartCSI(t T, cp *ControlPlane) *CSI {
 		SnapshotClassDelete: CSISnapshotClassDelete,
 		StartupTimes:        map[string]time.Duration{},
 	}
+	startCSIStack(t, cp, c, func() {
+		dir := tempDir(t, "arca-csi-")
+		c.Socket = filepath.Join(dir, "csi.sock")
+		driver := StartProcess(t, "mock-csi-driver", Binary(t, "mock-csi-driver"),
+			[]string{"--socket=" + c.Socket, "--driver-name=" + c.DriverName}, nil, "")
+		driver.WaitReady(t, time.Minute, func(ctx context.Context) error {
+			// Dialling before the socket exists would put the channel into
+			// a one-second reconnect back-off.
+			if _, err := os.Stat(c.Socket); err != nil {
+				return err
+			}
+			return nil
+		})
+		c.Controller = dialDriver(t, c.Socket, c.DriverName)
+		c.StartupTimes["mock-csi-driver"] = time.Since(c.startedAt)
+	})
+	return c
+}
+
+// startCSIStack is what both drivers share: the snapshot CRDs, c's
+// CSIDriver, StorageClass and VolumeSnapshotClasses, the driver (started by
+// startDriver, which sets c.Socket and c.Controller), snapshot-controller,
+// csi-snapshotter and the provisioner.
+func startCSIStack(t T, cp *ControlPlane, c *CSI, startDriver func()) {
+	t.Helper()
 	cfg := cp.Config()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -91,38 +123,8 @@ func StartCSI(t T, cp *ControlPlane) *CSI {
 	go func() { objectsDone <- c.createObjects(ctx, cs, snaps) }()
 
 	// The driver first: csi-snapshotter asks it for its name on start.
-	start = time.Now()
-	dir, err := os.MkdirTemp("", "arca-csi-")
-	if err != nil {
-		t.Fatalf("csi socket dir: %v", err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	c.Socket = filepath.Join(dir, "csi.sock")
-	driver := StartProcess(t, "mock-csi-driver", Binary(t, "mock-csi-driver"),
-		[]string{"--socket=" + c.Socket, "--driver-name=" + c.DriverName}, nil, "")
-	conn, err := grpc.NewClient("unix://"+c.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("csi client: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	identity := csi.NewIdentityClient(conn)
-	driver.WaitReady(t, time.Minute, func(ctx context.Context) error {
-		// Dialling before the socket exists would put the channel into
-		// a one-second reconnect back-off.
-		if _, err := os.Stat(c.Socket); err != nil {
-			return err
-		}
-		info, err := identity.GetPluginInfo(ctx, &csi.GetPluginInfoRequest{})
-		if err != nil {
-			return err
-		}
-		if info.GetName() != c.DriverName {
-			return fmt.Errorf("driver reports name %q", info.GetName())
-		}
-		return nil
-	})
-	c.Controller = csi.NewControllerClient(conn)
-	c.StartupTimes["mock-csi-driver"] = time.Since(start)
+	c.startedAt = time.Now()
+	startDriver()
 
 	kubeconfig := cp.KubeconfigFile(t)
 	start = time.Now()
@@ -163,7 +165,26 @@ func StartCSI(t T, cp *ControlPlane) *CSI {
 		wg.Wait()
 	})
 	c.StartupTimes["provisioner"] = time.Since(start)
-	return c
+}
+
+// dialDriver connects to the CSI driver on socket and checks its name.
+func dialDriver(t T, socket, name string) csi.ControllerClient {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("csi client: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	info, err := csi.NewIdentityClient(conn).GetPluginInfo(ctx, &csi.GetPluginInfoRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		t.Fatalf("CSI driver on %s: GetPluginInfo: %v", socket, err)
+	}
+	if info.GetName() != name {
+		t.Fatalf("CSI driver on %s reports name %q, want %q", socket, info.GetName(), name)
+	}
+	return csi.NewControllerClient(conn)
 }
 
 func logContains(p *Process, marker string) func(context.Context) error {

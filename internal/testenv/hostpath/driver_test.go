@@ -606,3 +606,38 @@ func TestNodePublish(t *testing.T) {
 		t.Errorf("volume lost its files on unpublish: %q, %v", b, err)
 	}
 }
+
+// TestUnmountAll: mounts pods left behind are detached when the test
+// environment stops, and nothing else is.
+func TestUnmountAll(t *testing.T) {
+	dataDir := t.TempDir()
+	c := serve(t, dataDir, "node-a", true)
+	vol := createVolume(t, c, "pvc-left", 0, nil)
+	targets := []string{filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")}
+	other := filepath.Join(t.TempDir(), "not-a-volume")
+	if err := os.MkdirAll(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	if err := unix.Mount(src, other, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(other, unix.MNT_DETACH) })
+	for _, target := range targets {
+		t.Cleanup(func() { _ = unix.Unmount(target, unix.MNT_DETACH) })
+		if _, err := c.node.NodePublishVolume(ctx(t), &csi.NodePublishVolumeRequest{VolumeId: vol.GetVolumeId(), TargetPath: target, VolumeCapability: mountCap[0]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := UnmountAll(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range targets {
+		if m, err := mountAt(target); err != nil || m != nil {
+			t.Errorf("%s still mounted: %+v, %v", target, m, err)
+		}
+	}
+	if m, err := mountAt(other); err != nil || m == nil {
+		t.Errorf("UnmountAll detached a mount that is not a volume's: %v", err)
+	}
+}

@@ -135,12 +135,27 @@ func (m *mount) sameSource(dir string) bool {
 
 // mountAt returns the topmost mount on path, or nil.
 func mountAt(path string) (*mount, error) {
+	all, err := mounts()
+	if err != nil {
+		return nil, err
+	}
+	var found *mount
+	for _, m := range all {
+		if m.point == path {
+			found = m
+		}
+	}
+	return found, nil
+}
+
+// mounts lists this process's mount table, in mount order.
+func mounts() ([]*mount, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var found *mount
+	var out []*mount
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -149,18 +164,45 @@ func mountAt(path string) (*mount, error) {
 		if len(fields) < 6 {
 			continue
 		}
-		if unescapeMountinfo(fields[4]) != path {
-			continue
-		}
 		ro := false
 		for _, o := range strings.Split(fields[5], ",") {
 			if o == "ro" {
 				ro = true
 			}
 		}
-		found = &mount{dev: fields[2], root: unescapeMountinfo(fields[3]), point: path, readOnly: ro}
+		out = append(out, &mount{dev: fields[2], root: unescapeMountinfo(fields[3]), point: unescapeMountinfo(fields[4]), readOnly: ro})
 	}
-	return found, sc.Err()
+	return out, sc.Err()
+}
+
+// UnmountAll detaches every bind mount of a volume under dataDir, newest
+// first: what pods left published when the test environment stops, so that
+// no mount outlives the data directory.
+func UnmountAll(dataDir string) error {
+	entries, err := os.ReadDir(filepath.Join(dataDir, volumesDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	all, err := mounts()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := len(all) - 1; i >= 0; i-- {
+		m := all[i]
+		for _, e := range entries {
+			if e.IsDir() && m.root != "/" && m.sameSource(filepath.Join(dataDir, volumesDir, e.Name())) {
+				if err := unix.Unmount(m.point, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+					errs = append(errs, fmt.Errorf("unmount %s: %w", m.point, err))
+				}
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // unescapeMountinfo undoes the octal escapes (\040 for a space) mountinfo

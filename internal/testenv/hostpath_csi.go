@@ -1,0 +1,75 @@
+package testenv
+
+import (
+	"path/filepath"
+	"time"
+
+	"github.com/arca-backup/arca/internal/testenv/hostpath"
+)
+
+// Names of the CSI objects StartHostPathCSI creates.
+const (
+	HostPathDriverName          = "hostpath.csi.arca.local"
+	HostPathStorageClass        = "arca-hostpath"
+	HostPathSnapshotClass       = "arca-hostpath-snapclass"
+	HostPathSnapshotClassDelete = "arca-hostpath-snapclass-delete"
+)
+
+// StartHostPathCSI starts the CSI stack of StartCSI with the hostpath
+// driver (package hostpath), whose volumes are directories with real bytes
+// under c.DataDir: the snapshot CRDs, the CSIDriver object
+// (attachRequired false), a default StorageClass, VolumeSnapshotClasses
+// (Retain, the default, and Delete), snapshot-controller, csi-snapshotter
+// and the provisioner, all pointed at this driver.
+//
+// The driver runs inside the test process: one Identity + Controller
+// instance on c.Socket for csi-snapshotter and the provisioner, and, for
+// every node of cp, an Identity + Node instance registered with that
+// node's kubelet through its plugin registration socket. All of them share
+// one data directory, so a volume can be published on any node. On a
+// control plane without nodes only the controller instance runs.
+func StartHostPathCSI(t T, cp *ControlPlane) *CSI {
+	t.Helper()
+	c := &CSI{
+		DriverName:          HostPathDriverName,
+		StorageClass:        HostPathStorageClass,
+		SnapshotClass:       HostPathSnapshotClass,
+		SnapshotClassDelete: HostPathSnapshotClassDelete,
+		StartupTimes:        map[string]time.Duration{},
+	}
+	startCSIStack(t, cp, c, func() {
+		c.DataDir = tempDir(t, "arca-hostpath-")
+		// Sockets live apart from the data so that removing the data never
+		// races a listener, and paths stay short (108 bytes at most).
+		sockets := tempDir(t, "arca-hpsock-")
+		c.Socket = filepath.Join(sockets, "controller.sock")
+		serveHostPath(t, c, hostpath.Options{Name: c.DriverName, DataDir: c.DataDir, Controller: true}, c.Socket)
+		c.Controller = dialDriver(t, c.Socket, c.DriverName)
+		// The cleanups above run after this one: unmount what pods left
+		// mounted first, so that no bind mount outlives the data.
+		t.Cleanup(func() {
+			if err := hostpath.UnmountAll(c.DataDir); err != nil {
+				t.Logf("hostpath: %v", err)
+			}
+		})
+		c.StartupTimes["hostpath-csi-driver"] = time.Since(c.startedAt)
+	})
+	return c
+}
+
+// VolumeDir is the directory holding the files of the hostpath volume with
+// the given handle (a PersistentVolume's spec.csi.volumeHandle).
+func (c *CSI) VolumeDir(handle string) string { return hostpath.VolumePath(c.DataDir, handle) }
+
+func serveHostPath(t T, c *CSI, opts hostpath.Options, socket string) {
+	t.Helper()
+	d, err := hostpath.New(opts)
+	if err != nil {
+		t.Fatalf("hostpath driver: %v", err)
+	}
+	srv, err := hostpath.Serve(socket, d, t.Logf)
+	if err != nil {
+		t.Fatalf("hostpath driver: %v", err)
+	}
+	t.Cleanup(srv.Stop)
+}
