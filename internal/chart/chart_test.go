@@ -100,6 +100,7 @@ tolerations:
 - {key: dedicated, operator: Equal, value: backup, effect: NoSchedule}
 - {key: spot, operator: Exists}
 maxConcurrentJobs: 3
+extraArgs: [--log-format=json, --status-interval=5s]
 storage:
   url: file:///var/backups/arca
   readOnly: true
@@ -111,7 +112,7 @@ storage:
 			NodeSelector: map[string]string{"kubernetes.io/os": "linux", "backup": "yes"},
 			Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "backup", Effect: corev1.TaintEffectNoSchedule},
 				{Key: "spot", Operator: corev1.TolerationOpExists}},
-			MaxConcurrentJobs: 3, StorageURL: "file:///var/backups/arca", ReadOnly: true, StorageSecret: "creds",
+			MaxConcurrentJobs: 3, ExtraArgs: []string{"--log-format=json", "--status-interval=5s"}, StorageURL: "file:///var/backups/arca", ReadOnly: true, StorageSecret: "creds",
 			SecretData: map[string]string{"password": "pw", "AWS_ACCESS_KEY_ID": "ak"}, StorageHostPath: "/srv/arca"}},
 		{name: "file on a claim the chart creates", values: `
 storage: {url: file:///data/repo, claim: backups, claimSize: 20Gi, storageClass: fast}

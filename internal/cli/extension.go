@@ -59,6 +59,7 @@ type ExtensionOptions struct {
 	Tolerations       []string
 	MaxConcurrentJobs int
 	ImagePullSecrets  []string
+	ExtraArgs         []string
 	StorageClaim      string
 	StorageClaimSize  string
 	StorageClass      string
@@ -95,6 +96,7 @@ func (o *ExtensionOptions) addFlags(fs *pflag.FlagSet, cluster bool) {
 	fs.StringToStringVar(&o.NodeSelector, "node-selector", nil, "node selector of the extension pod, k=v[,k2=v2]")
 	fs.StringSliceVar(&o.Tolerations, "tolerations", nil, "tolerations key[=value]:Effect[,…] (Effect: NoSchedule, PreferNoSchedule, NoExecute; key=value matches Equal, key alone Exists)")
 	fs.IntVar(&o.MaxConcurrentJobs, "max-concurrent-jobs", 0, "jobs the extension runs at once (default 1)")
+	fs.StringArrayVar(&o.ExtraArgs, "extension-arg", nil, "extra argument of `arca extension run` in the pod, e.g. --extension-arg=--log-format=json (repeatable)")
 	fs.StringSliceVar(&o.ImagePullSecrets, "image-pull-secret", nil, "docker-registry Secret in the namespace for pulling --image from a private registry (repeatable)")
 	fs.StringVar(&o.StorageClaim, "storage-claim", "", "file:// storage: PersistentVolumeClaim mounted at the URL's path (install creates it when missing)")
 	fs.StringVar(&o.StorageClaimSize, "storage-claim-size", "", "size of the PersistentVolumeClaim install creates (default "+extension.DefaultStorageClaimSize+")")
@@ -198,6 +200,9 @@ func (o *ExtensionOptions) installOptions(base extension.InstallOptions, secretR
 	}
 	if set("max-concurrent-jobs") && o.MaxConcurrentJobs > 0 {
 		base.MaxConcurrentJobs = o.MaxConcurrentJobs
+	}
+	if set("extension-arg") && o.ExtraArgs != nil {
+		base.ExtraArgs = o.ExtraArgs
 	}
 	if set("image-pull-secret") && o.ImagePullSecrets != nil {
 		base.ImagePullSecrets = o.ImagePullSecrets

@@ -64,7 +64,7 @@ func TestExtensionCommands(t *testing.T) {
 	}
 	out, err := run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw, "--memory-limit", "300Mi",
 		"--node-selector", "kubernetes.io/os=linux", "--tolerations", "dedicated=backup:NoSchedule", "--storage-host-path", "/var/lib/arca-test",
-		"--image-pull-secret", "regcred", "--wait=false"}, k...)...)
+		"--image-pull-secret", "regcred", "--extension-arg=--log-format=json", "--wait=false"}, k...)...)
 	if err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
@@ -182,7 +182,8 @@ spec: {storageLocation: default, includedNamespaces: [arca-system]}
 	ctr = dep.Spec.Template.Spec.Containers[0]
 	if ctr.Image != "registry.internal/arca:2" || ctr.Resources.Limits.Cpu().String() != "2" || ctr.Resources.Limits.Memory().String() != "300Mi" ||
 		dep.Spec.Template.Spec.NodeSelector["kubernetes.io/os"] != "linux" || len(ctr.VolumeMounts) != 1 ||
-		dep.Spec.Template.Spec.Volumes[0].HostPath.Path != "/var/lib/arca-test" || dep.Spec.Template.Spec.ImagePullSecrets[0].Name != "regcred" {
+		dep.Spec.Template.Spec.Volumes[0].HostPath.Path != "/var/lib/arca-test" || dep.Spec.Template.Spec.ImagePullSecrets[0].Name != "regcred" ||
+		ctr.Args[len(ctr.Args)-1] != "--log-format=json" {
 		t.Errorf("after update: %+v", ctr)
 	}
 	loc := &v1alpha1.StorageLocation{}

@@ -34,6 +34,7 @@ const (
 	mkHostPath  = "/ARCA0HOSTPATH"
 	mkPath      = "/ARCA0PATH"
 	mkClass     = "ARCA0CLASS"
+	mkExtraArgs = "ARCA0EXTRAARGS"
 	mkJobs      = 987654321
 	mkCPUReq    = "7771m"
 	mkCPULim    = "7772m"
@@ -52,7 +53,7 @@ func chartOptions(claim bool) InstallOptions {
 		SecretData: map[string]string{"k": "v"},
 		CPURequest: mkCPUReq, CPULimit: mkCPULim, MemoryRequest: mkMemReq, MemoryLimit: mkMemLim,
 		NodeSelector: map[string]string{"k": "v"}, ImagePullSecrets: []string{"s"},
-		MaxConcurrentJobs: mkJobs,
+		MaxConcurrentJobs: mkJobs, ExtraArgs: []string{mkExtraArgs},
 	}
 	o.Tolerations = nil
 	if claim {
@@ -123,6 +124,8 @@ nodeSelector: {}
 tolerations: []
 # maxConcurrentJobs: jobs run at once (--max-concurrent-jobs).
 maxConcurrentJobs: 1
+# extraArgs: more arguments of `+"`arca extension run`"+` (--extension-arg), e.g. --log-format=json.
+extraArgs: []
 storage:
   # url: the repository of StorageLocation "default" (--storage); empty: none.
   url: ""
@@ -285,6 +288,9 @@ func templateOf(u *unstructured.Unstructured, fields []fieldTemplate) (string, e
 		}
 	}
 	text := strings.Join(lines, "\n")
+	// List items: the extra arguments of `arca extension run`.
+	text = regexp.MustCompile(`(?m)^( *)- `+mkExtraArgs+`$`).ReplaceAllString(text,
+		"${1}{{- range .Values.extraArgs }}\n${1}- {{ . | quote }}\n${1}{{- end }}")
 	// Longest markers first: "file:///ARCA0PATH" before "/ARCA0PATH".
 	scalars := append([]struct{ marker, tmpl string }{}, chartScalars...)
 	sort.SliceStable(scalars, func(a, b int) bool { return len(scalars[a].marker) > len(scalars[b].marker) })

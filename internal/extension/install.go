@@ -78,6 +78,9 @@ type InstallOptions struct {
 	NodeSelector                                     map[string]string
 	Tolerations                                      []corev1.Toleration
 	MaxConcurrentJobs                                int
+	// ExtraArgs are appended to `arca extension run`'s arguments in the pod
+	// (--log-format=json, --status-interval=5s, …).
+	ExtraArgs []string
 	// ImagePullSecrets name Secrets (type kubernetes.io/dockerconfigjson,
 	// in Namespace) the kubelet uses to pull Image from a private registry.
 	ImagePullSecrets []string
@@ -266,6 +269,7 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 		jobs = 1
 	}
 	args := []string{"extension", "run", "--in-cluster", "--namespace", o.Namespace, "--leader-elect", fmt.Sprintf("--max-concurrent-jobs=%d", jobs)}
+	args = append(args, o.ExtraArgs...)
 	probe := func(path string) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("health")}},
 			PeriodSeconds: 10}
@@ -718,10 +722,13 @@ func CurrentOptions(ctx context.Context, cfg *rest.Config, ns string) (InstallOp
 		}
 		o.CPURequest, o.MemoryRequest = q(c.Resources.Requests, corev1.ResourceCPU), q(c.Resources.Requests, corev1.ResourceMemory)
 		o.CPULimit, o.MemoryLimit = q(c.Resources.Limits, corev1.ResourceCPU), q(c.Resources.Limits, corev1.ResourceMemory)
-		for _, a := range c.Args {
+		for i, a := range c.Args {
 			var n int
 			if _, err := fmt.Sscanf(a, "--max-concurrent-jobs=%d", &n); err == nil {
 				o.MaxConcurrentJobs = n
+				// Whatever follows was added with ExtraArgs.
+				o.ExtraArgs = append([]string(nil), c.Args[i+1:]...)
+				break
 			}
 		}
 	}
