@@ -44,6 +44,8 @@ const (
 	CodePreHookFailed           = "PreHookFailed"
 	CodePostHookFailed          = "PostHookFailed"
 	CodeHookFailed              = "HookFailed"
+	CodeHookMatchedNoPod        = "HookMatchedNoPod"
+	CodeHookNamespaceRefused    = "HookNamespaceRefused"
 	CodeBackupFailed            = "BackupFailed"
 	CodeRestoreFailed           = "RestoreFailed"
 	CodeItemsFailed             = "ItemsFailed"
@@ -88,6 +90,10 @@ type JobStatusCommon struct {
 	Warnings []JobIssue `json:"warnings,omitempty"`
 	// +optional
 	Errors []JobIssue `json:"errors,omitempty"`
+	// Hooks are the hook commands run, in order, with their output (at
+	// most MaxHookResults).
+	// +optional
+	Hooks []HookResult `json:"hooks,omitempty"`
 	// Message says in one line what happened.
 	// +optional
 	Message string `json:"message,omitempty"`

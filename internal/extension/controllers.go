@@ -99,8 +99,8 @@ func issues(ws []repo.Warning) []v1alpha1.JobIssue {
 	return out
 }
 
-// runBackup validates the job, runs its pre hooks, backs up into the
-// storage location's repository and runs the post hooks.
+// runBackup validates the job and backs up into the storage location's
+// repository; its hooks run around the volume snapshots (backupHooks).
 func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	j := jj.(*v1alpha1.BackupJob)
 	if len(j.Spec.ForgetRecoveryPoints) > 0 {
@@ -123,7 +123,26 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	for k, v := range j.Spec.Tags {
 		tags[k] = v
 	}
-	snaps, err := volume.NewSnapshotter(x.cfg, volume.SnapshotOptions{Classes: j.Spec.SnapshotClasses,
+	sel, err := selection.ForBackup(&cfg)
+	if err != nil {
+		return failed(v1alpha1.CodeInvalidSpec, "invalid backup configuration: %v", err)
+	}
+	defs, hookWarnings, err := x.loadHooks(ctx, cfg.BackupHookReferences, false)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeBackupFailed)
+	}
+	hr := &hookRunner{ex: x.opts.Executor, now: x.clock.Now, warnings: hookWarnings}
+	// Hooks run around the volume snapshots, in the pods whose claims they
+	// cut; post hooks also when the job is stopped, to thaw what pre
+	// hooks froze.
+	bh := &backupHooks{run: hr, postCtx: context.WithoutCancel(ctx), resolve: func(ctx context.Context) ([]*backupTarget, []v1alpha1.JobIssue, error) {
+		return x.backupTargets(ctx, defs, sel.Namespaces.Includes)
+	}}
+	var snapHooks volume.SnapshotHooks
+	if len(defs) > 0 {
+		snapHooks = bh
+	}
+	snaps, err := volume.NewSnapshotter(x.cfg, volume.SnapshotOptions{Classes: j.Spec.SnapshotClasses, Hooks: snapHooks,
 		Logf: func(format string, args ...any) {
 			x.log.Info(fmt.Sprintf(format, args...), "job", j.Namespace+"/"+j.Name)
 		}})
@@ -139,42 +158,35 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 		}
 		return failed(v1alpha1.CodeBackupFailed, "prepare backup: %v", err)
 	}
-	sel, err := selection.ForBackup(&cfg)
-	if err != nil {
-		return failed(v1alpha1.CodeInvalidSpec, "invalid backup configuration: %v", err)
-	}
-	targets, err := x.resolveHooks(ctx, cfg.BackupHookReferences, false, sel.Namespaces.Includes)
-	if err != nil {
-		return failedErr(err, v1alpha1.CodeBackupFailed)
-	}
 	r, err := sa.openRepo(ctx, true)
 	if err != nil {
 		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
 	}
 	defer r.Close()
-	hr := &hookRunner{ex: x.opts.Executor, targets: targets}
-	// Post hooks run even when the job is stopped, to thaw what pre hooks froze.
-	postCtx := context.WithoutCancel(ctx)
-	if err := hr.pre(ctx); err != nil {
-		hr.post(postCtx)
-		res := failedErr(err, v1alpha1.CodePreHookFailed)
-		res.message = "pre hook failed, nothing backed up: " + res.message
-		res.warnings = hr.warnings
-		return res
+	if len(defs) > 0 && !cfg.Snapshots() {
+		// No snapshots to hold the pods still for: each pod's pre and post
+		// commands run back to back, before the scan.
+		if err := bh.BeforeSnapshots(ctx, nil); err != nil {
+			bh.finish()
+			res := failedErr(err, v1alpha1.CodePreHookFailed)
+			res.message = "pre hook failed, nothing backed up: " + res.message
+			return res.withHooks(hr)
+		}
 	}
 	bres, err := prep.Run(ctx, r)
-	hr.post(postCtx)
+	bh.finish()
 	if err != nil {
-		res := failed(v1alpha1.CodeBackupFailed, "backup failed, no recovery point written: %v", err)
-		res.warnings = hr.warnings
-		return res
+		if codeOf(err, "") == v1alpha1.CodePreHookFailed {
+			return failed(v1alpha1.CodePreHookFailed, "pre hook failed, nothing backed up: %v", err).withHooks(hr)
+		}
+		return failed(v1alpha1.CodeBackupFailed, "backup failed, no recovery point written: %v", err).withHooks(hr)
 	}
 	rp := bres.RecoveryPoint
 	p.itemsDone.Store(int64(rp.Summary.Items))
 	p.itemsTotal.Store(int64(rp.Summary.Items))
 	p.bytesDone.Store(rp.Summary.Bytes)
 	p.bytesTotal.Store(rp.Summary.Bytes)
-	res := result{phase: v1alpha1.JobCompleted, warnings: append(issues(rp.Summary.Warnings), hr.warnings...)}
+	res := result{phase: v1alpha1.JobCompleted, warnings: issues(rp.Summary.Warnings)}.withHooks(hr)
 	res.message = fmt.Sprintf("recovery point %s: %d objects, %d bytes", bres.ID.String()[:12], rp.Summary.Items, rp.Summary.Bytes)
 	if len(res.warnings) > 0 {
 		res.phase = v1alpha1.JobCompletedWithWarnings
@@ -266,7 +278,8 @@ func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *pro
 	return res
 }
 
-// runRestore validates the job, finds the recovery point and restores it.
+// runRestore validates the job, finds the recovery point and restores it:
+// pre hooks in the pods that exist before, post hooks in the restored pods.
 func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result {
 	j := jj.(*v1alpha1.RestoreJob)
 	crit := j.Spec.RestoreCriteria
@@ -306,36 +319,61 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		}
 		return failed(v1alpha1.CodeRestoreFailed, "prepare restore: %v", err)
 	}
-	targets, err := x.resolveHooks(ctx, crit.RestoreHookReferences, true, func(string) bool { return true })
+	defs, hookWarnings, err := x.loadHooks(ctx, crit.RestoreHookReferences, true)
 	if err != nil {
 		return failedErr(err, v1alpha1.CodeRestoreFailed)
 	}
-	hr := &hookRunner{ex: x.opts.Executor, targets: targets}
-	postCtx := context.WithoutCancel(ctx)
-	if err := hr.pre(ctx); err != nil {
-		hr.post(postCtx)
-		res := failedErr(err, v1alpha1.CodePreHookFailed)
-		res.message = "pre hook failed, nothing restored: " + res.message
-		res.warnings = hr.warnings
-		return res
+	sel, err := selection.ForRestore(&crit)
+	if err != nil {
+		return failed(v1alpha1.CodeInvalidSpec, "invalid restore criteria: %v", err)
+	}
+	mapNS := func(ns string) string {
+		if to, ok := crit.NamespaceMappings[ns]; ok {
+			return to
+		}
+		return ns
+	}
+	// The namespaces the restore writes into: included ones, mapped.
+	inScope := func(target string) bool {
+		for from, to := range crit.NamespaceMappings {
+			if to == target && sel.Namespaces.Includes(from) {
+				return true
+			}
+		}
+		_, mapped := crit.NamespaceMappings[target]
+		return !mapped && sel.Namespaces.Includes(target)
+	}
+	hr := &hookRunner{ex: x.opts.Executor, now: x.clock.Now, warnings: hookWarnings}
+	if !crit.DryRun {
+		if err := x.restorePre(ctx, hr, defs, inScope, mapNS); err != nil {
+			res := failedErr(err, v1alpha1.CodePreHookFailed)
+			res.message = "pre hook failed, nothing restored: " + res.message
+			return res.withHooks(hr)
+		}
 	}
 	rres, err := prep.Run(ctx)
-	hr.post(postCtx)
 	var itemsFailed *restore.ItemsFailedError
 	if err != nil && !errors.As(err, &itemsFailed) {
-		res := failed(v1alpha1.CodeRestoreFailed, "restore failed: %v", err)
-		res.warnings = hr.warnings
-		return res
+		return failed(v1alpha1.CodeRestoreFailed, "restore failed: %v", err).withHooks(hr)
+	}
+	if !rres.DryRun && len(defs) > 0 {
+		rs := restored{name: j.Name, rpLabel: restore.RecoveryPointLabel(rpID), namespaces: map[string]string{}, mapNS: mapNS}
+		for _, it := range rres.Items {
+			if it.Namespace != "" && (it.Action == restore.Created || it.Action == restore.Patched) {
+				rs.namespaces[it.Namespace] = it.SourceNamespace
+			}
+		}
+		x.restorePost(ctx, hr, defs, rs)
 	}
 	res := result{phase: v1alpha1.JobCompleted}
 	for _, w := range rres.Warnings {
 		res.warnings = append(res.warnings, v1alpha1.JobIssue{Code: w.Code, Message: w.Message, Object: w.Object})
 	}
-	res.warnings = append(res.warnings, hr.warnings...)
 	if itemsFailed != nil {
 		res.warnings = append(res.warnings, v1alpha1.JobIssue{Code: v1alpha1.CodeItemsFailed,
 			Message: fmt.Sprintf("%d objects failed; see status.items", len(itemsFailed.Items))})
 	}
+	res = res.withHooks(hr)
 	results := map[string]int64{}
 	for a, n := range rres.Summary {
 		results[string(a)] = int64(n)

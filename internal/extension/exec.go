@@ -1,7 +1,6 @@
 package extension
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 
@@ -13,6 +12,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/streaming/pkg/httpstream"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
 )
 
 // PodExecutor runs hook commands through the pods/exec API (WebSocket, with
@@ -78,7 +79,30 @@ func (e *PodExecutor) Exec(ctx context.Context, nn types.NamespacedName, contain
 	if err != nil {
 		return "", "", err
 	}
-	var stdout, stderr bytes.Buffer
-	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
-	return stdout.String(), stderr.String(), err
+	stdout, stderr := &tailBuffer{max: execOutputLimit}, &tailBuffer{max: execOutputLimit}
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
+	return string(stdout.buf), string(stderr.buf), err
+}
+
+// execOutputLimit bounds what PodExecutor keeps of each stream: more than
+// the runner keeps (v1alpha1.MaxHookOutput), so that it can tell the
+// output was longer, and small, so that a chatty command costs no memory.
+const execOutputLimit = 4 * v1alpha1.MaxHookOutput
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) > b.max {
+		p = p[len(p)-b.max:]
+	}
+	if over := len(b.buf) + len(p) - b.max; over > 0 {
+		b.buf = append(b.buf[:0], b.buf[over:]...)
+	}
+	b.buf = append(b.buf, p...)
+	return n, nil
 }

@@ -108,8 +108,16 @@ type result struct {
 	message  string
 	warnings []v1alpha1.JobIssue
 	errors   []v1alpha1.JobIssue
+	hooks    []v1alpha1.HookResult
 	// apply sets the kind-specific status fields.
 	apply func(j job)
+}
+
+// withHooks adds the hook runner's warnings and results.
+func (r result) withHooks(h *hookRunner) result {
+	r.warnings = append(r.warnings, h.warnings...)
+	r.hooks = h.results
+	return r
 }
 
 func failed(code, format string, args ...any) result {
@@ -286,7 +294,7 @@ func (x *Extension) execute(ctx context.Context, k *kind, key jobKey, rj *runnin
 			}
 			if rj.cancelled.Load() {
 				res = result{phase: v1alpha1.JobCancelled, message: "cancelled while running; nothing was committed",
-					errors: []v1alpha1.JobIssue{{Code: v1alpha1.CodeCancelled, Message: "cancelled while running"}}, apply: res.apply}
+					errors: []v1alpha1.JobIssue{{Code: v1alpha1.CodeCancelled, Message: "cancelled while running"}}, hooks: res.hooks, apply: res.apply}
 				if k.name == "restore" {
 					res.message = "cancelled while running; objects written before remain"
 				}
@@ -337,6 +345,7 @@ func (x *Extension) finishStatus(st *v1alpha1.JobStatusCommon, now metav1.Time, 
 	st.Message = res.message
 	st.Warnings = res.warnings
 	st.Errors = res.errors
+	st.Hooks = res.hooks
 	st.CompletionTime = &now
 	st.UpdateTime = &now
 	if st.StartTime == nil {

@@ -44,6 +44,26 @@ type SnapshotOptions struct {
 	Workers int
 	// Logf, when set, receives one line per snapshot taken.
 	Logf func(format string, args ...any)
+	// Hooks, when set, is told just before the snapshots are cut and as
+	// each one is cut (application hooks: internal/extension).
+	Hooks SnapshotHooks
+}
+
+// SnapshotHooks is the hook point between the volume layer and the
+// application hooks: it lets a pod be frozen just before the snapshots of
+// its claims are cut and thawed as soon as they are, rather than for the
+// whole backup.
+type SnapshotHooks interface {
+	// BeforeSnapshots is called once with every claim about to be
+	// snapshotted (sorted), before the first VolumeSnapshot is created
+	// (with none when there is nothing to snapshot). An error stops the
+	// backup's snapshots before any is created; SnapshotVolumes returns it.
+	BeforeSnapshots(ctx context.Context, claims []types.NamespacedName) error
+	// SnapshotCut is called once for each of those claims when its
+	// snapshot is cut: the driver took it (status.creationTime or
+	// readyToUse; it may still be uploading), or it will not be taken
+	// (the create failed, the wait timed out, the backup was cancelled).
+	SnapshotCut(ctx context.Context, claim types.NamespacedName)
 }
 
 // Snapshotter takes the CSI snapshots of a backup. It implements
@@ -91,6 +111,7 @@ type pending struct {
 	class   string
 	name    string // VolumeSnapshot name
 	created bool
+	cut     bool // SnapshotHooks told
 	done    bool
 	lastErr string
 }
@@ -168,10 +189,27 @@ func (s *Snapshotter) SnapshotVolumes(ctx context.Context, claims []types.Namesp
 		todo = append(todo, &pending{claim: pvc, pv: pv, class: class, name: snapshotName(recs.BackupID, pvc.Name)})
 	}
 
+	if h := s.opts.Hooks; h != nil {
+		claims := make([]types.NamespacedName, len(todo))
+		for i, p := range todo {
+			claims[i] = types.NamespacedName{Namespace: p.claim.Namespace, Name: p.claim.Name}
+		}
+		if err := h.BeforeSnapshots(ctx, claims); err != nil {
+			return nil, nil, err
+		}
+	}
 	// Start them all, then wait for them all.
 	s.createAll(ctx, recs.BackupID, todo)
+	for _, p := range todo {
+		if !p.created {
+			s.cut(ctx, p)
+		}
+	}
 	if ctx.Err() == nil {
 		s.await(ctx, recs, todo)
+	}
+	for _, p := range todo {
+		s.cut(ctx, p) // timed out or cancelled: the hooks must not wait longer
 	}
 	if err := ctx.Err(); err != nil {
 		// Cancelled: no recovery point will name these snapshots.
@@ -342,6 +380,9 @@ func (s *Snapshotter) await(ctx context.Context, recs *Records, todo []*pending)
 				if st != nil && st.Error != nil && st.Error.Message != nil {
 					p.lastErr = *st.Error.Message
 				}
+				if st != nil && (st.CreationTime != nil || st.ReadyToUse != nil && *st.ReadyToUse) {
+					s.cut(ctx, p)
+				}
 				if st == nil || st.ReadyToUse == nil || !*st.ReadyToUse || st.BoundVolumeSnapshotContentName == nil {
 					continue
 				}
@@ -365,6 +406,15 @@ func (s *Snapshotter) await(ctx context.Context, recs *Records, todo []*pending)
 		case <-time.After(s.opts.Poll):
 		}
 	}
+}
+
+// cut tells the hooks, once, that p's snapshot is cut (or never will be).
+func (s *Snapshotter) cut(ctx context.Context, p *pending) {
+	if p.cut || s.opts.Hooks == nil {
+		return
+	}
+	p.cut = true
+	s.opts.Hooks.SnapshotCut(ctx, types.NamespacedName{Namespace: p.claim.Namespace, Name: p.claim.Name})
 }
 
 // secure makes a ready snapshot's content outlive the snapshot (deletion
