@@ -30,6 +30,9 @@ func (h *pointHooks) snapshots() map[string]bool {
 	}
 	out := map[string]bool{}
 	for _, vs := range l.Items {
+		if vs.DeletionTimestamp != nil {
+			continue // an earlier backup's, secured and being deleted
+		}
 		// cut: the driver took it (creationTime), as the interface promises
 		out[*vs.Spec.Source.PersistentVolumeClaimName] = vs.Status != nil && vs.Status.CreationTime != nil
 	}
