@@ -128,7 +128,27 @@ var pauseImage, appImage, extensionImage builtImage
 // process) to r and returns its reference.
 func PauseImage(t T, r *Registry) string {
 	t.Helper()
-	img := pauseImage.get(t, "pause", func() (v1.Image, error) {
+	return r.Push(t, pauseImg(t), PauseRepoTag)
+}
+
+// AppImage pushes the busybox application image (Debian's busybox-static,
+// built once per process) to r and returns its reference.
+func AppImage(t T, r *Registry) string {
+	t.Helper()
+	return r.Push(t, appImg(t), AppRepoTag)
+}
+
+// ExtensionImage pushes the extension image, built once per process from
+// the current source tree exactly as `make image` builds it (version
+// ExtensionVersion), to r and returns its reference.
+func ExtensionImage(t T, r *Registry) string {
+	t.Helper()
+	return r.Push(t, extensionImg(t), ExtensionRepoTag)
+}
+
+func pauseImg(t T) v1.Image {
+	t.Helper()
+	return pauseImage.get(t, "pause", func() (v1.Image, error) {
 		dir, err := sourceDir()
 		if err != nil {
 			return nil, err
@@ -139,29 +159,22 @@ func PauseImage(t T, r *Registry) string {
 		}
 		return image.Pause(bin)
 	})
-	return r.Push(t, img, PauseRepoTag)
 }
 
-// AppImage pushes the busybox application image (Debian's busybox-static,
-// built once per process) to r and returns its reference.
-func AppImage(t T, r *Registry) string {
+func appImg(t T) v1.Image {
 	t.Helper()
-	img := appImage.get(t, "busybox", func() (v1.Image, error) {
+	return appImage.get(t, "busybox", func() (v1.Image, error) {
 		b, err := os.ReadFile(image.BusyboxPath)
 		if err != nil {
 			return nil, errors.New(err.Error() + " (install Debian's busybox-static: make deps)")
 		}
 		return image.Busybox(b)
 	})
-	return r.Push(t, img, AppRepoTag)
 }
 
-// ExtensionImage pushes the extension image, built once per process from
-// the current source tree exactly as `make image` builds it (version
-// ExtensionVersion), to r and returns its reference.
-func ExtensionImage(t T, r *Registry) string {
+func extensionImg(t T) v1.Image {
 	t.Helper()
-	img := extensionImage.get(t, "extension", func() (v1.Image, error) {
+	return extensionImage.get(t, "extension", func() (v1.Image, error) {
 		dir, err := sourceDir()
 		if err != nil {
 			return nil, err
@@ -176,7 +189,6 @@ func ExtensionImage(t T, r *Registry) string {
 		}
 		return image.Extension(image.ExtensionOptions{Arca: bin, CABundle: ca, Version: ExtensionVersion, Created: time.Unix(0, 0)})
 	})
-	return r.Push(t, img, ExtensionRepoTag)
 }
 
 // sourceDir is the root of the arca source tree the test runs in.
