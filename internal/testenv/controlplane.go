@@ -3,9 +3,11 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +31,11 @@ type ControlPlaneOptions struct {
 	// but namespaces stay Terminating, nothing is garbage-collected and
 	// PVCs are bound only by StartCSI's provisioner.
 	WithoutControllerManager bool
+	// Nodes starts that many real nodes (kubelet, containerd, kube-proxy;
+	// see node.go), kube-scheduler and a loopback image registry. The API
+	// server then listens on HostIP with a certificate that in-cluster
+	// clients accept, and admits pods with service-account tokens.
+	Nodes int
 }
 
 // ControlPlane is a running etcd + kube-apiserver (+ kube-controller-manager).
@@ -42,8 +49,21 @@ type ControlPlane struct {
 	stopErr  error
 
 	// StartupTimes records how long each component took to become ready,
-	// by component name ("etcd+kube-apiserver", "kube-controller-manager").
+	// by component name ("etcd+kube-apiserver", "kube-controller-manager",
+	// "kube-scheduler", "node arca-node-0", …).
 	StartupTimes map[string]time.Duration
+
+	// HostIP is the address the API server listens on: 127.0.0.1 without
+	// nodes; with nodes, the host's end of the node network, which pods
+	// reach too. A service that pods must reach (a registry, MinIO,
+	// Azurite) listens there.
+	HostIP string
+	// Nodes are the running nodes (ControlPlaneOptions.Nodes).
+	Nodes []*Node
+	// Registry is the plain-HTTP image registry the nodes pull from (nil
+	// without nodes).
+	Registry *Registry
+	caPEM    []byte
 }
 
 // StartControlPlane starts etcd and kube-apiserver through envtest and, unless
@@ -55,14 +75,20 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 	for _, name := range []string{"etcd", "kube-apiserver"} {
 		Binary(t, name)
 	}
-	if !opts.WithoutControllerManager {
+	if !opts.WithoutControllerManager || opts.Nodes > 0 {
 		Binary(t, "kube-controller-manager")
+	}
+	for _, name := range []string{"kube-scheduler", "kubelet", "kube-proxy"} {
+		if opts.Nodes > 0 {
+			Binary(t, name)
+		}
 	}
 
 	cp := &ControlPlane{
 		etcdLog:      &syncBuffer{},
 		apiLog:       &syncBuffer{},
 		StartupTimes: map[string]time.Duration{},
+		HostIP:       "127.0.0.1",
 	}
 	useExisting := false
 	cp.env = &envtest.Environment{
@@ -75,6 +101,14 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 	cp.env.ControlPlane.Etcd = &envtest.Etcd{Out: cp.etcdLog, Err: cp.etcdLog, Path: dieWithParent(t, filepath.Join(dir, "etcd"))}
 	cp.env.ControlPlane.APIServer = &envtest.APIServer{Out: cp.apiLog, Err: cp.apiLog, Path: dieWithParent(t, filepath.Join(dir, "kube-apiserver"))}
 	cp.env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", ServiceCIDR)
+	var nodeNet *nodeNet
+	if opts.Nodes > 0 {
+		start := time.Now()
+		nodeNet = claimNodeNet(t, opts.Nodes)
+		cp.StartupTimes["node network"] = time.Since(start)
+		cp.HostIP = nodeNet.hostIP
+		cp.configureForNodes(t)
+	}
 
 	start := time.Now()
 	cfg, err := cp.env.Start()
@@ -94,12 +128,77 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 		}
 	})
 
-	if !opts.WithoutControllerManager {
+	if !opts.WithoutControllerManager || opts.Nodes > 0 {
 		start = time.Now()
 		cp.startControllerManager(t)
 		cp.StartupTimes["kube-controller-manager"] = time.Since(start)
 	}
+	if opts.Nodes > 0 {
+		cp.startNodes(t, nodeNet)
+	}
 	return cp
+}
+
+// configureForNodes makes the API server one that pods can use: it listens
+// on HostIP (reachable from the node namespaces) with a certificate naming
+// HostIP and the `kubernetes` Service, advertises HostIP as the Service's
+// endpoint, admits pods with service-account token volumes (envtest turns
+// that admission plugin off), and dials kubelets at their InternalIP.
+func (cp *ControlPlane) configureForNodes(t T) {
+	t.Helper()
+	certDir := tempDir(t, "arca-apiserver-certs-")
+	ca, err := writeServingCerts(certDir, []string{cp.HostIP, kubernetesServiceIP})
+	if err != nil {
+		t.Fatalf("API server certificates: %v", err)
+	}
+	cp.caPEM = ca
+	api := cp.env.ControlPlane.APIServer
+	api.CertDir = certDir
+	// envtest picks a loopback address unless given both address and port.
+	l, err := net.Listen("tcp", net.JoinHostPort(cp.HostIP, "0"))
+	if err != nil {
+		t.Fatalf("API server port on %s: %v", cp.HostIP, err)
+	}
+	api.SecureServing.ListenAddr.Address = cp.HostIP
+	api.SecureServing.ListenAddr.Port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	api.SecureServing.CA = ca
+	args := api.Configure()
+	args.Set("disable-admission-plugins", "")
+	args.Set("advertise-address", cp.HostIP)
+	args.Set("kubelet-preferred-address-types", "InternalIP")
+}
+
+// kubernetesServiceIP is the first address of ServiceCIDR: the cluster IP
+// of the `kubernetes` Service.
+const kubernetesServiceIP = "10.96.0.1"
+
+// startNodes starts the registry the nodes pull from, kube-scheduler and
+// the nodes, and logs how long each took.
+func (cp *ControlPlane) startNodes(t T, nn *nodeNet) {
+	t.Helper()
+	start := time.Now()
+	cp.Registry = StartRegistry(t, cp.HostIP)
+	c := &nodeCluster{net: nn, kubeconfig: cp.KubeconfigFile(t), registry: cp.Registry.Addr()}
+	c.pauseImage = PauseImage(t, cp.Registry)
+	cp.StartupTimes["registry+pause image"] = time.Since(start)
+	start = time.Now()
+	cp.startScheduler(t, c.kubeconfig)
+	cp.StartupTimes["kube-scheduler"] = time.Since(start)
+	for i := range nn.nodes {
+		start = time.Now()
+		n := cp.startNode(t, c, i)
+		cp.Nodes = append(cp.Nodes, n)
+		cp.StartupTimes["node "+n.Name] = time.Since(start)
+	}
+	var parts []string
+	for _, k := range []string{"etcd+kube-apiserver", "kube-controller-manager", "node network", "registry+pause image", "kube-scheduler"} {
+		parts = append(parts, fmt.Sprintf("%s %s", k, cp.StartupTimes[k].Round(time.Millisecond)))
+	}
+	for _, n := range cp.Nodes {
+		parts = append(parts, fmt.Sprintf("node %s %s", n.Name, cp.StartupTimes["node "+n.Name].Round(time.Millisecond)))
+	}
+	t.Logf("testenv: cluster with %d node(s) started: %s", len(cp.Nodes), strings.Join(parts, ", "))
 }
 
 // dieWithParent returns a launcher for bin that makes the kernel kill it
@@ -154,7 +253,7 @@ func (cp *ControlPlane) startControllerManager(t T) {
 		"--secure-port=0",
 		"--controllers=*",
 		"--service-account-private-key-file=" + filepath.Join(certDir, "sa-signer.key"),
-		"--root-ca-file=" + filepath.Join(certDir, "apiserver.crt"),
+		"--root-ca-file=" + cp.rootCAFile(certDir),
 		// Fast reactions in tests: the defaults are tuned for large clusters.
 		"--namespace-sync-period=10s",
 		"--pvclaimbinder-sync-period=1s",
@@ -166,6 +265,14 @@ func (cp *ControlPlane) startControllerManager(t T) {
 		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
+}
+
+// rootCAFile is the CA that pods find in their service-account volume.
+func (cp *ControlPlane) rootCAFile(certDir string) string {
+	if cp.caPEM != nil {
+		return filepath.Join(certDir, "ca.crt")
+	}
+	return filepath.Join(certDir, "apiserver.crt")
 }
 
 // Config returns a rest.Config for an admin (group system:masters).
