@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine clean
+.PHONY: all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node clean
 
 all: build
 
@@ -56,7 +56,7 @@ test: lint unit
 
 # Benchmarks print their figures; results go into docs/benchmarks.md. Not
 # part of `make test`: the 100,000-object engine run takes tens of minutes.
-bench: bench-repo bench-engine
+bench: bench-repo bench-engine bench-node
 
 bench-repo:
 	go test ./internal/repo -run '^$$' -bench Repo -benchtime 1x -timeout 30m
@@ -64,6 +64,9 @@ bench-repo:
 bench-engine: tools
 	go test ./bench -run '^$$' -bench BenchmarkEngine -benchtime 1x -timeout 80m
 	ARCA_BENCH_OBJECTS=100000 go test ./bench -run '^$$' -bench BenchmarkEngine -benchtime 1x -timeout 80m
+
+bench-node: tools
+	go test ./bench -run '^$$' -bench BenchmarkNodeStart -benchtime 1x -count 3 -timeout 10m
 
 demo: tools build
 	bash hack/demo.sh
