@@ -96,7 +96,8 @@ func (c *privateContainerd) importArchive(t *testing.T, img v1.Image, tag string
 // TestImagesRunInContainerd imports the three images as docker-archives
 // with `ctr images import` and runs each as PID 1 under runc: the busybox
 // shell, the extension's /arca as user 65532, and pause, which must exit 0
-// on SIGTERM.
+// on SIGTERM. It also pulls the busybox image from the test registry over
+// plain HTTP and runs it.
 func TestImagesRunInContainerd(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("running containers with runc needs root")
@@ -144,6 +145,18 @@ func TestImagesRunInContainerd(t *testing.T) {
 		}
 	}
 	t.Logf("extension image, as its user:\n%s", out)
+
+	// containerd pulls from the test registry over plain HTTP, as a node
+	// does, and runs what it pulled.
+	reg := StartRegistry(t, "127.0.0.2")
+	ref := AppImage(t, reg)
+	if _, err := c.ctr(ctx, "images", "pull", "--plain-http", ref); err != nil {
+		t.Fatal(err)
+	}
+	out, err = c.ctr(ctx, "run", "--rm", ref, "arca-pulled", "sh", "-c", "echo pulled $$")
+	if err != nil || strings.TrimSpace(out) != "pulled 1" {
+		t.Errorf("busybox pulled from %s: %q, %v", ref, out, err)
+	}
 
 	// pause holds on until SIGTERM, then exits 0 (ctr run returns the
 	// container's exit status).

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -27,9 +28,16 @@ func pull(t *testing.T, ref string) v1.Image {
 }
 
 func TestRegistryPushPull(t *testing.T) {
-	r := StartRegistry(t, "127.0.0.1")
-	if !strings.HasPrefix(r.Addr(), "127.0.0.1:") {
-		t.Fatalf("registry address %q, want 127.0.0.1:PORT", r.Addr())
+	// A second loopback address stands for cp.HostIP: the registry listens
+	// on the host it is given, and only there.
+	r := StartRegistry(t, "127.0.0.2")
+	if !strings.HasPrefix(r.Addr(), "127.0.0.2:") {
+		t.Fatalf("registry address %q, want 127.0.0.2:PORT", r.Addr())
+	}
+	_, port, _ := net.SplitHostPort(r.Addr())
+	if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+		c.Close()
+		t.Errorf("registry for 127.0.0.2 also answers on 127.0.0.1:%s", port)
 	}
 	img, err := image.Build(image.Spec{
 		Layers:  []image.Layer{{Entries: []image.Entry{image.File("/hello", 0o644, []byte("hello "+t.Name()))}}},
