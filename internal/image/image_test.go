@@ -8,6 +8,8 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +19,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -460,5 +464,37 @@ func TestWriteArchive(t *testing.T) {
 	}
 	if err := WriteArchive(filepath.Join(dir, "c.tar"), "no tag here!", img); err == nil || !strings.Contains(err.Error(), "REGISTRY/REPOSITORY:TAG") {
 		t.Errorf("bad tag: %v", err)
+	}
+}
+
+// TestPush pushes to a registry (go-containerregistry's, over plain HTTP)
+// and pulls back the same digest; a malformed reference is refused with the
+// expected form.
+func TestPush(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := Busybox(readBusybox(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := host + "/arca/busybox:v1"
+	d, err := Push(context.Background(), img, ref, PushOptions{Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != digest(t, img) {
+		t.Errorf("Push returned %s, image digest %s", d, digest(t, img))
+	}
+	r, _ := name.ParseReference(ref, name.Insecure)
+	back, err := remote.Image(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if digest(t, back) != d {
+		t.Errorf("pulled %s, pushed %s", digest(t, back), d)
+	}
+	if _, err := Push(context.Background(), img, "Not A Reference", PushOptions{}); err == nil || !strings.Contains(err.Error(), "REGISTRY/REPOSITORY:TAG") {
+		t.Errorf("bad reference: %v", err)
 	}
 }
