@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
@@ -185,6 +186,20 @@ func (o *ExtensionOptions) installOptions(base extension.InstallOptions, secretR
 	str("memory-limit", &base.MemoryLimit, o.MemoryLimit)
 	str("cpu-request", &base.CPURequest, o.CPURequest)
 	str("memory-request", &base.MemoryRequest, o.MemoryRequest)
+	// A limit set below the request (the default, or the installed one)
+	// takes the request down with it, unless the request was given too.
+	lower := func(limitFlag, requestFlag string, limit, request *string) {
+		if o.flags == nil || !o.flags.Changed(limitFlag) || o.flags.Changed(requestFlag) || *request == "" {
+			return
+		}
+		l, lerr := resource.ParseQuantity(*limit)
+		r, rerr := resource.ParseQuantity(*request)
+		if lerr == nil && rerr == nil && r.Cmp(l) > 0 {
+			*request = *limit
+		}
+	}
+	lower("memory-limit", "memory-request", &base.MemoryLimit, &base.MemoryRequest)
+	lower("cpu-limit", "cpu-request", &base.CPULimit, &base.CPURequest)
 	if set("read-only") {
 		base.ReadOnly = o.ReadOnly
 	}
@@ -658,7 +673,9 @@ func newExtensionChownStorageCommand() *cobra.Command {
 // ChownTree gives root and every entry under it that another user owns to
 // uid:uid (symlinks themselves, not their targets), returning how many it
 // changed. A new hostPath directory is root's; the extension runs as
-// extension.RunAsUser.
+// extension.RunAsUser. A directory uid owns already is the extension's, and
+// so is everything in it: it is not entered (with CAP_CHOWN alone, root
+// cannot read the extension's 0700 directories, and need not).
 func ChownTree(root string, uid int) (int, error) {
 	n := 0
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -670,6 +687,9 @@ func ChownTree(root string, uid int) (int, error) {
 			return err
 		}
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == uid {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
 			return nil
 		}
 		if err := os.Lchown(p, uid, uid); err != nil {

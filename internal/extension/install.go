@@ -157,8 +157,20 @@ func (o *InstallOptions) defaults() {
 			*s = v
 		}
 	}
-	def(&o.CPURequest, "100m")
-	def(&o.MemoryRequest, "128Mi")
+	// A default request above a given limit follows the limit down.
+	below := func(request *string, def, limit string) {
+		if *request != "" {
+			return
+		}
+		*request = def
+		d, derr := resource.ParseQuantity(def)
+		l, lerr := resource.ParseQuantity(limit)
+		if limit != "" && derr == nil && lerr == nil && d.Cmp(l) > 0 {
+			*request = limit
+		}
+	}
+	below(&o.CPURequest, "100m", o.CPULimit)
+	below(&o.MemoryRequest, "128Mi", o.MemoryLimit)
 	def(&o.CPULimit, "1")
 	def(&o.MemoryLimit, "512Mi")
 }
@@ -262,6 +274,16 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 			return nil, fmt.Errorf("%s %q: %w", q.flag, q.val, err)
 		}
 		q.list[q.name] = v
+	}
+	for _, r := range []struct {
+		name       corev1.ResourceName
+		what, flag string
+	}{{corev1.ResourceCPU, "cpu", "--cpu"}, {corev1.ResourceMemory, "memory", "--memory"}} {
+		req, lim := rr[r.name], rl[r.name]
+		if req.Cmp(lim) > 0 {
+			return nil, fmt.Errorf("%s-request %s is above %s-limit %s: a container may not request more than its limit; lower the request too",
+				r.flag, req.String(), r.flag, lim.String())
+		}
 	}
 	sel := map[string]string{labelName: "arca-extension"}
 	jobs := o.MaxConcurrentJobs

@@ -187,3 +187,21 @@ func TestInterruptedResult(t *testing.T) {
 		t.Fatalf("restart result %+v", res)
 	}
 }
+
+// TestRequestsFollowALowerLimit: a limit below the default request takes
+// the request down; an explicit request above the limit is refused, naming
+// both flags.
+func TestRequestsFollowALowerLimit(t *testing.T) {
+	objs, err := Manifests(InstallOptions{MemoryLimit: "96Mi", CPULimit: "50m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := deploymentOf(t, objs).Containers[0].Resources
+	if r.Requests.Memory().String() != "96Mi" || r.Requests.Cpu().String() != "50m" || r.Limits.Memory().String() != "96Mi" {
+		t.Fatalf("resources %+v", r)
+	}
+	_, err = Manifests(InstallOptions{MemoryLimit: "96Mi", MemoryRequest: "200Mi"})
+	if err == nil || !strings.Contains(err.Error(), "--memory-request 200Mi is above --memory-limit 96Mi") {
+		t.Fatalf("request above limit: %v", err)
+	}
+}

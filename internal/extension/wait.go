@@ -149,7 +149,7 @@ func lookOnce(ctx context.Context, cs kubernetes.Interface, ns string) (*Ready, 
 		st.summary = summarize(p)
 		for _, c := range p.Status.Conditions {
 			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-				st.unschedulable = c.Message
+				st.unschedulable = strings.TrimRight(strings.TrimSpace(c.Message), ".")
 			}
 		}
 		statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
@@ -211,7 +211,7 @@ func crashLoop(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod, c co
 		quoted = "\n    " + strings.ReplaceAll(s, "\n", "\n    ")
 	}
 	return &InstallError{Code: v1alpha1.CodeExtensionCrashLooping, Pod: p.Name, Msg: fmt.Sprintf(
-		"the extension container %q in pod %s/%s keeps exiting (restarted %d times); %s. Its last log lines: %s\n"+
+		"the extension container %q in pod %s/%s keeps exiting (restarts: %d); %s. Its last log lines: %s\n"+
 			"Fix the cause they name (storage, credentials, arguments), then run `arca extension update`",
 		c.Name, p.Namespace, p.Name, c.RestartCount, ended, quoted)}
 }
