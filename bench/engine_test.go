@@ -40,9 +40,16 @@ const password = "bench-password"
 // The backup runs in a child process (this test binary re-executed) so that
 // its peak RSS is its own, read from the kernel's rusage.
 func TestMain(m *testing.M) {
-	if os.Getenv("ARCA_BENCH_CHILD") == "backup" {
+	switch os.Getenv("ARCA_BENCH_CHILD") {
+	case "backup":
 		if err := childBackup(); err != nil {
 			fmt.Fprintln(os.Stderr, "child backup:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	case "restore":
+		if err := childRestore(); err != nil {
+			fmt.Fprintln(os.Stderr, "child restore:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -64,6 +71,59 @@ type childResult struct {
 	ListSeconds, CommitSeconds              float64
 }
 
+// heapPeak samples the Go heap in use every 50 ms until stop is called,
+// which returns the peak. With profile set it also writes a heap profile
+// there each time the peak grows by 10% (live objects as of the last
+// garbage collection): what was held when memory was highest.
+func heapPeak(profile string) (stop func() uint64) {
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		var ms runtime.MemStats
+		var profiled uint64
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			if profile != "" && ms.HeapInuse > profiled+profiled/10 {
+				profiled = ms.HeapInuse
+				if f, err := os.Create(profile); err == nil {
+					pprof.WriteHeapProfile(f)
+					f.Close()
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-finished
+		return peak.Load()
+	}
+}
+
+// writeHeapProfile writes the live heap to ARCA_BENCH_MEMPROFILE_<what>, if set.
+func writeHeapProfile(what string) error {
+	f := os.Getenv("ARCA_BENCH_MEMPROFILE_" + what)
+	if f == "" {
+		return nil
+	}
+	runtime.GC()
+	pf, err := os.Create(f)
+	if err != nil {
+		return err
+	}
+	defer pf.Close()
+	return pprof.WriteHeapProfile(pf)
+}
+
 func childBackup() error {
 	ctx := context.Background()
 	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("ARCA_BENCH_KUBECONFIG"))
@@ -71,22 +131,7 @@ func childBackup() error {
 		return err
 	}
 	kube.WithRateLimits(cfg, 0, 0)
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	go func() {
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			if ms.HeapInuse > peak.Load() {
-				peak.Store(ms.HeapInuse)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	}()
+	stopPeak := heapPeak("")
 	if f := os.Getenv("ARCA_BENCH_CPUPROFILE"); f != "" {
 		pf, err := os.Create(f)
 		if err != nil {
@@ -116,28 +161,98 @@ func childBackup() error {
 	if err != nil {
 		return err
 	}
-	close(stop)
+	heap := stopPeak()
+	if err := writeHeapProfile("BACKUP"); err != nil {
+		return err
+	}
 	return json.NewEncoder(os.Stdout).Encode(childResult{ID: res.ID.String(), Seconds: time.Since(start).Seconds(), Items: res.RecoveryPoint.Summary.Items,
 		ListSeconds: res.ListDuration.Seconds(), CommitSeconds: res.CommitDuration.Seconds(),
 		OpenSeconds: opened.Sub(start).Seconds(), PrepareSeconds: prepared.Sub(opened).Seconds(), RunSeconds: time.Since(prepared).Seconds(),
-		Bytes: res.RecoveryPoint.Summary.Bytes, StoredBytes: res.Stats.StoredBytes, NewBlobs: res.Stats.NewBlobs, HeapPeak: peak.Load()})
+		Bytes: res.RecoveryPoint.Summary.Bytes, StoredBytes: res.Stats.StoredBytes, NewBlobs: res.Stats.NewBlobs, HeapPeak: heap})
+}
+
+// restoreResult is what the restore child reports.
+type restoreResult struct {
+	Seconds  float64                `json:"seconds"`
+	Summary  map[restore.Action]int `json:"summary"`
+	Tiers    []restore.TierStat     `json:"tiers"`
+	HeapPeak uint64                 `json:"heapPeak"`
+}
+
+// childRestore restores recovery point ARCA_BENCH_RP of ARCA_BENCH_REPO with
+// namespaces bench-NNN mapped to restored-NNN (ARCA_BENCH_NAMESPACES of them).
+func childRestore() error {
+	ctx := context.Background()
+	cfg, err := clientcmd.BuildConfigFromFlags("", os.Getenv("ARCA_BENCH_KUBECONFIG"))
+	if err != nil {
+		return err
+	}
+	kube.WithRateLimits(cfg, 0, 0)
+	nsCount, err := strconv.Atoi(os.Getenv("ARCA_BENCH_NAMESPACES"))
+	if err != nil {
+		return err
+	}
+	stopPeak := heapPeak("")
+	be, err := local.Open(os.Getenv("ARCA_BENCH_REPO"))
+	if err != nil {
+		return err
+	}
+	r, err := repo.Open(ctx, be, password)
+	if err != nil {
+		return err
+	}
+	rp, err := r.FindRecoveryPoint(ctx, os.Getenv("ARCA_BENCH_RP"))
+	if err != nil {
+		return err
+	}
+	// The repository open (scrypt key derivation: 32 MiB) is over: profile
+	// the restore's own peak.
+	stopProfile := heapPeak(os.Getenv("ARCA_BENCH_PEAKPROFILE"))
+	start := time.Now()
+	res, err := restore.Run(ctx, cfg, rp, r, restore.Options{Criteria: v1alpha1.RestoreCriteria{NamespaceMappings: benchMapping(nsCount)}, Workers: 32})
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	stopProfile()
+	heap := stopPeak()
+	if err := writeHeapProfile("RESTORE"); err != nil {
+		return err
+	}
+	runtime.KeepAlive(res)
+	return json.NewEncoder(os.Stdout).Encode(restoreResult{Seconds: elapsed.Seconds(), Summary: res.Summary, Tiers: res.Tiers, HeapPeak: heap})
+}
+
+func benchMapping(nsCount int) map[string]string {
+	m := map[string]string{}
+	for i := 0; i < nsCount; i++ {
+		m[fmt.Sprintf("bench-%03d", i)] = fmt.Sprintf("restored-%03d", i)
+	}
+	return m
+}
+
+// runChildProcess runs this test binary as the child named what, decodes its
+// JSON output into out and returns the child's peak RSS.
+func runChildProcess(b *testing.B, what string, env []string, out any) int64 {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), "ARCA_BENCH_CHILD="+what), env...)
+	cmd.Stderr = os.Stderr
+	data, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("child %s: %v", what, err)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		b.Fatalf("child %s output %q: %v", what, data, err)
+	}
+	return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024 // kilobytes on Linux
 }
 
 func runChild(b *testing.B, kubeconfig, repoDir string) (childResult, int64) {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "ARCA_BENCH_CHILD=backup", "ARCA_BENCH_KUBECONFIG="+kubeconfig, "ARCA_BENCH_REPO="+repoDir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		b.Fatalf("child backup: %v", err)
-	}
 	var res childResult
-	if err := json.Unmarshal(out, &res); err != nil {
-		b.Fatalf("child output %q: %v", out, err)
-	}
-	maxRSS := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024 // kilobytes on Linux
-	return res, maxRSS
+	rss := runChildProcess(b, "backup", []string{"ARCA_BENCH_KUBECONFIG=" + kubeconfig, "ARCA_BENCH_REPO=" + repoDir}, &res)
+	return res, rss
 }
 
 var types = []struct {
@@ -290,11 +405,9 @@ func BenchmarkEngine(b *testing.B) {
 	}
 	ctx := context.Background()
 	var nss []string
-	mapping := map[string]string{}
 	for i := 0; i < nsCount; i++ {
 		ns := fmt.Sprintf("bench-%03d", i)
 		nss = append(nss, ns)
-		mapping[ns] = fmt.Sprintf("restored-%03d", i)
 		obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
 		if _, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
@@ -323,25 +436,12 @@ func BenchmarkEngine(b *testing.B) {
 	size2 := dirSize(repoDir)
 	b.StopTimer()
 
-	be, err := local.Open(repoDir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r, err := repo.Open(ctx, be, password)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rp, err := r.FindRecoveryPoint(ctx, first.ID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	start := time.Now()
-	res, err := restore.Run(ctx, cfg, rp, r, restore.Options{Criteria: v1alpha1.RestoreCriteria{NamespaceMappings: mapping}, Workers: 32})
-	if err != nil {
-		b.Fatal(err)
-	}
-	restoreTime := time.Since(start)
-	created := res.Summary[restore.Created]
+	// The restore runs in a child process too, so that its peak RSS is its own.
+	var rres restoreResult
+	restoreRSS := runChildProcess(b, "restore", []string{"ARCA_BENCH_KUBECONFIG=" + kubeconfig, "ARCA_BENCH_REPO=" + repoDir,
+		"ARCA_BENCH_RP=" + first.ID, "ARCA_BENCH_NAMESPACES=" + strconv.Itoa(nsCount)}, &rres)
+	restoreTime := time.Duration(rres.Seconds * float64(time.Second))
+	created := rres.Summary[restore.Created]
 
 	cpuModel := "unknown"
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -364,10 +464,11 @@ func BenchmarkEngine(b *testing.B) {
 			first.Items, mib(first.Bytes), mib(size1), mib(rss1), mib(int64(first.HeapPeak))),
 		fmt.Sprintf("unchanged re-backup: %.2fs wall; %d new blobs; %d bytes written = %.3f%% of the first backup; peak RSS %s",
 			second.Seconds, second.NewBlobs, size2-size1, 100*float64(size2-size1)/float64(size1), mib(rss2)),
-		fmt.Sprintf("restore into %d empty namespaces: %s wall, %d created, %.0f objects/s (%.0f%% of the initial raw create rate)",
-			nsCount, restoreTime.Round(time.Millisecond), created, float64(created)/restoreTime.Seconds(), 100*float64(created)/restoreTime.Seconds()/createRate),
+		fmt.Sprintf("restore into %d empty namespaces: %s wall, %d created, %.0f objects/s (%.0f%% of the initial raw create rate); peak RSS %s, peak heap %s",
+			nsCount, restoreTime.Round(time.Millisecond), created, float64(created)/restoreTime.Seconds(), 100*float64(created)/restoreTime.Seconds()/createRate,
+			mib(restoreRSS), mib(int64(rres.HeapPeak))),
 	}
-	for _, ts := range res.Tiers {
+	for _, ts := range rres.Tiers {
 		report = append(report, fmt.Sprintf("  restore tier %d (%s): %d objects in %s = %.0f objects/s", ts.Tier, strings.Join(ts.Types, ", "),
 			ts.Items, ts.Duration.Round(time.Millisecond), float64(ts.Items)/ts.Duration.Seconds()))
 	}
@@ -395,6 +496,6 @@ func BenchmarkEngine(b *testing.B) {
 		os.WriteFile(out, []byte(strings.Join(report, "\n")+"\n"), 0o644)
 	}
 	if created != n+nsCount {
-		b.Errorf("restore created %d, want %d objects + %d namespaces (summary %v)", created, n, nsCount, res.Summary)
+		b.Errorf("restore created %d, want %d objects + %d namespaces (summary %v)", created, n, nsCount, rres.Summary)
 	}
 }

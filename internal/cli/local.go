@@ -464,7 +464,7 @@ func printRestore(w io.Writer, res *restore.Result) {
 	for _, wr := range res.Warnings {
 		fmt.Fprintf(w, "warning %s: %s\n", wr.Code, wr.Message)
 	}
-	for _, it := range res.Items {
+	for it := range res.Items.All() {
 		if it.Action == restore.SkippedVolume {
 			fmt.Fprintf(w, "skipped %s: %s\n", it.Ref(), it.Reason)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -400,24 +399,16 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 // first, at most MaxItemResults.
 func restoreItems(res *restore.Result) []v1alpha1.RestoreItemResult {
 	var out []v1alpha1.RestoreItemResult
-	rank := func(a restore.Action) int {
-		if a == restore.Failed {
-			return 0
+	for _, failures := range []bool{true, false} {
+		for it := range res.Items.All() {
+			if len(out) == v1alpha1.MaxItemResults {
+				return out
+			}
+			if it.Action == restore.Created || it.Action == restore.SkippedFiltered || (it.Action == restore.Failed) != failures {
+				continue
+			}
+			out = append(out, v1alpha1.RestoreItemResult{Object: it.Ref(), Action: string(it.Action), Reason: it.Reason})
 		}
-		return 1
-	}
-	its := make([]restore.Item, 0, len(res.Items))
-	for _, it := range res.Items {
-		if it.Action != restore.Created && it.Action != restore.SkippedFiltered {
-			its = append(its, it)
-		}
-	}
-	sort.SliceStable(its, func(i, j int) bool { return rank(its[i].Action) < rank(its[j].Action) })
-	for _, it := range its {
-		if len(out) == v1alpha1.MaxItemResults {
-			break
-		}
-		out = append(out, v1alpha1.RestoreItemResult{Object: it.Ref(), Action: string(it.Action), Reason: it.Reason})
 	}
 	return out
 }

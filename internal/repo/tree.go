@@ -226,7 +226,10 @@ func decodeTreeStream(rd io.Reader, fn func(TreeEntry) error) (int, error) {
 		return 0, errTreeFormat
 	}
 	var sbuf []byte
-	readString := func() (string, error) {
+	// readString returns prev when the string read equals it: type, group,
+	// version and kind repeat in every entry of a tree and the namespace in
+	// most, so an entry allocates only its name.
+	readString := func(prev string) (string, error) {
 		n, err := readUvarint(maxTreeString)
 		if err != nil {
 			return "", err
@@ -238,8 +241,12 @@ func decodeTreeStream(rd io.Reader, fn func(TreeEntry) error) (int, error) {
 		if _, err := io.ReadFull(br, b); err != nil {
 			return "", io.ErrUnexpectedEOF
 		}
+		if string(b) == prev {
+			return prev, nil
+		}
 		return string(b), nil
 	}
+	var prev TreeEntry
 	count := 0
 	for {
 		if _, err := br.Peek(1); err == io.EOF {
@@ -248,9 +255,10 @@ func decodeTreeStream(rd io.Reader, fn func(TreeEntry) error) (int, error) {
 			return count, err
 		}
 		var e TreeEntry
-		var strs [6]*string = [6]*string{&e.Group, &e.Version, &e.Resource, &e.Kind, &e.Namespace, &e.Name}
-		for _, p := range strs {
-			if *p, err = readString(); err != nil {
+		strs := [6]*string{&e.Group, &e.Version, &e.Resource, &e.Kind, &e.Namespace, &e.Name}
+		prevs := [6]string{prev.Group, prev.Version, prev.Resource, prev.Kind, prev.Namespace, prev.Name}
+		for i, p := range strs {
+			if *p, err = readString(prevs[i]); err != nil {
 				return count, fmt.Errorf("tree entry %d: %w", count, err)
 			}
 		}
@@ -273,6 +281,7 @@ func decodeTreeStream(rd io.Reader, fn func(TreeEntry) error) (int, error) {
 			return count, fmt.Errorf("tree entry %d: %w", count, err)
 		}
 		e.Size = int64(sz)
+		prev = e
 		count++
 		if err := fn(e); err != nil {
 			return count, err

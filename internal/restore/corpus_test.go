@@ -101,7 +101,7 @@ spec:
 		t.Fatalf("failures: %v", res.Failures())
 	}
 	var ingressTier, webhookTier int
-	for _, it := range res.Items {
+	for it := range res.Items.All() {
 		switch it.Resource {
 		case "ingresses":
 			ingressTier = it.Tier

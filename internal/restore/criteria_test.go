@@ -148,7 +148,7 @@ func TestNamespaceMapping(t *testing.T) {
 		t.Errorf("PV claimRef namespace %q, want map-dst", ns)
 	}
 	waitBound(t, "map-dst", "claim")
-	for _, it := range res.Items {
+	for it := range res.Items.All() {
 		if it.Namespace == "map-dst" && it.SourceNamespace != "map-src" {
 			t.Errorf("%s: source namespace %q", it.Ref(), it.SourceNamespace)
 		}
@@ -182,7 +182,7 @@ func TestConflictSkipAndPatch(t *testing.T) {
 
 	// Skip: nothing changes.
 	res := doRestore(t, r, rp, v1alpha1.RestoreCriteria{ConflictPolicy: v1alpha1.ConflictSkip})
-	for _, it := range res.Items {
+	for it := range res.Items.All() {
 		if it.Action != restore.SkippedExists && it.Action != restore.SkippedOwned {
 			t.Errorf("skip: %s: %s %s", it.Ref(), it.Action, it.Reason)
 		}
@@ -205,7 +205,7 @@ func TestConflictSkipAndPatch(t *testing.T) {
 		t.Errorf("error does not name the item: %v", err)
 	}
 	actions := map[string]restore.Action{}
-	for _, it := range res.Items {
+	for it := range res.Items.All() {
 		actions[it.Ref()] = it.Action
 	}
 	if a := actions["configmaps conflict/settings"]; a != restore.Patched {
@@ -307,20 +307,20 @@ func TestFiltersAndDryRun(t *testing.T) {
 		t.Fatalf("dry run created namespace dry-a (err %v)", err)
 	}
 	real := doRestore(t, r, rp, crit)
-	if len(plan.Items) != len(real.Items) {
-		t.Fatalf("dry run has %d items, real run %d", len(plan.Items), len(real.Items))
+	if plan.Items.Len() != real.Items.Len() {
+		t.Fatalf("dry run has %d items, real run %d", plan.Items.Len(), real.Items.Len())
 	}
 	planned := map[string]restore.Action{}
-	for _, it := range plan.Items {
+	for it := range plan.Items.All() {
 		planned[it.Ref()] = it.Action
 	}
-	for _, it := range real.Items {
+	for it := range real.Items.All() {
 		if planned[it.Ref()] != it.Action {
 			t.Errorf("%s: dry run %s, real %s (%s)", it.Ref(), planned[it.Ref()], it.Action, it.Reason)
 		}
 	}
 	actions := map[string]restore.Action{}
-	for _, it := range real.Items {
+	for it := range real.Items.All() {
 		actions[it.Ref()] = it.Action
 	}
 	for ref, want := range map[string]restore.Action{

@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,7 +108,9 @@ type Result struct {
 	Warnings      []Warning      `json:"warnings,omitempty"`
 	// Tiers says how long each tier took, for tiers that had objects.
 	Tiers []TierStat `json:"tiers,omitempty"`
-	Items []Item     `json:"items"`
+	// Items has one result per object, sorted by tier, type, namespace
+	// and name; kept compactly (items.go).
+	Items Items `json:"items"`
 }
 
 // TierStat is the duration of one restore tier.
@@ -123,7 +124,7 @@ type TierStat struct {
 // Failures are the failed items.
 func (r *Result) Failures() []Item {
 	var out []Item
-	for _, it := range r.Items {
+	for it := range r.Items.All() {
 		if it.Action == Failed {
 			out = append(out, it)
 		}
@@ -263,21 +264,34 @@ type run struct {
 	*Prepared
 	res *Result
 
+	// What the restore knows of every object is kept per object, so it is
+	// kept small: objects are named by a 128-bit hash of their key
+	// (objects.go), not by their strings.
+	ids      objIDs
+	owners   ownerSet // selected objects of the recovery point (potential owners)
 	mu       sync.Mutex
-	owners   map[objKey]bool      // selected objects of the recovery point (potential owners)
-	uids     map[objKey]types.UID // objects restored (or found existing) → their UID in the target
-	planned  map[objKey]bool      // objects created in this run (dry run: that would be)
-	needNS   map[string]bool      // target namespaces of selected namespaced objects
-	deferred []deferredItem       // objects waiting for their owners
+	objs     objStates       // objects restored (or found existing): UID; created in this run
+	needNS   map[string]bool // target namespaces of selected namespaced objects
+	deferred []deferredItem  // objects waiting for their owners
 	crds     []*unstructured.Unstructured
 	done     atomic.Int64
 	total    int64
 }
 
+// deferredItem is an object waiting for its owners, held as its JSON (a
+// decoded object takes several times its size).
 type deferredItem struct {
 	tree repo.ResourceTree
-	obj  map[string]any
+	doc  []byte
 	item Item
+}
+
+func (d deferredItem) object() (*unstructured.Unstructured, error) {
+	obj := map[string]any{}
+	if err := json.Unmarshal(d.doc, &obj); err != nil {
+		return nil, err
+	}
+	return &unstructured.Unstructured{Object: obj}, nil
 }
 
 // Run performs the restore.
@@ -285,10 +299,11 @@ func (p *Prepared) Run(ctx context.Context) (*Result, error) {
 	r := &run{Prepared: p,
 		res: &Result{Name: p.opts.Name, RecoveryPoint: p.rp.ID.String(), DryRun: p.crit.DryRun, Started: p.opts.Now(),
 			Summary: map[Action]int{}},
-		owners: map[objKey]bool{}, uids: map[objKey]types.UID{}, planned: map[objKey]bool{}, needNS: map[string]bool{}}
+		ids: newObjIDs(), needNS: map[string]bool{}}
 	if err := r.survey(ctx); err != nil {
 		return nil, err
 	}
+	r.objs = newObjStates(&r.owners)
 	byTier := make([][]repo.ResourceTree, len(Tiers))
 	for _, t := range p.rp.Resources {
 		tier := TierOf(kube.GroupResource(t.Group, t.Resource))
@@ -320,22 +335,7 @@ func (p *Prepared) Run(ctx context.Context) (*Result, error) {
 	}
 	res := r.res
 	res.Finished = p.opts.Now()
-	sort.SliceStable(res.Items, func(i, j int) bool {
-		a, b := res.Items[i], res.Items[j]
-		if a.Tier != b.Tier {
-			return a.Tier < b.Tier
-		}
-		if ga, gb := kube.GroupResource(a.Group, a.Resource), kube.GroupResource(b.Group, b.Resource); ga != gb {
-			return ga < gb
-		}
-		if a.Namespace != b.Namespace {
-			return a.Namespace < b.Namespace
-		}
-		return a.Name < b.Name
-	})
-	for _, it := range res.Items {
-		res.Summary[it.Action]++
-	}
+	res.Items.sort()
 	if f := res.Failures(); len(f) > 0 {
 		return res, &ItemsFailedError{Items: f}
 	}
@@ -380,13 +380,14 @@ func (r *run) survey(ctx context.Context) error {
 			} else if t.Group == "" && t.Resource == "namespaces" {
 				name = r.mapNS(name)
 			}
-			r.owners[objKey{t.Group, t.Kind, ns, name}] = true
+			r.owners.add(r.ids.of(objKey{t.Group, t.Kind, ns, name}))
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("read tree of %s: %w", kube.GroupResource(t.Group, t.Resource), err)
 		}
 	}
+	r.owners.seal()
 	for _, from := range selection.SortedKeys(r.crit.NamespaceMappings) {
 		if !seenNS[from] {
 			r.res.Warnings = append(r.res.Warnings, Warning{Code: WarnMappingUnused, Object: from,
@@ -473,7 +474,8 @@ func (r *run) item(tier int, t repo.ResourceTree, ns, name string) Item {
 func (r *run) record(it Item, a Action, reason string) {
 	it.Action, it.Reason = a, reason
 	r.mu.Lock()
-	r.res.Items = append(r.res.Items, it)
+	r.res.Items.Append(it)
+	r.res.Summary[a]++
 	r.mu.Unlock()
 	d := r.done.Add(1)
 	if r.opts.Progress != nil && (d%500 == 0 || d == r.total) {
@@ -509,7 +511,7 @@ func (r *run) restoreEntry(ctx context.Context, tier int, t repo.ResourceTree, e
 	// Owned objects whose controller is restored are left to the controller.
 	if t.Group != "" || t.Resource != "persistentvolumeclaims" {
 		for _, ref := range u.GetOwnerReferences() {
-			if ref.Controller != nil && *ref.Controller && r.owners[objKey{groupOf(ref.APIVersion), ref.Kind, it.Namespace, ref.Name}] {
+			if ref.Controller != nil && *ref.Controller && r.owners.has(r.ids.of(objKey{groupOf(ref.APIVersion), ref.Kind, it.Namespace, ref.Name})) {
 				r.record(it, SkippedOwned, fmt.Sprintf("controlled by %s %s, which is restored and recreates it", ref.Kind, ref.Name))
 				return
 			}
@@ -538,8 +540,13 @@ func (r *run) restoreEntry(ctx context.Context, tier int, t repo.ResourceTree, e
 	// an object whose owner is restored later waits for it.
 	if refs := u.GetOwnerReferences(); len(refs) > 0 {
 		if wait := r.pointOwners(u, it.Namespace, refs); wait {
+			doc, err := json.Marshal(u.Object)
+			if err != nil {
+				r.record(it, Failed, "encode: "+err.Error())
+				return
+			}
 			r.mu.Lock()
-			r.deferred = append(r.deferred, deferredItem{tree: t, obj: obj, item: it})
+			r.deferred = append(r.deferred, deferredItem{tree: t, doc: doc, item: it})
 			r.mu.Unlock()
 			return
 		}
@@ -554,15 +561,15 @@ func (r *run) pointOwners(u *unstructured.Unstructured, ns string, refs []metav1
 	defer r.mu.Unlock()
 	var kept []metav1.OwnerReference
 	for _, ref := range refs {
-		k := objKey{groupOf(ref.APIVersion), ref.Kind, ns, ref.Name}
-		if !r.owners[k] {
+		k := r.ids.of(objKey{groupOf(ref.APIVersion), ref.Kind, ns, ref.Name})
+		if !r.owners.has(k) {
 			// Cluster-scoped owners are keyed without namespace.
-			k.namespace = ""
-			if !r.owners[k] {
+			k = r.ids.of(objKey{groupOf(ref.APIVersion), ref.Kind, "", ref.Name})
+			if !r.owners.has(k) {
 				continue // owner not restored: reference dropped
 			}
 		}
-		if uid, ok := r.uids[k]; ok {
+		if uid, ok := r.objs.uid(k); ok {
 			ref.UID = uid
 		} else if !r.crit.DryRun {
 			return true
@@ -579,7 +586,12 @@ func (r *run) runDeferred(ctx context.Context) error {
 		r.deferred = nil
 		progress := false
 		for _, d := range batch {
-			u := &unstructured.Unstructured{Object: d.obj}
+			u, err := d.object()
+			if err != nil {
+				r.record(d.item, Failed, "decode: "+err.Error())
+				progress = true
+				continue
+			}
 			wait := r.pointOwners(u, d.item.Namespace, u.GetOwnerReferences())
 			if wait {
 				r.deferred = append(r.deferred, d)
@@ -592,16 +604,20 @@ func (r *run) runDeferred(ctx context.Context) error {
 			// The remaining owners failed or were skipped: drop the
 			// references that cannot be resolved and write anyway.
 			for _, d := range r.deferred {
-				u := &unstructured.Unstructured{Object: d.obj}
+				u, err := d.object()
+				if err != nil {
+					r.record(d.item, Failed, "decode: "+err.Error())
+					continue
+				}
 				var kept []metav1.OwnerReference
 				r.mu.Lock()
 				for _, ref := range u.GetOwnerReferences() {
-					k := objKey{groupOf(ref.APIVersion), ref.Kind, d.item.Namespace, ref.Name}
-					if uid, ok := r.uids[k]; ok {
+					k := r.ids.of(objKey{groupOf(ref.APIVersion), ref.Kind, d.item.Namespace, ref.Name})
+					if uid, ok := r.objs.uid(k); ok {
 						ref.UID = uid
 						kept = append(kept, ref)
-					} else if k.namespace = ""; r.uids[k] != "" {
-						ref.UID = r.uids[k]
+					} else if uid, ok := r.objs.uid(r.ids.of(objKey{groupOf(ref.APIVersion), ref.Kind, "", ref.Name})); ok {
+						ref.UID = uid
 						kept = append(kept, ref)
 					}
 				}
@@ -669,26 +685,17 @@ func (r *run) plannedDependency(t repo.ResourceTree, it Item, err error) bool {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if t.Namespaced && r.planned[objKey{"", "Namespace", "", it.Namespace}] {
+	if t.Namespaced && r.objs.planned(r.ids.of(objKey{"", "Namespace", "", it.Namespace})) {
 		return true
 	}
-	for k := range r.planned {
-		if k.group == "apiextensions.k8s.io" && k.kind == "CustomResourceDefinition" && k.name == t.Resource+"."+t.Group {
-			return true
-		}
-	}
-	return false
+	return r.objs.planned(r.ids.of(objKey{"apiextensions.k8s.io", "CustomResourceDefinition", "", t.Resource + "." + t.Group}))
 }
 
 func (r *run) remember(k objKey, uid types.UID, planned bool) {
+	id := r.ids.of(k)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if uid != "" {
-		r.uids[k] = uid
-	}
-	if planned {
-		r.planned[k] = true
-	}
+	r.objs.set(id, uid, planned)
 }
 
 // arcaLabels are ignored when deciding whether an existing object is unchanged.
@@ -788,9 +795,10 @@ func (r *run) ensureNamespaces(ctx context.Context) error {
 	nsRes := r.dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"})
 	for _, ns := range selection.SortedKeys(r.needNS) {
 		key := objKey{"", "Namespace", "", ns}
+		id := r.ids.of(key)
 		r.mu.Lock()
-		_, known := r.uids[key]
-		planned := r.planned[key]
+		_, known := r.objs.uid(id)
+		planned := r.objs.planned(id)
 		r.mu.Unlock()
 		if known || planned {
 			continue

@@ -62,7 +62,7 @@ func TestRoundTrip(t *testing.T) {
 	if res.Summary[restore.Created] == 0 {
 		t.Fatal("nothing created")
 	}
-	for _, it := range res.Items {
+	for it := range res.Items.All() {
 		if it.Resource == "replicasets" && it.Action != restore.SkippedOwned {
 			t.Errorf("%s: %s, want SkippedOwned (left to its Deployment)", it.Ref(), it.Action)
 		}

@@ -225,7 +225,7 @@ func driverSnapshots(t *testing.T, ctx context.Context) map[string]bool {
 
 func itemsOf(res *restore.Result, resource string) map[string]restore.Item {
 	out := map[string]restore.Item{}
-	for _, it := range res.Items {
+	for it := range res.Items.All() {
 		if it.Group == "" && it.Resource == resource {
 			out[it.Namespace+"/"+it.Name] = it
 		}
