@@ -357,7 +357,7 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	}
 	if !rres.DryRun && len(defs) > 0 {
 		rs := restored{name: j.Name, rpLabel: restore.RecoveryPointLabel(rpID), namespaces: map[string]string{}, mapNS: mapNS}
-		for _, it := range rres.Items {
+		for it := range rres.Items.All() {
 			if it.Namespace != "" && (it.Action == restore.Created || it.Action == restore.Patched) {
 				rs.namespaces[it.Namespace] = it.SourceNamespace
 			}
