@@ -162,7 +162,7 @@ func lookOnce(ctx context.Context, cs kubernetes.Interface, ns string) (*Ready, 
 				st.fail = &InstallError{Code: v1alpha1.CodeExtensionImagePullFailed, Pod: p.Name, Msg: fmt.Sprintf(
 					"node %s cannot pull the extension image %q (%s: %s). Make the image reachable from the node: "+
 						"on kind, `kind load image-archive bin/arca-image.tar` (built by `make image`); or push it to a registry "+
-						"the node reaches and pass --image REGISTRY/arca:TAG; for a private "+
+						"the node reaches (`make image PUSH=REGISTRY/arca:TAG`) and pass --image REGISTRY/arca:TAG; for a private "+
 						"registry create a docker-registry Secret in namespace %s and pass --image-pull-secret NAME; then run "+
 						"`arca extension update`", orNone(p.Spec.NodeName), c.Image, c.State.Waiting.Reason,
 					strings.TrimSpace(c.State.Waiting.Message), ns)}
