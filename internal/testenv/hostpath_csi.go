@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"path/filepath"
 	"time"
 
@@ -37,11 +38,12 @@ func StartHostPathCSI(t T, cp *ControlPlane) *CSI {
 		SnapshotClassDelete: HostPathSnapshotClassDelete,
 		StartupTimes:        map[string]time.Duration{},
 	}
+	var sockets string
 	startCSIStack(t, cp, c, func() {
 		c.DataDir = tempDir(t, "arca-hostpath-")
 		// Sockets live apart from the data so that removing the data never
 		// races a listener, and paths stay short (108 bytes at most).
-		sockets := tempDir(t, "arca-hpsock-")
+		sockets = tempDir(t, "arca-hpsock-")
 		c.Socket = filepath.Join(sockets, "controller.sock")
 		serveHostPath(t, c, hostpath.Options{Name: c.DriverName, DataDir: c.DataDir, Controller: true}, c.Socket)
 		c.Controller = dialDriver(t, c.Socket, c.DriverName)
@@ -54,6 +56,9 @@ func StartHostPathCSI(t T, cp *ControlPlane) *CSI {
 		})
 		c.StartupTimes["hostpath-csi-driver"] = time.Since(c.startedAt)
 	})
+	for _, n := range cp.Nodes {
+		registerHostPathNode(t, c, n.Name, n.RootDir, sockets)
+	}
 	return c
 }
 
@@ -72,4 +77,26 @@ func serveHostPath(t T, c *CSI, opts hostpath.Options, socket string) {
 		t.Fatalf("hostpath driver: %v", err)
 	}
 	t.Cleanup(srv.Stop)
+}
+
+// registerHostPathNode serves the Node service for node on its own socket
+// and registers it with the node's kubelet (rooted at kubeletRootDir), as
+// node-driver-registrar does in a cluster, waiting until the kubelet has
+// accepted it.
+func registerHostPathNode(t T, c *CSI, node, kubeletRootDir, socketDir string) {
+	t.Helper()
+	start := time.Now()
+	socket := filepath.Join(socketDir, "node-"+node+".sock")
+	serveHostPath(t, c, hostpath.Options{Name: c.DriverName, DataDir: c.DataDir, NodeID: node}, socket)
+	reg, err := hostpath.Register(kubeletRootDir, c.DriverName, socket, t.Logf)
+	if err != nil {
+		t.Fatalf("hostpath driver on node %s: %v", node, err)
+	}
+	t.Cleanup(reg.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := reg.Wait(ctx); err != nil {
+		t.Fatalf("hostpath driver on node %s: %v (the kubelet watches %s/plugins_registry)", node, err, kubeletRootDir)
+	}
+	c.StartupTimes["registration on "+node] = time.Since(start)
 }

@@ -629,6 +629,10 @@ func TestUnmountAll(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	points, err := Mounts(dataDir)
+	if err != nil || len(points) != 2 || points[0] != targets[1] || points[1] != targets[0] {
+		t.Errorf("Mounts = %q, %v; want %q newest first", points, err, targets)
+	}
 	if err := UnmountAll(dataDir); err != nil {
 		t.Fatal(err)
 	}

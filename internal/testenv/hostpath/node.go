@@ -175,31 +175,46 @@ func mounts() ([]*mount, error) {
 	return out, sc.Err()
 }
 
-// UnmountAll detaches every bind mount of a volume under dataDir, newest
-// first: what pods left published when the test environment stops, so that
-// no mount outlives the data directory.
-func UnmountAll(dataDir string) error {
+// Mounts returns the mount points where a volume under dataDir is
+// mounted, newest first: what NodePublishVolume made and
+// NodeUnpublishVolume has not undone.
+func Mounts(dataDir string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(dataDir, volumesDir))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	all, err := mounts()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var errs []error
+	var out []string
 	for i := len(all) - 1; i >= 0; i-- {
 		m := all[i]
 		for _, e := range entries {
 			if e.IsDir() && m.root != "/" && m.sameSource(filepath.Join(dataDir, volumesDir, e.Name())) {
-				if err := unix.Unmount(m.point, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-					errs = append(errs, fmt.Errorf("unmount %s: %w", m.point, err))
-				}
+				out = append(out, m.point)
 				break
 			}
+		}
+	}
+	return out, nil
+}
+
+// UnmountAll detaches every mount of a volume under dataDir: what pods left
+// published when the test environment stops, so that no mount outlives the
+// data directory.
+func UnmountAll(dataDir string) error {
+	points, err := Mounts(dataDir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
 		}
 	}
 	return errors.Join(errs...)
