@@ -60,7 +60,8 @@ type CSI struct {
 	// StartupTimes records how long each component took to start.
 	StartupTimes map[string]time.Duration
 
-	startedAt time.Time
+	startedAt     time.Time
+	fsGroupPolicy *storagev1.FSGroupPolicy // nil: the API server's default
 }
 
 // StartCSI installs the snapshot CRDs and starts the CSI stack on cp with
@@ -204,6 +205,7 @@ func (c *CSI) createObjects(ctx context.Context, cs kubernetes.Interface, snaps 
 		ObjectMeta: metav1.ObjectMeta{Name: c.DriverName},
 		Spec: storagev1.CSIDriverSpec{
 			AttachRequired:       &attach,
+			FSGroupPolicy:        c.fsGroupPolicy,
 			VolumeLifecycleModes: []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecyclePersistent},
 		},
 	}, metav1.CreateOptions{})

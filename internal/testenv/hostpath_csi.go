@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"time"
 
+	storagev1 "k8s.io/api/storage/v1"
+
 	"github.com/arca-backup/arca/internal/testenv/hostpath"
 )
 
@@ -19,7 +21,7 @@ const (
 // StartHostPathCSI starts the CSI stack of StartCSI with the hostpath
 // driver (package hostpath), whose volumes are directories with real bytes
 // under c.DataDir: the snapshot CRDs, the CSIDriver object
-// (attachRequired false), a default StorageClass, VolumeSnapshotClasses
+// (attachRequired false, fsGroupPolicy File), a default StorageClass, VolumeSnapshotClasses
 // (Retain, the default, and Delete), snapshot-controller, csi-snapshotter
 // and the provisioner, all pointed at this driver.
 //
@@ -37,6 +39,9 @@ func StartHostPathCSI(t T, cp *ControlPlane) *CSI {
 		SnapshotClass:       HostPathSnapshotClass,
 		SnapshotClassDelete: HostPathSnapshotClassDelete,
 		StartupTimes:        map[string]time.Duration{},
+		// The kubelet applies a pod's fsGroup to the volume, as it does
+		// for a formatted disk in a cloud cluster.
+		fsGroupPolicy: new(storagev1.FileFSGroupPolicy),
 	}
 	var sockets string
 	startCSIStack(t, cp, c, func() {

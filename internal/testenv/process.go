@@ -1,8 +1,9 @@
 // Package testenv starts the real components Arca's tests run against: an
 // etcd + kube-apiserver + kube-controller-manager control plane, the CSI
-// snapshot stack with an in-memory CSI driver, Azurite, MinIO and PostgreSQL,
-// and a container image registry with the images the test node runs
-// (registry.go).
+// snapshot stack with an in-memory CSI driver (StartCSI) or with a hostpath
+// driver whose volumes hold real bytes (StartHostPathCSI, package hostpath),
+// Azurite, MinIO and PostgreSQL, and a container image registry with the
+// images the test node runs (registry.go).
 //
 // Binaries come from the tools cache filled by `make tools` (see tools/). A
 // component that cannot start fails the test with its log; in CI nothing is

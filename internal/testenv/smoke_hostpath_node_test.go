@@ -91,6 +91,8 @@ func TestHostPathCSIOnNodes(t *testing.T) {
 	}
 	start = time.Now()
 	writer := podWithClaim("writer", cp.Nodes[0].Name, app, "app-data", false, writeFiles)
+	// fsGroupPolicy File: the kubelet gives the volume to the pod's fsGroup.
+	writer.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: new(int64(2000))}
 	if _, err := cs.CoreV1().Pods(ns).Create(ctx, writer, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create writer pod: %v", err)
 	}
@@ -103,7 +105,7 @@ func TestHostPathCSIOnNodes(t *testing.T) {
 	}
 	written := execIn(t, cp.Config(), cs, ns, "writer", "app", "sh", "-c", describeFiles)
 	t.Logf("writer pod on %s wrote its files in %s:\n%s", cp.Nodes[0].Name, time.Since(start).Round(time.Millisecond), written)
-	for _, want := range []string{"./hello.txt -rw-r--r-- 0:0 1704164645", "./random.bin -rw-r--r-- 1234:5678", "'./link-to-hello' -> 'hello.txt'", "sparse: 16781312 bytes, 8 blocks"} {
+	for _, want := range []string{". drwxrwsrwx 0:2000", "./hello.txt -rw-r--r-- 0:2000 1704164645", "./random.bin -rw-r--r-- 1234:5678", "'./link-to-hello' -> 'hello.txt'", "sparse: 16781312 bytes, 8 blocks"} {
 		if !strings.Contains(written, want) {
 			t.Errorf("writer's listing lacks %q: the pod's files are not what it wrote", want)
 		}
