@@ -64,7 +64,7 @@ func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolu
 			return nil, status.Errorf(codes.AlreadyExists, "NodePublishVolume: %s is already a mount of %s, not of volume %s", target, m.root, vol.ID)
 		}
 		if m.readOnly != readOnly {
-			return nil, status.Errorf(codes.AlreadyExists, "NodePublishVolume: %s is already mounted with read-only=%t", target, m.readOnly)
+			return nil, status.Errorf(codes.AlreadyExists, "NodePublishVolume: %s is already mounted %s, asked %s: unpublish it first", target, rwName(m.readOnly), rwName(readOnly))
 		}
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
@@ -238,4 +238,11 @@ func unescapeMountinfo(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+func rwName(readOnly bool) string {
+	if readOnly {
+		return "read-only"
+	}
+	return "read-write"
 }
