@@ -334,7 +334,15 @@ spec: {url: "ftp://x", credentialsSecret: s}
 		t.Errorf("bad url: %v", err)
 	}
 
+	a.mustApply(`
+apiVersion: arca.io/v1alpha1
+kind: BackupHook
+metadata: {name: waits, namespace: arca-bad}
+spec: {post: [{command: ["true"], waitTimeout: 1m}]}
+`)
 	for _, tc := range []struct{ name, spec, code, msg string }{
+		{"hookwait", `{storageLocation: default, backupHookReferences: [{namespace: arca-bad, name: waits}]}`, v1alpha1.CodeInvalidSpec,
+			"hook arca-bad/waits: post[0].waitTimeout: only restore post hooks wait for their pods; remove it"},
 		{"selector", `{storageLocation: default, labelSelectors: ["app in (a"]}`, v1alpha1.CodeInvalidSpec, "labelSelectors"},
 		{"nolocation", `{storageLocation: nowhere}`, v1alpha1.CodeStorageLocationNotFound, `storage location "nowhere" not found`},
 		{"unknowntype", `{storageLocation: default, includedResourceTypes: [gizmos.example.com]}`, v1alpha1.CodeInvalidSpec, "gizmos"},
