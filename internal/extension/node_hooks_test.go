@@ -32,6 +32,8 @@ import (
 //     deleted and restored) and not in the live volume, so the pre hook ran
 //     before the cut and the post hook after it; a hook matching no pod
 //     gives HookMatchedNoPod;
+//   - a restore pre hook runs in an existing pod, and one failing stops the
+//     restore before it writes;
 //   - a restore post hook runs in the restored pod once it is Ready (the
 //     container becomes Ready only seconds after it starts, and the
 //     command fails if it runs before) and its output is in the status.
@@ -234,6 +236,50 @@ spec:
 	if rpID == "" {
 		t.Fatal("no recovery point to restore")
 	}
+
+	t.Run("restore pre hook in existing pods", func(t *testing.T) {
+		cl.mustApply(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreHook
+metadata: {name: before, namespace: team-a}
+spec:
+  labelSelector: app=db
+  pre: [{command: [sh, -c, "echo pre-restore in $(hostname)"]}]
+`)
+		cl.mustApply(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreHook
+metadata: {name: refuse, namespace: team-a}
+spec:
+  labelSelector: app=db
+  pre: [{command: [sh, -c, "echo not now >&2; exit 1"]}]
+`)
+		restoreTeam := func(name, hook string) *v1alpha1.RestoreJob {
+			cl.mustApply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: %s, namespace: arca-system}
+spec:
+  recoveryPoint: %s
+  storageLocation: default
+  includedNamespaces: [team-a]
+  restoreHookReferences: [{namespace: team-a, name: %s}]
+`, name, rpID, hook))
+			return cl.waitRestore(name, 2*time.Minute)
+		}
+		r := restoreTeam("team-pre", "before")
+		if r.Status.Phase != v1alpha1.JobCompleted && r.Status.Phase != v1alpha1.JobCompletedWithWarnings {
+			t.Fatalf("restore: %s %+v %+v", r.Status.Phase, r.Status.Errors, r.Status.Warnings)
+		}
+		if h := r.Status.Hooks; len(h) != 1 || h[0].Phase != "pre" || h[0].Pod != "team-a/db-a" || h[0].Stdout != "pre-restore in db-a\n" {
+			t.Errorf("restore pre hook results %+v", h)
+		}
+		r = restoreTeam("team-refused", "refuse")
+		if r.Status.Phase != v1alpha1.JobFailed || !hasCode(r.Status.Errors, v1alpha1.CodePreHookFailed) || !strings.Contains(r.Status.Message, "nothing restored") ||
+			!strings.Contains(r.Status.Message, "not now") || len(r.Status.Results) != 0 {
+			t.Errorf("failing restore pre hook: %s %q %+v results %v", r.Status.Phase, r.Status.Message, r.Status.Errors, r.Status.Results)
+		}
+	})
 
 	t.Run("restore post hook in the restored pod", func(t *testing.T) {
 		cl.deleteNamespace("shop", 3*time.Minute)
