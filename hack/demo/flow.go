@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -44,6 +45,15 @@ type demo struct {
 	steps      []step
 	logs       []string // background processes' log files, shown on failure
 	explicit   bool     // one command per step instead of arca quickstart
+	inCluster  bool     // the extension runs as a pod on the node
+	extImage   string   // the extension image's reference in the cluster's registry
+}
+
+// options are the demo's flags.
+type options struct {
+	arca, work, image string
+	local, explicit   bool
+	inCluster         bool
 }
 
 func (d *demo) timed(name string, f func() error) error {
@@ -133,16 +143,16 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func run(t testenv.T, arca, work string, local, explicit bool) error {
-	d := &demo{ctx: context.Background(), t: t, explicit: explicit}
-	err := d.run(arca, work, local)
+func run(t testenv.T, o options) error {
+	d := &demo{ctx: context.Background(), t: t, explicit: o.explicit, inCluster: o.inCluster}
+	err := d.run(o.arca, o.work, o.image, o.local)
 	if err != nil {
 		d.showLogs()
 	}
 	return err
 }
 
-func (d *demo) run(arca, work string, local bool) error {
+func (d *demo) run(arca, work, imageArchive string, local bool) error {
 	ctx := d.ctx
 	var err error
 	if d.arca, err = filepath.Abs(arca); err != nil {
@@ -160,9 +170,21 @@ func (d *demo) run(arca, work string, local bool) error {
 
 	var cp *testenv.ControlPlane
 	var csi *testenv.CSI
-	if err := d.timed("start a local cluster (etcd, kube-apiserver, kube-controller-manager, CSI snapshot stack)", func() error {
-		cp = testenv.StartControlPlane(d.t, testenv.ControlPlaneOptions{})
-		csi = testenv.StartCSI(d.t, cp)
+	clusterStep := "start a local cluster (etcd, kube-apiserver, kube-controller-manager, CSI snapshot stack)"
+	if d.inCluster {
+		clusterStep = "start a local cluster with a real node (kubelet, containerd, kube-proxy, kube-scheduler) and a CSI driver that keeps real bytes"
+	}
+	if err := d.timed(clusterStep, func() error {
+		if !d.inCluster {
+			cp = testenv.StartControlPlane(d.t, testenv.ControlPlaneOptions{})
+			csi = testenv.StartCSI(d.t, cp)
+			return nil
+		}
+		cp = testenv.StartControlPlane(d.t, testenv.ControlPlaneOptions{Nodes: 1})
+		csi = testenv.StartHostPathCSI(d.t, cp)
+		for _, n := range cp.Nodes {
+			fmt.Printf("    node %s (%s) Ready in %s\n", n.Name, n.IP, cp.StartupTimes["node "+n.Name].Round(time.Millisecond))
+		}
 		return nil
 	}); err != nil {
 		return err
@@ -174,8 +196,26 @@ func (d *demo) run(arca, work string, local bool) error {
 	}
 
 	var before *app
+	var sumsBefore string
+	if d.inCluster {
+		if err := d.timed("push the extension image `make image` built to the cluster's registry", func() error {
+			d.extImage, err = pushExtensionImage(d.t, cp, imageArchive)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
 	if err := d.timed("deploy the sample application into namespace "+ns, func() error {
-		if err := deploy(ctx, cs, csi.StorageClass); err != nil {
+		if d.inCluster {
+			if err := deployDataApp(ctx, cs, csi.StorageClass, testenv.AppImage(d.t, cp.Registry)); err != nil {
+				return err
+			}
+			var pod *corev1.Pod
+			if sumsBefore, pod, err = volumeChecksums(ctx, cp.Config(), cs); err != nil {
+				return err
+			}
+			fmt.Printf("    pod %s on node %s wrote %d files into PVC shop-data\n", pod.Name, pod.Spec.NodeName, strings.Count(sumsBefore, "\n"))
+		} else if err := deploy(ctx, cs, csi.StorageClass); err != nil {
 			return err
 		}
 		before, err = capture(ctx, cs)
@@ -226,13 +266,44 @@ func (d *demo) run(arca, work string, local bool) error {
 		return err
 	}
 
-	if err := d.timed("verify that the PVC's data came back from its CSI snapshot", func() error {
-		return verifyVolumeFromSnapshot(ctx, cp.Config(), cs, csi)
+	if !d.inCluster {
+		if err := d.timed("verify that the PVC's data came back from its CSI snapshot", func() error {
+			return verifyVolumeFromSnapshot(ctx, cp.Config(), cs, csi)
+		}); err != nil {
+			return err
+		}
+		d.report(local)
+		return nil
+	}
+	var sumsAfter string
+	if err := d.timed("verify every byte of the volume in the restored pod (sha256 of each file)", func() error {
+		var pod *corev1.Pod
+		if sumsAfter, pod, err = volumeChecksums(ctx, cp.Config(), cs); err != nil {
+			return err
+		}
+		if sumsAfter != sumsBefore {
+			return fmt.Errorf("the restored volume differs:\nbefore:\n%s\nafter:\n%s", sumsBefore, sumsAfter)
+		}
+		pvc, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "shop-data", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if src := pvc.Spec.DataSource; src == nil || src.Kind != "VolumeSnapshot" {
+			return fmt.Errorf("restored PVC's dataSource is %+v, want a VolumeSnapshot", src)
+		}
+		fmt.Printf("    restored pod %s on node %s: %d files, all checksums equal; PVC made from VolumeSnapshot %s\n",
+			pod.Name, pod.Spec.NodeName, strings.Count(sumsAfter, "\n"), pvc.Spec.DataSource.Name)
+		return nil
 	}); err != nil {
 		return err
 	}
-
+	ext, err := extensionPod(ctx, cs)
+	if err != nil {
+		return err
+	}
 	d.report(local)
+	fmt.Printf("The extension ran as pod %s/%s on node %s (image %s).\n", ext.Namespace, ext.Name, ext.Spec.NodeName, ext.Spec.Containers[0].Image)
+	fmt.Printf("Checksums compared (before = after):\n%s\n", indent([]byte(sumsAfter)))
 	return nil
 }
 
@@ -385,6 +456,12 @@ func (d *demo) report(local bool) {
 // Deployment has no node here) and protects the cluster with one
 // `arca quickstart`, which ends with the first backup.
 func (d *demo) quickstart(kubeconfig, repoURL string) error {
+	if d.inCluster {
+		return d.timed("protect namespace "+ns+" with `arca quickstart` (installs the extension as a pod from "+d.extImage+", ends with the first backup)", func() error {
+			return d.arcaShow("quickstart", "--kubeconfig", kubeconfig, "--storage", repoURL, "--cluster-name", clusterName,
+				"--policy", policyName, "--instance", instanceName, "--include-namespaces", ns, "--image", d.extImage)
+		})
+	}
 	if err := d.timed("run the extension out of the cluster (the Deployment has no node to run on here)", func() error {
 		return d.background("extension", "extension", "run", "--kubeconfig", kubeconfig, "--install-crds",
 			"--metrics-addr", "0", "--health-addr", "0", "--status-interval", "500ms")
@@ -413,7 +490,13 @@ func (d *demo) explicitSetup(kubeconfig, repoURL string) error {
 		return err
 	}
 
-	if err := d.timed("install the extension with a filesystem repository and run it out of the cluster", func() error {
+	if d.inCluster {
+		if err := d.timed("install the extension as a pod with a filesystem repository on the node", func() error {
+			return d.arcaShow("extension", "install", "--kubeconfig", kubeconfig, "--storage", repoURL, "--image", d.extImage)
+		}); err != nil {
+			return err
+		}
+	} else if err := d.timed("install the extension with a filesystem repository and run it out of the cluster", func() error {
 		if err := d.arcaShow("extension", "install", "--kubeconfig", kubeconfig, "--storage", repoURL, "--wait=false", "--storage-host-path", "/var/lib/arca-demo"); err != nil {
 			return err
 		}

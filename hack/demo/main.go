@@ -1,13 +1,17 @@
-// Command demo is what `make demo` runs: it starts a real local cluster (etcd,
-// kube-apiserver, kube-controller-manager and the CSI snapshot stack from
-// internal/testenv), deploys a sample application, and drives the real arca
-// binary through the product path: a vault on SQLite, the extension (run out
-// of the cluster) with a filesystem repository, trusted access, a policy and
-// a backup instance, an on-demand backup, the loss of the application, a
-// restore through the vault, and a verification that everything came back.
+// Command demo is what `make demo` runs: it starts a real local cluster from
+// internal/testenv (etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler, a node with kubelet, containerd and kube-proxy, and a CSI
+// driver that keeps real bytes with the snapshot stack), deploys a sample
+// application whose pod writes data into its volume, and drives the real
+// arca binary through the product path: a vault on SQLite, the extension
+// installed as a pod from the image `make image` built, a filesystem
+// repository, trusted access, a policy and a backup instance, an on-demand
+// backup, the loss of the application, a restore through the vault, and a
+// verification that every object and every byte of the volume came back.
 // It exits non-zero if anything is missing or different after the restore.
-// --local drives `arca local backup/restore` instead (no vault, no
-// extension).
+// --out-of-cluster runs the extension as a process beside a cluster without
+// nodes (the mock CSI driver); --local drives `arca local backup/restore`
+// instead (no vault, no extension).
 package main
 
 import (
@@ -41,10 +45,12 @@ func main() {
 	work := flag.String("work", "", "directory for the vault, repository, logs and kubeconfig (default: a new temporary directory, removed at the end)")
 	local := flag.Bool("local", false, "use `arca local backup/restore` (engine in-process) instead of the vault and the extension")
 	explicit := flag.Bool("explicit", false, "set up protection one command at a time (vault create, policy create, extension install, trusted-access enable, role assign, instance create, backup now) instead of `arca quickstart`")
+	outOfCluster := flag.Bool("out-of-cluster", false, "run the extension as a process beside a cluster without nodes instead of as a pod on the node")
+	imageArchive := flag.String("image", "bin/arca-image.tar", "the extension image `make image` built (docker-archive), pushed to the cluster's registry and installed")
 	flag.Parse()
 
 	t, cleanup := testenv.NewMainT("demo")
-	err := run(t, *arca, *work, *local, *explicit)
+	err := run(t, options{arca: *arca, work: *work, local: *local, explicit: *explicit, inCluster: !*local && !*outOfCluster, image: *imageArchive})
 	cleanup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo: FAILED:", err)

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/utils/ptr"
+
+	"github.com/arca-backup/arca/internal/extension"
+	"github.com/arca-backup/arca/internal/testenv"
+)
+
+// The sample application of the in-cluster demo writes its data once into
+// its volume: orders of growing sizes (random bytes), a catalog, a symbolic
+// link and a marker; its readiness probe waits for the marker. The restored
+// pod finds the data already there and must not write it again, so the
+// checksums before and after compare what the volume held.
+const seedScript = `set -e
+if [ ! -f /data/.seeded ]; then
+  mkdir -p /data/orders
+  for i in $(seq 1 24); do dd if=/dev/urandom of=/data/orders/order-$i.bin bs=4096 count=$i 2>/dev/null; done
+  printf 'tea,4.20\ncoffee,3.10\n' > /data/catalog.csv
+  ln -sf catalog.csv /data/current.csv
+  touch /data/.seeded
+fi
+exec sleep 2147483647`
+
+// checksumScript prints one "sha256  path" line per regular file, sorted.
+const checksumScript = `cd /data && find . -type f ! -name .seeded | sort | xargs sha256sum`
+
+// pushExtensionImage pushes the image `make image` built (the archive at
+// path) to the cluster's registry, as a user pushes it to theirs, and
+// returns its reference.
+func pushExtensionImage(t testenv.T, cp *testenv.ControlPlane, path string) (string, error) {
+	img, err := tarball.ImageFromPath(path, nil)
+	if err != nil {
+		return "", fmt.Errorf("read the extension image %s (run `make image`; make demo does): %w", path, err)
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return "", err
+	}
+	ref := cp.Registry.Push(t, img, "arca-backup/arca:demo")
+	fmt.Printf("    pushed %s (%s) to the cluster's registry as %s\n", filepath.Base(path), digest.String()[:19], ref)
+	return ref, nil
+}
+
+// deployDataApp deploys the sample application of the in-cluster demo: the
+// objects deploy() creates, with a real container that writes data into its
+// PVC, and waits until the pod is Ready.
+func deployDataApp(ctx context.Context, cs kubernetes.Interface, storageClass, appImage string) error {
+	if err := deploy(ctx, cs, storageClass); err != nil {
+		return err
+	}
+	dep, err := cs.AppsV1().Deployments(ns).Get(ctx, "shop-web", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	dep.Spec.Replicas = ptr.To[int32](1)
+	c := &dep.Spec.Template.Spec.Containers[0]
+	c.Image = appImage
+	c.Command = []string{"sh", "-c", seedScript}
+	c.ReadinessProbe = &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-f", "/data/.seeded"}}},
+		PeriodSeconds: 1,
+	}
+	if _, err := cs.AppsV1().Deployments(ns).Update(ctx, dep, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	_, err = readyAppPod(ctx, cs, 3*time.Minute)
+	return err
+}
+
+// readyAppPod waits for a Ready pod of the sample application.
+func readyAppPod(ctx context.Context, cs kubernetes.Interface, timeout time.Duration) (*corev1.Pod, error) {
+	var found *corev1.Pod
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 300*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(map[string]string{"app": "shop"}).String()})
+		if err != nil {
+			return false, nil
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			for _, cond := range p.Status.Conditions {
+				if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+					found = p
+					return true, nil
+				}
+			}
+			last = fmt.Sprintf("pod %s is %s", p.Name, p.Status.Phase)
+			for _, st := range p.Status.ContainerStatuses {
+				if w := st.State.Waiting; w != nil {
+					last += fmt.Sprintf(" (%s: %s)", w.Reason, w.Message)
+				}
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("no Ready pod of the sample application after %s: %s", timeout, last)
+	}
+	return found, nil
+}
+
+// execIn runs cmd in the pod's first container through the API server and
+// the kubelet, as `kubectl exec` does.
+func execIn(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, pod *corev1.Pod, cmd ...string) (string, error) {
+	req := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: pod.Spec.Containers[0].Name, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	ex, err := remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
+	if err != nil {
+		return "", err
+	}
+	var stdout, stderr bytes.Buffer
+	if err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}); err != nil {
+		return "", fmt.Errorf("exec %v in %s/%s: %w: %s", cmd, pod.Namespace, pod.Name, err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// volumeChecksums returns the checksum lines of the sample application's
+// data, read inside its pod.
+func volumeChecksums(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface) (string, *corev1.Pod, error) {
+	pod, err := readyAppPod(ctx, cs, 3*time.Minute)
+	if err != nil {
+		return "", nil, err
+	}
+	out, err := execIn(ctx, cfg, cs, pod, "sh", "-c", checksumScript)
+	if err != nil {
+		return "", nil, err
+	}
+	if strings.Count(out, "\n") < 25 {
+		return "", nil, fmt.Errorf("the volume of pod %s holds too few files:\n%s", pod.Name, out)
+	}
+	return out, pod, nil
+}
+
+// extensionPod returns the running extension pod, to name it and its node.
+func extensionPod(ctx context.Context, cs kubernetes.Interface) (*corev1.Pod, error) {
+	pods, err := cs.CoreV1().Pods(extension.DefaultNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		if pods.Items[i].Status.Phase == corev1.PodRunning {
+			return &pods.Items[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no running extension pod in %s", extension.DefaultNamespace)
+}
