@@ -68,7 +68,7 @@ bench-engine: tools
 bench-node: tools
 	go test ./bench -run '^$$' -bench BenchmarkNodeStart -benchtime 1x -count 3 -timeout 10m
 
-demo: tools build
+demo: tools build image
 	bash hack/demo.sh
 
 clean:

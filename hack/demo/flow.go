@@ -20,7 +20,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
+	"github.com/arca-backup/arca/internal/extension"
 	"github.com/arca-backup/arca/internal/testenv"
 )
 
@@ -47,6 +49,7 @@ type demo struct {
 	explicit   bool     // one command per step instead of arca quickstart
 	inCluster  bool     // the extension runs as a pod on the node
 	extImage   string   // the extension image's reference in the cluster's registry
+	cfg        *rest.Config
 }
 
 // options are the demo's flags.
@@ -190,6 +193,7 @@ func (d *demo) run(arca, work, imageArchive string, local bool) error {
 		return err
 	}
 	kubeconfig := cp.KubeconfigFile(d.t)
+	d.cfg = cp.Config()
 	cs, err := kubernetes.NewForConfig(cp.Config())
 	if err != nil {
 		return err
@@ -293,6 +297,16 @@ func (d *demo) run(arca, work, imageArchive string, local bool) error {
 		}
 		fmt.Printf("    restored pod %s on node %s: %d files, all checksums equal; PVC made from VolumeSnapshot %s\n",
 			pod.Name, pod.Spec.NodeName, strings.Count(sumsAfter, "\n"), pvc.Spec.DataSource.Name)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := d.timed("check the restore post hook ran in the restored pod", func() error {
+		h, err := restoreHookResult(ctx, d.cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("    hook %s ran in restored pod %s once it was Ready (exit 0, %s): %s\n", h.Hook, h.Pod, h.Duration.Round(time.Millisecond), strings.TrimSpace(strings.ReplaceAll(h.Stdout, "\n", "; ")))
 		return nil
 	}); err != nil {
 		return err
@@ -407,9 +421,23 @@ func (d *demo) vaultBackup(kubeconfig, repoURL string) (func() error, error) {
 		return nil, err
 	}
 
+	restoreArgs := []string{"restore", "start", "--recovery-point", rpID, "--target-cluster", clusterName, "--wait"}
+	if d.inCluster {
+		if err := d.timed("create a RestoreHook: a smoke test to run in the restored pod once it is Ready", func() error {
+			criteria, err := createRestoreHook(d.ctx, d.cfg, d.work)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("    RestoreHook %s/%s; restore criteria %s references it\n", extension.DefaultNamespace, restoreHookName, criteria)
+			restoreArgs = append(restoreArgs, "--criteria", criteria)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
 	return func() error {
 		return d.timed("restore it through the vault with `arca restore start --wait`", func() error {
-			return d.arcaShow("restore", "start", "--recovery-point", rpID, "--target-cluster", clusterName, "--wait")
+			return d.arcaShow(restoreArgs...)
 		})
 	}, nil
 }

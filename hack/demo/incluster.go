@@ -4,21 +4,27 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/extension"
 	"github.com/arca-backup/arca/internal/testenv"
 )
@@ -73,6 +79,9 @@ func deployDataApp(ctx context.Context, cs kubernetes.Interface, storageClass, a
 	c := &dep.Spec.Template.Spec.Containers[0]
 	c.Image = appImage
 	c.Command = []string{"sh", "-c", seedScript}
+	// sleep as PID 1 ignores SIGTERM: do not wait 30 s when the demo
+	// deletes the namespace.
+	dep.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1)
 	c.ReadinessProbe = &corev1.Probe{
 		ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-f", "/data/.seeded"}}},
 		PeriodSeconds: 1,
@@ -164,4 +173,83 @@ func extensionPod(ctx context.Context, cs kubernetes.Interface) (*corev1.Pod, er
 		}
 	}
 	return nil, fmt.Errorf("no running extension pod in %s", extension.DefaultNamespace)
+}
+
+// restoreHookName is the RestoreHook the in-cluster demo's restore runs: a
+// post hook in the restored pod, once it is Ready, that lists the restored
+// data, as a user's smoke test would.
+const restoreHookName = "shop-smoke-test"
+
+// createRestoreHook creates the demo's RestoreHook in the extension's
+// namespace and writes a restore criteria file that references it.
+func createRestoreHook(ctx context.Context, cfg *rest.Config, work string) (string, error) {
+	c, err := hookClient(cfg)
+	if err != nil {
+		return "", err
+	}
+	hook := &v1alpha1.RestoreHook{
+		ObjectMeta: metav1.ObjectMeta{Name: restoreHookName, Namespace: extension.DefaultNamespace},
+		Spec: v1alpha1.HookSpec{
+			IncludedNamespaces: []string{ns},
+			LabelSelector:      "app=shop",
+			Post: []v1alpha1.ExecHook{{
+				Command:     []string{"sh", "-c", "echo restored: $(ls /data/orders | wc -l) orders; sha256sum /data/catalog.csv"},
+				OnError:     v1alpha1.HookFail,
+				Timeout:     &metav1.Duration{Duration: 30 * time.Second},
+				WaitTimeout: &metav1.Duration{Duration: 2 * time.Minute},
+			}},
+		},
+	}
+	if err := c.Create(ctx, hook); err != nil {
+		return "", fmt.Errorf("create RestoreHook %s/%s: %w", hook.Namespace, hook.Name, err)
+	}
+	path := filepath.Join(work, "restore-criteria.yaml")
+	criteria := fmt.Sprintf("restoreHookReferences:\n- namespace: %s\n  name: %s\n", extension.DefaultNamespace, restoreHookName)
+	return path, os.WriteFile(path, []byte(criteria), 0o644)
+}
+
+// restoreHookResult returns what the restore post hook printed, from the
+// newest RestoreJob's status, and fails unless it ran in a restored pod of
+// the sample application and succeeded.
+func restoreHookResult(ctx context.Context, cfg *rest.Config) (*v1alpha1.HookResult, error) {
+	c, err := hookClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var jobs v1alpha1.RestoreJobList
+	if err := c.List(ctx, &jobs, client.InNamespace(extension.DefaultNamespace)); err != nil {
+		return nil, err
+	}
+	if len(jobs.Items) == 0 {
+		return nil, fmt.Errorf("no RestoreJob in %s", extension.DefaultNamespace)
+	}
+	newest := jobs.Items[0]
+	for _, j := range jobs.Items[1:] {
+		if j.CreationTimestamp.After(newest.CreationTimestamp.Time) {
+			newest = j
+		}
+	}
+	for i := range newest.Status.Hooks {
+		h := &newest.Status.Hooks[i]
+		if h.Hook != extension.DefaultNamespace+"/"+restoreHookName {
+			continue
+		}
+		if h.Error != "" || h.ExitCode == nil || *h.ExitCode != 0 {
+			return h, fmt.Errorf("restore post hook in %s failed: %s (stderr %q)", h.Pod, h.Error, h.Stderr)
+		}
+		if !strings.HasPrefix(h.Pod, ns+"/shop-web-") {
+			return h, fmt.Errorf("restore post hook ran in %s, not in a pod of %s", h.Pod, ns)
+		}
+		return h, nil
+	}
+	return nil, fmt.Errorf("RestoreJob %s ran no hook %s (status.hooks: %+v)", newest.Name, restoreHookName, newest.Status.Hooks)
+}
+
+func hookClient(cfg *rest.Config) (client.Client, error) {
+	ctrllog.SetLogger(logr.Discard()) // the client logs nothing the demo needs
+	sch := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(sch); err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: sch})
 }
