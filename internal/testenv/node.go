@@ -89,7 +89,7 @@ func (cp *ControlPlane) startScheduler(t T, kubeconfig string) {
 func (cp *ControlPlane) startNode(t T, c *nodeCluster, i int) *Node {
 	t.Helper()
 	addr := c.net.nodes[i]
-	dir, err := os.MkdirTemp("", fmt.Sprintf("arca-node%d-", i))
+	dir, err := os.MkdirTemp("", addr.netns+"-")
 	if err != nil {
 		t.Fatalf("node dir: %v", err)
 	}
@@ -403,8 +403,31 @@ func (n *Node) teardown(t T) {
 	}
 }
 
+// removeLeftoverNodeDirs cleans up after a test that was killed while it
+// held the network index of netns: its containers' shims, its mounts and
+// its directory (named after the namespace, see startNode). Only called
+// while holding that index's lock, so no live node uses them.
+func removeLeftoverNodeDirs(netns string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), netns+"-*"))
+	for _, d := range dirs {
+		killShimsBelow(d)
+		unmountBelow(d)
+		_ = os.RemoveAll(d)
+	}
+}
+
 // killShims kills containerd-shim processes of the containerd at socket.
 func killShims(socket string) {
+	killShimsMatching(func(arg string) bool { return arg == socket })
+}
+
+// killShimsBelow kills containerd-shim processes whose containerd socket
+// lies below dir.
+func killShimsBelow(dir string) {
+	killShimsMatching(func(arg string) bool { return strings.HasPrefix(arg, dir+"/") })
+}
+
+func killShimsMatching(match func(arg string) bool) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -416,7 +439,7 @@ func killShims(socket string) {
 			continue
 		}
 		for _, a := range args {
-			if a == socket {
+			if match(a) {
 				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 				break

@@ -118,6 +118,7 @@ func (nn *nodeNet) setup() error {
 func (nn *nodeNet) teardown() {
 	hs, _ := cgroupHierarchies()
 	for _, a := range nn.nodes {
+		removeLeftoverNodeDirs(a.netns)
 		for _, h := range hs {
 			killCgroupTree(filepath.Join(h, a.netns))
 			removeCgroupTree(filepath.Join(h, a.netns))
