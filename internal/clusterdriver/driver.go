@@ -262,6 +262,9 @@ func (d *Driver) JobStatus(ctx context.Context, r string) (*jobs.Status, error) 
 		sub = string(v1alpha1.JobQueued)
 	}
 	out.SubTasks = []store.SubTask{{Name: strings.TrimSuffix(kind, "job"), State: sub}}
+	for _, h := range st.Hooks {
+		out.SubTasks = append(out.SubTasks, hookSubTask(h))
+	}
 	for _, w := range st.Warnings {
 		out.Warnings = append(out.Warnings, store.Issue{Code: w.Code, Message: w.Message, Object: w.Object})
 	}
@@ -269,6 +272,44 @@ func (d *Driver) JobStatus(ctx context.Context, r string) (*jobs.Status, error) 
 		out.Errors = append(out.Errors, store.Issue{Code: e.Code, Message: e.Message, Object: e.Object})
 	}
 	return &out, nil
+}
+
+// hookSubTask shows one hook command the cluster job ran as a vault
+// sub-task, so that `arca job show` tells where it ran and how it ended:
+// "hook arca-system/db-freeze pre in shop/db-0" → "Completed (exit 0): <first
+// line of its output>", or "Failed (exit 7): <its error or stderr>".
+func hookSubTask(h v1alpha1.HookResult) store.SubTask {
+	name := fmt.Sprintf("hook %s %s in %s", h.Hook, h.Phase, h.Pod)
+	exit := "no exit code"
+	if h.ExitCode != nil {
+		exit = fmt.Sprintf("exit %d", *h.ExitCode)
+	}
+	firstLine := func(s string) string {
+		s = strings.TrimSpace(s)
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[:i] + " …"
+		}
+		if len(s) > 200 {
+			s = s[:200] + "…"
+		}
+		return s
+	}
+	if h.Error == "" && h.ExitCode != nil && *h.ExitCode == 0 {
+		state := store.JobCompleted + " (" + exit + ")"
+		if out := firstLine(h.Stdout); out != "" {
+			state += ": " + out
+		}
+		return store.SubTask{Name: name, State: state}
+	}
+	why := firstLine(h.Error)
+	if why == "" {
+		why = firstLine(h.Stderr)
+	}
+	state := store.JobFailed + " (" + exit + ")"
+	if why != "" {
+		state += ": " + why
+	}
+	return store.SubTask{Name: name, State: state}
 }
 
 // progress maps a cluster job's progress and counts (a backup's objects

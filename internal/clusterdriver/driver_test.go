@@ -3,6 +3,7 @@ package clusterdriver_test
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -83,6 +84,33 @@ func TestDriver(t *testing.T) {
 	ist, err := idle.JobStatus(ctx, iref)
 	if err != nil || ist.State != store.JobInProgress || ist.SubTasks[0].State != "Queued" {
 		t.Fatalf("waiting job: %+v %v", ist, err)
+	}
+	// Hook results the extension recorded show as sub-tasks: where each
+	// command ran and how it ended.
+	hooked := &v1alpha1.BackupJob{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-idle", Name: "vault-job-0004"}, hooked); err != nil {
+		t.Fatal(err)
+	}
+	zero, seven := int32(0), int32(7)
+	hooked.Status.Phase = v1alpha1.JobInProgress
+	hooked.Status.Hooks = []v1alpha1.HookResult{
+		{Hook: "arca-system/db-freeze", Phase: "pre", Pod: "app/db-0", Command: []string{"fsfreeze"}, ExitCode: &zero, Stdout: "frozen\nmore", StartTime: metav1.Now()},
+		{Hook: "arca-system/db-freeze", Phase: "post", Pod: "app/db-0", Command: []string{"thaw"}, ExitCode: &seven, Stderr: "thaw: busy", StartTime: metav1.Now()},
+	}
+	if err := c.Status().Update(ctx, hooked); err != nil {
+		t.Fatal(err)
+	}
+	hst, err := idle.JobStatus(ctx, iref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.SubTask{
+		{Name: "backup", State: "InProgress"},
+		{Name: "hook arca-system/db-freeze pre in app/db-0", State: "Completed (exit 0): frozen …"},
+		{Name: "hook arca-system/db-freeze post in app/db-0", State: "Failed (exit 7): thaw: busy"},
+	}
+	if !reflect.DeepEqual(hst.SubTasks, want) {
+		t.Fatalf("sub-tasks with hooks:\n got %+v\nwant %+v", hst.SubTasks, want)
 	}
 	if err := idle.CancelJob(ctx, iref); err != nil {
 		t.Fatal(err)
