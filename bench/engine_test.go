@@ -255,6 +255,9 @@ func runChild(b *testing.B, kubeconfig, repoDir string) (childResult, int64) {
 	return res, rss
 }
 
+// types is the object mix. Deployments have no replicas: where a controller
+// manager and a node run (BenchmarkExtensionPodMemory), 1,500 of them must
+// not start pods.
 var types = []struct {
 	gvr   schema.GroupVersionResource
 	share int // per 20 objects
@@ -270,7 +273,7 @@ var types = []struct {
 	}},
 	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, 3, func(ns, name string, i int) map[string]any {
 		return map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": name, "labels": map[string]any{"app": name}},
-			"spec": map[string]any{"replicas": 1, "selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+			"spec": map[string]any{"replicas": 0, "selector": map[string]any{"matchLabels": map[string]any{"app": name}},
 				"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": name}},
 					"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "example.com/app:1", "ports": []any{map[string]any{"containerPort": 8080}}}}}}}}
 	}},
@@ -381,21 +384,53 @@ func dirSize(dir string) int64 {
 	return n
 }
 
+// benchSize returns the object count (ARCA_BENCH_OBJECTS, default 10000)
+// and the namespaces they are spread over.
+func benchSize(b *testing.B) (n, namespaces int) {
+	n = 10000
+	if s := os.Getenv("ARCA_BENCH_OBJECTS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("ARCA_BENCH_OBJECTS: %v", err)
+		}
+	}
+	if n >= 50000 {
+		return n, 200
+	}
+	return n, 100
+}
+
+// createNamespaces creates bench-000 … and returns their names.
+func createNamespaces(b *testing.B, dyn dynamic.Interface, count int) []string {
+	b.Helper()
+	var nss []string
+	for i := 0; i < count; i++ {
+		ns := fmt.Sprintf("bench-%03d", i)
+		nss = append(nss, ns)
+		obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
+		if _, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(context.Background(), obj, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return nss
+}
+
+func cpuModel() string {
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				return strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+			}
+		}
+	}
+	return "unknown"
+}
+
 // BenchmarkEngine measures backup and restore of ARCA_BENCH_OBJECTS objects
 // (default 10000) against the physical limits of the same API server. Run
 // with -benchtime 1x; it prints its figures.
 func BenchmarkEngine(b *testing.B) {
-	n := 10000
-	if s := os.Getenv("ARCA_BENCH_OBJECTS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil {
-			b.Fatal(err)
-		}
-	}
-	nsCount := 100
-	if n >= 50000 {
-		nsCount = 200
-	}
+	n, nsCount := benchSize(b)
 	cp := testenv.StartControlPlane(b, testenv.ControlPlaneOptions{WithoutControllerManager: true})
 	kubeconfig := cp.KubeconfigFile(b)
 	cfg := kube.WithRateLimits(rest.CopyConfig(cp.Config()), 0, 0)
@@ -404,15 +439,7 @@ func BenchmarkEngine(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var nss []string
-	for i := 0; i < nsCount; i++ {
-		ns := fmt.Sprintf("bench-%03d", i)
-		nss = append(nss, ns)
-		obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
-		if _, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	nss := createNamespaces(b, dyn, nsCount)
 	// Raw creates run without a client-side rate limit: the API server's limit.
 	rawCfg := rest.CopyConfig(cfg)
 	rawCfg.QPS, rawCfg.Burst = 1e6, 1e6
@@ -443,18 +470,9 @@ func BenchmarkEngine(b *testing.B) {
 	restoreTime := time.Duration(rres.Seconds * float64(time.Second))
 	created := rres.Summary[restore.Created]
 
-	cpuModel := "unknown"
-	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(line, "model name") {
-				cpuModel = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
-				break
-			}
-		}
-	}
 	mib := func(v int64) string { return fmt.Sprintf("%.1f MiB", float64(v)/(1<<20)) }
 	report := []string{
-		fmt.Sprintf("machine: %d CPUs (%s), %s", runtime.NumCPU(), cpuModel, time.Now().UTC().Format("2006-01-02")),
+		fmt.Sprintf("machine: %d CPUs (%s), %s", runtime.NumCPU(), cpuModel(), time.Now().UTC().Format("2006-01-02")),
 		fmt.Sprintf("objects: %d in %d namespaces (config maps 40%%, secrets 30%%, deployments 15%%, services 15%%)", n, nsCount),
 		fmt.Sprintf("raw parallel create: %.0f objects/s (16 clients)", createRate),
 		fmt.Sprintf("raw paginated list (pages of 500, type after type): %s with client-go's dynamic client (gzip, decoded into maps); %s as raw JSON without compression",
