@@ -255,9 +255,9 @@ func runChild(b *testing.B, kubeconfig, repoDir string) (childResult, int64) {
 	return res, rss
 }
 
-// types is the object mix. Deployments have no replicas: where a controller
-// manager and a node run (BenchmarkExtensionPodMemory), 1,500 of them must
-// not start pods.
+// types is the object mix. Deployments are paused: where a controller
+// manager and a node run (BenchmarkExtensionPodMemory), the deployment
+// controller then makes no ReplicaSets and no pods for them.
 var types = []struct {
 	gvr   schema.GroupVersionResource
 	share int // per 20 objects
@@ -273,7 +273,7 @@ var types = []struct {
 	}},
 	{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, 3, func(ns, name string, i int) map[string]any {
 		return map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": name, "labels": map[string]any{"app": name}},
-			"spec": map[string]any{"replicas": 0, "selector": map[string]any{"matchLabels": map[string]any{"app": name}},
+			"spec": map[string]any{"replicas": 1, "paused": true, "selector": map[string]any{"matchLabels": map[string]any{"app": name}},
 				"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": name}},
 					"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "example.com/app:1", "ports": []any{map[string]any{"containerPort": 8080}}}}}}}}
 	}},
