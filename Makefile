@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node clean
+.PHONY: all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node bench-pod clean
 
 all: build
 
@@ -56,7 +56,7 @@ test: lint unit
 
 # Benchmarks print their figures; results go into docs/benchmarks.md. Not
 # part of `make test`: the 100,000-object engine run takes tens of minutes.
-bench: bench-repo bench-engine bench-node
+bench: bench-repo bench-engine bench-node bench-pod
 
 bench-repo:
 	go test ./internal/repo -run '^$$' -bench Repo -benchtime 1x -timeout 30m
@@ -67,6 +67,12 @@ bench-engine: tools
 
 bench-node: tools
 	go test ./bench -run '^$$' -bench BenchmarkNodeStart -benchtime 1x -count 3 -timeout 10m
+
+# The extension as a pod on a real node: its peak memory during a BackupJob
+# and a RestoreJob, from the pod's cgroup.
+bench-pod: tools
+	go test ./bench -run '^$$' -bench BenchmarkExtensionPodMemory -benchtime 1x -timeout 60m
+	ARCA_BENCH_OBJECTS=100000 go test ./bench -run '^$$' -bench BenchmarkExtensionPodMemory -benchtime 1x -timeout 120m
 
 demo: tools build image
 	bash hack/demo.sh
