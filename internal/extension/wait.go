@@ -100,6 +100,8 @@ func WaitReady(ctx context.Context, cfg *rest.Config, ns string, o WaitOptions) 
 			pod := lastPod
 			if pod == "" {
 				pod = "(none)"
+			} else if w := lastWarning(ctx, cs, ns, pod); w != "" {
+				last += "; last warning event: " + w
 			}
 			return nil, &InstallError{Code: v1alpha1.CodeExtensionNotReady, Pod: lastPod, Msg: fmt.Sprintf(
 				"the extension pod %s/%s was not Ready after %s: %s; see `kubectl -n %s describe pod %s` and its events, "+
@@ -193,6 +195,32 @@ func currentTemplateHash(ctx context.Context, cs kubernetes.Interface, d *appsv1
 		}
 	}
 	return "", nil
+}
+
+// lastWarning is the newest Warning event of a pod ("Reason: message"),
+// e.g. a volume that cannot be mounted.
+func lastWarning(ctx context.Context, cs kubernetes.Interface, ns, pod string) string {
+	evs, err := cs.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod + ",type=Warning"})
+	if err != nil || len(evs.Items) == 0 {
+		return ""
+	}
+	latest := evs.Items[0]
+	for _, e := range evs.Items[1:] {
+		if eventTime(e).After(eventTime(latest)) {
+			latest = e
+		}
+	}
+	return latest.Reason + ": " + strings.TrimSpace(latest.Message)
+}
+
+func eventTime(e corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
 }
 
 func crashLoop(ctx context.Context, cs kubernetes.Interface, p *corev1.Pod, c corev1.ContainerStatus) *InstallError {

@@ -1,0 +1,408 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"github.com/go-logr/logr"
+	"os"
+	"path/filepath"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/extension"
+	"github.com/arca-backup/arca/internal/testenv"
+)
+
+// inCluster is a test's handle on a cluster with one real node, the
+// extension image in the node's registry and the CLI pointed at it.
+type inCluster struct {
+	t          *testing.T
+	cp         *testenv.ControlPlane
+	cs         kubernetes.Interface
+	c          client.Client
+	kubeconfig string
+	image      string
+	pw         string
+}
+
+func newInCluster(t *testing.T) *inCluster {
+	t.Helper()
+	ctrllog.SetLogger(logr.Discard())
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{Nodes: 1})
+	c, err := client.New(cp.Config(), client.Options{Scheme: extension.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := &inCluster{t: t, cp: cp, cs: cp.Clientset(t), c: c, kubeconfig: cp.KubeconfigFile(t), image: testenv.ExtensionImage(t, cp.Registry),
+		pw: filepath.Join(t.TempDir(), "pw")}
+	if err := os.WriteFile(ic.pw, []byte("in-cluster-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return ic
+}
+
+// arca runs the CLI against the cluster.
+func (ic *inCluster) arca(args ...string) (string, error) {
+	root := NewRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(append(args, "--kubeconfig", ic.kubeconfig))
+	err := root.ExecuteContext(ic.t.Context())
+	return out.String(), err
+}
+
+func (ic *inCluster) apply(doc string) {
+	ic.t.Helper()
+	u := map[string]any{}
+	if err := yaml.Unmarshal([]byte(doc), &u); err != nil {
+		ic.t.Fatal(err)
+	}
+	var obj client.Object
+	switch u["kind"] {
+	case "BackupJob":
+		obj = &v1alpha1.BackupJob{}
+	case "RestoreJob":
+		obj = &v1alpha1.RestoreJob{}
+	case "StorageLocation":
+		obj = &v1alpha1.StorageLocation{}
+	default:
+		ic.t.Fatalf("apply: kind %v", u["kind"])
+	}
+	if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+		ic.t.Fatal(err)
+	}
+	if err := ic.c.Create(ic.t.Context(), obj); err != nil {
+		ic.t.Fatal(err)
+	}
+}
+
+// waitJob waits until the job is terminal and returns its status.
+func (ic *inCluster) waitJob(obj interface {
+	client.Object
+	JobStatus() *v1alpha1.JobStatusCommon
+}, timeout time.Duration) *v1alpha1.JobStatusCommon {
+	ic.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := ic.c.Get(ic.t.Context(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			ic.t.Fatal(err)
+		}
+		if st := obj.JobStatus(); st.Phase.Terminal() {
+			return st
+		}
+		if time.Now().After(deadline) {
+			ic.t.Fatalf("%s not finished after %s: %+v\n%s", obj.GetName(), timeout, obj.JobStatus(), ic.extensionLog())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// extensionPod is the extension's running pod.
+func (ic *inCluster) extensionPod() *corev1.Pod {
+	ic.t.Helper()
+	l, err := ic.cs.CoreV1().Pods(extension.DefaultNamespace).List(ic.t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=arca-extension"})
+	if err != nil {
+		ic.t.Fatal(err)
+	}
+	for i := range l.Items {
+		if l.Items[i].DeletionTimestamp == nil {
+			return &l.Items[i]
+		}
+	}
+	ic.t.Fatalf("no extension pod")
+	return nil
+}
+
+func (ic *inCluster) extensionLog() string {
+	l, err := ic.cs.CoreV1().Pods(extension.DefaultNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=arca-extension"})
+	if err != nil || len(l.Items) == 0 {
+		return fmt.Sprintf("(no extension pod: %v)", err)
+	}
+	b, err := ic.cs.CoreV1().Pods(extension.DefaultNamespace).GetLogs(l.Items[0].Name, &corev1.PodLogOptions{Container: extension.ContainerName}).DoRaw(context.Background())
+	if err != nil {
+		return "(log: " + err.Error() + ")"
+	}
+	return "extension log:\n" + string(b)
+}
+
+// appNamespace makes namespace ns with n ConfigMaps and returns their data.
+func (ic *inCluster) appNamespace(ns string, n int) map[string]string {
+	ic.t.Helper()
+	ctx := ic.t.Context()
+	if _, err := ic.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		ic.t.Fatal(err)
+	}
+	want := map[string]string{}
+	for i := range n {
+		name := fmt.Sprintf("cm-%d", i)
+		want[name] = fmt.Sprintf("%s/%s: %s", ns, name, strings.Repeat("x", i*37))
+		if _, err := ic.cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Data: map[string]string{"v": want[name]}}, metav1.CreateOptions{}); err != nil {
+			ic.t.Fatal(err)
+		}
+	}
+	return want
+}
+
+// backupAndRestore backs ns up through storage location loc, restores it
+// into ns-restored-loc and compares every ConfigMap.
+func (ic *inCluster) backupAndRestore(loc, ns string, want map[string]string) {
+	ic.t.Helper()
+	ic.apply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: BackupJob
+metadata: {name: backup-%[1]s-%[2]s, namespace: arca-system}
+spec: {storageLocation: %[1]s, includedNamespaces: [%[2]s]}
+`, loc, ns))
+	bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "backup-" + loc + "-" + ns, Namespace: extension.DefaultNamespace}}
+	if st := ic.waitJob(bj, 2*time.Minute); st.Phase != v1alpha1.JobCompleted || bj.Status.RecoveryPointID == "" {
+		ic.t.Fatalf("backup through %s: %+v\n%s", loc, bj.Status, ic.extensionLog())
+	}
+	target := ns + "-restored-" + loc
+	ic.apply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: restore-%[1]s-%[2]s, namespace: arca-system}
+spec:
+  recoveryPoint: %[3]s
+  storageLocation: %[1]s
+  includedNamespaces: [%[2]s]
+  namespaceMappings: {%[2]s: %[4]s}
+`, loc, ns, bj.Status.RecoveryPointID, target))
+	rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "restore-" + loc + "-" + ns, Namespace: extension.DefaultNamespace}}
+	if st := ic.waitJob(rj, 2*time.Minute); st.Phase != v1alpha1.JobCompleted {
+		ic.t.Fatalf("restore through %s: %+v\n%s", loc, rj.Status, ic.extensionLog())
+	}
+	for name, v := range want {
+		cm, err := ic.cs.CoreV1().ConfigMaps(target).Get(ic.t.Context(), name, metav1.GetOptions{})
+		if err != nil || cm.Data["v"] != v {
+			ic.t.Fatalf("restored %s/%s: %v %q", target, name, err, cm.Data["v"])
+		}
+	}
+}
+
+// execIn runs cmd in a container through the API server.
+func execIn(t *testing.T, cfg *rest.Config, cs kubernetes.Interface, ns, pod, container string, cmd ...string) (string, error) {
+	t.Helper()
+	req := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	ex, err := remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
+	if err != nil {
+		return "", err
+	}
+	var stdout, stderr bytes.Buffer
+	err = ex.StreamWithContext(t.Context(), remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
+	return stdout.String() + stderr.String(), err
+}
+
+// TestExtensionInCluster runs the extension the way users run it: installed
+// by `arca extension install` from the image on the registry the node pulls
+// from, the pod on the node running BackupJobs and RestoreJobs with its
+// in-cluster config against file storage on the node (the URL's own path:
+// a one-node cluster), MinIO and Azurite; then an update to an image that
+// does not exist, a placement no node matches and arguments the extension
+// refuses, each named by the wait with its code; then an OOM kill.
+func TestExtensionInCluster(t *testing.T) {
+	ic := newInCluster(t)
+	ctx := t.Context()
+	node := ic.cp.Nodes[0].Name
+	repo := filepath.Join(t.TempDir(), "var", "backups", "arca")
+	storage := "file://" + repo
+
+	out, err := ic.arca("extension", "install", "--storage", storage, "--password-file", ic.pw, "--image", ic.image, "--timeout", "4m")
+	t.Logf("install:\n%s", out)
+	if err != nil {
+		t.Fatalf("install: %v\n%s", err, ic.extensionLog())
+	}
+	if !strings.Contains(out, "file storage: directory "+repo+" on node "+node) || !strings.Contains(out, "is Ready on node "+node) {
+		t.Fatalf("install output")
+	}
+	pod := ic.extensionPod()
+
+	t.Run("leader election, probes and metrics in the pod", func(t *testing.T) {
+		// The pod's manager took the Lease: its identity starts with the pod
+		// name (the hostname).
+		deadline := time.Now().Add(time.Minute)
+		for {
+			l := &coordinationv1.Lease{}
+			err := ic.c.Get(ctx, types.NamespacedName{Namespace: extension.DefaultNamespace, Name: extension.LeaderElectionID}, l)
+			if err == nil && l.Spec.HolderIdentity != nil && strings.HasPrefix(*l.Spec.HolderIdentity, pod.Name) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("lease not held by %s: %v %+v", pod.Name, err, l.Spec)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		// Ready means the kubelet's readiness probe got 200 from /readyz
+		// (the job runner started, so this replica leads); the startup and
+		// liveness probes pass or the container would have restarted.
+		p, err := ic.cs.CoreV1().Pods(extension.DefaultNamespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := p.Spec.Containers[0]
+		if c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe.HTTPGet.Path != "/healthz" || p.Status.ContainerStatuses[0].RestartCount != 0 ||
+			!p.Status.ContainerStatuses[0].Ready {
+			t.Fatalf("probes: %+v %+v", c, p.Status.ContainerStatuses)
+		}
+		// Metrics and probes from another pod, over the pod network.
+		app := testenv.AppImage(t, ic.cp.Registry)
+		if _, err := ic.cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "curl"},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "sh", Image: app, Command: []string{"sleep", "3600"}}}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		deadline = time.Now().Add(2 * time.Minute)
+		for {
+			got, err = execIn(t, ic.cp.Config(), ic.cs, "default", "curl", "sh", "sh", "-c",
+				fmt.Sprintf("wget -q -O - http://%[1]s:8081/healthz && echo && wget -q -O - http://%[1]s:8081/readyz && echo && wget -q -O - http://%[1]s:8080/metrics", p.Status.PodIP))
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil || !strings.HasPrefix(got, "ok\nok\n") || !strings.Contains(got, "arca_extension_storage_location_available") {
+			t.Fatalf("probes and metrics from a pod: %v\n%.2000s", err, got)
+		}
+	})
+
+	t.Run("file storage on the node", func(t *testing.T) {
+		want := ic.appNamespace("shop", 20)
+		ic.backupAndRestore("default", "shop", want)
+		// The repository is in the node directory, owned by the
+		// extension's user (the init container gave it).
+		fi, err := os.Stat(filepath.Join(repo, "config"))
+		if err != nil {
+			t.Fatalf("repository on the node: %v", err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != extension.RunAsUser {
+			t.Errorf("repository config owned by uid %d", st.Uid)
+		}
+	})
+
+	t.Run("S3 and Azure from the pod", func(t *testing.T) {
+		m := testenv.StartMinIO(t, testenv.OnHost(ic.cp.HostIP))
+		m.MakeBucket(t, "arca-ic")
+		a := testenv.StartAzurite(t, testenv.OnHost(ic.cp.HostIP))
+		for _, s := range []struct {
+			name, url string
+			data      map[string]string
+		}{
+			{"minio", fmt.Sprintf("s3://arca-ic/repo?endpoint=%s&tls=false&path-style=true&region=us-east-1", m.Endpoint),
+				map[string]string{v1alpha1.SecretKeyAWSAccessKeyID: m.AccessKey, v1alpha1.SecretKeyAWSSecretAccessKey: m.SecretKey}},
+			{"azurite", fmt.Sprintf("azure://%s/arca-ic/repo?endpoint=%s", a.Account, a.Endpoint),
+				map[string]string{v1alpha1.SecretKeyAzureAccountKey: a.Key}},
+		} {
+			s.data[v1alpha1.SecretKeyPassword] = "in-cluster-password"
+			if _, err := ic.cs.CoreV1().Secrets(extension.DefaultNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: s.name},
+				StringData: s.data}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			ic.apply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: StorageLocation
+metadata: {name: %s, namespace: arca-system}
+spec: {url: %q, credentialsSecret: %s}
+`, s.name, s.url, s.name))
+		}
+		want := ic.appNamespace("cloud", 10)
+		ic.backupAndRestore("minio", "cloud", want)
+		ic.backupAndRestore("azurite", "cloud", want)
+	})
+
+	t.Run("file storage on a claim install creates", func(t *testing.T) {
+		// The hostpath CSI driver (real directories) provisions the claim
+		// and the kubelet mounts it through the driver's node service; the
+		// driver lives as long as the cluster (the later pods mount it too).
+		testenv.StartHostPathCSI(ic.t, ic.cp)
+		out, err := ic.arca("extension", "update", "--storage", "file:///data/arca", "--storage-claim", "arca-repo", "--storage-claim-size", "1Gi", "--timeout", "3m")
+		t.Logf("update:\n%s", out)
+		if err != nil {
+			t.Fatalf("update --storage-claim: %v\n%s", err, ic.extensionLog())
+		}
+		if !strings.Contains(out, "creating PersistentVolumeClaim arca-system/arca-repo of 1Gi") {
+			t.Fatalf("update output")
+		}
+		want := ic.appNamespace("claimed", 10)
+		ic.backupAndRestore("default", "claimed", want)
+	})
+
+	t.Run("install failures named within the wait", func(t *testing.T) {
+		missing := ic.cp.Registry.Addr() + "/arca-backup/arca:no-such-tag"
+		out, err := ic.arca("extension", "update", "--image", missing, "--timeout", "2m")
+		if err == nil || !strings.Contains(err.Error(), v1alpha1.CodeExtensionImagePullFailed) || !strings.Contains(err.Error(), missing) ||
+			!strings.Contains(err.Error(), "kind load image-archive") || !strings.Contains(err.Error(), "--image-pull-secret") {
+			t.Fatalf("update to a missing image: %v\n%s", err, out)
+		}
+		t.Logf("missing image: %v", err)
+
+		out, err = ic.arca("extension", "update", "--image", ic.image, "--node-selector", "disktype=nvme-none", "--timeout", "2m")
+		if err == nil || !strings.Contains(err.Error(), v1alpha1.CodeExtensionUnschedulable) || !strings.Contains(err.Error(), "node affinity/selector") {
+			t.Fatalf("update to a placement no node matches: %v\n%s", err, out)
+		}
+		t.Logf("unschedulable: %v", err)
+
+		out, err = ic.arca("extension", "update", "--node-selector", "kubernetes.io/os=linux", "--extension-arg=--log-format=yaml", "--timeout", "3m")
+		if err == nil || !strings.Contains(err.Error(), v1alpha1.CodeExtensionCrashLooping) || !strings.Contains(err.Error(), `--log-format "yaml": want text or json`) {
+			t.Fatalf("update to arguments the extension refuses: %v\n%s", err, out)
+		}
+		t.Logf("crash loop: %v", err)
+
+		out, err = ic.arca("extension", "update", "--extension-arg=--log-format=json", "--timeout", "3m")
+		if err != nil {
+			t.Fatalf("update back to a working extension: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("OOMKilled during a backup", func(t *testing.T) {
+		// A limit the idle extension fits in, and a backup that cannot:
+		// 40 ConfigMaps of 900 KiB are listed in one page.
+		out, err := ic.arca("extension", "update", "--memory-limit", "96Mi", "--timeout", "3m")
+		if err != nil {
+			t.Fatalf("update --memory-limit: %v\n%s", err, out)
+		}
+		if _, err := ic.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "big"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		blob := strings.Repeat("0123456789abcdef", 900*1024/16)
+		for i := range 40 {
+			if _, err := ic.cs.CoreV1().ConfigMaps("big").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("big-%d", i)},
+				Data: map[string]string{"blob": blob}}, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ic.apply(`
+apiVersion: arca.io/v1alpha1
+kind: BackupJob
+metadata: {name: too-big, namespace: arca-system}
+spec: {storageLocation: default, includedNamespaces: [big]}
+`)
+		bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "too-big", Namespace: extension.DefaultNamespace}}
+		st := ic.waitJob(bj, 4*time.Minute)
+		p := ic.extensionPod()
+		t.Logf("job: %s: %s; pod restarts %d, last state %+v", st.Phase, st.Message, p.Status.ContainerStatuses[0].RestartCount,
+			p.Status.ContainerStatuses[0].LastTerminationState.Terminated)
+		if st.Phase != v1alpha1.JobFailed || len(st.Errors) != 1 || st.Errors[0].Code != v1alpha1.CodeExtensionOOMKilled ||
+			!strings.Contains(st.Message, "96Mi") || !strings.Contains(st.Message, "--memory-limit 192Mi") {
+			t.Fatalf("OOMKilled backup: %+v\n%s", st, ic.extensionLog())
+		}
+	})
+}
