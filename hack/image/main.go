@@ -1,7 +1,8 @@
 // Command image builds the extension image (`make image`) without a Docker
-// daemon: it compiles arca statically from this source tree, assembles the
-// image with internal/image, writes a docker-archive tarball and optionally
-// pushes it. The same inputs (source, version, revision, time) give the
+// daemon: it compiles arca statically from this source tree with the
+// extensionimage tag (only the commands that run in the cluster), assembles
+// the image with internal/image, writes a docker-archive tarball and
+// optionally pushes it. The same inputs (source, version, revision, time) give the
 // same digest.
 package main
 

@@ -17,23 +17,14 @@ func NewRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// What runs in the cluster, in every build.
 	root.AddCommand(
 		newVersionCommand(),
-		newRepoCommand(),
-		newLocalCommand(),
-		newVaultCommand(),
-		newPolicyCommand(),
-		newInstanceCommand(),
-		newBackupCommand(),
-		newRecoveryPointCommand(),
-		newRestoreCommand(),
-		newJobCommand(),
 		newExtensionCommand(),
-		newRoleCommand(),
-		newTrustedAccessCommand(),
-		newQuickstartCommand(),
-		newConfigCommand(),
 	)
+	// What runs on the user's or the vault's machine; the extension image
+	// leaves it out (root_image.go).
+	root.AddCommand(outsideCommands()...)
 	applyExamples(root)
 	return root
 }

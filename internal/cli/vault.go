@@ -1,15 +1,11 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,7 +14,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/arca-backup/arca/internal/vault/client"
-	"github.com/arca-backup/arca/internal/vault/server"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -30,115 +25,6 @@ func newVaultCommand() *cobra.Command {
 	cmd.AddCommand(newVaultServeCommand(), newVaultInitCommand(), newVaultCreateCommand(), newVaultListCommand(),
 		newVaultShowCommand(), newVaultDeleteCommand(), newVaultSyncCommand())
 	return cmd
-}
-
-// ---- serve / init ----
-
-// VaultServerOptions are the flags of `vault serve` and `vault init`.
-type VaultServerOptions struct {
-	Listen, DataDir, DB, TLSCert, TLSKey string
-	Jitter                               time.Duration
-	LogFormat                            string
-}
-
-// AddFlags registers the server flags.
-func (o *VaultServerOptions) AddFlags(fs *pflag.FlagSet, serve bool) {
-	fs.StringVar(&o.DataDir, "data-dir", server.DefaultDataDir(), "directory for the SQLite database, TLS certificate and keys")
-	fs.StringVar(&o.DB, "db", os.Getenv("ARCA_VAULT_DB"), "PostgreSQL URL (postgres://…) instead of the embedded SQLite database (env ARCA_VAULT_DB)")
-	fs.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate (PEM); default: a self-signed one generated under --data-dir")
-	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS private key (PEM) for --tls-cert")
-	if serve {
-		fs.StringVar(&o.Listen, "listen", "127.0.0.1:8443", "address to serve the API on")
-		fs.DurationVar(&o.Jitter, "schedule-jitter", 0, "spread scheduled backups sharing a slot over up to this long (max 30m)")
-		fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
-	}
-}
-
-func (o *VaultServerOptions) options(stderr io.Writer) (server.Options, error) {
-	var h slog.Handler
-	switch o.LogFormat {
-	case "json", "":
-		h = slog.NewJSONHandler(stderr, nil)
-	case "text":
-		h = slog.NewTextHandler(stderr, nil)
-	default:
-		return server.Options{}, &UsageError{fmt.Errorf("--log-format %q: want json or text", o.LogFormat)}
-	}
-	if o.Jitter < 0 || o.Jitter > 30*time.Minute {
-		return server.Options{}, &UsageError{fmt.Errorf("--schedule-jitter %v: want 0 to 30m", o.Jitter)}
-	}
-	if o.DB != "" && !strings.HasPrefix(o.DB, "postgres://") && !strings.HasPrefix(o.DB, "postgresql://") {
-		return server.Options{}, &UsageError{fmt.Errorf("--db: want a postgres:// URL")}
-	}
-	return server.Options{Listen: o.Listen, DataDir: o.DataDir, DB: o.DB, TLSCert: o.TLSCert, TLSKey: o.TLSKey,
-		Jitter: o.Jitter, Log: slog.New(h)}, nil
-}
-
-func newVaultServeCommand() *cobra.Command {
-	o := &VaultServerOptions{}
-	cmd := &cobra.Command{
-		Use:   "serve",
-		Short: "Serve the vault API, scheduler, job runner and retention",
-		Long: `Serve the vault: HTTPS JSON API under /api/v1 (OpenAPI at /api/v1/openapi.json),
-/healthz and /metrics. With no flags everything lives under the data directory:
-the SQLite database and a self-signed TLS certificate generated on first start.
-Run 'arca vault init' once first to get the admin token.
-
-The vault runs backups and restores in clusters registered with
-'arca trusted-access enable' (through the extension installed there); jobs
-of a cluster that is not registered fail with ClusterNotConnected.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts, err := o.options(cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			return server.Run(cmd.Context(), opts)
-		},
-	}
-	o.AddFlags(cmd.Flags(), true)
-	return cmd
-}
-
-func newVaultInitCommand() *cobra.Command {
-	o := &VaultServerOptions{}
-	cmd := &cobra.Command{
-		Use:   "init",
-		Short: "Create the vault's database, TLS certificate and first admin token",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return RunVaultInit(cmd.Context(), o, cmd.OutOrStdout())
-		},
-	}
-	o.AddFlags(cmd.Flags(), false)
-	return cmd
-}
-
-// RunVaultInit initialises a vault and prints the admin token once.
-func RunVaultInit(ctx context.Context, o *VaultServerOptions, stdout io.Writer) error {
-	opts, err := o.options(io.Discard)
-	if err != nil {
-		return err
-	}
-	res, err := server.Init(ctx, opts)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, `Vault initialised in %s
-
-Admin token (shown only this once; store it safely):
-
-  %s
-
-TLS certificate: %s
-SHA-256 fingerprint: %s
-
-Then:
-  arca vault serve --data-dir %s
-  export ARCA_VAULT_URL=https://127.0.0.1:8443 ARCA_TOKEN=<the token above> ARCA_CA_CERT=%s
-  arca vault create default
-`, res.DataDir, res.Token, res.CertFile, res.Fingerprint, res.DataDir, res.CertFile)
-	return nil
 }
 
 // ---- API client flags ----
@@ -175,9 +61,10 @@ func (o *VaultClientOptions) client() (*client.Client, error) {
 	}
 	ca := o.CACert
 	if ca == "" && !o.Insecure {
-		def := filepath.Join(server.DefaultDataDir(), "tls", "tls.crt")
-		if _, err := os.Stat(def); err == nil {
-			ca = def
+		if def := localVaultCert(); def != "" {
+			if _, err := os.Stat(def); err == nil {
+				ca = def
+			}
 		}
 	}
 	return client.New(o.URL, o.Token, client.TLSOptions{CAFile: ca, InsecureSkipVerify: o.Insecure})

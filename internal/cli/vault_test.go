@@ -108,20 +108,6 @@ func TestVaultAndPolicyCommands(t *testing.T) {
 	}
 }
 
-func TestVaultInitCommand(t *testing.T) {
-	dir := t.TempDir()
-	var out bytes.Buffer
-	if err := RunVaultInit(context.Background(), &VaultServerOptions{DataDir: dir}, &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), server.TokenPrefix) || !strings.Contains(out.String(), filepath.Join(dir, "tls", "tls.crt")) {
-		t.Fatalf("init output:\n%s", out.String())
-	}
-	if err := RunVaultInit(context.Background(), &VaultServerOptions{DataDir: dir}, &out); err == nil {
-		t.Fatal("second init must refuse")
-	}
-}
-
 func TestInstanceBackupJobAndRestoreCommands(t *testing.T) {
 	run := startTestVault(t)
 	must := func(out string, err error) string {

@@ -21,11 +21,21 @@ const (
 	PausePackage = "./hack/pause"
 )
 
+// ArcaImageTag is the build tag of the extension image's arca: it leaves
+// out the commands that never run in the cluster (the vault server with its
+// SQLite and PostgreSQL stores, and the vault's client commands), each of
+// which then answers that the full binary has it (internal/cli/root_image.go).
+const ArcaImageTag = "extensionimage"
+
 // BuildStatic builds pkg (a package path relative to moduleDir) as a static
 // linux/amd64 executable and returns it. The build is reproducible:
 // CGO_ENABLED=0, -trimpath (no local paths), -s -w (no symbol tables, whose
 // absence also makes the image smaller) and the given -X variables.
 func BuildStatic(ctx context.Context, moduleDir, pkg string, xvars map[string]string) ([]byte, error) {
+	return buildStatic(ctx, moduleDir, pkg, "", xvars)
+}
+
+func buildStatic(ctx context.Context, moduleDir, pkg, tags string, xvars map[string]string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "arca-image-build-")
 	if err != nil {
 		return nil, err
@@ -44,7 +54,11 @@ func BuildStatic(ctx context.Context, moduleDir, pkg string, xvars map[string]st
 		}
 		ldflags = append(ldflags, "-X", k+"="+xvars[k])
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", strings.Join(ldflags, " "), "-o", out, pkg)
+	args := []string{"build", "-trimpath", "-ldflags", strings.Join(ldflags, " "), "-o", out}
+	if tags != "" {
+		args = append(args, "-tags", tags)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, pkg)...)
 	cmd.Dir = moduleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+OS, "GOARCH="+Architecture)
 	var stderr bytes.Buffer
@@ -62,10 +76,10 @@ func BuildStatic(ctx context.Context, moduleDir, pkg string, xvars map[string]st
 	return b, nil
 }
 
-// BuildArca builds the arca command from the module at moduleDir with the
-// given version.
+// BuildArca builds the extension image's arca from the module at moduleDir
+// with the given version: cmd/arca with the ArcaImageTag build tag.
 func BuildArca(ctx context.Context, moduleDir, version string) ([]byte, error) {
-	return BuildStatic(ctx, moduleDir, ArcaPackage, map[string]string{VersionVar: version})
+	return buildStatic(ctx, moduleDir, ArcaPackage, ArcaImageTag, map[string]string{VersionVar: version})
 }
 
 // ModuleDir returns the directory of the go.mod that governs dir: the root
