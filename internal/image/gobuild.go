@@ -30,7 +30,11 @@ const ArcaImageTag = "extensionimage"
 // BuildStatic builds pkg (a package path relative to moduleDir) as a static
 // linux/amd64 executable and returns it. The build is reproducible:
 // CGO_ENABLED=0, -trimpath (no local paths), -s -w (no symbol tables, whose
-// absence also makes the image smaller) and the given -X variables.
+// absence also makes the image smaller) and the given -X variables. The
+// linker aligns functions to 16 bytes (-funcalign=16, the alignment GCC
+// uses on x86-64 and the compiler's loop alignment) instead of Go's 32:
+// the padding saved is 0.4 MiB of arca; an assembly function that needs
+// more alignment (PCALIGN) still gets it.
 func BuildStatic(ctx context.Context, moduleDir, pkg string, xvars map[string]string) ([]byte, error) {
 	return buildStatic(ctx, moduleDir, pkg, "", xvars)
 }
@@ -42,7 +46,7 @@ func buildStatic(ctx context.Context, moduleDir, pkg, tags string, xvars map[str
 	}
 	defer os.RemoveAll(dir)
 	out := filepath.Join(dir, filepath.Base(pkg))
-	ldflags := []string{"-s", "-w"}
+	ldflags := []string{"-s", "-w", "-funcalign=16"}
 	names := make([]string, 0, len(xvars))
 	for k := range xvars {
 		names = append(names, k)
