@@ -509,6 +509,16 @@ func RunExtensionShow(ctx context.Context, o *ExtensionOptions, stdout io.Writer
 		fmt.Fprintf(tw, "heartbeat:\tnone\n")
 	}
 	fmt.Fprintf(tw, "healthy:\t%v\n", h.Healthy)
+	for _, p := range h.Pods {
+		line := fmt.Sprintf("%s on %s, %s, ready %v, restarts %d", p.Name, orDash(p.Node), p.Phase, p.Ready, p.Restarts)
+		if p.LastTermination != "" {
+			line += ", last ended " + p.LastTermination
+		}
+		if strings.HasPrefix(p.LastTermination, "OOMKilled") {
+			line += ": raise --memory-limit"
+		}
+		fmt.Fprintf(tw, "pod:\t%s\n", line)
+	}
 	fmt.Fprintf(tw, "crds:\t%d of 5\n", len(h.CRDs))
 	if err := tw.Flush(); err != nil {
 		return err
@@ -699,4 +709,11 @@ func ChownTree(root string, uid int) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -404,5 +404,11 @@ spec: {storageLocation: default, includedNamespaces: [big]}
 			!strings.Contains(st.Message, "96Mi") || !strings.Contains(st.Message, "--memory-limit 192Mi") {
 			t.Fatalf("OOMKilled backup: %+v\n%s", st, ic.extensionLog())
 		}
+		// show says why the container last ended.
+		out, err = ic.arca("extension", "show")
+		if err != nil || !strings.Contains(out, "last ended OOMKilled (exit 137): raise --memory-limit") {
+			t.Fatalf("show after the OOM kill: %v\n%s", err, out)
+		}
+		t.Logf("show:\n%s", out)
 	})
 }

@@ -68,6 +68,9 @@ current context of the config file (arca config).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.Extension.flags = cmd.Flags()
+			// One timeout for the extension: install's wait for its pod
+			// uses --extension-timeout.
+			o.Extension.Timeout = o.ExtensionTimeout
 			return RunQuickstart(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
@@ -82,8 +85,9 @@ current context of the config file (arca config).`,
 	fs.StringSliceVar(&o.IncludeNamespaces, "include-namespaces", nil, "namespaces to protect (default: all)")
 	fs.StringVar(&o.SnapshotLocation, "snapshot-location", "", "VolumeSnapshotClass for volume snapshots (default: each CSI driver's default class)")
 	fs.BoolVar(&o.SkipInstall, "skip-install", false, "do not install or update the extension (it is installed already)")
-	fs.DurationVar(&o.ExtensionTimeout, "extension-timeout", 5*time.Minute, "how long to wait for the extension to become healthy")
+	fs.DurationVar(&o.ExtensionTimeout, "extension-timeout", 5*time.Minute, "how long to wait for the extension to become healthy (its pod Ready, unless --wait=false: then a Deployment or an out-of-cluster runner's heartbeat)")
 	fs.BoolVar(&o.NoBackup, "no-backup", false, "stop after creating the instance")
+	_ = fs.MarkHidden("timeout")
 	return cmd
 }
 

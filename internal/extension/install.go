@@ -562,9 +562,25 @@ type Health struct {
 	Heartbeat *time.Time `json:"heartbeat,omitempty"`
 	// Healthy: the deployment is available or a runner renewed its lease
 	// within the last minute.
-	Healthy          bool                    `json:"healthy"`
+	Healthy bool `json:"healthy"`
+	// Pods are the Deployment's pods: where they run, whether they are
+	// Ready, how often the extension container restarted and why it last
+	// ended (OOMKilled: raise --memory-limit).
+	Pods             []PodHealth             `json:"pods,omitempty"`
 	StorageLocations []StorageLocationHealth `json:"storageLocations"`
 	CRDs             []string                `json:"crds"`
+}
+
+// PodHealth is one extension pod.
+type PodHealth struct {
+	Name     string `json:"name"`
+	Node     string `json:"node,omitempty"`
+	Phase    string `json:"phase"`
+	Ready    bool   `json:"ready"`
+	Restarts int32  `json:"restarts"`
+	// LastTermination is the reason the previous container ended
+	// (OOMKilled, Error, …), with its exit code.
+	LastTermination string `json:"lastTermination,omitempty"`
 }
 
 // StorageLocationHealth is one storage location's probe result.
@@ -612,6 +628,26 @@ func Show(ctx context.Context, cfg *rest.Config, ns string, now time.Time) (*Hea
 		}
 	case !apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("read deployment: %w", err)
+	}
+	if h.Installed {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labelName + "=arca-extension"})
+		if err != nil {
+			return nil, fmt.Errorf("list extension pods: %w", err)
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			ph := PodHealth{Name: p.Name, Node: p.Spec.NodeName, Phase: string(p.Status.Phase), Ready: podReady(p)}
+			for _, c := range p.Status.ContainerStatuses {
+				if c.Name != ContainerName {
+					continue
+				}
+				ph.Restarts = c.RestartCount
+				if t := c.LastTerminationState.Terminated; t != nil {
+					ph.LastTermination = fmt.Sprintf("%s (exit %d)", t.Reason, t.ExitCode)
+				}
+			}
+			h.Pods = append(h.Pods, ph)
+		}
 	}
 	var lease *coordinationv1.Lease
 	lease, err = cs.CoordinationV1().Leases(ns).Get(ctx, LeaderElectionID, metav1.GetOptions{})
