@@ -36,7 +36,8 @@ func main() {
 	sort.Strings(names)
 	for _, name := range names {
 		p := filepath.Join(*dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+		err := os.MkdirAll(filepath.Dir(p), 0o755)
+		if err == nil {
 			err = os.WriteFile(p, files[name], 0o644)
 		}
 		if err != nil {

@@ -663,8 +663,10 @@ func RunExtension(ctx context.Context, o *ExtensionRunOptions, stderr io.Writer)
 func newExtensionChownStorageCommand() *cobra.Command {
 	var uid int
 	cmd := &cobra.Command{
-		Use:    "chown-storage PATH",
-		Short:  "Give PATH and everything under it to --uid (the extension pod's init container, run with CAP_CHOWN alone)",
+		Use:   "chown-storage PATH",
+		Short: "Give PATH and everything under it to --uid (the extension pod's init container, run with CAP_CHOWN alone)",
+		Example: `  # what the Deployment's init container runs on the file storage volume
+  arca extension chown-storage /var/backups/arca --uid 65532`,
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
