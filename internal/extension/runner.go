@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -300,6 +301,10 @@ func (x *Extension) execute(ctx context.Context, k *kind, key jobKey, rj *runnin
 				}
 			}
 			x.finish(k, j, p, res, log)
+			// Give the job's memory back to the node: the Go runtime keeps
+			// freed heap for reuse, so a pod that ran a large job would
+			// otherwise stay at that job's peak until the next one.
+			debug.FreeOSMemory()
 			return
 		}
 	}
