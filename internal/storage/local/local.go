@@ -13,6 +13,10 @@
 // and removable. On filesystems without hard links Save falls back to
 // check-then-rename, where two concurrent Saves of one name can both succeed
 // (the later one wins; content is identical for content-addressed names).
+//
+// On Linux, what Save wrote (once fsynced) and what Load read is dropped from
+// the page cache (cache_linux.go): it would otherwise count against the
+// memory of the pod that ran the backup or restore.
 package local
 
 import (
@@ -134,6 +138,7 @@ func (b *Backend) Save(ctx context.Context, h storage.Handle, size int64, rd io.
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("save %s: fsync: %w", h, mapErr(err))
 	}
+	dropCache(f, 0, 0)
 	err = f.Close()
 	f = nil
 	if err != nil {
@@ -221,6 +226,7 @@ func (b *Backend) Load(ctx context.Context, h storage.Handle, length int, offset
 	if length > 0 {
 		rd = io.LimitReader(rd, int64(length))
 	}
+	defer dropCache(f, offset, int64(length))
 	return fn(ctxReader{ctx, rd})
 }
 
