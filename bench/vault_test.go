@@ -213,7 +213,7 @@ func runVaultAtScale(b *testing.B, sc vaultScale, o server.Options, rawDB func()
 	fmt.Printf("vault process peak RSS: %.1f MiB  %s\n", float64(rss)/(1<<20), verdict(rss < goalMemBytes, "< 200 MiB"))
 	b.ReportMetric(float64(rss)/(1<<20), "vault-peak-MiB")
 
-	simulateDays(b, sc, st, rawDB(), kind)
+	simulateDays(b, sc, st, rawDB(), kind, ini.Token)
 	if err := st.Close(); err != nil {
 		b.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func runVaultAtScale(b *testing.B, sc vaultScale, o server.Options, rawDB func()
 // point recorded with the policy's retention (what the job runner does when
 // a cluster reports success), then the retention pass runs (what the vault
 // runs hourly). Nothing else touches the job table.
-func simulateDays(b *testing.B, sc vaultScale, st *sqlstore.Store, db *sql.DB, kind string) {
+func simulateDays(b *testing.B, sc vaultScale, st *sqlstore.Store, db *sql.DB, kind, token string) {
 	ctx := context.Background()
 	defer db.Close()
 	tr, err := st.GetTrigger(ctx, benchVault, "instance-00000")
@@ -309,6 +309,18 @@ func simulateDays(b *testing.B, sc vaultScale, st *sqlstore.Store, db *sql.DB, k
 	})
 	fmt.Printf("after %d days, store: list 20 jobs of an instance p50 %s p99 %s; list the vault's newest 1000 jobs p50 %s p99 %s\n",
 		sc.Days, ms(pct(one, 50)), ms(pct(one, 99)), ms(pct(all, 50)), ms(pct(all, 99)))
+
+	// The same through the API: the vault's server in this process, on
+	// a loopback port, over the same store.
+	c := startInProcessVault(b, st, token)
+	base := "/api/v1/vaults/" + benchVault + "/jobs"
+	oneAPI := sample(sc.ShowSamples/5, func() {
+		c.do("GET", fmt.Sprintf("%s?instance=instance-%05d&limit=20", base, rand.IntN(sc.Instances)), nil, 200)
+	})
+	allAPI := sample(sc.ListSamples/5, func() { c.do("GET", base, nil, 200) })
+	fmt.Printf("after %d days, API: list 20 jobs of an instance p50 %s p99 %s; list jobs (default limit 1000) p50 %s p99 %s\n",
+		sc.Days, ms(pct(oneAPI, 50)), ms(pct(oneAPI, 99)), ms(pct(allAPI, 50)), ms(pct(allAPI, 99)))
+	b.ReportMetric(float64(pct(oneAPI, 99).Microseconds())/1000, "instance-jobs-api-p99-ms")
 	b.ReportMetric(float64(pct(one, 99).Microseconds())/1000, "instance-jobs-p99-ms")
 }
 
@@ -493,6 +505,20 @@ func (c *apiClient) sampleList(path string, n, want int) ([]time.Duration, int) 
 		}
 	})
 	return d, size
+}
+
+// startInProcessVault serves the vault's API over st in this process on a
+// loopback port (plain HTTP: the TLS cost is in the child's figures).
+func startInProcessVault(b *testing.B, st store.Store, token string) *apiClient {
+	s, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	b.Cleanup(func() { srv.Close() })
+	return &apiClient{b: b, base: "http://" + ln.Addr().String(), token: token, http: &http.Client{Timeout: time.Minute}}
 }
 
 // vaultChild is the vault running in a child process.

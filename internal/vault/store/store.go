@@ -255,6 +255,15 @@ type JobFilter struct {
 	Limit                        int // 0: no limit; newest first
 }
 
+// Page selects one page of a list ordered by name: the records named after
+// After (all when empty), at most Limit of them (all when 0). The next
+// page starts after the last name returned (keyset pagination: pages stay
+// cheap however far into the list, and stay consistent under inserts).
+type Page struct {
+	After string
+	Limit int
+}
+
 // RecoveryPointFilter selects recovery points; zero fields match everything.
 type RecoveryPointFilter struct {
 	Vault, Instance string
@@ -275,6 +284,8 @@ type Store interface {
 	CreatePolicy(ctx context.Context, p *Policy) error
 	GetPolicy(ctx context.Context, vault, name string) (*Policy, error)
 	ListPolicies(ctx context.Context, vault string) ([]*Policy, error)
+	// ListPoliciesPage lists one page of a vault's policies, by name.
+	ListPoliciesPage(ctx context.Context, vault string, p Page) ([]*Policy, error)
 	UpdatePolicy(ctx context.Context, p *Policy) error
 	DeletePolicy(ctx context.Context, vault, name string, version int64) error
 
@@ -282,6 +293,8 @@ type Store interface {
 	GetInstance(ctx context.Context, vault, name string) (*Instance, error)
 	// ListInstances lists a vault's instances; policy, when set, filters.
 	ListInstances(ctx context.Context, vault, policy string) ([]*Instance, error)
+	// ListInstancesPage lists one page of ListInstances, by name.
+	ListInstancesPage(ctx context.Context, vault, policy string, p Page) ([]*Instance, error)
 	UpdateInstance(ctx context.Context, in *Instance) error
 	DeleteInstance(ctx context.Context, vault, name string, version int64) error
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,6 +58,37 @@ func TestPostgres(t *testing.T) {
 			dsn := freshDatabase(t, pg.DSN())
 			return open(t, dsn), func(t *testing.T) store.Store { return open(t, dsn) }
 		})
+	})
+	t.Run("JobsOfAnInstanceUseTheirIndex", func(t *testing.T) {
+		// The planner's choice on an empty table is a sequential scan;
+		// with those off it shows which index serves the query: the
+		// instance's own (migration 4), read in order, no sort.
+		s := open(t, freshDatabase(t, pg.DSN()))
+		ctx := context.Background()
+		conn, err := s.DB().Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, `SET enable_seqscan = off`); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.QueryContext(ctx, `EXPLAIN SELECT id FROM jobs WHERE vault = $1 AND instance = $2 ORDER BY created_at DESC, id DESC LIMIT 20`, "v", "i")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		if p := strings.Join(plan, "\n"); !strings.Contains(p, "jobs_instance") || strings.Contains(p, "Sort") {
+			t.Fatalf("plan of the jobs of an instance:\n%s\nwant index jobs_instance and no sort", p)
+		}
 	})
 	t.Run("ConcurrentMigrations", func(t *testing.T) {
 		// Replicas starting together: the advisory lock makes them apply

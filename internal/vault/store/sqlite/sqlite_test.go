@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/arca-backup/arca/internal/vault/store"
@@ -71,5 +72,29 @@ func TestMigrationGrantsExistingTokenHoldersOwner(t *testing.T) {
 	}
 	if len(as) != 2 || as[0].Principal != "admin" || as[1].Principal != "ci" || as[0].Role != "Owner" || as[0].Scope != "/" {
 		t.Fatalf("assignments after migration: %+v", as)
+	}
+}
+
+// TestJobsOfAnInstanceUseTheirIndex: listing one instance's newest jobs
+// (ListJobs with Vault, Instance and Limit) reads index jobs_instance
+// (migration 4) instead of walking every job of the vault.
+func TestJobsOfAnInstanceUseTheirIndex(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "vault.db"))
+	rows, err := s.DB().Query(`EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE vault = ?1 AND instance = ?2 ORDER BY created_at DESC, id DESC LIMIT 20`, "v", "i")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if p := strings.Join(plan, "; "); !strings.Contains(p, "INDEX jobs_instance") || strings.Contains(p, "TEMP B-TREE") {
+		t.Fatalf("plan of the jobs of an instance: %s; want index jobs_instance and no sort", p)
 	}
 }

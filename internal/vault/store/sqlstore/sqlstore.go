@@ -296,11 +296,30 @@ func (s *Store) GetPolicy(ctx context.Context, vault, name string) (*store.Polic
 }
 
 func (s *Store) ListPolicies(ctx context.Context, vault string) ([]*store.Policy, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+policyCols+` FROM policies WHERE vault = $1 ORDER BY name`), vault)
+	return s.ListPoliciesPage(ctx, vault, store.Page{})
+}
+
+func (s *Store) ListPoliciesPage(ctx context.Context, vault string, p store.Page) ([]*store.Policy, error) {
+	q, args := paged(`SELECT `+policyCols+` FROM policies WHERE vault = $1`, []any{vault}, p)
+	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, err
 	}
 	return collect(rows, scanPolicy)
+}
+
+// paged adds a page's condition, the order by name and its limit to a
+// query whose WHERE clause has len(args) parameters.
+func paged(q string, args []any, p store.Page) (string, []any) {
+	if p.After != "" {
+		args = append(args, p.After)
+		q += fmt.Sprintf(" AND name > $%d", len(args))
+	}
+	q += " ORDER BY name"
+	if p.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", p.Limit)
+	}
+	return q, args
 }
 
 func (s *Store) UpdatePolicy(ctx context.Context, p *store.Policy) error {
@@ -360,12 +379,17 @@ func (s *Store) GetInstance(ctx context.Context, vault, name string) (*store.Ins
 }
 
 func (s *Store) ListInstances(ctx context.Context, vault, policy string) ([]*store.Instance, error) {
+	return s.ListInstancesPage(ctx, vault, policy, store.Page{})
+}
+
+func (s *Store) ListInstancesPage(ctx context.Context, vault, policy string, p store.Page) ([]*store.Instance, error) {
 	q, args := `SELECT `+instanceCols+` FROM instances WHERE vault = $1`, []any{vault}
 	if policy != "" {
 		q += ` AND policy = $2`
 		args = append(args, policy)
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(q+` ORDER BY name`), args...)
+	q, args = paged(q, args, p)
+	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,7 +33,9 @@ func Run(t *testing.T, newStore Factory) {
 		{"Policies", testPolicies},
 		{"Instances", testInstances},
 		{"RecoveryPoints", testRecoveryPoints},
+		{"Pages", testPages},
 		{"Jobs", testJobs},
+		{"JobsOfAnInstance", testJobsOfAnInstance},
 		{"Tokens", testTokens},
 		{"Triggers", testTriggers},
 		{"RoleAssignments", testRoleAssignments},
@@ -505,4 +508,110 @@ func testClusters(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	must(t, s.DeleteCluster(ctx, "prod-1", 0))
 	_, err = s.GetCluster(ctx, "prod-1")
 	wantErr(t, err, store.ErrNotFound)
+}
+
+// testPages walks policies and instances page by page: every record once,
+// in name order, other vaults and (for instances) other policies left out.
+func testPages(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	ret := json.RawMessage(`{"default":{"duration":"P7D","datastore":"operational"}}`)
+	var want []string
+	for i := 0; i < 7; i++ {
+		// Created out of order: pages follow names, not insertion.
+		name := fmt.Sprintf("p%d", (i*3)%7)
+		want = append(want, name)
+		must(t, s.CreatePolicy(ctx, &store.Policy{Vault: "v", Name: name, Schedule: "0 2 * * *", Retention: ret}))
+		must(t, s.CreateInstance(ctx, &store.Instance{Vault: "v", Name: "i-" + name, Cluster: "c", Policy: []string{"a", "b"}[i%2]}))
+	}
+	must(t, s.CreatePolicy(ctx, &store.Policy{Vault: "other", Name: "p0x", Schedule: "0 2 * * *", Retention: ret}))
+	must(t, s.CreateInstance(ctx, &store.Instance{Vault: "other", Name: "i-p0x", Cluster: "c", Policy: "a"}))
+	slices.Sort(want)
+
+	var got []string
+	var pages int
+	for p := (store.Page{Limit: 3}); ; pages++ {
+		ps, err := s.ListPoliciesPage(ctx, "v", p)
+		must(t, err)
+		for _, x := range ps {
+			got = append(got, x.Name)
+		}
+		if len(ps) < p.Limit {
+			break
+		}
+		p.After = ps[len(ps)-1].Name
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || pages != 2 {
+		t.Fatalf("policies by pages of 3: %v in %d full pages, want %v in 2", got, pages, want)
+	}
+	all, err := s.ListPoliciesPage(ctx, "v", store.Page{})
+	must(t, err)
+	if len(all) != 7 {
+		t.Fatalf("zero page: %d policies, want all 7", len(all))
+	}
+	rest, err := s.ListPoliciesPage(ctx, "v", store.Page{After: want[4]})
+	must(t, err)
+	if len(rest) != 2 || rest[0].Name != want[5] {
+		t.Fatalf("after %s without limit: %d policies", want[4], len(rest))
+	}
+
+	got = nil
+	for p := (store.Page{Limit: 2}); ; {
+		ins, err := s.ListInstancesPage(ctx, "v", "a", p)
+		must(t, err)
+		for _, x := range ins {
+			if x.Policy != "a" || x.Vault != "v" {
+				t.Fatalf("instance page holds %+v", x)
+			}
+			got = append(got, x.Name)
+		}
+		if len(ins) < p.Limit {
+			break
+		}
+		p.After = ins[len(ins)-1].Name
+	}
+	byPolicy, err := s.ListInstances(ctx, "v", "a")
+	must(t, err)
+	var names []string
+	for _, x := range byPolicy {
+		names = append(names, x.Name)
+	}
+	if len(got) != 4 || fmt.Sprint(got) != fmt.Sprint(names) {
+		t.Fatalf("instances of policy a by pages of 2: %v, want %v", got, names)
+	}
+}
+
+// testJobsOfAnInstance: the newest jobs of one instance among many
+// interleaved ones (the query index jobs_instance serves) are that
+// instance's and no other's, newest first, the limit honoured.
+func testJobsOfAnInstance(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	for i := 0; i < 60; i++ {
+		vault := "v"
+		if i%10 == 9 {
+			vault = "other"
+		}
+		must(t, s.CreateJob(ctx, &store.Job{Vault: vault, Type: store.JobScheduledBackup, Instance: fmt.Sprintf("i%d", i%4)}))
+	}
+	all, err := s.ListJobs(ctx, store.JobFilter{Vault: "v", Instance: "i1"})
+	must(t, err)
+	// i%4 == 1 for 15 of the 60; i%10 == 9 sends i = 9, 29, 49 to "other".
+	if len(all) != 12 {
+		t.Fatalf("jobs of v/i1: %d, want 12", len(all))
+	}
+	for k, j := range all {
+		if j.Vault != "v" || j.Instance != "i1" {
+			t.Fatalf("jobs of v/i1 hold %s/%s", j.Vault, j.Instance)
+		}
+		if k > 0 && j.CreatedAt.After(all[k-1].CreatedAt) {
+			t.Fatalf("jobs of v/i1 not newest first: %v after %v", j.CreatedAt, all[k-1].CreatedAt)
+		}
+	}
+	newest, err := s.ListJobs(ctx, store.JobFilter{Vault: "v", Instance: "i1", Limit: 5})
+	must(t, err)
+	if len(newest) != 5 {
+		t.Fatalf("limit 5: %d jobs", len(newest))
+	}
+	for k := range newest {
+		if newest[k].ID != all[k].ID {
+			t.Fatalf("newest 5 of v/i1: job %d is %s, want %s", k, newest[k].ID, all[k].ID)
+		}
+	}
 }
