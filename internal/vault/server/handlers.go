@@ -60,6 +60,36 @@ func writeVersioned(w http.ResponseWriter, status int, version int64, v any) {
 
 type list[T any] struct {
 	Items []T `json:"items"`
+	// Next, on a full page, names the last item: pass it as ?after= for
+	// the next page.
+	Next string `json:"next,omitempty"`
+}
+
+// maxPage bounds ?limit= on lists that page.
+const maxPage = 1000
+
+// page reads ?limit= and ?after= of a list ordered by name; without limit
+// the list is whole, as before pages existed.
+func page(r *http.Request) (store.Page, error) {
+	q := r.URL.Query()
+	p := store.Page{After: q.Get("after")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxPage {
+			return p, apiErr(http.StatusBadRequest, "InvalidValue", "limit %q: want 1-%d (then ?after=<next of the previous page>)", l, maxPage)
+		}
+		p.Limit = n
+	}
+	return p, nil
+}
+
+// pageOf is a list answer; a full page names its last item as next.
+func pageOf[T any](xs []T, p store.Page, name func(T) string) list[T] {
+	l := items(xs)
+	if p.Limit > 0 && len(xs) == p.Limit {
+		l.Next = name(xs[len(xs)-1])
+	}
+	return l
 }
 
 func items[T any](xs []T) list[T] {
@@ -231,12 +261,17 @@ func (s *Server) listPolicies(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	ps, err := s.Store.ListPolicies(r.Context(), r.PathValue("vault"))
+	pg, err := page(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, items(ps))
+	ps, err := s.Store.ListPoliciesPage(r.Context(), r.PathValue("vault"), pg)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pageOf(ps, pg, func(p *store.Policy) string { return p.Name }))
 }
 
 func (s *Server) createPolicy(w http.ResponseWriter, r *http.Request) {
@@ -408,12 +443,17 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	ins, err := s.Store.ListInstances(r.Context(), r.PathValue("vault"), r.URL.Query().Get("policy"))
+	pg, err := page(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, items(ins))
+	ins, err := s.Store.ListInstancesPage(r.Context(), r.PathValue("vault"), r.URL.Query().Get("policy"), pg)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pageOf(ins, pg, func(in *store.Instance) string { return in.Name }))
 }
 
 func (s *Server) createInstance(w http.ResponseWriter, r *http.Request) {

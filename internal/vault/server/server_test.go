@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -486,5 +487,55 @@ func TestCatalogSync(t *testing.T) {
 	out = e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": pts}, "", 200, "")
 	if created, _ := out["created"].([]any); len(created) != 0 || out["existing"] != float64(3) {
 		t.Fatalf("second sync: %v", out)
+	}
+}
+
+// TestListPages walks policies and instances page by page with limit and
+// after; a list without limit stays whole; a bad limit is refused.
+func TestListPages(t *testing.T) {
+	e := setup(t)
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "v1"}, "", 201, "")
+	var names []string
+	for _, n := range []string{"p4", "p1", "p5", "p3", "p2"} {
+		p := map[string]any{"name": n, "schedule": pol["schedule"], "retention": pol["retention"]}
+		e.want(t, "POST", "/api/v1/vaults/v1/policies", p, "", 201, "")
+		in := instanceBody("i-" + n)
+		in["policy"] = n
+		e.want(t, "POST", "/api/v1/vaults/v1/instances", in, "", 201, "")
+	}
+	walk := func(path string) (names []string, requests int) {
+		after := ""
+		for {
+			requests++
+			out := e.want(t, "GET", path+"?limit=2&after="+after, nil, "", 200, "")
+			for _, it := range out["items"].([]any) {
+				names = append(names, it.(map[string]any)["name"].(string))
+			}
+			next, _ := out["next"].(string)
+			if next == "" {
+				return names, requests
+			}
+			after = next
+		}
+	}
+	names, n := walk("/api/v1/vaults/v1/policies")
+	if fmt.Sprint(names) != "[p1 p2 p3 p4 p5]" || n != 3 {
+		t.Fatalf("policies by pages of 2: %v in %d requests, want [p1 … p5] in 3", names, n)
+	}
+	names, n = walk("/api/v1/vaults/v1/instances")
+	if fmt.Sprint(names) != "[i-p1 i-p2 i-p3 i-p4 i-p5]" || n != 3 {
+		t.Fatalf("instances by pages of 2: %v in %d requests", names, n)
+	}
+	if out := e.want(t, "GET", "/api/v1/vaults/v1/policies?limit=5", nil, "", 200, ""); out["next"] != "p5" {
+		t.Fatalf("a full last page names its last item as next: %v", out["next"])
+	}
+	if out := e.want(t, "GET", "/api/v1/vaults/v1/instances", nil, "", 200, ""); len(out["items"].([]any)) != 5 || out["next"] != nil {
+		t.Fatalf("without limit: %v", out)
+	}
+	for _, bad := range []string{"0", "1001", "x"} {
+		out := e.want(t, "GET", "/api/v1/vaults/v1/policies?limit="+bad, nil, "", 400, "InvalidValue")
+		if !strings.Contains(out["message"].(string), "after=") {
+			t.Fatalf("limit=%s: %v does not say how to page", bad, out["message"])
+		}
 	}
 }
