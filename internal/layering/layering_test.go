@@ -56,7 +56,9 @@ type exception struct {
 var rules = map[string]rule{
 	"api/v1alpha1": {},
 	"bench": {Tests: []string{"api/v1alpha1", "internal/backup", "internal/cli", "internal/extension", "internal/kube", "internal/repo",
-		"internal/restore", "internal/storage/local", "internal/testenv"}},
+		"internal/restore", "internal/storage/local", "internal/testenv", "internal/vault/clock", "internal/vault/policy",
+		"internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store",
+		"internal/vault/store/postgres", "internal/vault/store/sqlite", "internal/vault/store/sqlstore"}},
 	"cmd/arca":      {Imports: []string{"internal/cli"}},
 	"config/crd":    {},
 	"hack/crdfix":   {},
