@@ -15,7 +15,7 @@ import (
 // (internal/clusterdriver) with the vault's short-lived token, which
 // reports a revoked identity as TrustedAccessRevoked.
 type Drivers struct {
-	Store store.Store
+	Store store.ClusterStore
 }
 
 var _ jobs.Drivers = (*Drivers)(nil)
@@ -36,7 +36,7 @@ func (d *Drivers) Driver(cluster string) (jobs.ClusterDriver, bool) {
 
 // Driver is one cluster's driver through trusted access.
 type Driver struct {
-	Store   store.Store
+	Store   store.ClusterStore
 	Cluster *store.Cluster
 }
 

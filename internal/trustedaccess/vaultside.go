@@ -79,7 +79,7 @@ func Renew(ctx context.Context, c *store.Cluster, ttl time.Duration) (string, ti
 // the vault is marked TrustedAccessRevoked (jobs then fail with that
 // code); other errors are retried on the next tick.
 type Renewer struct {
-	Store store.Store
+	Store store.ClusterStore
 	Clock clock.Clock
 	Log   *slog.Logger
 	TTL   time.Duration // lifetime asked for; default DefaultTokenTTL
@@ -148,7 +148,7 @@ func (r *Renewer) Run(ctx context.Context, every time.Duration) {
 }
 
 // MarkRevoked records a revocation seen while using the credential.
-func MarkRevoked(ctx context.Context, st store.Store, name string, cause error) {
+func MarkRevoked(ctx context.Context, st store.ClusterStore, name string, cause error) {
 	c, err := st.GetCluster(ctx, name)
 	if err != nil || c.State == store.ClusterRevoked {
 		return

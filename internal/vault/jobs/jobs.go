@@ -144,9 +144,18 @@ type BackupParams struct {
 	Retention string `json:"retention,omitempty"` // ISO 8601 duration; empty: policy default
 }
 
+// Store is the part of the vault's store the job runner uses: jobs, the
+// instances and policies they run for, and the recovery points they add.
+type Store interface {
+	store.JobStore
+	store.InstanceStore
+	store.PolicyStore
+	store.RecoveryPointStore
+}
+
 // Runner moves jobs forward.
 type Runner struct {
-	Store     store.Store
+	Store     Store
 	Clock     clock.Clock
 	Drivers   Drivers
 	Retention *retention.Engine

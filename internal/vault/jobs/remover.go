@@ -18,7 +18,7 @@ import (
 // data outside the catalog. On any error the catalog entry stays, so the
 // next retention run tries again.
 type ClusterRemover struct {
-	Store   store.Store
+	Store   store.InstanceStore
 	Drivers Drivers
 	// Wait bounds how long one removal waits for its cluster job (default
 	// 5 minutes); Poll is the status interval (default 1 second).

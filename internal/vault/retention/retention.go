@@ -94,9 +94,19 @@ type DataRemover interface {
 	RemoveRecoveryPoint(ctx context.Context, rp *store.RecoveryPoint) error
 }
 
+// Store is the part of the vault's store the retention engine uses: it
+// walks vaults and instances, tags and expires recovery points and records
+// Retention jobs.
+type Store interface {
+	store.VaultStore
+	store.InstanceStore
+	store.RecoveryPointStore
+	store.JobStore
+}
+
 // Engine tags new recovery points and expires old ones.
 type Engine struct {
-	Store   store.Store
+	Store   Store
 	Clock   clock.Clock
 	Remover DataRemover // optional
 	Log     *slog.Logger

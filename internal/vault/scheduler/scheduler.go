@@ -37,7 +37,7 @@ const MaxJitter = 30 * time.Minute
 
 // Scheduler creates ScheduledBackup jobs from due triggers.
 type Scheduler struct {
-	Store store.Store
+	Store store.TriggerStore
 	Clock clock.Clock
 	// Jitter spreads instances that share a slot over [0, Jitter): each
 	// instance gets a fixed offset derived from its name, identical on all
@@ -153,7 +153,7 @@ func (s *Scheduler) Run(ctx context.Context, interval time.Duration) {
 // Arm creates or replaces the trigger of an instance so that its next run
 // is the first slot of schedule after now. Called when protection is
 // configured or resumed and when the instance's policy changes.
-func Arm(ctx context.Context, st store.Store, vault, instance, schedule string, now time.Time) (*store.Trigger, error) {
+func Arm(ctx context.Context, st store.TriggerStore, vault, instance, schedule string, now time.Time) (*store.Trigger, error) {
 	sched, err := policy.ParseSchedule(schedule)
 	if err != nil {
 		return nil, err

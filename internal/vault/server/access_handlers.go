@@ -225,7 +225,10 @@ func (s *Server) keepRootAdmin(ctx context.Context, skipAssignment, skipToken st
 
 // CreateAdminToken creates a token for principal and makes the principal
 // Owner at the root scope: the first token of `arca vault init`.
-func CreateAdminToken(ctx context.Context, st store.Store, name, principal string) (string, *store.Token, error) {
+func CreateAdminToken(ctx context.Context, st interface {
+	store.RoleStore
+	store.TokenStore
+}, name, principal string) (string, *store.Token, error) {
 	a := &store.RoleAssignment{Principal: principal, Role: rbac.Owner, Scope: rbac.Root(), CreatedBy: "vault-init"}
 	if err := st.CreateRoleAssignment(ctx, a); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
 		return "", nil, err

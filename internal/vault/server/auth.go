@@ -72,7 +72,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 
 // CreateToken stores a new token for principal and returns it; the token
 // itself is never stored and cannot be shown again.
-func CreateToken(ctx context.Context, st store.Store, name, principal string, expires *time.Time) (string, *store.Token, error) {
+func CreateToken(ctx context.Context, st store.TokenStore, name, principal string, expires *time.Time) (string, *store.Token, error) {
 	tok, hash := NewToken()
 	t := &store.Token{Name: name, Hash: hash, Principal: principal, ExpiresAt: expires}
 	if err := st.CreateToken(ctx, t); err != nil {

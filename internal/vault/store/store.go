@@ -269,18 +269,28 @@ type RecoveryPointFilter struct {
 	Vault, Instance string
 }
 
-// Store is the vault's persistence. Every method is safe for concurrent use.
-// Create methods fill Meta (Version 1, timestamps) on the passed record.
-// Update methods take the record with the Version it was read at, and on
-// success set the new Version; a stale Version yields *ConflictError.
-// Delete methods take the expected version, or 0 for "whatever is stored".
-type Store interface {
+// The store is split by concept, in the way of restic's and
+// controller-runtime's small interfaces: each consumer takes only the
+// interfaces it uses (the scheduler a TriggerStore, the trusted-access
+// side a ClusterStore, …), and Store is their union, which the SQLite and
+// PostgreSQL implementations satisfy. Every method is safe for concurrent
+// use. Create methods fill Meta (Version 1, timestamps) on the passed
+// record. Update methods take the record with the Version it was read at,
+// and on success set the new Version; a stale Version yields
+// *ConflictError. Delete methods take the expected version, or 0 for
+// "whatever is stored".
+
+// VaultStore keeps vaults.
+type VaultStore interface {
 	CreateVault(ctx context.Context, v *Vault) error
 	GetVault(ctx context.Context, name string) (*Vault, error)
 	ListVaults(ctx context.Context) ([]*Vault, error)
 	UpdateVault(ctx context.Context, v *Vault) error
 	DeleteVault(ctx context.Context, name string, version int64) error
+}
 
+// PolicyStore keeps backup policies.
+type PolicyStore interface {
 	CreatePolicy(ctx context.Context, p *Policy) error
 	GetPolicy(ctx context.Context, vault, name string) (*Policy, error)
 	ListPolicies(ctx context.Context, vault string) ([]*Policy, error)
@@ -288,7 +298,10 @@ type Store interface {
 	ListPoliciesPage(ctx context.Context, vault string, p Page) ([]*Policy, error)
 	UpdatePolicy(ctx context.Context, p *Policy) error
 	DeletePolicy(ctx context.Context, vault, name string, version int64) error
+}
 
+// InstanceStore keeps backup instances.
+type InstanceStore interface {
 	CreateInstance(ctx context.Context, in *Instance) error
 	GetInstance(ctx context.Context, vault, name string) (*Instance, error)
 	// ListInstances lists a vault's instances; policy, when set, filters.
@@ -297,26 +310,38 @@ type Store interface {
 	ListInstancesPage(ctx context.Context, vault, policy string, p Page) ([]*Instance, error)
 	UpdateInstance(ctx context.Context, in *Instance) error
 	DeleteInstance(ctx context.Context, vault, name string, version int64) error
+}
 
+// RecoveryPointStore keeps the recovery point catalog.
+type RecoveryPointStore interface {
 	CreateRecoveryPoint(ctx context.Context, rp *RecoveryPoint) error
 	GetRecoveryPoint(ctx context.Context, vault, id string) (*RecoveryPoint, error)
 	// ListRecoveryPoints returns matching points oldest first.
 	ListRecoveryPoints(ctx context.Context, f RecoveryPointFilter) ([]*RecoveryPoint, error)
 	UpdateRecoveryPoint(ctx context.Context, rp *RecoveryPoint) error
 	DeleteRecoveryPoint(ctx context.Context, vault, id string, version int64) error
+}
 
+// JobStore keeps jobs.
+type JobStore interface {
 	// CreateJob stores a job; a set DedupKey already used yields ErrAlreadyExists.
 	CreateJob(ctx context.Context, j *Job) error
 	GetJob(ctx context.Context, vault, id string) (*Job, error)
 	// ListJobs returns matching jobs newest first.
 	ListJobs(ctx context.Context, f JobFilter) ([]*Job, error)
 	UpdateJob(ctx context.Context, j *Job) error
+}
 
+// TokenStore keeps API tokens (their hashes).
+type TokenStore interface {
 	CreateToken(ctx context.Context, t *Token) error
 	GetTokenByHash(ctx context.Context, hash string) (*Token, error)
 	ListTokens(ctx context.Context) ([]*Token, error)
 	DeleteToken(ctx context.Context, id string) error
+}
 
+// RoleStore keeps role assignments.
+type RoleStore interface {
 	// CreateRoleAssignment stores a new assignment (ID generated when
 	// empty); the same principal, role and scope twice yields
 	// ErrAlreadyExists.
@@ -324,13 +349,19 @@ type Store interface {
 	ListRoleAssignments(ctx context.Context, f RoleAssignmentFilter) ([]*RoleAssignment, error)
 	GetRoleAssignment(ctx context.Context, id string) (*RoleAssignment, error)
 	DeleteRoleAssignment(ctx context.Context, id string) error
+}
 
+// ClusterStore keeps clusters registered through trusted access.
+type ClusterStore interface {
 	CreateCluster(ctx context.Context, c *Cluster) error
 	GetCluster(ctx context.Context, name string) (*Cluster, error)
 	ListClusters(ctx context.Context) ([]*Cluster, error)
 	UpdateCluster(ctx context.Context, c *Cluster) error
 	DeleteCluster(ctx context.Context, name string, version int64) error
+}
 
+// TriggerStore keeps the scheduler's triggers.
+type TriggerStore interface {
 	// PutTrigger creates or replaces the trigger of an instance,
 	// unconditionally (policy change, resume).
 	PutTrigger(ctx context.Context, t *Trigger) error
@@ -343,6 +374,20 @@ type Store interface {
 	// It reports false (and creates nothing) when another scheduler claimed
 	// the slot first. This is the exactly-once primitive of the scheduler.
 	ClaimTrigger(ctx context.Context, t *Trigger, next time.Time, job *Job) (bool, error)
+}
 
+// Store is the vault's whole persistence: the union of the interfaces
+// above and Close. The implementations satisfy it; consumers take the
+// parts they use.
+type Store interface {
+	VaultStore
+	PolicyStore
+	InstanceStore
+	RecoveryPointStore
+	JobStore
+	TokenStore
+	RoleStore
+	ClusterStore
+	TriggerStore
 	Close() error
 }
