@@ -296,6 +296,13 @@ func TestExtensionInCluster(t *testing.T) {
 		if st := fi.Sys().(*syscall.Stat_t); st.Uid != extension.RunAsUser {
 			t.Errorf("repository config owned by uid %d", st.Uid)
 		}
+		// Least privilege: only the init container may chown; the
+		// extension's own container (uid 65532, no capabilities) is refused.
+		out, err := execIn(t, ic.cp.Config(), ic.cs, extension.DefaultNamespace, ic.extensionPod().Name, extension.ContainerName,
+			"/arca", "extension", "chown-storage", "--uid", "1234", repo)
+		if err == nil || !strings.Contains(out, "operation not permitted") {
+			t.Fatalf("chown from the extension container: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("S3 and Azure from the pod", func(t *testing.T) {

@@ -129,6 +129,12 @@ func lookOnce(ctx context.Context, cs kubernetes.Interface, ns string) (*Ready, 
 	if err != nil {
 		return nil, st, fmt.Errorf("read deployment %s/%s: %w", ns, DeploymentName, err)
 	}
+	if d.Status.ObservedGeneration < d.Generation {
+		// The controller has not seen the change yet: the revision
+		// annotation, and so the pods found below, would be the previous
+		// template's (a crash loop that the update just fixed).
+		return nil, st, nil
+	}
 	hash, err := currentTemplateHash(ctx, cs, d)
 	if err != nil || hash == "" {
 		return nil, st, err
