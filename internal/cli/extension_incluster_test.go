@@ -4,24 +4,29 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/go-logr/logr"
 	"os"
 	"path/filepath"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
@@ -352,6 +357,11 @@ spec: {url: %q, credentialsSecret: %s}
 		ic.backupAndRestore("default", "claimed", want)
 	})
 
+	t.Run("volume data through the pod, byte for byte", func(t *testing.T) {
+		// Needs the hostpath CSI driver the previous subtest started.
+		ic.volumeRoundTrip("vols")
+	})
+
 	t.Run("install failures named within the wait", func(t *testing.T) {
 		missing := ic.cp.Registry.Addr() + "/arca-backup/arca:no-such-tag"
 		out, err := ic.arca("extension", "update", "--image", missing, "--timeout", "2m")
@@ -418,4 +428,151 @@ spec: {storageLocation: default, includedNamespaces: [big]}
 		}
 		t.Logf("show:\n%s", out)
 	})
+}
+
+// volumeSeed writes files of several sizes and kinds into /data once, then
+// sleeps; volumeSums lists every entry with its type, mode and size and
+// every regular file's sha256, so that a restore is compared byte for byte.
+const (
+	volumeSeed = `if [ ! -f /data/.seeded ]; then
+  mkdir -p /data/db/wal && chmod 0750 /data/db
+  for i in $(seq 1 12); do dd if=/dev/urandom of=/data/db/seg-$i bs=8192 count=$((i*3)) 2>/dev/null; done
+  dd if=/dev/urandom of=/data/db/wal/000001 bs=1M count=3 2>/dev/null
+  printf 'orders=42\n' > /data/db/meta && chmod 0640 /data/db/meta
+  ln -s db/meta /data/current
+  : > /data/empty
+  touch /data/.seeded
+fi
+exec sleep 2147483647`
+	volumeSums = `cd /data && find . ! -name .seeded | sort | while read -r p; do
+  if [ -L "$p" ]; then echo "L $p -> $(readlink "$p")"; elif [ -d "$p" ]; then echo "D $p $(stat -c %a "$p")";
+  else echo "F $p $(stat -c '%a %s' "$p") $(sha256sum < "$p" | cut -c1-64)"; fi
+done`
+)
+
+// volumeRoundTrip deploys an application whose pod writes into a PVC of the
+// hostpath driver (real bytes), backs the namespace up through the
+// extension's pod (CSI snapshot), deletes the namespace, restores it
+// through the pod and compares every file of the restored volume, read in
+// the restored application's pod, with what the first pod wrote.
+func (ic *inCluster) volumeRoundTrip(ns string) {
+	t := ic.t
+	ctx := t.Context()
+	if _, err := ic.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	class := testenv.HostPathStorageClass
+	if _, err := ic.cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "data"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &class,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "db"}
+	if _, err := ic.cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: ptr.To[int64](1),
+					Containers: []corev1.Container{{
+						Name: "db", Image: testenv.AppImage(t, ic.cp.Registry), Command: []string{"sh", "-c", volumeSeed},
+						ReadinessProbe: &corev1.Probe{PeriodSeconds: 1, ProbeHandler: corev1.ProbeHandler{
+							Exec: &corev1.ExecAction{Command: []string{"test", "-f", "/data/.seeded"}}}},
+						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+					}},
+					Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+						PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
+				},
+			},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := ic.volumeListing(ns)
+	if !strings.Contains(before, "F ./db/wal/000001 644 3145728 ") || !strings.Contains(before, "L ./current -> db/meta") || !strings.Contains(before, "D ./db 750") {
+		t.Fatalf("the application did not write what the test expects:\n%s", before)
+	}
+
+	ic.apply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: BackupJob
+metadata: {name: backup-volumes-%[1]s, namespace: arca-system}
+spec: {storageLocation: default, includedNamespaces: [%[1]s]}
+`, ns))
+	bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "backup-volumes-" + ns, Namespace: extension.DefaultNamespace}}
+	if st := ic.waitJob(bj, 3*time.Minute); st.Phase != v1alpha1.JobCompleted || bj.Status.RecoveryPointID == "" {
+		t.Fatalf("backup of %s through the pod: %+v\n%s", ns, bj.Status, ic.extensionLog())
+	}
+
+	// The disaster: the namespace, its pod and its claim are gone.
+	if err := ic.cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 300*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := ic.cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}); err != nil {
+		t.Fatalf("namespace %s not deleted: %v", ns, err)
+	}
+
+	ic.apply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: restore-volumes-%[1]s, namespace: arca-system}
+spec: {recoveryPoint: %[2]s, storageLocation: default, includedNamespaces: [%[1]s]}
+`, ns, bj.Status.RecoveryPointID))
+	rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "restore-volumes-" + ns, Namespace: extension.DefaultNamespace}}
+	if st := ic.waitJob(rj, 3*time.Minute); st.Phase != v1alpha1.JobCompleted {
+		t.Fatalf("restore of %s through the pod: %+v\n%s", ns, rj.Status, ic.extensionLog())
+	}
+	after := ic.volumeListing(ns)
+	if after != before {
+		t.Fatalf("restored volume differs.\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	pvc, err := ic.cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src := pvc.Spec.DataSource; src == nil || src.Kind != "VolumeSnapshot" {
+		t.Fatalf("restored claim's data source %+v, want the recorded VolumeSnapshot", src)
+	}
+	t.Logf("volume restored through the extension pod, %d entries equal", strings.Count(after, "\n"))
+}
+
+// volumeListing waits for a Ready pod of the application in ns and returns
+// volumeSums run in it.
+func (ic *inCluster) volumeListing(ns string) string {
+	t := ic.t
+	var pod *corev1.Pod
+	err := wait.PollUntilContextTimeout(t.Context(), 300*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		l, err := ic.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=db"})
+		if err != nil {
+			return false, nil
+		}
+		for i := range l.Items {
+			p := &l.Items[i]
+			for _, c := range p.Status.Conditions {
+				if p.DeletionTimestamp == nil && c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					pod = p
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("no Ready application pod in %s: %v", ns, err)
+	}
+	out, err := execIn(t, ic.cp.Config(), ic.cs, ns, pod.Name, "db", "sh", "-c", volumeSums)
+	if err != nil {
+		t.Fatalf("list the volume in %s/%s: %v\n%s", ns, pod.Name, err, out)
+	}
+	return out
 }
