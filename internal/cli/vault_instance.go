@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 	"text/tabwriter"
 
@@ -232,11 +233,17 @@ func newInstanceStopCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			in, err := c.StopProtection(cmd.Context(), o.Vault, args[0], mode)
+			in, job, err := c.StopProtection(cmd.Context(), o.Vault, args[0], mode)
 			if err != nil {
 				return err
 			}
-			return printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in})
+			if err := printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in}); err != nil || job == "" {
+				return err
+			}
+			if o.Output == "" || o.Output == "table" {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "recovery points are deleted by job %s (arca job show %s)\n", path.Base(job), path.Base(job))
+			}
+			return err
 		},
 	}
 	o.AddFlags(cmd.Flags())

@@ -136,8 +136,8 @@ var rules = map[string]rule{
 		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
 	"internal/vault/server": {
 		Imports: []string{"api/v1alpha1", "internal/prereq", "internal/trustedaccess", "internal/vault/clock", "internal/vault/jobs",
-			"internal/vault/policy", "internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/store",
-			"internal/vault/store/postgres", "internal/vault/store/sqlite"},
+			"internal/vault/policy", "internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/service",
+			"internal/vault/store", "internal/vault/store/postgres", "internal/vault/store/sqlite"},
 		Tests: []string{"internal/testenv", "internal/vault/client"},
 		Exceptions: []exception{
 			{Name: "vault-server-runs-prereq", Import: "internal/prereq",
@@ -145,6 +145,9 @@ var rules = map[string]rule{
 			{Name: "vault-server-builds-cluster-clients", Import: "internal/trustedaccess",
 				Why: "the server builds cluster client configs, drivers and the token renewer itself (run.go, validate.go) instead of going through its ClusterDriver (issue 13: the vault service layer, the trustedaccess split)"},
 		}},
+	"internal/vault/service": {Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy",
+		"internal/vault/retention", "internal/vault/scheduler", "internal/vault/store"},
+		Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/store":           {},
 	"internal/vault/store/postgres":  {Imports: []string{"internal/vault/store/sqlstore"}, Tests: []string{"internal/testenv", "internal/vault/store", "internal/vault/store/storetest"}},
 	"internal/vault/store/sqlite":    {Imports: []string{"internal/vault/store/sqlstore"}, Tests: []string{"internal/vault/store", "internal/vault/store/storetest"}},

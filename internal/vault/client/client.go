@@ -68,6 +68,9 @@ func (e *Error) Error() string { return fmt.Sprintf("%s (HTTP %d): %s", e.Code, 
 type Response struct {
 	Status int
 	ETag   string
+	// Location names what a request created: the record, or the job that
+	// a long operation queued.
+	Location string
 }
 
 // Do sends one request. in (if not nil) is sent as JSON; out (if not nil)
@@ -99,7 +102,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any, ifMat
 		return nil, err
 	}
 	defer resp.Body.Close()
-	r := &Response{Status: resp.StatusCode, ETag: resp.Header.Get("ETag")}
+	r := &Response{Status: resp.StatusCode, ETag: resp.Header.Get("ETag"), Location: resp.Header.Get("Location")}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return r, err
@@ -249,10 +252,20 @@ func (c *Client) DeleteInstance(ctx context.Context, vault, name string) error {
 
 // StopProtection stops protection with a mode: retain-forever,
 // retain-per-policy or delete-data.
-func (c *Client) StopProtection(ctx context.Context, vault, name, mode string) (*store.Instance, error) {
+//
+// With delete-data the deletion runs as a job of the job runner; its path
+// (/api/v1/vaults/V/jobs/ID) is returned too, empty for the other modes.
+func (c *Client) StopProtection(ctx context.Context, vault, name, mode string) (*store.Instance, string, error) {
 	var out store.Instance
-	_, err := c.Do(ctx, "POST", instancePath(vault, name)+"/stop-protection", map[string]string{"mode": mode}, &out, "")
-	return &out, err
+	resp, err := c.Do(ctx, "POST", instancePath(vault, name)+"/stop-protection", map[string]string{"mode": mode}, &out, "")
+	if err != nil {
+		return nil, "", err
+	}
+	job := ""
+	if resp.Status == http.StatusAccepted {
+		job = resp.Location
+	}
+	return &out, job, nil
 }
 
 // ResumeProtection resumes scheduled backups.

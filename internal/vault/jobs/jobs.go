@@ -153,6 +153,15 @@ type Store interface {
 	store.RecoveryPointStore
 }
 
+// RetentionParams are the parameters of a Retention job the vault queues
+// (the retention loop records its own after the fact).
+type RetentionParams struct {
+	// DeleteAll removes every recovery point of the instance, the newest
+	// included: stop protection with delete-data. The job is cancelled if
+	// protection was resumed before it ran.
+	DeleteAll bool `json:"deleteAll,omitempty"`
+}
+
 // Runner moves jobs forward.
 type Runner struct {
 	Store     Store
@@ -340,7 +349,29 @@ func (r *Runner) startRestore(ctx context.Context, j *store.Job) error {
 }
 
 func (r *Runner) runRetention(ctx context.Context, j *store.Job) error {
-	res, err := r.Retention.ExpireInstance(ctx, j.Vault, j.Instance)
+	var p RetentionParams
+	if len(j.Params) > 0 {
+		_ = json.Unmarshal(j.Params, &p)
+	}
+	var res *retention.Result
+	var err error
+	if p.DeleteAll {
+		in, gerr := r.Store.GetInstance(ctx, j.Vault, j.Instance)
+		if gerr != nil {
+			return r.fail(ctx, j, "InstanceNotFound", gerr.Error())
+		}
+		if in.ProtectionState != store.ProtectionStopped || in.StopMode != store.StopDeleteData {
+			now := r.Clock.Now()
+			j.State, j.EndedAt = store.JobCancelled, &now
+			j.Warnings = append(j.Warnings, store.Issue{Code: "ProtectionChanged",
+				Message: fmt.Sprintf("protection of %q is no longer stopped with delete-data: nothing deleted", in.Name)})
+			_, err := r.save(ctx, j)
+			return err
+		}
+		res, err = r.Retention.DeleteAll(ctx, j.Vault, j.Instance)
+	} else {
+		res, err = r.Retention.ExpireInstance(ctx, j.Vault, j.Instance)
+	}
 	if err != nil {
 		return r.fail(ctx, j, "RetentionFailed", err.Error())
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/arca-backup/arca/internal/vault/rbac"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -276,7 +277,7 @@ func (s *Server) registerCluster(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if err := validName("name", b.Name); err != nil {
+	if err := service.CheckName("name", b.Name); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -328,7 +329,11 @@ func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if c.Version, err = precondition(r, c.Version); err != nil {
+	ver, err := ifMatch(r)
+	if err == nil {
+		err = service.Precondition(ver, c.Version)
+	}
+	if err != nil {
 		writeError(w, r, err)
 		return
 	}

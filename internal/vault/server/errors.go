@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"github.com/arca-backup/arca/internal/vault/policy"
-	"github.com/arca-backup/arca/internal/vault/store"
+	"github.com/arca-backup/arca/internal/vault/service"
 )
 
 // APIError is the body of every 4xx/5xx response:
@@ -37,49 +36,52 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// writeError maps an error to its response. Store errors become 404, 409
-// or 412; validation errors 400; anything unexpected 500 (logged by the
-// access log with the error).
-func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var ae *APIError
-	var ve *policy.ValidationError
-	var fe *policy.FieldError
-	switch {
-	case errors.As(err, &ae):
-	case errors.As(err, &ve):
-		ae = &APIError{Status: http.StatusBadRequest, Code: "InvalidPolicy", Message: ve.Error(), Details: ve.Fields}
-	case errors.As(err, &fe):
-		ae = &APIError{Status: http.StatusBadRequest, Code: "InvalidValue", Message: fe.Error(), Details: []*policy.FieldError{fe}}
-	case errors.Is(err, store.ErrNotFound):
-		ae = apiErr(http.StatusNotFound, "NotFound", "%v", err)
-	case errors.Is(err, store.ErrAlreadyExists):
-		ae = apiErr(http.StatusConflict, "AlreadyExists", "%v", err)
-	case errors.Is(err, store.ErrConflict):
-		if r.Header.Get("If-Match") != "" {
-			ae = apiErr(http.StatusPreconditionFailed, "PreconditionFailed", "%v; fetch it again and retry with the new ETag", err)
-		} else {
-			ae = apiErr(http.StatusConflict, "ConcurrentModification", "%v; retry", err)
-		}
-	default:
-		if rec, ok := w.(*recorder); ok {
-			rec.err = err
-		}
-		ae = apiErr(http.StatusInternalServerError, "InternalError", "internal error; see the vault log")
-	}
-	writeJSON(w, ae.Status, map[string]any{"error": ae})
+// statusOf is the one mapping of the operations' error kinds to HTTP
+// statuses.
+var statusOf = map[service.Kind]int{
+	service.NotFound:           http.StatusNotFound,
+	service.Conflict:           http.StatusConflict,
+	service.PreconditionFailed: http.StatusPreconditionFailed,
+	service.Invalid:            http.StatusBadRequest,
+	service.Forbidden:          http.StatusForbidden,
+	service.TooLarge:           http.StatusRequestEntityTooLarge,
+	service.ChecksFailed:       http.StatusUnprocessableEntity,
+	service.Internal:           http.StatusInternalServerError,
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-
-// validName checks a resource name: a DNS label (RFC 1123), like
-// Kubernetes names, so that names can be used in clusters too.
-func validName(field, name string) error {
-	if !nameRE.MatchString(name) {
-		return &APIError{Status: http.StatusBadRequest, Code: "InvalidName",
-			Message: fmt.Sprintf("%s %q: must be 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit", field, name),
-			Details: []*policy.FieldError{{Field: field, Value: name, Reason: "not a DNS label"}}}
+// StatusOf returns the HTTP status of an error kind (500 for a kind
+// without one, which the tests forbid).
+func StatusOf(k service.Kind) int {
+	if st, ok := statusOf[k]; ok {
+		return st
 	}
-	return nil
+	return http.StatusInternalServerError
+}
+
+// writeError maps an error to its response: an *APIError (the server's
+// own, with its status) as it is; anything else through service.Classify
+// and StatusOf. Unexpected errors become 500 and are logged by the access
+// log.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *APIError
+	body := map[string]any{}
+	if !errors.As(err, &ae) {
+		e := service.Classify(err)
+		ae = &APIError{Status: StatusOf(e.Kind), Code: e.Code, Message: e.Message, Action: e.Action, Scope: e.Scope}
+		if e.Kind == service.Invalid {
+			ae.Details = e.Fields()
+		}
+		if e.Report != nil {
+			body["validation"] = e.Report
+		}
+		if e.Kind == service.Internal {
+			if rec, ok := w.(*recorder); ok {
+				rec.err = err
+			}
+		}
+	}
+	body["error"] = ae
+	writeJSON(w, ae.Status, body)
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
@@ -88,12 +90,13 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return apiErr(http.StatusRequestEntityTooLarge, "RequestTooLarge", "request body exceeds %d bytes", mbe.Limit)
+			return service.TooLargef("RequestTooLarge", "request body exceeds %d bytes", mbe.Limit)
 		}
-		return apiErr(http.StatusBadRequest, "InvalidBody", "request body is not valid JSON for this operation: %v", err)
+		return service.InvalidField("InvalidBody", "body", "", "send the JSON object of this operation (see /api/v1/openapi.json)",
+			"request body is not valid JSON for this operation: %v", err)
 	}
 	if dec.More() {
-		return apiErr(http.StatusBadRequest, "InvalidBody", "request body has data after the JSON object")
+		return service.InvalidField("InvalidBody", "body", "", "send one JSON object", "request body has data after the JSON object")
 	}
 	return nil
 }

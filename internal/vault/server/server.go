@@ -20,6 +20,7 @@ import (
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/retention"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -35,6 +36,7 @@ const DefaultMaxBody = 1 << 20
 // Server serves the API.
 type Server struct {
 	Store     store.Store
+	Service   *service.Service // the operations the handlers call
 	Clock     clock.Clock
 	Runner    *jobs.Runner
 	Retention *retention.Engine
@@ -148,6 +150,10 @@ func (s *Server) Handler() http.Handler {
 		s.MaxBody = DefaultMaxBody
 	}
 	s.initMetrics()
+	if s.Service == nil {
+		s.Service = &service.Service{Store: s.Store, Clock: s.Clock, Retention: s.Retention, Runner: s.Runner,
+			OnJob: s.JobCreated, OnJobFinished: s.JobFinished}
+	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		var h http.Handler = rt.Handler

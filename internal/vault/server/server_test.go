@@ -348,8 +348,22 @@ func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
 	upd["cluster"] = "other"
 	e.want(t, "PUT", "/api/v1/vaults/v/instances/shop", upd, "", 400, "ImmutableField")
 
-	// delete-data removes every point and records a Retention job.
-	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "delete-data"}, "", 200, "")
+	// delete-data queues a Retention job (202, its Location) that the job
+	// runner runs: it removes every point.
+	resp, err := e.c.Do(ctx, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "delete-data"}, nil, "")
+	if err != nil || resp.Status != 202 || !strings.HasPrefix(resp.Location, "/api/v1/vaults/v/jobs/") {
+		t.Fatalf("delete-data: %+v %v", resp, err)
+	}
+	if rps, _ := e.st.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: "v", Instance: "shop"}); len(rps) == 0 {
+		t.Fatal("delete-data deleted inside the request")
+	}
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "", 409, "RecoveryPointsRemain")
+	if err := e.srv.Runner.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j := e.want(t, "GET", resp.Location, nil, "", 200, ""); j["state"] != store.JobCompleted {
+		t.Fatalf("deletion job: %v", j)
+	}
 	if rps, _ := e.st.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: "v", Instance: "shop"}); len(rps) != 0 {
 		t.Fatalf("delete-data left %d points", len(rps))
 	}

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/prereq"
 	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/rbac"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -192,38 +194,21 @@ func (s *Server) validateRestore(r *http.Request, rp *store.RecoveryPoint, in *s
 // the report whether it passed or not.
 func (s *Server) validateRestoreRoute(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if _, err := s.vault(r); err != nil {
-		writeError(w, r, err)
-		return
-	}
 	var b jobs.RestoreParams
-	if err := decode(w, r, &b); err != nil {
-		writeError(w, r, err)
+	if !decoded(w, r, &b) {
 		return
 	}
-	if err := validName("targetCluster", b.TargetCluster); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	rp, err := s.Store.GetRecoveryPoint(ctx, r.PathValue("vault"), b.RecoveryPoint)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, r, apiErr(http.StatusBadRequest, "UnknownReference", "recovery point %q does not exist in vault %q", b.RecoveryPoint, r.PathValue("vault")))
-		return
-	} else if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	crit, err := restoreCriteria(b.Criteria)
+	rs, err := s.Service.CheckRestore(ctx, r.PathValue("vault"), b)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	in, err := s.Store.GetInstance(ctx, rp.Vault, rp.Instance)
+	in, err := s.Service.RestoreInstance(ctx, rs)
 	if err != nil {
-		writeError(w, r, fmt.Errorf("instance %s of recovery point %s: %w", rp.Instance, rp.ID, err))
+		writeError(w, r, err)
 		return
 	}
-	rep, err := s.validateRestore(r, rp, in, b.TargetCluster, crit)
+	rep, err := s.validateRestore(r, rs.Point, in, b.TargetCluster, rs.Criteria)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -233,4 +218,22 @@ func (s *Server) validateRestoreRoute(w http.ResponseWriter, r *http.Request) {
 		out.Assignments = prereq.AssignMissing(ctx, rep, storeAccess{s: s, r: r})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// prerequisites runs the backup checks before an instance is created and
+// refuses it (ChecksFailed, with the report) when one fails.
+func (s *Server) prerequisites(r *http.Request) service.Prerequisites {
+	return func(_ context.Context, in *store.Instance) error {
+		rep, err := s.validateBackup(r, in)
+		if err != nil || rep.Passed {
+			return err
+		}
+		var failed []string
+		for _, c := range rep.Failures() {
+			failed = append(failed, fmt.Sprintf("%s: %s → %s", c.Code, c.Message, c.Remedy))
+		}
+		return &service.Error{Kind: service.ChecksFailed, Code: "ValidationFailed", Report: rep,
+			Message: fmt.Sprintf("%d prerequisite(s) not met (create with skipValidation=true, then arca instance validate shows every check): %s",
+				len(failed), strings.Join(failed, "; "))}
+	}
 }

@@ -391,3 +391,6 @@ type Store interface {
 	TriggerStore
 	Close() error
 }
+
+// GetVersion returns the record's version (its ETag in the API).
+func (m Meta) GetVersion() int64 { return m.Version }

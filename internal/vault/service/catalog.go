@@ -1,0 +1,246 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// ---- recovery points ----
+
+// ListRecoveryPoints lists a vault's recovery points, of one instance when
+// set, oldest first.
+func (s *Service) ListRecoveryPoints(ctx context.Context, vault, instance string) ([]*store.RecoveryPoint, error) {
+	if _, err := s.Store.GetVault(ctx, vault); err != nil {
+		return nil, err
+	}
+	return s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: vault, Instance: instance})
+}
+
+// GetRecoveryPoint returns a recovery point.
+func (s *Service) GetRecoveryPoint(ctx context.Context, vault, id string) (*store.RecoveryPoint, error) {
+	return s.Store.GetRecoveryPoint(ctx, vault, id)
+}
+
+// ---- catalog sync ----
+
+// SyncPoint is a recovery point found in the repository, as `arca vault
+// sync` reads it from the manifest the extension wrote.
+type SyncPoint struct {
+	RepositoryID string    `json:"repositoryId"`
+	Time         time.Time `json:"time"`
+	JobID        string    `json:"jobId,omitempty"` // the manifest's arca.io/job tag
+	Items        int64     `json:"items"`
+	Bytes        int64     `json:"bytes"`
+}
+
+// SyncRequest is the body of POST …/instances/{instance}/sync.
+type SyncRequest struct {
+	RecoveryPoints []SyncPoint `json:"recoveryPoints"`
+}
+
+// SyncResult says what a sync changed.
+type SyncResult struct {
+	Created  []*store.RecoveryPoint `json:"created"`
+	Existing int                    `json:"existing"`
+}
+
+// MaxSyncPoints bounds one sync request.
+const MaxSyncPoints = 10000
+
+// SyncRecoveryPoints re-creates the catalog entries of recovery points
+// that are in the repository but not in the vault (after losing the
+// database). A point written by a vault job gets the ID it had
+// (jobs.RecoveryPointID of its job); others an ID from their repository
+// ID. Tags and expiry are computed again from the instance's policy,
+// oldest first, as when they were taken.
+func (s *Service) SyncRecoveryPoints(ctx context.Context, vault, instance string, req SyncRequest) (*SyncResult, error) {
+	if len(req.RecoveryPoints) > MaxSyncPoints {
+		return nil, TooLargef("TooManyRecoveryPoints", "at most %d recovery points per sync request", MaxSyncPoints)
+	}
+	for i, p := range req.RecoveryPoints {
+		if p.RepositoryID == "" || p.Time.IsZero() || p.Items < 0 || p.Bytes < 0 {
+			return nil, InvalidField("InvalidValue", fmt.Sprintf("recoveryPoints[%d]", i), p.RepositoryID, "needs repositoryId, time and non-negative items and bytes")
+		}
+	}
+	in, err := s.Store.GetInstance(ctx, vault, instance)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := s.Store.GetPolicy(ctx, in.Vault, in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	p, err := policy.ParseJSON(pol.Schedule, pol.Retention)
+	if err != nil {
+		return nil, err
+	}
+	have, err := s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name})
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, rp := range have {
+		known[rp.RepoID] = true
+	}
+	pts := append([]SyncPoint(nil), req.RecoveryPoints...)
+	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Time.Before(pts[j].Time) })
+	eng := s.retention()
+	res := &SyncResult{Created: []*store.RecoveryPoint{}}
+	for _, sp := range pts {
+		if known[sp.RepositoryID] {
+			res.Existing++
+			continue
+		}
+		known[sp.RepositoryID] = true
+		id := "rp-repo-" + sp.RepositoryID
+		if len(id) > 24 {
+			id = id[:24]
+		}
+		if sp.JobID != "" {
+			id = jobs.RecoveryPointID(sp.JobID)
+		}
+		rp := &store.RecoveryPoint{Vault: in.Vault, ID: id, Instance: in.Name, JobID: sp.JobID, Time: sp.Time.UTC(),
+			RepoID: sp.RepositoryID, Items: sp.Items, Bytes: sp.Bytes}
+		if err := eng.Apply(ctx, p, rp); err != nil {
+			return nil, err
+		}
+		if in.ProtectionState == store.ProtectionStopped && in.StopMode == store.StopRetainForever {
+			rp.ExpiresAt = nil
+		}
+		if err := s.Store.CreateRecoveryPoint(ctx, rp); errors.Is(err, store.ErrAlreadyExists) {
+			res.Existing++
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		res.Created = append(res.Created, rp)
+	}
+	return res, nil
+}
+
+// ---- restores ----
+
+// RestoreCriteria decodes and checks a restore's restoreCriteria (empty:
+// the defaults).
+func RestoreCriteria(raw json.RawMessage) (v1alpha1.RestoreCriteria, error) {
+	var c v1alpha1.RestoreCriteria
+	if len(raw) == 0 {
+		return c, nil
+	}
+	if err := decodeStrict(raw, &c); err != nil {
+		return c, InvalidField("InvalidRestoreCriteria", "restoreCriteria", "", err.Error())
+	}
+	if err := c.Validate(); err != nil {
+		return c, InvalidField("InvalidRestoreCriteria", "restoreCriteria", "", err.Error())
+	}
+	return c, nil
+}
+
+// Restore is a checked restore request: the recovery point, the instance
+// that took it and the criteria.
+type Restore struct {
+	Point    *store.RecoveryPoint
+	Instance *store.Instance
+	Criteria v1alpha1.RestoreCriteria
+}
+
+// CheckRestore checks a restore request in vault (validation and start
+// share it).
+func (s *Service) CheckRestore(ctx context.Context, vault string, b jobs.RestoreParams) (*Restore, error) {
+	if _, err := s.Store.GetVault(ctx, vault); err != nil {
+		return nil, err
+	}
+	if err := CheckName("targetCluster", b.TargetCluster); err != nil {
+		return nil, err
+	}
+	rp, err := s.Store.GetRecoveryPoint(ctx, vault, b.RecoveryPoint)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, InvalidField("UnknownReference", "recoveryPoint", b.RecoveryPoint, "name one from arca recovery-point list",
+			"recovery point %q does not exist in vault %q", b.RecoveryPoint, vault)
+	} else if err != nil {
+		return nil, err
+	}
+	crit, err := RestoreCriteria(b.Criteria)
+	if err != nil {
+		return nil, err
+	}
+	return &Restore{Point: rp, Criteria: crit}, nil
+}
+
+// RestoreInstance returns the instance a checked restore's point belongs to.
+func (s *Service) RestoreInstance(ctx context.Context, r *Restore) (*store.Instance, error) {
+	in, err := s.Store.GetInstance(ctx, r.Point.Vault, r.Point.Instance)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s of recovery point %s: %w", r.Point.Instance, r.Point.ID, err)
+	}
+	return in, nil
+}
+
+// StartRestore queues a restore job.
+func (s *Service) StartRestore(ctx context.Context, vault string, b jobs.RestoreParams) (*store.Job, error) {
+	if _, err := s.CheckRestore(ctx, vault, b); err != nil {
+		return nil, err
+	}
+	params, _ := json.Marshal(b)
+	j := &store.Job{Vault: vault, Type: store.JobRestore, State: store.JobQueued, Params: params}
+	if err := s.Store.CreateJob(ctx, j); err != nil {
+		return nil, err
+	}
+	s.created(j)
+	return j, nil
+}
+
+// ---- jobs ----
+
+// MaxJobs bounds one job listing.
+const MaxJobs = 1000
+
+// ListJobs lists a vault's jobs, newest first, at most limit of them
+// (1-1000; empty: 1000).
+func (s *Service) ListJobs(ctx context.Context, f store.JobFilter, limit string) ([]*store.Job, error) {
+	if _, err := s.Store.GetVault(ctx, f.Vault); err != nil {
+		return nil, err
+	}
+	f.Limit = MaxJobs
+	if limit != "" {
+		n, err := strconv.Atoi(limit)
+		if err != nil || n < 1 || n > MaxJobs {
+			return nil, InvalidField("InvalidValue", "limit", limit, "want 1-1000", "limit %q: want 1-1000", limit)
+		}
+		f.Limit = n
+	}
+	return s.Store.ListJobs(ctx, f)
+}
+
+// GetJob returns a job.
+func (s *Service) GetJob(ctx context.Context, vault, id string) (*store.Job, error) {
+	return s.Store.GetJob(ctx, vault, id)
+}
+
+// CancelJob cancels a job that has not finished (in its cluster too).
+func (s *Service) CancelJob(ctx context.Context, vault, id string) (*store.Job, error) {
+	j, err := s.Store.GetJob(ctx, vault, id)
+	if err != nil {
+		return nil, err
+	}
+	if store.JobStateTerminal(j.State) {
+		return nil, Conflictf("JobFinished", "job %s is already %s", j.ID, j.State)
+	}
+	if err := s.Runner.Cancel(ctx, j); err != nil {
+		return nil, err
+	}
+	if s.OnJobFinished != nil {
+		s.OnJobFinished(j)
+	}
+	return j, nil
+}

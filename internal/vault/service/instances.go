@@ -1,0 +1,286 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/scheduler"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// InstanceSpec is a backup instance as a caller writes it.
+type InstanceSpec struct {
+	Name             string          `json:"name"`
+	Cluster          string          `json:"cluster"`
+	Policy           string          `json:"policy"`
+	Config           json.RawMessage `json:"backupConfiguration"`
+	StorageLocation  string          `json:"storageLocation"`
+	SnapshotLocation string          `json:"snapshotLocation"`
+}
+
+const locations = "file:///path, azure://account/container[/prefix] or s3://bucket[/prefix]?endpoint=…"
+
+// check validates an instance's fields in vault and returns its policy;
+// an empty backup configuration becomes {}.
+func (s *Service) check(ctx context.Context, vault string, b *InstanceSpec) (*store.Policy, error) {
+	if err := CheckName("cluster", b.Cluster); err != nil {
+		return nil, err
+	}
+	if b.Policy == "" {
+		return nil, InvalidField("MissingField", "policy", "", "required")
+	}
+	p, err := s.Store.GetPolicy(ctx, vault, b.Policy)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, InvalidField("UnknownReference", "policy", b.Policy, "create the policy first or name an existing one",
+			"policy %q does not exist in vault %q", b.Policy, vault)
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case b.StorageLocation == "":
+		return nil, InvalidField("MissingField", "storageLocation", "", "required ("+locations+")")
+	case !strings.HasPrefix(b.StorageLocation, "file:///") && !strings.HasPrefix(b.StorageLocation, "azure://") && !strings.HasPrefix(b.StorageLocation, "s3://"):
+		return nil, InvalidField("InvalidStorageLocation", "storageLocation", b.StorageLocation, "want "+locations)
+	case len(b.StorageLocation) > 2048 || len(b.SnapshotLocation) > 253:
+		return nil, InvalidField("InvalidValue", "storageLocation", "", "at most 2048 characters (snapshotLocation: 253)",
+			"storageLocation or snapshotLocation too long")
+	}
+	if len(bytes.TrimSpace(b.Config)) == 0 || string(bytes.TrimSpace(b.Config)) == "null" {
+		b.Config = json.RawMessage(`{}`)
+	}
+	var cfg v1alpha1.BackupConfiguration
+	if err := decodeStrict(b.Config, &cfg); err != nil {
+		return nil, InvalidField("InvalidBackupConfiguration", "backupConfiguration", "", err.Error())
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, InvalidField("InvalidBackupConfiguration", "backupConfiguration", "", err.Error())
+	}
+	return p, nil
+}
+
+func decodeStrict(raw []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// ListInstances lists one page of a vault's instances, of one policy when
+// set, by name.
+func (s *Service) ListInstances(ctx context.Context, vault, policyName string, p store.Page) ([]*store.Instance, error) {
+	if _, err := s.Store.GetVault(ctx, vault); err != nil {
+		return nil, err
+	}
+	return s.Store.ListInstancesPage(ctx, vault, policyName, p)
+}
+
+// Prerequisites checks an instance about to be created against its
+// cluster; it returns a ChecksFailed *Error when a prerequisite is not met.
+type Prerequisites func(ctx context.Context, in *store.Instance) error
+
+// CreateInstance creates a backup instance, protected from now on: its
+// schedule is armed. prereq, when set, runs first and can refuse.
+func (s *Service) CreateInstance(ctx context.Context, vault string, b InstanceSpec, prereq Prerequisites) (*store.Instance, error) {
+	if _, err := s.Store.GetVault(ctx, vault); err != nil {
+		return nil, err
+	}
+	if err := CheckName("name", b.Name); err != nil {
+		return nil, err
+	}
+	p, err := s.check(ctx, vault, &b)
+	if err != nil {
+		return nil, err
+	}
+	in := &store.Instance{Vault: vault, Name: b.Name, Cluster: b.Cluster, Policy: b.Policy, Config: b.Config,
+		StorageLocation: b.StorageLocation, SnapshotLocation: b.SnapshotLocation, ProtectionState: store.ProtectionConfigured}
+	if prereq != nil {
+		if err := prereq(ctx, in); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.Store.CreateInstance(ctx, in); err != nil {
+		return nil, err
+	}
+	if _, err := scheduler.Arm(ctx, s.Store, in.Vault, in.Name, p.Schedule, s.now().Now()); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// GetInstance returns a backup instance.
+func (s *Service) GetInstance(ctx context.Context, vault, name string) (*store.Instance, error) {
+	return s.Store.GetInstance(ctx, vault, name)
+}
+
+// UpdateInstance changes an instance's policy, configuration and
+// locations; name and cluster are immutable.
+func (s *Service) UpdateInstance(ctx context.Context, vault, name string, expected int64, b InstanceSpec) (*store.Instance, error) {
+	in, err := s.Store.GetInstance(ctx, vault, name)
+	if err != nil {
+		return nil, err
+	}
+	if (b.Name != "" && b.Name != in.Name) || (b.Cluster != "" && b.Cluster != in.Cluster) {
+		return nil, InvalidField("ImmutableField", "cluster", b.Cluster, "create a new instance",
+			"name and cluster of a backup instance cannot be changed; create a new instance")
+	}
+	b.Cluster = in.Cluster
+	if err := Precondition(expected, in.Version); err != nil {
+		return nil, err
+	}
+	p, err := s.check(ctx, vault, &b)
+	if err != nil {
+		return nil, err
+	}
+	policyChanged := b.Policy != in.Policy
+	in.Policy, in.Config, in.StorageLocation, in.SnapshotLocation = b.Policy, b.Config, b.StorageLocation, b.SnapshotLocation
+	if err := s.Store.UpdateInstance(ctx, in); err != nil {
+		return nil, fromStore(err, expected)
+	}
+	if policyChanged && in.ProtectionState == store.ProtectionConfigured {
+		if _, err := scheduler.Arm(ctx, s.Store, in.Vault, in.Name, p.Schedule, s.now().Now()); err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// DeleteInstance deletes an instance whose protection is stopped and that
+// has no recovery points left.
+func (s *Service) DeleteInstance(ctx context.Context, vault, name string, expected int64) error {
+	in, err := s.Store.GetInstance(ctx, vault, name)
+	if err != nil {
+		return err
+	}
+	if in.ProtectionState != store.ProtectionStopped {
+		return Conflictf("ProtectionActive", "backup instance %q is protected: stop protection first (stop-protection)", in.Name)
+	}
+	rps, err := s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name})
+	if err != nil {
+		return err
+	}
+	if len(rps) > 0 {
+		return Conflictf("RecoveryPointsRemain",
+			"backup instance %q still has %d recovery point(s): stop protection with mode delete-data to remove them, or wait until retention expires them", in.Name, len(rps))
+	}
+	if err := s.Store.DeleteInstance(ctx, in.Vault, in.Name, expected); err != nil {
+		return fromStore(err, expected)
+	}
+	_ = s.Store.DeleteTrigger(ctx, in.Vault, in.Name) // normally gone already
+	return nil
+}
+
+// StopProtection stops an instance's protection with a mode. With
+// delete-data the removal of every recovery point (in its cluster and
+// repository, then the catalog) is queued as a Retention job that the job
+// runner runs; the job is returned (nil for the other modes).
+func (s *Service) StopProtection(ctx context.Context, vault, name string, expected int64, mode string) (*store.Instance, *store.Job, error) {
+	switch mode {
+	case store.StopRetainForever, store.StopRetainPerPolicy, store.StopDeleteData:
+	default:
+		return nil, nil, InvalidField("InvalidStopMode", "mode", mode, "want retain-forever, retain-per-policy or delete-data",
+			"mode %q: want retain-forever, retain-per-policy or delete-data", mode)
+	}
+	in, err := s.Store.GetInstance(ctx, vault, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if in.ProtectionState == store.ProtectionStopped && in.StopMode == mode {
+		return nil, nil, Conflictf("AlreadyStopped", "protection of %q is already stopped with mode %s", in.Name, in.StopMode)
+	}
+	if err := Precondition(expected, in.Version); err != nil {
+		return nil, nil, err
+	}
+	// State first (version-checked), then the trigger: a scheduled job the
+	// scheduler creates in between is cancelled by the runner, which checks
+	// the protection state before starting a ScheduledBackup.
+	in.ProtectionState, in.StopMode = store.ProtectionStopped, mode
+	if err := s.Store.UpdateInstance(ctx, in); err != nil {
+		return nil, nil, fromStore(err, expected)
+	}
+	if err := s.Store.DeleteTrigger(ctx, in.Vault, in.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, nil, err
+	}
+	switch mode {
+	case store.StopRetainForever:
+		return in, nil, s.retention().RetainForever(ctx, in.Vault, in.Name)
+	case store.StopDeleteData:
+		params, _ := json.Marshal(jobs.RetentionParams{DeleteAll: true})
+		j := &store.Job{Vault: in.Vault, Type: store.JobRetention, Instance: in.Name, State: store.JobQueued, Params: params}
+		if err := s.Store.CreateJob(ctx, j); err != nil {
+			return nil, nil, err
+		}
+		s.created(j)
+		return in, j, nil
+	}
+	return in, nil, nil
+}
+
+// ResumeProtection configures protection again: retention is reapplied
+// to points kept forever and the schedule armed.
+func (s *Service) ResumeProtection(ctx context.Context, vault, name string, expected int64) (*store.Instance, error) {
+	in, err := s.Store.GetInstance(ctx, vault, name)
+	if err != nil {
+		return nil, err
+	}
+	if in.ProtectionState != store.ProtectionStopped {
+		return nil, Conflictf("NotStopped", "protection of %q is not stopped", in.Name)
+	}
+	if err := Precondition(expected, in.Version); err != nil {
+		return nil, err
+	}
+	pol, err := s.Store.GetPolicy(ctx, in.Vault, in.Policy)
+	if err != nil {
+		return nil, err
+	}
+	p, err := policy.ParseJSON(pol.Schedule, pol.Retention)
+	if err != nil {
+		return nil, err
+	}
+	wasForever := in.StopMode == store.StopRetainForever
+	in.ProtectionState, in.StopMode = store.ProtectionConfigured, ""
+	if err := s.Store.UpdateInstance(ctx, in); err != nil {
+		return nil, fromStore(err, expected)
+	}
+	if wasForever {
+		if err := s.retention().Reapply(ctx, p, in.Vault, in.Name); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := scheduler.Arm(ctx, s.Store, in.Vault, in.Name, pol.Schedule, s.now().Now()); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// BackupNow queues an on-demand backup of a protected instance.
+func (s *Service) BackupNow(ctx context.Context, vault, name string, b jobs.BackupParams) (*store.Job, error) {
+	if b.Retention != "" {
+		d, err := policy.ParseDuration(b.Retention)
+		if err != nil {
+			return nil, InvalidField("InvalidValue", "retention", b.Retention, err.Error())
+		}
+		if d.Less(policy.MinRetention) || policy.MaxRetention.Less(d) {
+			return nil, InvalidField("InvalidValue", "retention", b.Retention, "must be between P1D and P10Y")
+		}
+	}
+	in, err := s.Store.GetInstance(ctx, vault, name)
+	if err != nil {
+		return nil, err
+	}
+	if in.ProtectionState != store.ProtectionConfigured {
+		return nil, Conflictf("ProtectionStopped", "protection of %q is stopped: resume it before backing up", in.Name)
+	}
+	params, _ := json.Marshal(b)
+	j := &store.Job{Vault: in.Vault, Type: store.JobOnDemandBackup, Instance: in.Name, State: store.JobQueued, Params: params}
+	if err := s.Store.CreateJob(ctx, j); err != nil {
+		return nil, err
+	}
+	s.created(j)
+	return j, nil
+}

@@ -1,0 +1,313 @@
+package service_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/arca-backup/arca/internal/vault/clock"
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/retention"
+	"github.com/arca-backup/arca/internal/vault/service"
+	"github.com/arca-backup/arca/internal/vault/store"
+	"github.com/arca-backup/arca/internal/vault/store/sqlite"
+)
+
+var ctx = context.Background()
+
+type env struct {
+	svc    *service.Service
+	st     store.Store
+	runner *jobs.Runner
+	clk    *clock.Fake
+	jobs   []*store.Job // OnJob calls
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "vault.db"), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ret := &retention.Engine{Store: st, Clock: clk}
+	e := &env{st: st, clk: clk, runner: &jobs.Runner{Store: st, Clock: clk, Retention: ret, Drivers: jobs.DriverMap{}}}
+	e.svc = &service.Service{Store: st, Clock: clk, Retention: ret, Runner: e.runner,
+		OnJob: func(j *store.Job) { e.jobs = append(e.jobs, j) }}
+	return e
+}
+
+// wantKind checks that err is an operation error of kind and code.
+func wantKind(t *testing.T, err error, kind service.Kind, code string) *service.Error {
+	t.Helper()
+	e := service.Classify(err)
+	if e == nil || e.Kind != kind || e.Code != code {
+		t.Fatalf("want %s/%s, got %#v (%v)", kind, code, e, err)
+	}
+	return e
+}
+
+func daily() service.PolicySpec {
+	return service.PolicySpec{Name: "daily", Schedule: "R/2026-01-01T02:00:00+00:00/P1D",
+		Retention: policy.RetentionSpec{Default: &policy.RuleSpec{Duration: "P7D"}}}
+}
+
+func instance(name string) service.InstanceSpec {
+	return service.InstanceSpec{Name: name, Cluster: "prod", Policy: "daily", StorageLocation: "file:///backups"}
+}
+
+// withInstance makes vault v, policy daily and a protected instance shop.
+func withInstance(t *testing.T, e *env) *store.Instance {
+	t.Helper()
+	if _, err := e.svc.CreateVault(ctx, "v", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreatePolicy(ctx, "v", daily()); err != nil {
+		t.Fatal(err)
+	}
+	in, err := e.svc.CreateInstance(ctx, "v", instance("shop"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func addPoints(t *testing.T, e *env, n int) {
+	t.Helper()
+	for i := range n {
+		rp := &store.RecoveryPoint{Vault: "v", ID: "rp-" + string(rune('a'+i)), Instance: "shop", Time: e.clk.Now().Add(-time.Duration(i) * time.Hour),
+			Tag: "default", Datastore: policy.Operational, State: store.RPAvailable}
+		if err := e.st.CreateRecoveryPoint(ctx, rp); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestVaultErrors(t *testing.T) {
+	e := setup(t)
+	_, err := e.svc.GetVault(ctx, "nope")
+	wantKind(t, err, service.NotFound, "NotFound")
+	_, err = e.svc.CreateVault(ctx, "Bad_Name", "")
+	if ie := wantKind(t, err, service.Invalid, "InvalidName"); ie.Field != "name" || ie.Fix == "" || len(ie.Fields()) != 1 {
+		t.Fatalf("invalid name names no field and fix: %+v", ie)
+	}
+	_, err = e.svc.CreateVault(ctx, "v", strings.Repeat("x", 1025))
+	wantKind(t, err, service.Invalid, "InvalidValue")
+	v, err := e.svc.CreateVault(ctx, "v", "first")
+	if err != nil || v.Version != 1 {
+		t.Fatal(v, err)
+	}
+	_, err = e.svc.CreateVault(ctx, "v", "")
+	wantKind(t, err, service.Conflict, "AlreadyExists")
+	if v, err = e.svc.UpdateVault(ctx, "v", 1, "", "second"); err != nil || v.Version != 2 || v.Description != "second" {
+		t.Fatal(v, err)
+	}
+	_, err = e.svc.UpdateVault(ctx, "v", 1, "", "third")
+	wantKind(t, err, service.PreconditionFailed, "PreconditionFailed")
+	_, err = e.svc.UpdateVault(ctx, "v", 0, "w", "")
+	wantKind(t, err, service.Invalid, "ImmutableField")
+	if _, err := e.svc.CreatePolicy(ctx, "v", daily()); err != nil {
+		t.Fatal(err)
+	}
+	wantKind(t, e.svc.DeleteVault(ctx, "v", 0), service.Conflict, "VaultNotEmpty")
+	if err := e.svc.DeletePolicy(ctx, "v", "daily", 0); err != nil {
+		t.Fatal(err)
+	}
+	// A stale version named by the caller fails in the store too.
+	wantKind(t, e.svc.DeleteVault(ctx, "v", 1), service.PreconditionFailed, "PreconditionFailed")
+	if err := e.svc.DeleteVault(ctx, "v", 2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPolicyAndInstanceRules(t *testing.T) {
+	e := setup(t)
+	withInstance(t, e)
+	bad := daily()
+	bad.Name, bad.Schedule = "bad", "every day"
+	_, err := e.svc.CreatePolicy(ctx, "v", bad)
+	if ie := wantKind(t, err, service.Invalid, "InvalidPolicy"); len(ie.Fields()) == 0 {
+		t.Fatalf("policy error names no field: %+v", ie)
+	}
+	wantKind(t, e.svc.DeletePolicy(ctx, "v", "daily", 0), service.Conflict, "PolicyInUse")
+
+	in := instance("other")
+	in.Policy = "missing"
+	_, err = e.svc.CreateInstance(ctx, "v", in, nil)
+	if ie := wantKind(t, err, service.Invalid, "UnknownReference"); ie.Field != "policy" {
+		t.Fatalf("unknown policy: %+v", ie)
+	}
+	in = instance("other")
+	in.StorageLocation = "ftp://x"
+	_, err = e.svc.CreateInstance(ctx, "v", in, nil)
+	wantKind(t, err, service.Invalid, "InvalidStorageLocation")
+
+	// Prerequisites refuse creation: nothing is stored.
+	refused := &service.Error{Kind: service.ChecksFailed, Code: "ValidationFailed", Report: "report"}
+	_, err = e.svc.CreateInstance(ctx, "v", instance("other"), func(context.Context, *store.Instance) error { return refused })
+	if ce := wantKind(t, err, service.ChecksFailed, "ValidationFailed"); ce.Report != "report" {
+		t.Fatal("report lost")
+	}
+	_, err = e.svc.GetInstance(ctx, "v", "other")
+	wantKind(t, err, service.NotFound, "NotFound")
+
+	// Created instances are protected: their schedule is armed.
+	if _, err := e.st.GetTrigger(ctx, "v", "shop"); err != nil {
+		t.Fatalf("no trigger for a new instance: %v", err)
+	}
+	wantKind(t, e.svc.DeleteInstance(ctx, "v", "shop", 0), service.Conflict, "ProtectionActive")
+	_, err = e.svc.UpdateInstance(ctx, "v", "shop", 0, service.InstanceSpec{Cluster: "elsewhere", Policy: "daily", StorageLocation: "file:///b"})
+	wantKind(t, err, service.Invalid, "ImmutableField")
+	_, err = e.svc.ResumeProtection(ctx, "v", "shop", 0)
+	wantKind(t, err, service.Conflict, "NotStopped")
+}
+
+func TestBackupNowAndRestore(t *testing.T) {
+	e := setup(t)
+	withInstance(t, e)
+	_, err := e.svc.BackupNow(ctx, "v", "shop", jobs.BackupParams{Retention: "P1H"})
+	if ie := wantKind(t, err, service.Invalid, "InvalidValue"); ie.Field != "retention" {
+		t.Fatalf("retention: %+v", ie)
+	}
+	j, err := e.svc.BackupNow(ctx, "v", "shop", jobs.BackupParams{Retention: "P30D"})
+	if err != nil || j.State != store.JobQueued || j.Type != store.JobOnDemandBackup || len(e.jobs) != 1 {
+		t.Fatal(j, err, e.jobs)
+	}
+	_, err = e.svc.StartRestore(ctx, "v", jobs.RestoreParams{RecoveryPoint: "nope", TargetCluster: "dr"})
+	if ie := wantKind(t, err, service.Invalid, "UnknownReference"); ie.Field != "recoveryPoint" {
+		t.Fatalf("unknown point: %+v", ie)
+	}
+	addPoints(t, e, 1)
+	_, err = e.svc.StartRestore(ctx, "v", jobs.RestoreParams{RecoveryPoint: "rp-a", TargetCluster: "dr", Criteria: json.RawMessage(`{"bogus":1}`)})
+	wantKind(t, err, service.Invalid, "InvalidRestoreCriteria")
+	if j, err = e.svc.StartRestore(ctx, "v", jobs.RestoreParams{RecoveryPoint: "rp-a", TargetCluster: "dr"}); err != nil || j.Type != store.JobRestore {
+		t.Fatal(j, err)
+	}
+	_, err = e.svc.ListJobs(ctx, store.JobFilter{Vault: "v"}, "0")
+	wantKind(t, err, service.Invalid, "InvalidValue")
+	if js, err := e.svc.ListJobs(ctx, store.JobFilter{Vault: "v"}, "1"); err != nil || len(js) != 1 {
+		t.Fatal(js, err)
+	}
+	if _, err := e.svc.CancelJob(ctx, "v", j.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.CancelJob(ctx, "v", j.ID)
+	wantKind(t, err, service.Conflict, "JobFinished")
+
+	if _, _, err := e.svc.StopProtection(ctx, "v", "shop", 0, store.StopRetainPerPolicy); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.BackupNow(ctx, "v", "shop", jobs.BackupParams{})
+	wantKind(t, err, service.Conflict, "ProtectionStopped")
+	_, _, err = e.svc.StopProtection(ctx, "v", "shop", 0, store.StopRetainPerPolicy)
+	wantKind(t, err, service.Conflict, "AlreadyStopped")
+	_, _, err = e.svc.StopProtection(ctx, "v", "shop", 0, "pause")
+	wantKind(t, err, service.Invalid, "InvalidStopMode")
+}
+
+// Stop protection with delete-data returns a queued job and deletes
+// nothing itself; the job runner deletes every point.
+func TestDeleteDataIsAJob(t *testing.T) {
+	e := setup(t)
+	withInstance(t, e)
+	addPoints(t, e, 3)
+	in, j, err := e.svc.StopProtection(ctx, "v", "shop", 0, store.StopDeleteData)
+	if err != nil || j == nil || j.State != store.JobQueued || j.Type != store.JobRetention || in.StopMode != store.StopDeleteData {
+		t.Fatal(in, j, err)
+	}
+	if _, err := e.st.GetTrigger(ctx, "v", "shop"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("trigger kept after stop: %v", err)
+	}
+	if rps, _ := e.svc.ListRecoveryPoints(ctx, "v", "shop"); len(rps) != 3 {
+		t.Fatalf("the operation deleted %d points itself", 3-len(rps))
+	}
+	wantKind(t, e.svc.DeleteInstance(ctx, "v", "shop", 0), service.Conflict, "RecoveryPointsRemain")
+	if err := e.runner.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done, err := e.svc.GetJob(ctx, "v", j.ID)
+	if err != nil || done.State != store.JobCompleted {
+		t.Fatal(done, err)
+	}
+	var res retention.Result
+	if err := json.Unmarshal(done.Params, &res); err != nil || len(res.Deleted) != 3 {
+		t.Fatalf("job result: %s %v", done.Params, err)
+	}
+	if rps, _ := e.svc.ListRecoveryPoints(ctx, "v", "shop"); len(rps) != 0 {
+		t.Fatalf("%d points left", len(rps))
+	}
+	if err := e.svc.DeleteInstance(ctx, "v", "shop", 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A delete-data job that finds protection resumed deletes nothing.
+func TestDeleteDataCancelledByResume(t *testing.T) {
+	e := setup(t)
+	withInstance(t, e)
+	addPoints(t, e, 2)
+	_, j, err := e.svc.StopProtection(ctx, "v", "shop", 0, store.StopDeleteData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ResumeProtection(ctx, "v", "shop", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.runner.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done, _ := e.svc.GetJob(ctx, "v", j.ID)
+	if done.State != store.JobCancelled || len(done.Warnings) != 1 || done.Warnings[0].Code != "ProtectionChanged" {
+		t.Fatalf("job: %+v", done)
+	}
+	if rps, _ := e.svc.ListRecoveryPoints(ctx, "v", "shop"); len(rps) != 2 {
+		t.Fatalf("a cancelled delete-data removed points: %d left", len(rps))
+	}
+}
+
+func TestSync(t *testing.T) {
+	e := setup(t)
+	withInstance(t, e)
+	_, err := e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: make([]service.SyncPoint, service.MaxSyncPoints+1)})
+	wantKind(t, err, service.TooLarge, "TooManyRecoveryPoints")
+	_, err = e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: []service.SyncPoint{{RepositoryID: "abc"}}})
+	if ie := wantKind(t, err, service.Invalid, "InvalidValue"); ie.Field != "recoveryPoints[0]" {
+		t.Fatalf("sync field: %+v", ie)
+	}
+	pts := []service.SyncPoint{{RepositoryID: "r2", Time: e.clk.Now()}, {RepositoryID: "r1", Time: e.clk.Now().Add(-time.Hour), JobID: "j1"}}
+	res, err := e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: pts})
+	if err != nil || len(res.Created) != 2 || res.Created[0].ID != jobs.RecoveryPointID("j1") || res.Created[0].ExpiresAt == nil {
+		t.Fatalf("sync: %+v %v", res, err)
+	}
+	if res, err = e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: pts}); err != nil || res.Existing != 2 || len(res.Created) != 0 {
+		t.Fatalf("second sync: %+v %v", res, err)
+	}
+}
+
+// Classify keeps every kind of error an operation meets apart.
+func TestClassify(t *testing.T) {
+	cases := []struct {
+		err  error
+		kind service.Kind
+		code string
+	}{
+		{store.ErrNotFound, service.NotFound, "NotFound"},
+		{store.ErrAlreadyExists, service.Conflict, "AlreadyExists"},
+		{&store.ConflictError{Kind: "vault", Key: "v", Expected: 1}, service.Conflict, "ConcurrentModification"},
+		{&policy.FieldError{Field: "f", Reason: "r"}, service.Invalid, "InvalidValue"},
+		{errors.New("disk on fire"), service.Internal, "InternalError"},
+		{service.ForbiddenTo("vaults/write", "/vaults/v", "no"), service.Forbidden, "Forbidden"},
+	}
+	for _, c := range cases {
+		wantKind(t, c.err, c.kind, c.code)
+	}
+	if e := service.Classify(errors.New("disk on fire")); strings.Contains(e.Message, "disk") || e.Err == nil {
+		t.Fatalf("an internal error shows its cause or loses it: %+v", e)
+	}
+}
