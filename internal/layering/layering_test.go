@@ -141,7 +141,7 @@ var rules = map[string]rule{
 		Tests: []string{"internal/testenv", "internal/vault/client"},
 		Exceptions: []exception{
 			{Name: "vault-server-runs-prereq", Import: "internal/prereq",
-				Why: "the server runs the prerequisite checks against a cluster itself (validate.go) instead of through its ClusterDriver (issue 13: the vault service layer)"},
+				Why: "the server runs the prerequisite checks against a cluster itself (validate.go) instead of through its ClusterDriver; the service layer (internal/vault/service) does not hold them yet (issue 13)"},
 			{Name: "vault-server-builds-cluster-clients", Import: "internal/trustedaccess",
 				Why: "the server builds cluster client configs, drivers and the token renewer itself (run.go, validate.go) instead of going through its ClusterDriver (issue 13: the vault service layer, the trustedaccess split)"},
 		}},

@@ -11,16 +11,8 @@ import (
 // Every error kind of the operations has its own status, and only
 // Internal is a 500.
 func TestEveryErrorKindHasAStatus(t *testing.T) {
-	want := map[service.Kind]int{
-		service.NotFound:           http.StatusNotFound,
-		service.Conflict:           http.StatusConflict,
-		service.PreconditionFailed: http.StatusPreconditionFailed,
-		service.Invalid:            http.StatusBadRequest,
-		service.Forbidden:          http.StatusForbidden,
-		service.TooLarge:           http.StatusRequestEntityTooLarge,
-		service.ChecksFailed:       http.StatusUnprocessableEntity,
-		service.Internal:           http.StatusInternalServerError,
-	}
+	want := map[service.Kind]int{service.NotFound: 404, service.Conflict: 409, service.PreconditionFailed: 412,
+		service.Invalid: 400, service.Forbidden: 403, service.TooLarge: 413, service.ChecksFailed: 422, service.Internal: 500}
 	seen := map[int]service.Kind{}
 	for _, k := range service.Kinds() {
 		st := server.StatusOf(k)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/vault/jobs"
-	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -76,11 +75,7 @@ func (s *Service) SyncRecoveryPoints(ctx context.Context, vault, instance string
 	if err != nil {
 		return nil, err
 	}
-	pol, err := s.Store.GetPolicy(ctx, in.Vault, in.Policy)
-	if err != nil {
-		return nil, err
-	}
-	p, err := policy.ParseJSON(pol.Schedule, pol.Retention)
+	_, p, err := s.policyOf(ctx, in)
 	if err != nil {
 		return nil, err
 	}

@@ -221,6 +221,16 @@ func (s *Service) StopProtection(ctx context.Context, vault, name string, expect
 	return in, nil, nil
 }
 
+// policyOf returns an instance's policy, stored and parsed.
+func (s *Service) policyOf(ctx context.Context, in *store.Instance) (*store.Policy, *policy.Policy, error) {
+	pol, err := s.Store.GetPolicy(ctx, in.Vault, in.Policy)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := policy.ParseJSON(pol.Schedule, pol.Retention)
+	return pol, p, err
+}
+
 // ResumeProtection configures protection again: retention is reapplied
 // to points kept forever and the schedule armed.
 func (s *Service) ResumeProtection(ctx context.Context, vault, name string, expected int64) (*store.Instance, error) {
@@ -234,11 +244,7 @@ func (s *Service) ResumeProtection(ctx context.Context, vault, name string, expe
 	if err := Precondition(expected, in.Version); err != nil {
 		return nil, err
 	}
-	pol, err := s.Store.GetPolicy(ctx, in.Vault, in.Policy)
-	if err != nil {
-		return nil, err
-	}
-	p, err := policy.ParseJSON(pol.Schedule, pol.Retention)
+	pol, p, err := s.policyOf(ctx, in)
 	if err != nil {
 		return nil, err
 	}
