@@ -146,7 +146,7 @@ var rules = map[string]rule{
 				Why: "the server builds cluster client configs, drivers and the token renewer itself (run.go, validate.go) instead of going through its ClusterDriver (issue 13: the vault service layer, the trustedaccess split)"},
 		}},
 	"internal/vault/service": {Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy",
-		"internal/vault/retention", "internal/vault/scheduler", "internal/vault/store"},
+		"internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/store"},
 		Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/store":           {},
 	"internal/vault/store/postgres":  {Imports: []string{"internal/vault/store/sqlstore"}, Tests: []string{"internal/testenv", "internal/vault/store", "internal/vault/store/storetest"}},

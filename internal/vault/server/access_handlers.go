@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -21,51 +19,26 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) {
 }
 
 // Permissions is the caller's effective access at a scope.
-type Permissions struct {
-	Principal   string                  `json:"principal"`
-	Scope       string                  `json:"scope"`
-	Actions     []string                `json:"actions"`
-	Assignments []*store.RoleAssignment `json:"assignments"` // those at the scope or enclosing it
-}
+type Permissions = service.Permissions
 
 func queryScope(r *http.Request) (string, error) {
 	sc := r.URL.Query().Get("scope")
 	if sc == "" {
 		sc = rbac.Root()
 	}
-	if err := rbac.ValidScope(sc); err != nil {
-		return "", apiErr(http.StatusBadRequest, "InvalidScope", "%v", err)
-	}
-	return sc, nil
+	return sc, service.CheckScope(sc)
 }
 
 func (s *Server) permissions(w http.ResponseWriter, r *http.Request) {
 	sc, err := queryScope(r)
+	var out *Permissions
+	if err == nil {
+		out, err = s.Service.Permissions(r.Context(), Principal(r.Context()), sc)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	p := Principal(r.Context())
-	as, err := s.Store.ListRoleAssignments(r.Context(), store.RoleAssignmentFilter{Principal: p})
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	out := Permissions{Principal: p, Scope: sc, Actions: []string{}, Assignments: []*store.RoleAssignment{}}
-	for _, a := range as {
-		if !rbac.Contains(a.Scope, sc) {
-			continue
-		}
-		out.Assignments = append(out.Assignments, a)
-		if role, ok := rbac.FindRole(a.Role); ok {
-			for _, act := range role.Actions {
-				if !slices.Contains(out.Actions, act) {
-					out.Actions = append(out.Actions, act)
-				}
-			}
-		}
-	}
-	slices.Sort(out.Actions)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -74,29 +47,15 @@ func (s *Server) permissions(w http.ResponseWriter, r *http.Request) {
 // their own; others need roleAssignments/read at the scope.
 func (s *Server) listRoleAssignments(w http.ResponseWriter, r *http.Request) {
 	sc, err := queryScope(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
 	who := r.URL.Query().Get("principal")
-	if who != Principal(r.Context()) {
-		if err := s.require(r, rbac.RoleAssignmentsRead, sc); err != nil {
-			writeError(w, r, err)
-			return
-		}
-	}
-	as, err := s.Store.ListRoleAssignments(r.Context(), store.RoleAssignmentFilter{Principal: who})
-	if err != nil {
-		writeError(w, r, err)
-		return
+	if err == nil && who != Principal(r.Context()) {
+		err = s.require(r, rbac.RoleAssignmentsRead, sc)
 	}
 	var out []*store.RoleAssignment
-	for _, a := range as {
-		if rbac.Contains(a.Scope, sc) || rbac.Contains(sc, a.Scope) {
-			out = append(out, a)
-		}
+	if err == nil {
+		out, err = s.Service.ListRoleAssignments(r.Context(), who, sc)
 	}
-	writeJSON(w, http.StatusOK, items(out))
+	replyList(w, r, out, err)
 }
 
 type assignmentBody struct {
@@ -107,33 +66,18 @@ type assignmentBody struct {
 
 func (s *Server) createRoleAssignment(w http.ResponseWriter, r *http.Request) {
 	var b assignmentBody
-	if err := decode(w, r, &b); err != nil {
-		writeError(w, r, err)
+	if !decoded(w, r, &b) {
 		return
 	}
-	if err := rbac.ValidPrincipal(b.Principal); err != nil {
-		writeError(w, r, apiErr(http.StatusBadRequest, "InvalidPrincipal", "%v", err))
-		return
+	err := service.CheckScope(b.Scope)
+	if err == nil {
+		err = s.require(r, rbac.RoleAssignmentsWrite, b.Scope)
 	}
-	role, ok := rbac.FindRole(b.Role)
-	if !ok {
-		var names []string
-		for _, ro := range rbac.Roles {
-			names = append(names, ro.Name)
-		}
-		writeError(w, r, apiErr(http.StatusBadRequest, "UnknownRole", "role %q: built-in roles are %s", b.Role, strings.Join(names, ", ")))
-		return
+	var a *store.RoleAssignment
+	if err == nil {
+		a, err = s.Service.AssignRole(r.Context(), Principal(r.Context()), b.Principal, b.Role, b.Scope)
 	}
-	if err := rbac.ValidScope(b.Scope); err != nil {
-		writeError(w, r, apiErr(http.StatusBadRequest, "InvalidScope", "%v", err))
-		return
-	}
-	if err := s.require(r, rbac.RoleAssignmentsWrite, b.Scope); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	a := &store.RoleAssignment{Principal: b.Principal, Role: role.Name, Scope: b.Scope, CreatedBy: Principal(r.Context())}
-	if err := s.Store.CreateRoleAssignment(r.Context(), a); err != nil {
+	if err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -143,85 +87,17 @@ func (s *Server) createRoleAssignment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteRoleAssignment(w http.ResponseWriter, r *http.Request) {
-	a, err := s.Store.GetRoleAssignment(r.Context(), r.PathValue("id"))
-	if err != nil {
-		writeError(w, r, err)
-		return
+	a, err := s.Service.GetRoleAssignment(r.Context(), r.PathValue("id"))
+	if err == nil {
+		err = s.require(r, rbac.RoleAssignmentsWrite, a.Scope)
 	}
-	if err := s.require(r, rbac.RoleAssignmentsWrite, a.Scope); err != nil {
-		writeError(w, r, err)
-		return
+	if err == nil {
+		err = s.Service.RemoveRoleAssignment(r.Context(), a)
 	}
-	if a.Role == rbac.Owner && a.Scope == rbac.Root() {
-		if err := s.keepRootAdmin(r.Context(), a.ID, ""); err != nil {
-			writeError(w, r, err)
-			return
-		}
+	if err == nil {
+		s.Log.Info("audit", "event", "roleRemoved", "principal", Principal(r.Context()), "assignee", a.Principal, "role", a.Role, "scope", a.Scope, "id", a.ID)
 	}
-	if err := s.Store.DeleteRoleAssignment(r.Context(), a.ID); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	s.Log.Info("audit", "event", "roleRemoved", "principal", Principal(r.Context()), "assignee", a.Principal, "role", a.Role, "scope", a.Scope, "id", a.ID)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// rootAdmins returns the principals that hold Owner at the root scope and
-// an unexpired token: those who can still manage the vault's access,
-// leaving out the assignment skipAssignment and the token skipToken (the
-// ones about to be removed).
-func (s *Server) rootAdmins(ctx context.Context, skipAssignment, skipToken string) (admins, tokenless []string, err error) {
-	as, err := s.Store.ListRoleAssignments(ctx, store.RoleAssignmentFilter{Scope: rbac.Root()})
-	if err != nil {
-		return nil, nil, err
-	}
-	owners := map[string]bool{}
-	for _, a := range as {
-		if a.ID != skipAssignment && a.Role == rbac.Owner && a.Scope == rbac.Root() {
-			owners[a.Principal] = false // no usable token seen yet
-		}
-	}
-	ts, err := s.Store.ListTokens(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	now := s.Clock.Now()
-	for _, t := range ts {
-		if _, ok := owners[t.Principal]; ok && t.ID != skipToken && (t.ExpiresAt == nil || t.ExpiresAt.After(now)) {
-			owners[t.Principal] = true
-		}
-	}
-	for p, hasToken := range owners {
-		if hasToken {
-			admins = append(admins, p)
-		} else {
-			tokenless = append(tokenless, p)
-		}
-	}
-	slices.Sort(admins)
-	slices.Sort(tokenless)
-	return admins, tokenless, nil
-}
-
-// keepRootAdmin refuses (409) removing the Owner assignment at / or the
-// token skipped when nobody else would remain Owner at / with a usable
-// token: the vault's access could then no longer be managed through the
-// API.
-func (s *Server) keepRootAdmin(ctx context.Context, skipAssignment, skipToken string) error {
-	admins, tokenless, err := s.rootAdmins(ctx, skipAssignment, skipToken)
-	if err != nil || len(admins) > 0 {
-		return err
-	}
-	also := ""
-	if len(tokenless) > 0 {
-		also = fmt.Sprintf(" (%s: Owner at / without a valid token; create one with POST /api/v1/tokens)", strings.Join(tokenless, ", "))
-	}
-	if skipToken != "" {
-		return apiErr(http.StatusConflict, "LastAdminToken",
-			"this is the last valid token of an Owner at /; revoking it would leave nobody able to manage the vault's access%s. Create another token for an Owner at / first (POST /api/v1/tokens), then revoke this one", also)
-	}
-	return apiErr(http.StatusConflict, "LastRootOwner",
-		"this is the last Owner assignment at / held by a principal with a valid token; removing it would leave nobody able to manage the vault's access%s. Assign another Owner first (arca role assign --principal P --role Owner --scope /, and a token for P), then remove this one", also)
+	replyNone(w, r, err)
 }
 
 // CreateAdminToken creates a token for principal and makes the principal

@@ -2,11 +2,8 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"net/http"
 	"strings"
 	"time"
@@ -14,27 +11,15 @@ import (
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
-// TokenPrefix starts every Arca API token, so that leaked tokens are easy
-// to recognise (secret scanners, logs).
-const TokenPrefix = "arca_"
+// TokenPrefix starts every Arca API token (service.TokenPrefix).
+const TokenPrefix = service.TokenPrefix
 
-// NewToken returns a fresh token and the hash under which it is stored.
-// Tokens carry 256 random bits, so a plain SHA-256 is enough: there is
-// nothing to brute-force that a slow hash would protect.
-func NewToken() (token, hash string) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	token = TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	return token, HashToken(token)
-}
+// NewToken returns a fresh token and the hash under which it is stored
+// (service.NewToken).
+func NewToken() (token, hash string) { return service.NewToken() }
 
-// HashToken is the stored form of a token.
-func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
+// HashToken is the stored form of a token (service.HashToken).
+func HashToken(token string) string { return service.HashToken(token) }
 
 type principalKey struct{}
 
@@ -73,10 +58,5 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 // CreateToken stores a new token for principal and returns it; the token
 // itself is never stored and cannot be shown again.
 func CreateToken(ctx context.Context, st store.TokenStore, name, principal string, expires *time.Time) (string, *store.Token, error) {
-	tok, hash := NewToken()
-	t := &store.Token{Name: name, Hash: hash, Principal: principal, ExpiresAt: expires}
-	if err := st.CreateToken(ctx, t); err != nil {
-		return "", nil, err
-	}
-	return tok, t, nil
+	return service.IssueToken(ctx, st, name, principal, expires)
 }

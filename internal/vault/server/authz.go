@@ -2,11 +2,10 @@ package server
 
 import (
 	"context"
-	"fmt"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"net/http"
 
 	"github.com/arca-backup/arca/internal/vault/rbac"
-	"github.com/arca-backup/arca/internal/vault/store"
 )
 
 // authz says what an operation needs: an action at a scope computed from
@@ -102,42 +101,20 @@ func AuthorizationTable() map[string]string {
 
 // assignments returns the principal's role assignments.
 func (s *Server) assignments(ctx context.Context, principal string) ([]rbac.Assignment, error) {
-	as, err := s.Store.ListRoleAssignments(ctx, store.RoleAssignmentFilter{Principal: principal})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]rbac.Assignment, len(as))
-	for i, a := range as {
-		out[i] = rbac.Assignment{Principal: a.Principal, Role: a.Role, Scope: a.Scope}
-	}
-	return out, nil
-}
-
-// can reports whether the request's principal holds action at scope.
-func (s *Server) can(r *http.Request, action, scope string) (bool, error) {
-	as, err := s.assignments(r.Context(), Principal(r.Context()))
-	if err != nil {
-		return false, err
-	}
-	return rbac.Decide(as, Principal(r.Context()), action, scope).Allowed, nil
+	return s.Service.Assignments(ctx, principal)
 }
 
 // require returns nil when the caller may do action at scope, and
 // otherwise the 403 naming both, after writing the denial to the audit log.
 func (s *Server) require(r *http.Request, action, scope string) error {
-	ok, err := s.can(r, action, scope)
-	if err != nil {
+	p := Principal(r.Context())
+	ok, err := s.Service.Can(r.Context(), p, action, scope)
+	if err != nil || ok {
 		return err
 	}
-	if ok {
-		return nil
-	}
-	p := Principal(r.Context())
 	s.Log.Warn("audit", "event", "denied", "principal", p, "action", action, "scope", scope,
 		"method", r.Method, "path", r.URL.Path)
-	return &APIError{Status: http.StatusForbidden, Code: "Forbidden",
-		Message: fmt.Sprintf("principal %q may not %s at scope %s: no role assigned there or above grants it (arca role assign --principal %s --role ROLE --scope %s, by an Owner)", p, action, scope, p, scope),
-		Action:  action, Scope: scope}
+	return service.Refused(p, action, scope)
 }
 
 // authorize wraps a handler with its route's check. It runs after

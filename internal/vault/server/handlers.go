@@ -5,10 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/arca-backup/arca/internal/vault/jobs"
-	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
@@ -403,42 +401,16 @@ type tokenBody struct {
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
-	ts, err := s.Store.ListTokens(r.Context())
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, items(ts))
+	ts, err := s.Service.ListTokens(r.Context())
+	replyList(w, r, ts, err)
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	var b tokenBody
-	if err := decode(w, r, &b); err != nil {
-		writeError(w, r, err)
+	if !decoded(w, r, &b) {
 		return
 	}
-	if err := service.CheckName("name", b.Name); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if b.Principal == "" {
-		b.Principal = b.Name
-	}
-	if err := rbac.ValidPrincipal(b.Principal); err != nil {
-		writeError(w, r, apiErr(http.StatusBadRequest, "InvalidPrincipal", "%v", err))
-		return
-	}
-	var expires *time.Time
-	if b.ExpiresIn != "" {
-		d, err := policy.ParseDuration(b.ExpiresIn)
-		if err != nil {
-			writeError(w, r, &policy.FieldError{Field: "expiresIn", Value: b.ExpiresIn, Reason: err.Error()})
-			return
-		}
-		t := d.AddTo(s.Clock.Now())
-		expires = &t
-	}
-	tok, t, err := CreateToken(r.Context(), s.Store, b.Name, b.Principal, expires)
+	tok, t, err := s.Service.CreateToken(r.Context(), b.Name, b.Principal, b.ExpiresIn)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -447,23 +419,5 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	ts, err := s.Store.ListTokens(r.Context())
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	for _, t := range ts {
-		if t.ID == id {
-			if err := s.keepRootAdmin(r.Context(), "", id); err != nil {
-				writeError(w, r, err)
-				return
-			}
-		}
-	}
-	if err := s.Store.DeleteToken(r.Context(), id); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	replyNone(w, r, s.Service.DeleteToken(r.Context(), r.PathValue("id")))
 }

@@ -28,6 +28,8 @@ type Store interface {
 	store.RecoveryPointStore
 	store.JobStore
 	store.TriggerStore
+	store.TokenStore
+	store.RoleStore
 }
 
 // Service runs the vault's operations.

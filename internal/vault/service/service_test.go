@@ -311,3 +311,55 @@ func TestClassify(t *testing.T) {
 		t.Fatalf("an internal error shows its cause or loses it: %+v", e)
 	}
 }
+
+// The last Owner at / with a usable token can lose neither the
+// assignment nor the token.
+func TestAccessKeepsARootOwner(t *testing.T) {
+	e := setup(t)
+	_, err := e.svc.AssignRole(ctx, "admin", "user:ann", "Owner", "/nowhere")
+	wantKind(t, err, service.Invalid, "InvalidScope")
+	_, err = e.svc.AssignRole(ctx, "admin", "user:ann", "Boss", "/")
+	wantKind(t, err, service.Invalid, "UnknownRole")
+	_, err = e.svc.AssignRole(ctx, "admin", "user ann", "Owner", "/")
+	wantKind(t, err, service.Invalid, "InvalidPrincipal")
+	a, err := e.svc.AssignRole(ctx, "admin", "user:ann", "Owner", "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.AssignRole(ctx, "admin", "user:ann", "Owner", "/")
+	wantKind(t, err, service.Conflict, "AlreadyExists")
+	// Owner at / may do anything below it.
+	if ok, err := e.svc.Can(ctx, "user:ann", "vaults/write", "/vaults/v"); err != nil || !ok {
+		t.Fatalf("Owner at / cannot write a vault: %v %v", ok, err)
+	}
+	tok, tk, err := e.svc.CreateToken(ctx, "ann", "user:ann", "P1D")
+	if err != nil || !strings.HasPrefix(tok, service.TokenPrefix) || tk.Hash != service.HashToken(tok) || tk.ExpiresAt == nil {
+		t.Fatal(tok, tk, err)
+	}
+	_, _, err = e.svc.CreateToken(ctx, "x", "", "soon")
+	wantKind(t, err, service.Invalid, "InvalidValue")
+	wantKind(t, e.svc.DeleteToken(ctx, tk.ID), service.Conflict, "LastAdminToken")
+	wantKind(t, e.svc.RemoveRoleAssignment(ctx, a), service.Conflict, "LastRootOwner")
+	// Another Owner at / with a token: ann's token and assignment may go.
+	if _, err := e.svc.AssignRole(ctx, "admin", "user:bob", "Owner", "/"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.CreateToken(ctx, "bob", "user:bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.DeleteToken(ctx, tk.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.RemoveRoleAssignment(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if as, err := e.svc.ListRoleAssignments(ctx, "", "/"); err != nil || len(as) != 1 || as[0].Principal != "user:bob" {
+		t.Fatal(as, err)
+	}
+	if _, err := e.svc.Permissions(ctx, "user:ann", "bad"); err == nil {
+		t.Fatal("bad scope accepted")
+	}
+	if err := service.Refused("user:bob", "vaults/read", "/vaults/v"); err.Kind != service.Forbidden || err.Action != "vaults/read" || err.Scope != "/vaults/v" {
+		t.Fatalf("refusal: %+v", err)
+	}
+}
