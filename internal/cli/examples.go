@@ -35,11 +35,12 @@ var examples = map[string]string{
     --include-namespaces shop,payments --snapshot-location csi-azuredisk-vsc`,
 	"instance update": `  arca instance update shop --policy gold
   arca instance update shop --config backup-config.yaml`,
-	"instance list":     `  arca instance list -o json`,
-	"instance show":     `  arca instance show shop -o yaml`,
-	"instance stop":     `  arca instance stop shop --mode retain-per-policy`,
-	"instance resume":   `  arca instance resume shop`,
-	"instance delete":   `  arca instance delete shop`,
+	"instance list":   `  arca instance list -o json`,
+	"instance show":   `  arca instance show shop -o yaml`,
+	"instance stop":   `  arca instance stop shop --mode retain-per-policy`,
+	"instance resume": `  arca instance resume shop`,
+	"instance delete": `  arca instance delete shop
+  arca instance delete shop --delete-data      # a stopped instance with its recovery points, in a job`,
 	"instance validate": `  arca instance validate shop --kubeconfig prod.yaml --assign-missing-roles`,
 
 	"backup now": `  arca backup now shop --wait                 # live progress on a terminal

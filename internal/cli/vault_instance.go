@@ -275,23 +275,30 @@ func newInstanceResumeCommand() *cobra.Command {
 
 func newInstanceDeleteCommand() *cobra.Command {
 	o := &PolicyScope{}
+	var deleteData bool
 	cmd := &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a stopped instance that has no recovery points left",
+		Use:   "delete NAME [--delete-data]",
+		Short: "Delete a stopped instance that has no recovery points left, or with --delete-data together with them",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			if err := c.DeleteInstance(cmd.Context(), o.Vault, args[0]); err != nil {
+			job, err := c.DeleteInstance(cmd.Context(), o.Vault, args[0], deleteData)
+			if err != nil {
 				return err
+			}
+			if job != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "backup instance %q and its recovery points are deleted by job %s (arca job show %s)\n", args[0], path.Base(job), path.Base(job))
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "backup instance %q deleted\n", args[0])
 			return nil
 		},
 	}
 	o.AddFlags(cmd.Flags())
+	cmd.Flags().BoolVar(&deleteData, "delete-data", false, "delete the recovery points too (data in the cluster and repository, then the catalog), in a job")
 	return cmd
 }
 

@@ -245,9 +245,20 @@ func (c *Client) GetInstance(ctx context.Context, vault, name string) (*store.In
 }
 
 // DeleteInstance deletes a stopped instance without recovery points.
-func (c *Client) DeleteInstance(ctx context.Context, vault, name string) error {
-	_, err := c.Do(ctx, "DELETE", instancePath(vault, name), nil, nil, "")
-	return err
+//
+// With deleteData the instance's recovery points are deleted first, by a
+// job of the job runner that then deletes the instance; the job's path is
+// returned.
+func (c *Client) DeleteInstance(ctx context.Context, vault, name string, deleteData bool) (string, error) {
+	path := instancePath(vault, name)
+	if deleteData {
+		path += "?deleteData=true"
+	}
+	resp, err := c.Do(ctx, "DELETE", path, nil, nil, "")
+	if err != nil || resp.Status != http.StatusAccepted {
+		return "", err
+	}
+	return resp.Location, nil
 }
 
 // StopProtection stops protection with a mode: retain-forever,

@@ -160,6 +160,9 @@ type RetentionParams struct {
 	// included: stop protection with delete-data. The job is cancelled if
 	// protection was resumed before it ran.
 	DeleteAll bool `json:"deleteAll,omitempty"`
+	// DeleteInstance, with DeleteAll, then deletes the instance itself
+	// when every point is gone: delete an instance with its data.
+	DeleteInstance bool `json:"deleteInstance,omitempty"`
 }
 
 // Runner moves jobs forward.
@@ -369,6 +372,9 @@ func (r *Runner) runRetention(ctx context.Context, j *store.Job) error {
 			return err
 		}
 		res, err = r.Retention.DeleteAll(ctx, j.Vault, j.Instance)
+		if err == nil && p.DeleteInstance && len(res.Errors) == 0 {
+			err = r.deleteInstance(ctx, in)
+		}
 	} else {
 		res, err = r.Retention.ExpireInstance(ctx, j.Vault, j.Instance)
 	}
@@ -383,6 +389,18 @@ func (r *Runner) runRetention(ctx context.Context, j *store.Job) error {
 	}
 	_, err = r.save(ctx, j)
 	return err
+}
+
+// deleteInstance deletes a stopped instance whose points are all gone.
+func (r *Runner) deleteInstance(ctx context.Context, in *store.Instance) error {
+	rps, err := r.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name})
+	if err != nil {
+		return err
+	}
+	if len(rps) > 0 {
+		return fmt.Errorf("backup instance %q still has %d recovery point(s); it is kept", in.Name, len(rps))
+	}
+	return r.Store.DeleteInstance(ctx, in.Vault, in.Name, 0) // its trigger went with the stop
 }
 
 func (r *Runner) cluster(ctx context.Context, j *store.Job) (string, error) {

@@ -289,8 +289,16 @@ func (s *Server) updateInstance(w http.ResponseWriter, r *http.Request) {
 	reply(w, r, in, err)
 }
 
+// deleteInstance: 204; with ?deleteData=true 202 and the job that
+// deletes the recovery points and then the instance.
 func (s *Server) deleteInstance(w http.ResponseWriter, r *http.Request) {
-	if ver, ok := version(w, r); ok {
+	ver, ok := version(w, r)
+	switch {
+	case !ok:
+	case r.URL.Query().Get("deleteData") == "true":
+		j, err := s.Service.DeleteInstanceWithData(r.Context(), r.PathValue("vault"), r.PathValue("instance"), ver)
+		replyJob(w, r, j, err)
+	default:
 		replyNone(w, r, s.Service.DeleteInstance(r.Context(), r.PathValue("vault"), r.PathValue("instance"), ver))
 	}
 }

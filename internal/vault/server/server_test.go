@@ -373,6 +373,23 @@ func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
 	}
 	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "", 204, "")
 	e.want(t, "GET", "/api/v1/vaults/v/instances/shop", nil, "", 404, "NotFound")
+
+	// A stopped instance with points is deleted with them by a job.
+	e.want(t, "POST", "/api/v1/vaults/v/instances", instanceBody("shop2"), "", 201, "")
+	if err := e.st.CreateRecoveryPoint(ctx, &store.RecoveryPoint{Vault: "v", ID: "rp-z", Instance: "shop2", Time: e.clk.Now(), Tag: "default", Datastore: policy.Operational, State: store.RPAvailable}); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop2?deleteData=true", nil, "", 409, "ProtectionActive")
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop2/stop-protection", map[string]any{"mode": "retain-per-policy"}, "", 200, "")
+	del := e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop2?deleteData=true", nil, "", 202, "")
+	if del["type"] != store.JobRetention || del["state"] != store.JobQueued {
+		t.Fatalf("delete with data: %v", del)
+	}
+	e.want(t, "GET", "/api/v1/vaults/v/instances/shop2", nil, "", 200, "")
+	if err := e.srv.Runner.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.want(t, "GET", "/api/v1/vaults/v/instances/shop2", nil, "", 404, "NotFound")
 	if !strings.Contains(e.log.String(), `"msg":"audit"`) {
 		t.Fatal("no audit log lines for mutations")
 	}

@@ -153,12 +153,9 @@ func (s *Service) UpdateInstance(ctx context.Context, vault, name string, expect
 // DeleteInstance deletes an instance whose protection is stopped and that
 // has no recovery points left.
 func (s *Service) DeleteInstance(ctx context.Context, vault, name string, expected int64) error {
-	in, err := s.Store.GetInstance(ctx, vault, name)
+	in, err := s.stoppedInstance(ctx, vault, name)
 	if err != nil {
 		return err
-	}
-	if in.ProtectionState != store.ProtectionStopped {
-		return Conflictf("ProtectionActive", "backup instance %q is protected: stop protection first (stop-protection)", in.Name)
 	}
 	rps, err := s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name})
 	if err != nil {
@@ -173,6 +170,48 @@ func (s *Service) DeleteInstance(ctx context.Context, vault, name string, expect
 	}
 	_ = s.Store.DeleteTrigger(ctx, in.Vault, in.Name) // normally gone already
 	return nil
+}
+
+func (s *Service) stoppedInstance(ctx context.Context, vault, name string) (*store.Instance, error) {
+	in, err := s.Store.GetInstance(ctx, vault, name)
+	if err != nil {
+		return nil, err
+	}
+	if in.ProtectionState != store.ProtectionStopped {
+		return nil, Conflictf("ProtectionActive", "backup instance %q is protected: stop protection first (stop-protection)", in.Name)
+	}
+	return in, nil
+}
+
+// DeleteInstanceWithData deletes a stopped instance together with its
+// recovery points, as a job: its stop mode becomes delete-data and a
+// Retention job is queued that removes every point (data, then catalog
+// entry) and then the instance. The job is returned.
+func (s *Service) DeleteInstanceWithData(ctx context.Context, vault, name string, expected int64) (*store.Job, error) {
+	in, err := s.stoppedInstance(ctx, vault, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := Precondition(expected, in.Version); err != nil {
+		return nil, err
+	}
+	if in.StopMode != store.StopDeleteData {
+		in.StopMode = store.StopDeleteData
+		if err := s.Store.UpdateInstance(ctx, in); err != nil {
+			return nil, fromStore(err, expected)
+		}
+	}
+	return s.queueDeletion(ctx, in, jobs.RetentionParams{DeleteAll: true, DeleteInstance: true})
+}
+
+func (s *Service) queueDeletion(ctx context.Context, in *store.Instance, p jobs.RetentionParams) (*store.Job, error) {
+	params, _ := json.Marshal(p)
+	j := &store.Job{Vault: in.Vault, Type: store.JobRetention, Instance: in.Name, State: store.JobQueued, Params: params}
+	if err := s.Store.CreateJob(ctx, j); err != nil {
+		return nil, err
+	}
+	s.created(j)
+	return j, nil
 }
 
 // StopProtection stops an instance's protection with a mode. With
@@ -210,12 +249,10 @@ func (s *Service) StopProtection(ctx context.Context, vault, name string, expect
 	case store.StopRetainForever:
 		return in, nil, s.retention().RetainForever(ctx, in.Vault, in.Name)
 	case store.StopDeleteData:
-		params, _ := json.Marshal(jobs.RetentionParams{DeleteAll: true})
-		j := &store.Job{Vault: in.Vault, Type: store.JobRetention, Instance: in.Name, State: store.JobQueued, Params: params}
-		if err := s.Store.CreateJob(ctx, j); err != nil {
+		j, err := s.queueDeletion(ctx, in, jobs.RetentionParams{DeleteAll: true})
+		if err != nil {
 			return nil, nil, err
 		}
-		s.created(j)
 		return in, j, nil
 	}
 	return in, nil, nil

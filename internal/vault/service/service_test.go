@@ -363,3 +363,36 @@ func TestAccessKeepsARootOwner(t *testing.T) {
 		t.Fatalf("refusal: %+v", err)
 	}
 }
+
+// Deleting an instance with its data is a job: the points go, then the
+// instance.
+func TestDeleteInstanceWithData(t *testing.T) {
+	e := setup(t)
+	withInstance(t, e)
+	addPoints(t, e, 2)
+	_, err := e.svc.DeleteInstanceWithData(ctx, "v", "shop", 0)
+	wantKind(t, err, service.Conflict, "ProtectionActive")
+	if _, _, err := e.svc.StopProtection(ctx, "v", "shop", 0, store.StopRetainForever); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.DeleteInstanceWithData(ctx, "v", "shop", 1)
+	wantKind(t, err, service.PreconditionFailed, "PreconditionFailed")
+	j, err := e.svc.DeleteInstanceWithData(ctx, "v", "shop", 0)
+	if err != nil || j.State != store.JobQueued || j.Type != store.JobRetention {
+		t.Fatal(j, err)
+	}
+	if in, err := e.svc.GetInstance(ctx, "v", "shop"); err != nil || in.StopMode != store.StopDeleteData {
+		t.Fatalf("instance before the job: %+v %v", in, err)
+	}
+	if err := e.runner.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if done, _ := e.svc.GetJob(ctx, "v", j.ID); done.State != store.JobCompleted {
+		t.Fatalf("job: %+v", done)
+	}
+	_, err = e.svc.GetInstance(ctx, "v", "shop")
+	wantKind(t, err, service.NotFound, "NotFound")
+	if rps, _ := e.st.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: "v"}); len(rps) != 0 {
+		t.Fatalf("%d points left", len(rps))
+	}
+}
