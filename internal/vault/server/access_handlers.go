@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
-	"time"
 
 	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/service"
@@ -115,122 +113,45 @@ func CreateAdminToken(ctx context.Context, st interface {
 
 // ---- clusters (trusted access) ----
 
-// ClusterBody registers a cluster or renews its credential.
-type ClusterBody struct {
-	Name           string     `json:"name"`
-	Server         string     `json:"server"`
-	CAData         []byte     `json:"caData,omitempty"`
-	Namespace      string     `json:"namespace"`
-	ServiceAccount string     `json:"serviceAccount"`
-	Token          string     `json:"token"`
-	TokenExpiresAt *time.Time `json:"tokenExpiresAt,omitempty"`
-}
-
-func (b *ClusterBody) check() error {
-	switch {
-	case !strings.HasPrefix(b.Server, "https://"):
-		return apiErr(http.StatusBadRequest, "InvalidValue", "server %q: want the cluster's https:// API server URL", b.Server)
-	case b.Namespace == "" || b.ServiceAccount == "":
-		return apiErr(http.StatusBadRequest, "MissingField", "namespace and serviceAccount: required")
-	case b.Token == "":
-		return apiErr(http.StatusBadRequest, "MissingField", "token: required (a TokenRequest token of the service account)")
-	}
-	return nil
-}
-
 func (s *Server) listClusters(w http.ResponseWriter, r *http.Request) {
-	cs, err := s.Store.ListClusters(r.Context())
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, items(cs))
+	cs, err := s.Service.ListClusters(r.Context())
+	replyList(w, r, cs, err)
 }
 
 func (s *Server) registerCluster(w http.ResponseWriter, r *http.Request) {
-	var b ClusterBody
-	if err := decode(w, r, &b); err != nil {
-		writeError(w, r, err)
+	var b service.ClusterRegistration
+	if !decoded(w, r, &b) {
 		return
 	}
-	if err := service.CheckName("name", b.Name); err != nil {
-		writeError(w, r, err)
-		return
+	err := service.CheckName("name", b.Name)
+	if err == nil {
+		err = s.require(r, rbac.ClustersWrite, rbac.ClusterScope(b.Name))
 	}
-	if err := s.require(r, rbac.ClustersWrite, rbac.ClusterScope(b.Name)); err != nil {
-		writeError(w, r, err)
-		return
+	var c *store.Cluster
+	if err == nil {
+		c, err = s.Service.RegisterCluster(r.Context(), b)
 	}
-	if err := b.check(); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	c := &store.Cluster{Name: b.Name, Server: b.Server, CAData: b.CAData, Namespace: b.Namespace, ServiceAccount: b.ServiceAccount,
-		Token: b.Token, TokenExpiresAt: b.TokenExpiresAt, State: store.ClusterConnected}
-	if err := s.Store.CreateCluster(r.Context(), c); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/api/v1/clusters/"+c.Name)
-	writeVersioned(w, http.StatusCreated, c.Version, c)
+	replyCreated(w, r, c, err, "/api/v1/clusters/"+b.Name)
 }
 
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
-	c, err := s.Store.GetCluster(r.Context(), r.PathValue("cluster"))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeVersioned(w, http.StatusOK, c.Version, c)
+	c, err := s.Service.GetCluster(r.Context(), r.PathValue("cluster"))
+	reply(w, r, c, err)
 }
 
 // updateCluster replaces the connection (re-enabling trusted access).
 func (s *Server) updateCluster(w http.ResponseWriter, r *http.Request) {
-	var b ClusterBody
-	if err := decode(w, r, &b); err != nil {
-		writeError(w, r, err)
+	var b service.ClusterRegistration
+	ver, ok := version(w, r)
+	if !ok || !decoded(w, r, &b) {
 		return
 	}
-	name := r.PathValue("cluster")
-	if b.Name != "" && b.Name != name {
-		writeError(w, r, apiErr(http.StatusBadRequest, "ImmutableField", "name: %q cannot become %q", name, b.Name))
-		return
-	}
-	if err := b.check(); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	c, err := s.Store.GetCluster(r.Context(), name)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	ver, err := ifMatch(r)
-	if err == nil {
-		err = service.Precondition(ver, c.Version)
-	}
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	c.Server, c.CAData, c.Namespace, c.ServiceAccount = b.Server, b.CAData, b.Namespace, b.ServiceAccount
-	c.Token, c.TokenExpiresAt, c.State, c.Message = b.Token, b.TokenExpiresAt, store.ClusterConnected, ""
-	if err := s.Store.UpdateCluster(r.Context(), c); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeVersioned(w, http.StatusOK, c.Version, c)
+	c, err := s.Service.UpdateCluster(r.Context(), r.PathValue("cluster"), ver, b)
+	reply(w, r, c, err)
 }
 
 func (s *Server) deleteCluster(w http.ResponseWriter, r *http.Request) {
-	ver, err := ifMatch(r)
-	if err != nil {
-		writeError(w, r, err)
-		return
+	if ver, ok := version(w, r); ok {
+		replyNone(w, r, s.Service.DeleteCluster(r.Context(), r.PathValue("cluster"), ver))
 	}
-	if err := s.Store.DeleteCluster(r.Context(), r.PathValue("cluster"), ver); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }

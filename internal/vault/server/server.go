@@ -35,7 +35,7 @@ const DefaultMaxBody = 1 << 20
 
 // Server serves the API.
 type Server struct {
-	Store     store.Store
+	Store     service.Store    // token lookup, health; the rest goes through Service
 	Service   *service.Service // the operations the handlers call
 	Clock     clock.Clock
 	Runner    *jobs.Runner

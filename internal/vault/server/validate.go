@@ -74,8 +74,11 @@ func (a storeAccess) Assign(ctx context.Context, who prereq.Identity, role strin
 	if err := a.s.require(a.r, rbac.RoleAssignmentsWrite, scope); err != nil {
 		return err
 	}
-	ra := &store.RoleAssignment{Principal: who.Kind + ":" + who.Name, Role: role, Scope: scope, CreatedBy: Principal(ctx)}
-	if err := a.s.Store.CreateRoleAssignment(ctx, ra); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+	ra, err := a.s.Service.AssignRole(ctx, Principal(ctx), who.Kind+":"+who.Name, role, scope)
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	a.s.Log.Info("audit", "event", "roleAssigned", "principal", ra.CreatedBy, "assignee", ra.Principal, "role", ra.Role, "scope", ra.Scope, "id", ra.ID, "via", "assign-missing-roles")
@@ -87,7 +90,7 @@ func (a storeAccess) AssignCommand(who prereq.Identity, role string, at prereq.S
 }
 
 func (a storeAccess) Connection(ctx context.Context, cluster string) (*prereq.Connection, error) {
-	c, err := a.s.Store.GetCluster(ctx, cluster)
+	c, err := a.s.Service.GetCluster(ctx, cluster)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -109,7 +112,7 @@ func (a storeAccess) Connection(ctx context.Context, cluster string) (*prereq.Co
 func (s *Server) validateBackup(r *http.Request, in *store.Instance) (*prereq.Report, error) {
 	ctx := r.Context()
 	target := fmt.Sprintf("instance %s/%s on cluster %s", in.Vault, in.Name, in.Cluster)
-	c, err := s.Store.GetCluster(ctx, in.Cluster)
+	c, err := s.Service.GetCluster(ctx, in.Cluster)
 	if errors.Is(err, store.ErrNotFound) {
 		return prereq.NotConnected("backup", target, in.Cluster), nil
 	}
@@ -138,7 +141,7 @@ type ValidationResult struct {
 // validateInstanceRoute: POST …/instances/{instance}/validate
 // [?assignMissingRoles=true]. 200 with the report whether it passed or not.
 func (s *Server) validateInstanceRoute(w http.ResponseWriter, r *http.Request) {
-	in, err := s.Store.GetInstance(r.Context(), r.PathValue("vault"), r.PathValue("instance"))
+	in, err := s.Service.GetInstance(r.Context(), r.PathValue("vault"), r.PathValue("instance"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -166,7 +169,7 @@ var contentChecks = []string{"NamespaceConflicts", "StorageClasses", "APIVersion
 // what the recovery point holds: those checks are Skipped and say so.
 func (s *Server) validateRestore(r *http.Request, rp *store.RecoveryPoint, in *store.Instance, target string, crit v1alpha1.RestoreCriteria) (*prereq.Report, error) {
 	ctx := r.Context()
-	c, err := s.Store.GetCluster(ctx, target)
+	c, err := s.Service.GetCluster(ctx, target)
 	if errors.Is(err, store.ErrNotFound) {
 		return prereq.NotConnected("restore", fmt.Sprintf("recovery point %s to cluster %s", rp.ID, target), target), nil
 	}

@@ -30,6 +30,7 @@ type Store interface {
 	store.TriggerStore
 	store.TokenStore
 	store.RoleStore
+	store.ClusterStore
 }
 
 // Service runs the vault's operations.
