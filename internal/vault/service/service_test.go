@@ -396,3 +396,40 @@ func TestDeleteInstanceWithData(t *testing.T) {
 		t.Fatalf("%d points left", len(rps))
 	}
 }
+
+func TestClusters(t *testing.T) {
+	e := setup(t)
+	reg := service.ClusterRegistration{Name: "prod", Server: "https://10.0.0.1:6443", Namespace: "arca-system", ServiceAccount: "arca-vault", Token: "t"}
+	bad := reg
+	bad.Server = "http://insecure"
+	_, err := e.svc.RegisterCluster(ctx, bad)
+	if ie := wantKind(t, err, service.Invalid, "InvalidValue"); ie.Field != "server" {
+		t.Fatalf("server: %+v", ie)
+	}
+	bad = reg
+	bad.Token = ""
+	_, err = e.svc.RegisterCluster(ctx, bad)
+	wantKind(t, err, service.Invalid, "MissingField")
+	c, err := e.svc.RegisterCluster(ctx, reg)
+	if err != nil || c.State != store.ClusterConnected {
+		t.Fatal(c, err)
+	}
+	c.State = store.ClusterRevoked
+	if err := e.st.UpdateCluster(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	renamed := reg
+	renamed.Name = "other"
+	_, err = e.svc.UpdateCluster(ctx, "prod", 0, renamed)
+	wantKind(t, err, service.Invalid, "ImmutableField")
+	_, err = e.svc.UpdateCluster(ctx, "prod", 1, reg)
+	wantKind(t, err, service.PreconditionFailed, "PreconditionFailed")
+	if c, err = e.svc.UpdateCluster(ctx, "prod", 2, reg); err != nil || c.State != store.ClusterConnected {
+		t.Fatalf("renewal did not reconnect: %+v %v", c, err)
+	}
+	if err := e.svc.DeleteCluster(ctx, "prod", 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.GetCluster(ctx, "prod")
+	wantKind(t, err, service.NotFound, "NotFound")
+}
