@@ -12,14 +12,16 @@ import (
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/store"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
 )
 
 // Tags the vault's cluster driver puts on every backup it starts; the
 // extension copies them into the recovery point's manifest.
 const (
-	tagVault    = "arca.io/vault"
-	tagInstance = "arca.io/instance"
-	tagJob      = "arca.io/job"
+	tagVault    = v1alpha1.TagVault
+	tagInstance = v1alpha1.TagInstance
+	tagJob      = v1alpha1.TagJob
 )
 
 // syncPoints picks the repository's recovery points of one backup instance

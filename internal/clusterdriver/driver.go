@@ -52,7 +52,7 @@ func New(cfg *rest.Config, namespace string) (*Driver, error) {
 		return nil, err
 	}
 	if namespace == "" {
-		namespace = "arca-system"
+		namespace = v1alpha1.ExtensionNamespace
 	}
 	return &Driver{c: c, namespace: namespace}, nil
 }
@@ -123,9 +123,9 @@ func (d *Driver) StartBackup(ctx context.Context, req jobs.BackupRequest) (strin
 		return "", err
 	}
 	j := &v1alpha1.BackupJob{
-		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: map[string]string{"arca.io/vault-job": labelValue(req.JobID)}},
+		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: map[string]string{v1alpha1.LabelVaultJob: labelValue(req.JobID)}},
 		Spec: v1alpha1.BackupJobSpec{BackupConfiguration: cfg, StorageLocation: loc, RecoveryPointName: req.Instance, SnapshotClasses: splitList(req.SnapshotLocation),
-			Tags: map[string]string{"arca.io/vault": req.Vault, "arca.io/instance": req.Instance, "arca.io/job": req.JobID}},
+			Tags: map[string]string{v1alpha1.TagVault: req.Vault, v1alpha1.TagInstance: req.Instance, v1alpha1.TagJob: req.JobID}},
 	}
 	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("create BackupJob %s: %w", j.Name, err)
@@ -149,7 +149,7 @@ func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (str
 		return "", err
 	}
 	j := &v1alpha1.RestoreJob{
-		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: map[string]string{"arca.io/vault-job": labelValue(req.JobID)}},
+		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: map[string]string{v1alpha1.LabelVaultJob: labelValue(req.JobID)}},
 		Spec:       v1alpha1.RestoreJobSpec{RecoveryPoint: req.RecoveryPoint.RepoID, StorageLocation: loc, RestoreCriteria: crit},
 	}
 	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -173,7 +173,7 @@ func (d *Driver) StartForget(ctx context.Context, req jobs.ForgetRequest) (strin
 	sum := sha256.Sum256([]byte(req.Key))
 	j := &v1alpha1.BackupJob{
 		ObjectMeta: metav1.ObjectMeta{Name: "vault-forget-" + hex.EncodeToString(sum[:12]), Namespace: d.namespace,
-			Labels: map[string]string{"arca.io/vault-forget": "true"}},
+			Labels: map[string]string{v1alpha1.LabelVaultForget: "true"}},
 		Spec: v1alpha1.BackupJobSpec{StorageLocation: loc, ForgetRecoveryPoints: req.RepoIDs, Prune: req.Prune},
 	}
 	err = d.c.Create(ctx, j)

@@ -118,7 +118,7 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	if name == "" {
 		name = j.Name
 	}
-	tags := map[string]string{"arca.io/backup-job": j.Namespace + "/" + j.Name}
+	tags := map[string]string{v1alpha1.TagBackupJob: j.Namespace + "/" + j.Name}
 	for k, v := range j.Spec.Tags {
 		tags[k] = v
 	}

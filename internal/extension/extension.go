@@ -32,11 +32,11 @@ import (
 
 // DefaultNamespace is where the extension, its jobs and its storage
 // locations live.
-const DefaultNamespace = "arca-system"
+const DefaultNamespace = v1alpha1.ExtensionNamespace
 
 // LeaderElectionID names the Lease the extension's replicas compete for; its
 // renew time doubles as the extension's heartbeat (`arca extension show`).
-const LeaderElectionID = "arca-extension"
+const LeaderElectionID = v1alpha1.ExtensionName
 
 // Options configure the extension.
 type Options struct {

@@ -34,9 +34,9 @@ import (
 
 // Names of the installed objects.
 const (
-	ServiceAccountName     = "arca-extension"
-	ClusterRoleName        = "arca-extension"
-	DeploymentName         = "arca-extension"
+	ServiceAccountName     = v1alpha1.ExtensionName
+	ClusterRoleName        = v1alpha1.ExtensionName
+	DeploymentName         = v1alpha1.ExtensionName
 	DefaultStorageLocation = "default"
 	DefaultStorageSecret   = "arca-storage"
 	FieldManager           = "arca"
@@ -178,7 +178,7 @@ func (o *InstallOptions) defaults() {
 // Manifests returns every object an installation applies, in apply order.
 func Manifests(o InstallOptions) ([]*unstructured.Unstructured, error) {
 	o.defaults()
-	labels := map[string]string{labelManagedBy: FieldManager, labelName: "arca-extension", labelVersion: o.Version}
+	labels := map[string]string{labelManagedBy: FieldManager, labelName: v1alpha1.ExtensionName, labelVersion: o.Version}
 	meta := func(name string, namespaced bool) metav1.ObjectMeta {
 		m := metav1.ObjectMeta{Name: name, Labels: labels}
 		if namespaced {
@@ -285,7 +285,7 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 				r.flag, req.String(), r.flag, lim.String())
 		}
 	}
-	sel := map[string]string{labelName: "arca-extension"}
+	sel := map[string]string{labelName: v1alpha1.ExtensionName}
 	jobs := o.MaxConcurrentJobs
 	if jobs <= 0 {
 		jobs = 1

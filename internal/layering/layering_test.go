@@ -122,7 +122,7 @@ var rules = map[string]rule{
 
 	"internal/testenv":          {Imports: []string{"internal/image", "internal/testenv/hostpath"}},
 	"internal/testenv/hostpath": {},
-	"internal/trustedaccess": {Imports: []string{"internal/clusterdriver", "internal/vault/clock", "internal/vault/jobs", "internal/vault/store"},
+	"internal/trustedaccess": {Imports: []string{"api/v1alpha1", "internal/clusterdriver", "internal/vault/clock", "internal/vault/jobs", "internal/vault/store"},
 		Tests: []string{"config/crd", "internal/testenv", "internal/vault/client", "internal/vault/policy", "internal/vault/server", "internal/vault/store/sqlite"}},
 
 	// The vault.

@@ -24,9 +24,9 @@ import (
 
 // Names shared with the extension and trusted access.
 const (
-	ExtensionNamespace  = "arca-system"
-	ExtensionDeployment = "arca-extension"
-	ExtensionLease      = "arca-extension"
+	ExtensionNamespace  = v1alpha1.ExtensionNamespace
+	ExtensionDeployment = v1alpha1.ExtensionName
+	ExtensionLease      = v1alpha1.ExtensionName
 	ExtensionGroup      = "arca.io"
 	HeartbeatFresh      = time.Minute
 )
@@ -567,7 +567,7 @@ func (k *clients) checkTrustedAccess(ctx context.Context, r *Report, conns Conne
 		return
 	case err == nil:
 		rb, err := k.cs.RbacV1().RoleBindings(c.Namespace).Get(ctx, c.ServiceAccount+"-operator", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || (err == nil && rb.RoleRef.Name != "arca-backup-operator") {
+		if apierrors.IsNotFound(err) || (err == nil && rb.RoleRef.Name != v1alpha1.BackupOperatorRole) {
 			ch.Result, ch.Code = Failed, "TrustedAccessRevoked"
 			ch.Message = fmt.Sprintf("role binding %s/%s-operator to arca-backup-operator is missing", c.Namespace, c.ServiceAccount)
 			ch.Remedy = remedy

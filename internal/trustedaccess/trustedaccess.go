@@ -26,21 +26,23 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
 )
 
 // Names shared with the extension (docs/security.md).
 const (
-	Namespace          = "arca-system"
-	OperatorRole       = "arca-backup-operator" // ClusterRole, bound only inside Namespace
-	ReaderRole         = "arca-vault-reader"    // ClusterRole for validation, cluster-wide, read-only
+	Namespace          = v1alpha1.ExtensionNamespace
+	OperatorRole       = v1alpha1.BackupOperatorRole // ClusterRole, bound only inside Namespace
+	ReaderRole         = v1alpha1.VaultReaderRole    // ClusterRole for validation, cluster-wide, read-only
 	APIGroup           = "arca.io"
 	LabelManagedBy     = "app.kubernetes.io/managed-by"
 	ManagedBy          = "arca-trusted-access"
-	LabelVault         = "arca.io/vault"
+	LabelVault         = v1alpha1.LabelVault
 	DefaultTokenTTL    = time.Hour
-	MinTokenTTL        = 10 * time.Minute // the API server's minimum
-	ExtensionDeploy    = "arca-extension" // deployment and Lease of the extension
-	ExtensionLeaseName = "arca-extension"
+	MinTokenTTL        = 10 * time.Minute       // the API server's minimum
+	ExtensionDeploy    = v1alpha1.ExtensionName // deployment and Lease of the extension
+	ExtensionLeaseName = v1alpha1.ExtensionName
 )
 
 // ServiceAccountName is the vault's identity in a cluster.

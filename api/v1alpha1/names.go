@@ -1,0 +1,39 @@
+package v1alpha1
+
+// Names every component shares: the extension's namespace and objects, the
+// vault's roles in a cluster, the labels on objects Arca creates, and the
+// tags a recovery point carries. They are defined here once; the extension,
+// trusted access, prerequisite checks, the cluster driver and the CLI refer
+// to these constants, never to the literals.
+const (
+	// ExtensionNamespace is where the extension runs and where jobs,
+	// storage locations, hooks and trusted-access bindings live.
+	ExtensionNamespace = "arca-system"
+	// ExtensionName names the extension's Deployment, ServiceAccount,
+	// ClusterRole and leader Lease, and is its app.kubernetes.io/name.
+	ExtensionName = "arca-extension"
+	// BackupOperatorRole is the ClusterRole the vault's identity is bound
+	// to inside ExtensionNamespace only (trusted access).
+	BackupOperatorRole = "arca-backup-operator"
+	// VaultReaderRole is the read-only ClusterRole for the vault's
+	// prerequisite validation (no Secrets).
+	VaultReaderRole = "arca-vault-reader"
+
+	// LabelVault marks the trusted-access objects created for a vault.
+	LabelVault = "arca.io/vault"
+	// LabelVaultJob marks a BackupJob or RestoreJob the vault created, with
+	// its job ID.
+	LabelVaultJob = "arca.io/vault-job"
+	// LabelVaultForget marks the BackupJobs that forget expired points.
+	LabelVaultForget = "arca.io/vault-forget"
+
+	// Tags of a recovery point made for the vault: which vault, backup
+	// instance and vault job it belongs to. `arca vault sync` rebuilds the
+	// catalog from them.
+	TagVault    = "arca.io/vault"
+	TagInstance = "arca.io/instance"
+	TagJob      = "arca.io/job"
+	// TagBackupJob is the namespace/name of the BackupJob that made a
+	// recovery point.
+	TagBackupJob = "arca.io/backup-job"
+)
