@@ -239,20 +239,8 @@ func BenchmarkExtensionPodMemory(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	nss := createNamespaces(b, dyn, nsCount)
-	rawCfg := rest.CopyConfig(cfg)
-	rawCfg.QPS, rawCfg.Burst = 1e6, 1e6
-	rawDyn, err := dynamic.NewForConfig(rawCfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	createRate := create(b, rawDyn, nss, n)
-	b.Logf("created %d objects in %d namespaces: %.0f objects/s with 16 parallel clients", n, nsCount, createRate)
-	rawTime, listed := rawList(b, dyn)
-	rawJSONTime := rawJSONList(b, cfg)
-	if listed < n {
-		b.Fatalf("listed %d, want at least %d", listed, n)
-	}
+	rawDyn := unlimitedClient(b, cfg)
+	createRate, rawTime, rawJSONTime := createAndMeasure(b, cfg, dyn, rawDyn, nsCount, n)
 
 	c, err := client.New(cfg, client.Options{Scheme: extension.Scheme()})
 	if err != nil {
