@@ -78,8 +78,8 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 	if !opts.WithoutControllerManager || opts.Nodes > 0 {
 		Binary(t, "kube-controller-manager")
 	}
-	for _, name := range []string{"kube-scheduler", "kubelet", "kube-proxy"} {
-		if opts.Nodes > 0 {
+	if opts.Nodes > 0 {
+		for _, name := range []string{"kube-scheduler", "kubelet", "kube-proxy"} {
 			Binary(t, name)
 		}
 	}
