@@ -406,7 +406,7 @@ func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr
 	if err != nil {
 		return &UsageError{err}
 	}
-	r, err := o.Open(ctx)
+	r, err := o.OpenReader(ctx)
 	if err != nil {
 		return err
 	}
@@ -518,7 +518,7 @@ func RunLocalList(ctx context.Context, o *LocalListOptions, stdout io.Writer) er
 	if o.Repo == "" {
 		return &UsageError{errors.New("--repo is required")}
 	}
-	r, err := o.Open(ctx)
+	r, err := o.OpenReader(ctx)
 	if err != nil {
 		return err
 	}
@@ -586,7 +586,7 @@ func RunLocalDiff(ctx context.Context, o *LocalDiffOptions, stdout io.Writer) er
 	if o.Repo == "" {
 		return &UsageError{errors.New("--repo is required")}
 	}
-	r, err := o.Open(ctx)
+	r, err := o.OpenReader(ctx)
 	if err != nil {
 		return err
 	}

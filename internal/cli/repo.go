@@ -131,7 +131,7 @@ func RunRepoCheck(ctx context.Context, o *RepoCheckOptions, stdout io.Writer) er
 	if err := o.validate(); err != nil {
 		return err
 	}
-	r, err := o.Open(ctx)
+	r, err := o.OpenReader(ctx)
 	if err != nil {
 		return err
 	}
@@ -251,7 +251,7 @@ func RunRepoStats(ctx context.Context, o *RepoCommonOptions, stdout io.Writer) e
 	if err := o.validate(); err != nil {
 		return err
 	}
-	r, err := o.Open(ctx)
+	r, err := o.OpenReader(ctx)
 	if err != nil {
 		return err
 	}
@@ -518,7 +518,7 @@ func RunRepoKeyList(ctx context.Context, o *RepoKeyOptions, stdout io.Writer) er
 	if err := o.validate(); err != nil {
 		return err
 	}
-	r, err := o.Open(ctx)
+	r, err := o.OpenReader(ctx)
 	if err != nil {
 		return err
 	}

@@ -94,6 +94,16 @@ func (o *RepoOptions) Open(ctx context.Context, opts ...repo.Option) (*repo.Repo
 	return r, nil
 }
 
+// OpenReader opens an existing repository for reading only: the commands
+// that list, show, diff, check or restore get a handle that cannot write.
+func (o *RepoOptions) OpenReader(ctx context.Context, opts ...repo.Option) (repo.Reader, error) {
+	r, err := o.Open(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return r.ReadOnly(), nil
+}
+
 // OpenOrInit opens the repository, creating it if there is none.
 func (o *RepoOptions) OpenOrInit(ctx context.Context, opts ...repo.Option) (*repo.Repository, bool, error) {
 	pw, err := o.Password()

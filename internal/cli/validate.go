@@ -215,7 +215,7 @@ func recoveryPointContent(ctx context.Context, url, passwordFile, repoID string)
 		return nil, errors.New("the recovery point has no repository ID: its content cannot be checked")
 	}
 	ro := &RepoOptions{Repo: url, PasswordFile: passwordFile}
-	r, err := ro.Open(ctx)
+	r, err := ro.OpenReader(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -64,7 +64,7 @@ already in the vault are left alone, so running it twice changes nothing.`,
 			if _, _, err := c.GetInstance(ctx, o.Vault, instance); err != nil {
 				return err
 			}
-			r, err := ro.Open(ctx)
+			r, err := ro.OpenReader(ctx)
 			if err != nil {
 				return err
 			}
@@ -83,7 +83,7 @@ already in the vault are left alone, so running it twice changes nothing.`,
 }
 
 // syncInstance sends the repository's points of the instance to the vault.
-func syncInstance(ctx context.Context, c *client.Client, r *repo.Repository, vault, instance string) (*client.SyncResult, error) {
+func syncInstance(ctx context.Context, c *client.Client, r repo.Reader, vault, instance string) (*client.SyncResult, error) {
 	rps, err := r.ListRecoveryPoints(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list the repository's recovery points: %w", err)

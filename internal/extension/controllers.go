@@ -290,7 +290,7 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
 	}
 	defer sa.be.Close()
-	r, err := sa.openRepo(ctx, false)
+	r, err := sa.openReader(ctx)
 	if err != nil {
 		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
 	}
@@ -448,7 +448,7 @@ func (x *Extension) probe(ctx context.Context, loc *v1alpha1.StorageLocation) (v
 		return v1alpha1.StorageUnavailable, err.Error(), 0
 	}
 	defer sa.be.Close()
-	r, err := repo.Open(ctx, sa.be, sa.password)
+	r, err := repo.OpenReader(ctx, sa.be, sa.password)
 	if errors.Is(err, repo.ErrNoRepository) && !loc.Spec.ReadOnly {
 		return v1alpha1.StorageAvailable, "no repository yet: the first backup creates it", 0
 	}

@@ -107,3 +107,13 @@ func (s *storageAccess) openRepo(ctx context.Context, create bool) (*repo.Reposi
 	}
 	return r, nil
 }
+
+// openReader opens the repository for reading only (restore, listing): the
+// handle cannot write recovery points, forget, prune or change keys.
+func (s *storageAccess) openReader(ctx context.Context) (repo.Reader, error) {
+	r, err := s.openRepo(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return r.ReadOnly(), nil
+}

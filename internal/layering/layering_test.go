@@ -74,6 +74,8 @@ var rules = map[string]rule{
 		Tests: []string{"internal/backup", "internal/diff", "internal/kube/kubetest", "internal/storage/mem", "internal/testenv"}},
 	"internal/diff": {Imports: []string{"internal/backup", "internal/kube", "internal/repo"}},
 
+	// Calendar periods (day, ISO week, …) for both retention concepts.
+	"internal/calendar": {},
 	// internal/testenv: its tests install the chart on a real node (work in flight on 2026-12-01).
 	"internal/chart": {Tests: []string{"api/v1alpha1", "internal/extension", "internal/testenv"}},
 	"internal/cli": {
@@ -102,7 +104,7 @@ var rules = map[string]rule{
 		Tests: []string{"config/crd", "internal/prereq/vaultaccess", "internal/storage/location", "internal/testenv", "internal/trustedaccess",
 			"internal/vault/client", "internal/vault/policy", "internal/vault/server", "internal/vault/store/sqlite"}},
 	"internal/prereq/vaultaccess": {Imports: []string{"internal/prereq", "internal/vault/client", "internal/vault/rbac"}},
-	"internal/repo": {Imports: []string{"internal/storage"},
+	"internal/repo": {Imports: []string{"internal/calendar", "internal/storage"},
 		Tests: []string{"internal/storage/faulty", "internal/storage/local", "internal/storage/mem", "internal/storage/retry"}},
 	"internal/repo/cloudtest": {Tests: []string{"internal/repo", "internal/storage", "internal/storage/location", "internal/testenv"}},
 	"internal/selection":      {Imports: []string{"api/v1alpha1", "internal/kube"}},
@@ -131,7 +133,7 @@ var rules = map[string]rule{
 	"internal/vault/jobs":      {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/retention", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/policy":    {},
 	"internal/vault/rbac":      {},
-	"internal/vault/retention": {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
+	"internal/vault/retention": {Imports: []string{"internal/calendar", "internal/vault/clock", "internal/vault/policy", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/scheduler": {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/store"},
 		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
 	"internal/vault/server": {

@@ -12,7 +12,7 @@ import (
 // ContentOf reads what restore validation needs from a recovery point:
 // namespaces, resource types, included CRDs, and the storage classes its
 // PVCs name (the only objects whose content is loaded).
-func ContentOf(ctx context.Context, r *repo.Repository, rp *repo.RecoveryPoint) (*Content, error) {
+func ContentOf(ctx context.Context, r repo.Reader, rp *repo.RecoveryPoint) (*Content, error) {
 	c := &Content{}
 	nss, classes := map[string]bool{}, map[string]bool{}
 	for _, rt := range rp.Resources {

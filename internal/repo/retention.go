@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/arca-backup/arca/internal/calendar"
 	"github.com/arca-backup/arca/internal/storage"
 )
 
@@ -65,19 +66,16 @@ func ApplyRetention(points []*RecoveryPoint, p RetentionPolicy, now time.Time) [
 		return out
 	}
 	type bucketRule struct {
-		name string
-		n    int
-		key  func(time.Time) string
+		name   string
+		n      int
+		period calendar.Period
 	}
 	rules := []bucketRule{
-		{"hourly", p.KeepHourly, func(t time.Time) string { return t.UTC().Format("2006-01-02T15") }},
-		{"daily", p.KeepDaily, func(t time.Time) string { return t.UTC().Format("2006-01-02") }},
-		{"weekly", p.KeepWeekly, func(t time.Time) string {
-			y, w := t.UTC().ISOWeek()
-			return fmt.Sprintf("%04d-W%02d", y, w)
-		}},
-		{"monthly", p.KeepMonthly, func(t time.Time) string { return t.UTC().Format("2006-01") }},
-		{"yearly", p.KeepYearly, func(t time.Time) string { return t.UTC().Format("2006") }},
+		{"hourly", p.KeepHourly, calendar.Hour},
+		{"daily", p.KeepDaily, calendar.Day},
+		{"weekly", p.KeepWeekly, calendar.Week},
+		{"monthly", p.KeepMonthly, calendar.Month},
+		{"yearly", p.KeepYearly, calendar.Year},
 	}
 	keep := func(i int, reason string) {
 		out[i].Keep = true
@@ -100,7 +98,7 @@ func ApplyRetention(points []*RecoveryPoint, p RetentionPolicy, now time.Time) [
 			if kept >= rule.n {
 				break
 			}
-			k := rule.key(pointTime(out[i].RecoveryPoint))
+			k := rule.period.Key(pointTime(out[i].RecoveryPoint))
 			if k != last {
 				keep(i, rule.name)
 				last = k

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/arca-backup/arca/internal/calendar"
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/store"
@@ -36,26 +37,16 @@ const TagOnDemand = "ondemand"
 // t, given the times of the instance's earlier scheduled recovery points
 // (any order; times at or after t are ignored).
 func Classify(p *policy.Policy, t time.Time, earlier []time.Time) policy.Rule {
-	t = t.UTC()
-	firstOf := map[string]bool{policy.RuleDaily: true, policy.RuleWeekly: true, policy.RuleMonthly: true, policy.RuleYearly: true}
-	for _, e := range earlier {
-		e = e.UTC()
-		if !e.Before(t) {
-			continue
-		}
-		if e.Year() == t.Year() {
-			firstOf[policy.RuleYearly] = false
-			if e.Month() == t.Month() {
-				firstOf[policy.RuleMonthly] = false
-				if e.Day() == t.Day() {
-					firstOf[policy.RuleDaily] = false
-				}
+	periods := map[string]calendar.Period{policy.RuleDaily: calendar.Day, policy.RuleWeekly: calendar.Week,
+		policy.RuleMonthly: calendar.Month, policy.RuleYearly: calendar.Year}
+	firstOf := map[string]bool{}
+	for rule, period := range periods {
+		firstOf[rule] = true
+		for _, e := range earlier {
+			if e.Before(t) && period.Same(e, t) {
+				firstOf[rule] = false
+				break
 			}
-		}
-		ey, ew := e.ISOWeek()
-		ty, tw := t.ISOWeek()
-		if ey == ty && ew == tw {
-			firstOf[policy.RuleWeekly] = false
 		}
 	}
 	for _, r := range p.Rules { // descending priority, default last
