@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "time"
+
 // Names every component shares: the extension's namespace and objects, the
 // vault's roles in a cluster, the labels on objects Arca creates, and the
 // tags a recovery point carries. They are defined here once; the extension,
@@ -37,3 +39,8 @@ const (
 	// recovery point.
 	TagBackupJob = "arca.io/backup-job"
 )
+
+// VaultTokenTTL is the lifetime of the vault's token in a cluster unless
+// the cluster's owner chooses another (arca trusted-access enable
+// --token-ttl); the vault renews its token for as long again.
+const VaultTokenTTL = time.Hour

@@ -206,7 +206,7 @@ func RunQuickstart(ctx context.Context, o *QuickstartOptions, stdout io.Writer) 
 		return err
 	}
 	if err := q.do(fmt.Sprintf("trusted access for vault %q in cluster %q", o.Vault, o.Cluster), func() (string, error) {
-		g, err := trustedaccess.Enable(ctx, kcfg, trustedaccess.EnableOptions{Vault: o.Vault, Cluster: o.Cluster, TokenTTL: trustedaccess.DefaultTokenTTL})
+		g, err := trustedaccess.Enable(ctx, kcfg, trustedaccess.EnableOptions{Vault: o.Vault, Cluster: o.Cluster, TokenTTL: v1alpha1.VaultTokenTTL})
 		if err != nil {
 			return "", err
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/kube"
 	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/client"
@@ -109,7 +110,7 @@ func newTrustedAccessEnableCommand() *cobra.Command {
 		},
 	}
 	o.kubeFlags(cmd, true)
-	cmd.Flags().DurationVar(&o.TokenTTL, "token-ttl", trustedaccess.DefaultTokenTTL, "lifetime of each token the vault holds (at least 10m)")
+	cmd.Flags().DurationVar(&o.TokenTTL, "token-ttl", v1alpha1.VaultTokenTTL, "lifetime of each token the vault holds (at least 10m)")
 	cmd.Flags().StringVar(&o.Server, "server", "", "API server URL the vault should use (default: the kubeconfig's)")
 	return cmd
 }

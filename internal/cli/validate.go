@@ -130,7 +130,7 @@ func newInstanceValidateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			acc := &vaultaccess.Vault{C: c}
+			acc := vaultaccess.API(c)
 			r := prereq.ValidateBackup(ctx, prereq.BackupInput{Vault: o.Vault, Instance: in.Name, Cluster: cl, Config: cfg,
 				StorageLocation: in.StorageLocation, SnapshotLocation: in.SnapshotLocation,
 				OpenStorage: openStorage, Access: acc, Connections: acc})
@@ -187,7 +187,7 @@ func newRestoreValidateCommand() *cobra.Command {
 					return err
 				}
 			}
-			acc := &vaultaccess.Vault{C: c}
+			acc := vaultaccess.API(c)
 			r := prereq.ValidateRestore(ctx, prereq.RestoreInput{Vault: o.Vault, RecoveryPoint: rp.ID, Target: cl, Criteria: crit,
 				StorageLocation: in.StorageLocation, Content: content, OpenStorage: openStorage, Access: acc, Connections: acc})
 			return finishValidation(ctx, cmd.OutOrStdout(), o.Output, vo, r, acc)

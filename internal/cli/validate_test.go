@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/arca-backup/arca/config/crd"
+	"github.com/arca-backup/arca/internal/clusterdriver"
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage/local"
 	"github.com/arca-backup/arca/internal/testenv"
@@ -40,7 +41,7 @@ func validateVault(t *testing.T) (store.Store, func(args ...string) (string, err
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler)})
+	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler), Clusters: clusterdriver.NewTrustedAccess})
 	ts := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/arca-backup/arca/internal/clusterdriver"
 	"github.com/arca-backup/arca/internal/vault/server"
 )
 
@@ -68,7 +69,7 @@ func (o *VaultServerOptions) options(stderr io.Writer) (server.Options, error) {
 		return server.Options{}, &UsageError{fmt.Errorf("--db: want a postgres:// URL")}
 	}
 	return server.Options{Listen: o.Listen, DataDir: o.DataDir, DB: o.DB, TLSCert: o.TLSCert, TLSKey: o.TLSKey,
-		Jitter: o.Jitter, Log: slog.New(h)}, nil
+		Jitter: o.Jitter, Log: slog.New(h), Clusters: clusterdriver.NewTrustedAccess}, nil
 }
 
 func newVaultServeCommand() *cobra.Command {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arca-backup/arca/internal/clusterdriver"
 	"github.com/arca-backup/arca/internal/vault/server"
 	"github.com/arca-backup/arca/internal/vault/store"
 	"github.com/arca-backup/arca/internal/vault/store/sqlite"
@@ -26,7 +27,7 @@ func startTestVault(t *testing.T) (run func(args ...string) (string, error)) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler)})
+	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler), Clusters: clusterdriver.NewTrustedAccess})
 	ts := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")

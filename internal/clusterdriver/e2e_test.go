@@ -22,6 +22,7 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/cli"
+	"github.com/arca-backup/arca/internal/clusterdriver"
 	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
@@ -73,7 +74,7 @@ func TestScheduledBackupEndToEnd(t *testing.T) {
 	_, err = scheduler.Arm(ctx, st, "v", "shop", schedule, clk.Now())
 	must(err)
 	sch := &scheduler.Scheduler{Store: st, Clock: clk}
-	r := &jobs.Runner{Store: st, Clock: clk, Drivers: &trustedaccess.Drivers{Store: st}, Retention: &retention.Engine{Store: st, Clock: clk}}
+	r := &jobs.Runner{Store: st, Clock: clk, Drivers: &clusterdriver.Registered{Store: st}, Retention: &retention.Engine{Store: st, Clock: clk}}
 
 	// Before the slot nothing runs; at the slot exactly one job.
 	if js, err := sch.Tick(ctx); err != nil || len(js) != 0 {
@@ -187,7 +188,7 @@ func TestScheduledBackupEndToEnd(t *testing.T) {
 // command against it with an admin token.
 func vaultCLI(t *testing.T, st store.Store) func(args ...string) (string, error) {
 	t.Helper()
-	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler)})
+	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler), Clusters: clusterdriver.NewTrustedAccess})
 	ts := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")

@@ -79,16 +79,20 @@ var rules = map[string]rule{
 	// internal/testenv: its tests install the chart on a real node (work in flight on 2026-12-01).
 	"internal/chart": {Tests: []string{"api/v1alpha1", "internal/extension", "internal/testenv"}},
 	"internal/cli": {
-		Imports: []string{"api/v1alpha1", "internal/backup", "internal/diff", "internal/extension", "internal/kube", "internal/modifiers",
-			"internal/prereq", "internal/prereq/vaultaccess", "internal/repo", "internal/restore", "internal/selection", "internal/storage",
+		Imports: []string{"api/v1alpha1", "internal/backup", "internal/clusterdriver", "internal/diff", "internal/extension", "internal/kube",
+			"internal/modifiers", "internal/prereq", "internal/prereq/vaultaccess", "internal/repo", "internal/restore", "internal/selection", "internal/storage",
 			"internal/storage/location", "internal/trustedaccess", "internal/vault/client", "internal/vault/policy", "internal/vault/rbac",
 			"internal/vault/server", "internal/vault/store", "internal/volume"},
 		Tests: []string{"config/crd", "internal/kube/kubetest", "internal/storage/local", "internal/testenv", "internal/vault/store/sqlite"}},
+	// The vault's side of trusted access: drivers, prerequisite checks and
+	// token renewal over the credentials the cluster's owner registered
+	// (service.Clusters).
 	"internal/clusterdriver": {
-		Imports: []string{"api/v1alpha1", "internal/storage/location", "internal/vault/jobs", "internal/vault/store"},
+		Imports: []string{"api/v1alpha1", "internal/prereq", "internal/prereq/vaultaccess", "internal/storage/location", "internal/vault/clock",
+			"internal/vault/jobs", "internal/vault/service", "internal/vault/store"},
 		// Its tests run both sides: the vault through the CLI, the extension in the cluster.
 		Tests: []string{"internal/cli", "internal/extension", "internal/repo", "internal/storage/local", "internal/testenv", "internal/trustedaccess",
-			"internal/vault/clock", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store/sqlite",
+			"internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store/sqlite",
 			"internal/volume"}},
 	"internal/extension": {
 		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/repo", "internal/restore", "internal/selection",
@@ -101,9 +105,9 @@ var rules = map[string]rule{
 	"internal/layering":      {},
 	"internal/modifiers":     {Imports: []string{"api/v1alpha1"}},
 	"internal/prereq": {Imports: []string{"api/v1alpha1", "internal/repo", "internal/selection", "internal/storage"},
-		Tests: []string{"config/crd", "internal/prereq/vaultaccess", "internal/storage/location", "internal/testenv", "internal/trustedaccess",
+		Tests: []string{"config/crd", "internal/clusterdriver", "internal/prereq/vaultaccess", "internal/storage/location", "internal/testenv", "internal/trustedaccess",
 			"internal/vault/client", "internal/vault/policy", "internal/vault/server", "internal/vault/store/sqlite"}},
-	"internal/prereq/vaultaccess": {Imports: []string{"internal/prereq", "internal/vault/client", "internal/vault/rbac"}},
+	"internal/prereq/vaultaccess": {Imports: []string{"internal/prereq", "internal/vault/client", "internal/vault/rbac", "internal/vault/store"}},
 	"internal/repo": {Imports: []string{"internal/calendar", "internal/storage"},
 		Tests: []string{"internal/storage/faulty", "internal/storage/local", "internal/storage/mem", "internal/storage/retry"}},
 	"internal/repo/cloudtest": {Tests: []string{"internal/repo", "internal/storage", "internal/storage/location", "internal/testenv"}},
@@ -124,8 +128,12 @@ var rules = map[string]rule{
 
 	"internal/testenv":          {Imports: []string{"internal/image", "internal/testenv/hostpath"}},
 	"internal/testenv/hostpath": {},
-	"internal/trustedaccess": {Imports: []string{"api/v1alpha1", "internal/clusterdriver", "internal/vault/clock", "internal/vault/jobs", "internal/vault/store"},
-		Tests: []string{"config/crd", "internal/testenv", "internal/vault/client", "internal/vault/policy", "internal/vault/server", "internal/vault/store/sqlite"}},
+	// The cluster owner's side of trusted access (enable, disable, list),
+	// run with the owner's credentials. Its tests follow the credential into
+	// the vault's side.
+	"internal/trustedaccess": {Imports: []string{"api/v1alpha1"},
+		Tests: []string{"config/crd", "internal/clusterdriver", "internal/testenv", "internal/vault/client", "internal/vault/policy",
+			"internal/vault/server", "internal/vault/store", "internal/vault/store/sqlite"}},
 
 	// The vault.
 	"internal/vault/client":    {Imports: []string{"internal/vault/policy", "internal/vault/rbac", "internal/vault/store"}},
@@ -137,16 +145,10 @@ var rules = map[string]rule{
 	"internal/vault/scheduler": {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/store"},
 		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
 	"internal/vault/server": {
-		Imports: []string{"api/v1alpha1", "internal/prereq", "internal/trustedaccess", "internal/vault/clock", "internal/vault/jobs",
-			"internal/vault/policy", "internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/service",
-			"internal/vault/store", "internal/vault/store/postgres", "internal/vault/store/sqlite"},
-		Tests: []string{"internal/testenv", "internal/vault/client"},
-		Exceptions: []exception{
-			{Name: "vault-server-runs-prereq", Import: "internal/prereq",
-				Why: "the server runs the prerequisite checks against a cluster itself (validate.go) instead of through its ClusterDriver; the service layer (internal/vault/service) does not hold them yet (issue 13)"},
-			{Name: "vault-server-builds-cluster-clients", Import: "internal/trustedaccess",
-				Why: "the server builds cluster client configs, drivers and the token renewer itself (run.go, validate.go) instead of going through its ClusterDriver (issue 13: the vault service layer, the trustedaccess split)"},
-		}},
+		Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy", "internal/vault/rbac",
+			"internal/vault/retention", "internal/vault/scheduler", "internal/vault/service", "internal/vault/store",
+			"internal/vault/store/postgres", "internal/vault/store/sqlite"},
+		Tests: []string{"internal/testenv", "internal/vault/client"}},
 	"internal/vault/service": {Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy",
 		"internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/store"},
 		Tests: []string{"internal/vault/store/sqlite"}},
@@ -196,6 +198,10 @@ var principles = []principle{
 		Why: "the extension runs in clusters that may never see a vault"},
 	{From: []string{"internal/clusterdriver"}, Not: []string{"internal/extension", "internal/cli"},
 		Why: "the vault's driver speaks to clusters only through the API server", ProductionOnly: true},
+	{From: []string{"internal/clusterdriver"}, Not: []string{"internal/trustedaccess"}, ProductionOnly: true,
+		Why: "the vault's side of trusted access holds only what the cluster's owner registered, never the owner's code or credentials"},
+	{From: []string{"internal/trustedaccess"}, Not: []string{"internal/vault/...", "internal/clusterdriver"}, ProductionOnly: true,
+		Why: "the cluster owner's side of trusted access runs with the owner's credentials and knows nothing of the vault's store"},
 	{From: []string{"api/..."}, Not: []string{"internal/...", "cmd/...", "hack/..."},
 		Why: "API types are imported by everyone and import nobody of ours"},
 	{From: []string{"..."}, FromExcept: []string{"internal/testenv/...", "hack/..."}, Not: []string{"internal/testenv/..."}, ProductionOnly: true,

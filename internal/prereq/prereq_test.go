@@ -29,6 +29,7 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/config/crd"
+	"github.com/arca-backup/arca/internal/clusterdriver"
 	"github.com/arca-backup/arca/internal/prereq"
 	"github.com/arca-backup/arca/internal/prereq/vaultaccess"
 	"github.com/arca-backup/arca/internal/storage"
@@ -85,7 +86,7 @@ func startVault(t testenv.T) {
 		t.Fatalf("%v", err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler)})
+	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler), Clusters: clusterdriver.NewTrustedAccess})
 	vsrv = srv
 	ts := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(ts.Close)
@@ -168,7 +169,7 @@ func prepare(t *testing.T) *env {
 	_, err = kc.CoreV1().PersistentVolumeClaims("shop").Create(ctx, pvc("data", csi.StorageClass, ""), metav1.CreateOptions{})
 	ignoreExists(t, err)
 
-	acc := &vaultaccess.Vault{C: vault}
+	acc := vaultaccess.API(vault)
 	e.in = prereq.BackupInput{
 		Vault: vaultName, Instance: "shop", Cluster: prereq.Cluster{Name: cluster, Config: cp.Config()},
 		Config:          v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"shop"}},
@@ -560,7 +561,7 @@ func TestRolesAndAssignMissing(t *testing.T) {
 	readerC := mkUser("user:rita")
 	_, err = vault.AssignRole(ctx, "user:rita", "Reader", "/")
 	must(t, err)
-	ra := &vaultaccess.Vault{C: readerC}
+	ra := vaultaccess.API(readerC)
 	in := e.in
 	in.Access, in.Connections = ra, ra
 	r2 := prereq.ValidateBackup(ctx, in)

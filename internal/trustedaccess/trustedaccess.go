@@ -39,7 +39,6 @@ const (
 	LabelManagedBy     = "app.kubernetes.io/managed-by"
 	ManagedBy          = "arca-trusted-access"
 	LabelVault         = v1alpha1.LabelVault
-	DefaultTokenTTL    = time.Hour
 	MinTokenTTL        = 10 * time.Minute       // the API server's minimum
 	ExtensionDeploy    = v1alpha1.ExtensionName // deployment and Lease of the extension
 	ExtensionLeaseName = v1alpha1.ExtensionName
@@ -93,10 +92,6 @@ func namespaceRules(vault string) []rbacv1.PolicyRule {
 // cannot do everything in the cluster.
 var ErrNotClusterAdmin = errors.New("the kubeconfig's user is not cluster-admin")
 
-// ErrRevoked marks operations refused because trusted access was disabled
-// (the service account or its bindings are gone, the token is rejected).
-var ErrRevoked = errors.New("TrustedAccessRevoked")
-
 var labelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // CheckClusterAdmin asks the API server (SelfSubjectAccessReview) whether
@@ -131,7 +126,7 @@ type Grant struct {
 type EnableOptions struct {
 	Vault    string        // vault name (a DNS label)
 	Cluster  string        // the cluster's name in the vault
-	TokenTTL time.Duration // default DefaultTokenTTL
+	TokenTTL time.Duration // default v1alpha1.VaultTokenTTL
 	// Server overrides the API server URL given to the vault (default: the
 	// kubeconfig's), e.g. when the vault reaches the cluster by another address.
 	Server string
@@ -148,7 +143,7 @@ func Enable(ctx context.Context, cfg *rest.Config, o EnableOptions) (*Grant, err
 		return nil, fmt.Errorf("vault %q and cluster %q must be DNS labels (vault at most 52 characters)", o.Vault, o.Cluster)
 	}
 	if o.TokenTTL == 0 {
-		o.TokenTTL = DefaultTokenTTL
+		o.TokenTTL = v1alpha1.VaultTokenTTL
 	}
 	if o.TokenTTL < MinTokenTTL {
 		return nil, fmt.Errorf("token lifetime %s: the API server's minimum is %s", o.TokenTTL, MinTokenTTL)

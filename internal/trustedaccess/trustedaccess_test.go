@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/arca-backup/arca/config/crd"
+	"github.com/arca-backup/arca/internal/clusterdriver"
 	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/client"
@@ -214,7 +215,7 @@ func TestVaultIdentityIsLeastPrivilege(t *testing.T) {
 	_, err = vc.CoreV1().ServiceAccounts(trustedaccess.Namespace).CreateToken(ctx, "arca-extension", tr, metav1.CreateOptions{})
 	denied("token for the extension's service account", err)
 	c := &store.Cluster{Name: "c1", Server: g.Server, CAData: g.CAData, Namespace: g.Namespace, ServiceAccount: g.ServiceAccount, Token: g.Token}
-	tok, exp, err := trustedaccess.Renew(ctx, c, 20*time.Minute)
+	tok, exp, err := clusterdriver.Renew(ctx, c, 20*time.Minute)
 	if err != nil || tok == "" || tok == g.Token || time.Until(exp) < 19*time.Minute {
 		t.Fatalf("renew: %v (expiry %v)", err, exp)
 	}
@@ -245,7 +246,7 @@ func TestDisableFailsVaultJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler)})
+	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler), Clusters: clusterdriver.NewTrustedAccess})
 	ts := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	tok, _, err := server.CreateAdminToken(ctx, st, "admin", "admin")
@@ -320,7 +321,7 @@ func TestDisableFailsVaultJobs(t *testing.T) {
 	}
 	for _, id := range []string{j1.ID, j2.ID} {
 		j, err := vc.GetJob(ctx, "prod", id)
-		if err != nil || j.State != store.JobFailed || len(j.Errors) == 0 || j.Errors[0].Code != trustedaccess.CodeRevoked {
+		if err != nil || j.State != store.JobFailed || len(j.Errors) == 0 || j.Errors[0].Code != clusterdriver.CodeRevoked {
 			t.Fatalf("job %s after disable: %+v %v", id, j, err)
 		}
 		if !strings.Contains(j.Errors[0].Message, "arca trusted-access enable") {
@@ -351,7 +352,7 @@ func TestRenewer(t *testing.T) {
 	if err := st.CreateCluster(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	r := &trustedaccess.Renewer{Store: st, Clock: realClock{}, TTL: 15 * time.Minute}
+	r := &clusterdriver.Renewer{Store: st, Clock: realClock{}, TTL: 15 * time.Minute}
 	renewed, err := r.Tick(ctx)
 	if err != nil || len(renewed) != 1 {
 		t.Fatalf("renew: %v %v", renewed, err)

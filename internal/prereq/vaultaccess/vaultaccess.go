@@ -1,7 +1,9 @@
 // Package vaultaccess implements prereq.Access and prereq.Connections over
-// the vault API, mapping the trust model's identities and scopes to the
-// vault's principals ("vault:V", "cluster:C", "extension:C") and scope
-// paths.
+// a vault, mapping the trust model's identities and scopes to the vault's
+// principals ("vault:V", "cluster:C", "extension:C") and scope paths. The
+// same mapping and role arithmetic serve the CLI (the vault reached
+// through its API, API) and the vault itself (its own store, for the
+// principal validating: service.Roles).
 package vaultaccess
 
 import (
@@ -13,17 +15,35 @@ import (
 	"github.com/arca-backup/arca/internal/prereq"
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/rbac"
+	"github.com/arca-backup/arca/internal/vault/store"
 )
 
-// Vault is a vault reached through its API with the caller's token.
-type Vault struct {
-	C *client.Client
+// Vault is what validation asks a vault, for the principal validating
+// (service.Roles has the same methods).
+type Vault interface {
+	// ListRoleAssignments lists principal's assignments effective at scope.
+	ListRoleAssignments(ctx context.Context, scope, principal string) ([]*store.RoleAssignment, error)
+	// CallerActions lists the actions the validating principal holds at scope.
+	CallerActions(ctx context.Context, scope string) ([]string, error)
+	// AssignRole creates an assignment as the validating principal.
+	AssignRole(ctx context.Context, principal, role, scope string) error
+	// Cluster returns a cluster's registration; nil, nil when not registered.
+	Cluster(ctx context.Context, name string) (*store.Cluster, error)
+}
+
+// Access answers the trust model's role and connection questions from a
+// Vault.
+type Access struct {
+	V Vault
 }
 
 var (
-	_ prereq.Access      = (*Vault)(nil)
-	_ prereq.Connections = (*Vault)(nil)
+	_ prereq.Access      = (*Access)(nil)
+	_ prereq.Connections = (*Access)(nil)
 )
+
+// API is Access over the vault's API with the caller's token.
+func API(c *client.Client) *Access { return &Access{V: api{c}} }
 
 // Principal maps an identity to a vault principal.
 func Principal(who prereq.Identity) string { return who.Kind + ":" + who.Name }
@@ -43,86 +63,46 @@ func ScopePath(at prereq.Scope) string {
 	return "/" + at.Kind + "/" + at.Name
 }
 
-// grants reports whether the roles held grant every action of want.
-func grants(held []string, want string) bool {
-	need, ok := rbac.FindRole(want)
-	if !ok {
-		return false
-	}
-	have := map[string]bool{}
-	for _, h := range held {
-		if r, ok := rbac.FindRole(h); ok {
-			for _, a := range r.Actions {
-				have[a] = true
-			}
-		}
-	}
-	for _, a := range need.Actions {
-		if !have[a] {
-			return false
-		}
-	}
-	return true
-}
-
 // HasRole implements prereq.Access: assignments of who at the scope or
 // above it, taken together, grant every action of role.
-func (v *Vault) HasRole(ctx context.Context, who prereq.Identity, role string, at prereq.Scope) (bool, error) {
+func (a *Access) HasRole(ctx context.Context, who prereq.Identity, role string, at prereq.Scope) (bool, error) {
 	scope := ScopePath(at)
-	as, err := v.C.ListRoleAssignments(ctx, scope, Principal(who))
+	as, err := a.V.ListRoleAssignments(ctx, scope, Principal(who))
 	if err != nil {
 		return false, err
 	}
 	var held []string
-	for _, a := range as {
-		if rbac.Contains(a.Scope, scope) {
-			held = append(held, a.Role)
+	for _, x := range as {
+		if rbac.Contains(x.Scope, scope) {
+			held = append(held, x.Role)
 		}
 	}
-	return grants(held, role), nil
+	return rbac.Covers(rbac.ActionsOf(held), role)
 }
 
 // CallerHasRole implements prereq.Access with the caller's permissions.
-func (v *Vault) CallerHasRole(ctx context.Context, role string, at prereq.Scope) (bool, error) {
-	p, err := v.C.MyPermissions(ctx, ScopePath(at))
+func (a *Access) CallerHasRole(ctx context.Context, role string, at prereq.Scope) (bool, error) {
+	actions, err := a.V.CallerActions(ctx, ScopePath(at))
 	if err != nil {
 		return false, err
 	}
-	need, ok := rbac.FindRole(role)
-	if !ok {
-		return false, fmt.Errorf("unknown role %q", role)
-	}
-	have := map[string]bool{}
-	for _, a := range p.Actions {
-		have[a] = true
-	}
-	for _, a := range need.Actions {
-		if !have[a] {
-			return false, nil
-		}
-	}
-	return true, nil
+	return rbac.Covers(actions, role)
 }
 
 // Assign implements prereq.Access.
-func (v *Vault) Assign(ctx context.Context, who prereq.Identity, role string, at prereq.Scope) error {
-	_, err := v.C.AssignRole(ctx, Principal(who), role, ScopePath(at))
-	return err
+func (a *Access) Assign(ctx context.Context, who prereq.Identity, role string, at prereq.Scope) error {
+	return a.V.AssignRole(ctx, Principal(who), role, ScopePath(at))
 }
 
 // AssignCommand implements prereq.Access.
-func (v *Vault) AssignCommand(who prereq.Identity, role string, at prereq.Scope) string {
+func (a *Access) AssignCommand(who prereq.Identity, role string, at prereq.Scope) string {
 	return fmt.Sprintf("arca role assign --principal %s --role %q --scope '%s'", Principal(who), role, ScopePath(at))
 }
 
 // Connection implements prereq.Connections.
-func (v *Vault) Connection(ctx context.Context, cluster string) (*prereq.Connection, error) {
-	c, err := v.C.GetCluster(ctx, cluster)
-	var ce *client.Error
-	if errors.As(err, &ce) && ce.Status == http.StatusNotFound {
-		return nil, nil
-	}
-	if err != nil {
+func (a *Access) Connection(ctx context.Context, cluster string) (*prereq.Connection, error) {
+	c, err := a.V.Cluster(ctx, cluster)
+	if err != nil || c == nil {
 		return nil, err
 	}
 	out := &prereq.Connection{State: c.State, Message: c.Message, Namespace: c.Namespace, ServiceAccount: c.ServiceAccount}
@@ -131,4 +111,33 @@ func (v *Vault) Connection(ctx context.Context, cluster string) (*prereq.Connect
 		out.TokenExpiresAt = &s
 	}
 	return out, nil
+}
+
+// api is a Vault over the API.
+type api struct{ c *client.Client }
+
+func (v api) ListRoleAssignments(ctx context.Context, scope, principal string) ([]*store.RoleAssignment, error) {
+	return v.c.ListRoleAssignments(ctx, scope, principal)
+}
+
+func (v api) CallerActions(ctx context.Context, scope string) ([]string, error) {
+	p, err := v.c.MyPermissions(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	return p.Actions, nil
+}
+
+func (v api) AssignRole(ctx context.Context, principal, role, scope string) error {
+	_, err := v.c.AssignRole(ctx, principal, role, scope)
+	return err
+}
+
+func (v api) Cluster(ctx context.Context, name string) (*store.Cluster, error) {
+	c, err := v.c.GetCluster(ctx, name)
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Status == http.StatusNotFound {
+		return nil, nil
+	}
+	return c, err
 }

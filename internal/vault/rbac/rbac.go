@@ -150,6 +150,38 @@ func FindRole(name string) (*Role, bool) {
 // Allows reports whether role grants action.
 func (r *Role) Allows(action string) bool { return slices.Contains(r.Actions, action) }
 
+// Covers reports whether the actions held include every action of role:
+// whether holding them is as good as holding the role. An unknown role
+// is an error.
+func Covers(held []string, role string) (bool, error) {
+	need, ok := FindRole(role)
+	if !ok {
+		return false, fmt.Errorf("unknown role %q", role)
+	}
+	for _, a := range need.Actions {
+		if !slices.Contains(held, a) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// ActionsOf lists the actions the named roles grant together (unknown
+// names grant nothing).
+func ActionsOf(roles []string) []string {
+	var out []string
+	for _, name := range roles {
+		if r, ok := FindRole(name); ok {
+			for _, a := range r.Actions {
+				if !slices.Contains(out, a) {
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	return out
+}
+
 // Assignment grants a role to a principal at a scope.
 type Assignment struct {
 	Principal string

@@ -268,7 +268,7 @@ func (s *Server) createInstance(w http.ResponseWriter, r *http.Request) {
 	}
 	var prereq service.Prerequisites
 	if s.ValidateOnCreate && r.URL.Query().Get("skipValidation") != "true" {
-		prereq = s.prerequisites(r)
+		prereq = s.Service.BackupPrerequisites(s.roles(r))
 	}
 	in, err := s.Service.CreateInstance(r.Context(), r.PathValue("vault"), b, prereq)
 	replyCreated(w, r, in, err, fmt.Sprintf("/api/v1/vaults/%s/instances/%s", r.PathValue("vault"), b.Name))

@@ -13,11 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/scheduler"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 	"github.com/arca-backup/arca/internal/vault/store/postgres"
 	"github.com/arca-backup/arca/internal/vault/store/sqlite"
@@ -37,8 +37,11 @@ type Options struct {
 	RunnerInterval    time.Duration // default 5s
 	RetentionInterval time.Duration // default 1h
 	Jitter            time.Duration // scheduler jitter, default 0
-	Drivers           jobs.Drivers  // cluster drivers; nil: clusters registered through trusted access
-	RenewInterval     time.Duration // trusted-access token renewal check, default 1m
+	// Clusters builds the vault's way into its clusters over its store
+	// (clusterdriver.NewTrustedAccess in arca vault serve); nil: the vault
+	// reaches no cluster (jobs fail ClusterNotConnected, checks cannot run).
+	Clusters      func(store.ClusterStore, clock.Clock, *slog.Logger) service.Clusters
+	RenewInterval time.Duration // cluster credential renewal check, default 1m
 
 	// Ready, when set, is called with the bound address once listening.
 	Ready func(addr string)
@@ -156,9 +159,10 @@ func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
 	o.defaults()
 	ret := &retention.Engine{Store: st, Clock: o.Clock, Log: o.Log}
 	s := &Server{Store: st, Clock: o.Clock, Log: o.Log, Retention: ret}
-	drivers := o.Drivers
-	if drivers == nil {
-		drivers = &trustedaccess.Drivers{Store: st}
+	var drivers jobs.Drivers = jobs.DriverMap{}
+	if o.Clusters != nil {
+		s.Clusters = o.Clusters(st, o.Clock, o.Log)
+		drivers = s.Clusters
 	}
 	// Expiry removes data too: the cluster deletes retained snapshots and
 	// forgets the point in the repository (jobs.ClusterRemover).
@@ -211,9 +215,11 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(4)
-	renewer := &trustedaccess.Renewer{Store: st, Clock: o.Clock, Log: o.Log}
-	go func() { defer wg.Done(); renewer.Run(ctx, o.RenewInterval) }()
+	wg.Add(3)
+	if s.Clusters != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Clusters.Maintain(ctx, o.RenewInterval) }()
+	}
 	go func() { defer wg.Done(); sch.Run(ctx, o.SchedulerInterval) }()
 	go func() { defer wg.Done(); s.Runner.Run(ctx, o.RunnerInterval) }()
 	go func() { defer wg.Done(); s.runRetention(ctx, o.RetentionInterval) }()

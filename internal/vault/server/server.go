@@ -39,6 +39,7 @@ type Server struct {
 	Service   *service.Service // the operations the handlers call
 	Clock     clock.Clock
 	Runner    *jobs.Runner
+	Clusters  service.Clusters // nil: the vault reaches no cluster
 	Retention *retention.Engine
 	Log       *slog.Logger
 	MaxBody   int64 // 0: DefaultMaxBody
@@ -151,7 +152,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.initMetrics()
 	if s.Service == nil {
-		s.Service = &service.Service{Store: s.Store, Clock: s.Clock, Retention: s.Retention, Runner: s.Runner,
+		s.Service = &service.Service{Store: s.Store, Clock: s.Clock, Retention: s.Retention, Runner: s.Runner, Clusters: s.Clusters,
 			OnJob: s.JobCreated, OnJobFinished: s.JobFinished}
 	}
 	mux := http.NewServeMux()

@@ -73,20 +73,15 @@ func (s *Service) Permissions(ctx context.Context, principal, scope string) (*Pe
 	if err != nil {
 		return nil, err
 	}
-	out := &Permissions{Principal: principal, Scope: scope, Actions: []string{}, Assignments: []*store.RoleAssignment{}}
+	out := &Permissions{Principal: principal, Scope: scope, Assignments: []*store.RoleAssignment{}}
+	var roles []string
 	for _, a := range as {
-		if !rbac.Contains(a.Scope, scope) {
-			continue
-		}
-		out.Assignments = append(out.Assignments, a)
-		if role, ok := rbac.FindRole(a.Role); ok {
-			for _, act := range role.Actions {
-				if !slices.Contains(out.Actions, act) {
-					out.Actions = append(out.Actions, act)
-				}
-			}
+		if rbac.Contains(a.Scope, scope) {
+			out.Assignments = append(out.Assignments, a)
+			roles = append(roles, a.Role)
 		}
 	}
+	out.Actions = append([]string{}, rbac.ActionsOf(roles)...)
 	slices.Sort(out.Actions)
 	return out, nil
 }

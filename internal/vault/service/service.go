@@ -39,6 +39,7 @@ type Service struct {
 	Clock     clock.Clock
 	Retention *retention.Engine // catalog tagging; nil: one over Store
 	Runner    *jobs.Runner      // cancels jobs in their cluster
+	Clusters  Clusters          // prerequisite checks in clusters; nil: none can run
 	// OnJob, when set, is called for every job an operation creates, and
 	// OnJobFinished for every job an operation ends (metrics).
 	OnJob, OnJobFinished func(*store.Job)

@@ -1,4 +1,4 @@
-package trustedaccess
+package clusterdriver
 
 import (
 	"context"
@@ -13,13 +13,22 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
+// The vault's side of trusted access: the credential a cluster's owner
+// registered (arca trusted-access enable, package trustedaccess), turned
+// into clients, kept fresh, and given up when the cluster rejects it.
+
 // CodeRevoked is the job error code of a job refused because trusted
 // access to its cluster was disabled.
 const CodeRevoked = "TrustedAccessRevoked"
+
+// ErrRevoked marks operations refused because trusted access was disabled
+// (the service account or its bindings are gone, the token is rejected).
+var ErrRevoked = errors.New(CodeRevoked)
 
 // RevokedError reports that the cluster rejects the vault's identity.
 type RevokedError struct {
@@ -82,12 +91,12 @@ type Renewer struct {
 	Store store.ClusterStore
 	Clock clock.Clock
 	Log   *slog.Logger
-	TTL   time.Duration // lifetime asked for; default DefaultTokenTTL
+	TTL   time.Duration // lifetime asked for; default v1alpha1.VaultTokenTTL
 }
 
 func (r *Renewer) ttl() time.Duration {
 	if r.TTL == 0 {
-		return DefaultTokenTTL
+		return v1alpha1.VaultTokenTTL
 	}
 	return r.TTL
 }

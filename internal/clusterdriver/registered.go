@@ -1,62 +1,61 @@
-package trustedaccess
+package clusterdriver
 
 import (
 	"context"
 	"errors"
 	"time"
 
-	"github.com/arca-backup/arca/internal/clusterdriver"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
-// Drivers gives the job runner a ClusterDriver for every cluster
-// registered through trusted access (jobs.Drivers): the cluster driver
-// (internal/clusterdriver) with the vault's short-lived token, which
-// reports a revoked identity as TrustedAccessRevoked.
-type Drivers struct {
+// Registered gives the job runner a ClusterDriver for every cluster
+// registered through trusted access (jobs.Drivers): a Driver with the
+// vault's short-lived token, which reports a revoked identity as
+// TrustedAccessRevoked.
+type Registered struct {
 	Store store.ClusterStore
 }
 
-var _ jobs.Drivers = (*Drivers)(nil)
+var _ jobs.Drivers = (*Registered)(nil)
 
 // Driver implements jobs.Drivers. A revoked cluster still gets a driver,
 // so that its jobs fail with TrustedAccessRevoked rather than
 // ClusterNotConnected. The registration is read on every call, so a
 // renewed token is used at once.
-func (d *Drivers) Driver(cluster string) (jobs.ClusterDriver, bool) {
+func (d *Registered) Driver(cluster string) (jobs.ClusterDriver, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := d.Store.GetCluster(ctx, cluster)
 	if err != nil {
 		return nil, false
 	}
-	return &Driver{Store: d.Store, Cluster: c}, true
+	return &registered{Store: d.Store, Cluster: c}, true
 }
 
-// Driver is one cluster's driver through trusted access.
-type Driver struct {
+// registered is one cluster's driver through trusted access.
+type registered struct {
 	Store   store.ClusterStore
 	Cluster *store.Cluster
 }
 
 var (
-	_ jobs.ClusterDriver = (*Driver)(nil)
-	_ jobs.Canceller     = (*Driver)(nil)
-	_ jobs.Forgetter     = (*Driver)(nil)
+	_ jobs.ClusterDriver = (*registered)(nil)
+	_ jobs.Canceller     = (*registered)(nil)
+	_ jobs.Forgetter     = (*registered)(nil)
 )
 
-func (d *Driver) inner() (*clusterdriver.Driver, error) {
+func (d *registered) inner() (*Driver, error) {
 	if d.Cluster.State == store.ClusterRevoked {
 		return nil, &RevokedError{Cluster: d.Cluster.Name, Err: errors.New(d.Cluster.Message)}
 	}
-	return clusterdriver.New(RestConfig(d.Cluster), d.Cluster.Namespace)
+	return New(RestConfig(d.Cluster), d.Cluster.Namespace)
 }
 
 // check turns an API error into a revocation when the cluster rejects the
 // identity (401: token invalid, its service account deleted; 403: bindings
 // removed), recording it in the store.
-func (d *Driver) check(ctx context.Context, err error) error {
+func (d *registered) check(ctx context.Context, err error) error {
 	if err != nil && IsRevocation(err) {
 		MarkRevoked(ctx, d.Store, d.Cluster.Name, err)
 		return &RevokedError{Cluster: d.Cluster.Name, Err: err}
@@ -65,7 +64,7 @@ func (d *Driver) check(ctx context.Context, err error) error {
 }
 
 // StartBackup implements jobs.ClusterDriver.
-func (d *Driver) StartBackup(ctx context.Context, req jobs.BackupRequest) (string, error) {
+func (d *registered) StartBackup(ctx context.Context, req jobs.BackupRequest) (string, error) {
 	in, err := d.inner()
 	if err != nil {
 		return "", err
@@ -75,7 +74,7 @@ func (d *Driver) StartBackup(ctx context.Context, req jobs.BackupRequest) (strin
 }
 
 // StartRestore implements jobs.ClusterDriver.
-func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (string, error) {
+func (d *registered) StartRestore(ctx context.Context, req jobs.RestoreRequest) (string, error) {
 	in, err := d.inner()
 	if err != nil {
 		return "", err
@@ -85,7 +84,7 @@ func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (str
 }
 
 // JobStatus implements jobs.ClusterDriver.
-func (d *Driver) JobStatus(ctx context.Context, ref string) (*jobs.Status, error) {
+func (d *registered) JobStatus(ctx context.Context, ref string) (*jobs.Status, error) {
 	in, err := d.inner()
 	if err != nil {
 		return nil, err
@@ -95,7 +94,7 @@ func (d *Driver) JobStatus(ctx context.Context, ref string) (*jobs.Status, error
 }
 
 // CancelJob implements jobs.Canceller.
-func (d *Driver) CancelJob(ctx context.Context, ref string) error {
+func (d *registered) CancelJob(ctx context.Context, ref string) error {
 	in, err := d.inner()
 	if err != nil {
 		return err
@@ -104,7 +103,7 @@ func (d *Driver) CancelJob(ctx context.Context, ref string) error {
 }
 
 // StartForget implements jobs.Forgetter.
-func (d *Driver) StartForget(ctx context.Context, req jobs.ForgetRequest) (string, error) {
+func (d *registered) StartForget(ctx context.Context, req jobs.ForgetRequest) (string, error) {
 	in, err := d.inner()
 	if err != nil {
 		return "", err
