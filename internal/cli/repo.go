@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/repo"
 )
 
@@ -369,7 +370,9 @@ func RunRepoForget(ctx context.Context, o *RepoForgetOptions, ids []string, stdo
 			}
 		}
 	} else {
-		decisions, err = r.ForgetByPolicy(ctx, o.Policy, o.DryRun)
+		// Rules count per backup instance (its vault and instance tags);
+		// points without them, per source cluster.
+		decisions, err = r.ForgetByPolicy(ctx, o.Policy, repo.GroupByTags(v1alpha1.TagVault, v1alpha1.TagInstance), o.DryRun)
 		if err != nil {
 			return err
 		}
@@ -383,7 +386,7 @@ func RunRepoForget(ctx context.Context, o *RepoForgetOptions, ids []string, stdo
 		}
 	} else {
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTARTED\tCLUSTER\tNAME\tACTION\tREASONS")
+		fmt.Fprintln(tw, "ID\tSTARTED\tGROUP\tNAME\tACTION\tREASONS")
 		for _, d := range decisions {
 			action := "forget"
 			if d.Keep {
@@ -392,8 +395,12 @@ func RunRepoForget(ctx context.Context, o *RepoForgetOptions, ids []string, stdo
 				action = "would forget"
 			}
 			rp := d.RecoveryPoint
+			group := d.Group
+			if group == "" { // forget by ID: no rules counted
+				group = "cluster=" + rp.Source.Cluster
+			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID.Short(), rp.Started.UTC().Format(time.RFC3339),
-				rp.Source.Cluster, rp.Name, action, strings.Join(d.Reasons, ","))
+				group, rp.Name, action, strings.Join(d.Reasons, ","))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

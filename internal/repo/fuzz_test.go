@@ -163,12 +163,16 @@ func FuzzBody(f *testing.F) {
 }
 
 func TestKDFLimits(t *testing.T) {
-	for _, p := range []KDFParams{{N: 1 << 22, R: 1024, P: 1}, {N: 1 << 22, R: 8, P: 1}, {N: 1 << 20, R: 8, P: 8}, {N: 3, R: 1, P: 1}, {N: 0, R: 1, P: 1}} {
+	// {N: 1 << 20, R: 8, P: 1} (1 GiB) was accepted up to format v1's
+	// limits; the caps are now 128 MiB of memory (the extension runs in
+	// 512 MiB).
+	for _, p := range []KDFParams{{N: 1 << 22, R: 1024, P: 1}, {N: 1 << 22, R: 8, P: 1}, {N: 1 << 20, R: 8, P: 8}, {N: 3, R: 1, P: 1}, {N: 0, R: 1, P: 1},
+		{N: 1 << 20, R: 8, P: 1}, {N: 1 << 18, R: 8, P: 1}, {N: 1 << 17, R: 8, P: 64}, {N: 2, R: 1 << 30, P: 1 << 30}} {
 		if err := p.validate(); err == nil {
 			t.Errorf("%+v accepted", p)
 		}
 	}
-	for _, p := range []KDFParams{DefaultKDF, {N: 1 << 20, R: 8, P: 1}, {N: 2, R: 1, P: 1}} {
+	for _, p := range []KDFParams{DefaultKDF, {N: 1 << 17, R: 8, P: 1}, {N: 1 << 17, R: 8, P: 4}, {N: 2, R: 1, P: 1}} {
 		if err := p.validate(); err != nil {
 			t.Errorf("%+v rejected: %v", p, err)
 		}

@@ -45,24 +45,34 @@ type masterKeyJSON struct {
 const keyFileVersion = 1
 
 // maximal KDF cost accepted from a key file (protects Open from a planted key
-// file that would take forever or exhaust memory).
+// file that would take forever or exhaust memory: the extension runs with a
+// 512 MiB limit). The default (N=2^15, r=8, p=1: 32 MiB) is 4 times below
+// the memory cap and 16 times below the time cap.
 const (
-	maxScryptN   = 1 << 22
+	maxScryptN   = 1 << 20
 	maxScryptRP  = 1 << 10
-	maxScryptNR  = 1 << 23 // 1 GiB of memory
-	maxScryptNRP = 1 << 25
+	maxScryptNR  = 1 << 20 // 128·N·r bytes: 128 MiB of memory
+	maxScryptNRP = 1 << 22 // time ∝ N·r·p: about 1.6 s
 )
 
+// ErrKDFTooCostly: a key file asks for scrypt parameters over the caps.
+var ErrKDFTooCostly = errors.New("scrypt parameters over this version's limit")
+
 func (p KDFParams) validate() error {
-	if p.N < 2 || p.N&(p.N-1) != 0 || p.N > maxScryptN {
-		return fmt.Errorf("scrypt N=%d: must be a power of two in [2, %d]", p.N, maxScryptN)
+	if p.N < 2 || p.N&(p.N-1) != 0 {
+		return fmt.Errorf("scrypt N=%d: must be a power of two", p.N)
 	}
-	if p.R < 1 || p.P < 1 || p.R*p.P > maxScryptRP {
-		return fmt.Errorf("scrypt r=%d p=%d out of range", p.R, p.P)
+	if p.R < 1 || p.P < 1 {
+		return fmt.Errorf("scrypt r=%d p=%d: must be at least 1", p.R, p.P)
 	}
-	// scrypt needs 128·N·r bytes and time proportional to N·r·p.
-	if int64(p.N)*int64(p.R) > maxScryptNR || int64(p.N)*int64(p.R)*int64(p.P) > maxScryptNRP {
-		return fmt.Errorf("scrypt N=%d r=%d p=%d: cost too high", p.N, p.R, p.P)
+	// scrypt needs 128·N·r bytes and time proportional to N·r·p; the
+	// products are checked in 64 bits before anything is allocated.
+	nr, nrp := int64(p.N)*int64(p.R), int64(p.N)*int64(p.R)*int64(p.P)
+	if p.N > maxScryptN || p.R*p.P > maxScryptRP || p.R > maxScryptRP || p.P > maxScryptRP || nr > maxScryptNR || nrp > maxScryptNRP {
+		return fmt.Errorf("%w: N=%d r=%d p=%d would need %d MiB of memory (at most %d) and %dx the default time (at most %d)",
+			ErrKDFTooCostly, p.N, p.R, p.P, min(nr, 1<<40)*128>>20, maxScryptNR*128>>20,
+			min(nrp, 1<<50)/(int64(DefaultKDF.N)*int64(DefaultKDF.R)*int64(DefaultKDF.P)),
+			maxScryptNRP/(DefaultKDF.N*DefaultKDF.R*DefaultKDF.P))
 	}
 	return nil
 }

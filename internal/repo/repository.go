@@ -31,6 +31,26 @@ var (
 	ErrRepositoryExists = errors.New("a repository already exists at this location")
 )
 
+// KeyRefusedError: no key opened with the password, and some key files were
+// not even tried because their scrypt parameters exceed the limits. It
+// matches ErrWrongPassword and ErrKDFTooCostly.
+type KeyRefusedError struct{ Refused []error }
+
+func (e *KeyRefusedError) Error() string {
+	msg := ErrWrongPassword.Error() + "; refused without deriving (a planted key file, or one written with a cost this version does not accept): "
+	for i, err := range e.Refused {
+		if i > 0 {
+			msg += "; "
+		}
+		msg += err.Error()
+	}
+	return msg + "; remove such a key file with `arca repo key remove ID` (opened with another password), or from the storage's keys/ directory"
+}
+
+func (e *KeyRefusedError) Unwrap() []error {
+	return append([]error{ErrWrongPassword}, e.Refused...)
+}
+
 // Clock supplies the time; tests inject a fake one.
 type Clock interface{ Now() time.Time }
 
@@ -202,7 +222,8 @@ func Open(ctx context.Context, be storage.Backend, password string, opts ...Opti
 	}); err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
-	unwrapped := 0 // keys the password opened
+	unwrapped := 0      // keys the password opened
+	var refused []error // key files refused for their scrypt cost
 	for _, name := range keyNames {
 		id, err := ParseID(name)
 		if err != nil {
@@ -217,6 +238,9 @@ func Open(ctx context.Context, be storage.Backend, password string, opts ...Opti
 		}
 		kf, err := decodeKeyFile(kb)
 		if err != nil {
+			if errors.Is(err, ErrKDFTooCostly) {
+				refused = append(refused, fmt.Errorf("key file %s: %w", id.Short(), err))
+			}
 			continue
 		}
 		mk, err := kf.unwrap(password)
@@ -244,6 +268,11 @@ func Open(ctx context.Context, be storage.Backend, password string, opts ...Opti
 	if r.crypt == nil {
 		if unwrapped > 0 {
 			return nil, ErrConfigDamaged
+		}
+		if len(refused) > 0 {
+			// Say why: a planted key file, or one from a build with other
+			// limits, is skipped rather than derived.
+			return nil, &KeyRefusedError{Refused: refused}
 		}
 		return nil, ErrWrongPassword
 	}

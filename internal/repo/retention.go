@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/arca-backup/arca/internal/calendar"
@@ -33,6 +34,7 @@ type RetentionDecision struct {
 	ID            ID             `json:"id"`
 	Keep          bool           `json:"keep"`
 	Reasons       []string       `json:"reasons,omitempty"` // why kept
+	Group         string         `json:"group,omitempty"`   // the group the rules counted in (ForgetByPolicy)
 }
 
 func pointTime(rp *RecoveryPoint) time.Time {
@@ -112,9 +114,31 @@ func ApplyRetention(points []*RecoveryPoint, p RetentionPolicy, now time.Time) [
 	return out
 }
 
-// RetentionGroup is the key recovery points are grouped by for retention:
-// their source cluster.
-func RetentionGroup(rp *RecoveryPoint) string { return rp.Source.Cluster }
+// GroupFunc names the group a recovery point belongs to for retention: the
+// keep rules count within each group.
+type GroupFunc func(*RecoveryPoint) string
+
+// GroupByTags groups recovery points by the values of the given tags — for
+// Arca's points the vault and the backup instance
+// (api/v1alpha1.TagVault, TagInstance), so that two instances backing up
+// the same cluster each keep their own N points. A point that carries none
+// of the tags (a plain `arca local backup`) is grouped by its source
+// cluster.
+func GroupByTags(tags ...string) GroupFunc {
+	return func(rp *RecoveryPoint) string {
+		var b strings.Builder
+		found := false
+		for _, t := range tags {
+			v, ok := rp.Tags[t]
+			found = found || ok
+			fmt.Fprintf(&b, "%s=%s,", t, v)
+		}
+		if !found {
+			return "cluster=" + rp.Source.Cluster
+		}
+		return strings.TrimSuffix(b.String(), ",")
+	}
+}
 
 // Forget removes the manifests of the given recovery points. Their data
 // stays until Prune.
@@ -128,11 +152,15 @@ func (r *Repository) Forget(ctx context.Context, ids []ID) error {
 	return nil
 }
 
-// ForgetByPolicy applies p to every group of recovery points (RetentionGroup)
-// and, unless dryRun, forgets those not kept. It returns all decisions.
-func (r *Repository) ForgetByPolicy(ctx context.Context, p RetentionPolicy, dryRun bool) ([]RetentionDecision, error) {
+// ForgetByPolicy applies p to every group of recovery points (as group
+// names them; GroupByTags) and, unless dryRun, forgets those not kept. It
+// returns all decisions.
+func (r *Repository) ForgetByPolicy(ctx context.Context, p RetentionPolicy, group GroupFunc, dryRun bool) ([]RetentionDecision, error) {
 	if p.Empty() {
 		return nil, fmt.Errorf("empty retention policy: give at least one keep rule")
+	}
+	if group == nil {
+		return nil, fmt.Errorf("forget by policy: no grouping given (use repo.GroupByTags)")
 	}
 	rps, err := r.ListRecoveryPoints(ctx)
 	if err != nil {
@@ -141,7 +169,7 @@ func (r *Repository) ForgetByPolicy(ctx context.Context, p RetentionPolicy, dryR
 	groups := map[string][]*RecoveryPoint{}
 	var keys []string
 	for _, rp := range rps {
-		k := RetentionGroup(rp)
+		k := group(rp)
 		if _, ok := groups[k]; !ok {
 			keys = append(keys, k)
 		}
@@ -153,6 +181,7 @@ func (r *Repository) ForgetByPolicy(ctx context.Context, p RetentionPolicy, dryR
 	var forget []ID
 	for _, k := range keys {
 		for _, d := range ApplyRetention(groups[k], p, now) {
+			d.Group = k
 			all = append(all, d)
 			if !d.Keep {
 				forget = append(forget, d.ID)

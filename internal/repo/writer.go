@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -50,6 +51,9 @@ type Writer struct {
 	resMu   sync.Mutex
 	results []indexPack
 
+	depMu sync.Mutex
+	deps  map[ID]struct{} // existing packs holding blobs this writer deduplicated against
+
 	packPool  chan []byte
 	sealPool  sync.Pool
 	chunkBufs chan []byte
@@ -84,6 +88,7 @@ func (r *Repository) newWriter(ctx context.Context, hl *heldLock) *Writer {
 	w := &Writer{
 		r: r, lock: hl, ctx: wctx, cancel: cancel,
 		pending:   map[ID]struct{}{},
+		deps:      map[ID]struct{}{},
 		uploads:   make(chan *packBuf, 1),
 		packPool:  make(chan []byte, r.opts.uploaders+1),
 		chunkBufs: make(chan []byte, runtime.GOMAXPROCS(0)+2),
@@ -127,7 +132,10 @@ func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, erro
 	}
 	id := Hash(data)
 	w.logical.Add(int64(len(data)))
-	if w.r.idx.Load().has(id) {
+	if _, pack, _, ok := w.r.idx.Load().lookup(id); ok {
+		w.depMu.Lock()
+		w.deps[pack] = struct{}{}
+		w.depMu.Unlock()
 		w.dupBlobs.Add(1)
 		return id, nil
 	}
@@ -291,6 +299,11 @@ func (w *Writer) Commit(ctx context.Context, rp *RecoveryPoint) (ID, error) {
 	if err := ctx.Err(); err != nil {
 		return ID{}, err
 	}
+	// The manifest will reference blobs in packs other writers wrote: they
+	// must still be there (format §11 rule 10).
+	if err := w.checkDeps(ctx); err != nil {
+		return ID{}, fmt.Errorf("commit: %w", err)
+	}
 	// Index files, split at maxIndexEntries.
 	var batch []indexPack
 	n := 0
@@ -343,6 +356,75 @@ func (w *Writer) Commit(ctx context.Context, rp *RecoveryPoint) (ID, error) {
 	}
 	w.r.mu.Unlock()
 	return id, nil
+}
+
+// ErrPacksMissing: packs holding blobs a recovery point reuses are gone.
+var ErrPacksMissing = errors.New("packs this recovery point reuses are missing from storage")
+
+// depListAt: above this many packs to check, one listing of data/ is
+// cheaper than a Stat per pack.
+const depListAt = 256
+
+// checkDeps verifies that every pack this writer deduplicated against
+// still exists, so that no manifest is written that points at missing data
+// (a pack deleted by hand, or by a prune that did not see this writer's
+// lock).
+func (w *Writer) checkDeps(ctx context.Context) error {
+	w.depMu.Lock()
+	deps := make([]ID, 0, len(w.deps))
+	for id := range w.deps {
+		deps = append(deps, id)
+	}
+	w.depMu.Unlock()
+	var missing []ID
+	if len(deps) > depListAt {
+		have, err := w.r.listIDs(ctx, storage.PackFile)
+		if err != nil {
+			return err
+		}
+		for _, id := range deps {
+			if _, ok := have[id]; !ok {
+				missing = append(missing, id)
+			}
+		}
+	} else {
+		var (
+			mu   sync.Mutex
+			wg   sync.WaitGroup
+			sem  = make(chan struct{}, 8)
+			ferr error
+		)
+		for _, id := range deps {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				_, err := w.r.be.Stat(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()})
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case storage.IsNotExist(err):
+					missing = append(missing, id)
+				case err != nil && ferr == nil:
+					ferr = fmt.Errorf("check pack %s: %w", id.Short(), err)
+				}
+			}()
+		}
+		wg.Wait()
+		if ferr != nil {
+			return ferr
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	names := make([]string, 0, min(len(missing), 5))
+	for _, id := range missing[:min(len(missing), 5)] {
+		names = append(names, "data/"+id.String())
+	}
+	return fmt.Errorf("%w: %d packs (%s…); no manifest was written: run `arca repo check`, then `arca repo rebuild-index`, and back up again",
+		ErrPacksMissing, len(missing), strings.Join(names, ", "))
 }
 
 // Abort discards the recovery point: no index and no manifest are written.

@@ -1,7 +1,8 @@
 // Package retry is a storage.Backend decorator that retries transient errors
 // with exponential backoff and jitter. Errors for which storage.IsPermanent is
 // true (not-exist, exist, authentication, cancelled contexts, ...) are never
-// retried.
+// retried, and neither is a full disk (ENOSPC, EDQUOT): it is returned at
+// once as a *DiskFullError that names the condition and the fix.
 //
 // Retrying must not change what callers observe, so each method handles the
 // case where an attempt that reported a transient error in fact succeeded
@@ -31,6 +32,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/arca-backup/arca/internal/storage"
@@ -149,6 +151,9 @@ func (b *Backend) do(ctx context.Context, op string, h storage.Handle, attempt f
 		if err == nil || storage.IsPermanent(err) {
 			return err
 		}
+		if full := diskFull(b.be, err); full != nil {
+			return full
+		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return fmt.Errorf("%w (after: %v)", ctxErr, err)
 		}
@@ -166,6 +171,33 @@ func (b *Backend) do(ctx context.Context, op string, h storage.Handle, attempt f
 		}
 		interval = min(time.Duration(float64(interval)*b.opts.Multiplier), b.opts.MaxInterval)
 	}
+}
+
+// DiskFullError: the storage has no space left (ENOSPC) or the quota is
+// used up (EDQUOT). Retrying cannot help until someone frees space, so it is
+// permanent.
+type DiskFullError struct {
+	Location string
+	Err      error
+}
+
+func (e *DiskFullError) Error() string {
+	what := "no space left on the device"
+	if errors.Is(e.Err, syscall.EDQUOT) {
+		what = "the disk quota is used up"
+	}
+	return fmt.Sprintf("storage %s is full (%s): free space or raise the quota there, or run `arca repo prune` to remove data "+
+		"no recovery point needs, then run again: %v", e.Location, what, e.Err)
+}
+
+func (e *DiskFullError) Unwrap() []error { return []error{e.Err, storage.ErrPermanent} }
+
+// diskFull returns a *DiskFullError if err says the storage is full.
+func diskFull(be storage.Backend, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return &DiskFullError{Location: be.Location(), Err: err}
+	}
+	return nil
 }
 
 func (b *Backend) jitter(d time.Duration) time.Duration {

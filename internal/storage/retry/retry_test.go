@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,6 +146,34 @@ func TestPermanentNotRetried(t *testing.T) {
 	// Not-exist is permanent too.
 	if _, err := be.Stat(ctx, storage.Handle{Type: storage.KeyFile, Name: "nope"}); !storage.IsNotExist(err) || fb.Calls(faulty.OpStat) != 2 {
 		t.Fatalf("Stat of a missing file: %v after %d calls", err, fb.Calls(faulty.OpStat))
+	}
+}
+
+// A full disk or used-up quota is not retried: retrying cannot free space.
+// The error names the condition and what to do, and is permanent for the
+// layers above.
+func TestDiskFullNotRetried(t *testing.T) {
+	ctx := context.Background()
+	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT} {
+		fb := faulty.New(mem.New())
+		// Transient is the kind a plain retry would retry; the errno must win.
+		fb.Add(faulty.Fault{Op: faulty.OpSave, Nth: 1, Count: -1, Kind: faulty.Transient,
+			Err: &fs.PathError{Op: "write", Path: "/repo/data/ab/abcdef", Err: errno}})
+		be := retry.New(fb, retry.Options{Sleep: noSleep})
+		err := be.Save(ctx, h, 3, strings.NewReader("abc"))
+		if fb.Calls(faulty.OpSave) != 1 {
+			t.Errorf("%v: retried, %d calls", errno, fb.Calls(faulty.OpSave))
+		}
+		var full *retry.DiskFullError
+		if !errors.As(err, &full) || !storage.IsPermanent(err) || !errors.Is(err, errno) {
+			t.Fatalf("%v: Save: %v (%T), want a permanent *DiskFullError wrapping the errno", errno, err, err)
+		}
+		want := map[syscall.Errno]string{syscall.ENOSPC: "no space left", syscall.EDQUOT: "quota is used up"}[errno]
+		for _, s := range []string{"is full", want, "free space", "arca repo prune"} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("%v: error %q does not say %q", errno, err, s)
+			}
+		}
 	}
 }
 
