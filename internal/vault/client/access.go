@@ -65,7 +65,8 @@ func (c *Client) RegisterCluster(ctx context.Context, in ClusterRegistration) (*
 	var out store.Cluster
 	_, err := c.Do(ctx, "POST", "/api/v1/clusters", in, &out, "")
 	if ce, ok := err.(*Error); ok && ce.Code == "AlreadyExists" {
-		_, err = c.Do(ctx, "PUT", "/api/v1/clusters/"+esc(in.Name), in, &out, "")
+		p := "/api/v1/clusters/" + esc(in.Name)
+		_, err = c.update(ctx, "PUT", p, p, in, &out)
 	}
 	return &out, err
 }
@@ -97,6 +98,7 @@ func (c *Client) ListClusters(ctx context.Context) ([]*store.Cluster, error) {
 
 // DeleteCluster unregisters a cluster.
 func (c *Client) DeleteCluster(ctx context.Context, name string) error {
-	_, err := c.Do(ctx, "DELETE", "/api/v1/clusters/"+esc(name), nil, nil, "")
+	p := "/api/v1/clusters/" + esc(name)
+	_, err := c.update(ctx, "DELETE", p, p, nil, nil)
 	return err
 }

@@ -127,6 +127,30 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any, ifMat
 
 func esc(s string) string { return url.PathEscape(s) }
 
+// etagOf reads the record at path and returns its ETag: the If-Match that
+// every update and delete sends (the vault answers 428 without one), so
+// that a change made by someone else in between fails with 412 instead of
+// being overwritten.
+func (c *Client) etagOf(ctx context.Context, path string) (string, error) {
+	r, err := c.Do(ctx, "GET", path, nil, nil, "")
+	if err != nil {
+		return "", err
+	}
+	if r.ETag == "" {
+		return "", fmt.Errorf("GET %s: the vault sent no ETag", path)
+	}
+	return r.ETag, nil
+}
+
+// update sends a write to the record at path with the ETag it has now.
+func (c *Client) update(ctx context.Context, method, path, record string, in, out any) (*Response, error) {
+	tag, err := c.etagOf(ctx, record)
+	if err != nil {
+		return nil, err
+	}
+	return c.Do(ctx, method, path, in, out, tag)
+}
+
 type list[T any] struct {
 	Items []T `json:"items"`
 }
@@ -154,7 +178,8 @@ func (c *Client) GetVault(ctx context.Context, name string) (*store.Vault, error
 
 // DeleteVault deletes an empty vault.
 func (c *Client) DeleteVault(ctx context.Context, name string) error {
-	_, err := c.Do(ctx, "DELETE", "/api/v1/vaults/"+esc(name), nil, nil, "")
+	p := "/api/v1/vaults/" + esc(name)
+	_, err := c.update(ctx, "DELETE", p, p, nil, nil)
 	return err
 }
 
@@ -188,7 +213,8 @@ func (c *Client) GetPolicy(ctx context.Context, vault, name string) (*store.Poli
 
 // DeletePolicy deletes a policy no instance uses.
 func (c *Client) DeletePolicy(ctx context.Context, vault, name string) error {
-	_, err := c.Do(ctx, "DELETE", "/api/v1/vaults/"+esc(vault)+"/policies/"+esc(name), nil, nil, "")
+	p := "/api/v1/vaults/" + esc(vault) + "/policies/" + esc(name)
+	_, err := c.update(ctx, "DELETE", p, p, nil, nil)
 	return err
 }
 
@@ -220,10 +246,16 @@ func (c *Client) CreateInstance(ctx context.Context, vault string, in InstanceIn
 }
 
 // UpdateInstance replaces an instance's policy, configuration and
-// locations; ifMatch (optional) is the ETag it was read with.
+// locations; ifMatch is the ETag it was read with (empty: the ETag it has
+// now).
 func (c *Client) UpdateInstance(ctx context.Context, vault, name string, in InstanceInput, ifMatch string) (*store.Instance, error) {
 	var out store.Instance
-	_, err := c.Do(ctx, "PUT", instancePath(vault, name), in, &out, ifMatch)
+	var err error
+	if ifMatch == "" {
+		_, err = c.update(ctx, "PUT", instancePath(vault, name), instancePath(vault, name), in, &out)
+	} else {
+		_, err = c.Do(ctx, "PUT", instancePath(vault, name), in, &out, ifMatch)
+	}
 	return &out, err
 }
 
@@ -254,7 +286,7 @@ func (c *Client) DeleteInstance(ctx context.Context, vault, name string, deleteD
 	if deleteData {
 		path += "?deleteData=true"
 	}
-	resp, err := c.Do(ctx, "DELETE", path, nil, nil, "")
+	resp, err := c.update(ctx, "DELETE", path, instancePath(vault, name), nil, nil)
 	if err != nil || resp.Status != http.StatusAccepted {
 		return "", err
 	}
@@ -268,7 +300,7 @@ func (c *Client) DeleteInstance(ctx context.Context, vault, name string, deleteD
 // (/api/v1/vaults/V/jobs/ID) is returned too, empty for the other modes.
 func (c *Client) StopProtection(ctx context.Context, vault, name, mode string) (*store.Instance, string, error) {
 	var out store.Instance
-	resp, err := c.Do(ctx, "POST", instancePath(vault, name)+"/stop-protection", map[string]string{"mode": mode}, &out, "")
+	resp, err := c.update(ctx, "POST", instancePath(vault, name)+"/stop-protection", instancePath(vault, name), map[string]string{"mode": mode}, &out)
 	if err != nil {
 		return nil, "", err
 	}
@@ -282,7 +314,7 @@ func (c *Client) StopProtection(ctx context.Context, vault, name, mode string) (
 // ResumeProtection resumes scheduled backups.
 func (c *Client) ResumeProtection(ctx context.Context, vault, name string) (*store.Instance, error) {
 	var out store.Instance
-	_, err := c.Do(ctx, "POST", instancePath(vault, name)+"/resume-protection", nil, &out, "")
+	_, err := c.update(ctx, "POST", instancePath(vault, name)+"/resume-protection", instancePath(vault, name), nil, &out)
 	return &out, err
 }
 

@@ -105,15 +105,14 @@ func (s *Server) assignments(ctx context.Context, principal string) ([]rbac.Assi
 }
 
 // require returns nil when the caller may do action at scope, and
-// otherwise the 403 naming both, after writing the denial to the audit log.
+// otherwise the 403 naming both (the audit log records it with the
+// response, see Server.audit).
 func (s *Server) require(r *http.Request, action, scope string) error {
 	p := Principal(r.Context())
 	ok, err := s.Service.Can(r.Context(), p, action, scope)
 	if err != nil || ok {
 		return err
 	}
-	s.Log.Warn("audit", "event", "denied", "principal", p, "action", action, "scope", scope,
-		"method", r.Method, "path", r.URL.Path)
 	return service.Refused(p, action, scope)
 }
 

@@ -74,11 +74,12 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if e.Report != nil {
 			body["validation"] = e.Report
 		}
-		if e.Kind == service.Internal {
-			if rec, ok := w.(*recorder); ok {
-				rec.err = err
-			}
+		if rec := recorderOf(r); rec != nil && e.Kind == service.Internal {
+			rec.err = err
 		}
+	}
+	if rec := recorderOf(r); rec != nil {
+		rec.code, rec.reason, rec.action, rec.scope = ae.Code, ae.Message, ae.Action, ae.Scope
 	}
 	body["error"] = ae
 	writeJSON(w, ae.Status, body)

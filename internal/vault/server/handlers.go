@@ -21,11 +21,19 @@ import (
 
 func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + `"` }
 
-// ifMatch returns the version an If-Match header names; 0 when absent or
-// "*". Weak tags are accepted: versions are exact either way.
+// ifMatch returns the version an If-Match header names; 0 for "*" (the
+// caller's explicit "whatever is stored"). Every update and delete of a
+// versioned record needs the header: without it a client overwrites
+// changes it never saw, so a missing one is 428 Precondition Required.
+// Weak tags are accepted: versions are exact either way.
 func ifMatch(r *http.Request) (int64, error) {
 	h := strings.TrimSpace(r.Header.Get("If-Match"))
-	if h == "" || h == "*" {
+	if h == "" {
+		return 0, apiErr(http.StatusPreconditionRequired, "PreconditionRequired",
+			"%s %s needs an If-Match header: send the ETag the record had when you read it (GET %s returns it in the ETag header, e.g. If-Match: \"3\"), or If-Match: * to change whatever is stored; the arca CLI sends it itself",
+			r.Method, r.URL.Path, recordPath(r))
+	}
+	if h == "*" {
 		return 0, nil
 	}
 	h = strings.Trim(strings.TrimPrefix(h, "W/"), `"`)
@@ -35,6 +43,16 @@ func ifMatch(r *http.Request) (int64, error) {
 			"If-Match must be an ETag returned by this API, like \"3\"")
 	}
 	return v, nil
+}
+
+// recordPath is the path that reads the record an update names (its
+// own path, or the instance's for stop/resume-protection).
+func recordPath(r *http.Request) string {
+	p := strings.TrimSuffix(r.URL.Path, "/")
+	for _, suffix := range []string{"/stop-protection", "/resume-protection"} {
+		p = strings.TrimSuffix(p, suffix)
+	}
+	return p
 }
 
 // versioned is a record with a version: every store record with Meta.

@@ -70,7 +70,11 @@ var (
 // 403; a 404 or 409 from the handler means it was allowed to try).
 func (e *env) allowed(t *testing.T, o op) bool {
 	t.Helper()
-	status, out, _ := e.call(t, o.method, o.path, o.body, "")
+	im := ""
+	if o.method == "PUT" || o.method == "DELETE" {
+		im = "*" // updates need If-Match (428 otherwise)
+	}
+	status, out, _ := e.call(t, o.method, o.path, o.body, im)
 	if status == 403 {
 		if out["code"] != "Forbidden" {
 			t.Fatalf("%s: 403 with code %v", o, out["code"])
@@ -143,12 +147,12 @@ func TestScopeInheritanceAndDenials(t *testing.T) {
 	o.want(t, "POST", "/api/v1/vaults/a/instances/web/backup", nil, "", 403, "Forbidden")
 	o.want(t, "GET", "/api/v1/vaults/a/instances/shop", nil, "", 200, "")
 	o.want(t, "GET", "/api/v1/vaults/a/instances/web", nil, "", 403, "Forbidden")
-	o.want(t, "PUT", "/api/v1/vaults/a/instances/shop", instanceBody("shop"), "", 403, "Forbidden")
+	o.want(t, "PUT", "/api/v1/vaults/a/instances/shop", instanceBody("shop"), "*", 403, "Forbidden")
 
 	// Policy scope: Backup Contributor on one policy may update it, not
 	// the vault's other policies nor create new ones.
 	pc := e.as(t, "user:pam", "Backup Contributor@/vaults/a/policies/p4h")
-	pc.want(t, "PUT", "/api/v1/vaults/a/policies/p4h", pol, "", 200, "")
+	pc.want(t, "PUT", "/api/v1/vaults/a/policies/p4h", pol, "*", 200, "")
 	pc.want(t, "POST", "/api/v1/vaults/a/policies", writePolicy.body, "", 403, "Forbidden")
 
 	// Owner of vault a grants within a, not at the root or in b.

@@ -6,6 +6,7 @@
 package server
 
 import (
+	"context"
 	_ "embed"
 	"log/slog"
 	"net/http"
@@ -217,13 +218,24 @@ func (s *Server) JobFinished(j *store.Job) {
 	}
 }
 
-// recorder captures what the access log and metrics need.
+// recorder captures what the access log, the audit log and metrics need.
 type recorder struct {
 	http.ResponseWriter
 	status    int
 	bytes     int64
 	principal string
-	err       error
+	err       error // an internal error (500)
+	// The refusal or failure the response carried: its code and message,
+	// and for a denial the action and scope that were not granted.
+	code, reason, action, scope string
+}
+
+type recorderKey struct{}
+
+// recorderOf returns the request's recorder (nil outside observe).
+func recorderOf(r *http.Request) *recorder {
+	rec, _ := r.Context().Value(recorderKey{}).(*recorder)
+	return rec
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -249,7 +261,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		start := time.Now() // latency measurement only, not logic
 		r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
 		rec := &recorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec)))
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
@@ -269,10 +281,38 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			attrs = append(attrs, "err", rec.err.Error())
 		}
 		s.Log.Info("access", attrs...)
-		if r.Method != http.MethodGet && rec.status < 400 && rec.principal != "" {
-			s.Log.Info("audit", "principal", rec.principal, "action", route, "target", r.URL.Path, "status", rec.status)
-		}
+		s.audit(r, rec, route)
 	})
+}
+
+// audit writes the audit line of a request: every write (any method but
+// GET), whatever its outcome, and every refused request. A refusal (401,
+// 403) is event "denied", with the action and scope that were not
+// granted; any other error is "failed", with its code and message as the
+// reason; a write that succeeded is "write".
+func (s *Server) audit(r *http.Request, rec *recorder, route string) {
+	denied := rec.status == http.StatusUnauthorized || rec.status == http.StatusForbidden
+	if r.Method == http.MethodGet && !denied {
+		return
+	}
+	principal := rec.principal
+	if principal == "" {
+		principal = "(unauthenticated)"
+	}
+	switch {
+	case denied:
+		attrs := []any{"event", "denied", "principal", principal}
+		if rec.action != "" {
+			attrs = append(attrs, "action", rec.action, "scope", rec.scope)
+		}
+		attrs = append(attrs, "method", r.Method, "path", r.URL.Path, "route", route, "status", rec.status, "code", rec.code, "reason", rec.reason)
+		s.Log.Warn("audit", attrs...)
+	case rec.status >= 400:
+		s.Log.Warn("audit", "event", "failed", "principal", principal, "method", r.Method, "path", r.URL.Path, "route", route,
+			"status", rec.status, "code", rec.code, "reason", rec.reason)
+	default:
+		s.Log.Info("audit", "event", "write", "principal", principal, "method", r.Method, "path", r.URL.Path, "route", route, "status", rec.status)
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

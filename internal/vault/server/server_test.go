@@ -223,15 +223,36 @@ func TestVaultsAndPolicies(t *testing.T) {
 	}
 	e.want(t, "PUT", "/api/v1/vaults/v1/policies/p4h", upd, `"1"`, 412, "PreconditionFailed")
 	e.want(t, "PUT", "/api/v1/vaults/v1/policies/p4h", upd, `nonsense`, 400, "InvalidIfMatch")
+	// Without If-Match an update or delete is 428 and changes nothing;
+	// the error names the header and where the ETag comes from.
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"PUT", "/api/v1/vaults/v1/policies/p4h", map[string]any{"schedule": "0 4 * * *", "retention": pol["retention"]}},
+		{"DELETE", "/api/v1/vaults/v1/policies/p4h", nil},
+		{"PUT", "/api/v1/vaults/v1", map[string]any{"description": "changed"}},
+	} {
+		out := e.want(t, c.method, c.path, c.body, "", 428, "PreconditionRequired")
+		if msg, _ := out["message"].(string); !strings.Contains(msg, "If-Match") || !strings.Contains(msg, "GET "+c.path) || !strings.Contains(msg, "ETag") {
+			t.Fatalf("%s %s: 428 message %q should name If-Match and how to get the ETag", c.method, c.path, msg)
+		}
+	}
+	if p, err := e.c.GetPolicy(ctx, "v1", "p4h"); err != nil || p.Schedule != "0 3 * * *" || p.Version != 2 {
+		t.Fatalf("a refused update changed the policy: %+v %v", p, err)
+	}
+	if v, err := e.c.GetVault(ctx, "v1"); err != nil || v.Description == "changed" {
+		t.Fatalf("a refused update changed the vault: %+v %v", v, err)
+	}
 	e.want(t, "DELETE", "/api/v1/vaults/v1/policies/p4h", nil, `"1"`, 412, "PreconditionFailed")
 
 	ps, err := e.c.ListPolicies(ctx, "v1")
 	if err != nil || len(ps) != 1 || ps[0].Schedule != "0 3 * * *" {
 		t.Fatalf("list policies: %v %v", ps, err)
 	}
-	e.want(t, "DELETE", "/api/v1/vaults/v1", nil, "", 409, "VaultNotEmpty")
+	e.want(t, "DELETE", "/api/v1/vaults/v1", nil, "*", 409, "VaultNotEmpty")
 	e.want(t, "DELETE", "/api/v1/vaults/v1/policies/p4h", nil, `"2"`, 204, "")
-	e.want(t, "DELETE", "/api/v1/vaults/v1", nil, "", 204, "")
+	e.want(t, "DELETE", "/api/v1/vaults/v1", nil, "*", 204, "")
 }
 
 func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
@@ -255,7 +276,7 @@ func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
 		t.Fatalf("protection did not arm the schedule: %+v %v", tr, err)
 	}
 	e.want(t, "POST", "/api/v1/vaults/v/policies/p4h", nil, "", 405, "MethodNotAllowed")
-	e.want(t, "DELETE", "/api/v1/vaults/v/policies/p4h", nil, "", 409, "PolicyInUse")
+	e.want(t, "DELETE", "/api/v1/vaults/v/policies/p4h", nil, "*", 409, "PolicyInUse")
 
 	// On-demand backup: Queued, then failed by the runner: no cluster driver.
 	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/backup", map[string]any{"retention": "P2H"}, "", 400, "InvalidValue")
@@ -311,9 +332,9 @@ func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
 	}
 
 	// Stop protection.
-	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "", 409, "ProtectionActive")
-	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "pause"}, "", 400, "InvalidStopMode")
-	st := e.want(t, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "retain-forever"}, "", 200, "")
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "*", 409, "ProtectionActive")
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "pause"}, "*", 400, "InvalidStopMode")
+	st := e.want(t, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "retain-forever"}, "*", 200, "")
 	if st["protectionState"] != "ProtectionStopped" {
 		t.Fatalf("stop: %v", st)
 	}
@@ -324,17 +345,17 @@ func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
 		t.Fatal("retain-forever kept an expiry")
 	}
 	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/backup", nil, "", 409, "ProtectionStopped")
-	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "", 409, "RecoveryPointsRemain")
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "*", 409, "RecoveryPointsRemain")
 
 	// Resume re-arms the schedule and gives points their expiry back.
-	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/resume-protection", nil, "", 200, "")
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/resume-protection", nil, "*", 200, "")
 	if rp, _ := e.st.GetRecoveryPoint(ctx, "v", "rp-a"); rp.ExpiresAt == nil {
 		t.Fatal("resume did not reapply retention")
 	}
 	if _, err := e.st.GetTrigger(ctx, "v", "shop"); err != nil {
 		t.Fatalf("resume did not arm the schedule: %v", err)
 	}
-	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/resume-protection", nil, "", 409, "NotStopped")
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/resume-protection", nil, "*", 409, "NotStopped")
 
 	// Update with a stale ETag, then a good one.
 	status, cur, etag := e.call(t, "GET", "/api/v1/vaults/v/instances/shop", nil, "")
@@ -346,18 +367,18 @@ func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
 	e.want(t, "PUT", "/api/v1/vaults/v/instances/shop", upd, `"1"`, 412, "PreconditionFailed")
 	e.want(t, "PUT", "/api/v1/vaults/v/instances/shop", upd, etag, 200, "")
 	upd["cluster"] = "other"
-	e.want(t, "PUT", "/api/v1/vaults/v/instances/shop", upd, "", 400, "ImmutableField")
+	e.want(t, "PUT", "/api/v1/vaults/v/instances/shop", upd, "*", 400, "ImmutableField")
 
 	// delete-data queues a Retention job (202, its Location) that the job
 	// runner runs: it removes every point.
-	resp, err := e.c.Do(ctx, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "delete-data"}, nil, "")
+	resp, err := e.c.Do(ctx, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "delete-data"}, nil, "*")
 	if err != nil || resp.Status != 202 || !strings.HasPrefix(resp.Location, "/api/v1/vaults/v/jobs/") {
 		t.Fatalf("delete-data: %+v %v", resp, err)
 	}
 	if rps, _ := e.st.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: "v", Instance: "shop"}); len(rps) == 0 {
 		t.Fatal("delete-data deleted inside the request")
 	}
-	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "", 409, "RecoveryPointsRemain")
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "*", 409, "RecoveryPointsRemain")
 	if err := e.srv.Runner.Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +392,7 @@ func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
 	if n := len(ret["items"].([]any)); n != 1 {
 		t.Fatalf("retention jobs: %d", n)
 	}
-	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "", 204, "")
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop", nil, "*", 204, "")
 	e.want(t, "GET", "/api/v1/vaults/v/instances/shop", nil, "", 404, "NotFound")
 
 	// A stopped instance with points is deleted with them by a job.
@@ -379,9 +400,9 @@ func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
 	if err := e.st.CreateRecoveryPoint(ctx, &store.RecoveryPoint{Vault: "v", ID: "rp-z", Instance: "shop2", Time: e.clk.Now(), Tag: "default", Datastore: policy.Operational, State: store.RPAvailable}); err != nil {
 		t.Fatal(err)
 	}
-	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop2?deleteData=true", nil, "", 409, "ProtectionActive")
-	e.want(t, "POST", "/api/v1/vaults/v/instances/shop2/stop-protection", map[string]any{"mode": "retain-per-policy"}, "", 200, "")
-	del := e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop2?deleteData=true", nil, "", 202, "")
+	e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop2?deleteData=true", nil, "*", 409, "ProtectionActive")
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop2/stop-protection", map[string]any{"mode": "retain-per-policy"}, "*", 200, "")
+	del := e.want(t, "DELETE", "/api/v1/vaults/v/instances/shop2?deleteData=true", nil, "*", 202, "")
 	if del["type"] != store.JobRetention || del["state"] != store.JobQueued {
 		t.Fatalf("delete with data: %v", del)
 	}

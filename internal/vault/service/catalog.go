@@ -97,10 +97,9 @@ func (s *Service) SyncRecoveryPoints(ctx context.Context, vault, instance string
 			continue
 		}
 		known[sp.RepositoryID] = true
+		// The whole repository ID: a prefix could name two points, and
+		// recovery points are referred to by full ID only.
 		id := "rp-repo-" + sp.RepositoryID
-		if len(id) > 24 {
-			id = id[:24]
-		}
 		if sp.JobID != "" {
 			id = jobs.RecoveryPointID(sp.JobID)
 		}

@@ -288,6 +288,18 @@ func TestSync(t *testing.T) {
 	if res, err = e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: pts}); err != nil || res.Existing != 2 || len(res.Created) != 0 {
 		t.Fatalf("second sync: %+v %v", res, err)
 	}
+	// Two points whose repository IDs share a long prefix keep their
+	// whole IDs: a truncated ID would make the second one collide with
+	// the first and be counted as existing.
+	long := strings.Repeat("ab", 32) // a 64-hex repository ID
+	pts = []service.SyncPoint{{RepositoryID: long, Time: e.clk.Now().Add(time.Hour)}, {RepositoryID: long[:40] + strings.Repeat("cd", 12), Time: e.clk.Now().Add(2 * time.Hour)}}
+	res, err = e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: pts})
+	if err != nil || len(res.Created) != 2 || res.Created[0].ID != "rp-repo-"+long || res.Created[1].ID != "rp-repo-"+pts[1].RepositoryID {
+		t.Fatalf("sync of long IDs: %+v %v; want both created with IDs rp-repo-<whole repository ID>", res, err)
+	}
+	if rp, err := e.st.GetRecoveryPoint(ctx, "v", "rp-repo-"+long); err != nil || rp.RepoID != long {
+		t.Fatalf("point by full ID: %+v %v", rp, err)
+	}
 }
 
 // Classify keeps every kind of error an operation meets apart.
