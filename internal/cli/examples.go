@@ -24,6 +24,11 @@ var examples = map[string]string{
 	"vault delete": `  arca vault delete old-vault`,
 	"vault sync":   `  arca vault sync --instance shop --repo azure://acct/backups --password-file pw.txt`,
 
+	"token create": `  arca token create alice-laptop --principal user:alice --expires-in P90D
+  arca token create ci                          # principal ci, the vault's default lifetime`,
+	"token list":   `  arca token list -o json`,
+	"token revoke": `  arca token revoke alice-laptop               # by name, or by the ID arca token list shows`,
+
 	"policy create": `  arca policy create daily --schedule "0 2 * * *" --retain-default P7D
   arca policy create gold --schedule R/2026-01-01T00:00:00Z/PT4H --retain-default P7D \
     --retain-weekly P12W --retain-yearly P10Y:vault`,

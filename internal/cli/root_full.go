@@ -18,6 +18,7 @@ func outsideCommands() []*cobra.Command {
 		newRestoreCommand(),
 		newJobCommand(),
 		newRoleCommand(),
+		newTokenCommand(),
 		newTrustedAccessCommand(),
 		newQuickstartCommand(),
 		newConfigCommand(),

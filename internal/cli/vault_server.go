@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/arca-backup/arca/internal/clusterdriver"
+	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/server"
 )
 
@@ -37,6 +38,8 @@ type VaultServerOptions struct {
 	Listen, DataDir, DB, TLSCert, TLSKey string
 	Jitter                               time.Duration
 	LogFormat                            string
+	// TokenLifetime and TokenMaxLifetime are ISO 8601 durations.
+	TokenLifetime, TokenMaxLifetime string
 }
 
 // AddFlags registers the server flags.
@@ -45,7 +48,9 @@ func (o *VaultServerOptions) AddFlags(fs *pflag.FlagSet, serve bool) {
 	fs.StringVar(&o.DB, "db", os.Getenv("ARCA_VAULT_DB"), "PostgreSQL URL (postgres://…) instead of the embedded SQLite database (env ARCA_VAULT_DB)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate (PEM); default: a self-signed one generated under --data-dir")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS private key (PEM) for --tls-cert")
+	fs.StringVar(&o.TokenMaxLifetime, "token-max-lifetime", server.DefaultTokenMaxLifetime.String(), "longest lifetime of an API token, ISO 8601 (P90D, P1Y); vault init's admin token gets it")
 	if serve {
+		fs.StringVar(&o.TokenLifetime, "token-lifetime", server.DefaultTokenLifetime.String(), "lifetime of an API token created without --expires-in, ISO 8601 (P7D, P30D)")
 		fs.StringVar(&o.Listen, "listen", "127.0.0.1:8443", "address to serve the API on")
 		fs.DurationVar(&o.Jitter, "schedule-jitter", 0, "spread scheduled backups sharing a slot over up to this long (max 30m)")
 		fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
@@ -68,8 +73,22 @@ func (o *VaultServerOptions) options(stderr io.Writer) (server.Options, error) {
 	if o.DB != "" && !strings.HasPrefix(o.DB, "postgres://") && !strings.HasPrefix(o.DB, "postgresql://") {
 		return server.Options{}, &UsageError{fmt.Errorf("--db: want a postgres:// URL")}
 	}
-	return server.Options{Listen: o.Listen, DataDir: o.DataDir, DB: o.DB, TLSCert: o.TLSCert, TLSKey: o.TLSKey,
-		Jitter: o.Jitter, Log: slog.New(h), Clusters: clusterdriver.NewTrustedAccess}, nil
+	opts := server.Options{Listen: o.Listen, DataDir: o.DataDir, DB: o.DB, TLSCert: o.TLSCert, TLSKey: o.TLSKey,
+		Jitter: o.Jitter, Log: slog.New(h), Clusters: clusterdriver.NewTrustedAccess}
+	for _, l := range []struct {
+		flag, v string
+		to      *policy.Duration
+	}{{"--token-lifetime", o.TokenLifetime, &opts.TokenLifetime}, {"--token-max-lifetime", o.TokenMaxLifetime, &opts.TokenMaxLifetime}} {
+		if l.v == "" {
+			continue
+		}
+		d, err := policy.ParseDuration(l.v)
+		if err != nil {
+			return server.Options{}, &UsageError{fmt.Errorf("%s %q: %v", l.flag, l.v, err)}
+		}
+		*l.to = d
+	}
+	return opts, nil
 }
 
 func newVaultServeCommand() *cobra.Command {

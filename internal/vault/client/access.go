@@ -102,3 +102,39 @@ func (c *Client) DeleteCluster(ctx context.Context, name string) error {
 	_, err := c.update(ctx, "DELETE", p, p, nil, nil)
 	return err
 }
+
+// IssuedToken is a token just created: the token itself, shown once, and
+// its record.
+type IssuedToken struct {
+	Token     string     `json:"token"`
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Principal string     `json:"principal"`
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// CreateToken creates an API token named name for principal (empty: the
+// name), expiring after expiresIn (an ISO 8601 duration; empty: the
+// vault's default lifetime).
+func (c *Client) CreateToken(ctx context.Context, name, principal, expiresIn string) (*IssuedToken, error) {
+	var out IssuedToken
+	body := map[string]string{"name": name, "principal": principal}
+	if expiresIn != "" {
+		body["expiresIn"] = expiresIn
+	}
+	_, err := c.Do(ctx, "POST", "/api/v1/tokens", body, &out, "")
+	return &out, err
+}
+
+// ListTokens lists the vault's API tokens (never the tokens themselves).
+func (c *Client) ListTokens(ctx context.Context) ([]*store.Token, error) {
+	var out struct{ Items []*store.Token }
+	_, err := c.Do(ctx, "GET", "/api/v1/tokens", nil, &out, "")
+	return out.Items, err
+}
+
+// RevokeToken deletes a token by ID.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	_, err := c.Do(ctx, "DELETE", "/api/v1/tokens/"+esc(id), nil, nil, "")
+	return err
+}

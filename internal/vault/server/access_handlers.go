@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/service"
@@ -98,17 +99,22 @@ func (s *Server) deleteRoleAssignment(w http.ResponseWriter, r *http.Request) {
 	replyNone(w, r, err)
 }
 
-// CreateAdminToken creates a token for principal and makes the principal
-// Owner at the root scope: the first token of `arca vault init`.
+// CreateAdminToken creates a token for principal, expiring at expires
+// (nil: never; tests), and makes the principal Owner at the root scope:
+// the first token of `arca vault init`.
 func CreateAdminToken(ctx context.Context, st interface {
 	store.RoleStore
 	store.TokenStore
-}, name, principal string) (string, *store.Token, error) {
+}, name, principal string, expires ...*time.Time) (string, *store.Token, error) {
 	a := &store.RoleAssignment{Principal: principal, Role: rbac.Owner, Scope: rbac.Root(), CreatedBy: "vault-init"}
 	if err := st.CreateRoleAssignment(ctx, a); err != nil && !errors.Is(err, store.ErrAlreadyExists) {
 		return "", nil, err
 	}
-	return CreateToken(ctx, st, name, principal, nil)
+	var exp *time.Time
+	if len(expires) > 0 {
+		exp = expires[0]
+	}
+	return CreateToken(ctx, st, name, principal, exp)
 }
 
 // ---- clusters (trusted access) ----

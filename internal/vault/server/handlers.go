@@ -441,9 +441,18 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	// Minting a credential is audited with what it grants (never the
+	// token itself).
+	s.Log.Info("audit", "event", "tokenCreated", "principal", Principal(r.Context()), "tokenId", t.ID, "tokenName", t.Name,
+		"tokenPrincipal", t.Principal, "expiresAt", t.ExpiresAt)
 	writeJSON(w, http.StatusCreated, map[string]any{"token": tok, "id": t.ID, "name": t.Name, "principal": t.Principal, "expiresAt": t.ExpiresAt})
 }
 
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
-	replyNone(w, r, s.Service.DeleteToken(r.Context(), r.PathValue("id")))
+	t, err := s.Service.DeleteToken(r.Context(), r.PathValue("id"))
+	if err == nil {
+		s.Log.Info("audit", "event", "tokenRevoked", "principal", Principal(r.Context()), "tokenId", t.ID, "tokenName", t.Name,
+			"tokenPrincipal", t.Principal)
+	}
+	replyNone(w, r, err)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/scheduler"
 	"github.com/arca-backup/arca/internal/vault/service"
@@ -43,9 +44,21 @@ type Options struct {
 	Clusters      func(store.ClusterStore, clock.Clock, *slog.Logger) service.Clusters
 	RenewInterval time.Duration // cluster credential renewal check, default 1m
 
+	// TokenLifetime is the lifetime of an API token created without one
+	// (default P30D) and TokenMaxLifetime the longest allowed (default
+	// P1Y); vault init's admin token gets the maximum.
+	TokenLifetime, TokenMaxLifetime policy.Duration
+
 	// Ready, when set, is called with the bound address once listening.
 	Ready func(addr string)
 }
+
+// The token lifetimes a vault applies unless told otherwise (the flags'
+// defaults).
+var (
+	DefaultTokenLifetime    = service.DefaultTokenLifetime
+	DefaultTokenMaxLifetime = service.DefaultTokenMaxLifetime
+)
 
 // DefaultDataDir is ~/.local/share/arca/vault (XDG_DATA_HOME honoured).
 func DefaultDataDir() string {
@@ -84,6 +97,15 @@ func (o *Options) defaults() {
 	if o.RenewInterval == 0 {
 		o.RenewInterval = time.Minute
 	}
+	if o.TokenMaxLifetime == (policy.Duration{}) {
+		o.TokenMaxLifetime = service.DefaultTokenMaxLifetime
+	}
+	if o.TokenLifetime == (policy.Duration{}) {
+		o.TokenLifetime = service.DefaultTokenLifetime
+		if o.TokenMaxLifetime.Less(o.TokenLifetime) {
+			o.TokenLifetime = o.TokenMaxLifetime
+		}
+	}
 }
 
 // OpenStore opens the configured store, creating the data directory and
@@ -112,8 +134,9 @@ func (o Options) tlsFiles() (cert, key string, created bool, err error) {
 	return EnsureSelfSigned(filepath.Join(o.DataDir, "tls"), o.Clock.Now())
 }
 
-// ErrInitialized is returned by Init when the vault already has tokens.
-var ErrInitialized = errors.New("vault already initialised: it has API tokens (create more with POST /api/v1/tokens)")
+// ErrInitialized is returned by Init when the vault already has a token
+// that has not expired.
+var ErrInitialized = errors.New("vault already initialised: it has API tokens that have not expired (create more with arca token create)")
 
 // InitResult is what `arca vault init` prints.
 type InitResult struct {
@@ -124,9 +147,15 @@ type InitResult struct {
 }
 
 // Init prepares a vault: database and schema, TLS certificate, and the
-// first admin token, returned once and never stored in clear.
+// first admin token, returned once and never stored in clear. The token
+// lives the maximum token lifetime; when every token has expired, Init
+// (run where the database is) issues a new admin token, so that a vault
+// whose tokens all lapsed can be managed again.
 func Init(ctx context.Context, o Options) (*InitResult, error) {
 	o.defaults()
+	if err := service.CheckTokenLifetimes(o.TokenLifetime, o.TokenMaxLifetime); err != nil {
+		return nil, err
+	}
 	st, err := OpenStore(ctx, o)
 	if err != nil {
 		return nil, err
@@ -140,10 +169,14 @@ func Init(ctx context.Context, o Options) (*InitResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(toks) > 0 {
-		return nil, ErrInitialized
+	now := o.Clock.Now()
+	for _, t := range toks {
+		if t.ExpiresAt == nil || t.ExpiresAt.After(now) {
+			return nil, ErrInitialized
+		}
 	}
-	tok, _, err := CreateAdminToken(ctx, st, "admin", "admin")
+	exp := o.TokenMaxLifetime.AddTo(now)
+	tok, _, err := CreateAdminToken(ctx, st, "admin", "admin", &exp)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +191,7 @@ func Init(ctx context.Context, o Options) (*InitResult, error) {
 func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
 	o.defaults()
 	ret := &retention.Engine{Store: st, Clock: o.Clock, Log: o.Log}
-	s := &Server{Store: st, Clock: o.Clock, Log: o.Log, Retention: ret}
+	s := &Server{Store: st, Clock: o.Clock, Log: o.Log, Retention: ret, TokenLifetime: o.TokenLifetime, TokenMaxLifetime: o.TokenMaxLifetime}
 	var drivers jobs.Drivers = jobs.DriverMap{}
 	if o.Clusters != nil {
 		s.Clusters = o.Clusters(st, o.Clock, o.Log)
@@ -177,6 +210,9 @@ func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
 // and retention loop.
 func Run(ctx context.Context, o Options) error {
 	o.defaults()
+	if err := service.CheckTokenLifetimes(o.TokenLifetime, o.TokenMaxLifetime); err != nil {
+		return err
+	}
 	st, err := OpenStore(ctx, o)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
@@ -48,6 +49,9 @@ type Server struct {
 	// trusted-access identity) when an instance is created and refuses
 	// creation when one fails, unless ?skipValidation=true. Run turns it on.
 	ValidateOnCreate bool
+	// TokenLifetime and TokenMaxLifetime bound API tokens (zero: the
+	// defaults of package service, P30D and P1Y).
+	TokenLifetime, TokenMaxLifetime policy.Duration
 
 	registry *prometheus.Registry
 	metrics  *metrics
@@ -154,7 +158,7 @@ func (s *Server) Handler() http.Handler {
 	s.initMetrics()
 	if s.Service == nil {
 		s.Service = &service.Service{Store: s.Store, Clock: s.Clock, Retention: s.Retention, Runner: s.Runner, Clusters: s.Clusters,
-			OnJob: s.JobCreated, OnJobFinished: s.JobFinished}
+			OnJob: s.JobCreated, OnJobFinished: s.JobFinished, TokenLifetime: s.TokenLifetime, TokenMaxLifetime: s.TokenMaxLifetime}
 	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
@@ -261,7 +265,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		start := time.Now() // latency measurement only, not logic
 		r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
 		rec := &recorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec)))
+		// The mux sets Pattern on the request it is given.
+		r = r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
+		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}

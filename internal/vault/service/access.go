@@ -248,8 +248,47 @@ func (s *Service) ListTokens(ctx context.Context) ([]*store.Token, error) {
 	return s.Store.ListTokens(ctx)
 }
 
+// Token lifetimes the vault applies when it is not told otherwise
+// (arca vault serve --token-lifetime, --token-max-lifetime): a token asked
+// for without a lifetime expires after DefaultTokenLifetime, and none may
+// live longer than DefaultTokenMaxLifetime.
+var (
+	DefaultTokenLifetime    = policy.Duration{Days: 30}
+	DefaultTokenMaxLifetime = policy.Duration{Years: 1}
+)
+
+// TokenLifetimes returns the lifetime a token gets by default and the
+// longest one allowed.
+func (s *Service) TokenLifetimes() (def, max policy.Duration) {
+	def, max = s.TokenLifetime, s.TokenMaxLifetime
+	if max == (policy.Duration{}) {
+		max = DefaultTokenMaxLifetime
+	}
+	if def == (policy.Duration{}) {
+		def = DefaultTokenLifetime
+	}
+	if max.Less(def) {
+		def = max
+	}
+	return def, max
+}
+
+// CheckTokenLifetimes checks a vault's token lifetimes (the flags of
+// arca vault serve): both at least a day, the default within the maximum.
+func CheckTokenLifetimes(def, max policy.Duration) error {
+	switch {
+	case def.Less(policy.Duration{Days: 1}) || max.Less(policy.Duration{Days: 1}):
+		return fmt.Errorf("token lifetimes must be at least P1D (got default %s, maximum %s)", def, max)
+	case max.Less(def):
+		return fmt.Errorf("the default token lifetime %s is longer than the maximum %s: lower --token-lifetime or raise --token-max-lifetime", def, max)
+	}
+	return nil
+}
+
 // CreateToken creates a token named name for principal (default: name),
-// expiring after expiresIn (an ISO 8601 duration; empty: never).
+// expiring after expiresIn (an ISO 8601 duration; empty: the vault's
+// default lifetime). A lifetime over the vault's maximum is refused:
+// every token expires.
 func (s *Service) CreateToken(ctx context.Context, name, principal, expiresIn string) (string, *store.Token, error) {
 	if err := CheckName("name", name); err != nil {
 		return "", nil, err
@@ -260,31 +299,37 @@ func (s *Service) CreateToken(ctx context.Context, name, principal, expiresIn st
 	if err := CheckPrincipal(principal); err != nil {
 		return "", nil, err
 	}
-	var expires *time.Time
+	def, max := s.TokenLifetimes()
+	life := def
 	if expiresIn != "" {
 		d, err := policy.ParseDuration(expiresIn)
 		if err != nil {
 			return "", nil, InvalidField("InvalidValue", "expiresIn", expiresIn, err.Error())
 		}
-		t := d.AddTo(s.now().Now())
-		expires = &t
+		if max.Less(d) {
+			return "", nil, InvalidField("TokenLifetimeTooLong", "expiresIn", expiresIn,
+				fmt.Sprintf("at most %s, this vault's maximum token lifetime (arca vault serve --token-max-lifetime); ask for %s or less and create a new token before it expires", max, max))
+		}
+		life = d
 	}
-	return IssueToken(ctx, s.Store, name, principal, expires)
+	expires := life.AddTo(s.now().Now())
+	return IssueToken(ctx, s.Store, name, principal, &expires)
 }
 
 // DeleteToken revokes a token, unless it is the last usable token of an
-// Owner at /.
-func (s *Service) DeleteToken(ctx context.Context, id string) error {
+// Owner at /; it returns the revoked token.
+func (s *Service) DeleteToken(ctx context.Context, id string) (*store.Token, error) {
 	ts, err := s.Store.ListTokens(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, t := range ts {
 		if t.ID == id {
 			if err := s.keepRootAdmin(ctx, "", id); err != nil {
-				return err
+				return nil, err
 			}
+			return t, s.Store.DeleteToken(ctx, id)
 		}
 	}
-	return s.Store.DeleteToken(ctx, id)
+	return nil, NotFoundf("NotFound", "token %q does not exist (arca token list shows the IDs)", id)
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -40,6 +41,10 @@ type Service struct {
 	Retention *retention.Engine // catalog tagging; nil: one over Store
 	Runner    *jobs.Runner      // cancels jobs in their cluster
 	Clusters  Clusters          // prerequisite checks in clusters; nil: none can run
+	// TokenLifetime is the lifetime of a token created without one, and
+	// TokenMaxLifetime the longest allowed (zero: the defaults, P30D and
+	// P1Y).
+	TokenLifetime, TokenMaxLifetime policy.Duration
 	// OnJob, when set, is called for every job an operation creates, and
 	// OnJobFinished for every job an operation ends (metrics).
 	OnJob, OnJobFinished func(*store.Job)

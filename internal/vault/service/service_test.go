@@ -302,6 +302,39 @@ func TestSync(t *testing.T) {
 	}
 }
 
+// Every token expires: without a lifetime it gets the vault's default,
+// and one over the vault's maximum is refused with the limit and the fix.
+func TestTokenLifetimes(t *testing.T) {
+	e := setup(t)
+	now := e.clk.Now()
+	_, def, err := e.svc.CreateToken(ctx, "ci", "", "")
+	if err != nil || def.ExpiresAt == nil || !def.ExpiresAt.Equal(now.AddDate(0, 0, 30)) {
+		t.Fatalf("token without a lifetime: %+v %v; want it to expire after the default P30D", def, err)
+	}
+	_, _, err = e.svc.CreateToken(ctx, "forever", "", "P2Y")
+	ie := wantKind(t, err, service.Invalid, "TokenLifetimeTooLong")
+	if ie.Field != "expiresIn" || !strings.Contains(ie.Message, "P1Y") || !strings.Contains(ie.Message, "--token-max-lifetime") {
+		t.Fatalf("too long a lifetime: %+v; want the field, the maximum and the flag that raises it", ie)
+	}
+	if ts, _ := e.st.ListTokens(ctx); len(ts) != 1 {
+		t.Fatalf("a refused token was stored: %d tokens", len(ts))
+	}
+	// A vault with other limits.
+	e.svc.TokenLifetime, e.svc.TokenMaxLifetime = policy.Duration{Days: 7}, policy.Duration{Days: 90}
+	_, short, err := e.svc.CreateToken(ctx, "short", "", "")
+	if err != nil || !short.ExpiresAt.Equal(now.AddDate(0, 0, 7)) {
+		t.Fatalf("default under --token-lifetime P7D: %+v %v", short, err)
+	}
+	_, _, err2 := e.svc.CreateToken(ctx, "long", "", "P91D")
+	wantKind(t, err2, service.Invalid, "TokenLifetimeTooLong")
+	if _, max, err := e.svc.CreateToken(ctx, "max", "", "P90D"); err != nil || !max.ExpiresAt.Equal(now.AddDate(0, 0, 90)) {
+		t.Fatalf("the maximum itself: %+v %v", max, err)
+	}
+	if err := service.CheckTokenLifetimes(policy.Duration{Days: 60}, policy.Duration{Days: 30}); err == nil || !strings.Contains(err.Error(), "--token-max-lifetime") {
+		t.Fatalf("default over maximum: %v", err)
+	}
+}
+
 // Classify keeps every kind of error an operation meets apart.
 func TestClassify(t *testing.T) {
 	cases := []struct {
@@ -350,7 +383,8 @@ func TestAccessKeepsARootOwner(t *testing.T) {
 	}
 	_, _, err = e.svc.CreateToken(ctx, "x", "", "soon")
 	wantKind(t, err, service.Invalid, "InvalidValue")
-	wantKind(t, e.svc.DeleteToken(ctx, tk.ID), service.Conflict, "LastAdminToken")
+	_, err = e.svc.DeleteToken(ctx, tk.ID)
+	wantKind(t, err, service.Conflict, "LastAdminToken")
 	wantKind(t, e.svc.RemoveRoleAssignment(ctx, a), service.Conflict, "LastRootOwner")
 	// Another Owner at / with a token: ann's token and assignment may go.
 	if _, err := e.svc.AssignRole(ctx, "admin", "user:bob", "Owner", "/"); err != nil {
@@ -359,7 +393,7 @@ func TestAccessKeepsARootOwner(t *testing.T) {
 	if _, _, err := e.svc.CreateToken(ctx, "bob", "user:bob", ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.DeleteToken(ctx, tk.ID); err != nil {
+	if _, err := e.svc.DeleteToken(ctx, tk.ID); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.svc.RemoveRoleAssignment(ctx, a); err != nil {
