@@ -59,22 +59,70 @@ func init() {
 	}
 }
 
-// crypter seals and opens envelopes under one 256-bit key.
-type crypter struct {
-	aead cipher.AEAD
+// unitKind names what an envelope holds. From format v2 on, every envelope
+// under the master key is bound to its kind: the kind is the AEAD's
+// additional data, so an envelope moved to a place of another kind (a lock
+// or the config copied into points/) fails authentication instead of
+// decoding as something else (docs/repository-format.md §4).
+type unitKind string
+
+const (
+	kindConfig     unitKind = "config"
+	kindIndex      unitKind = "index"
+	kindManifest   unitKind = "points"
+	kindLock       unitKind = "locks"
+	kindPackHeader unitKind = "pack-header"
+	kindBlob       unitKind = "blob"
+	// kindKey: the master key wrapped under a password key. Key files are
+	// read before the format version is known and their key is not the
+	// master key, so no other envelope can pass for them: never bound.
+	kindKey unitKind = "key"
+)
+
+// adPrefix starts the additional data of a bound envelope: "arca-v2/" and
+// the kind.
+const adPrefix = "arca-v2/"
+
+var kindAD = map[unitKind][]byte{}
+
+func init() {
+	for _, k := range []unitKind{kindConfig, kindIndex, kindManifest, kindLock, kindPackHeader, kindBlob} {
+		kindAD[k] = []byte(adPrefix + string(k))
+	}
 }
 
-func newCrypter(key []byte) (*crypter, error) {
+// crypter seals and opens envelopes under one 256-bit key. A bound crypter
+// (format v2) authenticates each envelope's kind as additional data; an
+// unbound one (format v1, key files) uses none.
+type crypter struct {
+	aead  cipher.AEAD
+	bound bool
+}
+
+func newCrypter(key []byte, bound bool) (*crypter, error) {
 	a, err := chacha20poly1305.NewX(key)
 	if err != nil {
 		return nil, err
 	}
-	return &crypter{aead: a}, nil
+	return &crypter{aead: a, bound: bound}, nil
 }
 
-// seal appends the envelope of (flag || body) to dst. If compress is set and
-// zstd makes the body smaller, the body is stored compressed.
-func (c *crypter) seal(dst, body []byte, compress bool) []byte {
+// ad returns the additional data for an envelope of kind k.
+func (c *crypter) ad(k unitKind) []byte {
+	if !c.bound {
+		return nil
+	}
+	ad, ok := kindAD[k]
+	if !ok {
+		panic(fmt.Sprintf("repo: envelope kind %q is not bound", k))
+	}
+	return ad
+}
+
+// seal appends the envelope of (flag || body), of kind k, to dst. If
+// compress is set and zstd makes the body smaller, the body is stored
+// compressed.
+func (c *crypter) seal(dst, body []byte, compress bool, k unitKind) []byte {
 	start := len(dst)
 	dst = grow(dst, nonceSize+1+len(body)+tagSize+16)
 	nonce := dst[start : start+nonceSize]
@@ -98,21 +146,21 @@ func (c *crypter) seal(dst, body []byte, compress bool) []byte {
 	}
 	// Seal in place: the plaintext occupies dst[ptStart:], the ciphertext
 	// overwrites it and the tag is appended.
-	out := c.aead.Seal(pt[:ptStart], pt[start:ptStart], pt[ptStart:], nil)
+	out := c.aead.Seal(pt[:ptStart], pt[start:ptStart], pt[ptStart:], c.ad(k))
 	return out
 }
 
-// open authenticates and decrypts one envelope and returns the body,
-// decompressed if needed, appended to dst[:0] when possible. sizeHint is the
-// expected body length (0 if unknown).
-func (c *crypter) open(dst, sealed []byte, sizeHint int) ([]byte, error) {
+// open authenticates and decrypts one envelope of kind k and returns the
+// body, decompressed if needed, appended to dst[:0] when possible. sizeHint
+// is the expected body length (0 if unknown).
+func (c *crypter) open(dst, sealed []byte, sizeHint int, k unitKind) ([]byte, error) {
 	if len(sealed) < envelopeSize+1 {
 		return nil, errShortInput
 	}
 	nonce := sealed[:nonceSize]
 	// Decrypt into a scratch buffer (not in place: the caller's cache may
 	// share sealed).
-	pt, err := c.aead.Open(nil, nonce, sealed[nonceSize:], nil)
+	pt, err := c.aead.Open(nil, nonce, sealed[nonceSize:], c.ad(k))
 	if err != nil {
 		return nil, errDecrypt
 	}

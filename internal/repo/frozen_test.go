@@ -1,18 +1,20 @@
 package repo_test
 
-// The frozen repository (docs/repository-format.md, "Compatibility: frozen
-// repositories"): testdata/v1/repo was written once by the format-v1 code and
-// is committed. Every later version of this package must open it with both
-// of its passwords, read every recovery point, tree and blob, and find the
-// content stated below. A format change adds testdata/v2 beside it; it never
-// rewrites testdata/v1.
+// The frozen repositories (docs/repository-format.md, "Compatibility: frozen
+// repositories"): testdata/v1/repo was written once by the format-v1 code,
+// testdata/v2/repo by the format-v2 code, and both are committed. Every later
+// version of this package must open each with both of its passwords, read
+// every recovery point, tree and blob, and find the content stated below. A
+// format change adds testdata/v3 beside them; it never rewrites them.
 //
-// testdata/v1/README.md says how it was made. To make it again (only when
-// the frozen content itself must change, which should be never):
+// testdata/v1/README.md and testdata/v2/README.md say how they were made.
+// testdata/v1 can no longer be made (this code writes format v2). To make
+// testdata/v2 again (only when its frozen content must change, which should
+// be never):
 //
-//	go test ./internal/repo -run TestFrozenRepoGenerate -args -regenerate
+//	go test ./internal/repo -run TestFrozenRepoGenerateV2 -args -regenerate-v2
 //
-// then update the file IDs in frozenV1 below from the test's log.
+// then update the file IDs in frozenV2 below from the test's log.
 
 import (
 	"bytes"
@@ -36,15 +38,24 @@ import (
 	"github.com/arca-backup/arca/internal/storage/local"
 )
 
-var regenerate = flag.Bool("regenerate", false, "rewrite internal/repo/testdata/v1/repo (TestFrozenRepoGenerate); never needed unless the frozen content changes")
+var (
+	regenerate   = flag.Bool("regenerate", false, "rewrite internal/repo/testdata/v1/repo (TestFrozenRepoGenerate): no longer possible, this code writes format v2")
+	regenerateV2 = flag.Bool("regenerate-v2", false, "rewrite internal/repo/testdata/v2/repo (TestFrozenRepoGenerateV2); never needed unless the frozen content changes")
+)
 
-const frozenV1Dir = "testdata/v1/repo"
+const (
+	frozenV1Dir = "testdata/v1/repo"
+	frozenV2Dir = "testdata/v2/repo"
+)
 
-// The two passwords of the frozen repository: each has its own key file
+// The two passwords of each frozen repository: each has its own key file
 // wrapping the same master key.
 const (
 	frozenPassword1 = "frozen-v1 first password"
 	frozenPassword2 = "frozen-v1 second password"
+
+	frozenV2Password1 = "frozen-v2 first password"
+	frozenV2Password2 = "frozen-v2 second password"
 )
 
 // frozenKDF is deliberately cheap (128 KiB, about 1 ms) so the test opens the
@@ -111,14 +122,20 @@ func frozenStream() []byte {
 
 // frozenRepo is what a frozen repository holds.
 type frozenRepo struct {
-	KeyIDs [2]string // key files: password 1, password 2
-	Points []frozenPoint
-	Latest int // index in Points of the most recently started point
+	Version   int       // config.version
+	Dir       string    // where it is committed
+	Passwords [2]string // of the two key files
+	KeyIDs    [2]string // key files: password 1, password 2
+	Points    []frozenPoint
+	Latest    int // index in Points of the most recently started point
 	// What Check reports.
 	IndexFiles, Packs, Blobs int
 }
 
 var frozenV1 = frozenRepo{
+	Version:   1,
+	Dir:       frozenV1Dir,
+	Passwords: [2]string{frozenPassword1, frozenPassword2},
 	KeyIDs: [2]string{
 		"9765b29abda83d9cdec44560beacd5ce290316253000d3fae3154a0d5c9d70b5",
 		"e6c7c32ce31d33cadf57ad4874847f6020c98fd2661456babef96914e96ff769",
@@ -182,6 +199,32 @@ var frozenV1 = frozenRepo{
 	IndexFiles: 3, Packs: 5, Blobs: 23,
 }
 
+// frozenV2 holds the same recovery points as frozenV1 (same names, times,
+// tags, objects, volume records), written by the format-v2 code: every
+// envelope is bound to its file type. Only the file IDs differ (new keys,
+// new nonces) and the counts of what Check sees.
+var frozenV2 = func() frozenRepo {
+	v := frozenV1
+	v.Version, v.Dir = 2, frozenV2Dir
+	v.Passwords = [2]string{frozenV2Password1, frozenV2Password2}
+	v.KeyIDs = [2]string{
+		"60bb7c8ddb0be124a0cb00bb4f8c273d00b68821a56a20ce6c4920b6c490b3c2",
+		"3543f606006914e6054087ffaf720e4db721171fc36f60b1cfae87b2475ed115",
+	}
+	ids := []string{
+		"d19aee8c2c5cfad534c2a521c916314f6bc272c0d32c33464e685a2f12761260",
+		"be982d95bb0239464346118afcdcec73dd0f72a91c58a377a01fdd0e030d81cc",
+		"70c7b3d9d0971517388ee848a48f9410e3fe4b57b6042c6fdb5f7fd3a734d7c6",
+	}
+	v.Points = make([]frozenPoint, len(frozenV1.Points))
+	for i, p := range frozenV1.Points {
+		p.ID = ids[i]
+		v.Points[i] = p
+	}
+	v.IndexFiles, v.Packs, v.Blobs = 3, 5, 23
+	return v
+}()
+
 // content returns an object's expected bytes.
 func (tr frozenTree) content(o frozenObject) []byte {
 	if tr.Stream {
@@ -190,33 +233,55 @@ func (tr frozenTree) content(o frozenObject) []byte {
 	return []byte(o.Content)
 }
 
-// TestFrozenRepoGenerate writes testdata/v1/repo. It runs only with
-// -regenerate; see testdata/v1/README.md.
+// TestFrozenRepoGenerate wrote testdata/v1/repo (testdata/v1/README.md).
+// The code now writes format v2, so testdata/v1 can never be written again:
+// it stays as committed.
 func TestFrozenRepoGenerate(t *testing.T) {
 	if !*regenerate {
-		t.Skip("run with -args -regenerate to rewrite testdata/v1/repo")
+		t.Skip("testdata/v1/repo is frozen; this code writes format v2 and cannot make it again")
 	}
+	if repo.FormatVersion != frozenV1.Version {
+		t.Fatalf("this code writes format v%d: it cannot regenerate testdata/v1 (format v1); testdata/v1 stays as committed", repo.FormatVersion)
+	}
+	generateFrozen(t, frozenV1)
+}
+
+// TestFrozenRepoGenerateV2 writes testdata/v2/repo. It runs only with
+// -regenerate-v2; see testdata/v2/README.md.
+func TestFrozenRepoGenerateV2(t *testing.T) {
+	if !*regenerateV2 {
+		t.Skip("run with -args -regenerate-v2 to rewrite testdata/v2/repo")
+	}
+	if repo.FormatVersion != frozenV2.Version {
+		t.Fatalf("this code writes format v%d: it cannot regenerate testdata/v2; testdata/v2 stays as committed", repo.FormatVersion)
+	}
+	generateFrozen(t, frozenV2)
+}
+
+// generateFrozen writes want.Dir with want's content (file IDs aside: the
+// test logs them, to be pasted into want).
+func generateFrozen(t *testing.T, want frozenRepo) {
 	ctx := context.Background()
-	if err := os.RemoveAll(frozenV1Dir); err != nil {
+	if err := os.RemoveAll(want.Dir); err != nil {
 		t.Fatal(err)
 	}
-	be, err := local.Create(frozenV1Dir)
+	be, err := local.Create(want.Dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock := repo.ClockFunc(func() time.Time { return time.Date(2026, 11, 1, 1, 0, 0, 0, time.UTC) })
 	// Small packs, so that the repository has several of them.
 	opts := []repo.Option{repo.WithKDF(frozenKDF), repo.WithClock(clock), repo.WithPackSize(4 << 10)}
-	r, err := repo.Init(ctx, be, frozenPassword1, opts...)
+	r, err := repo.Init(ctx, be, want.Passwords[0], opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.AddKey(ctx, frozenPassword2); err != nil {
+	if _, err := r.AddKey(ctx, want.Passwords[1]); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(frozenStream())
 	t.Logf("frozenStreamSHA256 = %x", sum)
-	for i, p := range frozenV1.Points {
+	for i, p := range want.Points {
 		w, err := r.NewWriter(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -288,14 +353,14 @@ func groupResource(tr frozenTree) string {
 
 // errFrozen prefixes every failure of verifyFrozen: the reader of a red
 // test learns at once that old repositories no longer read.
-var errFrozen = errors.New("the format-v1 frozen repository (internal/repo/testdata/v1) can no longer be read as it was written; " +
-	"a format change must keep reading v1 and add a new frozen repository beside it (docs/repository-format.md, Compatibility: frozen repositories)")
+var errFrozen = errors.New("a frozen repository can no longer be read as it was written; " +
+	"a format change must keep reading every earlier version and add a new frozen repository beside them (docs/repository-format.md, Compatibility: frozen repositories)")
 
 // verifyFrozen opens the repository at dir with password and compares
 // everything in it with want. It returns the first difference.
 func verifyFrozen(ctx context.Context, dir, password string, want frozenRepo) error {
 	fail := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %w", errFrozen, fmt.Errorf(format, args...))
+		return fmt.Errorf("%w (format v%d, internal/repo/%s): %w", errFrozen, want.Version, want.Dir, fmt.Errorf(format, args...))
 	}
 	be, err := local.Open(dir)
 	if err != nil {
@@ -305,8 +370,8 @@ func verifyFrozen(ctx context.Context, dir, password string, want frozenRepo) er
 	if err != nil {
 		return fail("open with password %q: %w", password, err)
 	}
-	if v := r.Config().Version; v != 1 {
-		return fail("config version %d, want 1", v)
+	if v := r.Config().Version; v != want.Version {
+		return fail("config version %d, want %d", v, want.Version)
 	}
 
 	keys, err := r.ListKeys(ctx)
@@ -328,7 +393,7 @@ func verifyFrozen(ctx context.Context, dir, password string, want frozenRepo) er
 		return fail("key files %v, want %v", keyIDs, wantKeys)
 	}
 	wantCurrent := want.KeyIDs[0]
-	if password == frozenPassword2 {
+	if password == want.Passwords[1] {
 		wantCurrent = want.KeyIDs[1]
 	}
 	if current != wantCurrent {
@@ -492,6 +557,35 @@ func TestFrozenRepoV1(t *testing.T) {
 	}
 	if _, err := repo.Open(ctx, be, "not the password"); !errors.Is(err, repo.ErrWrongPassword) {
 		t.Fatalf("open with a wrong password: %v, want %v", err, repo.ErrWrongPassword)
+	}
+}
+
+// TestFrozenRepoV2 is the compatibility test of format v2: every later
+// version must pass it unchanged. It also shows that testdata/v2 really is
+// format v2: its config opens only as an envelope bound to the config type.
+func TestFrozenRepoV2(t *testing.T) {
+	ctx := context.Background()
+	for _, pw := range frozenV2.Passwords {
+		if err := verifyFrozen(ctx, frozenV2Dir, pw, frozenV2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	be, err := local.Open(frozenV2Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Open(ctx, be, frozenPassword1); !errors.Is(err, repo.ErrWrongPassword) {
+		t.Fatalf("open v2 with the v1 password: %v, want %v", err, repo.ErrWrongPassword)
+	}
+	if err := repo.FrozenConfigIsBound(ctx, be, frozenV2Password1); err != nil {
+		t.Fatal(err)
+	}
+	be1, err := local.Open(frozenV1Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.FrozenConfigIsBound(ctx, be1, frozenPassword1); err == nil {
+		t.Fatal("the v1 config opens as a bound envelope: the check cannot tell the formats apart")
 	}
 }
 

@@ -36,10 +36,10 @@ func FuzzPackHeader(f *testing.F) {
 }
 
 func FuzzPackTail(f *testing.F) {
-	c, _ := newCrypter(make([]byte, 32))
+	c, _ := newCrypter(make([]byte, 32), true)
 	r := &Repository{crypt: c}
 	pack := make([]byte, 141)
-	pack = c.seal(pack, encodePackHeader(nil, seedEntries()), false)
+	pack = c.seal(pack, encodePackHeader(nil, seedEntries()), false, kindPackHeader)
 	pack = binary.LittleEndian.AppendUint32(pack, uint32(len(pack)-141))
 	f.Add(pack)
 	f.Add([]byte{0, 0, 0, 0})
@@ -139,19 +139,20 @@ func FuzzTreeStream(f *testing.F) {
 }
 
 func FuzzEnvelope(f *testing.F) {
-	c, _ := newCrypter(make([]byte, 32))
-	f.Add(c.seal(nil, bytes.Repeat([]byte("abc"), 100), true))
-	f.Add(c.seal(nil, []byte("x"), false))
+	c, _ := newCrypter(make([]byte, 32), true)
+	f.Add(c.seal(nil, bytes.Repeat([]byte("abc"), 100), true, kindBlob))
+	f.Add(c.seal(nil, []byte("x"), false, kindManifest))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		_, _ = c.open(nil, b, 0)
+		_, _ = c.open(nil, b, 0, kindBlob)
+		_, _ = c.open(nil, b, 0, kindManifest)
 	})
 }
 
 func FuzzBody(f *testing.F) {
-	c, _ := newCrypter(make([]byte, 32))
+	c, _ := newCrypter(make([]byte, 32), true)
 	for _, compress := range []bool{true, false} {
-		sealed := c.seal(nil, bytes.Repeat([]byte("abcdef"), 100), compress)
-		pt, err := c.aead.Open(nil, sealed[:nonceSize], sealed[nonceSize:], nil)
+		sealed := c.seal(nil, bytes.Repeat([]byte("abcdef"), 100), compress, kindBlob)
+		pt, err := c.aead.Open(nil, sealed[:nonceSize], sealed[nonceSize:], c.ad(kindBlob))
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -91,7 +91,7 @@ func newKeyFile(master []byte, password string, p KDFParams, now time.Time) ([]b
 	if err != nil {
 		return nil, err
 	}
-	c, err := newCrypter(wk)
+	c, err := newCrypter(wk, false)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func newKeyFile(master []byte, password string, p KDFParams, now time.Time) ([]b
 	kf := keyFile{
 		Version: keyFileVersion, Created: now.UTC(), Hostname: host,
 		KDF: "scrypt", N: p.N, R: p.R, P: p.P, Salt: salt,
-		Data: c.seal(nil, mk, false),
+		Data: c.seal(nil, mk, false, kindKey),
 	}
 	return json.Marshal(kf)
 }
@@ -136,11 +136,11 @@ func (kf *keyFile) unwrap(password string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := newCrypter(wk)
+	c, err := newCrypter(wk, false)
 	if err != nil {
 		return nil, err
 	}
-	pt, err := c.open(nil, kf.Data, 0)
+	pt, err := c.open(nil, kf.Data, 0, kindKey)
 	if err != nil {
 		return nil, err
 	}

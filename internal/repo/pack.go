@@ -120,7 +120,7 @@ func (r *Repository) parsePackTail0(tail []byte, packSize int64) ([]packEntry, e
 		return nil, fmt.Errorf("pack header length %d invalid for pack of %d bytes", hl, packSize)
 	}
 	sealed := tail[int64(len(tail))-4-hl : len(tail)-4]
-	body, err := r.crypt.open(nil, sealed, 0)
+	body, err := r.crypt.open(nil, sealed, 0, kindPackHeader)
 	if err != nil {
 		return nil, fmt.Errorf("pack header: %w", err)
 	}

@@ -67,7 +67,7 @@ func (r *Repository) loadBlob(ctx context.Context, id ID) ([]byte, error) {
 
 // openBlob decrypts, decompresses and verifies one blob envelope.
 func (r *Repository) openBlob(sealed []byte, id ID, rawLen uint32) ([]byte, error) {
-	plain, err := r.crypt.open(nil, sealed, int(rawLen))
+	plain, err := r.crypt.open(nil, sealed, int(rawLen), kindBlob)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBlobDamaged, err)
 	}

@@ -15,9 +15,14 @@ import (
 	"github.com/arca-backup/arca/internal/storage"
 )
 
-// FormatVersion is the repository format version this package writes and
-// reads (docs/repository-format.md §12).
-const FormatVersion = 1
+// FormatVersion is the repository format version this package writes for
+// new repositories (docs/repository-format.md §12). It reads every version
+// from MinFormatVersion to FormatVersion, and writes into an existing
+// repository in that repository's version (no migration).
+const (
+	FormatVersion    = 2
+	MinFormatVersion = 1
+)
 
 var (
 	// ErrWrongPassword: no key file opens with the password.
@@ -116,13 +121,44 @@ type Config struct {
 	ChunkerPolynomial chunker.Pol `json:"chunkerPolynomial"`
 }
 
+// openConfig opens the config envelope with master key mk: as a bound (v2)
+// envelope first, then as an unbound (v1) one. It returns the crypter the
+// repository's other files use: bound for v2, unbound for v1. errDecrypt
+// means mk is not this repository's key.
+func openConfig(mk, sealed []byte) (*crypter, *Config, error) {
+	for _, bound := range []bool{true, false} {
+		c, err := newCrypter(mk, bound)
+		if err != nil {
+			return nil, nil, err
+		}
+		cb, err := c.open(nil, sealed, 0, kindConfig)
+		if errors.Is(err, errDecrypt) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("config: %w", err)
+		}
+		cfg, err := decodeConfig(cb)
+		if err != nil {
+			return nil, nil, err
+		}
+		// The version must match the envelope: a v1 (unbound) config that
+		// claimed v2 would make this build trust unbound files as bound.
+		if bound != (cfg.Version >= 2) {
+			return nil, nil, fmt.Errorf("config: version %d in a format-v%d envelope: the config is damaged", cfg.Version, map[bool]int{true: 2, false: 1}[bound])
+		}
+		return c, cfg, nil
+	}
+	return nil, nil, errDecrypt
+}
+
 func decodeConfig(b []byte) (*Config, error) {
 	var c Config
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if c.Version != FormatVersion {
-		return nil, fmt.Errorf("config: unsupported repository version %d (this build reads %d)", c.Version, FormatVersion)
+	if c.Version < MinFormatVersion || c.Version > FormatVersion {
+		return nil, fmt.Errorf("config: unsupported repository version %d (this build reads %d to %d)", c.Version, MinFormatVersion, FormatVersion)
 	}
 	if !c.ChunkerPolynomial.Irreducible() || c.ChunkerPolynomial.Deg() != 53 {
 		return nil, errors.New("config: chunker polynomial is not an irreducible polynomial of degree 53")
@@ -169,7 +205,7 @@ func Init(ctx context.Context, be storage.Backend, password string, opts ...Opti
 	}
 	r := &Repository{be: be, opts: o, master: randomBytes(keySize)}
 	r.cfg = Config{Version: FormatVersion, ID: ID(randomBytes(32)), ChunkerPolynomial: pol}
-	if r.crypt, err = newCrypter(r.master); err != nil {
+	if r.crypt, err = newCrypter(r.master, true); err != nil {
 		return nil, err
 	}
 	// Key first, config last: the config file is what makes the repository
@@ -186,7 +222,7 @@ func Init(ctx context.Context, be storage.Backend, password string, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
-	sealed := r.crypt.seal(nil, cb, false)
+	sealed := r.crypt.seal(nil, cb, false, kindConfig)
 	if err := be.Save(ctx, configHandle, int64(len(sealed)), bytes.NewReader(sealed)); err != nil {
 		return nil, fmt.Errorf("save config: %w", err)
 	}
@@ -247,18 +283,14 @@ func Open(ctx context.Context, be storage.Backend, password string, opts ...Opti
 		if err != nil {
 			continue
 		}
-		c, err := newCrypter(mk)
-		if err != nil {
-			continue
-		}
 		unwrapped++
 		// A key from an interrupted Init may wrap another master key: the
-		// right one is the one that opens the config.
-		cb, err := c.open(nil, cfgSealed, 0)
-		if err != nil {
+		// right one is the one that opens the config. A v2 config is bound
+		// to its kind, a v1 config is not; each must say its version.
+		c, cfg, err := openConfig(mk, cfgSealed)
+		if errors.Is(err, errDecrypt) {
 			continue
 		}
-		cfg, err := decodeConfig(cb)
 		if err != nil {
 			return nil, err
 		}
@@ -309,7 +341,7 @@ func (r *Repository) Backend() storage.Backend { return r.be }
 // saveSealed encrypts body, names the file by the hash of the stored bytes
 // and saves it.
 func (r *Repository) saveSealed(ctx context.Context, t storage.FileType, body []byte, compress bool) (ID, int, error) {
-	sealed := r.crypt.seal(nil, body, compress)
+	sealed := r.crypt.seal(nil, body, compress, unitKind(t))
 	id := Hash(sealed)
 	err := r.be.Save(ctx, storage.Handle{Type: t, Name: id.String()}, int64(len(sealed)), bytes.NewReader(sealed))
 	if err != nil {
@@ -329,7 +361,7 @@ func (r *Repository) loadSealed(ctx context.Context, t storage.FileType, id ID) 
 	if Hash(b) != id {
 		return nil, &damageError{fmt.Errorf("%s: content does not match its name (%d bytes)", h, len(b))}
 	}
-	body, err := r.crypt.open(nil, b, 0)
+	body, err := r.crypt.open(nil, b, 0, unitKind(t))
 	if err != nil {
 		return nil, &damageError{fmt.Errorf("%s: %w", h, err)}
 	}

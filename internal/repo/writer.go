@@ -157,7 +157,7 @@ func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, erro
 	if bp == nil {
 		bp = new([]byte)
 	}
-	sealed := w.r.crypt.seal((*bp)[:0], data, true)
+	sealed := w.r.crypt.seal((*bp)[:0], data, true, kindBlob)
 
 	err := w.appendSealed(ctx, t, id, sealed, len(data))
 	*bp = sealed
@@ -248,7 +248,7 @@ func (w *Writer) uploader() {
 func (w *Writer) upload(p *packBuf) error {
 	hdr := encodePackHeader(make([]byte, 0, 1+len(p.entries)*packEntrySize), p.entries)
 	before := len(p.data)
-	p.data = w.r.crypt.seal(p.data, hdr, false)
+	p.data = w.r.crypt.seal(p.data, hdr, false, kindPackHeader)
 	p.data = binary.LittleEndian.AppendUint32(p.data, uint32(len(p.data)-before))
 	id := Hash(p.data)
 	h := storage.Handle{Type: storage.PackFile, Name: id.String()}
