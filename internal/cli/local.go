@@ -22,6 +22,7 @@ import (
 	"github.com/arca-backup/arca/internal/diff"
 	"github.com/arca-backup/arca/internal/kube"
 	"github.com/arca-backup/arca/internal/modifiers"
+	"github.com/arca-backup/arca/internal/operations"
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/restore"
 	"github.com/arca-backup/arca/internal/selection"
@@ -204,12 +205,25 @@ func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr i
 	}
 	var items, bytes atomic.Int64
 	start := time.Now()
-	snapshotter, err := o.volumes.snapshotter(restCfg)
-	if err != nil {
-		return err
+	stop := func() {}
+	// The repository is opened only once the configuration is known to work.
+	open := func(ctx context.Context) (*repo.Repository, error) {
+		r, created, err := o.OpenOrInit(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			fmt.Fprintf(stderr, "initialised repository %s\n", o.Repo)
+		}
+		stop = progressLines(stderr, func() string {
+			return fmt.Sprintf("backed up %d objects, %s", items.Load(), humanBytes(bytes.Load()))
+		})
+		return r, nil
 	}
-	prep, err := backup.Prepare(ctx, restCfg, backup.Options{Config: cfg, Name: o.Name, Workers: o.Workers, Volumes: snapshotter,
-		Progress: func(p backup.Progress) { items.Store(p.Items); bytes.Store(p.Bytes) }})
+	res, err := operations.Backup(ctx, restCfg, open, operations.BackupOptions{Config: cfg, Name: o.Name, Workers: o.Workers,
+		SnapshotClasses: o.volumes.classes, SnapshotTimeout: o.volumes.timeout,
+		Progress: func(p operations.Progress) { items.Store(p.ItemsDone); bytes.Store(p.BytesDone) }})
+	stop()
 	if err != nil {
 		var ce *backup.ConfigError
 		if errors.As(err, &ce) {
@@ -217,25 +231,8 @@ func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr i
 		}
 		return err
 	}
-	// Only now, with a configuration that works, is the repository touched.
-	r, created, err := o.OpenOrInit(ctx)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	if created {
-		fmt.Fprintf(stderr, "initialised repository %s\n", o.Repo)
-	}
-	stop := progressLines(stderr, func() string {
-		return fmt.Sprintf("backed up %d objects, %s", items.Load(), humanBytes(bytes.Load()))
-	})
-	res, err := prep.Run(ctx, r)
-	stop()
-	if err != nil {
-		return fmt.Errorf("backup failed, no recovery point written: %w", err)
-	}
 	rp := res.RecoveryPoint
-	afterBackup(ctx, snapshotter, rp, o.Output == "text", stderr)
+	afterBackup(res, o.Output == "text", stderr)
 	if o.Output != "text" {
 		return printOutput(stdout, o.Output, BackupOutput{ID: res.ID.String(), Name: rp.Name, Items: rp.Summary.Items, Bytes: rp.Summary.Bytes,
 			Counts: rp.Summary.Counts, Warnings: nonNil(rp.Summary.Warnings), Stats: res.Stats, Duration: time.Since(start).Round(time.Millisecond).String(),
@@ -420,25 +417,16 @@ func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr
 	if name == "" {
 		name = "restore-" + time.Now().UTC().Format("20060102-150405")
 	}
-	volumes, err := o.volumes.restorer(restCfg, rp, &crit, name)
-	if err != nil {
-		return err
-	}
-	prep, err := restore.Prepare(ctx, restCfg, rp, r, restore.Options{Criteria: crit, Modifiers: mods, Name: name, Workers: o.Workers, Volumes: volumes,
-		Progress: func(p restore.Progress) { done.Store(p.Done); total.Store(p.Total) }})
-	if err != nil {
-		var ce *restore.CriteriaError
-		if errors.As(err, &ce) {
-			return &UsageError{err}
-		}
-		return err
-	}
 	stop := progressLines(stderr, func() string { return fmt.Sprintf("restored %d of %d objects", done.Load(), total.Load()) })
-	res, err := prep.Run(ctx)
+	res, err := operations.Restore(ctx, restCfg, r, rp, operations.RestoreOptions{Criteria: crit, Modifiers: mods, Name: name, Workers: o.Workers,
+		Progress: func(p operations.Progress) { done.Store(p.ItemsDone); total.Store(p.ItemsTotal) }})
 	stop()
-	var failed *restore.ItemsFailedError
-	if err != nil && !errors.As(err, &failed) {
-		return fmt.Errorf("restore: %w", err)
+	var ce *restore.CriteriaError
+	if errors.As(err, &ce) {
+		return &UsageError{err}
+	}
+	if res == nil {
+		return err
 	}
 	if o.Output != "text" {
 		if werr := printOutput(stdout, o.Output, res, nil); werr != nil {

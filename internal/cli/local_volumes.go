@@ -7,15 +7,11 @@ import (
 	"io"
 	"time"
 
-	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/rest"
 
-	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/operations"
 	"github.com/arca-backup/arca/internal/repo"
-	"github.com/arca-backup/arca/internal/restore"
-	"github.com/arca-backup/arca/internal/volume"
 )
 
 // volumeBackupFlags are the volume flags of `arca local backup`.
@@ -31,22 +27,15 @@ func (f *volumeBackupFlags) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "snapshot-timeout", 10*time.Minute, "how long to wait for all snapshots to become ready")
 }
 
-func (f *volumeBackupFlags) snapshotter(cfg *rest.Config) (*volume.Snapshotter, error) {
-	return volume.NewSnapshotter(cfg, volume.SnapshotOptions{Classes: f.classes, Timeout: f.timeout})
-}
-
-// afterBackup labels the retained snapshot contents with the new recovery
-// point and, for text output, says how many volumes were snapshotted. A
-// label that cannot be set is only reported: the records name the contents.
-func afterBackup(ctx context.Context, s *volume.Snapshotter, rp *repo.RecoveryPoint, text bool, stderr io.Writer) {
-	if len(rp.Volumes) == 0 {
-		return
+// afterBackup reports what happened to the volumes: a label that could not
+// be set on a retained snapshot content and, for text output, how many
+// volumes were snapshotted.
+func afterBackup(res *operations.BackupResult, text bool, stderr io.Writer) {
+	for _, w := range res.Warnings {
+		fmt.Fprintf(stderr, "warning %s: %s\n", w.Code, w.Message)
 	}
-	if err := s.LabelRecoveryPoint(ctx, rp.Volumes, restore.RecoveryPointLabel(rp.ID.String())); err != nil {
-		fmt.Fprintf(stderr, "warning: %v\n", err)
-	}
-	recs, err := volume.Decode(rp.Volumes)
-	if err != nil || !text {
+	recs := res.Volumes
+	if !text || len(res.RecoveryPoint.Volumes) == 0 {
 		return
 	}
 	fmt.Fprintf(stderr, "%d volume snapshot(s), taken within %d ms; %d volume(s) not snapshotted\n", len(recs.Snapshots), recs.SpreadMillis, len(recs.Skipped))
@@ -61,17 +50,6 @@ type volumeRestoreFlags struct {
 func (f *volumeRestoreFlags) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.withoutData, "without-volume-data", false, "create PVCs empty instead of from their snapshots (RestoreWithoutVolumeData)")
 	fs.StringSliceVar(&f.storageClassMapping, "storage-class-mapping", nil, "old=new[,old2=new2]: restore PVCs and PVs of storage class old with class new (storageClassMappings)")
-}
-
-func (f *volumeRestoreFlags) restorer(cfg *rest.Config, rp *repo.RecoveryPoint, crit *v1alpha1.RestoreCriteria, name string) (restore.VolumeRestorer, error) {
-	recs, err := volume.Decode(rp.Volumes)
-	if err != nil {
-		return nil, err
-	}
-	return volume.NewRestorer(cfg, recs, volume.RestoreOptions{
-		Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings, StorageClassMappings: crit.StorageClassMappings,
-		RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: name, DryRun: crit.DryRun,
-	})
 }
 
 func parsePairs(in []string) (map[string]string, error) {
@@ -144,13 +122,13 @@ func RunLocalForget(ctx context.Context, o *LocalForgetOptions, refs []string, s
 	if o.Repo == "" {
 		return &UsageError{errors.New("--repo is required")}
 	}
-	var sc snapclient.Interface
+	var snaps operations.SnapshotCleaner
 	if !o.KeepSnapshots {
 		restCfg, err := o.config()
 		if err != nil {
 			return &UsageError{err}
 		}
-		if sc, err = snapclient.NewForConfig(restCfg); err != nil {
+		if snaps, err = operations.ClusterSnapshots(restCfg); err != nil {
 			return err
 		}
 	}
@@ -170,30 +148,20 @@ func RunLocalForget(ctx context.Context, o *LocalForgetOptions, refs []string, s
 		}
 		rps = append(rps, rp)
 	}
-	var out []ForgetOutput
+	out := []ForgetOutput{}
 	for _, rp := range rps {
-		res := ForgetOutput{ID: rp.ID.String(), DeletedContents: []string{}, Warnings: []repo.Warning{}}
-		if sc != nil {
-			recs, err := volume.Decode(rp.Volumes)
-			if err != nil {
-				return fmt.Errorf("recovery point %s: %w", rp.ID.Short(), err)
-			}
-			deleted, warnings, err := volume.DeleteSnapshots(ctx, sc, recs, volume.DeleteOptions{})
-			res.DeletedContents = append(res.DeletedContents, deleted...)
-			res.Warnings = append(res.Warnings, warnings...)
-			if err != nil {
-				return fmt.Errorf("recovery point %s not forgotten: delete its volume snapshots: %w", rp.ID.Short(), err)
-			}
-		}
-		if err := r.Forget(ctx, []repo.ID{rp.ID}); err != nil {
-			return err
-		}
-		out = append(out, res)
+		f, err := operations.Forget(ctx, r, snaps, rp)
 		if o.Output == "text" {
-			for _, w := range res.Warnings {
+			for _, w := range f.Warnings {
 				fmt.Fprintf(stderr, "warning %s: %s\n", w.Code, w.Message)
 			}
-			fmt.Fprintf(stdout, "forgot %s (%d volume snapshot(s) deleted)\n", rp.ID.Short(), len(res.DeletedContents))
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, ForgetOutput{ID: f.ID.String(), DeletedContents: f.DeletedContents, Warnings: f.Warnings})
+		if o.Output == "text" {
+			fmt.Fprintf(stdout, "forgot %s (%d volume snapshot(s) deleted)\n", rp.ID.Short(), len(f.DeletedContents))
 		}
 	}
 	if o.Output != "text" {

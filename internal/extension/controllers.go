@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -16,10 +15,10 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/backup"
+	"github.com/arca-backup/arca/internal/operations"
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/restore"
 	"github.com/arca-backup/arca/internal/selection"
-	"github.com/arca-backup/arca/internal/volume"
 )
 
 func (x *Extension) kinds() []*kind {
@@ -90,6 +89,23 @@ func failedErr(err error, def string) result {
 	return failed(codeOf(err, def), "%v", err)
 }
 
+// operationFailed is the result of an operation that failed: a
+// configuration or criteria the cluster refuses is InvalidSpec, a pre
+// hook's failure PreHookFailed; otherwise the error's own code (the
+// repository's, the hooks') or def.
+func operationFailed(err error, def string, hr *hookRunner) result {
+	var ce *backup.ConfigError
+	var cre *restore.CriteriaError
+	var pre *operations.PreHookError
+	switch {
+	case errors.As(err, &ce), errors.As(err, &cre):
+		return failed(v1alpha1.CodeInvalidSpec, "%v", err)
+	case errors.As(err, &pre):
+		def = v1alpha1.CodePreHookFailed
+	}
+	return failedErr(err, def).withHooks(hr)
+}
+
 func issues(ws []repo.Warning) []v1alpha1.JobIssue {
 	var out []v1alpha1.JobIssue
 	for _, w := range ws {
@@ -137,55 +153,21 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	bh := &backupHooks{run: hr, postCtx: context.WithoutCancel(ctx), resolve: func(ctx context.Context) ([]*backupTarget, []v1alpha1.JobIssue, error) {
 		return x.backupTargets(ctx, defs, sel.Namespaces.Includes)
 	}}
-	var snapHooks volume.SnapshotHooks
-	if len(defs) > 0 {
-		snapHooks = bh
-	}
-	snaps, err := volume.NewSnapshotter(x.cfg, volume.SnapshotOptions{Classes: j.Spec.SnapshotClasses, Hooks: snapHooks,
+	opts := operations.BackupOptions{Config: cfg, Name: name, Tags: tags, Workers: x.opts.BackupWorkers, Now: x.clock.Now,
+		SnapshotClasses: j.Spec.SnapshotClasses, Progress: p.report,
 		Logf: func(format string, args ...any) {
 			x.log.Info(fmt.Sprintf(format, args...), "job", j.Namespace+"/"+j.Name)
-		}})
-	if err != nil {
-		return failed(v1alpha1.CodeBackupFailed, "volume snapshotter: %v", err)
+		}}
+	if len(defs) > 0 {
+		opts.Hooks = bh
 	}
-	prep, err := backup.Prepare(ctx, x.cfg, backup.Options{Config: cfg, Name: name, Tags: tags, Workers: x.opts.BackupWorkers, Now: x.clock.Now, Volumes: snaps,
-		Progress: func(bp backup.Progress) { p.itemsDone.Store(bp.Items); p.bytesDone.Store(bp.Bytes) }})
+	open := func(ctx context.Context) (*repo.Repository, error) { return sa.openRepo(ctx, true) }
+	bres, err := operations.Backup(ctx, x.cfg, open, opts)
 	if err != nil {
-		var ce *backup.ConfigError
-		if errors.As(err, &ce) {
-			return failed(v1alpha1.CodeInvalidSpec, "%v", err)
-		}
-		return failed(v1alpha1.CodeBackupFailed, "prepare backup: %v", err)
-	}
-	r, err := sa.openRepo(ctx, true)
-	if err != nil {
-		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
-	}
-	defer r.Close()
-	if len(defs) > 0 && !cfg.Snapshots() {
-		// No snapshots to hold the pods still for: each pod's pre and post
-		// commands run back to back, before the scan.
-		if err := bh.BeforeSnapshots(ctx, nil); err != nil {
-			bh.finish()
-			res := failedErr(err, v1alpha1.CodePreHookFailed)
-			res.message = "pre hook failed, nothing backed up: " + res.message
-			return res.withHooks(hr)
-		}
-	}
-	bres, err := prep.Run(ctx, r)
-	bh.finish()
-	if err != nil {
-		if codeOf(err, "") == v1alpha1.CodePreHookFailed {
-			return failed(v1alpha1.CodePreHookFailed, "pre hook failed, nothing backed up: %v", err).withHooks(hr)
-		}
-		return failed(v1alpha1.CodeBackupFailed, "backup failed, no recovery point written: %v", err).withHooks(hr)
+		return operationFailed(err, v1alpha1.CodeBackupFailed, hr)
 	}
 	rp := bres.RecoveryPoint
-	p.itemsDone.Store(int64(rp.Summary.Items))
-	p.itemsTotal.Store(int64(rp.Summary.Items))
-	p.bytesDone.Store(rp.Summary.Bytes)
-	p.bytesTotal.Store(rp.Summary.Bytes)
-	res := result{phase: v1alpha1.JobCompleted, warnings: issues(rp.Summary.Warnings)}.withHooks(hr)
+	res := result{phase: v1alpha1.JobCompleted, warnings: issues(append(rp.Summary.Warnings, bres.Warnings...))}.withHooks(hr)
 	res.message = fmt.Sprintf("recovery point %s: %d objects, %d bytes", bres.ID.String()[:12], rp.Summary.Items, rp.Summary.Bytes)
 	if len(res.warnings) > 0 {
 		res.phase = v1alpha1.JobCompletedWithWarnings
@@ -220,13 +202,14 @@ func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *pro
 		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
 	}
 	defer r.Close()
-	sc, err := snapclient.NewForConfig(x.cfg)
+	snaps, err := operations.ClusterSnapshots(x.cfg)
 	if err != nil {
-		return failed(v1alpha1.CodeForgetFailed, "volume snapshot client: %v", err)
+		return failed(v1alpha1.CodeForgetFailed, "%v", err)
 	}
 	ids := j.Spec.ForgetRecoveryPoints
-	p.itemsTotal.Store(int64(len(ids)))
 	counts := map[string]int64{"recoveryPoints": 0, "alreadyGone": 0, "snapshotContents": 0}
+	done := int64(0)
+	p.report(operations.Progress{ItemsTotal: int64(len(ids))})
 	var warnings []v1alpha1.JobIssue
 	for _, ref := range ids {
 		id, err := repo.ParseID(ref)
@@ -236,27 +219,19 @@ func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *pro
 		rp, err := r.FindRecoveryPoint(ctx, id.String())
 		if errors.Is(err, repo.ErrNotFound) {
 			counts["alreadyGone"]++
-			p.itemsDone.Add(1)
-			continue
-		}
-		if err != nil {
+		} else if err != nil {
 			return failed(v1alpha1.CodeForgetFailed, "recovery point %s: %v", id.Short(), err)
+		} else {
+			f, err := operations.Forget(ctx, r, snaps, rp)
+			counts["snapshotContents"] += int64(len(f.DeletedContents))
+			warnings = append(warnings, issues(f.Warnings)...)
+			if err != nil {
+				return failed(v1alpha1.CodeForgetFailed, "%v", err)
+			}
+			counts["recoveryPoints"]++
 		}
-		recs, err := volume.Decode(rp.Volumes)
-		if err != nil {
-			return failed(v1alpha1.CodeForgetFailed, "recovery point %s: volumes: %v", id.Short(), err)
-		}
-		deleted, ws, err := volume.DeleteSnapshots(ctx, sc, recs, volume.DeleteOptions{})
-		counts["snapshotContents"] += int64(len(deleted))
-		warnings = append(warnings, issues(ws)...)
-		if err != nil {
-			return failed(v1alpha1.CodeForgetFailed, "recovery point %s not forgotten: delete its volume snapshots: %v", id.Short(), err)
-		}
-		if err := r.Forget(ctx, []repo.ID{rp.ID}); err != nil {
-			return failed(v1alpha1.CodeForgetFailed, "forget recovery point %s: %v", id.Short(), err)
-		}
-		counts["recoveryPoints"]++
-		p.itemsDone.Add(1)
+		done++
+		p.report(operations.Progress{ItemsDone: done, ItemsTotal: int64(len(ids))})
 	}
 	res := result{phase: v1alpha1.JobCompleted, warnings: warnings}
 	res.message = fmt.Sprintf("%d recovery points forgotten (%d already gone), %d snapshot contents deleted",
@@ -300,24 +275,6 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		return failed(v1alpha1.CodeRecoveryPointNotFound, "recovery point %q in storage location %q: %v", j.Spec.RecoveryPoint, j.Spec.StorageLocation, err)
 	}
 	rpID := rp.ID.String()
-	recs, err := volume.Decode(rp.Volumes)
-	if err != nil {
-		return failed(v1alpha1.CodeRestoreFailed, "volume records of recovery point %s: %v", rpID[:12], err)
-	}
-	vols, err := volume.NewRestorer(x.cfg, recs, volume.RestoreOptions{Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings,
-		StorageClassMappings: crit.StorageClassMappings, RecoveryPoint: restore.RecoveryPointLabel(rpID), RestoreName: j.Name, DryRun: crit.DryRun})
-	if err != nil {
-		return failed(v1alpha1.CodeRestoreFailed, "volume restorer: %v", err)
-	}
-	prep, err := restore.Prepare(ctx, x.cfg, rp, r, restore.Options{Criteria: crit, Name: j.Name, Workers: x.opts.RestoreWorkers, Now: x.clock.Now, Volumes: vols,
-		Progress: func(rp restore.Progress) { p.itemsDone.Store(rp.Done); p.itemsTotal.Store(rp.Total) }})
-	if err != nil {
-		var ce *restore.CriteriaError
-		if errors.As(err, &ce) {
-			return failed(v1alpha1.CodeInvalidSpec, "%v", err)
-		}
-		return failed(v1alpha1.CodeRestoreFailed, "prepare restore: %v", err)
-	}
 	defs, hookWarnings, err := x.loadHooks(ctx, crit.RestoreHookReferences, true)
 	if err != nil {
 		return failedErr(err, v1alpha1.CodeRestoreFailed)
@@ -326,43 +283,15 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	if err != nil {
 		return failed(v1alpha1.CodeInvalidSpec, "invalid restore criteria: %v", err)
 	}
-	mapNS := func(ns string) string {
-		if to, ok := crit.NamespaceMappings[ns]; ok {
-			return to
-		}
-		return ns
-	}
-	// The namespaces the restore writes into: included ones, mapped.
-	inScope := func(target string) bool {
-		for from, to := range crit.NamespaceMappings {
-			if to == target && sel.Namespaces.Includes(from) {
-				return true
-			}
-		}
-		_, mapped := crit.NamespaceMappings[target]
-		return !mapped && sel.Namespaces.Includes(target)
-	}
 	hr := &hookRunner{ex: x.opts.Executor, now: x.clock.Now, warnings: hookWarnings}
-	if !crit.DryRun {
-		if err := x.restorePre(ctx, hr, defs, inScope, mapNS); err != nil {
-			res := failedErr(err, v1alpha1.CodePreHookFailed)
-			res.message = "pre hook failed, nothing restored: " + res.message
-			return res.withHooks(hr)
-		}
+	opts := operations.RestoreOptions{Criteria: crit, Name: j.Name, Workers: x.opts.RestoreWorkers, Now: x.clock.Now, Progress: p.report}
+	if len(defs) > 0 {
+		opts.Hooks = &restoreHooks{x: x, run: hr, defs: defs, sel: sel, crit: &crit, name: j.Name, rpLabel: restore.RecoveryPointLabel(rpID)}
 	}
-	rres, err := prep.Run(ctx)
+	rres, err := operations.Restore(ctx, x.cfg, r, rp, opts)
 	var itemsFailed *restore.ItemsFailedError
 	if err != nil && !errors.As(err, &itemsFailed) {
-		return failed(v1alpha1.CodeRestoreFailed, "restore failed: %v", err).withHooks(hr)
-	}
-	if !rres.DryRun && len(defs) > 0 {
-		rs := restored{name: j.Name, rpLabel: restore.RecoveryPointLabel(rpID), namespaces: map[string]string{}, mapNS: mapNS}
-		for it := range rres.Items.All() {
-			if it.Namespace != "" && (it.Action == restore.Created || it.Action == restore.Patched) {
-				rs.namespaces[it.Namespace] = it.SourceNamespace
-			}
-		}
-		x.restorePost(ctx, hr, defs, rs)
+		return operationFailed(err, v1alpha1.CodeRestoreFailed, hr)
 	}
 	res := result{phase: v1alpha1.JobCompleted}
 	for _, w := range rres.Warnings {

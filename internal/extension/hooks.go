@@ -21,7 +21,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
-	"github.com/arca-backup/arca/internal/volume"
+	"github.com/arca-backup/arca/internal/operations"
+	"github.com/arca-backup/arca/internal/restore"
+	"github.com/arca-backup/arca/internal/selection"
 )
 
 // Executor runs a command in a container of a pod. The real one uses the
@@ -312,7 +314,7 @@ type backupHooks struct {
 	targets []*backupTarget
 }
 
-var _ volume.SnapshotHooks = (*backupHooks)(nil)
+var _ operations.BackupHooks = (*backupHooks)(nil)
 
 // BeforeSnapshots runs the pre commands of every target, in order. A pod
 // none of whose claims is about to be snapshotted has nothing to be held
@@ -360,10 +362,10 @@ func (b *backupHooks) SnapshotCut(_ context.Context, claim types.NamespacedName)
 	}
 }
 
-// finish runs the post commands still owed: for every target whose pre
+// Finish runs the post commands still owed: for every target whose pre
 // commands started, whatever happened since (a failed pre hook, a failed
 // or cancelled backup).
-func (b *backupHooks) finish() {
+func (b *backupHooks) Finish() {
 	for _, t := range b.targets {
 		if t.pre && !t.post {
 			b.post(t)
@@ -465,6 +467,52 @@ func (x *Extension) restorePre(ctx context.Context, hr *hookRunner, defs []*hook
 		}
 	}
 	return nil
+}
+
+// restoreHooks runs a restore's hooks (operations.RestoreHooks): pre hooks
+// in the pods that exist before, post hooks in the restored pods.
+type restoreHooks struct {
+	x    *Extension
+	run  *hookRunner
+	defs []*hookDef
+	sel  *selection.Selector
+	crit *v1alpha1.RestoreCriteria
+	// name and rpLabel are the restore's labels on what it writes.
+	name, rpLabel string
+}
+
+var _ operations.RestoreHooks = (*restoreHooks)(nil)
+
+func (h *restoreHooks) mapNS(ns string) string {
+	if to, ok := h.crit.NamespaceMappings[ns]; ok {
+		return to
+	}
+	return ns
+}
+
+// inScope tells the namespaces the restore writes into: included ones, mapped.
+func (h *restoreHooks) inScope(target string) bool {
+	for from, to := range h.crit.NamespaceMappings {
+		if to == target && h.sel.Namespaces.Includes(from) {
+			return true
+		}
+	}
+	_, mapped := h.crit.NamespaceMappings[target]
+	return !mapped && h.sel.Namespaces.Includes(target)
+}
+
+func (h *restoreHooks) BeforeRestore(ctx context.Context) error {
+	return h.x.restorePre(ctx, h.run, h.defs, h.inScope, h.mapNS)
+}
+
+func (h *restoreHooks) AfterRestore(ctx context.Context, res *restore.Result) {
+	rs := restored{name: h.name, rpLabel: h.rpLabel, namespaces: map[string]string{}, mapNS: h.mapNS}
+	for it := range res.Items.All() {
+		if it.Namespace != "" && (it.Action == restore.Created || it.Action == restore.Patched) {
+			rs.namespaces[it.Namespace] = it.SourceNamespace
+		}
+	}
+	h.x.restorePost(ctx, h.run, h.defs, rs)
 }
 
 // restored describes what a restore wrote, for its post hooks.

@@ -103,7 +103,7 @@ func TestBackupHookOrder(t *testing.T) {
 			} else {
 				steps = append(steps, "", "", "")
 			}
-			b.finish()
+			b.Finish()
 			step()
 			if got := strings.Join(steps, " | "); got != tc.wantCalls {
 				t.Errorf("calls\n got %s\nwant %s", got, tc.wantCalls)

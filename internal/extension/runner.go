@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/operations"
 )
 
 // Extension runs jobs for the controllers: at most MaxConcurrentJobs at
@@ -97,6 +98,14 @@ type kind struct {
 // progress is what a running job reports; the status writer reads it.
 type progress struct {
 	itemsDone, itemsTotal, bytesDone, bytesTotal atomic.Int64
+}
+
+// report takes an operation's progress (operations.ProgressFunc).
+func (p *progress) report(op operations.Progress) {
+	p.itemsDone.Store(op.ItemsDone)
+	p.itemsTotal.Store(op.ItemsTotal)
+	p.bytesDone.Store(op.BytesDone)
+	p.bytesTotal.Store(op.BytesTotal)
 }
 
 func (p *progress) snapshot() *v1alpha1.JobProgress {

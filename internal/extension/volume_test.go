@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,6 +63,12 @@ spec:
 	recs, err := volume.Decode(rps[0].Volumes)
 	if err != nil || len(recs.Snapshots) != 1 || recs.Snapshots[0].PVC != "data" || recs.Snapshots[0].SnapshotClass != csi.SnapshotClass {
 		t.Fatalf("volume records %+v %v", recs, err)
+	}
+	// The retained content is labelled with its recovery point, as `arca local backup` does (one operations path).
+	snaps := snapclient.NewForConfigOrDie(cp.Config())
+	content, err := snaps.SnapshotV1().VolumeSnapshotContents().Get(ctx, recs.Snapshots[0].Content, metav1.GetOptions{})
+	if err != nil || content.Labels[v1alpha1.LabelRecoveryPoint] != j.Status.RecoveryPointID[:32] {
+		t.Errorf("content %s not labelled with recovery point %s: %v (%v)", recs.Snapshots[0].Content, j.Status.RecoveryPointID, content.Labels, err)
 	}
 
 	a.mustApply(`

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 
 	"github.com/arca-backup/arca/internal/repo"
 )
@@ -21,6 +22,27 @@ type DeleteOptions struct {
 	// the csi-snapshotter sidecar deletes the driver snapshot first.
 	Wait time.Duration
 	Poll time.Duration
+}
+
+// Cleaner deletes the retained snapshots of forgotten recovery points
+// (operations.SnapshotCleaner) in one cluster.
+type Cleaner struct {
+	snaps snapclient.Interface
+	opts  DeleteOptions
+}
+
+// NewCleaner returns a Cleaner for the cluster of cfg.
+func NewCleaner(cfg *rest.Config, opts DeleteOptions) (*Cleaner, error) {
+	sc, err := snapclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("volume snapshot client: %w", err)
+	}
+	return &Cleaner{snaps: sc, opts: opts}, nil
+}
+
+// DeleteSnapshots deletes what records retained (DeleteSnapshots).
+func (c *Cleaner) DeleteSnapshots(ctx context.Context, records *Records) (deleted []string, warnings []repo.Warning, err error) {
+	return DeleteSnapshots(ctx, c.snaps, records, c.opts)
 }
 
 // DeleteSnapshots deletes the driver snapshots of a forgotten recovery

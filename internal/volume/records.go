@@ -35,6 +35,10 @@ const (
 	// WarnContentNotFound (forget): a recorded snapshot content no longer
 	// exists; its driver snapshot cannot be deleted through it.
 	WarnContentNotFound = "SnapshotContentNotFound"
+	// WarnContentLabelFailed (after a backup): a retained snapshot content
+	// could not be labelled with the recovery point it belongs to; the
+	// recovery point's records still name it.
+	WarnContentLabelFailed = "SnapshotContentLabelFailed"
 )
 
 // Warning codes of a restore (restore.Result.Warnings, one per claim). The

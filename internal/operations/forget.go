@@ -1,0 +1,62 @@
+package operations
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/volume"
+)
+
+// SnapshotCleaner deletes the retained volume snapshots that a recovery
+// point's records name; *volume.Cleaner does it through the cluster's
+// snapshot API.
+type SnapshotCleaner interface {
+	DeleteSnapshots(ctx context.Context, records *volume.Records) (deleted []string, warnings []repo.Warning, err error)
+}
+
+// ClusterSnapshots returns the SnapshotCleaner of the cluster of cfg.
+func ClusterSnapshots(cfg *rest.Config) (SnapshotCleaner, error) {
+	return volume.NewCleaner(cfg, volume.DeleteOptions{})
+}
+
+// Forgetter is what Forget needs of a repository.
+type Forgetter interface {
+	Forget(ctx context.Context, ids []repo.ID) error
+}
+
+// Forgotten is a recovery point forgotten (or, with an error, what was
+// done before the error).
+type Forgotten struct {
+	ID repo.ID
+	// DeletedContents are the VolumeSnapshotContents deleted.
+	DeletedContents []string
+	Warnings        []repo.Warning
+}
+
+// Forget forgets one recovery point: first the snapshots it retained are
+// deleted (unless snaps is nil: the snapshots are kept), then the recovery
+// point is forgotten in r. A recovery point whose snapshots could not all
+// be deleted is not forgotten, so that it still names what is left to
+// delete. Its data goes at the repository's next prune.
+func Forget(ctx context.Context, r Forgetter, snaps SnapshotCleaner, rp *repo.RecoveryPoint) (*Forgotten, error) {
+	out := &Forgotten{ID: rp.ID, DeletedContents: []string{}, Warnings: []repo.Warning{}}
+	if snaps != nil {
+		recs, err := volume.Decode(rp.Volumes)
+		if err != nil {
+			return out, fmt.Errorf("recovery point %s not forgotten: %w", rp.ID.Short(), err)
+		}
+		deleted, warnings, err := snaps.DeleteSnapshots(ctx, recs)
+		out.DeletedContents = append(out.DeletedContents, deleted...)
+		out.Warnings = append(out.Warnings, warnings...)
+		if err != nil {
+			return out, fmt.Errorf("recovery point %s not forgotten: delete its volume snapshots: %w", rp.ID.Short(), err)
+		}
+	}
+	if err := r.Forget(ctx, []repo.ID{rp.ID}); err != nil {
+		return out, fmt.Errorf("forget recovery point %s: %w", rp.ID.Short(), err)
+	}
+	return out, nil
+}

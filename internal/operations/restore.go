@@ -1,0 +1,87 @@
+package operations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/modifiers"
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/restore"
+	"github.com/arca-backup/arca/internal/volume"
+)
+
+// RestoreOptions configure one restore.
+type RestoreOptions struct {
+	Criteria v1alpha1.RestoreCriteria
+	// Modifiers overrides Criteria.ResourceModifiers when set.
+	Modifiers *modifiers.Modifiers
+	// Name labels the restored objects (arca.io/restore) and the
+	// VolumeSnapshots made for their claims.
+	Name string
+	// Workers: objects written at once within a tier (engine default when 0).
+	Workers  int
+	Now      func() time.Time
+	Hooks    RestoreHooks
+	Progress ProgressFunc
+}
+
+// RestoreHooks are a restore's application hooks. BeforeRestore runs once
+// the restore is prepared and before anything is written; an error stops
+// it (*PreHookError). AfterRestore runs with the result once the objects
+// are written, also when some failed. Neither runs in a dry run.
+type RestoreHooks interface {
+	BeforeRestore(ctx context.Context) error
+	AfterRestore(ctx context.Context, res *restore.Result)
+}
+
+// Restore restores rp, read from r, into the cluster of cfg: objects by
+// dependency tier, claims from the snapshots the recovery point recorded
+// (or empty, as the criteria say). Criteria that cannot work fail with
+// *restore.CriteriaError before anything is written. When objects failed,
+// the result comes with a *restore.ItemsFailedError; any other error comes
+// without a result.
+func Restore(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *repo.RecoveryPoint, opts RestoreOptions) (*restore.Result, error) {
+	crit := opts.Criteria
+	recs, err := volume.Decode(rp.Volumes)
+	if err != nil {
+		return nil, fmt.Errorf("volume records of recovery point %s: %w", rp.ID.Short(), err)
+	}
+	vols, err := volume.NewRestorer(cfg, recs, volume.RestoreOptions{Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings,
+		StorageClassMappings: crit.StorageClassMappings, RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: opts.Name, DryRun: crit.DryRun})
+	if err != nil {
+		return nil, fmt.Errorf("volume restorer: %w", err)
+	}
+	prep, err := restore.Prepare(ctx, cfg, rp, r, restore.Options{Criteria: crit, Modifiers: opts.Modifiers, Name: opts.Name, Workers: opts.Workers,
+		Now: opts.Now, Volumes: vols,
+		Progress: func(p restore.Progress) { opts.Progress.report(Progress{ItemsDone: p.Done, ItemsTotal: p.Total}) }})
+	if err != nil {
+		var ce *restore.CriteriaError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("prepare restore: %w", err)
+	}
+	hooks := opts.Hooks
+	if crit.DryRun {
+		hooks = nil
+	}
+	if hooks != nil {
+		if err := hooks.BeforeRestore(ctx); err != nil {
+			return nil, &PreHookError{Op: "restore", Err: err}
+		}
+	}
+	res, err := prep.Run(ctx)
+	var itemsFailed *restore.ItemsFailedError
+	if err != nil && !errors.As(err, &itemsFailed) {
+		return nil, fmt.Errorf("restore failed: %w", err)
+	}
+	if hooks != nil {
+		hooks.AfterRestore(ctx, res)
+	}
+	return res, err
+}
