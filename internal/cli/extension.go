@@ -29,6 +29,7 @@ import (
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/extension"
 	"github.com/arca-backup/arca/internal/kube"
+	"github.com/arca-backup/arca/internal/prereq"
 )
 
 func newExtensionCommand() *cobra.Command {
@@ -280,12 +281,13 @@ func RunExtensionInstall(ctx context.Context, o *ExtensionOptions, stdout io.Wri
 		return &UsageError{err}
 	}
 	if !o.AllowVelero {
-		if err := extension.DetectVelero(ctx, cfg); err != nil {
-			var ve *extension.VeleroError
-			if errors.As(err, &ve) {
-				return &UsageError{err}
-			}
-			return err
+		v, err := prereq.DetectVelero(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("look for Velero: %w", err)
+		}
+		if v.Installed() {
+			return &UsageError{fmt.Errorf("Velero is installed in this cluster (found %s): two backup agents in one cluster "+
+				"run hooks twice and restore over each other; uninstall Velero, or pass --allow-velero to install anyway", strings.Join(v.Found, "; "))}
 		}
 	}
 	if err := resolveVolume(ctx, cfg, &inst, stdout); err != nil {

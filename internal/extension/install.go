@@ -506,48 +506,6 @@ func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
 	return Apply(ctx, cfg, crds)
 }
 
-// VeleroError says Velero is installed.
-type VeleroError struct{ Found []string }
-
-func (e *VeleroError) Error() string {
-	return "Velero is installed in this cluster (found " + strings.Join(e.Found, "; ") + "): two backup agents in one cluster " +
-		"run hooks twice and restore over each other; uninstall Velero, or pass --allow-velero to install anyway"
-}
-
-// DetectVelero looks for velero.io CRDs and Deployments named velero.
-func DetectVelero(ctx context.Context, cfg *rest.Config) error {
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	var found []string
-	l, err := dyn.Resource(gvrs["CustomResourceDefinition"]).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return fmt.Errorf("list CRDs: %w", err)
-	}
-	var crds []string
-	for _, u := range l.Items {
-		if g, _, _ := unstructured.NestedString(u.Object, "spec", "group"); g == "velero.io" {
-			crds = append(crds, u.GetName())
-		}
-	}
-	if len(crds) > 0 {
-		sort.Strings(crds)
-		found = append(found, "CRDs "+strings.Join(crds, ", "))
-	}
-	deps, err := dyn.Resource(gvrs["Deployment"]).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=velero"})
-	if err != nil {
-		return fmt.Errorf("list deployments: %w", err)
-	}
-	for _, d := range deps.Items {
-		found = append(found, "deployment "+d.GetNamespace()+"/"+d.GetName())
-	}
-	if len(found) > 0 {
-		return &VeleroError{Found: found}
-	}
-	return nil
-}
-
 // Health is what `arca extension show` reports.
 type Health struct {
 	Namespace string `json:"namespace"`

@@ -434,38 +434,23 @@ func (k *clients) checkExtension(ctx context.Context, r *Report, cluster string,
 	}
 }
 
-// checkVelero: Velero's CRDs or deployment would fight Arca over snapshots
-// and restores.
+// checkVelero: Velero's API groups or deployment would fight Arca over
+// snapshots and restores (DetectVelero).
 func (k *clients) checkVelero(ctx context.Context, r *Report) {
 	ch := r.add(Check{ID: "NoVelero", Name: "no Velero installation"})
-	var found []string
-	groups, err := k.cs.Discovery().ServerGroups()
+	v, err := detectVelero(ctx, k.cs)
 	if err != nil {
 		ch.Result, ch.Code, ch.Message = Failed, "DiscoveryFailed", err.Error()
 		return
 	}
-	for _, g := range groups.Groups {
-		if g.Name == "velero.io" || strings.HasSuffix(g.Name, ".velero.io") {
-			found = append(found, "API group "+g.Name)
-		}
-	}
-	ds, err := k.cs.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
-	checkedDeploy := err == nil
-	if err == nil {
-		for _, d := range ds.Items {
-			if d.Name == "velero" || d.Labels["app.kubernetes.io/name"] == "velero" || d.Labels["component"] == "velero" {
-				found = append(found, "deployment "+d.Namespace+"/"+d.Name)
-			}
-		}
-	}
-	if len(found) > 0 {
+	if v.Installed() {
 		ch.Result, ch.Code = Failed, "VeleroInstalled"
-		ch.Message = "found " + strings.Join(found, ", ")
+		ch.Message = "found " + strings.Join(v.Found, ", ")
 		ch.Remedy = "uninstall Velero (velero uninstall, or delete its namespace and the velero.io CRDs): two backup systems on one cluster fight over snapshots and restores"
 		return
 	}
 	ch.Result, ch.Message = Passed, "no velero.io API group"
-	if checkedDeploy {
+	if v.DeploymentsUnchecked == "" {
 		ch.Message += " and no velero deployment"
 	}
 }
