@@ -15,6 +15,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -199,6 +200,14 @@ spec: {storageLocation: default, includedNamespaces: [arca-system]}
 				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{Type: "object", XPreserveUnknownFields: ptr.To(true)}}}}}}
 	if err := c.Create(ctx, veleroCRD); err != nil {
 		t.Fatal(err)
+	}
+	// The detector reads discovery, which serves the group once the CRD is established.
+	disc := cp.Clientset(t).Discovery()
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		_, err := disc.ServerResourcesForGroupVersion("velero.io/v1")
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("velero.io/v1 not served: %v", err)
 	}
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "velero"}}); err != nil {
 		t.Fatal(err)

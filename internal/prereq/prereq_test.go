@@ -451,7 +451,7 @@ spec:
 	must(t, err)
 	waitServed(t, "velero.io/v1", "backups")
 	c := expect(t, prereq.ValidateBackup(ctx, e.in), "NoVelero", prereq.Failed, "VeleroInstalled")
-	if !strings.Contains(c.Message, "velero.io") {
+	if !strings.Contains(c.Message, "API group velero.io (backups.velero.io)") {
 		t.Fatal(c.Message)
 	}
 	must(t, apix.ApiextensionsV1().CustomResourceDefinitions().Delete(ctx, "backups.velero.io", metav1.DeleteOptions{}))
@@ -471,6 +471,22 @@ spec:
 		t.Fatal(c.Message)
 	}
 	must(t, kc.AppsV1().Deployments("velero").Delete(ctx, "velero", metav1.DeleteOptions{}))
+	// Velero's Helm chart under another release name: found by its label.
+	labels = map[string]string{"app.kubernetes.io/name": "velero"}
+	d = &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "backup-server", Namespace: "velero", Labels: labels}, Spec: appsv1.DeploymentSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "velero", Image: "velero/velero"}}}}}}
+	_, err = kc.AppsV1().Deployments("velero").Create(ctx, d, metav1.CreateOptions{})
+	must(t, err)
+	v, err := prereq.DetectVelero(ctx, cp.Config())
+	must(t, err)
+	if !v.Installed() || len(v.Found) != 1 || v.Found[0] != "deployment velero/backup-server" || v.DeploymentsUnchecked != "" {
+		t.Fatalf("DetectVelero: %+v", v)
+	}
+	must(t, kc.AppsV1().Deployments("velero").Delete(ctx, "backup-server", metav1.DeleteOptions{}))
+	if v, err := prereq.DetectVelero(ctx, cp.Config()); err != nil || v.Installed() {
+		t.Fatalf("DetectVelero after the deployment is gone: %+v %v", v, err)
+	}
 }
 
 func TestStorage(t *testing.T) {
