@@ -286,7 +286,7 @@ func RunExtensionInstall(ctx context.Context, o *ExtensionOptions, stdout io.Wri
 			return fmt.Errorf("look for Velero: %w", err)
 		}
 		if v.Installed() {
-			return &UsageError{fmt.Errorf("Velero is installed in this cluster (found %s): two backup agents in one cluster "+
+			return &UsageError{fmt.Errorf("this cluster runs Velero (found %s): two backup agents in one cluster "+
 				"run hooks twice and restore over each other; uninstall Velero, or pass --allow-velero to install anyway", strings.Join(v.Found, "; "))}
 		}
 	}
