@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node bench-pod bench-vault clean
+.PHONY: fuzz all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node bench-pod bench-vault clean
 
 all: build
 
@@ -52,7 +52,13 @@ lint: tools
 unit: tools
 	go test $(GO_TEST_FLAGS) ./...
 
-test: lint unit
+# Every fuzz target replays its seed corpus in `unit`; `fuzz` also tries
+# new inputs for FUZZTIME per target (about 25 targets).
+FUZZTIME ?= 2s
+fuzz:
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
+
+test: lint unit fuzz
 
 # Benchmarks print their figures; results go into docs/benchmarks.md. Not
 # part of `make test`: the 100,000-object engine run takes tens of minutes.

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -199,7 +200,9 @@ func WithTypeMeta(item []byte, o *Object, r Resource) []byte {
 	prefix := `{"apiVersion":` + strconv.Quote(r.APIVersion()) + `,"kind":` + strconv.Quote(r.Kind)
 	out := make([]byte, 0, len(prefix)+len(item)+1)
 	out = append(out, prefix...)
-	if item[1] != '}' {
+	// The server's JSON is compact, but an object read from elsewhere may
+	// have space before its first member or be empty: `{ }`.
+	if rest := bytes.TrimLeft(item[1:], " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
 		out = append(out, ',')
 	}
 	return append(out, item[1:]...)

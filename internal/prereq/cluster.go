@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -497,6 +498,60 @@ func orDash(s string) string {
 	return s
 }
 
+// checkIdentityAlive tells whether the vault's identity ns/sa still exists
+// and is still bound to the operator role. It reports a failure on ch and
+// returns true when it is not. The cluster owner can read the objects; the
+// vault's own identity cannot (it may not read service accounts or role
+// bindings), so it asks the API server about itself instead: who it is
+// (SelfSubjectReview) and whether it may still create BackupJobs
+// (SelfSubjectAccessReview). A denied read is never taken for a pass.
+func (k *clients) checkIdentityAlive(ctx context.Context, ch *Check, ns, sa string) bool {
+	fail := func(code, msg string) bool {
+		ch.Result, ch.Code, ch.Message = Failed, code, msg
+		return true
+	}
+	_, err := k.cs.CoreV1().ServiceAccounts(ns).Get(ctx, sa, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return fail("TrustedAccessRevoked", fmt.Sprintf("service account %s/%s no longer exists in the cluster", ns, sa))
+	case apierrors.IsUnauthorized(err):
+		return fail("TrustedAccessRevoked", fmt.Sprintf("the cluster no longer accepts the token of %s/%s: the service account was removed or its token expired", ns, sa))
+	case err == nil:
+		rb, err := k.cs.RbacV1().RoleBindings(ns).Get(ctx, sa+"-operator", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) || (err == nil && rb.RoleRef.Name != v1alpha1.BackupOperatorRole) {
+			return fail("TrustedAccessRevoked", fmt.Sprintf("role binding %s/%s-operator to %s is missing", ns, sa, v1alpha1.BackupOperatorRole))
+		}
+		if err != nil {
+			return fail("ClusterReadFailed", fmt.Sprintf("reading role binding %s/%s-operator: %v", ns, sa, err))
+		}
+		return false
+	case !apierrors.IsForbidden(err):
+		return fail("ClusterReadFailed", fmt.Sprintf("reading service account %s/%s: %v", ns, sa, err))
+	}
+	// Forbidden: the caller is not the owner. If it is the identity itself,
+	// its token works (so the service account exists); check its binding by
+	// what the binding grants.
+	who, rerr := k.cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	want := "system:serviceaccount:" + ns + ":" + sa
+	if rerr != nil || who.Status.UserInfo.Username != want {
+		user := "unknown"
+		if rerr == nil {
+			user = who.Status.UserInfo.Username
+		}
+		return fail("ClusterReadFailed", fmt.Sprintf("%s may not read service account %s/%s (%v), so trusted access cannot be checked", user, ns, sa, err))
+	}
+	rev, rerr := k.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: "create", Group: v1alpha1.GroupVersion.Group, Resource: "backupjobs"}}}, metav1.CreateOptions{})
+	switch {
+	case rerr != nil:
+		return fail("ClusterReadFailed", fmt.Sprintf("asking whether %s may create backupjobs: %v", want, rerr))
+	case !rev.Status.Allowed:
+		return fail("TrustedAccessRevoked", fmt.Sprintf("%s may no longer create BackupJobs in %s: its binding to %s is missing", want, ns, v1alpha1.BackupOperatorRole))
+	}
+	return false
+}
+
 // checkCallerClusterOwner: the person validating is the cluster's owner
 // (cluster-admin), who can install the extension and enable trusted access.
 func (k *clients) checkCallerClusterOwner(ctx context.Context, r *Report, cluster string) {
@@ -543,21 +598,9 @@ func (k *clients) checkTrustedAccess(ctx context.Context, r *Report, conns Conne
 		ch.Remedy = remedy + " (issues a fresh token)"
 		return
 	}
-	_, err = k.cs.CoreV1().ServiceAccounts(c.Namespace).Get(ctx, c.ServiceAccount, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		ch.Result, ch.Code = Failed, "TrustedAccessRevoked"
-		ch.Message = fmt.Sprintf("service account %s/%s no longer exists in the cluster", c.Namespace, c.ServiceAccount)
+	if failed := k.checkIdentityAlive(ctx, ch, c.Namespace, c.ServiceAccount); failed {
 		ch.Remedy = remedy
 		return
-	case err == nil:
-		rb, err := k.cs.RbacV1().RoleBindings(c.Namespace).Get(ctx, c.ServiceAccount+"-operator", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) || (err == nil && rb.RoleRef.Name != v1alpha1.BackupOperatorRole) {
-			ch.Result, ch.Code = Failed, "TrustedAccessRevoked"
-			ch.Message = fmt.Sprintf("role binding %s/%s-operator to arca-backup-operator is missing", c.Namespace, c.ServiceAccount)
-			ch.Remedy = remedy
-			return
-		}
 	}
 	ch.Result, ch.Message = Passed, fmt.Sprintf("%s/%s, vault reports %s", c.Namespace, c.ServiceAccount, c.State)
 	if c.TokenExpiresAt != nil {

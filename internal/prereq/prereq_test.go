@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -25,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
@@ -124,6 +127,20 @@ func ignoreExists(t *testing.T, err error) {
 type env struct {
 	repoDir, url string
 	in           prereq.BackupInput
+	grant        *trustedaccess.Grant
+}
+
+// mkServiceAccountConfig creates ns/name and returns a config that
+// authenticates as it, with no role bound.
+func mkServiceAccountConfig(t *testing.T, ns, name string) *rest.Config {
+	t.Helper()
+	_, err := kc.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	ignoreExists(t, err)
+	tr, err := kc.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	must(t, err)
+	cfg := rest.AnonymousClientConfig(cp.Config())
+	cfg.BearerToken = tr.Status.Token
+	return cfg
 }
 
 const (
@@ -155,6 +172,7 @@ func prepare(t *testing.T) *env {
 
 	g, err := trustedaccess.Enable(ctx, cp.Config(), trustedaccess.EnableOptions{Vault: vaultName, Cluster: cluster})
 	must(t, err)
+	e.grant = g
 	_, err = vault.RegisterCluster(ctx, client.ClusterRegistration{Name: cluster, Server: g.Server, CAData: g.CAData, Namespace: g.Namespace,
 		ServiceAccount: g.ServiceAccount, Token: g.Token, TokenExpiresAt: &g.TokenExpiresAt})
 	must(t, err)
@@ -305,6 +323,36 @@ func TestKubernetesVersion(t *testing.T) {
 	}
 	e.in.Cluster.VersionOverride = "v1.21.1-eks-1"
 	expect(t, prereq.ValidateBackup(ctx, e.in), "KubernetesVersion", prereq.Passed, "")
+	// A version string Arca cannot read fails the check, naming it.
+	e.in.Cluster.VersionOverride = "release-candidate"
+	r = prereq.ValidateBackup(ctx, e.in)
+	c = expect(t, r, "KubernetesVersion", prereq.Failed, "KubernetesVersionUnknown")
+	if !strings.Contains(c.Message, "release-candidate") || !strings.Contains(c.Remedy, "/version") || r.Passed {
+		t.Fatalf("%+v", c)
+	}
+}
+
+// TestCallerNotClusterOwner: validation run with a kubeconfig that is not
+// cluster-admin warns that the owner must install and enable.
+func TestCallerNotClusterOwner(t *testing.T) {
+	e := prepare(t)
+	expect(t, prereq.ValidateBackup(ctx, e.in), "CallerClusterOwner", prereq.Passed, "")
+	e.in.Cluster.Config = mkServiceAccountConfig(t, "default", "not-owner")
+	c := expect(t, prereq.ValidateBackup(ctx, e.in), "CallerClusterOwner", prereq.Warning, "CallerNotClusterOwner")
+	if !strings.Contains(c.Message, "not cluster-admin") || !strings.Contains(c.Remedy, "owner must install the extension") {
+		t.Fatalf("%+v", c)
+	}
+}
+
+// TestTrustedAccessTokenExpired: a registration whose token has expired
+// fails with its own code, told apart from revocation.
+func TestTrustedAccessTokenExpired(t *testing.T) {
+	e := prepare(t)
+	e.in.Now = func() time.Time { return e.grant.TokenExpiresAt.Add(time.Minute) }
+	c := expect(t, prereq.ValidateBackup(ctx, e.in), "TrustedAccess", prereq.Failed, "TrustedAccessTokenExpired")
+	if !strings.Contains(c.Message, "expired at "+e.grant.TokenExpiresAt.UTC().Format(time.RFC3339)) || !strings.Contains(c.Remedy, "arca trusted-access enable") {
+		t.Fatalf("%+v", c)
+	}
 }
 
 func TestVolumesInScope(t *testing.T) {
@@ -430,6 +478,47 @@ func TestTrustedAccessCheck(t *testing.T) {
 	expect(t, prereq.ValidateBackup(ctx, e.in), "TrustedAccess", prereq.Passed, "")
 }
 
+// TestTrustedAccessCheckAsVault runs the check with the vault's own
+// identity, which may not read service accounts or role bindings. A denied
+// read must not pass: the check asks the API server about the identity
+// itself, and fails once its binding or its service account is gone.
+func TestTrustedAccessCheckAsVault(t *testing.T) {
+	e := prepare(t)
+	g := e.grant
+	asVault := e.in
+	asVault.Cluster = prereq.Cluster{Name: cluster, AsVault: true, Config: &rest.Config{Host: g.Server, BearerToken: g.Token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: g.CAData}}}
+	expect(t, prereq.ValidateBackup(ctx, asVault), "TrustedAccess", prereq.Passed, "")
+
+	must(t, kc.RbacV1().RoleBindings(g.Namespace).Delete(ctx, g.ServiceAccount+"-operator", metav1.DeleteOptions{}))
+	c := expect(t, prereq.ValidateBackup(ctx, asVault), "TrustedAccess", prereq.Failed, "TrustedAccessRevoked")
+	if !strings.Contains(c.Message, "may no longer create BackupJobs") || !strings.Contains(c.Remedy, "arca trusted-access enable") {
+		t.Fatalf("%s / %s", c.Message, c.Remedy)
+	}
+	_, err := trustedaccess.Disable(ctx, cp.Config(), vaultName)
+	must(t, err)
+	// The API server notices the deleted service account through its cache:
+	// the token is refused within moments.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		c = expect(t, prereq.ValidateBackup(ctx, asVault), "TrustedAccess", prereq.Failed, "TrustedAccessRevoked")
+		if strings.Contains(c.Message, "no longer accepts the token") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the token of a deleted service account: %s", c.Message)
+		}
+	}
+	// Someone who is neither the owner nor the identity cannot check it.
+	stranger := mkServiceAccountConfig(t, "default", "stranger")
+	other := e.in
+	other.Cluster = prereq.Cluster{Name: cluster, AsVault: true, Config: stranger}
+	prepare(t)
+	c = expect(t, prereq.ValidateBackup(ctx, other), "TrustedAccess", prereq.Failed, "ClusterReadFailed")
+	if !strings.Contains(c.Message, "system:serviceaccount:default:stranger may not read service account") {
+		t.Fatal(c.Message)
+	}
+}
+
 func TestVelero(t *testing.T) {
 	e := prepare(t)
 	veleroCRD := &apiextensionsv1.CustomResourceDefinition{}
@@ -491,27 +580,46 @@ spec:
 
 func TestStorage(t *testing.T) {
 	e := prepare(t)
-	// Read-only for real: the directories are immutable (root ignores
-	// permission bits, not the immutable attribute).
-	for _, d := range []string{"", "locks", "keys", "data", "index", "points"} {
-		must(t, os.MkdirAll(filepath.Join(e.repoDir, d), 0o700))
-	}
-	if out, err := exec.Command("chattr", "-R", "+i", e.repoDir).CombinedOutput(); err != nil {
-		t.Skipf("chattr +i unavailable: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("chattr", "-R", "-i", e.repoDir).Run() })
-	c := expect(t, prereq.ValidateBackup(ctx, e.in), "StorageLocation", prereq.Failed, "StorageNotWritable")
-	if !strings.Contains(c.Message, "probe write") {
-		t.Fatal(c.Message)
-	}
-	must(t, exec.Command("chattr", "-R", "-i", e.repoDir).Run())
 	expect(t, prereq.ValidateBackup(ctx, e.in), "StorageLocation", prereq.Passed, "")
 	if entries, _ := os.ReadDir(filepath.Join(e.repoDir, "locks")); len(entries) != 0 {
 		t.Fatalf("the probe left %d file(s) behind", len(entries))
 	}
+	// Read-only for real: the directories are made immutable (root ignores
+	// permission bits, not the immutable attribute), or, on a filesystem
+	// without that attribute, the directory is bind-mounted read-only.
+	for _, d := range []string{"", "locks", "keys", "data", "index", "points"} {
+		must(t, os.MkdirAll(filepath.Join(e.repoDir, d), 0o700))
+	}
+	undo := makeReadOnly(t, e.repoDir)
+	c := expect(t, prereq.ValidateBackup(ctx, e.in), "StorageLocation", prereq.Failed, "StorageNotWritable")
+	if !strings.Contains(c.Message, "probe write") {
+		t.Fatal(c.Message)
+	}
+	undo()
+	expect(t, prereq.ValidateBackup(ctx, e.in), "StorageLocation", prereq.Passed, "")
 	// Unreachable: the location is gone.
 	must(t, os.RemoveAll(e.repoDir))
 	expect(t, prereq.ValidateBackup(ctx, e.in), "StorageLocation", prereq.Failed, "StorageUnreachable")
+}
+
+// makeReadOnly makes dir unwritable even for root and returns the undo.
+func makeReadOnly(t *testing.T, dir string) (undo func()) {
+	t.Helper()
+	out, err := exec.Command("chattr", "-R", "+i", dir).CombinedOutput()
+	if err == nil {
+		undo = func() { _ = exec.Command("chattr", "-R", "-i", dir).Run() }
+		t.Cleanup(undo)
+		return undo
+	}
+	if err2 := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err2 != nil {
+		t.Fatalf("cannot make %s read-only: chattr +i: %v %s; bind mount: %v", dir, err, out, err2)
+	}
+	undo = func() { _ = unix.Unmount(dir, unix.MNT_DETACH) }
+	t.Cleanup(undo)
+	if err2 := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err2 != nil {
+		t.Fatalf("cannot make %s read-only: chattr +i: %v %s; read-only remount: %v", dir, err, out, err2)
+	}
+	return undo
 }
 
 func setStorageLocation(t *testing.T, mutate func(u *unstructured.Unstructured), status map[string]any) {
@@ -629,9 +737,20 @@ func TestRestoreChecks(t *testing.T) {
 	expect(t, r, "RoleClusterContributorOnSnapshotLocation", prereq.Skipped, "")
 	expect(t, r, "NamespaceConflicts", prereq.Warning, "NamespaceExists")
 	c := expect(t, r, "StorageClasses", prereq.Failed, "StorageClassMissing")
-	if c.Message != "PVCs name storage classes the target lacks: gold" {
+	if c.Message != "restored PVCs would name storage classes the target lacks: gold" {
 		t.Fatal(c.Message)
 	}
+	// storageClassMappings decide the class a restored PVC asks for: a
+	// mapping to a missing class fails naming both, a mapping to a present
+	// class passes although the source class is still missing.
+	in.Criteria.StorageClassMappings = map[string]string{"gold": "silver"}
+	c = expect(t, prereq.ValidateRestore(ctx, in), "StorageClasses", prereq.Failed, "StorageClassMissing")
+	if c.Message != "restored PVCs would name storage classes the target lacks: silver (mapped from gold)" || !strings.Contains(c.Remedy, "--storage-class-mapping") {
+		t.Fatalf("%s / %s", c.Message, c.Remedy)
+	}
+	in.Criteria.StorageClassMappings = map[string]string{"gold": csi.StorageClass}
+	expect(t, prereq.ValidateRestore(ctx, in), "StorageClasses", prereq.Passed, "")
+	in.Criteria.StorageClassMappings = nil
 	c = expect(t, r, "APIVersionsServed", prereq.Failed, "APIVersionNotServed")
 	if c.Message != "the target does not serve: example.com/v1/widgets" {
 		t.Fatalf("crontabs come with their CRD, widgets do not: %s", c.Message)

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sort"
 	"strings"
 	"time"
@@ -348,17 +349,35 @@ func (k *clients) checkRestoreContent(ctx context.Context, r *Report, in Restore
 		ns.Result, ns.Message = Passed, "no restored namespace exists on the target"
 	}
 
+	// The class a restored PVC asks for is its recorded class after the
+	// criteria's storageClassMappings: a mapped-away class need not exist
+	// on the target, the class it maps to must.
 	var missing []string
 	for _, name := range c.StorageClasses {
-		if _, err := k.cs.StorageV1().StorageClasses().Get(ctx, name, metav1.GetOptions{}); err != nil {
-			missing = append(missing, name)
+		want, mapped := name, ""
+		if to, ok := in.Criteria.StorageClassMappings[name]; ok {
+			want, mapped = to, " (mapped from "+name+")"
+		}
+		_, err := k.cs.StorageV1().StorageClasses().Get(ctx, want, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			missing = append(missing, want+mapped)
+		case err != nil:
+			sc.Result, sc.Code, sc.Message = Failed, "ClusterReadFailed", fmt.Sprintf("reading storage class %s: %v", want, err)
+			sc.Remedy = "the identity running the check needs get on storageclasses.storage.k8s.io"
+			missing = nil
+		}
+		if sc.Code != "" {
+			break
 		}
 	}
-	if len(missing) > 0 {
+	switch {
+	case sc.Code != "":
+	case len(missing) > 0:
 		sc.Result, sc.Code = Failed, "StorageClassMissing"
-		sc.Message = "PVCs name storage classes the target lacks: " + strings.Join(missing, ", ")
-		sc.Remedy = "create them on the target, or map them with a resource modifier that rewrites spec.storageClassName"
-	} else {
+		sc.Message = "restored PVCs would name storage classes the target lacks: " + strings.Join(missing, ", ")
+		sc.Remedy = "create them on the target, or map them to a class it has with --storage-class-mapping old=new (storageClassMappings)"
+	default:
 		sc.Result, sc.Message = Passed, fmt.Sprintf("%d storage class(es) present", len(c.StorageClasses))
 	}
 

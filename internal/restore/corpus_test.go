@@ -2,6 +2,7 @@ package restore_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,12 +67,19 @@ spec:
 	if err := c.Apply(ctx, nginx, "ingress-nginx"); err != nil {
 		t.Fatal(err)
 	}
-	// The webhook is live: an Ingress cannot be created now.
+	// The webhook is live: an Ingress cannot be created now. The API server
+	// picks the configuration up within seconds; without this the ordering
+	// below would not be tested, so the test fails rather than go on.
 	probe := parse(t, `{"apiVersion":"networking.k8s.io/v1","kind":"Ingress","metadata":{"name":"probe","namespace":"corpus-app"},"spec":{"ingressClassName":"nginx","defaultBackend":{"service":{"name":"x","port":{"number":80}}}}}`)
-	if err := c.Apply(ctx, probe, ""); err == nil {
-		t.Log("note: the ingress-nginx webhook did not reject an Ingress")
-	} else {
-		t.Logf("as expected, the webhook rejects Ingresses while its backend is down: %v", err)
+	var rejected error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if rejected = c.Apply(ctx, probe, ""); rejected != nil {
+			break
+		}
+		_ = c.DeleteAndWait(ctx, probe, "", 10*time.Second)
+	}
+	if rejected == nil || !strings.Contains(rejected.Error(), "webhook") {
+		t.Fatalf("the ingress-nginx webhook (failurePolicy Fail, no backend) should reject Ingresses, got %v", rejected)
 	}
 
 	r := newRepo(t)

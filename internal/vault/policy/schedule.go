@@ -22,10 +22,20 @@ func ParseSchedule(s string) (Schedule, error) {
 	if s == "" {
 		return nil, &FieldError{Reason: "required: an ISO 8601 repeating interval such as R/2026-01-01T02:00:00Z/PT4H, or a cron expression such as \"0 2 * * *\""}
 	}
+	// A typed nil in the interface would look like a schedule to callers
+	// that test the result for nil, so errors return a plain nil.
 	if strings.HasPrefix(s, "R") {
-		return ParseInterval(s)
+		iv, err := ParseInterval(s)
+		if err != nil {
+			return nil, err
+		}
+		return iv, nil
 	}
-	return ParseCron(s)
+	c, err := ParseCron(s)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Interval is an ISO 8601 repeating interval: runs at Start + k·Period.
