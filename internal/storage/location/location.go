@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/arca-backup/arca/internal/storage"
 	"github.com/arca-backup/arca/internal/storage/azure"
@@ -87,7 +88,9 @@ type Location struct {
 func (l Location) String() string {
 	switch l.Kind {
 	case File:
-		return "file://" + filepath.ToSlash(l.Path)
+		// Only what would end or change the path is escaped, so ordinary
+		// paths read as they are and every path parses back to itself.
+		return "file://" + fileEscaper.Replace(filepath.ToSlash(l.Path))
 	case Azure:
 		s := "azure://" + l.Account + "/" + l.Container
 		if l.Prefix != "" {
@@ -125,6 +128,8 @@ func (l Location) String() string {
 	}
 	return "?"
 }
+
+var fileEscaper = strings.NewReplacer("%", "%25", "#", "%23", "?", "%3F")
 
 // queryEscape escapes a query value but keeps ":" and "/" readable (both
 // are allowed in a query).
@@ -164,6 +169,9 @@ func Parse(raw string) (Location, error) {
 	}
 	if strings.TrimSpace(raw) == "" {
 		return bad("it is empty", "give file:///path, azure://account/container/prefix or s3://bucket/prefix")
+	}
+	if i := strings.IndexFunc(raw, unicode.IsControl); i >= 0 {
+		return bad(fmt.Sprintf("it contains the control character %q at byte %d", raw[i], i), "remove it; percent-encode it in a URL if it is really part of the path")
 	}
 	m := schemeRE.FindStringSubmatch(raw)
 	if m == nil {
