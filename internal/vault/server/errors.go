@@ -46,6 +46,7 @@ var statusOf = map[service.Kind]int{
 	service.Forbidden:          http.StatusForbidden,
 	service.TooLarge:           http.StatusRequestEntityTooLarge,
 	service.ChecksFailed:       http.StatusUnprocessableEntity,
+	service.Unavailable:        http.StatusServiceUnavailable,
 	service.Internal:           http.StatusInternalServerError,
 }
 

@@ -12,7 +12,7 @@ import (
 // Internal is a 500.
 func TestEveryErrorKindHasAStatus(t *testing.T) {
 	want := map[service.Kind]int{service.NotFound: 404, service.Conflict: 409, service.PreconditionFailed: 412,
-		service.Invalid: 400, service.Forbidden: 403, service.TooLarge: 413, service.ChecksFailed: 422, service.Internal: 500}
+		service.Invalid: 400, service.Forbidden: 403, service.TooLarge: 413, service.ChecksFailed: 422, service.Unavailable: 503, service.Internal: 500}
 	seen := map[int]service.Kind{}
 	for _, k := range service.Kinds() {
 		st := server.StatusOf(k)

@@ -22,12 +22,13 @@ const (
 	Forbidden          Kind = "Forbidden"          // Action at Scope is not granted
 	TooLarge           Kind = "TooLarge"           // the request is over a bound
 	ChecksFailed       Kind = "ChecksFailed"       // prerequisite checks failed; Report holds them
+	Unavailable        Kind = "Unavailable"        // this vault process cannot do it as configured (503)
 	Internal           Kind = "Internal"           // anything unexpected
 )
 
 // Kinds lists every kind (tests check that each has a status).
 func Kinds() []Kind {
-	return []Kind{NotFound, Conflict, PreconditionFailed, Invalid, Forbidden, TooLarge, ChecksFailed, Internal}
+	return []Kind{NotFound, Conflict, PreconditionFailed, Invalid, Forbidden, TooLarge, ChecksFailed, Unavailable, Internal}
 }
 
 // Error is the typed error of every operation.

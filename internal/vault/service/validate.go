@@ -139,7 +139,7 @@ func (p *principalRoles) Cluster(ctx context.Context, name string) (*store.Clust
 	return c, err
 }
 
-var errNoClusters = &Error{Kind: Internal, Code: "NoClusterAccess",
+var errNoClusters = &Error{Kind: Unavailable, Code: "NoClusterAccess",
 	Message: "this vault process was started without cluster access, so it cannot check a cluster: run it with arca vault serve"}
 
 // ValidateInstance checks an instance's prerequisites on its cluster for
