@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -17,9 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -128,20 +125,10 @@ func readyAppPod(ctx context.Context, cs kubernetes.Interface, timeout time.Dura
 	return found, nil
 }
 
-// execIn runs cmd in the pod's first container through the API server and
-// the kubelet, as `kubectl exec` does.
+// execIn runs cmd in the pod's first container.
 func execIn(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, pod *corev1.Pod, cmd ...string) (string, error) {
-	req := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: pod.Spec.Containers[0].Name, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	ex, err := remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
-	if err != nil {
-		return "", err
-	}
-	var stdout, stderr bytes.Buffer
-	if err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}); err != nil {
-		return "", fmt.Errorf("exec %v in %s/%s: %w: %s", cmd, pod.Namespace, pod.Name, err, stderr.String())
-	}
-	return stdout.String(), nil
+	out, _, err := testenv.Exec(ctx, cfg, cs, pod.Namespace, pod.Name, pod.Spec.Containers[0].Name, cmd...)
+	return out, err
 }
 
 // volumeChecksums returns the checksum lines of the sample application's

@@ -21,9 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -203,18 +201,11 @@ spec:
 	}
 }
 
-// execIn runs cmd in a container through the API server.
+// execIn runs cmd in a container; the output is stdout then stderr.
 func execIn(t *testing.T, cfg *rest.Config, cs kubernetes.Interface, ns, pod, container string, cmd ...string) (string, error) {
 	t.Helper()
-	req := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	ex, err := remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
-	if err != nil {
-		return "", err
-	}
-	var stdout, stderr bytes.Buffer
-	err = ex.StreamWithContext(t.Context(), remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr})
-	return stdout.String() + stderr.String(), err
+	out, errOut, err := testenv.Exec(t.Context(), cfg, cs, ns, pod, container, cmd...)
+	return out + errOut, err
 }
 
 // TestExtensionInCluster runs the extension the way users run it: installed

@@ -72,24 +72,7 @@ func csiRoundTrip(t *testing.T, cp *ControlPlane, c *CSI, withKCM bool) {
 
 	// No class: the default VolumeSnapshotClass is used.
 	start = time.Now()
-	pvcName := "source"
-	_, err = snaps.SnapshotV1().VolumeSnapshots(ns).Create(ctx, &snapv1.VolumeSnapshot{
-		ObjectMeta: metav1.ObjectMeta{Name: "snap"},
-		Spec:       snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvcName}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create VolumeSnapshot: %v", err)
-	}
-	var vs *snapv1.VolumeSnapshot
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		vs, err = snaps.SnapshotV1().VolumeSnapshots(ns).Get(ctx, "snap", metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		return vs.Status != nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse, nil
-	}); err != nil {
-		t.Fatalf("VolumeSnapshot not ready: %v (last seen %+v)", err, vs)
-	}
+	vs := snapshotAndWait(t, ctx, snaps, ns, "snap", "source")
 	if got := vs.Spec.VolumeSnapshotClassName; got == nil || *got != c.SnapshotClass {
 		t.Errorf("snapshot class = %v, want default %q", got, c.SnapshotClass)
 	}
@@ -162,6 +145,7 @@ func csiRoundTrip(t *testing.T, cp *ControlPlane, c *CSI, withKCM bool) {
 	// driver's snapshot.
 	start = time.Now()
 	className := c.SnapshotClassDelete
+	pvcName := "source"
 	_, err = snaps.SnapshotV1().VolumeSnapshots(ns).Create(ctx, &snapv1.VolumeSnapshot{
 		ObjectMeta: metav1.ObjectMeta{Name: "short-lived"},
 		Spec:       snapv1.VolumeSnapshotSpec{VolumeSnapshotClassName: &className, Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvcName}},
@@ -243,4 +227,25 @@ func waitBound(t *testing.T, ctx context.Context, cs kubernetes.Interface, ns, n
 		t.Fatalf("PVC %s/%s not bound: %v (last seen %+v)", ns, name, err, pvc)
 	}
 	return pvc
+}
+
+// snapshotAndWait takes a VolumeSnapshot of claim pvc (with the default
+// class) and waits until it is ready to use.
+func snapshotAndWait(t *testing.T, ctx context.Context, snaps snapclient.Interface, ns, name, pvc string) *snapv1.VolumeSnapshot {
+	t.Helper()
+	_, err := snaps.SnapshotV1().VolumeSnapshots(ns).Create(ctx, &snapv1.VolumeSnapshot{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvc}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create VolumeSnapshot %s/%s: %v", ns, name, err)
+	}
+	var vs *snapv1.VolumeSnapshot
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		vs, err = snaps.SnapshotV1().VolumeSnapshots(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && vs.Status != nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse, err
+	}); err != nil {
+		t.Fatalf("VolumeSnapshot %s/%s not ready: %v (last seen %+v)", ns, name, err, vs)
+	}
+	return vs
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -112,13 +111,7 @@ func TestHostPathCSIOnNodes(t *testing.T) {
 	}
 
 	start = time.Now()
-	pvcName := "app-data"
-	if _, err := snaps.SnapshotV1().VolumeSnapshots(ns).Create(ctx, &snapv1.VolumeSnapshot{
-		ObjectMeta: metav1.ObjectMeta{Name: "app-data-snap"},
-		Spec:       snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvcName}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create VolumeSnapshot: %v", err)
-	}
+	snapshotAndWait(t, ctx, snaps, ns, "app-data-snap", "app-data")
 	group := snapshotGroup
 	if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, claim("app-data-restored",
 		&corev1.TypedLocalObjectReference{APIGroup: &group, Kind: "VolumeSnapshot", Name: "app-data-snap"}), metav1.CreateOptions{}); err != nil {

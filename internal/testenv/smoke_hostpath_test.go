@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -49,21 +48,7 @@ func TestHostPathCSI(t *testing.T) {
 	}
 
 	start = time.Now()
-	pvcName := "app-data"
-	_, err := snaps.SnapshotV1().VolumeSnapshots(ns).Create(ctx, &snapv1.VolumeSnapshot{
-		ObjectMeta: metav1.ObjectMeta{Name: "app-data-snap"},
-		Spec:       snapv1.VolumeSnapshotSpec{Source: snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvcName}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create VolumeSnapshot: %v", err)
-	}
-	var vs *snapv1.VolumeSnapshot
-	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		vs, err = snaps.SnapshotV1().VolumeSnapshots(ns).Get(ctx, "app-data-snap", metav1.GetOptions{})
-		return err == nil && vs.Status != nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse, err
-	}); err != nil {
-		t.Fatalf("VolumeSnapshot not ready: %v (last seen %+v)", err, vs)
-	}
+	vs := snapshotAndWait(t, ctx, snaps, ns, "app-data-snap", "app-data")
 	if got := vs.Status.RestoreSize; got == nil || got.Value() != 1<<30 {
 		t.Errorf("restoreSize = %v, want the source claim's 1Gi", got)
 	}

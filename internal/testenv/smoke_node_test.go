@@ -1,9 +1,7 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
 )
 
 // TestNodeRunsPods starts a cluster with two real nodes and shows what the
@@ -131,17 +127,11 @@ func waitPodRunning(t *testing.T, ctx context.Context, cs kubernetes.Interface, 
 
 func execIn(t *testing.T, cfg *rest.Config, cs kubernetes.Interface, ns, pod, container string, cmd ...string) string {
 	t.Helper()
-	req := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	ex, err := remotecommand.NewWebSocketExecutor(cfg, "GET", req.URL().String())
-	if err != nil {
-		t.Fatalf("exec: %v", err)
-	}
-	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &stdout, Stderr: &stderr}); err != nil {
-		t.Fatalf("exec %v in %s/%s: %v: %s", cmd, ns, pod, err, stderr.String())
+	out, _, err := Exec(ctx, cfg, cs, ns, pod, container, cmd...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return fmt.Sprint(stdout.String())
+	return out
 }
