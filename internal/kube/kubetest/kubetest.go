@@ -144,7 +144,7 @@ func (c *Client) EnsureNamespace(ctx context.Context, ns string) error {
 // WaitEstablished waits until CRD name is Established.
 func (c *Client) WaitEstablished(ctx context.Context, name string) error {
 	res := c.Dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		crd, err := res.Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
@@ -158,7 +158,7 @@ func (c *Client) WaitEstablished(ctx context.Context, name string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("CRD %s not Established after 30s", name)
+	return fmt.Errorf("CRD %s not Established after 2m (the API server names it Established within seconds on a quiet machine)", name)
 }
 
 // DeleteAndWait deletes the objects (foreground for namespaces' contents)
