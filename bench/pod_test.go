@@ -206,11 +206,11 @@ func BenchmarkExtensionPodMemory(b *testing.B) {
 		b.Fatalf("arca extension install: %v\n%s", err, out.String())
 	}
 	installTook := time.Since(installStart)
-	ready, err := extension.WaitReady(ctx, cfg, extension.DefaultNamespace, extension.WaitOptions{Timeout: time.Minute})
+	ready, err := extension.WaitReady(ctx, cfg, v1alpha1.ExtensionNamespace, extension.WaitOptions{Timeout: time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
-	pod, err := cs.CoreV1().Pods(extension.DefaultNamespace).Get(ctx, ready.Pod, metav1.GetOptions{})
+	pod, err := cs.CoreV1().Pods(v1alpha1.ExtensionNamespace).Get(ctx, ready.Pod, metav1.GetOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func BenchmarkExtensionPodMemory(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "bench-backup", Namespace: extension.DefaultNamespace},
+	bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "bench-backup", Namespace: v1alpha1.ExtensionNamespace},
 		Spec: v1alpha1.BackupJobSpec{StorageLocation: "default", BackupConfiguration: v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"bench-*"}}}}
 	stop := mem.watch(b)
 	if err := c.Create(ctx, bj); err != nil {
@@ -263,7 +263,7 @@ func BenchmarkExtensionPodMemory(b *testing.B) {
 		backedUp = p.ItemsDone
 	}
 
-	rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "bench-restore", Namespace: extension.DefaultNamespace},
+	rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "bench-restore", Namespace: v1alpha1.ExtensionNamespace},
 		Spec: v1alpha1.RestoreJobSpec{RecoveryPoint: bj.Status.RecoveryPointID, StorageLocation: "default",
 			RestoreCriteria: v1alpha1.RestoreCriteria{NamespaceMappings: benchMapping(nsCount)}}}
 	stop = mem.watch(b)

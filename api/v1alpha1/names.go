@@ -21,6 +21,13 @@ const (
 	// prerequisite validation (no Secrets).
 	VaultReaderRole = "arca-vault-reader"
 
+	// LabelManagedBy (app.kubernetes.io/managed-by) names what manages an
+	// object Arca creates: the extension's install, trusted access, the
+	// volume layer's snapshots.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// LabelName (app.kubernetes.io/name) names the application.
+	LabelName = "app.kubernetes.io/name"
+
 	// LabelVault marks the trusted-access objects created for a vault.
 	LabelVault = "arca.io/vault"
 	// LabelVaultJob marks a BackupJob or RestoreJob the vault created, with

@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/arca-backup/arca/internal/extension"
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/testenv"
 )
 
@@ -428,7 +428,7 @@ func (d *demo) vaultBackup(kubeconfig, repoURL string) (func() error, error) {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("    RestoreHook %s/%s; restore criteria %s references it\n", extension.DefaultNamespace, restoreHookName, criteria)
+			fmt.Printf("    RestoreHook %s/%s; restore criteria %s references it\n", v1alpha1.ExtensionNamespace, restoreHookName, criteria)
 			restoreArgs = append(restoreArgs, "--criteria", criteria)
 			return nil
 		}); err != nil {

@@ -22,7 +22,6 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
-	"github.com/arca-backup/arca/internal/extension"
 	"github.com/arca-backup/arca/internal/testenv"
 )
 
@@ -150,7 +149,7 @@ func volumeChecksums(ctx context.Context, cfg *rest.Config, cs kubernetes.Interf
 
 // extensionPod returns the running extension pod, to name it and its node.
 func extensionPod(ctx context.Context, cs kubernetes.Interface) (*corev1.Pod, error) {
-	pods, err := cs.CoreV1().Pods(extension.DefaultNamespace).List(ctx, metav1.ListOptions{})
+	pods, err := cs.CoreV1().Pods(v1alpha1.ExtensionNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +158,7 @@ func extensionPod(ctx context.Context, cs kubernetes.Interface) (*corev1.Pod, er
 			return &pods.Items[i], nil
 		}
 	}
-	return nil, fmt.Errorf("no running extension pod in %s", extension.DefaultNamespace)
+	return nil, fmt.Errorf("no running extension pod in %s", v1alpha1.ExtensionNamespace)
 }
 
 // restoreHookName is the RestoreHook the in-cluster demo's restore runs: a
@@ -175,7 +174,7 @@ func createRestoreHook(ctx context.Context, cfg *rest.Config, work string) (stri
 		return "", err
 	}
 	hook := &v1alpha1.RestoreHook{
-		ObjectMeta: metav1.ObjectMeta{Name: restoreHookName, Namespace: extension.DefaultNamespace},
+		ObjectMeta: metav1.ObjectMeta{Name: restoreHookName, Namespace: v1alpha1.ExtensionNamespace},
 		Spec: v1alpha1.HookSpec{
 			IncludedNamespaces: []string{ns},
 			LabelSelector:      "app=shop",
@@ -191,7 +190,7 @@ func createRestoreHook(ctx context.Context, cfg *rest.Config, work string) (stri
 		return "", fmt.Errorf("create RestoreHook %s/%s: %w", hook.Namespace, hook.Name, err)
 	}
 	path := filepath.Join(work, "restore-criteria.yaml")
-	criteria := fmt.Sprintf("restoreHookReferences:\n- namespace: %s\n  name: %s\n", extension.DefaultNamespace, restoreHookName)
+	criteria := fmt.Sprintf("restoreHookReferences:\n- namespace: %s\n  name: %s\n", v1alpha1.ExtensionNamespace, restoreHookName)
 	return path, os.WriteFile(path, []byte(criteria), 0o644)
 }
 
@@ -204,11 +203,11 @@ func restoreHookResult(ctx context.Context, cfg *rest.Config) (*v1alpha1.HookRes
 		return nil, err
 	}
 	var jobs v1alpha1.RestoreJobList
-	if err := c.List(ctx, &jobs, client.InNamespace(extension.DefaultNamespace)); err != nil {
+	if err := c.List(ctx, &jobs, client.InNamespace(v1alpha1.ExtensionNamespace)); err != nil {
 		return nil, err
 	}
 	if len(jobs.Items) == 0 {
-		return nil, fmt.Errorf("no RestoreJob in %s", extension.DefaultNamespace)
+		return nil, fmt.Errorf("no RestoreJob in %s", v1alpha1.ExtensionNamespace)
 	}
 	newest := jobs.Items[0]
 	for _, j := range jobs.Items[1:] {
@@ -218,7 +217,7 @@ func restoreHookResult(ctx context.Context, cfg *rest.Config) (*v1alpha1.HookRes
 	}
 	for i := range newest.Status.Hooks {
 		h := &newest.Status.Hooks[i]
-		if h.Hook != extension.DefaultNamespace+"/"+restoreHookName {
+		if h.Hook != v1alpha1.ExtensionNamespace+"/"+restoreHookName {
 			continue
 		}
 		if h.Error != "" || h.ExitCode == nil || *h.ExitCode != 0 {

@@ -79,7 +79,7 @@ func (o *ExtensionOptions) addFlags(fs *pflag.FlagSet, cluster bool) {
 	if cluster {
 		o.LocalClusterOptions.AddFlags(fs)
 	}
-	fs.StringVarP(&o.Namespace, "namespace", "n", extension.DefaultNamespace, "namespace of the extension, its jobs and storage locations")
+	fs.StringVarP(&o.Namespace, "namespace", "n", v1alpha1.ExtensionNamespace, "namespace of the extension, its jobs and storage locations")
 	fs.StringVar(&o.Storage, "storage", "", "repository URL of the default storage location: file:///path, azure://account/container/prefix, s3://bucket/prefix?endpoint=…")
 	fs.StringVar(&o.StorageSecret, "storage-secret", "", "existing Secret in the namespace with the repository password (key password) and storage credentials; otherwise "+extension.DefaultStorageSecret+" is written from the flags below")
 	fs.BoolVar(&o.ReadOnly, "read-only", false, "the default storage location serves restores only")
@@ -476,7 +476,7 @@ func newExtensionShowCommand() *cobra.Command {
 		},
 	}
 	o.LocalClusterOptions.AddFlags(cmd.Flags())
-	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", extension.DefaultNamespace, "namespace of the extension")
+	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", v1alpha1.ExtensionNamespace, "namespace of the extension")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }
@@ -555,7 +555,7 @@ func newExtensionUninstallCommand() *cobra.Command {
 		},
 	}
 	o.LocalClusterOptions.AddFlags(cmd.Flags())
-	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", extension.DefaultNamespace, "namespace of the extension")
+	cmd.Flags().StringVarP(&o.Namespace, "namespace", "n", v1alpha1.ExtensionNamespace, "namespace of the extension")
 	cmd.Flags().BoolVar(&keepCRDs, "keep-crds", false, "keep the CRDs (and so BackupJob, RestoreJob and hook objects outside the namespace)")
 	return cmd
 }
@@ -608,7 +608,7 @@ func newExtensionRunCommand() *cobra.Command {
 	fs := cmd.Flags()
 	o.LocalClusterOptions.AddFlags(fs)
 	fs.BoolVar(&o.InCluster, "in-cluster", false, "use the pod's service account (the installed Deployment)")
-	fs.StringVarP(&o.Namespace, "namespace", "n", extension.DefaultNamespace, "namespace of jobs and storage locations")
+	fs.StringVarP(&o.Namespace, "namespace", "n", v1alpha1.ExtensionNamespace, "namespace of jobs and storage locations")
 	fs.IntVar(&o.MaxConcurrentJobs, "max-concurrent-jobs", 1, "jobs run at once")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", "address of /metrics (0 disables)")
 	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz (0 disables)")

@@ -120,7 +120,7 @@ func (ic *inCluster) waitJob(obj interface {
 // extensionPod is the extension's running pod.
 func (ic *inCluster) extensionPod() *corev1.Pod {
 	ic.t.Helper()
-	l, err := ic.cs.CoreV1().Pods(extension.DefaultNamespace).List(ic.t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=arca-extension"})
+	l, err := ic.cs.CoreV1().Pods(v1alpha1.ExtensionNamespace).List(ic.t.Context(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=arca-extension"})
 	if err != nil {
 		ic.t.Fatal(err)
 	}
@@ -134,11 +134,11 @@ func (ic *inCluster) extensionPod() *corev1.Pod {
 }
 
 func (ic *inCluster) extensionLog() string {
-	l, err := ic.cs.CoreV1().Pods(extension.DefaultNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=arca-extension"})
+	l, err := ic.cs.CoreV1().Pods(v1alpha1.ExtensionNamespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=arca-extension"})
 	if err != nil || len(l.Items) == 0 {
 		return fmt.Sprintf("(no extension pod: %v)", err)
 	}
-	b, err := ic.cs.CoreV1().Pods(extension.DefaultNamespace).GetLogs(l.Items[0].Name, &corev1.PodLogOptions{Container: extension.ContainerName}).DoRaw(context.Background())
+	b, err := ic.cs.CoreV1().Pods(v1alpha1.ExtensionNamespace).GetLogs(l.Items[0].Name, &corev1.PodLogOptions{Container: extension.ContainerName}).DoRaw(context.Background())
 	if err != nil {
 		return "(log: " + err.Error() + ")"
 	}
@@ -174,7 +174,7 @@ kind: BackupJob
 metadata: {name: backup-%[1]s-%[2]s, namespace: arca-system}
 spec: {storageLocation: %[1]s, includedNamespaces: [%[2]s]}
 `, loc, ns))
-	bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "backup-" + loc + "-" + ns, Namespace: extension.DefaultNamespace}}
+	bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "backup-" + loc + "-" + ns, Namespace: v1alpha1.ExtensionNamespace}}
 	if st := ic.waitJob(bj, 2*time.Minute); st.Phase != v1alpha1.JobCompleted || bj.Status.RecoveryPointID == "" {
 		ic.t.Fatalf("backup through %s: %+v\n%s", loc, bj.Status, ic.extensionLog())
 	}
@@ -189,7 +189,7 @@ spec:
   includedNamespaces: [%[2]s]
   namespaceMappings: {%[2]s: %[4]s}
 `, loc, ns, bj.Status.RecoveryPointID, target))
-	rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "restore-" + loc + "-" + ns, Namespace: extension.DefaultNamespace}}
+	rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "restore-" + loc + "-" + ns, Namespace: v1alpha1.ExtensionNamespace}}
 	if st := ic.waitJob(rj, 2*time.Minute); st.Phase != v1alpha1.JobCompleted {
 		ic.t.Fatalf("restore through %s: %+v\n%s", loc, rj.Status, ic.extensionLog())
 	}
@@ -238,7 +238,7 @@ func TestExtensionInCluster(t *testing.T) {
 		deadline := time.Now().Add(time.Minute)
 		for {
 			l := &coordinationv1.Lease{}
-			err := ic.c.Get(ctx, types.NamespacedName{Namespace: extension.DefaultNamespace, Name: extension.LeaderElectionID}, l)
+			err := ic.c.Get(ctx, types.NamespacedName{Namespace: v1alpha1.ExtensionNamespace, Name: v1alpha1.ExtensionName}, l)
 			if err == nil && l.Spec.HolderIdentity != nil && strings.HasPrefix(*l.Spec.HolderIdentity, pod.Name) {
 				break
 			}
@@ -250,7 +250,7 @@ func TestExtensionInCluster(t *testing.T) {
 		// Ready means the kubelet's readiness probe got 200 from /readyz
 		// (the job runner started, so this replica leads); the startup and
 		// liveness probes pass or the container would have restarted.
-		p, err := ic.cs.CoreV1().Pods(extension.DefaultNamespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		p, err := ic.cs.CoreV1().Pods(v1alpha1.ExtensionNamespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,7 +294,7 @@ func TestExtensionInCluster(t *testing.T) {
 		}
 		// Least privilege: only the init container may chown; the
 		// extension's own container (uid 65532, no capabilities) is refused.
-		out, err := execIn(t, ic.cp.Config(), ic.cs, extension.DefaultNamespace, ic.extensionPod().Name, extension.ContainerName,
+		out, err := execIn(t, ic.cp.Config(), ic.cs, v1alpha1.ExtensionNamespace, ic.extensionPod().Name, extension.ContainerName,
 			"/arca", "extension", "chown-storage", "--uid", "1234", repo)
 		if err == nil || !strings.Contains(out, "operation not permitted") {
 			t.Fatalf("chown from the extension container: %v\n%s", err, out)
@@ -315,7 +315,7 @@ func TestExtensionInCluster(t *testing.T) {
 				map[string]string{v1alpha1.SecretKeyAzureAccountKey: a.Key}},
 		} {
 			s.data[v1alpha1.SecretKeyPassword] = "in-cluster-password"
-			if _, err := ic.cs.CoreV1().Secrets(extension.DefaultNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: s.name},
+			if _, err := ic.cs.CoreV1().Secrets(v1alpha1.ExtensionNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: s.name},
 				StringData: s.data}, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
@@ -403,7 +403,7 @@ kind: BackupJob
 metadata: {name: too-big, namespace: arca-system}
 spec: {storageLocation: default, includedNamespaces: [big]}
 `)
-		bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "too-big", Namespace: extension.DefaultNamespace}}
+		bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "too-big", Namespace: v1alpha1.ExtensionNamespace}}
 		st := ic.waitJob(bj, 4*time.Minute)
 		p := ic.extensionPod()
 		t.Logf("job: %s: %s; pod restarts %d, last state %+v", st.Phase, st.Message, p.Status.ContainerStatuses[0].RestartCount,
@@ -497,7 +497,7 @@ kind: BackupJob
 metadata: {name: backup-volumes-%[1]s, namespace: arca-system}
 spec: {storageLocation: default, includedNamespaces: [%[1]s]}
 `, ns))
-	bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "backup-volumes-" + ns, Namespace: extension.DefaultNamespace}}
+	bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "backup-volumes-" + ns, Namespace: v1alpha1.ExtensionNamespace}}
 	if st := ic.waitJob(bj, 3*time.Minute); st.Phase != v1alpha1.JobCompleted || bj.Status.RecoveryPointID == "" {
 		t.Fatalf("backup of %s through the pod: %+v\n%s", ns, bj.Status, ic.extensionLog())
 	}
@@ -519,7 +519,7 @@ kind: RestoreJob
 metadata: {name: restore-volumes-%[1]s, namespace: arca-system}
 spec: {recoveryPoint: %[2]s, storageLocation: default, includedNamespaces: [%[1]s]}
 `, ns, bj.Status.RecoveryPointID))
-	rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "restore-volumes-" + ns, Namespace: extension.DefaultNamespace}}
+	rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "restore-volumes-" + ns, Namespace: v1alpha1.ExtensionNamespace}}
 	if st := ic.waitJob(rj, 3*time.Minute); st.Phase != v1alpha1.JobCompleted {
 		t.Fatalf("restore of %s through the pod: %+v\n%s", ns, rj.Status, ic.extensionLog())
 	}

@@ -71,12 +71,12 @@ func TestExtensionCommands(t *testing.T) {
 	}
 	t.Logf("install:\n%s", out)
 	dep := &appsv1.Deployment{}
-	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-system", Name: extension.DeploymentName}, dep); err != nil {
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-system", Name: v1alpha1.ExtensionName}, dep); err != nil {
 		t.Fatal(err)
 	}
 	ctr := dep.Spec.Template.Spec.Containers[0]
 	if ctr.Resources.Limits.Memory().String() != "300Mi" || dep.Spec.Template.Spec.NodeSelector["kubernetes.io/os"] != "linux" ||
-		len(dep.Spec.Template.Spec.Tolerations) != 1 || dep.Spec.Template.Spec.ServiceAccountName != extension.ServiceAccountName ||
+		len(dep.Spec.Template.Spec.Tolerations) != 1 || dep.Spec.Template.Spec.ServiceAccountName != v1alpha1.ExtensionName ||
 		!strings.Contains(strings.Join(ctr.Args, " "), "--leader-elect") {
 		t.Errorf("deployment %+v", dep.Spec.Template.Spec)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/rbac"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -210,7 +211,7 @@ func RunQuickstart(ctx context.Context, o *QuickstartOptions, stdout io.Writer) 
 		if err != nil {
 			return "", err
 		}
-		if _, err := c.RegisterCluster(ctx, client.ClusterRegistration{Name: g.Cluster, Server: g.Server, CAData: g.CAData,
+		if _, err := c.RegisterCluster(ctx, service.ClusterRegistration{Name: g.Cluster, Server: g.Server, CAData: g.CAData,
 			Namespace: g.Namespace, ServiceAccount: g.ServiceAccount, Token: g.Token, TokenExpiresAt: &g.TokenExpiresAt}); err != nil {
 			return "", fmt.Errorf("register the cluster with the vault: %w", err)
 		}

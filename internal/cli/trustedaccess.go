@@ -14,8 +14,8 @@ import (
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/kube"
 	"github.com/arca-backup/arca/internal/trustedaccess"
-	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/rbac"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -92,7 +92,7 @@ func newTrustedAccessEnableCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := vc.RegisterCluster(cmd.Context(), client.ClusterRegistration{Name: g.Cluster, Server: g.Server, CAData: g.CAData,
+			c, err := vc.RegisterCluster(cmd.Context(), service.ClusterRegistration{Name: g.Cluster, Server: g.Server, CAData: g.CAData,
 				Namespace: g.Namespace, ServiceAccount: g.ServiceAccount, Token: g.Token, TokenExpiresAt: &g.TokenExpiresAt})
 			if err != nil {
 				return fmt.Errorf("the cluster side is ready, but registering it with the vault failed (run enable again): %w", err)

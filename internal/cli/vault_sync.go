@@ -16,23 +16,15 @@ import (
 	"github.com/arca-backup/arca/api/v1alpha1"
 )
 
-// Tags the vault's cluster driver puts on every backup it starts; the
-// extension copies them into the recovery point's manifest.
-const (
-	tagVault    = v1alpha1.TagVault
-	tagInstance = v1alpha1.TagInstance
-	tagJob      = v1alpha1.TagJob
-)
-
 // syncPoints picks the repository's recovery points of one backup instance
 // of one vault (by the tags the vault's backups carry), oldest first.
 func syncPoints(rps []*repo.RecoveryPoint, vault, instance string) []client.SyncPoint {
 	var out []client.SyncPoint
 	for _, rp := range rps {
-		if rp.Tags[tagVault] != vault || rp.Tags[tagInstance] != instance {
+		if rp.Tags[v1alpha1.TagVault] != vault || rp.Tags[v1alpha1.TagInstance] != instance {
 			continue
 		}
-		out = append(out, client.SyncPoint{RepositoryID: rp.ID.String(), Time: rp.Started.UTC(), JobID: rp.Tags[tagJob],
+		out = append(out, client.SyncPoint{RepositoryID: rp.ID.String(), Time: rp.Started.UTC(), JobID: rp.Tags[v1alpha1.TagJob],
 			Items: int64(rp.Summary.Items), Bytes: rp.Summary.Bytes})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })

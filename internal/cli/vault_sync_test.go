@@ -4,13 +4,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/repo"
 )
 
 func TestSyncPointsPicksTheInstancesPoints(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
 	mk := func(b byte, vault, instance, job string, at time.Time) *repo.RecoveryPoint {
-		return &repo.RecoveryPoint{ID: repo.ID{b}, Started: at, Tags: map[string]string{tagVault: vault, tagInstance: instance, tagJob: job},
+		return &repo.RecoveryPoint{ID: repo.ID{b}, Started: at, Tags: map[string]string{v1alpha1.TagVault: vault, v1alpha1.TagInstance: instance, v1alpha1.TagJob: job},
 			Summary: repo.Summary{Items: int(b), Bytes: int64(b) * 10}}
 	}
 	rps := []*repo.RecoveryPoint{

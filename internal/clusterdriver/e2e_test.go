@@ -42,7 +42,7 @@ import (
 // with the cluster's resources.
 func TestScheduledBackupEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	cp, c := newCluster(t, trustedaccess.Namespace, "shop")
+	cp, c := newCluster(t, v1alpha1.ExtensionNamespace, "shop")
 	cfg := cp.Config()
 	must := func(err error) {
 		t.Helper()
@@ -114,7 +114,7 @@ func TestScheduledBackupEndToEnd(t *testing.T) {
 
 	// The vault's records against the BackupJob in the cluster.
 	var bjs v1alpha1.BackupJobList
-	must(c.List(ctx, &bjs, client.InNamespace(trustedaccess.Namespace)))
+	must(c.List(ctx, &bjs, client.InNamespace(v1alpha1.ExtensionNamespace)))
 	if len(bjs.Items) != 1 {
 		t.Fatalf("%d BackupJobs in the cluster, want 1", len(bjs.Items))
 	}
@@ -142,7 +142,7 @@ func TestScheduledBackupEndToEnd(t *testing.T) {
 		t.Fatalf("restore job: %+v", rgot)
 	}
 	var crj v1alpha1.RestoreJob
-	must(c.Get(ctx, types.NamespacedName{Namespace: trustedaccess.Namespace, Name: rgot.ExternalRef[len("restorejob/"):]}, &crj))
+	must(c.Get(ctx, types.NamespacedName{Namespace: v1alpha1.ExtensionNamespace, Name: rgot.ExternalRef[len("restorejob/"):]}, &crj))
 	if crj.Spec.RecoveryPoint != rp.RepoID || crj.Status.Phase != v1alpha1.JobCompleted {
 		t.Errorf("RestoreJob %s: spec %+v, phase %s", crj.Name, crj.Spec, crj.Status.Phase)
 	}

@@ -30,14 +30,6 @@ import (
 	"github.com/arca-backup/arca/api/v1alpha1"
 )
 
-// DefaultNamespace is where the extension, its jobs and its storage
-// locations live.
-const DefaultNamespace = v1alpha1.ExtensionNamespace
-
-// LeaderElectionID names the Lease the extension's replicas compete for; its
-// renew time doubles as the extension's heartbeat (`arca extension show`).
-const LeaderElectionID = v1alpha1.ExtensionName
-
 // Options configure the extension.
 type Options struct {
 	// Namespace holds jobs and storage locations (default arca-system).
@@ -73,7 +65,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Namespace == "" {
-		o.Namespace = DefaultNamespace
+		o.Namespace = v1alpha1.ExtensionNamespace
 	}
 	if o.MaxConcurrentJobs <= 0 {
 		o.MaxConcurrentJobs = 1
@@ -127,7 +119,7 @@ func NewManager(cfg *rest.Config, opts Options) (manager.Manager, error) {
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.ProbeAddr,
 		LeaderElection:                opts.LeaderElection,
-		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionID:              v1alpha1.ExtensionName,
 		LeaderElectionNamespace:       opts.Namespace,
 		LeaderElectionReleaseOnCancel: true,
 		// Tests run several managers in one process.

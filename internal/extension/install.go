@@ -34,15 +34,10 @@ import (
 
 // Names of the installed objects.
 const (
-	ServiceAccountName     = v1alpha1.ExtensionName
-	ClusterRoleName        = v1alpha1.ExtensionName
-	DeploymentName         = v1alpha1.ExtensionName
 	DefaultStorageLocation = "default"
 	DefaultStorageSecret   = "arca-storage"
 	FieldManager           = "arca"
 	DefaultImageRepository = "ghcr.io/arca-backup/arca"
-	labelManagedBy         = "app.kubernetes.io/managed-by"
-	labelName              = "app.kubernetes.io/name"
 	labelVersion           = "app.kubernetes.io/version"
 	// ContainerName is the extension's container in its pod.
 	ContainerName = "extension"
@@ -141,7 +136,7 @@ func (o InstallOptions) checkVolume() error {
 
 func (o *InstallOptions) defaults() {
 	if o.Namespace == "" {
-		o.Namespace = DefaultNamespace
+		o.Namespace = v1alpha1.ExtensionNamespace
 	}
 	if o.Version == "" {
 		o.Version = "dev"
@@ -178,7 +173,7 @@ func (o *InstallOptions) defaults() {
 // Manifests returns every object an installation applies, in apply order.
 func Manifests(o InstallOptions) ([]*unstructured.Unstructured, error) {
 	o.defaults()
-	labels := map[string]string{labelManagedBy: FieldManager, labelName: v1alpha1.ExtensionName, labelVersion: o.Version}
+	labels := map[string]string{v1alpha1.LabelManagedBy: FieldManager, v1alpha1.LabelName: v1alpha1.ExtensionName, labelVersion: o.Version}
 	meta := func(name string, namespaced bool) metav1.ObjectMeta {
 		m := metav1.ObjectMeta{Name: name, Labels: labels}
 		if namespaced {
@@ -198,8 +193,8 @@ func Manifests(o InstallOptions) ([]*unstructured.Unstructured, error) {
 		objs = append(objs, c)
 	}
 	objs = append(objs,
-		&corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: meta(ServiceAccountName, true)},
-		&rbacv1.ClusterRole{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRole"), ObjectMeta: meta(ClusterRoleName, false),
+		&corev1.ServiceAccount{TypeMeta: tm("v1", "ServiceAccount"), ObjectMeta: meta(v1alpha1.ExtensionName, true)},
+		&rbacv1.ClusterRole{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRole"), ObjectMeta: meta(v1alpha1.ExtensionName, false),
 			// Backup reads every type; restore creates every type, RBAC
 			// included (which needs escalate and bind): the extension is
 			// cluster-admin in all but name, like every cluster backup agent.
@@ -207,9 +202,9 @@ func Manifests(o InstallOptions) ([]*unstructured.Unstructured, error) {
 				{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}},
 				{NonResourceURLs: []string{"/api", "/api/*", "/apis", "/apis/*", "/version"}, Verbs: []string{"get"}},
 			}},
-		&rbacv1.ClusterRoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ObjectMeta: meta(ClusterRoleName, false),
-			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: ClusterRoleName},
-			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: ServiceAccountName, Namespace: o.Namespace}}},
+		&rbacv1.ClusterRoleBinding{TypeMeta: tm("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ObjectMeta: meta(v1alpha1.ExtensionName, false),
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: v1alpha1.ExtensionName},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: v1alpha1.ExtensionName, Namespace: o.Namespace}}},
 	)
 	if o.SecretData != nil {
 		objs = append(objs, &corev1.Secret{TypeMeta: tm("v1", "Secret"), ObjectMeta: meta(o.StorageSecret, true), StringData: o.SecretData})
@@ -285,7 +280,7 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 				r.flag, req.String(), r.flag, lim.String())
 		}
 	}
-	sel := map[string]string{labelName: v1alpha1.ExtensionName}
+	sel := map[string]string{v1alpha1.LabelName: v1alpha1.ExtensionName}
 	jobs := o.MaxConcurrentJobs
 	if jobs <= 0 {
 		jobs = 1
@@ -317,7 +312,7 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 		SecurityContext: restricted,
 	}
 	ps := corev1.PodSpec{
-		ServiceAccountName: ServiceAccountName,
+		ServiceAccountName: v1alpha1.ExtensionName,
 		NodeSelector:       o.NodeSelector,
 		Tolerations:        o.Tolerations,
 		SecurityContext:    &corev1.PodSecurityContext{FSGroup: ptr.To[int64](RunAsUser), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
@@ -350,7 +345,7 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 	ps.Containers = []corev1.Container{c}
 	return &appsv1.Deployment{
 		TypeMeta:   tm("apps/v1", "Deployment"),
-		ObjectMeta: metav1.ObjectMeta{Name: DeploymentName, Namespace: o.Namespace, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.ExtensionName, Namespace: o.Namespace, Labels: labels},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](1),
 			Selector: &metav1.LabelSelector{MatchLabels: sel},
@@ -566,7 +561,7 @@ func Show(ctx context.Context, cfg *rest.Config, ns string, now time.Time) (*Hea
 			h.CRDs = append(h.CRDs, c)
 		}
 	}
-	d, err := cs.AppsV1().Deployments(ns).Get(ctx, DeploymentName, metav1.GetOptions{})
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, v1alpha1.ExtensionName, metav1.GetOptions{})
 	switch {
 	case err == nil:
 		h.Installed = true
@@ -588,7 +583,7 @@ func Show(ctx context.Context, cfg *rest.Config, ns string, now time.Time) (*Hea
 		return nil, fmt.Errorf("read deployment: %w", err)
 	}
 	if h.Installed {
-		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labelName + "=arca-extension"})
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelName + "=" + v1alpha1.ExtensionName})
 		if err != nil {
 			return nil, fmt.Errorf("list extension pods: %w", err)
 		}
@@ -608,7 +603,7 @@ func Show(ctx context.Context, cfg *rest.Config, ns string, now time.Time) (*Hea
 		}
 	}
 	var lease *coordinationv1.Lease
-	lease, err = cs.CoordinationV1().Leases(ns).Get(ctx, LeaderElectionID, metav1.GetOptions{})
+	lease, err = cs.CoordinationV1().Leases(ns).Get(ctx, v1alpha1.ExtensionName, metav1.GetOptions{})
 	if err == nil && lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "" && lease.Spec.RenewTime != nil {
 		h.Leader = *lease.Spec.HolderIdentity
 		t := lease.Spec.RenewTime.Time
@@ -670,16 +665,16 @@ func Uninstall(ctx context.Context, cfg *rest.Config, ns string, keepCRDs bool) 
 			errs = append(errs, fmt.Errorf("delete %s %s: %w", kind, name, err))
 		}
 	}
-	del("Deployment", ns, DeploymentName)
-	del("ClusterRoleBinding", "", ClusterRoleName)
-	del("ClusterRole", "", ClusterRoleName)
-	del("ServiceAccount", ns, ServiceAccountName)
+	del("Deployment", ns, v1alpha1.ExtensionName)
+	del("ClusterRoleBinding", "", v1alpha1.ExtensionName)
+	del("ClusterRole", "", v1alpha1.ExtensionName)
+	del("ServiceAccount", ns, v1alpha1.ExtensionName)
 	if l, err := dyn.Resource(gvrs["StorageLocation"]).Namespace(ns).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, u := range l.Items {
 			del("StorageLocation", ns, u.GetName())
 		}
 	}
-	if l, err := dyn.Resource(gvrs["Secret"]).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: labelManagedBy + "=" + FieldManager}); err == nil {
+	if l, err := dyn.Resource(gvrs["Secret"]).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelManagedBy + "=" + FieldManager}); err == nil {
 		for _, u := range l.Items {
 			del("Secret", ns, u.GetName())
 		}
@@ -702,10 +697,10 @@ func CurrentOptions(ctx context.Context, cfg *rest.Config, ns string) (InstallOp
 	if err != nil {
 		return o, err
 	}
-	d, err := cs.AppsV1().Deployments(ns).Get(ctx, DeploymentName, metav1.GetOptions{})
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, v1alpha1.ExtensionName, metav1.GetOptions{})
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			return o, fmt.Errorf("the extension is not installed in namespace %s (no deployment %s)", ns, DeploymentName)
+			return o, fmt.Errorf("the extension is not installed in namespace %s (no deployment %s)", ns, v1alpha1.ExtensionName)
 		}
 		return o, err
 	}

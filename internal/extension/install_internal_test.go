@@ -92,7 +92,7 @@ func TestManifestsFileStorageVolume(t *testing.T) {
 				}
 			}
 		}
-		if pvc == nil || pvc.Name != "backups" || pvc.Namespace != DefaultNamespace || *pvc.Spec.StorageClassName != "fast" ||
+		if pvc == nil || pvc.Name != "backups" || pvc.Namespace != v1alpha1.ExtensionNamespace || *pvc.Spec.StorageClassName != "fast" ||
 			!pvc.Spec.Resources.Requests[corev1.ResourceStorage].Equal(resource.MustParse("20Gi")) {
 			t.Fatalf("claim %+v", pvc)
 		}

@@ -125,9 +125,9 @@ type podState struct {
 // ReplicaSet's pods once.
 func lookOnce(ctx context.Context, cs kubernetes.Interface, ns string) (*Ready, podState, error) {
 	var st podState
-	d, err := cs.AppsV1().Deployments(ns).Get(ctx, DeploymentName, metav1.GetOptions{})
+	d, err := cs.AppsV1().Deployments(ns).Get(ctx, v1alpha1.ExtensionName, metav1.GetOptions{})
 	if err != nil {
-		return nil, st, fmt.Errorf("read deployment %s/%s: %w", ns, DeploymentName, err)
+		return nil, st, fmt.Errorf("read deployment %s/%s: %w", ns, v1alpha1.ExtensionName, err)
 	}
 	if d.Status.ObservedGeneration < d.Generation {
 		// The controller has not seen the change yet: the revision
@@ -139,7 +139,7 @@ func lookOnce(ctx context.Context, cs kubernetes.Interface, ns string) (*Ready, 
 	if err != nil || hash == "" {
 		return nil, st, err
 	}
-	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labelName + "=arca-extension,pod-template-hash=" + hash})
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelName + "=" + v1alpha1.ExtensionName + ",pod-template-hash=" + hash})
 	if err != nil {
 		return nil, st, fmt.Errorf("list extension pods: %w", err)
 	}
@@ -191,7 +191,7 @@ func currentTemplateHash(ctx context.Context, cs kubernetes.Interface, d *appsv1
 	if rev == "" {
 		return "", nil
 	}
-	rss, err := cs.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labelName + "=arca-extension"})
+	rss, err := cs.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelName + "=" + v1alpha1.ExtensionName})
 	if err != nil {
 		return "", fmt.Errorf("list replica sets: %w", err)
 	}

@@ -82,7 +82,7 @@ var rules = map[string]rule{
 		Imports: []string{"api/v1alpha1", "internal/backup", "internal/clusterdriver", "internal/diff", "internal/extension", "internal/kube",
 			"internal/modifiers", "internal/operations", "internal/prereq", "internal/prereq/vaultaccess", "internal/repo", "internal/restore",
 			"internal/selection", "internal/storage", "internal/storage/location", "internal/trustedaccess", "internal/vault/client",
-			"internal/vault/policy", "internal/vault/rbac", "internal/vault/server", "internal/vault/store"},
+			"internal/vault/policy", "internal/vault/rbac", "internal/vault/server", "internal/vault/service", "internal/vault/store"},
 		Tests: []string{"config/crd", "internal/kube/kubetest", "internal/storage/local", "internal/testenv", "internal/vault/store/sqlite",
 			"internal/volume"}},
 	// The vault's side of trusted access: drivers, prerequisite checks and
@@ -110,7 +110,7 @@ var rules = map[string]rule{
 		Tests: []string{"internal/storage", "internal/storage/mem", "internal/testenv"}},
 	"internal/prereq": {Imports: []string{"api/v1alpha1", "internal/repo", "internal/selection", "internal/storage"},
 		Tests: []string{"config/crd", "internal/clusterdriver", "internal/prereq/vaultaccess", "internal/storage/location", "internal/testenv", "internal/trustedaccess",
-			"internal/vault/client", "internal/vault/policy", "internal/vault/server", "internal/vault/store/sqlite"}},
+			"internal/vault/client", "internal/vault/policy", "internal/vault/server", "internal/vault/service", "internal/vault/store/sqlite"}},
 	"internal/prereq/vaultaccess": {Imports: []string{"internal/prereq", "internal/vault/client", "internal/vault/rbac", "internal/vault/store"}},
 	"internal/repo": {Imports: []string{"internal/calendar", "internal/storage"},
 		Tests: []string{"internal/storage/faulty", "internal/storage/local", "internal/storage/mem", "internal/storage/retry"}},
@@ -137,10 +137,10 @@ var rules = map[string]rule{
 	// the vault's side.
 	"internal/trustedaccess": {Imports: []string{"api/v1alpha1"},
 		Tests: []string{"config/crd", "internal/clusterdriver", "internal/testenv", "internal/vault/client", "internal/vault/policy",
-			"internal/vault/server", "internal/vault/store", "internal/vault/store/sqlite"}},
+			"internal/vault/server", "internal/vault/service", "internal/vault/store", "internal/vault/store/sqlite"}},
 
 	// The vault.
-	"internal/vault/client":    {Imports: []string{"internal/vault/policy", "internal/vault/rbac", "internal/vault/store"}},
+	"internal/vault/client":    {Imports: []string{"internal/vault/policy", "internal/vault/rbac", "internal/vault/service", "internal/vault/store"}},
 	"internal/vault/clock":     {},
 	"internal/vault/jobs":      {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/retention", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/policy":    {},

@@ -25,11 +25,7 @@ import (
 
 // Names shared with the extension and trusted access.
 const (
-	ExtensionNamespace  = v1alpha1.ExtensionNamespace
-	ExtensionDeployment = v1alpha1.ExtensionName
-	ExtensionLease      = v1alpha1.ExtensionName
-	ExtensionGroup      = "arca.io"
-	HeartbeatFresh      = time.Minute
+	HeartbeatFresh = time.Minute
 )
 
 // MinKubernetesVersion is the oldest supported cluster.
@@ -38,7 +34,7 @@ var MinKubernetesVersion = [3]int{1, 21, 1}
 var (
 	volumeSnapshotClasses = schema.GroupVersionResource{Group: "snapshot.storage.k8s.io", Version: "v1", Resource: "volumesnapshotclasses"}
 	crdGVR                = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	storageLocationsGVR   = schema.GroupVersionResource{Group: ExtensionGroup, Version: "v1alpha1", Resource: "storagelocations"}
+	storageLocationsGVR   = schema.GroupVersionResource{Group: v1alpha1.GroupName, Version: "v1alpha1", Resource: "storagelocations"}
 )
 
 // Cluster is a cluster to check, reached with Config (the caller's
@@ -367,7 +363,7 @@ func semver(s string) ([3]int, bool) {
 func (k *clients) checkExtension(ctx context.Context, r *Report, cluster string, now time.Time) {
 	ch := r.add(Check{ID: "ExtensionHealthy", Name: "extension installed and healthy on " + cluster})
 	remedyInstall := fmt.Sprintf("install it: arca extension install --kubeconfig <%s kubeconfig> --storage <url>", cluster)
-	served, err := k.servedResources(ExtensionGroup + "/v1alpha1")
+	served, err := k.servedResources(v1alpha1.GroupName + "/v1alpha1")
 	if err != nil {
 		ch.Result, ch.Code, ch.Message = Failed, "DiscoveryFailed", err.Error()
 		return
@@ -375,7 +371,7 @@ func (k *clients) checkExtension(ctx context.Context, r *Report, cluster string,
 	var missing []string
 	for _, res := range []string{"backupjobs", "restorejobs", "storagelocations"} {
 		if !served[res] {
-			missing = append(missing, res+"."+ExtensionGroup)
+			missing = append(missing, res+"."+v1alpha1.GroupName)
 		}
 	}
 	if len(missing) > 0 {
@@ -384,12 +380,12 @@ func (k *clients) checkExtension(ctx context.Context, r *Report, cluster string,
 		ch.Remedy = remedyInstall
 		return
 	}
-	if _, err := k.cs.CoreV1().Namespaces().Get(ctx, ExtensionNamespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		ch.Result, ch.Code, ch.Message, ch.Remedy = Failed, "ExtensionNotInstalled", "namespace "+ExtensionNamespace+" does not exist", remedyInstall
+	if _, err := k.cs.CoreV1().Namespaces().Get(ctx, v1alpha1.ExtensionNamespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		ch.Result, ch.Code, ch.Message, ch.Remedy = Failed, "ExtensionNotInstalled", "namespace "+v1alpha1.ExtensionNamespace+" does not exist", remedyInstall
 		return
 	}
 	deploy := "absent"
-	d, err := k.cs.AppsV1().Deployments(ExtensionNamespace).Get(ctx, ExtensionDeployment, metav1.GetOptions{})
+	d, err := k.cs.AppsV1().Deployments(v1alpha1.ExtensionNamespace).Get(ctx, v1alpha1.ExtensionName, metav1.GetOptions{})
 	switch {
 	case err == nil:
 		deploy = "unavailable"
@@ -411,19 +407,19 @@ func (k *clients) checkExtension(ctx context.Context, r *Report, cluster string,
 	}
 	heartbeat := ""
 	fresh := false
-	if l, err := k.cs.CoordinationV1().Leases(ExtensionNamespace).Get(ctx, ExtensionLease, metav1.GetOptions{}); err == nil && l.Spec.RenewTime != nil {
+	if l, err := k.cs.CoordinationV1().Leases(v1alpha1.ExtensionNamespace).Get(ctx, v1alpha1.ExtensionName, metav1.GetOptions{}); err == nil && l.Spec.RenewTime != nil {
 		age := now.Sub(l.Spec.RenewTime.Time)
 		fresh = age < HeartbeatFresh
 		heartbeat = fmt.Sprintf("heartbeat %s ago", age.Round(time.Second))
 	}
 	switch {
 	case deploy == "available":
-		ch.Result, ch.Message = Passed, "deployment "+ExtensionNamespace+"/"+ExtensionDeployment+" available"
+		ch.Result, ch.Message = Passed, "deployment "+v1alpha1.ExtensionNamespace+"/"+v1alpha1.ExtensionName+" available"
 	case fresh:
 		ch.Result, ch.Message = Passed, "running ("+heartbeat+")"
 	case deploy == "absent" && heartbeat == "":
 		ch.Result, ch.Code = Failed, "ExtensionNotInstalled"
-		ch.Message = "no deployment " + ExtensionNamespace + "/" + ExtensionDeployment + " and no heartbeat"
+		ch.Message = "no deployment " + v1alpha1.ExtensionNamespace + "/" + v1alpha1.ExtensionName + " and no heartbeat"
 		ch.Remedy = remedyInstall + " (or run it: arca extension run --kubeconfig …)"
 	default:
 		ch.Result, ch.Code = Failed, "ExtensionUnhealthy"
@@ -431,7 +427,7 @@ func (k *clients) checkExtension(ctx context.Context, r *Report, cluster string,
 		if heartbeat != "" {
 			ch.Message += ", " + heartbeat
 		}
-		ch.Remedy = fmt.Sprintf("look at the extension: arca extension show --kubeconfig <%s kubeconfig>; its pods' logs in %s", cluster, ExtensionNamespace)
+		ch.Remedy = fmt.Sprintf("look at the extension: arca extension show --kubeconfig <%s kubeconfig>; its pods' logs in %s", cluster, v1alpha1.ExtensionNamespace)
 	}
 }
 
@@ -460,7 +456,7 @@ func (k *clients) checkVelero(ctx context.Context, r *Report) {
 // location and its own probe finds it usable.
 func (k *clients) checkStorageLocationCR(ctx context.Context, r *Report, url string, needWrite bool) {
 	ch := r.add(Check{ID: "ExtensionStorageLocation", Name: "storage location registered with the extension and reachable by it"})
-	l, err := k.dyn.Resource(storageLocationsGVR).Namespace(ExtensionNamespace).List(ctx, metav1.ListOptions{})
+	l, err := k.dyn.Resource(storageLocationsGVR).Namespace(v1alpha1.ExtensionNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		ch.Result, ch.Message = Skipped, fmt.Sprintf("cannot list StorageLocations: %v", err)
 		return
@@ -475,20 +471,20 @@ func (k *clients) checkStorageLocationCR(ctx context.Context, r *Report, url str
 		switch {
 		case ro && needWrite:
 			ch.Result, ch.Code = Failed, "StorageLocationReadOnly"
-			ch.Message = fmt.Sprintf("StorageLocation %s/%s is read-only", ExtensionNamespace, it.GetName())
+			ch.Message = fmt.Sprintf("StorageLocation %s/%s is read-only", v1alpha1.ExtensionNamespace, it.GetName())
 			ch.Remedy = "backups need a writable location: set spec.readOnly: false, or use another storage location"
 		case phase == string(v1alpha1.StorageUnavailable):
 			ch.Result, ch.Code = Failed, "StorageLocationUnavailable"
 			ch.Message = fmt.Sprintf("the extension's probe of StorageLocation %s fails: %s", it.GetName(), msg)
 			ch.Remedy = "fix the credentials Secret named in spec.credentialsSecret or the storage's network access for the extension"
 		default:
-			ch.Result, ch.Message = Passed, fmt.Sprintf("StorageLocation %s/%s (%s)", ExtensionNamespace, it.GetName(), orDash(phase))
+			ch.Result, ch.Message = Passed, fmt.Sprintf("StorageLocation %s/%s (%s)", v1alpha1.ExtensionNamespace, it.GetName(), orDash(phase))
 		}
 		return
 	}
 	ch.Result, ch.Code = Failed, "StorageLocationNotRegistered"
-	ch.Message = fmt.Sprintf("no StorageLocation in %s has url %s", ExtensionNamespace, url)
-	ch.Remedy = fmt.Sprintf("register it with the extension: arca extension install --storage %s (or create a StorageLocation in %s)", url, ExtensionNamespace)
+	ch.Message = fmt.Sprintf("no StorageLocation in %s has url %s", v1alpha1.ExtensionNamespace, url)
+	ch.Remedy = fmt.Sprintf("register it with the extension: arca extension install --storage %s (or create a StorageLocation in %s)", url, v1alpha1.ExtensionNamespace)
 }
 
 func orDash(s string) string {

@@ -42,6 +42,7 @@ import (
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/server"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store/sqlite"
 )
 
@@ -173,7 +174,7 @@ func prepare(t *testing.T) *env {
 	g, err := trustedaccess.Enable(ctx, cp.Config(), trustedaccess.EnableOptions{Vault: vaultName, Cluster: cluster})
 	must(t, err)
 	e.grant = g
-	_, err = vault.RegisterCluster(ctx, client.ClusterRegistration{Name: cluster, Server: g.Server, CAData: g.CAData, Namespace: g.Namespace,
+	_, err = vault.RegisterCluster(ctx, service.ClusterRegistration{Name: cluster, Server: g.Server, CAData: g.CAData, Namespace: g.Namespace,
 		ServiceAccount: g.ServiceAccount, Token: g.Token, TokenExpiresAt: &g.TokenExpiresAt})
 	must(t, err)
 	if _, err := vault.GetVault(ctx, vaultName); err != nil {

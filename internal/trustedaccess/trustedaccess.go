@@ -32,35 +32,27 @@ import (
 
 // Names shared with the extension (docs/security.md).
 const (
-	Namespace          = v1alpha1.ExtensionNamespace
-	OperatorRole       = v1alpha1.BackupOperatorRole // ClusterRole, bound only inside Namespace
-	ReaderRole         = v1alpha1.VaultReaderRole    // ClusterRole for validation, cluster-wide, read-only
-	APIGroup           = "arca.io"
-	LabelManagedBy     = "app.kubernetes.io/managed-by"
-	ManagedBy          = "arca-trusted-access"
-	LabelVault         = v1alpha1.LabelVault
-	MinTokenTTL        = 10 * time.Minute       // the API server's minimum
-	ExtensionDeploy    = v1alpha1.ExtensionName // deployment and Lease of the extension
-	ExtensionLeaseName = v1alpha1.ExtensionName
+	ManagedBy   = "arca-trusted-access"
+	MinTokenTTL = 10 * time.Minute // the API server's minimum
 )
 
 // ServiceAccountName is the vault's identity in a cluster.
 func ServiceAccountName(vault string) string { return "arca-vault-" + vault }
 
-// namespaceRoleName is the Role in Namespace that lets the vault renew its
+// namespaceRoleName is the Role in v1alpha1.ExtensionNamespace that lets the vault renew its
 // own token and read the extension's health.
 func namespaceRoleName(vault string) string { return "arca-vault-" + vault }
 
 // OperatorRules are the rules of ClusterRole arca-backup-operator. It is
-// granted only through a RoleBinding in Namespace, so it reaches no other
+// granted only through a RoleBinding in v1alpha1.ExtensionNamespace, so it reaches no other
 // namespace even though it is a ClusterRole (one definition, reused by
 // every vault's binding).
 func OperatorRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{
-		{APIGroups: []string{APIGroup}, Resources: []string{"backupjobs", "restorejobs"},
+		{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"backupjobs", "restorejobs"},
 			Verbs: []string{"create", "get", "list", "watch", "update", "patch", "delete"}},
-		{APIGroups: []string{APIGroup}, Resources: []string{"backupjobs/status", "restorejobs/status"}, Verbs: []string{"get"}},
-		{APIGroups: []string{APIGroup}, Resources: []string{"storagelocations"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"backupjobs/status", "restorejobs/status"}, Verbs: []string{"get"}},
+		{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"storagelocations"}, Verbs: []string{"get", "list", "watch"}},
 	}
 }
 
@@ -133,7 +125,7 @@ type EnableOptions struct {
 }
 
 func meta(name, ns, vault string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{LabelManagedBy: ManagedBy, LabelVault: vault}}
+	return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{v1alpha1.LabelManagedBy: ManagedBy, v1alpha1.LabelVault: vault}}
 }
 
 // Enable creates the vault's identity and bindings (idempotent: objects
@@ -155,50 +147,50 @@ func Enable(ctx context.Context, cfg *rest.Config, o EnableOptions) (*Grant, err
 	if err := CheckClusterAdmin(ctx, cs); err != nil {
 		return nil, err
 	}
-	g := &Grant{Cluster: o.Cluster, Vault: o.Vault, Namespace: Namespace, ServiceAccount: ServiceAccountName(o.Vault)}
+	g := &Grant{Cluster: o.Cluster, Vault: o.Vault, Namespace: v1alpha1.ExtensionNamespace, ServiceAccount: ServiceAccountName(o.Vault)}
 	sa := g.ServiceAccount
 	note := func(kind, name string) { g.Objects = append(g.Objects, kind+"/"+name) }
 
-	if _, err := cs.CoreV1().Namespaces().Get(ctx, Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("create namespace %s: %w", Namespace, err)
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, v1alpha1.ExtensionNamespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.ExtensionNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("create namespace %s: %w", v1alpha1.ExtensionNamespace, err)
 		}
-		note("Namespace", Namespace)
+		note("Namespace", v1alpha1.ExtensionNamespace)
 	} else if err != nil {
-		return nil, fmt.Errorf("read namespace %s: %w", Namespace, err)
+		return nil, fmt.Errorf("read namespace %s: %w", v1alpha1.ExtensionNamespace, err)
 	}
-	if _, err := cs.CoreV1().ServiceAccounts(Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: meta(sa, Namespace, o.Vault),
+	if _, err := cs.CoreV1().ServiceAccounts(v1alpha1.ExtensionNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: meta(sa, v1alpha1.ExtensionNamespace, o.Vault),
 		AutomountServiceAccountToken: new(bool)}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("create service account: %w", err)
 	}
-	note("ServiceAccount", Namespace+"/"+sa)
+	note("ServiceAccount", v1alpha1.ExtensionNamespace+"/"+sa)
 
-	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: Namespace}}
-	if err := applyClusterRole(ctx, cs, OperatorRole, OperatorRules()); err != nil {
+	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: v1alpha1.ExtensionNamespace}}
+	if err := applyClusterRole(ctx, cs, v1alpha1.BackupOperatorRole, OperatorRules()); err != nil {
 		return nil, err
 	}
-	note("ClusterRole", OperatorRole)
-	if err := applyClusterRole(ctx, cs, ReaderRole, ReaderRules()); err != nil {
+	note("ClusterRole", v1alpha1.BackupOperatorRole)
+	if err := applyClusterRole(ctx, cs, v1alpha1.VaultReaderRole, ReaderRules()); err != nil {
 		return nil, err
 	}
-	note("ClusterRole", ReaderRole)
-	if err := applyRole(ctx, cs, &rbacv1.Role{ObjectMeta: meta(namespaceRoleName(o.Vault), Namespace, o.Vault), Rules: namespaceRules(o.Vault)}); err != nil {
+	note("ClusterRole", v1alpha1.VaultReaderRole)
+	if err := applyRole(ctx, cs, &rbacv1.Role{ObjectMeta: meta(namespaceRoleName(o.Vault), v1alpha1.ExtensionNamespace, o.Vault), Rules: namespaceRules(o.Vault)}); err != nil {
 		return nil, err
 	}
-	note("Role", Namespace+"/"+namespaceRoleName(o.Vault))
+	note("Role", v1alpha1.ExtensionNamespace+"/"+namespaceRoleName(o.Vault))
 	for _, rb := range []*rbacv1.RoleBinding{
-		{ObjectMeta: meta(sa+"-operator", Namespace, o.Vault), Subjects: subject,
-			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: OperatorRole}},
-		{ObjectMeta: meta(sa, Namespace, o.Vault), Subjects: subject,
+		{ObjectMeta: meta(sa+"-operator", v1alpha1.ExtensionNamespace, o.Vault), Subjects: subject,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: v1alpha1.BackupOperatorRole}},
+		{ObjectMeta: meta(sa, v1alpha1.ExtensionNamespace, o.Vault), Subjects: subject,
 			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: namespaceRoleName(o.Vault)}},
 	} {
 		if err := applyRoleBinding(ctx, cs, rb); err != nil {
 			return nil, err
 		}
-		note("RoleBinding", Namespace+"/"+rb.Name)
+		note("RoleBinding", v1alpha1.ExtensionNamespace+"/"+rb.Name)
 	}
 	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: meta(sa+"-reader", "", o.Vault), Subjects: subject,
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ReaderRole}}
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: v1alpha1.VaultReaderRole}}
 	if err := applyClusterRoleBinding(ctx, cs, crb); err != nil {
 		return nil, err
 	}
@@ -226,11 +218,11 @@ func Enable(ctx context.Context, cfg *rest.Config, o EnableOptions) (*Grant, err
 
 func issueToken(ctx context.Context, cs kubernetes.Interface, sa string, ttl time.Duration) (string, time.Time, error) {
 	secs := int64(ttl / time.Second)
-	tr, err := cs.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+	tr, err := cs.CoreV1().ServiceAccounts(v1alpha1.ExtensionNamespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("token request for %s/%s: %w", Namespace, sa, err)
+		return "", time.Time{}, fmt.Errorf("token request for %s/%s: %w", v1alpha1.ExtensionNamespace, sa, err)
 	}
 	return tr.Status.Token, tr.Status.ExpirationTimestamp.Time, nil
 }
@@ -329,12 +321,12 @@ func List(ctx context.Context, cfg *rest.Config) ([]Binding, error) {
 	if err != nil {
 		return nil, err
 	}
-	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedBy}
-	sas, err := cs.CoreV1().ServiceAccounts(Namespace).List(ctx, sel)
+	sel := metav1.ListOptions{LabelSelector: v1alpha1.LabelManagedBy + "=" + ManagedBy}
+	sas, err := cs.CoreV1().ServiceAccounts(v1alpha1.ExtensionNamespace).List(ctx, sel)
 	if err != nil {
-		return nil, fmt.Errorf("list service accounts in %s: %w", Namespace, err)
+		return nil, fmt.Errorf("list service accounts in %s: %w", v1alpha1.ExtensionNamespace, err)
 	}
-	rbs, err := cs.RbacV1().RoleBindings(Namespace).List(ctx, sel)
+	rbs, err := cs.RbacV1().RoleBindings(v1alpha1.ExtensionNamespace).List(ctx, sel)
 	if err != nil {
 		return nil, fmt.Errorf("list role bindings: %w", err)
 	}
@@ -344,14 +336,14 @@ func List(ctx context.Context, cfg *rest.Config) ([]Binding, error) {
 	}
 	var out []Binding
 	for _, sa := range sas.Items {
-		b := Binding{Vault: sa.Labels[LabelVault], ServiceAccount: sa.Namespace + "/" + sa.Name}
+		b := Binding{Vault: sa.Labels[v1alpha1.LabelVault], ServiceAccount: sa.Namespace + "/" + sa.Name}
 		for _, rb := range rbs.Items {
-			if rb.Labels[LabelVault] == b.Vault {
+			if rb.Labels[v1alpha1.LabelVault] == b.Vault {
 				b.Bindings = append(b.Bindings, fmt.Sprintf("RoleBinding %s/%s → %s %s", rb.Namespace, rb.Name, rb.RoleRef.Kind, rb.RoleRef.Name))
 			}
 		}
 		for _, crb := range crbs.Items {
-			if crb.Labels[LabelVault] == b.Vault {
+			if crb.Labels[v1alpha1.LabelVault] == b.Vault {
 				b.Bindings = append(b.Bindings, fmt.Sprintf("ClusterRoleBinding %s → ClusterRole %s", crb.Name, crb.RoleRef.Name))
 			}
 		}
@@ -389,13 +381,15 @@ func Disable(ctx context.Context, cfg *rest.Config, vault string) ([]string, err
 	bg := metav1.DeletePropagationBackground
 	opts := metav1.DeleteOptions{PropagationPolicy: &bg}
 	steps := []error{
-		del("RoleBinding", Namespace+"/"+sa+"-operator", func() error { return cs.RbacV1().RoleBindings(Namespace).Delete(ctx, sa+"-operator", opts) }),
-		del("RoleBinding", Namespace+"/"+sa, func() error { return cs.RbacV1().RoleBindings(Namespace).Delete(ctx, sa, opts) }),
-		del("ClusterRoleBinding", sa+"-reader", func() error { return cs.RbacV1().ClusterRoleBindings().Delete(ctx, sa+"-reader", opts) }),
-		del("Role", Namespace+"/"+namespaceRoleName(vault), func() error {
-			return cs.RbacV1().Roles(Namespace).Delete(ctx, namespaceRoleName(vault), opts)
+		del("RoleBinding", v1alpha1.ExtensionNamespace+"/"+sa+"-operator", func() error {
+			return cs.RbacV1().RoleBindings(v1alpha1.ExtensionNamespace).Delete(ctx, sa+"-operator", opts)
 		}),
-		del("ServiceAccount", Namespace+"/"+sa, func() error { return cs.CoreV1().ServiceAccounts(Namespace).Delete(ctx, sa, opts) }),
+		del("RoleBinding", v1alpha1.ExtensionNamespace+"/"+sa, func() error { return cs.RbacV1().RoleBindings(v1alpha1.ExtensionNamespace).Delete(ctx, sa, opts) }),
+		del("ClusterRoleBinding", sa+"-reader", func() error { return cs.RbacV1().ClusterRoleBindings().Delete(ctx, sa+"-reader", opts) }),
+		del("Role", v1alpha1.ExtensionNamespace+"/"+namespaceRoleName(vault), func() error {
+			return cs.RbacV1().Roles(v1alpha1.ExtensionNamespace).Delete(ctx, namespaceRoleName(vault), opts)
+		}),
+		del("ServiceAccount", v1alpha1.ExtensionNamespace+"/"+sa, func() error { return cs.CoreV1().ServiceAccounts(v1alpha1.ExtensionNamespace).Delete(ctx, sa, opts) }),
 	}
 	return gone, errors.Join(steps...)
 }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/config/crd"
 	"github.com/arca-backup/arca/internal/clusterdriver"
 	"github.com/arca-backup/arca/internal/testenv"
@@ -31,6 +32,7 @@ import (
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/server"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 	"github.com/arca-backup/arca/internal/vault/store/sqlite"
 )
@@ -136,7 +138,7 @@ func TestVaultIdentityIsLeastPrivilege(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := admin.CoreV1().Secrets(trustedaccess.Namespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "arca-storage"},
+	if _, err := admin.CoreV1().Secrets(v1alpha1.ExtensionNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "arca-storage"},
 		StringData: map[string]string{"key": "s3cr3t"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
@@ -158,13 +160,13 @@ func TestVaultIdentityIsLeastPrivilege(t *testing.T) {
 	}
 
 	// Allowed: its jobs in arca-system, and reading what validation needs.
-	_, err = vd.Resource(backupJobs).Namespace(trustedaccess.Namespace).Create(ctx, backupJob("from-vault"), metav1.CreateOptions{})
+	_, err = vd.Resource(backupJobs).Namespace(v1alpha1.ExtensionNamespace).Create(ctx, backupJob("from-vault"), metav1.CreateOptions{})
 	allowed("create BackupJob in arca-system", err)
-	_, err = vd.Resource(backupJobs).Namespace(trustedaccess.Namespace).Get(ctx, "from-vault", metav1.GetOptions{})
+	_, err = vd.Resource(backupJobs).Namespace(v1alpha1.ExtensionNamespace).Get(ctx, "from-vault", metav1.GetOptions{})
 	allowed("get BackupJob", err)
-	_, err = vd.Resource(backupJobs).Namespace(trustedaccess.Namespace).Patch(ctx, "from-vault", "application/merge-patch+json", []byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{})
+	_, err = vd.Resource(backupJobs).Namespace(v1alpha1.ExtensionNamespace).Patch(ctx, "from-vault", "application/merge-patch+json", []byte(`{"spec":{"cancel":true}}`), metav1.PatchOptions{})
 	allowed("patch BackupJob (cancel)", err)
-	_, err = vd.Resource(storageLocations).Namespace(trustedaccess.Namespace).List(ctx, metav1.ListOptions{})
+	_, err = vd.Resource(storageLocations).Namespace(v1alpha1.ExtensionNamespace).List(ctx, metav1.ListOptions{})
 	allowed("list StorageLocations", err)
 	_, err = vc.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	allowed("list namespaces", err)
@@ -174,18 +176,18 @@ func TestVaultIdentityIsLeastPrivilege(t *testing.T) {
 	allowed("list storage classes", err)
 	_, err = vc.Discovery().ServerVersion()
 	allowed("discovery /version", err)
-	_, err = vc.AppsV1().Deployments(trustedaccess.Namespace).List(ctx, metav1.ListOptions{})
+	_, err = vc.AppsV1().Deployments(v1alpha1.ExtensionNamespace).List(ctx, metav1.ListOptions{})
 	allowed("list deployments in arca-system", err)
 
 	// Denied: Secrets anywhere, Pods, other namespaces, writes outside its jobs.
-	_, err = vc.CoreV1().Secrets(trustedaccess.Namespace).Get(ctx, "arca-storage", metav1.GetOptions{})
+	_, err = vc.CoreV1().Secrets(v1alpha1.ExtensionNamespace).Get(ctx, "arca-storage", metav1.GetOptions{})
 	denied("get Secret in arca-system", err)
 	_, err = vc.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
 	denied("list Secrets cluster-wide", err)
 	_, err = vc.CoreV1().ConfigMaps("default").List(ctx, metav1.ListOptions{})
 	denied("list ConfigMaps", err)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "evil"}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
-	_, err = vc.CoreV1().Pods(trustedaccess.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+	_, err = vc.CoreV1().Pods(v1alpha1.ExtensionNamespace).Create(ctx, pod, metav1.CreateOptions{})
 	denied("create Pod in arca-system", err)
 	_, err = vc.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
 	denied("create Pod in default", err)
@@ -197,22 +199,22 @@ func TestVaultIdentityIsLeastPrivilege(t *testing.T) {
 	denied("create ConfigMap in another namespace", err)
 	err = vc.CoreV1().Namespaces().Delete(ctx, "other", metav1.DeleteOptions{})
 	denied("delete a namespace", err)
-	_, err = vd.Resource(storageLocations).Namespace(trustedaccess.Namespace).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+	_, err = vd.Resource(storageLocations).Namespace(v1alpha1.ExtensionNamespace).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "arca.io/v1alpha1", "kind": "StorageLocation", "metadata": map[string]any{"name": "evil"},
 		"spec": map[string]any{"url": "file:///tmp/x", "credentialsSecret": "arca-storage"}}}, metav1.CreateOptions{})
 	denied("create a StorageLocation", err)
-	_, err = vc.RbacV1().RoleBindings(trustedaccess.Namespace).List(ctx, metav1.ListOptions{})
+	_, err = vc.RbacV1().RoleBindings(v1alpha1.ExtensionNamespace).List(ctx, metav1.ListOptions{})
 	denied("read its own bindings", err)
 
 	// Tokens: it renews its own, and cannot mint one for anyone else.
 	secs := int64(600)
 	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}
-	_, err = vc.CoreV1().ServiceAccounts(trustedaccess.Namespace).CreateToken(ctx, g.ServiceAccount, tr, metav1.CreateOptions{})
+	_, err = vc.CoreV1().ServiceAccounts(v1alpha1.ExtensionNamespace).CreateToken(ctx, g.ServiceAccount, tr, metav1.CreateOptions{})
 	allowed("token for its own service account", err)
-	if _, err := admin.CoreV1().ServiceAccounts(trustedaccess.Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "arca-extension"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+	if _, err := admin.CoreV1().ServiceAccounts(v1alpha1.ExtensionNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "arca-extension"}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	_, err = vc.CoreV1().ServiceAccounts(trustedaccess.Namespace).CreateToken(ctx, "arca-extension", tr, metav1.CreateOptions{})
+	_, err = vc.CoreV1().ServiceAccounts(v1alpha1.ExtensionNamespace).CreateToken(ctx, "arca-extension", tr, metav1.CreateOptions{})
 	denied("token for the extension's service account", err)
 	c := &store.Cluster{Name: "c1", Server: g.Server, CAData: g.CAData, Namespace: g.Namespace, ServiceAccount: g.ServiceAccount, Token: g.Token}
 	tok, exp, err := clusterdriver.Renew(ctx, c, 20*time.Minute)
@@ -259,7 +261,7 @@ func TestDisableFailsVaultJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := vc.RegisterCluster(ctx, client.ClusterRegistration{Name: "prod-1", Server: g.Server, CAData: g.CAData, Namespace: g.Namespace,
+	if _, err := vc.RegisterCluster(ctx, service.ClusterRegistration{Name: "prod-1", Server: g.Server, CAData: g.CAData, Namespace: g.Namespace,
 		ServiceAccount: g.ServiceAccount, Token: g.Token, TokenExpiresAt: &g.TokenExpiresAt}); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +271,7 @@ func TestDisableFailsVaultJobs(t *testing.T) {
 	}
 	ad := dynamic.NewForConfigOrDie(cp.Config())
 	url := "file:///srv/arca/prod"
-	if _, err := ad.Resource(storageLocations).Namespace(trustedaccess.Namespace).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+	if _, err := ad.Resource(storageLocations).Namespace(v1alpha1.ExtensionNamespace).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "arca.io/v1alpha1", "kind": "StorageLocation", "metadata": map[string]any{"name": "prod-repo"},
 		"spec": map[string]any{"url": url, "credentialsSecret": "arca-storage"}}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
@@ -297,7 +299,7 @@ func TestDisableFailsVaultJobs(t *testing.T) {
 	if err != nil || j1.State != store.JobInProgress || !strings.HasPrefix(j1.ExternalRef, "backupjob/") {
 		t.Fatalf("job after start: %+v %v", j1, err)
 	}
-	bj, err := ad.Resource(backupJobs).Namespace(trustedaccess.Namespace).Get(ctx, strings.TrimPrefix(j1.ExternalRef, "backupjob/"), metav1.GetOptions{})
+	bj, err := ad.Resource(backupJobs).Namespace(v1alpha1.ExtensionNamespace).Get(ctx, strings.TrimPrefix(j1.ExternalRef, "backupjob/"), metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the vault's BackupJob is not in the cluster: %v", err)
 	}

@@ -25,8 +25,6 @@ import (
 	"github.com/arca-backup/arca/internal/repo"
 )
 
-const labelRecoveryPoint = v1alpha1.LabelRecoveryPoint
-
 // AnnDefaultSnapshotClass marks the default VolumeSnapshotClass of a driver.
 const AnnDefaultSnapshotClass = "snapshot.storage.kubernetes.io/is-default-class"
 
@@ -337,7 +335,7 @@ func (s *Snapshotter) createAll(ctx context.Context, backupID string, todo []*pe
 				ObjectMeta: metav1.ObjectMeta{
 					Name:      p.name,
 					Namespace: p.claim.Namespace,
-					Labels:    map[string]string{LabelBackupID: backupID, LabelManagedBy: managedBy},
+					Labels:    map[string]string{LabelBackupID: backupID, v1alpha1.LabelManagedBy: managedBy},
 				},
 				Spec: snapv1.VolumeSnapshotSpec{
 					Source:                  snapv1.VolumeSnapshotSource{PersistentVolumeClaimName: &pvcName},
@@ -426,7 +424,7 @@ func (s *Snapshotter) secure(ctx context.Context, backupID string, p *pending, v
 	name := *vs.Status.BoundVolumeSnapshotContentName
 	patch, _ := json.Marshal(map[string]any{
 		"metadata": map[string]any{
-			"labels":      map[string]string{LabelBackupID: backupID, LabelManagedBy: managedBy},
+			"labels":      map[string]string{LabelBackupID: backupID, v1alpha1.LabelManagedBy: managedBy},
 			"annotations": map[string]string{AnnSourceClaim: p.claim.Namespace + "/" + p.claim.Name},
 		},
 		"spec": map[string]any{"deletionPolicy": string(snapv1.VolumeSnapshotContentRetain)},
@@ -508,7 +506,7 @@ func (s *Snapshotter) LabelRecoveryPoint(ctx context.Context, records json.RawMe
 	if err != nil {
 		return err
 	}
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{labelRecoveryPoint: label}}})
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{v1alpha1.LabelRecoveryPoint: label}}})
 	var errs []error
 	for _, rec := range recs.Snapshots {
 		_, err := s.snaps.SnapshotV1().VolumeSnapshotContents().Patch(ctx, rec.Content, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "arca"})

@@ -61,8 +61,6 @@ const (
 	// VolumeSnapshotContent (the recovery point ID is known only after the
 	// manifest is written, so the records name the contents instead).
 	LabelBackupID = "arca.io/backup-id"
-	// LabelManagedBy is app.kubernetes.io/managed-by=arca.
-	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// AnnSourceClaim on a retained content: namespace/name of the claim.
 	AnnSourceClaim = "arca.io/source-pvc"
 	managedBy      = "arca"

@@ -316,7 +316,7 @@ func (r *Restorer) ensureSnapshot(ctx context.Context, rec Record, ns, claim str
 	if r.opts.DryRun {
 		return vsName, nil
 	}
-	labels := map[string]string{LabelManagedBy: managedBy}
+	labels := map[string]string{v1alpha1.LabelManagedBy: managedBy}
 	if r.opts.RecoveryPoint != "" {
 		labels[v1alpha1.LabelRecoveryPoint] = r.opts.RecoveryPoint
 	}

@@ -279,7 +279,7 @@ func TestBackupDeleteRestoreTwoClaims(t *testing.T) {
 		if err != nil {
 			t.Fatalf("content %s: %v", rec.Content, err)
 		}
-		if c.Spec.DeletionPolicy != snapv1.VolumeSnapshotContentRetain || c.Labels[volume.LabelBackupID] != recs.BackupID || c.Labels[volume.LabelManagedBy] != "arca" {
+		if c.Spec.DeletionPolicy != snapv1.VolumeSnapshotContentRetain || c.Labels[volume.LabelBackupID] != recs.BackupID || c.Labels[v1alpha1.LabelManagedBy] != "arca" {
 			t.Errorf("content %s: policy %s labels %v", c.Name, c.Spec.DeletionPolicy, c.Labels)
 		}
 	}
@@ -311,7 +311,7 @@ func TestBackupDeleteRestoreTwoClaims(t *testing.T) {
 			t.Errorf("dry run %s: %s %s", key, it.Action, it.Reason)
 		}
 	}
-	if l, err := snaps.SnapshotV1().VolumeSnapshotContents().List(ctx, metav1.ListOptions{LabelSelector: volume.LabelManagedBy + "=arca"}); err != nil || len(l.Items) != 2 {
+	if l, err := snaps.SnapshotV1().VolumeSnapshotContents().List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelManagedBy + "=arca"}); err != nil || len(l.Items) != 2 {
 		t.Errorf("dry run created contents: %v %d", err, len(l.Items))
 	}
 
@@ -689,7 +689,7 @@ func TestRestoreMissingDriverAndClass(t *testing.T) {
 	moved.Snapshots = append([]volume.Record(nil), recs.Snapshots...)
 	moved.Snapshots[0].Driver = absentDriver
 	t.Cleanup(func() {
-		l, err := snaps.SnapshotV1().VolumeSnapshotContents().List(context.Background(), metav1.ListOptions{LabelSelector: volume.LabelManagedBy + "=arca"})
+		l, err := snaps.SnapshotV1().VolumeSnapshotContents().List(context.Background(), metav1.ListOptions{LabelSelector: v1alpha1.LabelManagedBy + "=arca"})
 		if err != nil {
 			return
 		}

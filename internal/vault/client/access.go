@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/arca-backup/arca/internal/vault/rbac"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -61,7 +62,7 @@ func (c *Client) RemoveRoleAssignment(ctx context.Context, id string) error {
 
 // RegisterCluster registers a cluster (trusted access); when it exists
 // already its connection is replaced.
-func (c *Client) RegisterCluster(ctx context.Context, in ClusterRegistration) (*store.Cluster, error) {
+func (c *Client) RegisterCluster(ctx context.Context, in service.ClusterRegistration) (*store.Cluster, error) {
 	var out store.Cluster
 	_, err := c.Do(ctx, "POST", "/api/v1/clusters", in, &out, "")
 	if ce, ok := err.(*Error); ok && ce.Code == "AlreadyExists" {
@@ -69,17 +70,6 @@ func (c *Client) RegisterCluster(ctx context.Context, in ClusterRegistration) (*
 		_, err = c.update(ctx, "PUT", p, p, in, &out)
 	}
 	return &out, err
-}
-
-// ClusterRegistration is the body of a cluster registration.
-type ClusterRegistration struct {
-	Name           string     `json:"name"`
-	Server         string     `json:"server"`
-	CAData         []byte     `json:"caData,omitempty"`
-	Namespace      string     `json:"namespace"`
-	ServiceAccount string     `json:"serviceAccount"`
-	Token          string     `json:"token"`
-	TokenExpiresAt *time.Time `json:"tokenExpiresAt,omitempty"`
 }
 
 // GetCluster shows a registered cluster.
