@@ -38,6 +38,8 @@ type VaultServerOptions struct {
 	Listen, DataDir, DB, TLSCert, TLSKey string
 	Jitter                               time.Duration
 	LogFormat                            string
+	// CredentialKeyFile holds the key sealing cluster credentials.
+	CredentialKeyFile string
 	// TokenLifetime and TokenMaxLifetime are ISO 8601 durations.
 	TokenLifetime, TokenMaxLifetime string
 }
@@ -48,6 +50,7 @@ func (o *VaultServerOptions) AddFlags(fs *pflag.FlagSet, serve bool) {
 	fs.StringVar(&o.DB, "db", os.Getenv("ARCA_VAULT_DB"), "PostgreSQL URL (postgres://…) instead of the embedded SQLite database (env ARCA_VAULT_DB)")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "TLS certificate (PEM); default: a self-signed one generated under --data-dir")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "TLS private key (PEM) for --tls-cert")
+	fs.StringVar(&o.CredentialKeyFile, "credential-key-file", "", "file holding the key (32 bytes, base64) that seals cluster credentials in the database; every replica needs the same one (env ARCA_VAULT_CREDENTIAL_KEY gives the key itself); default: credential.key under --data-dir, generated on first start")
 	fs.StringVar(&o.TokenMaxLifetime, "token-max-lifetime", server.DefaultTokenMaxLifetime.String(), "longest lifetime of an API token, ISO 8601 (P90D, P1Y); vault init's admin token gets it")
 	if serve {
 		fs.StringVar(&o.TokenLifetime, "token-lifetime", server.DefaultTokenLifetime.String(), "lifetime of an API token created without --expires-in, ISO 8601 (P7D, P30D)")
@@ -74,7 +77,8 @@ func (o *VaultServerOptions) options(stderr io.Writer) (server.Options, error) {
 		return server.Options{}, &UsageError{fmt.Errorf("--db: want a postgres:// URL")}
 	}
 	opts := server.Options{Listen: o.Listen, DataDir: o.DataDir, DB: o.DB, TLSCert: o.TLSCert, TLSKey: o.TLSKey,
-		Jitter: o.Jitter, Log: slog.New(h), Clusters: clusterdriver.NewTrustedAccess}
+		Jitter: o.Jitter, Log: slog.New(h), Clusters: clusterdriver.NewTrustedAccess,
+		CredentialKeyFile: o.CredentialKeyFile, CredentialKey: os.Getenv("ARCA_VAULT_CREDENTIAL_KEY")}
 	for _, l := range []struct {
 		flag, v string
 		to      *policy.Duration

@@ -151,7 +151,7 @@ var rules = map[string]rule{
 	"internal/vault/server": {
 		Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy", "internal/vault/rbac",
 			"internal/vault/retention", "internal/vault/scheduler", "internal/vault/service", "internal/vault/store",
-			"internal/vault/store/postgres", "internal/vault/store/sqlite"},
+			"internal/vault/store/postgres", "internal/vault/store/sqlite", "internal/vault/store/sqlstore"},
 		Tests: []string{"internal/testenv", "internal/vault/client"}},
 	"internal/vault/service": {Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy",
 		"internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/store"},
@@ -159,8 +159,8 @@ var rules = map[string]rule{
 	"internal/vault/store":           {},
 	"internal/vault/store/postgres":  {Imports: []string{"internal/vault/store/sqlstore"}, Tests: []string{"internal/testenv", "internal/vault/store", "internal/vault/store/storetest"}},
 	"internal/vault/store/sqlite":    {Imports: []string{"internal/vault/store/sqlstore"}, Tests: []string{"internal/vault/store", "internal/vault/store/storetest"}},
-	"internal/vault/store/sqlstore":  {Imports: []string{"internal/vault/store"}},
-	"internal/vault/store/storetest": {Imports: []string{"internal/vault/store"}},
+	"internal/vault/store/sqlstore":  {Imports: []string{"internal/vault/rbac", "internal/vault/store"}}, // scopes, to cascade deletes to role assignments
+	"internal/vault/store/storetest": {Imports: []string{"internal/vault/rbac", "internal/vault/store"}},
 
 	"internal/volume": {Imports: []string{"api/v1alpha1", "internal/repo", "internal/restore"},
 		Tests: []string{"internal/backup", "internal/storage", "internal/storage/faulty", "internal/storage/mem", "internal/testenv"}},

@@ -22,6 +22,7 @@ import (
 	"github.com/arca-backup/arca/internal/vault/store"
 	"github.com/arca-backup/arca/internal/vault/store/postgres"
 	"github.com/arca-backup/arca/internal/vault/store/sqlite"
+	"github.com/arca-backup/arca/internal/vault/store/sqlstore"
 )
 
 // Options configure a vault process.
@@ -37,7 +38,11 @@ type Options struct {
 	SchedulerInterval time.Duration // default 30s
 	RunnerInterval    time.Duration // default 5s
 	RetentionInterval time.Duration // default 1h
-	Jitter            time.Duration // scheduler jitter, default 0
+	// LeaseTTL is how long a replica that stops (or loses the database)
+	// keeps the retention lease before another replica takes over
+	// (default 2m).
+	LeaseTTL time.Duration
+	Jitter   time.Duration // scheduler jitter, default 0
 	// Clusters builds the vault's way into its clusters over its store
 	// (clusterdriver.NewTrustedAccess in arca vault serve); nil: the vault
 	// reaches no cluster (jobs fail ClusterNotConnected, checks cannot run).
@@ -48,6 +53,12 @@ type Options struct {
 	// (default P30D) and TokenMaxLifetime the longest allowed (default
 	// P1Y); vault init's admin token gets the maximum.
 	TokenLifetime, TokenMaxLifetime policy.Duration
+
+	// CredentialKey (base64, from ARCA_VAULT_CREDENTIAL_KEY) or the file
+	// CredentialKeyFile holds the key that seals cluster credentials in
+	// the store; neither: <DataDir>/credential.key, generated on first
+	// start. Replicas sharing a database need the same key.
+	CredentialKey, CredentialKeyFile string
 
 	// Ready, when set, is called with the bound address once listening.
 	Ready func(addr string)
@@ -97,6 +108,9 @@ func (o *Options) defaults() {
 	if o.RenewInterval == 0 {
 		o.RenewInterval = time.Minute
 	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 2 * time.Minute
+	}
 	if o.TokenMaxLifetime == (policy.Duration{}) {
 		o.TokenMaxLifetime = service.DefaultTokenMaxLifetime
 	}
@@ -109,19 +123,95 @@ func (o *Options) defaults() {
 }
 
 // OpenStore opens the configured store, creating the data directory and
-// applying migrations.
+// applying migrations, and seals cluster credentials with the credential
+// key (credentialKey).
 func OpenStore(ctx context.Context, o Options) (store.Store, error) {
 	o.defaults()
-	if strings.HasPrefix(o.DB, "postgres://") || strings.HasPrefix(o.DB, "postgresql://") {
-		return postgres.Open(ctx, o.DB, o.Clock.Now)
-	}
-	if o.DB != "" {
+	var st *sqlstore.Store
+	var err error
+	switch {
+	case strings.HasPrefix(o.DB, "postgres://") || strings.HasPrefix(o.DB, "postgresql://"):
+		st, err = postgres.Open(ctx, o.DB, o.Clock.Now)
+	case o.DB != "":
 		return nil, fmt.Errorf("--db %q: want a postgres:// URL, or nothing for the embedded SQLite database", o.DB)
+	default:
+		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+		st, err = sqlite.Open(ctx, filepath.Join(o.DataDir, "vault.db"), o.Clock.Now)
 	}
-	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return sqlite.Open(ctx, filepath.Join(o.DataDir, "vault.db"), o.Clock.Now)
+	if err := o.credentialKey(ctx, st); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// DefaultCredentialKeyFile is where the credential key is kept when
+// neither --credential-key-file nor ARCA_VAULT_CREDENTIAL_KEY names one.
+func DefaultCredentialKeyFile(dataDir string) string { return filepath.Join(dataDir, "credential.key") }
+
+// credentialKey gives the store the key that seals cluster credentials:
+// CredentialKey (the environment), else the file CredentialKeyFile, else
+// the data directory's credential.key, generated on first start. The key
+// is never written to the database (only its fingerprint, to refuse a
+// replica started with another key).
+func (o Options) credentialKey(ctx context.Context, st *sqlstore.Store) error {
+	if o.CredentialKey != "" && o.CredentialKeyFile != "" {
+		return errors.New("give the credential key once: --credential-key-file or ARCA_VAULT_CREDENTIAL_KEY, not both")
+	}
+	text, source := o.CredentialKey, "ARCA_VAULT_CREDENTIAL_KEY"
+	generated := ""
+	if text == "" {
+		file := o.CredentialKeyFile
+		source = "--credential-key-file " + file
+		if file == "" {
+			file = DefaultCredentialKeyFile(o.DataDir)
+			source = file
+		}
+		b, err := os.ReadFile(file)
+		switch {
+		case err == nil:
+			text = string(b)
+		case errors.Is(err, os.ErrNotExist) && o.CredentialKeyFile == "":
+			// First start: a new key, written before the database
+			// records its fingerprint so that it cannot be lost.
+			text = sqlstore.NewCredentialKey()
+			if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fmt.Errorf("create the credential key %s: %w", file, err)
+			}
+			_, werr := f.WriteString(text + "\n")
+			if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+				return fmt.Errorf("write the credential key %s: %w", file, err)
+			}
+			generated = file
+		case errors.Is(err, os.ErrNotExist):
+			return fmt.Errorf("--credential-key-file %s does not exist: create it with (umask 077; head -c 32 /dev/urandom | base64 > %s), and give the same file to every replica", file, file)
+		default:
+			return fmt.Errorf("read the credential key: %w", err)
+		}
+	}
+	key, err := sqlstore.ParseCredentialKey(text)
+	if err != nil {
+		return fmt.Errorf("credential key from %s: %w", source, err)
+	}
+	if err := st.UseCredentialKey(ctx, key); err != nil {
+		if generated != "" {
+			_ = os.Remove(generated) // not the key of this database
+		}
+		return fmt.Errorf("credential key from %s: %w", source, err)
+	}
+	if generated != "" {
+		o.Log.Info("generated the key that seals cluster credentials; give the same file to every replica and keep it out of database backups", "file", generated)
+	}
+	return nil
 }
 
 func (o Options) tlsFiles() (cert, key string, created bool, err error) {
@@ -250,8 +340,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Retention runs on one replica at a time (the scheduler and the
+	// job runner claim each slot and job in the store themselves).
+	s.retentionLease = &Lease{Store: st, Name: "retention", Holder: NewHolder(), TTL: o.LeaseTTL, Log: o.Log}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); s.retentionLease.Hold(ctx) }()
 	if s.Clusters != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.Clusters.Maintain(ctx, o.RenewInterval) }()
@@ -287,10 +381,14 @@ func storeKind(o Options) string {
 	return "sqlite"
 }
 
+// runRetention runs a retention pass every interval, on the replica that
+// holds the retention lease (all of them when there is no lease: New
+// without Run).
 func (s *Server) runRetention(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
+	pass := func(ctx context.Context) {
+		s.Log.Debug("retention pass started", "holder", s.holder())
 		js, err := s.Retention.Run(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.Log.Error("retention pass", "err", err)
@@ -301,6 +399,13 @@ func (s *Server) runRetention(ctx context.Context, every time.Duration) {
 				s.metrics.retention.Add(float64(countDeleted(res)))
 			}
 		}
+	}
+	for {
+		if s.retentionLease == nil {
+			pass(ctx)
+		} else if ran := s.retentionLease.Do(ctx, pass); ran {
+			s.retentionPasses.Add(1)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -308,6 +413,17 @@ func (s *Server) runRetention(ctx context.Context, every time.Duration) {
 		}
 	}
 }
+
+func (s *Server) holder() string {
+	if s.retentionLease == nil {
+		return ""
+	}
+	return s.retentionLease.Holder
+}
+
+// RetentionPasses counts the retention passes this replica ran under the
+// retention lease (tests, metrics).
+func (s *Server) RetentionPasses() int64 { return s.retentionPasses.Load() }
 
 func countDeleted(params []byte) int {
 	var r retention.Result

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,9 @@ type Server struct {
 	// TokenLifetime and TokenMaxLifetime bound API tokens (zero: the
 	// defaults of package service, P30D and P1Y).
 	TokenLifetime, TokenMaxLifetime policy.Duration
+
+	retentionLease  *Lease // Run: retention on one replica at a time
+	retentionPasses atomic.Int64
 
 	registry *prometheus.Registry
 	metrics  *metrics

@@ -24,6 +24,11 @@ var ErrNotFound = errors.New("not found")
 // ErrAlreadyExists is returned when creating a record whose key is taken.
 var ErrAlreadyExists = errors.New("already exists")
 
+// ErrCredentialKey is matched (errors.Is) by every failure to seal or
+// open a cluster credential: no key configured for a sealed credential, or
+// the wrong key.
+var ErrCredentialKey = errors.New("cluster credential key")
+
 // ErrConflict matches every *ConflictError with errors.Is.
 var ErrConflict = errors.New("version conflict")
 
@@ -233,8 +238,14 @@ type Cluster struct {
 	ServiceAccount string     `json:"serviceAccount"`
 	Token          string     `json:"-"`
 	TokenExpiresAt *time.Time `json:"tokenExpiresAt,omitempty"`
-	State          string     `json:"state"`
-	Message        string     `json:"message,omitempty"`
+	// RegisteredAt is when the cluster's owner last gave the vault a
+	// credential (trusted access enabled or re-enabled), Renewals how
+	// many times the vault renewed it since: renewal stops after a
+	// maximum total lifetime from RegisteredAt.
+	RegisteredAt time.Time `json:"registeredAt"`
+	Renewals     int64     `json:"renewals"`
+	State        string    `json:"state"`
+	Message      string    `json:"message,omitempty"`
 	Meta
 }
 
@@ -278,7 +289,9 @@ type RecoveryPointFilter struct {
 // record. Update methods take the record with the Version it was read at,
 // and on success set the new Version; a stale Version yields
 // *ConflictError. Delete methods take the expected version, or 0 for
-// "whatever is stored".
+// "whatever is stored". Deleting a vault, policy, instance or cluster also
+// deletes, in the same transaction, the role assignments at its scope and
+// below it: a name used again later does not inherit old grants.
 
 // VaultStore keeps vaults.
 type VaultStore interface {
@@ -360,6 +373,17 @@ type ClusterStore interface {
 	DeleteCluster(ctx context.Context, name string, version int64) error
 }
 
+// LeaseStore keeps leases: a named task that one holder (a vault
+// replica) runs at a time.
+type LeaseStore interface {
+	// AcquireLease takes or extends the lease name for holder until ttl
+	// from now. It reports false when another holder has it and it has not
+	// expired. A holder that stops extending its lease loses it after ttl.
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	// ReleaseLease gives the lease up if holder has it.
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
 // TriggerStore keeps the scheduler's triggers.
 type TriggerStore interface {
 	// PutTrigger creates or replaces the trigger of an instance,
@@ -389,6 +413,7 @@ type Store interface {
 	RoleStore
 	ClusterStore
 	TriggerStore
+	LeaseStore
 	Close() error
 }
 

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
+	"time"
 
+	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -66,14 +68,15 @@ func (s *Store) DeleteRoleAssignment(ctx context.Context, id string) error {
 
 // ---- clusters ----
 
-const clusterCols = `name, server, ca_data, namespace, service_account, token, token_expires_at, state, message, version, created_at, updated_at`
+const clusterCols = `name, server, ca_data, namespace, service_account, token, token_expires_at, state, message, registered_at, renewals, version, created_at, updated_at`
 
-func scanCluster(sc interface{ Scan(...any) error }) (*store.Cluster, error) {
+func (s *Store) scanCluster(sc interface{ Scan(...any) error }) (*store.Cluster, error) {
 	var c store.Cluster
-	var ca string
+	var ca, tok string
 	var exp sql.NullInt64
-	var cr, up int64
-	if err := sc.Scan(&c.Name, &c.Server, &ca, &c.Namespace, &c.ServiceAccount, &c.Token, &exp, &c.State, &c.Message, &c.Version, &cr, &up); err != nil {
+	var reg, cr, up int64
+	if err := sc.Scan(&c.Name, &c.Server, &ca, &c.Namespace, &c.ServiceAccount, &tok, &exp, &c.State, &c.Message, &reg, &c.Renewals,
+		&c.Version, &cr, &up); err != nil {
 		return nil, err
 	}
 	if ca != "" {
@@ -83,25 +86,38 @@ func scanCluster(sc interface{ Scan(...any) error }) (*store.Cluster, error) {
 		}
 		c.CAData = b
 	}
+	var err error
+	if c.Token, err = s.open(c.Name, tok); err != nil {
+		return nil, err
+	}
 	c.TokenExpiresAt = fromNull(exp)
+	c.RegisteredAt = fromMicros(reg)
 	c.CreatedAt, c.UpdatedAt = fromMicros(cr), fromMicros(up)
 	return &c, nil
 }
 
 func (s *Store) CreateCluster(ctx context.Context, c *store.Cluster) error {
 	now := s.stamp()
-	_, err := s.exec(ctx, s.db, `INSERT INTO clusters (`+clusterCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10)`,
-		c.Name, c.Server, base64.StdEncoding.EncodeToString(c.CAData), c.Namespace, c.ServiceAccount, c.Token,
-		nullMicros(c.TokenExpiresAt), c.State, c.Message, micros(now))
+	if c.RegisteredAt.IsZero() {
+		c.RegisteredAt = now
+	}
+	tok, err := s.seal(c.Name, c.Token)
+	if err != nil {
+		return err
+	}
+	_, err = s.exec(ctx, s.db, `INSERT INTO clusters (`+clusterCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12, $12)`,
+		c.Name, c.Server, base64.StdEncoding.EncodeToString(c.CAData), c.Namespace, c.ServiceAccount, tok,
+		nullMicros(c.TokenExpiresAt), c.State, c.Message, micros(c.RegisteredAt), c.Renewals, micros(now))
 	if err != nil {
 		return exists(err, "cluster", c.Name)
 	}
+	c.RegisteredAt = c.RegisteredAt.UTC().Truncate(time.Microsecond)
 	c.Version, c.CreatedAt, c.UpdatedAt = 1, now, now
 	return nil
 }
 
 func (s *Store) GetCluster(ctx context.Context, name string) (*store.Cluster, error) {
-	c, err := scanCluster(s.db.QueryRowContext(ctx, s.q(`SELECT `+clusterCols+` FROM clusters WHERE name = $1`), name))
+	c, err := s.scanCluster(s.db.QueryRowContext(ctx, s.q(`SELECT `+clusterCols+` FROM clusters WHERE name = $1`), name))
 	return c, notFound(err, "cluster", name)
 }
 
@@ -110,15 +126,20 @@ func (s *Store) ListClusters(ctx context.Context) ([]*store.Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanCluster)
+	return collect(rows, s.scanCluster)
 }
 
 func (s *Store) UpdateCluster(ctx context.Context, c *store.Cluster) error {
 	now := s.stamp()
+	tok, err := s.seal(c.Name, c.Token)
+	if err != nil {
+		return err
+	}
 	n, err := s.exec(ctx, s.db, `UPDATE clusters SET server = $1, ca_data = $2, namespace = $3, service_account = $4, token = $5,
-		token_expires_at = $6, state = $7, message = $8, version = version + 1, updated_at = $9 WHERE name = $10 AND version = $11`,
-		c.Server, base64.StdEncoding.EncodeToString(c.CAData), c.Namespace, c.ServiceAccount, c.Token,
-		nullMicros(c.TokenExpiresAt), c.State, c.Message, micros(now), c.Name, c.Version)
+		token_expires_at = $6, state = $7, message = $8, registered_at = $12, renewals = $13, version = version + 1, updated_at = $9
+		WHERE name = $10 AND version = $11`,
+		c.Server, base64.StdEncoding.EncodeToString(c.CAData), c.Namespace, c.ServiceAccount, tok,
+		nullMicros(c.TokenExpiresAt), c.State, c.Message, micros(now), c.Name, c.Version, micros(c.RegisteredAt), c.Renewals)
 	if err != nil {
 		return fmt.Errorf("update cluster %q: %w", c.Name, err)
 	}
@@ -131,5 +152,27 @@ func (s *Store) UpdateCluster(ctx context.Context, c *store.Cluster) error {
 }
 
 func (s *Store) DeleteCluster(ctx context.Context, name string, version int64) error {
-	return s.deleteVersioned(ctx, "clusters", "name = $1", []any{name}, "cluster", name, version)
+	return s.deleteCascading(ctx, "clusters", "name = $1", []any{name}, "cluster", name, version, rbac.ClusterScope(name))
+}
+
+// ---- leases ----
+
+func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	now := s.stamp()
+	// Insert, or take over when expired, or extend when already ours; a
+	// live lease of another holder matches no row.
+	n, err := s.exec(ctx, s.db, `INSERT INTO leases (name, holder, acquired_at, expires_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at,
+			acquired_at = CASE WHEN leases.holder = excluded.holder THEN leases.acquired_at ELSE excluded.acquired_at END
+		WHERE leases.holder = excluded.holder OR leases.expires_at <= excluded.acquired_at`,
+		name, holder, micros(now), micros(now.Add(ttl)))
+	if err != nil {
+		return false, fmt.Errorf("lease %q: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+	_, err := s.exec(ctx, s.db, `DELETE FROM leases WHERE name = $1 AND holder = $2`, name, holder)
+	return err
 }

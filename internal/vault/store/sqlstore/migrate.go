@@ -136,6 +136,23 @@ var migrations = [][]string{
 		// (BenchmarkVaultAtScale).
 		`CREATE INDEX jobs_instance ON jobs (vault, instance, created_at, id)`,
 	},
+	{ // 5: vault hardening (issue 14): the fingerprint of the key cluster
+		// credentials are sealed with (settings), leases that let one
+		// replica run a background task (retention), and when a cluster's
+		// credential was last given by its owner and how often the vault
+		// renewed it since (renewal is bounded).
+		`CREATE TABLE settings (
+			name TEXT PRIMARY KEY,
+			value TEXT NOT NULL)`,
+		`CREATE TABLE leases (
+			name TEXT PRIMARY KEY,
+			holder TEXT NOT NULL,
+			acquired_at BIGINT NOT NULL,
+			expires_at BIGINT NOT NULL)`,
+		`ALTER TABLE clusters ADD COLUMN registered_at BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE clusters ADD COLUMN renewals BIGINT NOT NULL DEFAULT 0`,
+		`UPDATE clusters SET registered_at = updated_at`,
+	},
 }
 
 // SchemaVersion is the version a fully migrated database has.

@@ -11,6 +11,7 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -41,6 +43,9 @@ type Store struct {
 	db  *sql.DB
 	d   Dialect
 	now func() time.Time
+	// aead seals cluster credentials (UseCredentialKey); nil: they are
+	// stored as given, and a sealed one cannot be read.
+	aead cipher.AEAD
 }
 
 var _ store.Store = (*Store)(nil)
@@ -206,6 +211,37 @@ func (s *Store) deleteVersioned(ctx context.Context, table, where string, keyArg
 	return nil
 }
 
+// deleteCascading deletes one row like deleteVersioned and, in the same
+// transaction, the role assignments at scope and below it.
+func (s *Store) deleteCascading(ctx context.Context, table, where string, keyArgs []any, kind, key string, version int64, scope string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	q := "DELETE FROM " + table + " WHERE " + where
+	args := append([]any{}, keyArgs...)
+	if version != 0 {
+		q += fmt.Sprintf(" AND version = $%d", len(args)+1)
+		args = append(args, version)
+	}
+	n, err := s.exec(ctx, tx, q, args...)
+	if err != nil {
+		return fmt.Errorf("delete %s %q: %w", kind, key, err)
+	}
+	if n == 0 {
+		_ = tx.Rollback()
+		return s.afterZeroRows(ctx, "SELECT 1 FROM "+table+" WHERE "+where, keyArgs, kind, key, version)
+	}
+	// Scope paths are segments: /vaults/a encloses /vaults/a/… but not
+	// /vaults/ab.
+	if _, err := s.exec(ctx, tx, `DELETE FROM role_assignments WHERE scope = $1 OR substr(scope, 1, $2) = $3`,
+		scope, len(scope)+1, scope+"/"); err != nil {
+		return fmt.Errorf("delete role assignments at %s: %w", scope, err)
+	}
+	return tx.Commit()
+}
+
 // ---- vaults ----
 
 func (s *Store) CreateVault(ctx context.Context, v *store.Vault) error {
@@ -260,7 +296,7 @@ func (s *Store) UpdateVault(ctx context.Context, v *store.Vault) error {
 }
 
 func (s *Store) DeleteVault(ctx context.Context, name string, version int64) error {
-	return s.deleteVersioned(ctx, "vaults", "name = $1", []any{name}, "vault", name, version)
+	return s.deleteCascading(ctx, "vaults", "name = $1", []any{name}, "vault", name, version, rbac.VaultScope(name))
 }
 
 // ---- policies ----
@@ -338,7 +374,7 @@ func (s *Store) UpdatePolicy(ctx context.Context, p *store.Policy) error {
 }
 
 func (s *Store) DeletePolicy(ctx context.Context, vault, name string, version int64) error {
-	return s.deleteVersioned(ctx, "policies", "vault = $1 AND name = $2", []any{vault, name}, "policy", vault+"/"+name, version)
+	return s.deleteCascading(ctx, "policies", "vault = $1 AND name = $2", []any{vault, name}, "policy", vault+"/"+name, version, rbac.PolicyScope(vault, name))
 }
 
 // ---- instances ----
@@ -414,7 +450,7 @@ func (s *Store) UpdateInstance(ctx context.Context, in *store.Instance) error {
 }
 
 func (s *Store) DeleteInstance(ctx context.Context, vault, name string, version int64) error {
-	return s.deleteVersioned(ctx, "instances", "vault = $1 AND name = $2", []any{vault, name}, "instance", vault+"/"+name, version)
+	return s.deleteCascading(ctx, "instances", "vault = $1 AND name = $2", []any{vault, name}, "instance", vault+"/"+name, version, rbac.InstanceScope(vault, name))
 }
 
 // ---- recovery points ----

@@ -43,6 +43,9 @@ func Run(t *testing.T, newStore Factory) {
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"Persistence", testPersistence},
+		{"RoleAssignmentsCascade", testRoleAssignmentsCascade},
+		{"Leases", testLeases},
+		{"SealedCredentials", testSealedCredentials},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

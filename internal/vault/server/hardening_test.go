@@ -136,3 +136,21 @@ func TestInitTokenExpiresAndCanBeReissued(t *testing.T) {
 		t.Fatalf("default lifetime over the maximum: %v", err)
 	}
 }
+
+// A role assignment does not outlive its vault: a vault deleted and made
+// again under the same name does not give its old readers access.
+func TestRoleAssignmentsGoWithTheirVault(t *testing.T) {
+	e := setup(t)
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "b"}, "", 201, "")
+	r := e.as(t, "user:rita", rbac.Reader+"@/vaults/b")
+	r.want(t, "GET", "/api/v1/vaults/b", nil, "", 200, "")
+	e.want(t, "DELETE", "/api/v1/vaults/b", nil, "*", 204, "")
+	if as, err := e.c.ListRoleAssignments(ctx, "/vaults/b", "user:rita"); err != nil || len(as) != 0 {
+		t.Fatalf("rita's assignments after the vault went: %+v %v", as, err)
+	}
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "b"}, "", 201, "")
+	out := r.want(t, "GET", "/api/v1/vaults/b", nil, "", 403, "Forbidden")
+	if msg, _ := out["message"].(string); !strings.Contains(msg, "arca role assign") {
+		t.Fatalf("denial message: %q", msg)
+	}
+}
