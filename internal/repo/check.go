@@ -193,8 +193,8 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 	}
 	for _, rp := range rps {
 		files := map[string]bool{}
-		for _, rt := range rp.Resources {
-			deps, err := c.checkTree(ctx, rt.Tree)
+		for _, ref := range rp.trees() {
+			deps, err := c.checkTree(ctx, ref)
 			if err != nil {
 				return nil, err
 			}
@@ -340,12 +340,13 @@ func (c *checker) blobProblem(blob ID) []string {
 
 // checkTree checks a tree's blobs, walks it, and checks each entry's blobs.
 // Results are cached per tree: unchanged trees recur in every recovery point.
-func (c *checker) checkTree(ctx context.Context, t Tree) ([]string, error) {
+func (c *checker) checkTree(ctx context.Context, ref treeRef) ([]string, error) {
+	t := ref.tree
 	var key strings.Builder
 	for _, id := range t.Blobs {
 		key.Write(id[:])
 	}
-	fmt.Fprintf(&key, "/%d", t.Count)
+	fmt.Fprintf(&key, "/%d/%t", t.Count, ref.file)
 	if deps, ok := c.trees[key.String()]; ok {
 		return deps, nil
 	}
@@ -358,13 +359,12 @@ func (c *checker) checkTree(ctx context.Context, t Tree) ([]string, error) {
 		}
 	}
 	if treeOK {
-		err := c.r.WalkTree(ctx, t, func(e TreeEntry) error {
-			for _, b := range e.Blobs {
+		err := c.r.walkRef(ctx, ref, func(blobs []ID, _ int64) {
+			for _, b := range blobs {
 				for _, f := range c.blobProblem(b) {
 					deps[f] = true
 				}
 			}
-			return nil
 		})
 		if err != nil {
 			if ctx.Err() != nil {

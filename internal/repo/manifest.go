@@ -56,7 +56,9 @@ type RecoveryPoint struct {
 	Config    json.RawMessage   `json:"config,omitempty"`
 	Resources []ResourceTree    `json:"resources"`
 	Volumes   json.RawMessage   `json:"volumes,omitempty"`
-	Summary   Summary           `json:"summary"`
+	// VolumeData: volumes' file trees (the vault tier, §15).
+	VolumeData []VolumeData `json:"volumeData,omitempty"`
+	Summary    Summary      `json:"summary"`
 }
 
 const manifestVersion = 1
@@ -81,6 +83,11 @@ func decodeManifest(b []byte) (*RecoveryPoint, error) {
 	for _, rt := range m.Resources {
 		if rt.Tree.Count < 0 {
 			return nil, errors.New("manifest: negative tree count")
+		}
+	}
+	for _, vd := range m.VolumeData {
+		if vd.Tree.Count < 0 {
+			return nil, errors.New("manifest: negative file tree count")
 		}
 	}
 	return m.RecoveryPoint, nil

@@ -53,9 +53,9 @@ func (r *Repository) usedBlobs(ctx context.Context) (map[ID]bool, int, error) {
 	used := map[ID]bool{}
 	seenTree := map[string]bool{}
 	for _, rp := range rps {
-		for _, rt := range rp.Resources {
+		for _, ref := range rp.trees() {
 			var key strings.Builder
-			for _, id := range rt.Tree.Blobs {
+			for _, id := range ref.tree.Blobs {
 				key.Write(id[:])
 				used[id] = true
 			}
@@ -63,11 +63,10 @@ func (r *Repository) usedBlobs(ctx context.Context) (map[ID]bool, int, error) {
 				continue
 			}
 			seenTree[key.String()] = true
-			err := r.WalkTree(ctx, rt.Tree, func(e TreeEntry) error {
-				for _, b := range e.Blobs {
+			err := r.walkRef(ctx, ref, func(blobs []ID, _ int64) {
+				for _, b := range blobs {
 					used[b] = true
 				}
-				return nil
 			})
 			if err != nil {
 				if ctx.Err() != nil {

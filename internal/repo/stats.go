@@ -76,23 +76,20 @@ func (r *Repository) Stats(ctx context.Context) (*RepoStats, error) {
 	}
 	treeSize := map[string]int64{}
 	for _, rp := range rps {
-		for _, rt := range rp.Resources {
+		for _, ref := range rp.trees() {
 			var key strings.Builder
-			for _, id := range rt.Tree.Blobs {
+			for _, id := range ref.tree.Blobs {
 				key.Write(id[:])
 			}
 			k := key.String()
 			sz, ok := treeSize[k]
 			if !ok {
-				for _, id := range rt.Tree.Blobs {
+				for _, id := range ref.tree.Blobs {
 					if l, _, _, ok := r.idx.Load().lookup(id); ok {
 						sz += int64(l.rawLen)
 					}
 				}
-				err := r.WalkTree(ctx, rt.Tree, func(e TreeEntry) error {
-					sz += e.Size
-					return nil
-				})
+				err := r.walkRef(ctx, ref, func(_ []ID, size int64) { sz += size })
 				if err != nil {
 					return nil, err
 				}

@@ -70,6 +70,12 @@ func appendTreeEntry(b []byte, e *TreeEntry) []byte {
 // in a deterministic order (for example the API server's list order). Not
 // safe for concurrent use.
 type TreeWriter struct {
+	treeStream
+}
+
+// treeStream is a stream of entries cut into content-defined tree blobs:
+// the chunking shared by resource trees (§8) and file trees (§15).
+type treeStream struct {
 	w     *Writer
 	buf   []byte
 	chunk *chunker.Chunker
@@ -80,7 +86,17 @@ type TreeWriter struct {
 
 // NewTree starts a tree.
 func (w *Writer) NewTree() *TreeWriter {
-	return &TreeWriter{w: w, buf: []byte{treeVersion}}
+	return &TreeWriter{treeStream{w: w, buf: []byte{treeVersion}}}
+}
+
+// added counts an entry just appended to buf and stores complete chunks
+// once enough is buffered.
+func (tw *treeStream) added(ctx context.Context) error {
+	tw.count++
+	if len(tw.buf) >= treeFlushAt {
+		tw.err = tw.cut(ctx, false)
+	}
+	return tw.err
 }
 
 // Add appends an entry.
@@ -100,18 +116,14 @@ func (tw *TreeWriter) Add(ctx context.Context, e TreeEntry) error {
 		return fmt.Errorf("tree entry: %d blobs exceeds %d", len(e.Blobs), maxTreeBlobs)
 	}
 	tw.buf = appendTreeEntry(tw.buf, &e)
-	tw.count++
-	if len(tw.buf) >= treeFlushAt {
-		tw.err = tw.cut(ctx, false)
-	}
-	return tw.err
+	return tw.added(ctx)
 }
 
 // cut stores complete chunks of the buffered stream. Unless final, the last
 // chunk is kept: its end depends on bytes not yet added. Restarting the
 // chunker at a chunk boundary gives the same boundaries as one pass over the
 // whole stream, because the chunker resets its state at every boundary.
-func (tw *TreeWriter) cut(ctx context.Context, final bool) error {
+func (tw *treeStream) cut(ctx context.Context, final bool) error {
 	rd := bytes.NewReader(tw.buf)
 	if tw.chunk == nil {
 		tw.chunk = chunker.NewWithBoundaries(rd, tw.w.r.cfg.ChunkerPolynomial, treeChunkMin, treeChunkMax)
@@ -145,7 +157,9 @@ func (tw *TreeWriter) cut(ctx context.Context, final bool) error {
 }
 
 // Close stores the rest of the stream and returns the tree.
-func (tw *TreeWriter) Close(ctx context.Context) (Tree, error) {
+func (tw *TreeWriter) Close(ctx context.Context) (Tree, error) { return tw.close(ctx) }
+
+func (tw *treeStream) close(ctx context.Context) (Tree, error) {
 	if tw.err != nil {
 		return Tree{}, tw.err
 	}
