@@ -74,11 +74,13 @@ type FileEntry struct {
 	Size     int64 // regular file or block volume: length in bytes; others 0
 	// Link: a symlink's target; a hard link's Path of the entry that holds
 	// the content.
-	Link    string
-	Rdev    uint64 // device number of a character or block device
-	Xattrs  []Xattr
-	Extents []Extent // nil: the content is [0, Size); otherwise the data regions, ascending
-	Blobs   []ID     // the content (the extents' bytes concatenated), content-defined chunks
+	Link   string
+	Rdev   uint64 // device number of a character or block device
+	Xattrs []Xattr
+	// Extents: nil for a file stored whole, [0, Size); for a sparse file
+	// its data regions, ascending (empty: all hole).
+	Extents []Extent
+	Blobs   []ID // the content (the extents' bytes concatenated), content-defined chunks
 }
 
 // DataBytes is the number of content bytes stored for the entry.
@@ -116,7 +118,7 @@ type VolumeData struct {
 //	entry  := type (1 byte) str(path) uvarint(mode) uvarint(uid) uvarint(gid)
 //	          varint(mtime) uvarint(size) str(link) uvarint(rdev)
 //	          uvarint(#xattrs) (str(name) str(value))*
-//	          uvarint(#extents) (uvarint(offset) uvarint(length))*
+//	          uvarint(sparse) (uvarint(offset) uvarint(length))*   sparse = 0 or 1 + #extents
 //	          uvarint(#blobs) blobID*
 const (
 	fileTreeVersion = 1
@@ -158,7 +160,12 @@ func appendFileEntry(b []byte, e *FileEntry) []byte {
 		b = appendUvarint(b, uint64(len(x.Value)))
 		b = append(b, x.Value...)
 	}
-	b = appendUvarint(b, uint64(len(e.Extents)))
+	// 0: not sparse (Extents nil); n ≥ 1: sparse with n-1 extents.
+	if e.Extents == nil {
+		b = appendUvarint(b, 0)
+	} else {
+		b = appendUvarint(b, uint64(len(e.Extents))+1)
+	}
 	for _, x := range e.Extents {
 		b = appendUvarint(b, uint64(x.Offset))
 		b = appendUvarint(b, uint64(x.Length))
@@ -366,10 +373,11 @@ func decodeFileTree(rd io.Reader, fn func(FileEntry) error) (int, error) {
 			}
 			e.Xattrs = append(e.Xattrs, xa)
 		}
-		if x, err = uv(maxFileExtents); err != nil {
+		if x, err = uv(maxFileExtents + 1); err != nil {
 			return fail(err)
 		}
 		if x > 0 {
+			x--
 			e.Extents = make([]Extent, 0, min(x, 1024))
 		}
 		for i := uint64(0); i < x; i++ {

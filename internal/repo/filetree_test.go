@@ -27,6 +27,7 @@ func sampleFileEntries(t *testing.T, w *Writer, n int) []FileEntry {
 				Xattrs: []Xattr{{Name: "user.k", Value: []byte("v")}}},
 			FileEntry{Type: FileHardlink, Path: dir + "/b", Link: dir + "/a"},
 			FileEntry{Type: FileRegular, Path: dir + "/sparse", Size: 1 << 30, Extents: []Extent{{Offset: 4096, Length: int64(100 + i)}}, Blobs: []ID{id}},
+			FileEntry{Type: FileRegular, Path: dir + "/sparse0", Size: 1 << 20, Extents: []Extent{}},
 			FileEntry{Type: FileSymlink, Path: dir + "/z", Link: "../elsewhere"},
 			FileEntry{Type: FileCharDevice, Path: dir + "/zz", Rdev: 1<<8 | 3},
 		)
