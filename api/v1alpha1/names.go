@@ -45,6 +45,10 @@ const (
 	// TagBackupJob is the namespace/name of the BackupJob that made a
 	// recovery point.
 	TagBackupJob = "arca.io/backup-job"
+	// TagVolume marks a recovery point written by the data mover
+	// (`arca datamover backup`); its value is the volume's name
+	// (namespace/claim).
+	TagVolume = "arca.io/volume"
 )
 
 // VaultTokenTTL is the lifetime of the vault's token in a cluster unless

@@ -21,6 +21,7 @@ func NewRootCommand() *cobra.Command {
 	root.AddCommand(
 		newVersionCommand(),
 		newExtensionCommand(),
+		newDatamoverCommand(),
 	)
 	// What runs on the user's or the vault's machine; the extension image
 	// leaves it out (root_image.go).

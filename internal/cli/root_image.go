@@ -10,16 +10,16 @@ import (
 
 // The extension image's arca is built with the extensionimage tag
 // (internal/image.BuildArca). It holds what runs in the cluster — `arca
-// extension` with every subcommand (run, chown-storage, show…) and `arca
-// version` — and leaves out the commands that run on the user's machine or
-// the vault's: the vault server with its SQLite and PostgreSQL stores, and
-// the vault's client commands. That keeps the image under its 40 MiB
-// budget unpacked (docs/benchmarks.md). The left-out commands keep their
-// names so that running one says which binary has it instead of "unknown
-// command".
+// extension` with every subcommand (run, chown-storage, show…), `arca
+// datamover` (the vault tier's mover pods) and `arca version` — and
+// leaves out the commands that run on the user's machine or the vault's:
+// the vault server with its SQLite and PostgreSQL stores, and the vault's
+// client commands. That keeps the image under its 40 MiB budget unpacked
+// (docs/benchmarks.md). The left-out commands keep their names so that
+// running one says which binary has it instead of "unknown command".
 
 // imageOmits is what a left-out command answers in the extension image.
-const imageOmits = "is not in the extension image, whose arca holds only the commands that run in the cluster (extension, version): " +
+const imageOmits = "is not in the extension image, whose arca holds only the commands that run in the cluster (extension, datamover, version): " +
 	"run the full arca binary (make build: bin/arca) on your machine or the vault's"
 
 // outsideCommandNames are the top-level commands of the full binary's

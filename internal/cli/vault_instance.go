@@ -357,7 +357,7 @@ func newRecoveryPointCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "recovery-point",
 		Aliases: []string{"rp"},
-		Short:   "List and show recovery points in a vault",
+		Short:   "List and show recovery points in a vault; read the files of a vault-tier point",
 	}
 	lo := &PolicyScope{}
 	var instance string
@@ -400,7 +400,7 @@ func newRecoveryPointCommand() *cobra.Command {
 		},
 	}
 	so.AddFlags(show.Flags())
-	cmd.AddCommand(list, show)
+	cmd.AddCommand(list, show, newRecoveryPointFilesCommand())
 	return cmd
 }
 

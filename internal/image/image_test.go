@@ -367,7 +367,9 @@ func checkImageCommands(t *testing.T, bin string) {
 	if len(started) < 2 {
 		t.Fatalf("manifests start %q, want the extension and its storage-owner init container", started)
 	}
-	started = append(started, []string{"extension", "show"}, []string{"version"})
+	// The data mover's pods run `arca datamover backup|restore`.
+	started = append(started, []string{"extension", "show"}, []string{"version"},
+		[]string{"datamover", "backup"}, []string{"datamover", "restore"})
 	for _, args := range started {
 		if out, code := run(append(args, "--help")...); code != 0 || strings.Contains(out, "not in the extension image") {
 			t.Errorf("image arca %q --help: exit %d\n%s", args, code, out)
@@ -375,7 +377,7 @@ func checkImageCommands(t *testing.T, bin string) {
 	}
 	// Every other top-level command of the full binary: exit 1 naming the
 	// full binary, whatever the flags and subcommands.
-	kept := map[string]bool{"extension": true, "version": true}
+	kept := map[string]bool{"extension": true, "version": true, "datamover": true}
 	for _, c := range cli.NewRootCommand().Commands() {
 		if kept[c.Name()] {
 			continue
