@@ -1,0 +1,369 @@
+package volumedata
+
+import (
+	"context"
+	"fmt"
+	"io"
+	mrand "math/rand"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/storage/local"
+)
+
+// The mover against the physical limits measured in the same run on the
+// same disk: reading the same files raw (cold: their pages are dropped
+// first) and writing the same bytes raw (to disk: syncfs before the clock
+// stops). `make bench-mover`; figures go to docs/benchmarks.md.
+//
+//	ARCA_BENCH_MOVER_BYTES  total size of the mixed data set (default 1 GiB)
+//	ARCA_BENCH_MOVER_FILES  count of the small-file set (default 100000; 0 skips it)
+//	ARCA_BENCH_DIR          where to put the data and the repository (default $TMPDIR)
+
+func envInt(name string, def int64) int64 {
+	if v := os.Getenv(name); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func benchDir(b *testing.B) string {
+	base := os.Getenv("ARCA_BENCH_DIR")
+	d, err := os.MkdirTemp(base, "arca-mover-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = os.RemoveAll(d) })
+	return d
+}
+
+// fileContent is half random, half a small alphabet: compression finds
+// something to do, as in real volumes, but far from everything.
+func fileContent(rnd *mrand.Rand, n int) []byte {
+	b := make([]byte, n)
+	rnd.Read(b)
+	for off := 0; off < n; off += 8192 {
+		end := min(off+4096, n)
+		for i := off; i < end; i++ {
+			b[i] = 'a' + b[i]%8
+		}
+	}
+	return b
+}
+
+// mixedSizes: many small files, some medium, a few large (by count
+// 60/30/10 %, by bytes mostly large), like a database or web volume.
+func mixedSize(rnd *mrand.Rand) int {
+	switch p := rnd.Intn(100); {
+	case p < 60:
+		return 1<<10 + rnd.Intn(63<<10)
+	case p < 90:
+		return 64<<10 + rnd.Intn(4<<20)
+	default:
+		return 4<<20 + rnd.Intn(60<<20)
+	}
+}
+
+type dataset struct {
+	root  string
+	files []string
+	bytes int64
+}
+
+func makeDataset(b *testing.B, root string, total int64, size func(*mrand.Rand) int, perDir int) *dataset {
+	b.Helper()
+	rnd := mrand.New(mrand.NewSource(1))
+	ds := &dataset{root: root}
+	for i := 0; ds.bytes < total; i++ {
+		n := size(rnd)
+		p := filepath.Join(root, fmt.Sprintf("d%03d", i/perDir), fmt.Sprintf("f%06d", i))
+		if i%perDir == 0 {
+			must(b, os.MkdirAll(filepath.Dir(p), 0o755))
+		}
+		must(b, os.WriteFile(p, fileContent(rnd, n), 0o644))
+		ds.files = append(ds.files, p)
+		ds.bytes += int64(n)
+	}
+	return ds
+}
+
+// dropCache writes back and evicts the pages of every file under dir.
+func dropCache(b *testing.B, dir string) {
+	b.Helper()
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		_ = unix.Fdatasync(int(f.Fd()))
+		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		return f.Close()
+	})
+}
+
+func parallel(files []string, workers int, fn func(string) error) error {
+	ch := make(chan string)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range ch {
+				if err := fn(f); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, f := range files {
+		ch <- f
+	}
+	close(ch)
+	wg.Wait()
+	return first
+}
+
+// rawRead reads every file with as many readers as the mover uses.
+func rawRead(b *testing.B, ds *dataset) time.Duration {
+	dropCache(b, ds.root)
+	start := time.Now()
+	bufs := sync.Pool{New: func() any { x := make([]byte, 1<<20); return &x }}
+	must(b, parallel(ds.files, 4*runtime.GOMAXPROCS(0), func(p string) error {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		bp := bufs.Get().(*[]byte)
+		defer bufs.Put(bp)
+		_, err = io.CopyBuffer(io.Discard, f, *bp)
+		return err
+	}))
+	return time.Since(start)
+}
+
+// rawWrite writes the same bytes into new files and syncs the file system.
+func rawWrite(b *testing.B, ds *dataset, dst string) time.Duration {
+	contents := map[string][]byte{}
+	for _, p := range ds.files {
+		c, err := os.ReadFile(p)
+		must(b, err)
+		contents[p] = c
+	}
+	start := time.Now()
+	var mu sync.Mutex
+	made := map[string]bool{}
+	must(b, parallel(ds.files, 4*runtime.GOMAXPROCS(0), func(p string) error {
+		rel, _ := filepath.Rel(ds.root, p)
+		out := filepath.Join(dst, rel)
+		mu.Lock()
+		if !made[filepath.Dir(out)] {
+			made[filepath.Dir(out)] = true
+			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+				mu.Unlock()
+				return err
+			}
+		}
+		mu.Unlock()
+		return os.WriteFile(out, contents[p], 0o644)
+	}))
+	syncFS(b, dst)
+	d := time.Since(start)
+	contents = nil
+	must(b, os.RemoveAll(dst))
+	return d
+}
+
+func syncFS(b *testing.B, dir string) {
+	f, err := os.Open(dir)
+	must(b, err)
+	defer f.Close()
+	must(b, unix.Syncfs(int(f.Fd())))
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func mibps(n int64, d time.Duration) float64 { return float64(n) / (1 << 20) / d.Seconds() }
+
+type moverRun struct {
+	res     *BackupResult
+	stats   repo.WriterStats
+	elapsed time.Duration
+	cpu     time.Duration // process CPU time (user + system) during the run
+	point   *repo.RecoveryPoint
+}
+
+// cpuTime is the process's user + system time so far.
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuBound is the throughput the CPU work alone allows on GOMAXPROCS idle
+// cores: on a loaded machine the wall clock measures the neighbours too.
+func cpuBound(n int64, cpu time.Duration) float64 {
+	return float64(n) / (1 << 20) / (cpu.Seconds() / float64(runtime.GOMAXPROCS(0)))
+}
+
+func benchBackup(b *testing.B, r *repo.Repository, src string) moverRun {
+	ctx := context.Background()
+	start, cpu0 := time.Now(), cpuTime()
+	w, err := r.NewWriter(ctx)
+	must(b, err)
+	res, err := Backup(ctx, w, src, BackupOptions{Name: "bench/data"})
+	must(b, err)
+	rp := &repo.RecoveryPoint{Name: "bench", Started: start, Finished: time.Now(), VolumeData: []repo.VolumeData{res.Volume}}
+	_, err = w.Commit(ctx, rp)
+	must(b, err)
+	return moverRun{res: res, stats: w.Stats(), elapsed: time.Since(start), cpu: cpuTime() - cpu0, point: rp}
+}
+
+func BenchmarkMover(b *testing.B) {
+	dir := benchDir(b)
+	total := envInt("ARCA_BENCH_MOVER_BYTES", 1<<30)
+	ds := makeDataset(b, filepath.Join(dir, "src"), total, mixedSize, 200)
+	b.Logf("data set: %d files, %.1f MiB, mixed sizes (60%% 1–64 KiB, 30%% 64 KiB–4 MiB, 10%% 4–64 MiB), half compressible; GOMAXPROCS %d",
+		len(ds.files), float64(ds.bytes)/(1<<20), runtime.GOMAXPROCS(0))
+	must(b, os.MkdirAll(filepath.Join(dir, "repo"), 0o700))
+	be, err := local.Open(filepath.Join(dir, "repo"))
+	must(b, err)
+	r, err := repo.Init(context.Background(), be, "bench", testKDF)
+	must(b, err)
+	b.ResetTimer()
+
+	// 1. Backup vs raw read, both cold.
+	raw := rawRead(b, ds)
+	dropCache(b, ds.root)
+	first := benchBackup(b, r, ds.root)
+	ratio := raw.Seconds() / first.elapsed.Seconds()
+	b.Logf("raw read: %.1f MiB/s (%v); mover backup: %.1f MiB/s (%v), stored %.1f MiB; mover ÷ raw read = %.2f (goal ≥ 0.5)",
+		mibps(ds.bytes, raw), raw.Round(time.Millisecond), mibps(ds.bytes, first.elapsed), first.elapsed.Round(time.Millisecond),
+		float64(first.stats.StoredBytes)/(1<<20), ratio)
+	b.ReportMetric(ratio, "backup/raw-read")
+	b.Logf("mover backup CPU: %.2f s (%.1f CPU-s/GiB): on %d idle cores the CPU work allows %.1f MiB/s = %.2f of raw read; load average at the start %s",
+		first.cpu.Seconds(), first.cpu.Seconds()/(float64(ds.bytes)/(1<<30)), runtime.GOMAXPROCS(0), cpuBound(ds.bytes, first.cpu),
+		cpuBound(ds.bytes, first.cpu)/mibps(ds.bytes, raw), loadAvg())
+
+	// 2. Unchanged second backup.
+	dropCache(b, ds.root)
+	second := benchBackup(b, r, ds.root)
+	unchanged := float64(second.stats.StoredBytes) / float64(first.stats.StoredBytes)
+	b.Logf("unchanged second backup: wrote %d bytes = %.3f%% of the first (goal ≤ 1%%), in %v (%.1f MiB/s read)",
+		second.stats.StoredBytes, 100*unchanged, second.elapsed.Round(time.Millisecond), mibps(ds.bytes, second.elapsed))
+	b.ReportMetric(100*unchanged, "%unchanged-written")
+
+	// 3. 5% of the files rewritten with new content.
+	rnd := mrand.New(mrand.NewSource(7))
+	var changedBytes int64
+	nChange := len(ds.files) / 20
+	for _, i := range rnd.Perm(len(ds.files))[:nChange] {
+		fi, err := os.Stat(ds.files[i])
+		must(b, err)
+		must(b, os.WriteFile(ds.files[i], fileContent(rnd, int(fi.Size())), 0o644))
+		changedBytes += fi.Size()
+	}
+	dropCache(b, ds.root)
+	third := benchBackup(b, r, ds.root)
+	changed := float64(third.stats.StoredBytes) / float64(first.stats.StoredBytes)
+	b.Logf("%d files (5%%, %.1f%% of the bytes) changed: wrote %.1f MiB = %.2f%% of the first (goal ≤ 8%%)",
+		nChange, 100*float64(changedBytes)/float64(ds.bytes), float64(third.stats.StoredBytes)/(1<<20), 100*changed)
+	b.ReportMetric(100*changed, "%changed-written")
+
+	// 4. Restore vs raw write, both to disk; the repository is read cold.
+	rawW := rawWrite(b, ds, filepath.Join(dir, "rawwrite"))
+	dropCache(b, filepath.Join(dir, "repo"))
+	ctx := context.Background()
+	r2, err := repo.Open(ctx, be, "bench", testKDF)
+	must(b, err)
+	dst := filepath.Join(dir, "restored")
+	start, cpu0 := time.Now(), cpuTime()
+	res, err := Restore(ctx, Source{Repo: r2, Data: third.point.VolumeData[0]}, dst, RestoreOptions{})
+	must(b, err)
+	must(b, res.Err())
+	syncFS(b, dst)
+	rest, rcpu := time.Since(start), cpuTime()-cpu0
+	rratio := rawW.Seconds() / rest.Seconds()
+	b.Logf("raw write: %.1f MiB/s (%v); restore: %.1f MiB/s (%v); restore ÷ raw write = %.2f (goal ≥ 0.5)",
+		mibps(ds.bytes, rawW), rawW.Round(time.Millisecond), mibps(res.Bytes, rest), rest.Round(time.Millisecond), rratio)
+	b.ReportMetric(rratio, "restore/raw-write")
+	b.Logf("restore CPU: %.2f s: on %d idle cores the CPU work allows %.1f MiB/s = %.2f of raw write",
+		rcpu.Seconds(), runtime.GOMAXPROCS(0), cpuBound(res.Bytes, rcpu), cpuBound(res.Bytes, rcpu)/mibps(ds.bytes, rawW))
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	b.Logf("process peak RSS (data generation included): %.1f MiB", float64(ru.Maxrss)/1024)
+}
+
+func BenchmarkMoverSmallFiles(b *testing.B) {
+	n := envInt("ARCA_BENCH_MOVER_FILES", 100000)
+	if n == 0 {
+		b.Skip("ARCA_BENCH_MOVER_FILES=0")
+	}
+	dir := benchDir(b)
+	rnd := mrand.New(mrand.NewSource(3))
+	root := filepath.Join(dir, "src")
+	ds := &dataset{root: root}
+	for i := int64(0); i < n; i++ {
+		p := filepath.Join(root, fmt.Sprintf("d%03d", i/1000), fmt.Sprintf("f%06d", i))
+		if i%1000 == 0 {
+			must(b, os.MkdirAll(filepath.Dir(p), 0o755))
+		}
+		sz := 100 + rnd.Intn(4000)
+		must(b, os.WriteFile(p, fileContent(rnd, sz), 0o644))
+		ds.files = append(ds.files, p)
+		ds.bytes += int64(sz)
+	}
+	must(b, os.MkdirAll(filepath.Join(dir, "repo"), 0o700))
+	be, err := local.Open(filepath.Join(dir, "repo"))
+	must(b, err)
+	r, err := repo.Init(context.Background(), be, "bench", testKDF)
+	must(b, err)
+	b.ResetTimer()
+	raw := rawRead(b, ds)
+	dropCache(b, root)
+	run := benchBackup(b, r, root)
+	b.Logf("%d small files (100 B–4 KiB, %.1f MiB): raw read %v (%.0f files/s); mover backup %v (%.0f files/s, %.1f MiB/s); mover ÷ raw read = %.2f",
+		n, float64(ds.bytes)/(1<<20), raw.Round(time.Millisecond), float64(n)/raw.Seconds(),
+		run.elapsed.Round(time.Millisecond), float64(n)/run.elapsed.Seconds(), mibps(ds.bytes, run.elapsed), raw.Seconds()/run.elapsed.Seconds())
+	b.ReportMetric(float64(n)/run.elapsed.Seconds(), "files/s")
+	b.Logf("mover backup CPU: %.2f s: on %d idle cores %.0f files/s; load average %s",
+		run.cpu.Seconds(), runtime.GOMAXPROCS(0), float64(n)/(run.cpu.Seconds()/float64(runtime.GOMAXPROCS(0))), loadAvg())
+	ctx := context.Background()
+	dst := filepath.Join(dir, "restored")
+	start := time.Now()
+	res, err := Restore(ctx, Source{Repo: r, Data: run.point.VolumeData[0]}, dst, RestoreOptions{})
+	must(b, err)
+	must(b, res.Err())
+	syncFS(b, dst)
+	d := time.Since(start)
+	b.Logf("restore of the %d small files: %v (%.0f files/s)", n, d.Round(time.Millisecond), float64(n)/d.Seconds())
+	b.ReportMetric(float64(n)/d.Seconds(), "restore-files/s")
+}
