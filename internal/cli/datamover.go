@@ -156,12 +156,12 @@ func (v *VolumeRef) addFlags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&v.Volume, "volume", "", "the volume (namespace/claim); may be left out when the point holds one volume")
 }
 
-// open resolves the repository, the point and the volume.
-func (v *VolumeRef) open(ctx context.Context) (volumedata.Source, error) {
+// openVolume resolves the repository (read-only), the point and the volume.
+func (v *VolumeRef) openVolume(ctx context.Context) (volumedata.Source, error) {
 	if v.RecoveryPoint == "" {
 		return volumedata.Source{}, &UsageError{errors.New("--recovery-point is required")}
 	}
-	r, err := v.Open(ctx)
+	r, err := v.OpenReader(ctx)
 	if err != nil {
 		return volumedata.Source{}, err
 	}
@@ -216,7 +216,7 @@ func newDatamoverRestoreCommand() *cobra.Command {
 }
 
 func runVolumeRestore(ctx context.Context, v *VolumeRef, path, target string, writers int, stdout, stderr io.Writer) error {
-	src, err := v.open(ctx)
+	src, err := v.openVolume(ctx)
 	if err != nil {
 		return err
 	}
@@ -265,7 +265,7 @@ func newRecoveryPointFilesCommand() *cobra.Command {
 			if len(args) == 1 {
 				p = args[0]
 			}
-			src, err := lo.open(cmd.Context())
+			src, err := lo.openVolume(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -299,7 +299,7 @@ func newRecoveryPointFilesCommand() *cobra.Command {
 		Short: "Print a file of the volume",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, err := co.open(cmd.Context())
+			src, err := co.openVolume(cmd.Context())
 			if err != nil {
 				return err
 			}

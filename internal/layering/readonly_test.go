@@ -37,6 +37,7 @@ var readers = []reader{
 	{"internal/cli", "RunRepoKeyList"},
 	{"internal/cli", "recoveryPointContent"}, // restore validation
 	{"internal/cli", "syncInstance"},
+	{"internal/cli", "openVolume"}, // recovery-point files, datamover restore
 	{"internal/extension", "runRestore"},
 	{"internal/extension", "probe"},
 }

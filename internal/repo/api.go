@@ -34,6 +34,8 @@ type Reader interface {
 	LoadBlob(ctx context.Context, id ID) ([]byte, error)
 	// WalkTree calls fn for every entry of a tree, in order.
 	WalkTree(ctx context.Context, t Tree, fn func(TreeEntry) error) error
+	// WalkFileTree calls fn for every entry of a volume's file tree, in order.
+	WalkFileTree(ctx context.Context, t Tree, fn func(FileEntry) error) error
 	// LoadRecoveryPoint loads one manifest by its full ID.
 	LoadRecoveryPoint(ctx context.Context, id ID) (*RecoveryPoint, error)
 	// ListRecoveryPoints loads every manifest, oldest first.
@@ -79,6 +81,9 @@ func (v readOnly) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
 }
 func (v readOnly) WalkTree(ctx context.Context, t Tree, fn func(TreeEntry) error) error {
 	return v.r.WalkTree(ctx, t, fn)
+}
+func (v readOnly) WalkFileTree(ctx context.Context, t Tree, fn func(FileEntry) error) error {
+	return v.r.WalkFileTree(ctx, t, fn)
 }
 func (v readOnly) LoadRecoveryPoint(ctx context.Context, id ID) (*RecoveryPoint, error) {
 	return v.r.LoadRecoveryPoint(ctx, id)

@@ -28,7 +28,7 @@ var ErrTargetTooSmall = errors.New("target too small")
 // Source names what is being read, for errors: the recovery point and the
 // volume.
 type Source struct {
-	Repo  *repo.Repository
+	Repo  repo.Reader
 	Point string // recovery point ID (for messages)
 	Data  repo.VolumeData
 }
