@@ -15,6 +15,7 @@ import (
 	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/server"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -103,7 +104,7 @@ func TestServeOnPostgres(t *testing.T) {
 
 	// A cluster's credential is sealed in the database.
 	const secret = "eyJhbGciOiJSUzI1NiJ9.cluster-token-on-postgres"
-	if _, err := other.c.RegisterCluster(ctx, client.ClusterRegistration{Name: "prod", Server: "https://10.0.0.1:6443",
+	if _, err := other.c.RegisterCluster(ctx, service.ClusterRegistration{Name: "prod", Server: "https://10.0.0.1:6443",
 		Namespace: "arca-system", ServiceAccount: "arca-vault", Token: secret}); err != nil {
 		t.Fatal(err)
 	}
