@@ -53,30 +53,44 @@ func (r *Repository) usedBlobs(ctx context.Context) (map[ID]bool, int, error) {
 	used := map[ID]bool{}
 	seenTree := map[string]bool{}
 	for _, rp := range rps {
-		for _, ref := range rp.trees() {
-			var key strings.Builder
-			for _, id := range ref.tree.Blobs {
-				key.Write(id[:])
-				used[id] = true
+		err := r.walkPointBlobs(ctx, rp, seenTree, func(id ID) { used[id] = true })
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, 0, ctx.Err()
 			}
-			if seenTree[key.String()] {
-				continue
-			}
-			seenTree[key.String()] = true
-			err := r.walkRef(ctx, ref, func(blobs []ID, _ int64) {
-				for _, b := range blobs {
-					used[b] = true
-				}
-			})
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, 0, ctx.Err()
-				}
-				return nil, 0, fmt.Errorf("%w: recovery point %s: %v", ErrPruneRefused, rp.ID.Short(), err)
-			}
+			return nil, 0, fmt.Errorf("%w: recovery point %s: %v", ErrPruneRefused, rp.ID.Short(), err)
 		}
 	}
 	return used, len(rps), nil
+}
+
+// walkPointBlobs calls fn for every blob rp references: the blobs of each
+// of its trees (resource trees and volume file trees) and of every entry in
+// them. It is the one reachability walk:
+// prune keeps what it finds, copy sends it. A tree whose blobs are already
+// in seenTree (an unchanged resource type recurs in every point) is not
+// walked again.
+func (r *Repository) walkPointBlobs(ctx context.Context, rp *RecoveryPoint, seenTree map[string]bool, fn func(ID)) error {
+	for _, ref := range rp.trees() {
+		var key strings.Builder
+		for _, id := range ref.tree.Blobs {
+			key.Write(id[:])
+			fn(id)
+		}
+		if seenTree[key.String()] {
+			continue
+		}
+		seenTree[key.String()] = true
+		err := r.walkRef(ctx, ref, func(blobs []ID, _ int64) {
+			for _, b := range blobs {
+				fn(b)
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Prune removes blobs no recovery point references, under an exclusive lock,

@@ -288,6 +288,17 @@ func (w *Writer) Commit(ctx context.Context, rp *RecoveryPoint) (ID, error) {
 	if rp == nil {
 		return ID{}, errors.New("commit: nil recovery point")
 	}
+	id, err := w.commit(ctx, func() ([]byte, error) { return encodeManifest(rp) })
+	if err == nil {
+		rp.ID = id
+	}
+	return id, err
+}
+
+// commit is Commit with the manifest's plaintext made by manifest (called
+// once every pack and index file is written): copy writes a manifest body
+// it read from another repository.
+func (w *Writer) commit(ctx context.Context, manifest func() ([]byte, error)) (ID, error) {
 	err := w.flush()
 	defer func() {
 		w.cancel()
@@ -339,7 +350,7 @@ func (w *Writer) Commit(ctx context.Context, rp *RecoveryPoint) (ID, error) {
 	if err := w.lock.check(ctx); err != nil {
 		return ID{}, fmt.Errorf("commit: %w", err)
 	}
-	body, err := encodeManifest(rp)
+	body, err := manifest()
 	if err != nil {
 		return ID{}, fmt.Errorf("commit: %w", err)
 	}
@@ -348,7 +359,6 @@ func (w *Writer) Commit(ctx context.Context, rp *RecoveryPoint) (ID, error) {
 		return ID{}, fmt.Errorf("commit: %w", err)
 	}
 	w.stored.Add(int64(size))
-	rp.ID = id
 	w.r.idx.Load().add(w.results)
 	w.r.mu.Lock()
 	for _, x := range written {
