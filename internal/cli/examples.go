@@ -111,6 +111,8 @@ var examples = map[string]string{
 	"repo key list":      `  arca repo key list --repo file:///var/backups/arca`,
 	"repo key add":       `  arca repo key add --repo file:///var/backups/arca --new-password-file new.pass`,
 	"repo key remove":    `  arca repo key remove 3f2a1b --repo file:///var/backups/arca`,
+	"repo copy": `  ARCA_PASSWORD=… ARCA_TO_PASSWORD=… arca repo copy --from file:///var/backups/arca \
+    --to 's3://arca-dr/shop?endpoint=s3.eu-west-1.amazonaws.com' --instance shop`,
 }
 
 // applyExamples sets the examples above on the commands that have none.

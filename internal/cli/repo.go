@@ -40,11 +40,11 @@ func (o *RepoCommonOptions) print(w io.Writer, v any) error { return printOutput
 func newRepoCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "repo",
-		Short: "Create and maintain a backup repository (init, check, prune, forget, stats, unlock, key, rebuild-index)",
+		Short: "Create and maintain a backup repository (init, check, prune, forget, stats, unlock, key, rebuild-index, copy)",
 	}
 	cmd.AddCommand(newRepoInitCommand(), newRepoCheckCommand(), newRepoPruneCommand(),
 		newRepoStatsCommand(), newRepoForgetCommand(), newRepoUnlockCommand(), newRepoKeyCommand(),
-		newRepoRebuildIndexCommand())
+		newRepoRebuildIndexCommand(), newRepoCopyCommand())
 	return cmd
 }
 

@@ -23,6 +23,34 @@ import (
 type RepoOptions struct {
 	Repo         string
 	PasswordFile string
+	// PasswordEnv names the environment variable read when PasswordFile
+	// is empty (default $ARCA_PASSWORD; a copy's target reads
+	// $ARCA_TO_PASSWORD, a fallback repository $ARCA_FALLBACK_PASSWORD).
+	PasswordEnv string
+	// flag is how the command names Repo and PasswordFile in its
+	// messages (default --repo and --password-file).
+	flag string
+}
+
+func (o *RepoOptions) passwordEnv() string {
+	if o.PasswordEnv != "" {
+		return o.PasswordEnv
+	}
+	return PasswordEnv
+}
+
+func (o *RepoOptions) repoFlag() string {
+	if o.flag != "" {
+		return o.flag
+	}
+	return "repo"
+}
+
+func (o *RepoOptions) passwordFlag() string {
+	if o.flag != "" {
+		return o.flag + "-password-file"
+	}
+	return "password-file"
 }
 
 // PasswordEnv is the environment variable read when --password-file is absent.
@@ -49,10 +77,10 @@ func (o *RepoOptions) Password() (string, error) {
 		}
 		return p, nil
 	}
-	if p := os.Getenv(PasswordEnv); p != "" {
+	if p := os.Getenv(o.passwordEnv()); p != "" {
 		return p, nil
 	}
-	return "", &UsageError{errors.New("no repository password: use --password-file FILE or set " + PasswordEnv)}
+	return "", &UsageError{fmt.Errorf("no password for the repository %s: use --%s FILE or set %s", o.Repo, o.passwordFlag(), o.passwordEnv())}
 }
 
 // Backend opens the storage named by --repo (storage/location: file://,
@@ -61,7 +89,7 @@ func (o *RepoOptions) Password() (string, error) {
 // bucket is created.
 func (o *RepoOptions) Backend(ctx context.Context, create bool) (storage.Backend, error) {
 	if o.Repo == "" {
-		return nil, &UsageError{errors.New("--repo is required")}
+		return nil, &UsageError{fmt.Errorf("--%s is required", o.repoFlag())}
 	}
 	be, err := location.OpenWith(ctx, o.Repo, location.Credentials{}, location.Options{Create: create})
 	if err != nil {
