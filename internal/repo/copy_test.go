@@ -1,8 +1,10 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -210,5 +212,69 @@ func TestCopyHoldsSourceLock(t *testing.T) {
 	}
 	if _, err := src.Prune(ctx, PruneOptions{}); err != nil {
 		t.Fatalf("prune after the copy: %v", err)
+	}
+}
+
+// TestCopyVolumeData: a vault-tier point's volume file trees and file
+// contents travel with it (the walk prune uses finds them), and the copy
+// reads back entry for entry, content for content.
+func TestCopyVolumeData(t *testing.T) {
+	ctx := context.Background()
+	src, _, clk := newTestRepo(t)
+	w, err := src.NewWriter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := sampleFileEntries(t, w, 500)
+	ft := w.NewFileTree()
+	for _, e := range es {
+		if err := ft.Add(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree, err := ft.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := &RecoveryPoint{Name: "vol", VolumeData: []VolumeData{{Name: "ns/pvc", Tree: tree, Files: int64(len(es))}}}
+	if _, err := w.Commit(ctx, rp); err != nil {
+		t.Fatal(err)
+	}
+	dst, _ := newTarget(t, clk)
+	rep, err := Copy(ctx, src, dst, []ID{rp.ID}, CopyOptions{})
+	if err != nil || rep.Copied != 1 {
+		t.Fatalf("copy: %v %+v", err, rep)
+	}
+	got, err := FindOrigin(ctx, dst, rp.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.VolumeData) != 1 || got.VolumeData[0].Name != "ns/pvc" {
+		t.Fatalf("copied point's volume data: %+v", got.VolumeData)
+	}
+	i := 0
+	err = dst.WalkFileTree(ctx, got.VolumeData[0].Tree, func(e FileEntry) error {
+		want := es[i]
+		i++
+		if e.Path != want.Path || e.Type != want.Type || e.Size != want.Size || len(e.Blobs) != len(want.Blobs) {
+			return fmt.Errorf("entry %d: %+v, want %+v", i, e, want)
+		}
+		for j, b := range e.Blobs {
+			d, err := dst.LoadBlob(ctx, b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", e.Path, err)
+			}
+			s, _ := src.LoadBlob(ctx, want.Blobs[j])
+			if !bytes.Equal(d, s) {
+				return fmt.Errorf("%s: content differs", e.Path)
+			}
+		}
+		return nil
+	})
+	if err != nil || i != len(es) {
+		t.Fatalf("walk of the copied file tree: %v (%d of %d entries)", err, i, len(es))
+	}
+	if chk, err := dst.Check(ctx, CheckOptions{ReadData: true}); err != nil || !chk.OK() {
+		t.Fatalf("check: %v %+v", err, chk)
 	}
 }
