@@ -34,8 +34,10 @@ const (
 )
 
 // DefaultExcludedNamespaces are left out of a backup unless named in
-// IncludedNamespaces: they belong to the cluster, not to its workloads.
-var DefaultExcludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
+// IncludedNamespaces: they belong to the cluster, not to its workloads. The
+// extension's own namespace is among them: it holds the Secrets with the
+// repository password and the storage credentials.
+var DefaultExcludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", ExtensionNamespace}
 
 // BackupConfiguration says which Kubernetes resources a backup includes.
 // Every filter is AND-ed with the others. The zero value backs up every
@@ -131,7 +133,12 @@ type RestoreCriteria struct {
 	IncludedResourceTypes []string `json:"includedResourceTypes,omitempty"`
 	ExcludedResourceTypes []string `json:"excludedResourceTypes,omitempty"`
 	LabelSelectors        []string `json:"labelSelectors,omitempty"`
-	// IncludeClusterScopeResources restores cluster-scoped objects. Default true.
+	// IncludeClusterScopeResources restores cluster-scoped objects
+	// (ClusterRoles, webhook configurations, CRDs, StorageClasses, …).
+	// Default false: a restore writes namespaces and what is in them, so a
+	// restore into another cluster never plants the source cluster's
+	// cluster-wide objects unless asked to. Namespaces themselves are
+	// always restored with their contents.
 	IncludeClusterScopeResources *bool `json:"includeClusterScopeResources,omitempty"`
 	// NamespaceMappings maps a source namespace to the target namespace.
 	NamespaceMappings map[string]string `json:"namespaceMappings,omitempty"`
@@ -155,7 +162,7 @@ type RestoreCriteria struct {
 }
 
 // ClusterScope reports IncludeClusterScopeResources with its default.
-func (c *RestoreCriteria) ClusterScope() bool { return boolOr(c.IncludeClusterScopeResources, true) }
+func (c *RestoreCriteria) ClusterScope() bool { return boolOr(c.IncludeClusterScopeResources, false) }
 
 // Conflict reports ConflictPolicy with its default.
 func (c *RestoreCriteria) Conflict() ConflictPolicy {

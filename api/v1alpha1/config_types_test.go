@@ -124,7 +124,7 @@ func TestDefaults(t *testing.T) {
 		t.Error("explicit false ignored")
 	}
 	var r RestoreCriteria
-	if r.Conflict() != ConflictSkip || !r.ClusterScope() {
+	if r.Conflict() != ConflictSkip || r.ClusterScope() {
 		t.Error("restore defaults")
 	}
 }

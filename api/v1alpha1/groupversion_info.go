@@ -27,6 +27,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&BackupHook{}, &BackupHookList{},
 		&RestoreHook{}, &RestoreHookList{},
 		&StorageLocation{}, &StorageLocationList{},
+		&ClusterTrustPolicy{}, &ClusterTrustPolicyList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -101,6 +101,9 @@ type Options struct {
 	Progress func(Progress)
 	// Volumes, when set, snapshots the included claims' volumes (volumes.go).
 	Volumes VolumeSnapshotter
+	// AllowNamespace, when set, leaves out every namespace it refuses,
+	// whatever Config selects (the cluster owner's trust policy).
+	AllowNamespace func(ns string) bool
 }
 
 // Progress reports a running backup.
@@ -153,6 +156,9 @@ func Prepare(ctx context.Context, cfg *rest.Config, opts Options) (*Prepared, er
 	sel, err := selection.ForBackup(&opts.Config)
 	if err != nil {
 		return nil, &ConfigError{err}
+	}
+	if opts.AllowNamespace != nil {
+		sel.Namespaces.Restrict(opts.AllowNamespace)
 	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {

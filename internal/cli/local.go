@@ -56,6 +56,11 @@ func (o *LocalClusterOptions) config() (*rest.Config, error) {
 	return kube.RESTConfig(kube.Options{Kubeconfig: o.Kubeconfig, Context: o.Context, QPS: o.QPS, Burst: o.Burst})
 }
 
+// clusterResourcesRestoreHelp describes --include-cluster-resources of
+// every restore command.
+const clusterResourcesRestoreHelp = "also restore cluster-scoped objects (ClusterRoles and their bindings, webhook configurations, CRDs, StorageClasses, …); " +
+	"off by default: a restore writes namespaces and their contents only"
+
 // filterFlags are the selection flags shared by backup and restore.
 type filterFlags struct {
 	includeNS, excludeNS       []string
@@ -71,9 +76,11 @@ func (f *filterFlags) addFlags(fs *pflag.FlagSet, secrets bool) {
 	fs.StringSliceVar(&f.includeTypes, "include-types", nil, "resource types to include, by resource or kind with optional group (deployments.apps, Secret)")
 	fs.StringSliceVar(&f.excludeTypes, "exclude-types", nil, "resource types to exclude")
 	fs.StringArrayVar(&f.selectors, "selector", nil, "label selector, requirements separated by ; or , (app=web;tier!=db;env in (a,b)); repeatable, AND-ed")
-	fs.BoolVar(&f.includeCluster, "include-cluster-resources", true, "include cluster-scoped resources")
 	if secrets {
+		fs.BoolVar(&f.includeCluster, "include-cluster-resources", true, "include cluster-scoped resources")
 		fs.BoolVar(&f.includeSecrets, "include-secrets", true, "include Secrets")
+	} else {
+		fs.BoolVar(&f.includeCluster, "include-cluster-resources", false, clusterResourcesRestoreHelp)
 	}
 }
 

@@ -47,6 +47,51 @@ type TrustedAccessOptions struct {
 	Server              string
 	TokenTTL            time.Duration
 	Unregister          bool
+	policy              policyFlags
+}
+
+// policyFlags are enable's flags that change the vault's ClusterTrustPolicy.
+type policyFlags struct {
+	namespaces, storageLocations                                    []string
+	clusterScoped, rbac, admission, modifiers, hooks, forget, prune bool
+}
+
+func (p *policyFlags) add(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringSliceVar(&p.namespaces, "allow-namespaces", nil, "namespaces (names or globs) the vault's jobs may back up and restore into; * reaches all but kube-system, kube-public, kube-node-lease and arca-system, which must be named (new policy: *)")
+	fs.StringSliceVar(&p.storageLocations, "allow-storage-locations", nil, "StorageLocations the vault's jobs may use, * for all (new policy: those no other vault's policy names)")
+	fs.BoolVar(&p.clusterScoped, "allow-cluster-scoped", false, "allow restores of cluster-scoped objects")
+	fs.BoolVar(&p.rbac, "allow-rbac", false, "allow restores of Roles, RoleBindings, ClusterRoles, ClusterRoleBindings")
+	fs.BoolVar(&p.admission, "allow-admission", false, "allow restores of webhook configurations, admission policies, APIServices")
+	fs.BoolVar(&p.modifiers, "allow-resource-modifiers", false, "allow restores with resource modifiers")
+	fs.BoolVar(&p.hooks, "allow-hooks", false, "allow backup and restore hooks")
+	fs.BoolVar(&p.forget, "allow-forget", true, "allow forgetting recovery points (the vault's retention)")
+	fs.BoolVar(&p.prune, "allow-prune", true, "allow pruning the repository after forgetting")
+}
+
+// options are the changes the flags given ask for: an existing policy
+// keeps every field whose flag was not given.
+func (p *policyFlags) options(cmd *cobra.Command) trustedaccess.PolicyOptions {
+	fs := cmd.Flags()
+	var o trustedaccess.PolicyOptions
+	if fs.Changed("allow-namespaces") {
+		o.Namespaces = &p.namespaces
+	}
+	if fs.Changed("allow-storage-locations") {
+		o.StorageLocations = &p.storageLocations
+	}
+	for _, f := range []struct {
+		name string
+		v    *bool
+		to   **bool
+	}{{"allow-cluster-scoped", &p.clusterScoped, &o.RestoreClusterScoped}, {"allow-rbac", &p.rbac, &o.RestoreRBAC},
+		{"allow-admission", &p.admission, &o.RestoreAdmission}, {"allow-resource-modifiers", &p.modifiers, &o.ResourceModifiers},
+		{"allow-hooks", &p.hooks, &o.Hooks}, {"allow-forget", &p.forget, &o.Forget}, {"allow-prune", &p.prune, &o.Prune}} {
+		if fs.Changed(f.name) {
+			*f.to = f.v
+		}
+	}
+	return o
 }
 
 func (o *TrustedAccessOptions) kubeFlags(cmd *cobra.Command, withVault bool) {
@@ -88,7 +133,8 @@ func newTrustedAccessEnableCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			g, err := trustedaccess.Enable(cmd.Context(), cfg, trustedaccess.EnableOptions{Vault: o.Vault, Cluster: o.Cluster, TokenTTL: o.TokenTTL, Server: o.Server})
+			g, err := trustedaccess.Enable(cmd.Context(), cfg, trustedaccess.EnableOptions{Vault: o.Vault, Cluster: o.Cluster, TokenTTL: o.TokenTTL, Server: o.Server,
+				Policy: o.policy.options(cmd)})
 			if err != nil {
 				return err
 			}
@@ -99,12 +145,13 @@ func newTrustedAccessEnableCommand() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if o.Output != "table" {
-				return printOutput(w, o.Output, map[string]any{"cluster": c, "objects": g.Objects}, nil)
+				return printOutput(w, o.Output, map[string]any{"cluster": c, "objects": g.Objects, "policy": g.Policy}, nil)
 			}
 			fmt.Fprintf(w, "trusted access enabled: vault %q → cluster %q as %s/%s\n", g.Vault, g.Cluster, g.Namespace, g.ServiceAccount)
 			for _, obj := range g.Objects {
 				fmt.Fprintf(w, "  %s\n", obj)
 			}
+			printTrustPolicy(w, g.Vault, g.Policy)
 			fmt.Fprintf(w, "registered with the vault: server %s, token valid until %s (the vault renews it)\n", c.Server, vaultTime(g.TokenExpiresAt))
 			return nil
 		},
@@ -112,7 +159,22 @@ func newTrustedAccessEnableCommand() *cobra.Command {
 	o.kubeFlags(cmd, true)
 	cmd.Flags().DurationVar(&o.TokenTTL, "token-ttl", v1alpha1.VaultTokenTTL, "lifetime of each token the vault holds (at least 10m)")
 	cmd.Flags().StringVar(&o.Server, "server", "", "API server URL the vault should use (default: the kubeconfig's)")
+	o.policy.add(cmd)
 	return cmd
+}
+
+// printTrustPolicy shows what the vault's jobs may do.
+func printTrustPolicy(w io.Writer, vault string, p v1alpha1.ClusterTrustPolicySpec) {
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	fmt.Fprintf(w, "ClusterTrustPolicy %s (the bound on the vault's jobs; change it with the --allow-* flags of enable):\n", vault)
+	fmt.Fprintf(w, "  namespaces: %s\n  storage locations: %s\n", strings.Join(p.Namespaces, ","), strings.Join(p.StorageLocations, ","))
+	fmt.Fprintf(w, "  restore cluster-scoped: %s, RBAC: %s, admission: %s; resource modifiers: %s; hooks: %s; forget: %s; prune: %s\n",
+		yes(p.RestoreClusterScoped), yes(p.RestoreRBAC), yes(p.RestoreAdmission), yes(p.ResourceModifiers), yes(p.Hooks), yes(p.Forget), yes(p.Prune))
 }
 
 // trustedAccessRow is one line of `trusted-access list`.

@@ -204,6 +204,7 @@ func newRestoreValidateCommand() *cobra.Command {
 	fs.StringArrayVar(&o.NamespaceMappings, "namespace-mapping", nil, "restore namespace a into b (a=b; repeatable)")
 	fs.StringVar(&o.Conflict, "conflict", "", "existing objects: skip (default) or patch")
 	fs.BoolVar(&o.WithoutVolumeData, "without-volume-data", false, "restore PVCs without their data")
+	fs.BoolVar(&o.IncludeClusterResources, "include-cluster-resources", false, clusterResourcesRestoreHelp)
 	fs.StringVar(&passwordFile, "password-file", "", "repository password file (default: $"+PasswordEnv+"); lets validation read what the recovery point holds")
 	return cmd
 }

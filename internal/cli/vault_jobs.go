@@ -167,6 +167,7 @@ type RestoreStartOptions struct {
 	NamespaceMappings                                    []string
 	IncludeNamespaces, ExcludeNamespaces                 []string
 	WithoutVolumeData, DryRun, Wait                      bool
+	IncludeClusterResources                              bool
 }
 
 // Criteria builds the restore criteria from the file and the flags.
@@ -204,6 +205,9 @@ func (o *RestoreStartOptions) Criteria(changed func(string) bool) (json.RawMessa
 	}
 	if o.WithoutVolumeData {
 		c.PersistentVolumeRestoreMode = v1alpha1.RestoreWithoutVolumeData
+	}
+	if changed("include-cluster-resources") {
+		c.IncludeClusterScopeResources = v1alpha1.Bool(o.IncludeClusterResources)
 	}
 	if o.DryRun {
 		c.DryRun = true
@@ -256,6 +260,7 @@ func newRestoreCommand() *cobra.Command {
 	fs.StringArrayVar(&o.NamespaceMappings, "namespace-mapping", nil, "restore namespace a into b (a=b; repeatable)")
 	fs.StringVar(&o.Conflict, "conflict", "", "existing objects: skip (default) or patch")
 	fs.BoolVar(&o.WithoutVolumeData, "without-volume-data", false, "restore PVCs without their data")
+	fs.BoolVar(&o.IncludeClusterResources, "include-cluster-resources", false, clusterResourcesRestoreHelp)
 	fs.BoolVar(&o.DryRun, "dry-run", false, "report what would be restored, write nothing")
 	fs.BoolVar(&o.Wait, "wait", false, "wait until the job finishes; exit 1 if it fails")
 	cmd.AddCommand(start, newRestoreValidateCommand())

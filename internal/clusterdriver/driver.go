@@ -32,6 +32,21 @@ import (
 type Driver struct {
 	c         client.Client
 	namespace string
+	// Vault, when set, labels every job arca.io/vault=Vault: the name of
+	// the trusted-access identity the driver acts as (its service account
+	// arca-vault-Vault), which admission requires and the cluster owner's
+	// ClusterTrustPolicy of that name bounds.
+	Vault string
+}
+
+// labels are a job's labels: the vault job label and, acting as a vault's
+// identity, the vault label.
+func (d *Driver) labels(key, value string) map[string]string {
+	l := map[string]string{key: value}
+	if d.Vault != "" {
+		l[v1alpha1.LabelVault] = d.Vault
+	}
+	return l
 }
 
 var (
@@ -123,7 +138,7 @@ func (d *Driver) StartBackup(ctx context.Context, req jobs.BackupRequest) (strin
 		return "", err
 	}
 	j := &v1alpha1.BackupJob{
-		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: map[string]string{v1alpha1.LabelVaultJob: labelValue(req.JobID)}},
+		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: d.labels(v1alpha1.LabelVaultJob, labelValue(req.JobID))},
 		Spec: v1alpha1.BackupJobSpec{BackupConfiguration: cfg, StorageLocation: loc, RecoveryPointName: req.Instance, SnapshotClasses: splitList(req.SnapshotLocation),
 			Tags: map[string]string{v1alpha1.TagVault: req.Vault, v1alpha1.TagInstance: req.Instance, v1alpha1.TagJob: req.JobID}},
 	}
@@ -149,7 +164,7 @@ func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (str
 		return "", err
 	}
 	j := &v1alpha1.RestoreJob{
-		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: map[string]string{v1alpha1.LabelVaultJob: labelValue(req.JobID)}},
+		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: d.labels(v1alpha1.LabelVaultJob, labelValue(req.JobID))},
 		Spec:       v1alpha1.RestoreJobSpec{RecoveryPoint: req.RecoveryPoint.RepoID, StorageLocation: loc, RestoreCriteria: crit},
 	}
 	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -173,7 +188,7 @@ func (d *Driver) StartForget(ctx context.Context, req jobs.ForgetRequest) (strin
 	sum := sha256.Sum256([]byte(req.Key))
 	j := &v1alpha1.BackupJob{
 		ObjectMeta: metav1.ObjectMeta{Name: "vault-forget-" + hex.EncodeToString(sum[:12]), Namespace: d.namespace,
-			Labels: map[string]string{v1alpha1.LabelVaultForget: "true"}},
+			Labels: d.labels(v1alpha1.LabelVaultForget, "true")},
 		Spec: v1alpha1.BackupJobSpec{StorageLocation: loc, ForgetRecoveryPoints: req.RepoIDs, Prune: req.Prune},
 	}
 	err = d.c.Create(ctx, j)

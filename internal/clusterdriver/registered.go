@@ -3,8 +3,10 @@ package clusterdriver
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -49,7 +51,13 @@ func (d *registered) inner() (*Driver, error) {
 	if d.Cluster.State == store.ClusterRevoked {
 		return nil, &RevokedError{Cluster: d.Cluster.Name, Err: errors.New(d.Cluster.Message)}
 	}
-	return New(RestConfig(d.Cluster), d.Cluster.Namespace)
+	cd, err := New(RestConfig(d.Cluster), d.Cluster.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	// The identity's vault name: admission refuses its jobs without it.
+	cd.Vault = strings.TrimPrefix(d.Cluster.ServiceAccount, v1alpha1.VaultServiceAccountPrefix)
+	return cd, nil
 }
 
 // check turns an API error into a revocation when the cluster rejects the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,6 +20,7 @@ import (
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/restore"
 	"github.com/arca-backup/arca/internal/selection"
+	"github.com/arca-backup/arca/internal/trustpolicy"
 )
 
 func (x *Extension) kinds() []*kind {
@@ -97,11 +99,14 @@ func operationFailed(err error, def string, hr *hookRunner) result {
 	var ce *backup.ConfigError
 	var cre *restore.CriteriaError
 	var pre *operations.PreHookError
+	var refused *trustpolicy.Refusal
 	switch {
 	case errors.As(err, &ce), errors.As(err, &cre):
 		return failed(v1alpha1.CodeInvalidSpec, "%v", err)
 	case errors.As(err, &pre):
 		def = v1alpha1.CodePreHookFailed
+	case errors.As(err, &refused):
+		return *refusal(refused)
 	}
 	return failedErr(err, def).withHooks(hr)
 }
@@ -118,12 +123,44 @@ func issues(ws []repo.Warning) []v1alpha1.JobIssue {
 // repository; its hooks run around the volume snapshots (backupHooks).
 func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	j := jj.(*v1alpha1.BackupJob)
+	use, refused := x.trustUse(ctx, j)
+	if refused != nil {
+		return *refused
+	}
 	if len(j.Spec.ForgetRecoveryPoints) > 0 {
+		if use != nil {
+			use.StorageLocation, use.Forget, use.Prune = j.Spec.StorageLocation, true, j.Spec.Prune
+			if r := refusal(trustpolicy.Check(*use)); r != nil {
+				return *r
+			}
+		}
 		return x.runForget(ctx, j, p)
 	}
 	cfg := j.Spec.BackupConfiguration
 	if err := cfg.Validate(); err != nil {
 		return failed(v1alpha1.CodeInvalidSpec, "invalid backup configuration: %v", err)
+	}
+	// The extension's namespace holds the storage credentials: left out
+	// unless named (v1alpha1.DefaultExcludedNamespaces has the default one).
+	if !slices.Contains(cfg.IncludedNamespaces, x.opts.Namespace) {
+		cfg.ExcludedNamespaces = append(slices.Clone(cfg.ExcludedNamespaces), x.opts.Namespace)
+	}
+	sel, err := selection.ForBackup(&cfg)
+	if err != nil {
+		return failed(v1alpha1.CodeInvalidSpec, "invalid backup configuration: %v", err)
+	}
+	var allowNS func(string) bool
+	if use != nil {
+		nss, err := x.backupNamespaces(ctx, sel)
+		if err != nil {
+			return failed(v1alpha1.CodeBackupFailed, "%v", err)
+		}
+		use.StorageLocation, use.Hooks, use.Namespaces = j.Spec.StorageLocation, len(cfg.BackupHookReferences) > 0, nss
+		if r := refusal(trustpolicy.Check(*use)); r != nil {
+			return *r
+		}
+		pol := &use.Policy.Spec
+		allowNS = func(ns string) bool { return trustpolicy.NamespaceAllowed(pol, ns) }
 	}
 	sa, err := x.openStorage(ctx, j.Namespace, j.Spec.StorageLocation, true)
 	if err != nil {
@@ -138,10 +175,6 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	for k, v := range j.Spec.Tags {
 		tags[k] = v
 	}
-	sel, err := selection.ForBackup(&cfg)
-	if err != nil {
-		return failed(v1alpha1.CodeInvalidSpec, "invalid backup configuration: %v", err)
-	}
 	defs, hookWarnings, err := x.loadHooks(ctx, cfg.BackupHookReferences, false)
 	if err != nil {
 		return failedErr(err, v1alpha1.CodeBackupFailed)
@@ -154,7 +187,7 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 		return x.backupTargets(ctx, defs, sel.Namespaces.Includes)
 	}}
 	opts := operations.BackupOptions{Config: cfg, Name: name, Tags: tags, Workers: x.opts.BackupWorkers, Now: x.clock.Now,
-		SnapshotClasses: j.Spec.SnapshotClasses, Progress: p.report,
+		SnapshotClasses: j.Spec.SnapshotClasses, Progress: p.report, AllowNamespace: allowNS,
 		Logf: func(format string, args ...any) {
 			x.log.Info(fmt.Sprintf(format, args...), "job", j.Namespace+"/"+j.Name)
 		}}
@@ -260,6 +293,18 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	if err := crit.Validate(); err != nil {
 		return failed(v1alpha1.CodeInvalidSpec, "invalid restore criteria: %v", err)
 	}
+	use, refused := x.trustUse(ctx, j)
+	if refused != nil {
+		return *refused
+	}
+	if use != nil {
+		// What the job says; what the recovery point holds is checked
+		// once it is read, before anything is written.
+		use.StorageLocation, use.Hooks, use.ResourceModifiers = j.Spec.StorageLocation, len(crit.RestoreHookReferences) > 0, len(crit.ResourceModifiers) > 0
+		if r := refusal(trustpolicy.Check(*use)); r != nil {
+			return *r
+		}
+	}
 	sa, err := x.openStorage(ctx, j.Namespace, j.Spec.StorageLocation, false)
 	if err != nil {
 		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
@@ -285,6 +330,16 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	}
 	hr := &hookRunner{ex: x.opts.Executor, now: x.clock.Now, warnings: hookWarnings}
 	opts := operations.RestoreOptions{Criteria: crit, Name: j.Name, Workers: x.opts.RestoreWorkers, Now: x.clock.Now, Progress: p.report}
+	if use != nil {
+		// What the recovery point would write, judged before anything is.
+		opts.Admit = func(_ context.Context, tg *restore.Targets) error {
+			use.Namespaces, use.ClusterScoped, use.RBAC, use.Admission = tg.Namespaces, tg.ClusterScoped, tg.RBAC, tg.Admission
+			if r := trustpolicy.Check(*use); r != nil {
+				return r
+			}
+			return nil
+		}
+	}
 	if len(defs) > 0 {
 		opts.Hooks = &restoreHooks{x: x, run: hr, defs: defs, sel: sel, crit: &crit, name: j.Name, rpLabel: restore.RecoveryPointLabel(rpID)}
 	}

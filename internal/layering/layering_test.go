@@ -97,7 +97,7 @@ var rules = map[string]rule{
 			"internal/volume"}},
 	"internal/extension": {
 		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/operations", "internal/repo", "internal/restore",
-			"internal/selection", "internal/storage", "internal/storage/location"},
+			"internal/selection", "internal/storage", "internal/storage/location", "internal/trustpolicy"},
 		Tests: []string{"internal/storage/local", "internal/testenv", "internal/volume"}},
 	// Tests: its tests build the extension image from the CLI's binary (work in flight on 2026-12-01).
 	"internal/image":         {Tests: []string{"internal/cli", "internal/extension"}},
@@ -108,6 +108,7 @@ var rules = map[string]rule{
 	// One path for backup, restore and forget, used by the CLI, the extension and the data mover.
 	"internal/operations": {Imports: []string{"api/v1alpha1", "internal/backup", "internal/modifiers", "internal/repo", "internal/restore", "internal/volume"},
 		Tests: []string{"internal/storage", "internal/storage/mem", "internal/testenv"}},
+	"internal/trustpolicy": {Imports: []string{"api/v1alpha1"}},
 	"internal/prereq": {Imports: []string{"api/v1alpha1", "internal/repo", "internal/selection", "internal/storage"},
 		Tests: []string{"config/crd", "internal/clusterdriver", "internal/prereq/vaultaccess", "internal/storage/location", "internal/testenv", "internal/trustedaccess",
 			"internal/vault/client", "internal/vault/policy", "internal/vault/server", "internal/vault/service", "internal/vault/store/sqlite"}},

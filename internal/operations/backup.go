@@ -39,6 +39,9 @@ type BackupOptions struct {
 	// repository before the recovery point is written (issue 15).
 	Mover    VolumeMover
 	Progress ProgressFunc
+	// AllowNamespace, when set, leaves out every namespace it refuses
+	// (backup.Options.AllowNamespace: the cluster owner's trust policy).
+	AllowNamespace func(ns string) bool
 }
 
 // BackupHooks are a backup's application hooks. They run around the volume
@@ -101,7 +104,7 @@ func Backup(ctx context.Context, cfg *rest.Config, open OpenRepository, opts Bac
 		return nil, fmt.Errorf("volume snapshotter: %w", err)
 	}
 	prep, err := backup.Prepare(ctx, cfg, backup.Options{Config: opts.Config, Name: opts.Name, Tags: opts.Tags, Workers: opts.Workers, Now: opts.Now,
-		Volumes:  &snapshotStep{snaps: snaps, mover: opts.Mover},
+		Volumes: &snapshotStep{snaps: snaps, mover: opts.Mover}, AllowNamespace: opts.AllowNamespace,
 		Progress: func(p backup.Progress) { opts.Progress.report(Progress{ItemsDone: p.Items, BytesDone: p.Bytes}) }})
 	if err != nil {
 		var ce *backup.ConfigError

@@ -28,6 +28,12 @@ type RestoreOptions struct {
 	Now      func() time.Time
 	Hooks    RestoreHooks
 	Progress ProgressFunc
+	// Admit, when set, is shown what the restore may write (the recovery
+	// point's target namespaces, cluster-scoped, RBAC and admission
+	// objects) once it is prepared, before hooks run or anything is
+	// written; its error stops the restore and is returned as is (the
+	// extension's trust policy check).
+	Admit func(ctx context.Context, t *restore.Targets) error
 }
 
 // RestoreHooks are a restore's application hooks. BeforeRestore runs once
@@ -65,6 +71,15 @@ func Restore(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *repo.R
 			return nil, err
 		}
 		return nil, fmt.Errorf("prepare restore: %w", err)
+	}
+	if opts.Admit != nil {
+		tg, err := prep.Targets(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read recovery point %s: %w", rp.ID.Short(), err)
+		}
+		if err := opts.Admit(ctx, tg); err != nil {
+			return nil, err
+		}
 	}
 	hooks := opts.Hooks
 	if crit.DryRun {

@@ -103,7 +103,7 @@ spec:
 		t.Fatal(err)
 	}
 
-	res := doRestore(t, r, rp1, v1alpha1.RestoreCriteria{})
+	res := doRestore(t, r, rp1, v1alpha1.RestoreCriteria{IncludeClusterScopeResources: v1alpha1.Bool(true)})
 	t.Logf("restore summary: %v", res.Summary)
 	if res.Summary[restore.Failed] != 0 {
 		t.Fatalf("failures: %v", res.Failures())

@@ -120,7 +120,8 @@ func TestNamespaceMapping(t *testing.T) {
 	if err := c.DeleteAndWait(ctx, clusterObjs, "", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	res := doRestore(t, r, rp, v1alpha1.RestoreCriteria{NamespaceMappings: map[string]string{"map-src": "map-dst"}})
+	// The PV is cluster-scoped: restored only when asked for.
+	res := doRestore(t, r, rp, v1alpha1.RestoreCriteria{NamespaceMappings: map[string]string{"map-src": "map-dst"}, IncludeClusterScopeResources: v1alpha1.Bool(true)})
 	if res.Summary[restore.Failed] != 0 {
 		t.Fatalf("failures: %v", res.Failures())
 	}
@@ -152,6 +153,92 @@ func TestNamespaceMapping(t *testing.T) {
 		if it.Namespace == "map-dst" && it.SourceNamespace != "map-src" {
 			t.Errorf("%s: source namespace %q", it.Ref(), it.SourceNamespace)
 		}
+	}
+}
+
+// TestClusterScopedOnlyWhenAsked: a restore writes cluster-scoped objects
+// only with includeClusterScopeResources, and names every RBAC and
+// admission object it writes in a warning.
+func TestClusterScopedOnlyWhenAsked(t *testing.T) {
+	ctx := context.Background()
+	c := kc(t)
+	objs := parse(t, smallApp("csa")+`
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: csa-hooks}
+`)
+	if err := c.Apply(ctx, objs, "default"); err != nil {
+		t.Fatal(err)
+	}
+	r := newRepo(t)
+	rp := doBackup(t, r, v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"csa"}})
+	for _, want := range []string{"clusterroles.rbac.authorization.k8s.io", "validatingwebhookconfigurations.admissionregistration.k8s.io"} {
+		if rp.Summary.Counts[want] == 0 {
+			t.Fatalf("backup has no %s: %v", want, rp.Summary.Counts)
+		}
+	}
+	nss, clusterObjs := clusterScoped(objs)
+	if err := c.DeleteAndWait(ctx, nss, "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteAndWait(ctx, clusterObjs, "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	gvrCR := schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"}
+	gvrVWC := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"}
+	warned := func(res *restore.Result) map[string]string {
+		out := map[string]string{}
+		for _, w := range res.Warnings {
+			if w.Code == v1alpha1.CodeRBACObjectRestored || w.Code == v1alpha1.CodeAdmissionObjectRestored {
+				out[w.Object] = w.Code + ": " + w.Message
+			}
+		}
+		return out
+	}
+
+	// Default: the namespace and its contents, no cluster-scoped object.
+	res := doRestore(t, r, rp, v1alpha1.RestoreCriteria{IncludedNamespaces: []string{"csa"}})
+	if _, err := c.Dyn.Resource(gvrCR).Get(ctx, "csa-reader", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ClusterRole csa-reader restored without includeClusterScopeResources (get: %v)", err)
+	}
+	if _, err := c.Dyn.Resource(gvrVWC).Get(ctx, "csa-hooks", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ValidatingWebhookConfiguration csa-hooks restored without includeClusterScopeResources (get: %v)", err)
+	}
+	if _, err := c.Dyn.Resource(gvrCM).Namespace("csa").Get(ctx, "settings", metav1.GetOptions{}); err != nil {
+		t.Errorf("namespaced content not restored: %v", err)
+	}
+	for it := range res.Items.All() {
+		if it.Resource == "clusterroles" && it.Name == "csa-reader" && it.Action != restore.SkippedFiltered {
+			t.Errorf("%s: %s, want SkippedFiltered", it.Ref(), it.Action)
+		}
+	}
+	w := warned(res)
+	if got := w["rolebindings.rbac.authorization.k8s.io csa/app-view"]; !strings.Contains(got, "RBACObjectRestored: restored RBAC object RoleBinding rolebindings.rbac.authorization.k8s.io csa/app-view: it grants permissions") {
+		t.Errorf("RoleBinding warning %q (all: %v)", got, w)
+	}
+	if len(w) != 1 {
+		t.Errorf("warnings for RBAC/admission objects: %v, want only the RoleBinding's", w)
+	}
+
+	// Asked for: the ClusterRole and the webhook configuration come back,
+	// each named in a warning.
+	res = doRestore(t, r, rp, v1alpha1.RestoreCriteria{IncludedNamespaces: []string{"csa"}, IncludeClusterScopeResources: v1alpha1.Bool(true)})
+	if _, err := c.Dyn.Resource(gvrCR).Get(ctx, "csa-reader", metav1.GetOptions{}); err != nil {
+		t.Errorf("ClusterRole csa-reader: %v", err)
+	}
+	if _, err := c.Dyn.Resource(gvrVWC).Get(ctx, "csa-hooks", metav1.GetOptions{}); err != nil {
+		t.Errorf("ValidatingWebhookConfiguration csa-hooks: %v", err)
+	}
+	w = warned(res)
+	if got := w["clusterroles.rbac.authorization.k8s.io csa-reader"]; !strings.Contains(got, "RBACObjectRestored: restored RBAC object ClusterRole") {
+		t.Errorf("ClusterRole warning %q (all: %v)", got, w)
+	}
+	if got := w["validatingwebhookconfigurations.admissionregistration.k8s.io csa-hooks"]; !strings.Contains(got, "AdmissionObjectRestored: restored admission object ValidatingWebhookConfiguration") {
+		t.Errorf("webhook configuration warning %q (all: %v)", got, w)
+	}
+	if _, ok := w["rolebindings.rbac.authorization.k8s.io csa/app-view"]; ok {
+		t.Errorf("the RoleBinding existed (skipped), yet was warned about: %v", w)
 	}
 }
 

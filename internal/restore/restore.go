@@ -476,11 +476,41 @@ func (r *run) record(it Item, a Action, reason string) {
 	r.mu.Lock()
 	r.res.Items.Append(it)
 	r.res.Summary[a]++
+	if a == Created || a == Patched {
+		if w, ok := r.sensitiveWarning(it); ok {
+			r.res.Warnings = append(r.res.Warnings, w)
+		}
+	}
 	r.mu.Unlock()
 	d := r.done.Add(1)
 	if r.opts.Progress != nil && (d%500 == 0 || d == r.total) {
 		r.opts.Progress(Progress{Done: d, Total: r.total, Tier: it.Tier})
 	}
+}
+
+// sensitiveWarning is the warning for an RBAC or admission object the
+// restore wrote (or, in a dry run, would write): each one changes who may
+// do what in the target cluster, so each is named.
+func (r *run) sensitiveWarning(it Item) (Warning, bool) {
+	verb := "restored"
+	if r.crit.DryRun {
+		verb = "would restore"
+	}
+	if it.Action == Patched {
+		verb = "patched"
+		if r.crit.DryRun {
+			verb = "would patch"
+		}
+	}
+	switch v1alpha1.SensitiveKind(it.Group, it.Resource) {
+	case "rbac":
+		return Warning{Code: v1alpha1.CodeRBACObjectRestored, Object: it.Ref(), Message: fmt.Sprintf(
+			"%s RBAC object %s %s: it grants permissions in this cluster; review it", verb, it.Kind, it.Ref())}, true
+	case "admission":
+		return Warning{Code: v1alpha1.CodeAdmissionObjectRestored, Object: it.Ref(), Message: fmt.Sprintf(
+			"%s admission object %s %s: it intercepts API requests in this cluster; review it", verb, it.Kind, it.Ref())}, true
+	}
+	return Warning{}, false
 }
 
 // restoreEntry loads, selects, rewrites and writes one object.

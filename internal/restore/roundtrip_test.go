@@ -54,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res := doRestore(t, r, rp1, v1alpha1.RestoreCriteria{})
+	res := doRestore(t, r, rp1, v1alpha1.RestoreCriteria{IncludeClusterScopeResources: v1alpha1.Bool(true)})
 	t.Logf("restore summary: %v", res.Summary)
 	if res.Summary[restore.Failed] != 0 {
 		t.Fatalf("failures: %v", res.Failures())

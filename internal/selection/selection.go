@@ -22,7 +22,14 @@ import (
 type Namespaces struct {
 	include []string // empty means all
 	exclude []string
+	// allow, when set, must also accept a namespace (Restrict).
+	allow func(ns string) bool
 }
+
+// Restrict makes n select only namespaces allow accepts, whatever its
+// patterns say: the cluster owner's trust policy bounds a vault's backup
+// this way, also for namespaces created after the job was checked.
+func (n *Namespaces) Restrict(allow func(ns string) bool) { n.allow = allow }
 
 // NewNamespaces parses the patterns. With defaultExcludes, the namespaces of
 // v1alpha1.DefaultExcludedNamespaces are excluded unless an include pattern
@@ -61,7 +68,7 @@ func NewNamespaces(include, exclude []string, defaultExcludes bool) (*Namespaces
 
 // Includes reports whether namespace ns is selected.
 func (n *Namespaces) Includes(ns string) bool {
-	if matchAny(n.exclude, ns) {
+	if matchAny(n.exclude, ns) || n.allow != nil && !n.allow(ns) {
 		return false
 	}
 	return len(n.include) == 0 || matchAny(n.include, ns)

@@ -23,7 +23,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -112,6 +114,8 @@ type Grant struct {
 	Token          string
 	TokenExpiresAt time.Time
 	Objects        []string // kind/name of the objects created or updated
+	// Policy is the vault's ClusterTrustPolicy as Enable left it.
+	Policy v1alpha1.ClusterTrustPolicySpec
 }
 
 // EnableOptions configure Enable.
@@ -122,6 +126,10 @@ type EnableOptions struct {
 	// Server overrides the API server URL given to the vault (default: the
 	// kubeconfig's), e.g. when the vault reaches the cluster by another address.
 	Server string
+	// Policy changes the vault's ClusterTrustPolicy (created with
+	// DefaultPolicy when it does not exist; otherwise only the fields set
+	// here change).
+	Policy PolicyOptions
 }
 
 func meta(name, ns, vault string) metav1.ObjectMeta {
@@ -195,6 +203,24 @@ func Enable(ctx context.Context, cfg *rest.Config, o EnableOptions) (*Grant, err
 		return nil, err
 	}
 	note("ClusterRoleBinding", crb.Name)
+
+	// The owner's bound on the vault's jobs, and the admission policy that
+	// makes every job the vault writes carry its name.
+	if err := applyAdmission(ctx, cs); err != nil {
+		return nil, err
+	}
+	note("ValidatingAdmissionPolicy", v1alpha1.VaultJobsAdmissionPolicy)
+	note("ValidatingAdmissionPolicyBinding", v1alpha1.VaultJobsAdmissionPolicy)
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := applyPolicy(ctx, dyn, o.Vault, o.Policy)
+	if err != nil {
+		return nil, err
+	}
+	g.Policy = *spec
+	note("ClusterTrustPolicy", o.Vault)
 
 	tok, exp, err := issueToken(ctx, cs, sa, o.TokenTTL)
 	if err != nil {
@@ -390,6 +416,17 @@ func Disable(ctx context.Context, cfg *rest.Config, vault string) ([]string, err
 			return cs.RbacV1().Roles(v1alpha1.ExtensionNamespace).Delete(ctx, namespaceRoleName(vault), opts)
 		}),
 		del("ServiceAccount", v1alpha1.ExtensionNamespace+"/"+sa, func() error { return cs.CoreV1().ServiceAccounts(v1alpha1.ExtensionNamespace).Delete(ctx, sa, opts) }),
+		del("ClusterTrustPolicy", vault, func() error {
+			dyn, err := dynamic.NewForConfig(cfg)
+			if err != nil {
+				return err
+			}
+			err = dyn.Resource(policyGVR).Delete(ctx, vault, opts)
+			if apimeta.IsNoMatchError(err) || isNotServed(err) {
+				return apierrors.NewNotFound(policyGVR.GroupResource(), vault)
+			}
+			return err
+		}),
 	}
 	return gone, errors.Join(steps...)
 }

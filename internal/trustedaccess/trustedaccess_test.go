@@ -96,10 +96,15 @@ func vaultConfig(g *trustedaccess.Grant) *rest.Config {
 	return &rest.Config{Host: g.Server, BearerToken: g.Token, TLSClientConfig: rest.TLSClientConfig{CAData: g.CAData}}
 }
 
-func backupJob(name string) *unstructured.Unstructured {
+// backupJob is a BackupJob labelled as vault's ("" for no label).
+func backupJob(name, vault string) *unstructured.Unstructured {
+	md := map[string]any{"name": name}
+	if vault != "" {
+		md["labels"] = map[string]any{v1alpha1.LabelVault: vault}
+	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "arca.io/v1alpha1", "kind": "BackupJob",
-		"metadata": map[string]any{"name": name},
+		"metadata": md,
 		"spec":     map[string]any{"storageLocation": "default"},
 	}}
 }
@@ -160,7 +165,7 @@ func TestVaultIdentityIsLeastPrivilege(t *testing.T) {
 	}
 
 	// Allowed: its jobs in arca-system, and reading what validation needs.
-	_, err = vd.Resource(backupJobs).Namespace(v1alpha1.ExtensionNamespace).Create(ctx, backupJob("from-vault"), metav1.CreateOptions{})
+	_, err = vd.Resource(backupJobs).Namespace(v1alpha1.ExtensionNamespace).Create(ctx, backupJob("from-vault", "lp"), metav1.CreateOptions{})
 	allowed("create BackupJob in arca-system", err)
 	_, err = vd.Resource(backupJobs).Namespace(v1alpha1.ExtensionNamespace).Get(ctx, "from-vault", metav1.GetOptions{})
 	allowed("get BackupJob", err)
@@ -191,7 +196,7 @@ func TestVaultIdentityIsLeastPrivilege(t *testing.T) {
 	denied("create Pod in arca-system", err)
 	_, err = vc.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{})
 	denied("create Pod in default", err)
-	_, err = vd.Resource(backupJobs).Namespace("other").Create(ctx, backupJob("elsewhere"), metav1.CreateOptions{})
+	_, err = vd.Resource(backupJobs).Namespace("other").Create(ctx, backupJob("elsewhere", "lp"), metav1.CreateOptions{})
 	denied("create BackupJob in another namespace", err)
 	_, err = vd.Resource(backupJobs).Namespace("").List(ctx, metav1.ListOptions{})
 	denied("list BackupJobs cluster-wide", err)
@@ -310,8 +315,12 @@ func TestDisableFailsVaultJobs(t *testing.T) {
 		t.Fatalf("BackupJob namespaces %v", ns)
 	}
 
+	if v := bj.GetLabels()[v1alpha1.LabelVault]; v != "prod" {
+		t.Fatalf("BackupJob label %s=%q, want prod (its identity's vault)", v1alpha1.LabelVault, v)
+	}
+
 	gone, err := trustedaccess.Disable(ctx, cp.Config(), "prod")
-	if err != nil || len(gone) != 5 {
+	if err != nil || len(gone) != 6 {
 		t.Fatalf("disable: %v %v", gone, err)
 	}
 	j2, err := vc.BackupNow(ctx, "prod", "shop", "")
