@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,6 +31,7 @@ import (
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/extension"
 	"github.com/arca-backup/arca/internal/testenv"
+	"github.com/arca-backup/arca/internal/trustedaccess"
 )
 
 // inCluster is a test's handle on a cluster with one real node, the
@@ -298,6 +300,49 @@ func TestExtensionInCluster(t *testing.T) {
 			"/arca", "extension", "chown-storage", "--uid", "1234", repo)
 		if err == nil || !strings.Contains(out, "operation not permitted") {
 			t.Fatalf("chown from the extension container: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("a vault's job refused by the owner's policy", func(t *testing.T) {
+		// Trusted access as the cluster's owner runs it: the default policy
+		// (every namespace but the protected ones, storage location
+		// default). The vault's identity asks the extension pod to back up
+		// kube-system: admission lets the labelled job in, the extension
+		// refuses it by the policy and writes nothing.
+		g, err := trustedaccess.Enable(t.Context(), ic.cp.Config(), trustedaccess.EnableOptions{Vault: "pv", Cluster: "c", TokenTTL: 15 * time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(g.Policy.StorageLocations, "default") {
+			t.Fatalf("default policy: %+v", g.Policy)
+		}
+		points := func() int {
+			es, _ := os.ReadDir(filepath.Join(repo, "recoverypoints"))
+			return len(es)
+		}
+		before := points()
+		vc, err := client.New(&rest.Config{Host: g.Server, BearerToken: g.Token, TLSClientConfig: rest.TLSClientConfig{CAData: g.CAData}},
+			client.Options{Scheme: extension.Scheme()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "vault-kube-system", Namespace: extension.DefaultNamespace, Labels: map[string]string{v1alpha1.LabelVault: "pv"}},
+			Spec: v1alpha1.BackupJobSpec{StorageLocation: "default", BackupConfiguration: v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"kube-system"}}}}
+		if err := wait.PollUntilContextTimeout(t.Context(), 300*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			// The admission policy loads asynchronously; until then the
+			// request may fail, never succeed unlabelled (labels are set).
+			return vc.Create(ctx, bj) == nil, nil
+		}); err != nil {
+			t.Fatalf("the vault creates its labelled job: %v", err)
+		}
+		st := ic.waitJob(bj, 2*time.Minute)
+		if st.Phase != v1alpha1.JobFailed || len(st.Errors) != 1 || st.Errors[0].Code != v1alpha1.CodePolicyDeniesNamespace ||
+			!strings.Contains(st.Errors[0].Message, "namespaces [kube-system] are outside the vault's namespaces [*]") ||
+			!strings.Contains(st.Errors[0].Message, "--allow-namespaces") {
+			t.Fatalf("vault job backing up kube-system: %+v\n%s", st, ic.extensionLog())
+		}
+		if after := points(); after != before {
+			t.Errorf("recovery points %d → %d: the refused job wrote one", before, after)
 		}
 	})
 

@@ -1,0 +1,171 @@
+package extension_test
+
+import (
+	"context"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/extension"
+)
+
+// TestTrustPolicyRefusals runs jobs labelled as a vault's through an
+// extension on a real API server: each one the vault's ClusterTrustPolicy
+// does not allow fails with its code and a message naming the field and
+// the flag that widen it, and did nothing (no repository written, no
+// object restored, no hook run, no point forgotten); jobs inside the bound
+// run.
+func TestTrustPolicyRefusals(t *testing.T) {
+	ctx := context.Background()
+	a := newCluster(t, cpA, "arca-trust")
+	mine, theirs := filepath.Join(t.TempDir(), "mine"), filepath.Join(t.TempDir(), "theirs")
+	a.storageLocation("mine", "file://"+mine, false)
+	a.storageLocation("theirs", "file://"+theirs, false)
+	a.namespace("trust-shop")
+	a.configMaps("trust-shop", 3)
+	a.namespace("trust-other")
+	a.configMaps("trust-other", 1)
+	a.pod("trust-shop", "db-0", map[string]string{"app": "db"})
+	pol := &v1alpha1.ClusterTrustPolicy{ObjectMeta: metav1.ObjectMeta{Name: "tv"},
+		Spec: v1alpha1.ClusterTrustPolicySpec{StorageLocations: []string{"mine"}, Namespaces: []string{"trust-shop", "trust-shop-*"}}}
+	if err := a.c.Create(ctx, pol); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.c.Delete(context.Background(), pol) })
+	rec := &recorder{}
+	a.startExtension(extension.Options{Executor: rec})
+
+	refused := func(kind, name, code string, says ...string) {
+		t.Helper()
+		var st v1alpha1.JobStatusCommon
+		if kind == "backup" {
+			st = a.waitBackup(name, time.Minute).Status.JobStatusCommon
+		} else {
+			st = a.waitRestore(name, time.Minute).Status.JobStatusCommon
+		}
+		if st.Phase != v1alpha1.JobFailed || len(st.Errors) != 1 || st.Errors[0].Code != code {
+			t.Errorf("%s %s: phase %s, errors %+v; want Failed with %s", kind, name, st.Phase, st.Errors, code)
+			return
+		}
+		for _, s := range says {
+			if !strings.Contains(st.Errors[0].Message, s) {
+				t.Errorf("%s %s: message %q does not say %q", kind, name, st.Errors[0].Message, s)
+			}
+		}
+	}
+	backup := func(name, vault, spec string) {
+		t.Helper()
+		labels := ""
+		if vault != "" {
+			labels = "\n  labels: {arca.io/vault: " + vault + "}"
+		}
+		a.mustApply("apiVersion: arca.io/v1alpha1\nkind: BackupJob\nmetadata:\n  name: " + name + "\n  namespace: arca-trust" + labels + "\nspec:\n" + spec)
+	}
+	restoreJob := func(name, spec string) {
+		t.Helper()
+		a.mustApply("apiVersion: arca.io/v1alpha1\nkind: RestoreJob\nmetadata:\n  name: " + name + "\n  namespace: arca-trust\n  labels: {arca.io/vault: tv}\nspec:\n" + spec)
+	}
+	// The storage probe lays out empty directories; a job writes files.
+	noRepository := func(dir string) {
+		t.Helper()
+		var files []string
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if len(files) > 0 {
+			t.Errorf("%s was written: %v", dir, files)
+		}
+	}
+
+	backup("untrusted", "ghost", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n")
+	refused("backup", "untrusted", v1alpha1.CodeVaultNotTrusted, `vault "ghost" is not trusted`, "arca trusted-access enable --vault ghost")
+	backup("their-storage", "tv", "  storageLocation: theirs\n  includedNamespaces: [trust-shop]\n")
+	refused("backup", "their-storage", v1alpha1.CodePolicyDeniesStorageLocation, `storage location "theirs"`, "spec.storageLocations", "--allow-storage-locations theirs")
+	backup("other-namespace", "tv", "  storageLocation: mine\n  includedNamespaces: [trust-shop, trust-other]\n")
+	refused("backup", "other-namespace", v1alpha1.CodePolicyDeniesNamespace, "namespaces [trust-other] are outside", "spec.namespaces", "--allow-namespaces")
+	backup("everything", "tv", "  storageLocation: mine\n")
+	refused("backup", "everything", v1alpha1.CodePolicyDeniesNamespace, "trust-other")
+	a.mustApply(`
+apiVersion: arca.io/v1alpha1
+kind: BackupHook
+metadata: {name: freeze, namespace: arca-trust}
+spec:
+  labelSelector: app=db
+  pre: [{command: [fsfreeze, freeze]}]
+`)
+	backup("with-hooks", "tv", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n  backupHookReferences: [{namespace: arca-trust, name: freeze}]\n")
+	refused("backup", "with-hooks", v1alpha1.CodePolicyDeniesHooks, "spec.hooks", "--allow-hooks")
+	if calls := rec.Calls(); len(calls) != 0 {
+		t.Errorf("hooks ran: %v", calls)
+	}
+	noRepository(mine)
+	noRepository(theirs)
+
+	// Inside the bound: backs up trust-shop.
+	backup("allowed", "tv", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n")
+	bj := a.waitBackup("allowed", time.Minute)
+	if !bj.Status.Phase.Terminal() || bj.Status.Phase == v1alpha1.JobFailed {
+		t.Fatalf("allowed backup: %s %s %+v", bj.Status.Phase, bj.Status.Message, bj.Status.Errors)
+	}
+	if rps := recoveryPoints(t, mine); len(rps) != 1 {
+		t.Fatalf("%d recovery points in mine, want 1", len(rps))
+	}
+	backup("forget", "tv", "  storageLocation: mine\n  forgetRecoveryPoints: ["+bj.Status.RecoveryPointID+"]\n")
+	refused("backup", "forget", v1alpha1.CodePolicyDeniesForget, "spec.forget", "--allow-forget")
+	if rps := recoveryPoints(t, mine); len(rps) != 1 {
+		t.Errorf("%d recovery points after a refused forget, want 1", len(rps))
+	}
+
+	// Restores: mapped into kube-system, with cluster-scoped objects, with
+	// modifiers — refused, nothing written; into trust-shop-copy — done.
+	rp := bj.Status.RecoveryPointID
+	restoreJob("into-kube-system", "  recoveryPoint: "+rp+"\n  storageLocation: mine\n  namespaceMappings: {trust-shop: kube-system}\n")
+	refused("restore", "into-kube-system", v1alpha1.CodePolicyDeniesNamespace, "namespaces [kube-system] are outside", "named literally")
+	if _, err := a.cs.CoreV1().ConfigMaps("kube-system").Get(ctx, "cm-000", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("cm-000 in kube-system: %v", err)
+	}
+	restoreJob("cluster-scoped", "  recoveryPoint: "+rp+"\n  storageLocation: mine\n  namespaceMappings: {trust-shop: trust-shop-a}\n  includeClusterScopeResources: true\n")
+	refused("restore", "cluster-scoped", v1alpha1.CodePolicyDeniesClusterScoped, "spec.restoreClusterScoped", "--allow-cluster-scoped")
+	restoreJob("modifiers", "  recoveryPoint: "+rp+"\n  storageLocation: mine\n  namespaceMappings: {trust-shop: trust-shop-b}\n"+
+		"  resourceModifiers: [{conditions: {groupResource: configmaps}, mergePatches: [{data: {k: evil}}]}]\n")
+	refused("restore", "modifiers", v1alpha1.CodePolicyDeniesResourceModifiers, "spec.resourceModifiers", "--allow-resource-modifiers")
+	for _, ns := range []string{"trust-shop-a", "trust-shop-b"} {
+		if _, err := a.cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("namespace %s was created by a refused restore: %v", ns, err)
+		}
+	}
+	restoreJob("allowed-restore", "  recoveryPoint: "+rp+"\n  storageLocation: mine\n  namespaceMappings: {trust-shop: trust-shop-copy}\n")
+	rj := a.waitRestore("allowed-restore", time.Minute)
+	if rj.Status.Phase != v1alpha1.JobCompleted && rj.Status.Phase != v1alpha1.JobCompletedWithWarnings {
+		t.Fatalf("allowed restore: %s %s %+v", rj.Status.Phase, rj.Status.Message, rj.Status.Errors)
+	}
+	if _, err := a.cs.CoreV1().ConfigMaps("trust-shop-copy").Get(ctx, "cm-002", metav1.GetOptions{}); err != nil {
+		t.Errorf("restored configmap: %v", err)
+	}
+
+	// A job without the vault label, while a vault is trusted but the
+	// admission policy that makes vaults label their jobs is missing.
+	backup("unlabelled", "", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n")
+	refused("backup", "unlabelled", v1alpha1.CodeVaultAdmissionPolicyMissing, "ValidatingAdmissionPolicyBinding arca-vault-jobs is missing", "arca trusted-access enable")
+	bind := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.VaultJobsAdmissionPolicy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: "arca-test-absent",
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
+	if err := a.c.Create(ctx, bind); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.c.Delete(context.Background(), bind) })
+	backup("unlabelled-bound", "", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n")
+	if j := a.waitBackup("unlabelled-bound", time.Minute); j.Status.Phase == v1alpha1.JobFailed {
+		t.Errorf("an unlabelled (owner's) job with the admission binding in place: %s %+v", j.Status.Message, j.Status.Errors)
+	}
+}
