@@ -326,7 +326,7 @@ func TestExtensionInCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "vault-kube-system", Namespace: extension.DefaultNamespace, Labels: map[string]string{v1alpha1.LabelVault: "pv"}},
+		bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "vault-kube-system", Namespace: v1alpha1.ExtensionNamespace, Labels: map[string]string{v1alpha1.LabelVault: "pv"}},
 			Spec: v1alpha1.BackupJobSpec{StorageLocation: "default", BackupConfiguration: v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"kube-system"}}}}
 		if err := wait.PollUntilContextTimeout(t.Context(), 300*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 			// The admission policy loads asynchronously; until then the
