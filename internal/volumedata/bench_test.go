@@ -400,12 +400,16 @@ func BenchmarkMoverSmallFiles(b *testing.B) {
 		run.cpu.Seconds(), runtime.GOMAXPROCS(0), float64(n)/(run.cpu.Seconds()/float64(runtime.GOMAXPROCS(0))), loadAvg())
 	ctx := context.Background()
 	dst := filepath.Join(dir, "restored")
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	res, err := Restore(ctx, Source{Repo: r, Data: run.point.VolumeData[0]}, dst, RestoreOptions{})
 	must(b, err)
 	must(b, res.Err())
+	written, rcpu := time.Since(start), cpuTime()-cpu0
 	syncFS(b, dst)
 	d := time.Since(start)
-	b.Logf("restore of the %d small files: %v (%.0f files/s)", n, d.Round(time.Millisecond), float64(n)/d.Seconds())
+	rawW := rawWrite(b, ds, filepath.Join(dir, "rawwrite"))
+	b.Logf("restore of the %d small files: %v with syncfs (%.0f files/s; %v before syncfs, CPU %.2f s: %.0f files/s on %d idle cores); raw write of the same files %v (%.0f files/s); restore ÷ raw write = %.2f",
+		n, d.Round(time.Millisecond), float64(n)/d.Seconds(), written.Round(time.Millisecond), rcpu.Seconds(),
+		float64(n)/(rcpu.Seconds()/float64(runtime.GOMAXPROCS(0))), runtime.GOMAXPROCS(0), rawW.Round(time.Millisecond), float64(n)/rawW.Seconds(), rawW.Seconds()/d.Seconds())
 	b.ReportMetric(float64(n)/d.Seconds(), "restore-files/s")
 }

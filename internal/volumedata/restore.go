@@ -468,7 +468,6 @@ func (rs *restorer) dest(p string) string {
 
 type fileJob struct {
 	e repo.FileEntry
-	f *os.File
 }
 
 func (rs *restorer) run(ctx context.Context, files *atomic.Int64) error {
@@ -484,6 +483,7 @@ func (rs *restorer) run(ctx context.Context, files *atomic.Int64) error {
 			}
 		}()
 	}
+	var links [][2]string // hard links: first name, this name
 	err := rs.src.Repo.WalkFileTree(ctx, rs.src.Data.Tree, func(e repo.FileEntry) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -509,40 +509,31 @@ func (rs *restorer) run(ctx context.Context, files *atomic.Int64) error {
 			rs.mu.Unlock()
 			files.Add(1)
 		case repo.FileRegular:
-			f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-			if err != nil {
-				rs.fail(e.Path, fmt.Errorf("create %s: %w", dst, err))
-				return nil
-			}
+			// The writers create the file: for many small files creating
+			// them is most of the work.
 			select {
-			case jobs <- fileJob{e: e, f: f}:
+			case jobs <- fileJob{e: e}:
 			case <-ctx.Done():
-				f.Close()
 				return ctx.Err()
 			}
 		case repo.FileHardlink:
 			if k, ok := rs.kept[e.Link]; ok {
 				// The first name is outside the selection: this one holds the content.
 				k.Path = e.Path
-				f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-				if err != nil {
-					rs.fail(e.Path, fmt.Errorf("create %s: %w", dst, err))
-					return nil
-				}
-				delete(rs.kept, e.Link)
 				rs.kept[e.Link] = repo.FileEntry{Type: repo.FileHardlink, Path: e.Path} // later names link here
-				jobs <- fileJob{e: k, f: f}
+				select {
+				case jobs <- fileJob{e: k}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 				return nil
 			}
 			first := e.Link
 			if k, ok := rs.kept[e.Link]; ok && k.Type == repo.FileHardlink {
 				first = k.Path
 			}
-			_ = os.Remove(dst)
-			if err := os.Link(rs.dest(first), dst); err != nil {
-				rs.fail(e.Path, fmt.Errorf("link %s: %w", dst, err))
-			}
-			files.Add(1)
+			// Linked once the writers have created every file.
+			links = append(links, [2]string{first, e.Path})
 		default:
 			_ = os.Remove(dst)
 			if err := rs.makeSpecial(e, dst); err != nil {
@@ -558,6 +549,15 @@ func (rs *restorer) run(ctx context.Context, files *atomic.Int64) error {
 	wg.Wait()
 	if err != nil && !errors.Is(err, errStop) {
 		return fmt.Errorf("%s: %w", rs.src, err)
+	}
+	for _, l := range links {
+		dst := rs.dest(l[1])
+		_ = os.Remove(dst)
+		if err := os.Link(rs.dest(l[0]), dst); err != nil {
+			rs.fail(l[1], fmt.Errorf("link %s to %s: %w", dst, rs.dest(l[0]), err))
+			continue
+		}
+		files.Add(1)
 	}
 	// Directories last, deepest first: writing into a directory changes
 	// its mtime, and a read-only mode would refuse the writes.
@@ -598,14 +598,19 @@ func (rs *restorer) makeSpecial(e repo.FileEntry, dst string) error {
 // removes the file and records the error.
 func (rs *restorer) writeFile(ctx context.Context, j fileJob) {
 	dst := rs.dest(j.e.Path)
-	err := writeContent(ctx, rs.src, &j.e, j.f, &rs.bytes)
-	if err == nil {
-		err = j.f.Truncate(j.e.Size) // trailing holes
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		rs.fail(j.e.Path, fmt.Errorf("create %s: %w", dst, err))
+		return
+	}
+	err = writeContent(ctx, rs.src, &j.e, f, &rs.bytes)
+	if err == nil && j.e.Extents != nil {
+		err = f.Truncate(j.e.Size) // trailing holes
 	}
 	if err == nil {
-		rs.applyMeta(j.e, dst, j.f)
+		rs.applyMeta(j.e, dst, f)
 	}
-	if cerr := j.f.Close(); err == nil && cerr != nil {
+	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
@@ -620,19 +625,28 @@ func (rs *restorer) writeFile(ctx context.Context, j fileJob) {
 // whose close would not change it but whose writer sets it after close)
 // the modification time.
 func (rs *restorer) applyMeta(e repo.FileEntry, dst string, f *os.File) {
-	if err := unix.Lchown(dst, int(e.UID), int(e.GID)); err != nil {
+	chown := func() error { return unix.Lchown(dst, int(e.UID), int(e.GID)) }
+	chmod := func() error { return unix.Fchmodat(unix.AT_FDCWD, dst, e.Mode, 0) }
+	setx := func(name string, v []byte) error { return unix.Lsetxattr(dst, name, v, 0) }
+	if f != nil { // by descriptor: no path lookups
+		fd := int(f.Fd())
+		chown = func() error { return unix.Fchown(fd, int(e.UID), int(e.GID)) }
+		chmod = func() error { return unix.Fchmod(fd, e.Mode) }
+		setx = func(name string, v []byte) error { return unix.Fsetxattr(fd, name, v, 0) }
+	}
+	if err := chown(); err != nil {
 		if rs.root || !errors.Is(err, unix.EPERM) {
 			rs.warn(e.Path, fmt.Sprintf("owner %d:%d not set: %v", e.UID, e.GID, err))
 		}
 	}
 	for _, x := range e.Xattrs {
-		if err := unix.Lsetxattr(dst, x.Name, x.Value, 0); err != nil {
+		if err := setx(x.Name, x.Value); err != nil {
 			rs.warn(e.Path, fmt.Sprintf("xattr %s not set: %v", x.Name, err))
 		}
 	}
 	if e.Type != repo.FileSymlink {
 		// After chown, which clears setuid and setgid.
-		if err := unix.Fchmodat(unix.AT_FDCWD, dst, e.Mode, 0); err != nil {
+		if err := chmod(); err != nil {
 			rs.warn(e.Path, fmt.Sprintf("mode %o not set: %v", e.Mode, err))
 		}
 	}
