@@ -193,6 +193,7 @@ type BackupOutput struct {
 
 // RunLocalBackup runs `arca local backup`.
 func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr io.Writer) error {
+	o.Stderr = stderr // lock-wait reports
 	if err := checkTextOutput(o.Output); err != nil {
 		return err
 	}
@@ -393,6 +394,7 @@ func (o *LocalRestoreOptions) Criteria() (v1alpha1.RestoreCriteria, *modifiers.M
 // RunLocalRestore runs `arca local restore`. It returns the result even
 // when items failed (with an error naming them).
 func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr io.Writer) error {
+	o.Stderr = stderr // lock-wait reports
 	if err := checkTextOutput(o.Output); err != nil {
 		return err
 	}
@@ -419,6 +421,12 @@ func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr
 	if err != nil {
 		return &UsageError{fmt.Errorf("recovery point %q: %w", o.RecoveryPoint, err)}
 	}
+	// A shared lock for the whole restore: no prune removes data it reads.
+	lk, err := r.LockShared(ctx)
+	if err != nil {
+		return fmt.Errorf("lock repository %s for the restore: %w", o.Repo, err)
+	}
+	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
 	var done, total atomic.Int64
 	name := o.Name
 	if name == "" {

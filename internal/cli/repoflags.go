@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -20,6 +22,7 @@ import (
 //	--repo URL            file:///path or a directory, azure://account/container/prefix,
 //	                      s3://bucket/prefix?endpoint=… (credentials from the environment)
 //	--password-file FILE  the password (first line); otherwise $ARCA_PASSWORD
+//	--lock-wait DURATION  how long a backup or restore waits for a prune's lock
 type RepoOptions struct {
 	Repo         string
 	PasswordFile string
@@ -30,6 +33,12 @@ type RepoOptions struct {
 	// flag is how the command names Repo and PasswordFile in its
 	// messages (default --repo and --password-file).
 	flag string
+	// LockWait: how long a shared lock request (backup, restore) waits,
+	// retrying with backoff, while another process holds the exclusive
+	// lock; 0 fails at once (the zero value, when AddFlags was not called).
+	LockWait time.Duration
+	// Stderr receives the lock-wait reports (nil: os.Stderr).
+	Stderr io.Writer
 }
 
 func (o *RepoOptions) passwordEnv() string {
@@ -60,6 +69,19 @@ const PasswordEnv = "ARCA_PASSWORD"
 func (o *RepoOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Repo, "repo", "", "repository URL: file:///path (or a directory), azure://account/container/prefix, s3://bucket/prefix?endpoint=…")
 	fs.StringVar(&o.PasswordFile, "password-file", "", "file holding the repository password (default: $"+PasswordEnv+")")
+	fs.DurationVar(&o.LockWait, "lock-wait", repo.DefaultLockWait, "how long a backup or restore waits, retrying, while another process (a prune) holds the repository's exclusive lock; 0 fails at once")
+}
+
+// reportLockWait tells the user that the command waits for another
+// process's lock, and for how long at most.
+func (o *RepoOptions) reportLockWait(w repo.LockWait) {
+	out := o.Stderr
+	if out == nil {
+		out = os.Stderr
+	}
+	fmt.Fprintf(out, "waiting for the repository: exclusive lock %s held by %s (pid %d) since %s; next try in %s (waited %s of at most %s, --lock-wait)\n",
+		w.Holder.ID.Short(), w.Holder.Hostname, w.Holder.PID, w.Holder.Time.Format(time.RFC3339),
+		w.Next.Round(time.Millisecond), w.Waited.Round(time.Second), w.Max)
 }
 
 // Password returns the password from --password-file or $ARCA_PASSWORD; a
@@ -115,6 +137,7 @@ func (o *RepoOptions) Open(ctx context.Context, opts ...repo.Option) (*repo.Repo
 	if err != nil {
 		return nil, err
 	}
+	opts = append([]repo.Option{repo.WithLockWait(o.LockWait, o.reportLockWait)}, opts...)
 	r, err := repo.Open(ctx, be, pw, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", o.Repo, err)
@@ -142,6 +165,7 @@ func (o *RepoOptions) OpenOrInit(ctx context.Context, opts ...repo.Option) (*rep
 	if err != nil {
 		return nil, false, err
 	}
+	opts = append([]repo.Option{repo.WithLockWait(o.LockWait, o.reportLockWait)}, opts...)
 	r, created, err := repo.OpenOrInit(ctx, be, pw, opts...)
 	if err != nil {
 		return nil, false, fmt.Errorf("open repository %s: %w", o.Repo, err)

@@ -319,6 +319,12 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	if err != nil {
 		return failed(v1alpha1.CodeRecoveryPointNotFound, "recovery point %q in storage location %q: %v", j.Spec.RecoveryPoint, j.Spec.StorageLocation, err)
 	}
+	// A shared lock for the whole restore: no prune removes data it reads.
+	lk, err := r.LockShared(ctx)
+	if err != nil {
+		return failed(v1alpha1.CodeRepositoryUnavailable, "lock the repository of storage location %q for the restore: %v", j.Spec.StorageLocation, err)
+	}
+	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
 	rpID := rp.ID.String()
 	defs, hookWarnings, err := x.loadHooks(ctx, crit.RestoreHookReferences, true)
 	if err != nil {

@@ -41,6 +41,9 @@ type storageAccess struct {
 	loc      *v1alpha1.StorageLocation
 	be       storage.Backend
 	password string
+	// lockWait is told when a backup or restore waits for a prune's
+	// exclusive lock (repo.WithLockWait).
+	lockWait func(repo.LockWait)
 }
 
 // openStorage reads a StorageLocation and its Secret (uncached: the
@@ -89,17 +92,22 @@ func (x *Extension) openLocation(ctx context.Context, loc *v1alpha1.StorageLocat
 		}
 		return nil, coded(v1alpha1.CodeRepositoryUnavailable, "open storage location %q (%s): %v%s", loc.Name, loc.Spec.URL, err, hint)
 	}
-	return &storageAccess{loc: loc, be: be, password: pw}, nil
+	lockWait := func(w repo.LockWait) {
+		x.log.Info("waiting for the repository's exclusive lock (a prune)", "storageLocation", loc.Namespace+"/"+loc.Name,
+			"holder", w.Holder.Hostname, "pid", w.Holder.PID, "since", w.Holder.Time, "waited", w.Waited.String(), "next", w.Next.String(), "max", w.Max.String())
+	}
+	return &storageAccess{loc: loc, be: be, password: pw, lockWait: lockWait}, nil
 }
 
 // openRepo opens the repository; with create, a location without one gets one.
 func (s *storageAccess) openRepo(ctx context.Context, create bool) (*repo.Repository, error) {
 	var r *repo.Repository
 	var err error
+	wait := repo.WithLockWait(repo.DefaultLockWait, s.lockWait)
 	if create {
-		r, _, err = repo.OpenOrInit(ctx, s.be, s.password)
+		r, _, err = repo.OpenOrInit(ctx, s.be, s.password, wait)
 	} else {
-		r, err = repo.Open(ctx, s.be, s.password)
+		r, err = repo.Open(ctx, s.be, s.password, wait)
 	}
 	if err != nil {
 		_ = s.be.Close()

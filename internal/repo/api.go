@@ -46,8 +46,9 @@ type Reader interface {
 	Check(ctx context.Context, opts CheckOptions) (*CheckReport, error)
 	// Stats summarises sizes and deduplication.
 	Stats(ctx context.Context) (*RepoStats, error)
-	// Locks lists the lock files.
-	Locks(ctx context.Context) ([]LockInfo, error)
+	// LockShared takes a shared lock (a restore holds one, so that no
+	// prune removes data while it reads).
+	LockShared(ctx context.Context) (*SharedLock, error)
 	// ListKeys lists the key files (not the keys).
 	ListKeys(ctx context.Context) ([]KeyInfo, error)
 	// Backend returns the storage the repository lives in.
@@ -97,8 +98,10 @@ func (v readOnly) FindRecoveryPoint(ctx context.Context, ref string) (*RecoveryP
 func (v readOnly) Check(ctx context.Context, opts CheckOptions) (*CheckReport, error) {
 	return v.r.Check(ctx, opts)
 }
-func (v readOnly) Stats(ctx context.Context) (*RepoStats, error)   { return v.r.Stats(ctx) }
-func (v readOnly) Locks(ctx context.Context) ([]LockInfo, error)   { return v.r.Locks(ctx) }
+func (v readOnly) Stats(ctx context.Context) (*RepoStats, error) { return v.r.Stats(ctx) }
+func (v readOnly) LockShared(ctx context.Context) (*SharedLock, error) {
+	return v.r.LockShared(ctx)
+}
 func (v readOnly) ListKeys(ctx context.Context) ([]KeyInfo, error) { return v.r.ListKeys(ctx) }
 func (v readOnly) Backend() storage.Backend                        { return v.r.Backend() }
 func (v readOnly) Close() error                                    { return v.r.Close() }

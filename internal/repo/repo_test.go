@@ -32,13 +32,17 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 func testOpts(clk Clock, extra ...Option) []Option {
-	return append([]Option{WithKDF(testKDF), WithClock(clk), WithPackSize(64 << 10)}, extra...)
+	// Lock conflicts fail at once unless a test asks to wait.
+	return append([]Option{WithKDF(testKDF), WithClock(clk), WithPackSize(64 << 10), WithLockWait(0, nil)}, extra...)
 }
 
 func newTestRepo(t *testing.T, extra ...Option) (*Repository, storage.Backend, *fakeClock) {
 	t.Helper()
-	be := mem.New()
 	clk := newFakeClock()
+	// The storage stamps files with the same clock as the repository's
+	// (lock staleness is judged by the storage's clock); clockskew_test.go
+	// sets them apart.
+	be := mem.NewWithClock(clk.Now)
 	r, err := Init(context.Background(), be, "secret", testOpts(clk, extra...)...)
 	if err != nil {
 		t.Fatalf("Init: %v", err)

@@ -79,6 +79,8 @@ type options struct {
 	cacheBytes   int
 	staleAfter   time.Duration
 	refreshEvery time.Duration
+	lockWait     time.Duration
+	lockReport   func(LockWait)
 }
 
 func defaultOptions() options {
@@ -90,6 +92,7 @@ func defaultOptions() options {
 		cacheBytes:   32 << 20,
 		staleAfter:   30 * time.Minute,
 		refreshEvery: 5 * time.Minute,
+		lockWait:     DefaultLockWait,
 	}
 }
 
@@ -112,6 +115,17 @@ func WithCacheSize(n int) Option { return func(o *options) { o.cacheBytes = n } 
 // locks are refreshed.
 func WithLockTimes(staleAfter, refreshEvery time.Duration) Option {
 	return func(o *options) { o.staleAfter, o.refreshEvery = staleAfter, refreshEvery }
+}
+
+// DefaultLockWait bounds how long a writer or restore waits for a prune's
+// exclusive lock.
+const DefaultLockWait = 15 * time.Minute
+
+// WithLockWait sets how long a shared lock request (a writer, a restore)
+// waits, retrying with backoff, while another process holds the exclusive
+// lock (0: fail at once), and a function told of each wait (nil: silent).
+func WithLockWait(max time.Duration, report func(LockWait)) Option {
+	return func(o *options) { o.lockWait, o.lockReport = max, report }
 }
 
 // Config is the decrypted repository config file.

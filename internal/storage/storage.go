@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // FileType names the kind of file stored. Each type lives in its own
@@ -39,10 +40,15 @@ func (h Handle) String() string {
 	return string(h.Type) + "/" + h.Name
 }
 
-// FileInfo is what List reports of a stored file.
+// FileInfo is what List and Stat report of a stored file.
 type FileInfo struct {
 	Name string
 	Size int64
+	// ModTime is when the file was written, by the storage's own clock
+	// (file system mtime, blob or object Last-Modified); zero if the
+	// backend cannot tell. The repository judges lock staleness with it,
+	// so that a writer's or reader's wrong clock does not matter.
+	ModTime time.Time
 }
 
 // Backend is the storage a repository lives in. Implementations must be safe

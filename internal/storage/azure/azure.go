@@ -283,11 +283,14 @@ func (b *Backend) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo,
 	if err != nil {
 		return storage.FileInfo{}, b.mapErr("stat", h, err)
 	}
-	var size int64
+	fi := storage.FileInfo{Name: h.Name}
 	if props.ContentLength != nil {
-		size = *props.ContentLength
+		fi.Size = *props.ContentLength
 	}
-	return storage.FileInfo{Name: h.Name, Size: size}, nil
+	if props.LastModified != nil {
+		fi.ModTime = *props.LastModified
+	}
+	return fi, nil
 }
 
 func (b *Backend) Remove(ctx context.Context, h storage.Handle) error {
@@ -345,11 +348,14 @@ func (b *Backend) List(ctx context.Context, t storage.FileType, fn func(storage.
 			if name == "" || strings.Contains(name, "/") {
 				continue // not ours
 			}
-			var size int64
+			fi := storage.FileInfo{Name: name}
 			if item.Properties != nil && item.Properties.ContentLength != nil {
-				size = *item.Properties.ContentLength
+				fi.Size = *item.Properties.ContentLength
 			}
-			if err := fn(storage.FileInfo{Name: name, Size: size}); err != nil {
+			if item.Properties != nil && item.Properties.LastModified != nil {
+				fi.ModTime = *item.Properties.LastModified
+			}
+			if err := fn(fi); err != nil {
 				return err
 			}
 		}

@@ -242,7 +242,7 @@ func (b *Backend) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo,
 	if err != nil {
 		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, mapErr(err))
 	}
-	return storage.FileInfo{Name: h.Name, Size: fi.Size()}, nil
+	return storage.FileInfo{Name: h.Name, Size: fi.Size(), ModTime: fi.ModTime()}, nil
 }
 
 func (b *Backend) Remove(ctx context.Context, h storage.Handle) error {
@@ -320,7 +320,7 @@ func (b *Backend) listDir(ctx context.Context, dir string, fn func(storage.FileI
 		if err != nil {
 			return fmt.Errorf("list %s: %w", dir, mapErr(err))
 		}
-		if err := fn(storage.FileInfo{Name: e.Name(), Size: fi.Size()}); err != nil {
+		if err := fn(storage.FileInfo{Name: e.Name(), Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
 			return err
 		}
 	}

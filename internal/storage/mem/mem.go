@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/arca-backup/arca/internal/storage"
 )
@@ -19,11 +20,20 @@ var _ storage.Backend = (*Backend)(nil)
 type Backend struct {
 	mu    sync.RWMutex
 	files map[storage.Handle][]byte
+	mod   map[storage.Handle]time.Time
+	clock func() time.Time
 }
 
-// New returns an empty in-memory backend.
+// New returns an empty in-memory backend whose clock is time.Now.
 func New() *Backend {
-	return &Backend{files: make(map[storage.Handle][]byte)}
+	return NewWithClock(time.Now)
+}
+
+// NewWithClock returns an empty in-memory backend that stamps files with
+// clock (the storage's own clock, as a file system or object store does),
+// so tests can set it apart from the clocks of its clients.
+func NewWithClock(clock func() time.Time) *Backend {
+	return &Backend{files: make(map[storage.Handle][]byte), mod: make(map[storage.Handle]time.Time), clock: clock}
 }
 
 func (b *Backend) Location() string { return "mem:" }
@@ -57,6 +67,7 @@ func (b *Backend) Save(ctx context.Context, h storage.Handle, size int64, rd io.
 		return fmt.Errorf("save %s: %w", h, storage.ErrExist)
 	}
 	b.files[h] = buf.Bytes()
+	b.mod[h] = b.clock()
 	return nil
 }
 
@@ -96,11 +107,12 @@ func (b *Backend) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo,
 	}
 	b.mu.RLock()
 	data, ok := b.files[h]
+	mod := b.mod[h]
 	b.mu.RUnlock()
 	if !ok {
 		return storage.FileInfo{}, fmt.Errorf("stat %s: %w", h, storage.ErrNotExist)
 	}
-	return storage.FileInfo{Name: h.Name, Size: int64(len(data))}, nil
+	return storage.FileInfo{Name: h.Name, Size: int64(len(data)), ModTime: mod}, nil
 }
 
 func (b *Backend) Remove(ctx context.Context, h storage.Handle) error {
@@ -116,6 +128,7 @@ func (b *Backend) Remove(ctx context.Context, h storage.Handle) error {
 		return fmt.Errorf("remove %s: %w", h, storage.ErrNotExist)
 	}
 	delete(b.files, h)
+	delete(b.mod, h)
 	return nil
 }
 
@@ -131,7 +144,7 @@ func (b *Backend) List(ctx context.Context, t storage.FileType, fn func(storage.
 	var infos []storage.FileInfo
 	for h, data := range b.files {
 		if h.Type == t {
-			infos = append(infos, storage.FileInfo{Name: h.Name, Size: int64(len(data))})
+			infos = append(infos, storage.FileInfo{Name: h.Name, Size: int64(len(data)), ModTime: b.mod[h]})
 		}
 	}
 	b.mu.RUnlock()

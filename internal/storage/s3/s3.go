@@ -267,7 +267,7 @@ func (b *Backend) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo,
 	if err != nil {
 		return storage.FileInfo{}, b.mapErr("stat", h, err)
 	}
-	return storage.FileInfo{Name: h.Name, Size: oi.Size}, nil
+	return storage.FileInfo{Name: h.Name, Size: oi.Size, ModTime: oi.LastModified}, nil
 }
 
 func (b *Backend) Remove(ctx context.Context, h storage.Handle) error {
@@ -320,7 +320,7 @@ func (b *Backend) List(ctx context.Context, t storage.FileType, fn func(storage.
 		if name == "" || strings.Contains(name, "/") {
 			continue // not ours
 		}
-		if err := fn(storage.FileInfo{Name: name, Size: oi.Size}); err != nil {
+		if err := fn(storage.FileInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}); err != nil {
 			return err
 		}
 	}

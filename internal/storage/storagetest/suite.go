@@ -70,6 +70,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) storage.Backend, opts Optio
 		{"LargeFile", s.largeFile},
 		{"CancelledContext", s.cancelledContext},
 		{"CancelDuringSave", s.cancelDuringSave},
+		{"ModTime", s.modTime},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -711,4 +712,38 @@ func (s *suite) cancelDuringSave(t *testing.T, be storage.Backend) {
 		t.Fatal("Save did not return after cancel")
 	}
 	assertAbsent(t, be, h)
+}
+
+// modTime: Stat and List report when a file was written by the storage's
+// clock. The suite runs storage on the test's machine, so that clock is the
+// test's, within a minute (object stores keep seconds).
+func (s *suite) modTime(t *testing.T, be storage.Backend) {
+	before := time.Now()
+	h := storage.Handle{Type: storage.LockFile, Name: RandomName()}
+	save(t, be, h, []byte("lock"))
+	after := time.Now()
+	in := func(what string, m time.Time) {
+		t.Helper()
+		if m.IsZero() || m.Before(before.Add(-time.Minute)) || m.After(after.Add(time.Minute)) {
+			t.Errorf("%s: ModTime %v, want the time of the Save (%v to %v)", what, m, before, after)
+		}
+	}
+	fi, err := be.Stat(ctxFor(t), h)
+	if err != nil {
+		t.Fatalf("Stat: %v", err)
+	}
+	in("Stat", fi.ModTime)
+	found := false
+	if err := be.List(ctxFor(t), storage.LockFile, func(fi storage.FileInfo) error {
+		if fi.Name == h.Name {
+			found = true
+			in("List", fi.ModTime)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if !found {
+		t.Fatalf("List does not report %s", h.Name)
+	}
 }
