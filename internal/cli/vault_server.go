@@ -40,6 +40,8 @@ type VaultServerOptions struct {
 	LogFormat                            string
 	// CredentialKeyFile holds the key sealing cluster credentials.
 	CredentialKeyFile string
+	// ClusterCredentialLifetime bounds the renewal of a cluster's token.
+	ClusterCredentialLifetime time.Duration
 	// TokenLifetime and TokenMaxLifetime are ISO 8601 durations.
 	TokenLifetime, TokenMaxLifetime string
 }
@@ -54,6 +56,8 @@ func (o *VaultServerOptions) AddFlags(fs *pflag.FlagSet, serve bool) {
 	fs.StringVar(&o.TokenMaxLifetime, "token-max-lifetime", server.DefaultTokenMaxLifetime.String(), "longest lifetime of an API token, ISO 8601 (P90D, P1Y); vault init's admin token gets it")
 	if serve {
 		fs.StringVar(&o.TokenLifetime, "token-lifetime", server.DefaultTokenLifetime.String(), "lifetime of an API token created without --expires-in, ISO 8601 (P7D, P30D)")
+		fs.DurationVar(&o.ClusterCredentialLifetime, "cluster-credential-max-lifetime", clusterdriver.DefaultCredentialLifetime,
+			"renew a cluster's token for at most this long after its owner enabled trusted access; then the owner runs arca trusted-access enable again")
 		fs.StringVar(&o.Listen, "listen", "127.0.0.1:8443", "address to serve the API on")
 		fs.DurationVar(&o.Jitter, "schedule-jitter", 0, "spread scheduled backups sharing a slot over up to this long (max 30m)")
 		fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
@@ -77,7 +81,7 @@ func (o *VaultServerOptions) options(stderr io.Writer) (server.Options, error) {
 		return server.Options{}, &UsageError{fmt.Errorf("--db: want a postgres:// URL")}
 	}
 	opts := server.Options{Listen: o.Listen, DataDir: o.DataDir, DB: o.DB, TLSCert: o.TLSCert, TLSKey: o.TLSKey,
-		Jitter: o.Jitter, Log: slog.New(h), Clusters: clusterdriver.NewTrustedAccess,
+		Jitter: o.Jitter, Log: slog.New(h), Clusters: clusterdriver.NewTrustedAccessRenewingFor(o.ClusterCredentialLifetime),
 		CredentialKeyFile: o.CredentialKeyFile, CredentialKey: os.Getenv("ARCA_VAULT_CREDENTIAL_KEY")}
 	for _, l := range []struct {
 		flag, v string

@@ -46,6 +46,58 @@ func (e *RevokedError) Is(target error) bool { return target == ErrRevoked }
 func (e *RevokedError) JobCode() string { return CodeRevoked }
 func (e *RevokedError) Permanent() bool { return true }
 
+// CodeExpired is the job error code of a job refused because the vault's
+// token for its cluster expired (not revoked).
+const CodeExpired = "TrustedAccessTokenExpired"
+
+// ExpiredError reports that the vault's token for a cluster expired before
+// it was renewed.
+type ExpiredError struct {
+	Cluster   string
+	ExpiredAt time.Time
+	Why       string // why it was not renewed, when known
+}
+
+func (e *ExpiredError) Error() string {
+	why := e.Why
+	if why == "" {
+		why = "the vault was stopped or could not reach the cluster for longer than the token's remaining lifetime"
+	}
+	return fmt.Sprintf("the vault's token for cluster %q expired at %s and a token cannot renew itself once expired (%s); trusted access was not revoked: the cluster's owner issues a fresh token with arca trusted-access enable --cluster-name %s",
+		e.Cluster, e.ExpiredAt.UTC().Format(time.RFC3339), why, e.Cluster)
+}
+
+// JobCode and Permanent make an ExpiredError a jobs.CodedError.
+func (e *ExpiredError) JobCode() string { return CodeExpired }
+func (e *ExpiredError) Permanent() bool { return true }
+
+// clockSkew is the allowance between the vault's clock and the cluster's
+// (which sets a token's expiry): a token rejected within it of its expiry
+// counts as expired.
+const clockSkew = time.Minute
+
+// Expired reports whether c's token has expired at now, by the expiry the
+// cluster gave it.
+func Expired(c *store.Cluster, now time.Time) bool {
+	return c.TokenExpiresAt != nil && !now.Before(c.TokenExpiresAt.Add(-clockSkew))
+}
+
+// rejection turns an API error of a call made with c's token into what it
+// means: a 401 for a token past its expiry is expiry, not revocation; any
+// other 401 or 403 is revocation (ErrRevoked); other errors stay as they
+// are.
+func rejection(c *store.Cluster, now time.Time, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsUnauthorized(err) && Expired(c, now):
+		return &ExpiredError{Cluster: c.Name, ExpiredAt: *c.TokenExpiresAt}
+	case IsRevocation(err):
+		return &RevokedError{Cluster: c.Name, Err: err}
+	}
+	return err
+}
+
 // IsRevocation reports whether an API error means the vault's identity is
 // gone or unbound: 401 (token invalid: service account deleted), 403
 // (bindings removed) or a missing service account on renewal.
@@ -83,15 +135,31 @@ func Renew(ctx context.Context, c *store.Cluster, ttl time.Duration) (string, ti
 	return tr.Status.Token, tr.Status.ExpirationTimestamp.Time, nil
 }
 
+// DefaultCredentialLifetime bounds renewal: a credential is renewed for at
+// most this long after its cluster's owner gave it (trusted access enabled
+// or re-enabled, Cluster.RegisteredAt); then it runs out and the owner
+// renews their consent with arca trusted-access enable.
+const DefaultCredentialLifetime = 90 * 24 * time.Hour
+
+// minTokenTTL is the shortest token the API server issues (TokenRequest
+// expirationSeconds is at least 600).
+const minTokenTTL = 10 * time.Minute
+
 // Renewer keeps the tokens of registered clusters fresh: a token is
-// renewed once less than a third of TTL remains. A cluster that rejects
-// the vault is marked TrustedAccessRevoked (jobs then fail with that
-// code); other errors are retried on the next tick.
+// renewed once less than a third of TTL remains, for at most MaxLifetime
+// after the cluster's owner gave it. Each renewal, and each end of one, is
+// written to the audit log. A cluster that rejects the vault is marked
+// TrustedAccessRevoked; a token that expired first is marked
+// TrustedAccessExpired (the owner re-issues it; nothing was revoked);
+// other errors are retried on the next tick.
 type Renewer struct {
 	Store store.ClusterStore
 	Clock clock.Clock
 	Log   *slog.Logger
 	TTL   time.Duration // lifetime asked for; default v1alpha1.VaultTokenTTL
+	// MaxLifetime bounds renewal after RegisteredAt; default
+	// DefaultCredentialLifetime.
+	MaxLifetime time.Duration
 }
 
 func (r *Renewer) ttl() time.Duration {
@@ -99,6 +167,20 @@ func (r *Renewer) ttl() time.Duration {
 		return v1alpha1.VaultTokenTTL
 	}
 	return r.TTL
+}
+
+func (r *Renewer) maxLifetime() time.Duration {
+	if r.MaxLifetime == 0 {
+		return DefaultCredentialLifetime
+	}
+	return r.MaxLifetime
+}
+
+func (r *Renewer) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
 }
 
 // Tick renews what is due; it returns the names of clusters renewed.
@@ -110,34 +192,93 @@ func (r *Renewer) Tick(ctx context.Context) ([]string, error) {
 	var renewed []string
 	var errs []error
 	for _, c := range cs {
-		if c.State != store.ClusterConnected {
-			continue
-		}
-		if c.TokenExpiresAt != nil && c.TokenExpiresAt.Sub(r.Clock.Now()) > r.ttl()/3 {
-			continue
-		}
-		tok, exp, err := Renew(ctx, c, r.ttl())
-		var rev *RevokedError
-		switch {
-		case errors.As(err, &rev):
-			c.State, c.Message = store.ClusterRevoked, rev.Error()
-		case err != nil:
+		ok, err := r.renew(ctx, c)
+		if err != nil {
 			errs = append(errs, err)
-			continue
-		default:
-			c.Token, c.TokenExpiresAt, c.Message = tok, &exp, ""
 		}
-		if err := r.Store.UpdateCluster(ctx, c); err != nil {
-			errs = append(errs, fmt.Errorf("save cluster %q: %w", c.Name, err))
-			continue
-		}
-		if rev == nil {
+		if ok {
 			renewed = append(renewed, c.Name)
-		} else if r.Log != nil {
-			r.Log.Warn("trusted access revoked", "cluster", c.Name, "err", rev.Err)
 		}
 	}
 	return renewed, errors.Join(errs...)
+}
+
+// renew renews one cluster's token when due.
+func (r *Renewer) renew(ctx context.Context, c *store.Cluster) (bool, error) {
+	now := r.Clock.Now()
+	if c.State != store.ClusterConnected {
+		return false, nil
+	}
+	until := c.RegisteredAt.Add(r.maxLifetime())
+	if Expired(c, now) {
+		why := ""
+		if !now.Before(until) {
+			why = fmt.Sprintf("renewal ended %s after trusted access was enabled", r.maxLifetime())
+		}
+		return false, r.expired(ctx, c, &ExpiredError{Cluster: c.Name, ExpiredAt: *c.TokenExpiresAt, Why: why})
+	}
+	if c.TokenExpiresAt != nil && c.TokenExpiresAt.Sub(now) > r.ttl()/3 {
+		return false, nil
+	}
+	if !now.Add(minTokenTTL).Before(until) {
+		// Renewal is over: the token runs out, once.
+		msg := fmt.Sprintf("renewal stopped: the credential reached its maximum lifetime (%s since trusted access was enabled at %s); it expires at %s unless the cluster's owner re-enables trusted access (arca trusted-access enable --cluster-name %s)",
+			r.maxLifetime(), c.RegisteredAt.UTC().Format(time.RFC3339), expiry(c), c.Name)
+		if c.Message == msg {
+			return false, nil
+		}
+		c.Message = msg
+		if err := r.Store.UpdateCluster(ctx, c); err != nil {
+			return false, fmt.Errorf("save cluster %q: %w", c.Name, err)
+		}
+		r.log().Warn("audit", "event", "clusterTokenRenewalStopped", "principal", "vault", "cluster", c.Name,
+			"registeredAt", c.RegisteredAt, "renewals", c.Renewals, "tokenExpiresAt", c.TokenExpiresAt, "reason", msg)
+		return false, nil
+	}
+	ttl := min(r.ttl(), until.Sub(now)) // never past the bound
+	tok, exp, err := Renew(ctx, c, ttl)
+	var rev *RevokedError
+	switch {
+	case errors.As(err, &rev) && apierrors.IsUnauthorized(rev.Err) && Expired(c, r.Clock.Now()):
+		return false, r.expired(ctx, c, &ExpiredError{Cluster: c.Name, ExpiredAt: *c.TokenExpiresAt})
+	case errors.As(err, &rev):
+		c.State, c.Message = store.ClusterRevoked, rev.Error()
+		if err := r.Store.UpdateCluster(ctx, c); err != nil {
+			return false, fmt.Errorf("save cluster %q: %w", c.Name, err)
+		}
+		r.log().Warn("audit", "event", "clusterTrustedAccessRevoked", "principal", "vault", "cluster", c.Name, "reason", rev.Error())
+		return false, nil
+	case err != nil:
+		r.log().Warn("audit", "event", "clusterTokenRenewalFailed", "principal", "vault", "cluster", c.Name,
+			"tokenExpiresAt", c.TokenExpiresAt, "reason", err.Error())
+		return false, err
+	}
+	c.Token, c.TokenExpiresAt, c.Message = tok, &exp, ""
+	c.Renewals++
+	if err := r.Store.UpdateCluster(ctx, c); err != nil {
+		return false, fmt.Errorf("save cluster %q: %w", c.Name, err)
+	}
+	r.log().Info("audit", "event", "clusterTokenRenewed", "principal", "vault", "cluster", c.Name, "renewals", c.Renewals,
+		"tokenExpiresAt", exp, "renewableUntil", until)
+	return true, nil
+}
+
+func expiry(c *store.Cluster) string {
+	if c.TokenExpiresAt == nil {
+		return "an unknown time"
+	}
+	return c.TokenExpiresAt.UTC().Format(time.RFC3339)
+}
+
+// expired records a token that ran out.
+func (r *Renewer) expired(ctx context.Context, c *store.Cluster, e *ExpiredError) error {
+	c.State, c.Message = store.ClusterExpired, e.Error()
+	if err := r.Store.UpdateCluster(ctx, c); err != nil {
+		return fmt.Errorf("save cluster %q: %w", c.Name, err)
+	}
+	r.log().Warn("audit", "event", "clusterTokenExpired", "principal", "vault", "cluster", c.Name, "tokenExpiresAt", c.TokenExpiresAt,
+		"renewals", c.Renewals, "reason", e.Error())
+	return nil
 }
 
 // Run ticks until ctx ends.
@@ -156,12 +297,23 @@ func (r *Renewer) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// MarkRevoked records a revocation seen while using the credential.
-func MarkRevoked(ctx context.Context, st store.ClusterStore, name string, cause error) {
+// markRejected records what a rejection seen while using the credential
+// means (RevokedError or ExpiredError) in the cluster's registration.
+func markRejected(ctx context.Context, st store.ClusterStore, name string, rejected error) {
+	state := store.ClusterRevoked
+	var ee *ExpiredError
+	if errors.As(rejected, &ee) {
+		state = store.ClusterExpired
+	}
 	c, err := st.GetCluster(ctx, name)
-	if err != nil || c.State == store.ClusterRevoked {
+	if err != nil || c.State == state {
 		return
 	}
-	c.State, c.Message = store.ClusterRevoked, (&RevokedError{Cluster: name, Err: cause}).Error()
+	c.State, c.Message = state, rejected.Error()
 	_ = st.UpdateCluster(ctx, c) // a concurrent writer saw the same or re-enabled it
+}
+
+// MarkRevoked records a revocation seen while using the credential.
+func MarkRevoked(ctx context.Context, st store.ClusterStore, name string, cause error) {
+	markRejected(ctx, st, name, &RevokedError{Cluster: name, Err: cause})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -17,6 +18,7 @@ import (
 // TrustedAccessRevoked.
 type Registered struct {
 	Store store.ClusterStore
+	Clock clock.Clock // tells an expired token from a revoked one; nil: the wall clock
 }
 
 var _ jobs.Drivers = (*Registered)(nil)
@@ -32,13 +34,18 @@ func (d *Registered) Driver(cluster string) (jobs.ClusterDriver, bool) {
 	if err != nil {
 		return nil, false
 	}
-	return &registered{Store: d.Store, Cluster: c}, true
+	clk := d.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	return &registered{Store: d.Store, Cluster: c, Clock: clk}, true
 }
 
 // registered is one cluster's driver through trusted access.
 type registered struct {
 	Store   store.ClusterStore
 	Cluster *store.Cluster
+	Clock   clock.Clock
 }
 
 var (
@@ -48,8 +55,11 @@ var (
 )
 
 func (d *registered) inner() (*Driver, error) {
-	if d.Cluster.State == store.ClusterRevoked {
+	switch d.Cluster.State {
+	case store.ClusterRevoked:
 		return nil, &RevokedError{Cluster: d.Cluster.Name, Err: errors.New(d.Cluster.Message)}
+	case store.ClusterExpired:
+		return nil, &ExpiredError{Cluster: d.Cluster.Name, ExpiredAt: *d.Cluster.TokenExpiresAt}
 	}
 	cd, err := New(RestConfig(d.Cluster), d.Cluster.Namespace)
 	if err != nil {
@@ -60,15 +70,18 @@ func (d *registered) inner() (*Driver, error) {
 	return cd, nil
 }
 
-// check turns an API error into a revocation when the cluster rejects the
-// identity (401: token invalid, its service account deleted; 403: bindings
-// removed), recording it in the store.
+// check turns an API error into what it means when the cluster rejects the
+// identity: expiry (401 for a token past its expiry) or revocation (401:
+// token invalid, its service account deleted; 403: bindings removed),
+// recording it in the store.
 func (d *registered) check(ctx context.Context, err error) error {
-	if err != nil && IsRevocation(err) {
-		MarkRevoked(ctx, d.Store, d.Cluster.Name, err)
-		return &RevokedError{Cluster: d.Cluster.Name, Err: err}
+	rej := rejection(d.Cluster, d.Clock.Now(), err)
+	var rev *RevokedError
+	var exp *ExpiredError
+	if errors.As(rej, &rev) || errors.As(rej, &exp) {
+		markRejected(ctx, d.Store, d.Cluster.Name, rej)
 	}
-	return err
+	return rej
 }
 
 // StartBackup implements jobs.ClusterDriver.

@@ -23,6 +23,9 @@ type TrustedAccess struct {
 	Store store.ClusterStore
 	Clock clock.Clock
 	Log   *slog.Logger
+	// MaxLifetime bounds the renewal of a credential after its owner gave
+	// it (Renewer.MaxLifetime; zero: DefaultCredentialLifetime).
+	MaxLifetime time.Duration
 	Registered
 }
 
@@ -30,12 +33,23 @@ var _ service.Clusters = (*TrustedAccess)(nil)
 
 // NewTrustedAccess returns the trusted access of a vault over its store.
 func NewTrustedAccess(st store.ClusterStore, clk clock.Clock, log *slog.Logger) service.Clusters {
-	return &TrustedAccess{Store: st, Clock: clk, Log: log, Registered: Registered{Store: st}}
+	return &TrustedAccess{Store: st, Clock: clk, Log: log, Registered: Registered{Store: st, Clock: clk}}
+}
+
+// NewTrustedAccessRenewingFor is NewTrustedAccess with credential renewal
+// bounded to maxLifetime after the owner gave the credential (arca vault
+// serve --cluster-credential-max-lifetime; zero: the default).
+func NewTrustedAccessRenewingFor(maxLifetime time.Duration) func(store.ClusterStore, clock.Clock, *slog.Logger) service.Clusters {
+	return func(st store.ClusterStore, clk clock.Clock, log *slog.Logger) service.Clusters {
+		ta := NewTrustedAccess(st, clk, log).(*TrustedAccess)
+		ta.MaxLifetime = maxLifetime
+		return ta
+	}
 }
 
 // Maintain implements service.Clusters: it renews tokens until ctx ends.
 func (t *TrustedAccess) Maintain(ctx context.Context, every time.Duration) {
-	(&Renewer{Store: t.Store, Clock: t.Clock, Log: t.Log}).Run(ctx, every)
+	(&Renewer{Store: t.Store, Clock: t.Clock, Log: t.Log, MaxLifetime: t.MaxLifetime}).Run(ctx, every)
 }
 
 // ValidationResult is the body of a validation response.

@@ -584,6 +584,10 @@ func (k *clients) checkTrustedAccess(ctx context.Context, r *Report, conns Conne
 		ch.Result, ch.Code, ch.Message, ch.Remedy = Failed, "TrustedAccessNotEnabled", "the vault has no registration for cluster "+cluster, remedy
 		return
 	}
+	if c.State == "TrustedAccessExpired" {
+		ch.Result, ch.Code, ch.Message, ch.Remedy = Failed, "TrustedAccessTokenExpired", "the vault reports "+c.State+": "+c.Message, remedy+" (issues a fresh token)"
+		return
+	}
 	if c.State != "Connected" {
 		ch.Result, ch.Code, ch.Message, ch.Remedy = Failed, "TrustedAccessRevoked", "the vault reports "+c.State+": "+c.Message, remedy
 		return

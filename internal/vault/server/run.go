@@ -39,8 +39,8 @@ type Options struct {
 	RunnerInterval    time.Duration // default 5s
 	RetentionInterval time.Duration // default 1h
 	// LeaseTTL is how long a replica that stops (or loses the database)
-	// keeps the retention lease before another replica takes over
-	// (default 2m).
+	// keeps the background lease (retention, credential renewal) before
+	// another replica takes over (default 2m).
 	LeaseTTL time.Duration
 	Jitter   time.Duration // scheduler jitter, default 0
 	// Clusters builds the vault's way into its clusters over its store
@@ -340,15 +340,16 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Retention runs on one replica at a time (the scheduler and the
-	// job runner claim each slot and job in the store themselves).
-	s.retentionLease = &Lease{Store: st, Name: "retention", Holder: NewHolder(), TTL: o.LeaseTTL, Log: o.Log}
+	// Retention and credential renewal run on one replica at a time
+	// (the scheduler and the job runner claim each slot and job in the
+	// store themselves).
+	s.retentionLease = &Lease{Store: st, Name: "background", Holder: NewHolder(), TTL: o.LeaseTTL, Log: o.Log}
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); s.retentionLease.Hold(ctx) }()
 	if s.Clusters != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); s.Clusters.Maintain(ctx, o.RenewInterval) }()
+		go func() { defer wg.Done(); s.maintainClusters(ctx, o.RenewInterval, o.LeaseTTL/3) }()
 	}
 	go func() { defer wg.Done(); sch.Run(ctx, o.SchedulerInterval) }()
 	go func() { defer wg.Done(); s.Runner.Run(ctx, o.RunnerInterval) }()
@@ -381,8 +382,22 @@ func storeKind(o Options) string {
 	return "sqlite"
 }
 
+// maintainClusters renews cluster credentials while this replica holds
+// the background lease: two replicas renewing at once would each mint a
+// token.
+func (s *Server) maintainClusters(ctx context.Context, every, retry time.Duration) {
+	for {
+		s.retentionLease.Do(ctx, func(ctx context.Context) { s.Clusters.Maintain(ctx, every) })
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+	}
+}
+
 // runRetention runs a retention pass every interval, on the replica that
-// holds the retention lease (all of them when there is no lease: New
+// holds the background lease (all of them when there is no lease: New
 // without Run).
 func (s *Server) runRetention(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
@@ -422,7 +437,7 @@ func (s *Server) holder() string {
 }
 
 // RetentionPasses counts the retention passes this replica ran under the
-// retention lease (tests, metrics).
+// background lease (tests, metrics).
 func (s *Server) RetentionPasses() int64 { return s.retentionPasses.Load() }
 
 func countDeleted(params []byte) int {

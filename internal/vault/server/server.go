@@ -54,7 +54,7 @@ type Server struct {
 	// defaults of package service, P30D and P1Y).
 	TokenLifetime, TokenMaxLifetime policy.Duration
 
-	retentionLease  *Lease // Run: retention on one replica at a time
+	retentionLease  *Lease // Run: retention and renewal on one replica at a time
 	retentionPasses atomic.Int64
 
 	registry *prometheus.Registry

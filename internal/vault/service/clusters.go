@@ -51,7 +51,7 @@ func (s *Service) RegisterCluster(ctx context.Context, b ClusterRegistration) (*
 		return nil, err
 	}
 	c := &store.Cluster{Name: b.Name, Server: b.Server, CAData: b.CAData, Namespace: b.Namespace, ServiceAccount: b.ServiceAccount,
-		Token: b.Token, TokenExpiresAt: b.TokenExpiresAt, State: store.ClusterConnected}
+		Token: b.Token, TokenExpiresAt: b.TokenExpiresAt, State: store.ClusterConnected, RegisteredAt: s.now().Now()}
 	if err := s.Store.CreateCluster(ctx, c); err != nil {
 		return nil, err
 	}
@@ -76,6 +76,8 @@ func (s *Service) UpdateCluster(ctx context.Context, name string, expected int64
 	}
 	c.Server, c.CAData, c.Namespace, c.ServiceAccount = b.Server, b.CAData, b.Namespace, b.ServiceAccount
 	c.Token, c.TokenExpiresAt, c.State, c.Message = b.Token, b.TokenExpiresAt, store.ClusterConnected, ""
+	// The owner gave a new credential: its renewal starts over.
+	c.RegisteredAt, c.Renewals = s.now().Now(), 0
 	return c, fromStore(s.Store.UpdateCluster(ctx, c), expected)
 }
 

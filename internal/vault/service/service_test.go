@@ -460,7 +460,10 @@ func TestClusters(t *testing.T) {
 	if err != nil || c.State != store.ClusterConnected {
 		t.Fatal(c, err)
 	}
-	c.State = store.ClusterRevoked
+	if !c.RegisteredAt.Equal(e.clk.Now()) || c.Renewals != 0 {
+		t.Fatalf("registered at %v with %d renewals", c.RegisteredAt, c.Renewals)
+	}
+	c.State, c.Renewals = store.ClusterExpired, 7
 	if err := e.st.UpdateCluster(ctx, c); err != nil {
 		t.Fatal(err)
 	}
@@ -470,8 +473,13 @@ func TestClusters(t *testing.T) {
 	wantKind(t, err, service.Invalid, "ImmutableField")
 	_, err = e.svc.UpdateCluster(ctx, "prod", 1, reg)
 	wantKind(t, err, service.PreconditionFailed, "PreconditionFailed")
+	e.clk.Advance(time.Hour)
 	if c, err = e.svc.UpdateCluster(ctx, "prod", 2, reg); err != nil || c.State != store.ClusterConnected {
 		t.Fatalf("renewal did not reconnect: %+v %v", c, err)
+	}
+	// The owner's new credential starts its bounded renewal over.
+	if c, _ = e.st.GetCluster(ctx, "prod"); !c.RegisteredAt.Equal(e.clk.Now()) || c.Renewals != 0 {
+		t.Fatalf("re-enabled: registered at %v with %d renewals; want now and none", c.RegisteredAt, c.Renewals)
 	}
 	if err := e.svc.DeleteCluster(ctx, "prod", 0); err != nil {
 		t.Fatal(err)

@@ -224,6 +224,11 @@ type RoleAssignmentFilter struct {
 const (
 	ClusterConnected = "Connected"
 	ClusterRevoked   = "TrustedAccessRevoked"
+	// ClusterExpired: the vault's token expired before it was renewed
+	// (the vault was down, or renewal reached its maximum lifetime); the
+	// cluster's owner did not revoke anything, but only they can issue a
+	// fresh token.
+	ClusterExpired = "TrustedAccessExpired"
 )
 
 // Cluster is a cluster registered through trusted access: how the vault
