@@ -475,3 +475,41 @@ func TestInvalidInputFailsBeforeWriting(t *testing.T) {
 		t.Errorf("namespaces changed: %d → %d", len(before.Items), len(after.Items))
 	}
 }
+
+// TestSensitiveWarningsBounded: a restore that writes more RBAC objects
+// than MaxSensitiveWarnings names the first ones and counts the rest in
+// one more warning; every object is still restored.
+func TestSensitiveWarningsBounded(t *testing.T) {
+	ctx := context.Background()
+	c := kc(t)
+	const n = restore.MaxSensitiveWarnings + 5
+	doc := "apiVersion: v1\nkind: Namespace\nmetadata: {name: cap-src}\n"
+	for i := range n {
+		doc += fmt.Sprintf("---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: r-%03d, namespace: cap-src}\nrules: []\n", i)
+	}
+	if err := c.Apply(ctx, parse(t, doc), "default"); err != nil {
+		t.Fatal(err)
+	}
+	r := newRepo(t)
+	rp := doBackup(t, r, v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"cap-src"}, IncludeClusterScopeResources: v1alpha1.Bool(false)})
+	res := doRestore(t, r, rp, v1alpha1.RestoreCriteria{NamespaceMappings: map[string]string{"cap-src": "cap-dst"}})
+	named, summary := 0, ""
+	for _, w := range res.Warnings {
+		if w.Code != v1alpha1.CodeRBACObjectRestored {
+			continue
+		}
+		if w.Object == "" {
+			summary = w.Message
+		} else {
+			named++
+		}
+	}
+	if named != restore.MaxSensitiveWarnings || !strings.Contains(summary, "and 5 more RBAC or admission objects restored") {
+		t.Errorf("%d named warnings, summary %q; want %d and 'and 5 more'", named, summary, restore.MaxSensitiveWarnings)
+	}
+	gvrRole := schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"}
+	l, err := c.Dyn.Resource(gvrRole).Namespace("cap-dst").List(ctx, metav1.ListOptions{})
+	if err != nil || len(l.Items) != n {
+		t.Errorf("restored roles: %d, %v; want %d", len(l.Items), err, n)
+	}
+}

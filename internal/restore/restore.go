@@ -274,6 +274,8 @@ type run struct {
 	needNS   map[string]bool // target namespaces of selected namespaced objects
 	deferred []deferredItem  // objects waiting for their owners
 	crds     []*unstructured.Unstructured
+	// sensitive counts the RBAC and admission objects written (warnings).
+	sensitive int
 	done     atomic.Int64
 	total    int64
 }
@@ -335,6 +337,10 @@ func (p *Prepared) Run(ctx context.Context) (*Result, error) {
 	}
 	res := r.res
 	res.Finished = p.opts.Now()
+	if n := r.sensitive - MaxSensitiveWarnings; n > 0 {
+		res.Warnings = append(res.Warnings, Warning{Code: v1alpha1.CodeRBACObjectRestored, Message: fmt.Sprintf(
+			"and %d more RBAC or admission objects restored (only the first %d are named; the restore's items list them all)", n, MaxSensitiveWarnings)})
+	}
 	res.Items.sort()
 	if f := res.Failures(); len(f) > 0 {
 		return res, &ItemsFailedError{Items: f}
@@ -478,7 +484,9 @@ func (r *run) record(it Item, a Action, reason string) {
 	r.res.Summary[a]++
 	if a == Created || a == Patched {
 		if w, ok := r.sensitiveWarning(it); ok {
-			r.res.Warnings = append(r.res.Warnings, w)
+			if r.sensitive++; r.sensitive <= MaxSensitiveWarnings {
+				r.res.Warnings = append(r.res.Warnings, w)
+			}
 		}
 	}
 	r.mu.Unlock()
@@ -487,6 +495,12 @@ func (r *run) record(it Item, a Action, reason string) {
 		r.opts.Progress(Progress{Done: d, Total: r.total, Tier: it.Tier})
 	}
 }
+
+// MaxSensitiveWarnings bounds the RBACObjectRestored and
+// AdmissionObjectRestored warnings of one restore, so that restoring a
+// whole cluster's RBAC still fits a RestoreJob's status; one more warning
+// counts the rest.
+const MaxSensitiveWarnings = 100
 
 // sensitiveWarning is the warning for an RBAC or admission object the
 // restore wrote (or, in a dry run, would write): each one changes who may
