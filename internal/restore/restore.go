@@ -276,8 +276,8 @@ type run struct {
 	crds     []*unstructured.Unstructured
 	// sensitive counts the RBAC and admission objects written (warnings).
 	sensitive int
-	done     atomic.Int64
-	total    int64
+	done      atomic.Int64
+	total     int64
 }
 
 // deferredItem is an object waiting for its owners, held as its JSON (a
