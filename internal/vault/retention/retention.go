@@ -186,18 +186,14 @@ func (e *Engine) remove(ctx context.Context, rps []*store.RecoveryPoint) *Result
 
 // RetainForever clears the expiry of every recovery point of an instance
 // (stop protection with retain-forever).
+//
+// One statement, however many points the instance has: stopping
+// protection does a bounded amount of work inside its request (a point at
+// a time, with a commit each, grows with the points kept and could pass
+// the API's write timeout).
 func (e *Engine) RetainForever(ctx context.Context, vault, instance string) error {
-	rps, err := e.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: vault, Instance: instance})
-	if err != nil {
-		return err
-	}
-	for _, rp := range rps {
-		rp.ExpiresAt = nil
-		if err := e.Store.UpdateRecoveryPoint(ctx, rp); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := e.Store.ClearRecoveryPointExpiries(ctx, vault, instance)
+	return err
 }
 
 // Reapply recomputes the expiry of points without one from their tag and
@@ -208,6 +204,8 @@ func (e *Engine) Reapply(ctx context.Context, p *policy.Policy, vault, instance 
 	if err != nil {
 		return err
 	}
+	// One transaction for all of them (all or none, one commit).
+	exps := map[string]*time.Time{}
 	for _, rp := range rps {
 		if rp.ExpiresAt != nil {
 			continue
@@ -219,12 +217,12 @@ func (e *Engine) Reapply(ctx context.Context, p *policy.Policy, vault, instance 
 			}
 		}
 		exp := r.Duration.AddTo(rp.Time.UTC())
-		rp.ExpiresAt = &exp
-		if err := e.Store.UpdateRecoveryPoint(ctx, rp); err != nil {
-			return err
-		}
+		exps[rp.ID] = &exp
 	}
-	return nil
+	if len(exps) == 0 {
+		return nil
+	}
+	return e.Store.SetRecoveryPointExpiries(ctx, vault, exps)
 }
 
 // Run expires recovery points of every instance of every vault, recording

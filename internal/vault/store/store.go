@@ -338,6 +338,13 @@ type RecoveryPointStore interface {
 	ListRecoveryPoints(ctx context.Context, f RecoveryPointFilter) ([]*RecoveryPoint, error)
 	UpdateRecoveryPoint(ctx context.Context, rp *RecoveryPoint) error
 	DeleteRecoveryPoint(ctx context.Context, vault, id string, version int64) error
+	// ClearRecoveryPointExpiries keeps every point of an instance forever
+	// (stop protection, retain-forever), in one statement however many
+	// points it has; it returns how many it changed.
+	ClearRecoveryPointExpiries(ctx context.Context, vault, instance string) (int64, error)
+	// SetRecoveryPointExpiries sets the expiry of each named point of a
+	// vault (nil: kept forever), in one transaction: all or none.
+	SetRecoveryPointExpiries(ctx context.Context, vault string, expiries map[string]*time.Time) error
 }
 
 // JobStore keeps jobs.

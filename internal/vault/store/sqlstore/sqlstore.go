@@ -532,6 +532,35 @@ func (s *Store) UpdateRecoveryPoint(ctx context.Context, rp *store.RecoveryPoint
 	return nil
 }
 
+func (s *Store) ClearRecoveryPointExpiries(ctx context.Context, vault, instance string) (int64, error) {
+	n, err := s.exec(ctx, s.db, `UPDATE recovery_points SET expires_at = NULL, version = version + 1, updated_at = $1
+		WHERE vault = $2 AND instance = $3 AND expires_at IS NOT NULL`, micros(s.stamp()), vault, instance)
+	if err != nil {
+		return 0, fmt.Errorf("clear the expiries of %s/%s: %w", vault, instance, err)
+	}
+	return n, nil
+}
+
+func (s *Store) SetRecoveryPointExpiries(ctx context.Context, vault string, expiries map[string]*time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	now := micros(s.stamp())
+	for id, exp := range expiries {
+		n, err := s.exec(ctx, tx, `UPDATE recovery_points SET expires_at = $1, version = version + 1, updated_at = $2 WHERE vault = $3 AND id = $4`,
+			nullMicros(exp), now, vault, id)
+		if err != nil {
+			return fmt.Errorf("set the expiry of recovery point %q: %w", id, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("recovery point %q: %w", id, store.ErrNotFound)
+		}
+	}
+	return tx.Commit()
+}
+
 func (s *Store) DeleteRecoveryPoint(ctx context.Context, vault, id string, version int64) error {
 	return s.deleteVersioned(ctx, "recovery_points", "vault = $1 AND id = $2", []any{vault, id}, "recovery point", id, version)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -221,5 +222,39 @@ func testSealedCredentials(t *testing.T, s store.Store, reopen func(*testing.T) 
 	}
 	if err := sl.UseCredentialKey(ctx, k[:16]); !errors.Is(err, store.ErrCredentialKey) {
 		t.Fatalf("a short key: %v", err)
+	}
+}
+
+// The bulk expiry writes of stop and resume protection: one instance's
+// points only, versions moved on, all or none.
+func testRecoveryPointExpiries(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	exp := t0.AddDate(0, 0, 7)
+	for i, in := range []string{"shop", "shop", "shop", "web"} {
+		must(t, s.CreateRecoveryPoint(ctx, &store.RecoveryPoint{Vault: "v", ID: fmt.Sprintf("rp-%d", i), Instance: in,
+			Time: t0.Add(time.Duration(i) * time.Hour), Tag: "default", Datastore: "operational", ExpiresAt: &exp}))
+	}
+	n, err := s.ClearRecoveryPointExpiries(ctx, "v", "shop")
+	if err != nil || n != 3 {
+		t.Fatalf("clear: %d %v, want 3 points", n, err)
+	}
+	rps, err := s.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: "v"})
+	must(t, err)
+	for _, rp := range rps {
+		if (rp.Instance == "shop") != (rp.ExpiresAt == nil) || (rp.Instance == "shop") != (rp.Version == 2) {
+			t.Fatalf("after clearing shop's expiries: %s of %s expires %v, version %d", rp.ID, rp.Instance, rp.ExpiresAt, rp.Version)
+		}
+	}
+	later := t0.AddDate(0, 1, 0)
+	must(t, s.SetRecoveryPointExpiries(ctx, "v", map[string]*time.Time{"rp-0": &later, "rp-1": &exp}))
+	// A missing point: nothing of the batch is written.
+	err = s.SetRecoveryPointExpiries(ctx, "v", map[string]*time.Time{"rp-2": &later, "rp-missing": &later})
+	wantErr(t, err, store.ErrNotFound)
+	for id, want := range map[string]*time.Time{"rp-0": &later, "rp-1": &exp, "rp-2": nil, "rp-3": &exp} {
+		rp, err := s.GetRecoveryPoint(ctx, "v", id)
+		must(t, err)
+		if (rp.ExpiresAt == nil) != (want == nil) || (want != nil && !rp.ExpiresAt.Equal(*want)) {
+			t.Fatalf("%s expires %v, want %v", id, rp.ExpiresAt, want)
+		}
 	}
 }

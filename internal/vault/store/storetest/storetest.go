@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"RoleAssignmentsCascade", testRoleAssignmentsCascade},
 		{"Leases", testLeases},
 		{"SealedCredentials", testSealedCredentials},
+		{"RecoveryPointExpiries", testRecoveryPointExpiries},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
