@@ -536,8 +536,12 @@ func (d *demo) explicitSetup(kubeconfig, repoURL string) error {
 		return err
 	}
 
-	if err := d.timed("enable trusted access for the vault in the cluster", func() error {
-		return d.arcaShow("trusted-access", "enable", "--kubeconfig", kubeconfig, "--vault", vaultName, "--cluster-name", clusterName)
+	// The cluster owner's policy for the vault: the defaults, plus hooks,
+	// which the in-cluster restore below runs (a smoke test in the
+	// restored pod); without --allow-hooks that restore is refused with
+	// PolicyDeniesHooks.
+	if err := d.timed("enable trusted access for the vault in the cluster (its ClusterTrustPolicy allows hooks)", func() error {
+		return d.arcaShow("trusted-access", "enable", "--kubeconfig", kubeconfig, "--vault", vaultName, "--cluster-name", clusterName, "--allow-hooks")
 	}); err != nil {
 		return err
 	}
