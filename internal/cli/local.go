@@ -281,6 +281,7 @@ type LocalRestoreOptions struct {
 	filters           filterFlags
 	flags             *pflag.FlagSet
 	volumes           volumeRestoreFlags
+	fallback          fallbackFlags
 }
 
 func newLocalRestoreCommand() *cobra.Command {
@@ -309,6 +310,7 @@ func newLocalRestoreCommand() *cobra.Command {
 	fs.StringVar(&o.ResourceModifiers, "resource-modifiers", "", "resource modifier rules file (YAML or JSON)")
 	fs.BoolVar(&o.PreserveNodePorts, "preserve-node-ports", false, "keep Services' node ports instead of letting the cluster assign them")
 	o.volumes.addFlags(fs)
+	o.fallback.addFlags(fs)
 	return cmd
 }
 
@@ -412,19 +414,15 @@ func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr
 	if err != nil {
 		return &UsageError{err}
 	}
-	r, err := o.OpenReader(ctx)
+	r, rp, err := o.fallback.openPoint(ctx, &o.RepoOptions, o.RecoveryPoint, stderr)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	rp, err := r.FindRecoveryPoint(ctx, o.RecoveryPoint)
-	if err != nil {
-		return &UsageError{fmt.Errorf("recovery point %q: %w", o.RecoveryPoint, err)}
-	}
 	// A shared lock for the whole restore: no prune removes data it reads.
 	lk, err := r.LockShared(ctx)
 	if err != nil {
-		return fmt.Errorf("lock repository %s for the restore: %w", o.Repo, err)
+		return fmt.Errorf("lock the repository for the restore: %w", err)
 	}
 	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
 	var done, total atomic.Int64

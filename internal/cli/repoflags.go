@@ -14,6 +14,7 @@ import (
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage"
 	"github.com/arca-backup/arca/internal/storage/location"
+	"github.com/arca-backup/arca/internal/storage/retry"
 )
 
 // RepoOptions locate and unlock a repository. Commands that use a
@@ -39,6 +40,9 @@ type RepoOptions struct {
 	LockWait time.Duration
 	// Stderr receives the lock-wait reports (nil: os.Stderr).
 	Stderr io.Writer
+	// retry bounds the storage retries (zero: the defaults, minutes on an
+	// unreachable store); a primary with a fallback gives up sooner.
+	retry retry.Options
 }
 
 func (o *RepoOptions) passwordEnv() string {
@@ -113,7 +117,7 @@ func (o *RepoOptions) Backend(ctx context.Context, create bool) (storage.Backend
 	if o.Repo == "" {
 		return nil, &UsageError{fmt.Errorf("--%s is required", o.repoFlag())}
 	}
-	be, err := location.OpenWith(ctx, o.Repo, location.Credentials{}, location.Options{Create: create})
+	be, err := location.OpenWith(ctx, o.Repo, location.Credentials{}, location.Options{Create: create, Retry: o.retry})
 	if err != nil {
 		var pe *location.ParseError
 		if errors.As(err, &pe) {
