@@ -154,3 +154,29 @@ func TestRoleAssignmentsGoWithTheirVault(t *testing.T) {
 		t.Fatalf("denial message: %q", msg)
 	}
 }
+
+// A vault from before token lifetimes: its tokens without expiry get the
+// maximum lifetime when it starts, and the log says so.
+func TestOldTokensGetAnExpiry(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	logs := &syncBuf{}
+	o := server.Options{DataDir: t.TempDir(), Clock: clk, Log: slog.New(slog.NewJSONHandler(logs, nil))}
+	st, err := server.OpenStore(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, _, err := server.CreateToken(ctx, st, "legacy", "admin", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.BoundTokens(ctx, st, o); err != nil {
+		t.Fatal(err)
+	}
+	toks, _ := st.ListTokens(ctx)
+	if len(toks) != 1 || toks[0].ExpiresAt == nil || !toks[0].ExpiresAt.Equal(clk.Now().AddDate(1, 0, 0)) {
+		t.Fatalf("legacy token: %+v; want it to expire a year (the maximum) from now", toks[0])
+	}
+	if !strings.Contains(logs.String(), "arca token create") {
+		t.Fatalf("no warning in the log: %s", logs.String())
+	}
+}

@@ -277,6 +277,23 @@ func Init(ctx context.Context, o Options) (*InitResult, error) {
 	return &InitResult{Token: tok, CertFile: cert, Fingerprint: fp, DataDir: o.DataDir}, nil
 }
 
+// BoundTokens gives the tokens a vault made before token lifetimes
+// existed (no expiry) the maximum lifetime from now, so that every token
+// expires, and says so in the log: their holders have that long to get a
+// new one (arca token create).
+func BoundTokens(ctx context.Context, st store.TokenStore, o Options) error {
+	o.defaults()
+	at := o.TokenMaxLifetime.AddTo(o.Clock.Now())
+	n, err := st.BoundTokens(ctx, at)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		o.Log.Warn("API tokens without an expiry now expire; create new ones before then (arca token create)", "tokens", n, "expiresAt", at)
+	}
+	return nil
+}
+
 // New assembles a server and its background workers on an open store.
 func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
 	o.defaults()
@@ -321,6 +338,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if toks, err := st.ListTokens(ctx); err == nil && len(toks) == 0 {
 		o.Log.Warn("the vault has no API tokens: run `arca vault init` with the same --data-dir/--db to create the first one")
+	}
+	if err := BoundTokens(ctx, st, o); err != nil {
+		return err
 	}
 	s, sch := New(st, o)
 	s.ValidateOnCreate = true

@@ -363,6 +363,9 @@ type TokenStore interface {
 	GetTokenByHash(ctx context.Context, hash string) (*Token, error)
 	ListTokens(ctx context.Context) ([]*Token, error)
 	DeleteToken(ctx context.Context, id string) error
+	// BoundTokens gives every token without an expiry the expiry at
+	// (tokens made before lifetimes existed); it returns how many.
+	BoundTokens(ctx context.Context, at time.Time) (int64, error)
 }
 
 // RoleStore keeps role assignments.

@@ -737,6 +737,14 @@ func (s *Store) ListTokens(ctx context.Context) ([]*store.Token, error) {
 	return collect(rows, scanToken)
 }
 
+func (s *Store) BoundTokens(ctx context.Context, at time.Time) (int64, error) {
+	n, err := s.exec(ctx, s.db, `UPDATE tokens SET expires_at = $1 WHERE expires_at IS NULL`, micros(at))
+	if err != nil {
+		return 0, fmt.Errorf("bound tokens: %w", err)
+	}
+	return n, nil
+}
+
 func (s *Store) DeleteToken(ctx context.Context, id string) error {
 	return s.deleteVersioned(ctx, "tokens", "id = $1", []any{id}, "token", id, 0)
 }

@@ -258,3 +258,25 @@ func testRecoveryPointExpiries(t *testing.T, s store.Store, _ func(*testing.T) s
 		}
 	}
 }
+
+// Tokens made without an expiry get one; tokens with one keep theirs.
+func testBoundTokens(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	own := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	must(t, s.CreateToken(ctx, &store.Token{Name: "old", Hash: "h1", Principal: "admin"}))
+	must(t, s.CreateToken(ctx, &store.Token{Name: "new", Hash: "h2", Principal: "ci", ExpiresAt: &own}))
+	at := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	n, err := s.BoundTokens(ctx, at)
+	if err != nil || n != 1 {
+		t.Fatalf("bound: %d %v, want the one token without expiry", n, err)
+	}
+	for hash, want := range map[string]time.Time{"h1": at, "h2": own} {
+		tk, err := s.GetTokenByHash(ctx, hash)
+		must(t, err)
+		if tk.ExpiresAt == nil || !tk.ExpiresAt.Equal(want) {
+			t.Fatalf("token %s expires %v, want %v", tk.Name, tk.ExpiresAt, want)
+		}
+	}
+	if n, _ := s.BoundTokens(ctx, at); n != 0 {
+		t.Fatalf("a second pass changed %d tokens", n)
+	}
+}

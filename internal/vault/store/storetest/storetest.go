@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Leases", testLeases},
 		{"SealedCredentials", testSealedCredentials},
 		{"RecoveryPointExpiries", testRecoveryPointExpiries},
+		{"BoundTokens", testBoundTokens},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
