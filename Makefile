@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: fuzz all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node bench-pod bench-vault bench-mover clean
+.PHONY: fuzz all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy clean
 
 all: build
 
@@ -62,10 +62,15 @@ test: lint unit fuzz
 
 # Benchmarks print their figures; results go into docs/benchmarks.md. Not
 # part of `make test`: the 100,000-object engine run takes tens of minutes.
-bench: bench-repo bench-engine bench-node bench-pod bench-vault bench-mover
+bench: bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy
 
 bench-repo:
-	go test ./internal/repo -run '^$$' -bench Repo -benchtime 1x -timeout 30m
+	go test ./internal/repo -run '^$$' -bench 'Repo(Stream|Small)' -benchtime 1x -timeout 30m
+
+# repo.Copy into a second repository against a raw read of the source's
+# files, same run; ARCA_BENCH_COPY_SIZE (MiB, default 256) resizes it.
+bench-copy:
+	go test ./internal/repo -run '^$$' -bench RepoCopy -benchtime 1x -timeout 30m
 
 # The vault tier's data mover against raw read and raw write of the same
 # files on the same disk: 1 GiB of mixed sizes (backup, unchanged and 5 %
