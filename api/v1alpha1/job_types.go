@@ -39,18 +39,23 @@ const (
 	CodeStorageLocationReadOnly = "StorageLocationReadOnly"
 	CodeCredentialsNotFound     = "CredentialsNotFound"
 	CodeRepositoryUnavailable   = "RepositoryUnavailable"
-	CodeRecoveryPointNotFound   = "RecoveryPointNotFound"
-	CodeHookNotFound            = "HookNotFound"
-	CodePreHookFailed           = "PreHookFailed"
-	CodePostHookFailed          = "PostHookFailed"
-	CodeHookFailed              = "HookFailed"
-	CodeHookMatchedNoPod        = "HookMatchedNoPod"
-	CodeHookNamespaceRefused    = "HookNamespaceRefused"
-	CodeBackupFailed            = "BackupFailed"
-	CodeRestoreFailed           = "RestoreFailed"
-	CodeItemsFailed             = "ItemsFailed"
-	CodeCancelled               = "CancelledByUser"
-	CodeForgetFailed            = "ForgetFailed"
+	// CodeRepositoryNotLocked (a warning): the storage refused the
+	// restore's shared lock (read-only credentials), so it ran without
+	// one; a prune running meanwhile would make it fail, not restore wrong
+	// data.
+	CodeRepositoryNotLocked   = "RepositoryNotLocked"
+	CodeRecoveryPointNotFound = "RecoveryPointNotFound"
+	CodeHookNotFound          = "HookNotFound"
+	CodePreHookFailed         = "PreHookFailed"
+	CodePostHookFailed        = "PostHookFailed"
+	CodeHookFailed            = "HookFailed"
+	CodeHookMatchedNoPod      = "HookMatchedNoPod"
+	CodeHookNamespaceRefused  = "HookNamespaceRefused"
+	CodeBackupFailed          = "BackupFailed"
+	CodeRestoreFailed         = "RestoreFailed"
+	CodeItemsFailed           = "ItemsFailed"
+	CodeCancelled             = "CancelledByUser"
+	CodeForgetFailed          = "ForgetFailed"
 )
 
 // JobIssue is a warning or error with a stable code.

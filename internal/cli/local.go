@@ -421,7 +421,10 @@ func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr
 	defer r.Close()
 	// A shared lock for the whole restore: no prune removes data it reads.
 	lk, err := r.LockShared(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, repo.ErrLockNotWritable): // read-only credentials: go on, and say so
+		fmt.Fprintf(stderr, "warning: restoring without a repository lock: %v; a prune running meanwhile would make this restore fail (never restore wrong data)\n", err)
+	case err != nil:
 		return fmt.Errorf("lock the repository for the restore: %w", err)
 	}
 	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()

@@ -320,8 +320,14 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		return failed(v1alpha1.CodeRecoveryPointNotFound, "recovery point %q in storage location %q: %v", j.Spec.RecoveryPoint, j.Spec.StorageLocation, err)
 	}
 	// A shared lock for the whole restore: no prune removes data it reads.
+	// Read-only credentials cannot store one: the restore goes on without.
+	var lockWarning []v1alpha1.JobIssue
 	lk, err := r.LockShared(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, repo.ErrLockNotWritable):
+		lockWarning = append(lockWarning, v1alpha1.JobIssue{Code: v1alpha1.CodeRepositoryNotLocked,
+			Message: fmt.Sprintf("restoring without a repository lock: %v; a prune of storage location %q while this restore runs would make it fail (never restore wrong data): give the location's credentials write access to locks/ to hold one", err, j.Spec.StorageLocation)})
+	case err != nil:
 		return failed(v1alpha1.CodeRepositoryUnavailable, "lock the repository of storage location %q for the restore: %v", j.Spec.StorageLocation, err)
 	}
 	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
@@ -330,6 +336,7 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	if err != nil {
 		return failedErr(err, v1alpha1.CodeRestoreFailed)
 	}
+	hookWarnings = append(hookWarnings, lockWarning...)
 	sel, err := selection.ForRestore(&crit)
 	if err != nil {
 		return failed(v1alpha1.CodeInvalidSpec, "invalid restore criteria: %v", err)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arca-backup/arca/internal/storage"
+	"github.com/arca-backup/arca/internal/storage/faulty"
 	"github.com/arca-backup/arca/internal/storage/mem"
 )
 
@@ -205,5 +207,27 @@ func TestReaderSharedLockBlocksPrune(t *testing.T) {
 	}
 	if _, err := w.Prune(ctx, PruneOptions{}); err != nil {
 		t.Fatalf("prune after the restore: %v", err)
+	}
+}
+
+// A storage that refuses lock files for good (read-only credentials) gives
+// ErrLockNotWritable, which a restore may go on without; a transient
+// failure does not.
+func TestSharedLockOnReadOnlyStorage(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	fb := faulty.New(mem.NewWithClock(clk.Now))
+	r, err := Init(ctx, fb, "secret", testOpts(clk)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb.Add(faulty.Fault{Op: faulty.OpSave, Type: storage.LockFile, Nth: 1, Count: -1, Kind: faulty.Permanent})
+	if _, err := r.ReadOnly().LockShared(ctx); !errors.Is(err, ErrLockNotWritable) {
+		t.Fatalf("shared lock on storage that refuses writes: %v, want ErrLockNotWritable", err)
+	}
+	fb.Clear()
+	fb.Add(faulty.Fault{Op: faulty.OpSave, Type: storage.LockFile, Nth: 1, Count: -1, Kind: faulty.Transient})
+	if _, err := r.LockShared(ctx); err == nil || errors.Is(err, ErrLockNotWritable) {
+		t.Fatalf("shared lock on unreachable storage: %v, want an error that is not ErrLockNotWritable", err)
 	}
 }

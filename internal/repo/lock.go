@@ -303,6 +303,9 @@ func (r *Repository) tryLock(ctx context.Context, exclusive bool) (*heldLock, *L
 	now := r.opts.clock.Now()
 	id, err := r.writeLock(ctx, exclusive, now)
 	if err != nil {
+		if storage.IsPermanent(err) && ctx.Err() == nil && !storage.IsExist(err) {
+			return nil, nil, fmt.Errorf("create lock: %w: %w", ErrLockNotWritable, err)
+		}
 		return nil, nil, fmt.Errorf("create lock: %w", err)
 	}
 	own := storage.Handle{Type: storage.LockFile, Name: id.String()}
@@ -344,6 +347,12 @@ func (r *Repository) tryLock(ctx context.Context, exclusive bool) (*heldLock, *L
 	go hl.refreshLoop()
 	return hl, nil, nil
 }
+
+// ErrLockNotWritable: the storage refused to store a lock file for good
+// (read-only credentials, an immutable or read-only location). A reader may
+// go on without a lock: reads are verified, so a prune running meanwhile
+// makes it fail on missing data, never return wrong data.
+var ErrLockNotWritable = errors.New("the storage refuses lock files (read-only credentials or storage)")
 
 // SharedLock is a shared lock a reader holds (a restore): prune cannot run
 // while it is held. It refreshes itself until released.
