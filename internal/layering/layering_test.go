@@ -81,7 +81,7 @@ var rules = map[string]rule{
 	"internal/cli": {
 		Imports: []string{"api/v1alpha1", "internal/backup", "internal/clusterdriver", "internal/diff", "internal/extension", "internal/kube",
 			"internal/modifiers", "internal/operations", "internal/prereq", "internal/prereq/vaultaccess", "internal/repo", "internal/restore",
-			"internal/selection", "internal/storage", "internal/storage/location", "internal/trustedaccess", "internal/vault/client",
+			"internal/selection", "internal/storage", "internal/storage/location", "internal/storage/retry", "internal/trustedaccess", "internal/vault/client",
 			"internal/vault/policy", "internal/vault/rbac", "internal/vault/server", "internal/vault/service", "internal/vault/store", "internal/volumedata"},
 		Tests: []string{"config/crd", "internal/kube/kubetest", "internal/storage/faulty", "internal/storage/local", "internal/testenv", "internal/vault/store/sqlite",
 			"internal/volume"}},
