@@ -25,16 +25,6 @@ func newTarget(t *testing.T, clk Clock) (*Repository, *faulty.Backend) {
 	return r, be
 }
 
-func withoutLocks(files map[string]bool) map[string]bool {
-	out := map[string]bool{}
-	for f := range files {
-		if !strings.HasPrefix(f, string(storage.LockFile)+"/") {
-			out[f] = true
-		}
-	}
-	return out
-}
-
 func TestCopy(t *testing.T) {
 	ctx := context.Background()
 	src, _, clk := newTestRepo(t)

@@ -469,10 +469,7 @@ func readXattrs(path string) ([]repo.Xattr, error) {
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for _, b := range splitNul(buf[:n]) {
-		names = append(names, b)
-	}
+	names := splitNul(buf[:n])
 	sort.Strings(names)
 	var out []repo.Xattr
 	val := make([]byte, 4096)
