@@ -59,7 +59,11 @@ func (d *registered) inner() (*Driver, error) {
 	case store.ClusterRevoked:
 		return nil, &RevokedError{Cluster: d.Cluster.Name, Err: errors.New(d.Cluster.Message)}
 	case store.ClusterExpired:
-		return nil, &ExpiredError{Cluster: d.Cluster.Name, ExpiredAt: *d.Cluster.TokenExpiresAt}
+		e := &ExpiredError{Cluster: d.Cluster.Name}
+		if d.Cluster.TokenExpiresAt != nil {
+			e.ExpiredAt = *d.Cluster.TokenExpiresAt
+		}
+		return nil, e
 	}
 	cd, err := New(RestConfig(d.Cluster), d.Cluster.Namespace)
 	if err != nil {
