@@ -59,14 +59,14 @@ current-context: c
 		t.Fatal(err)
 	}
 
-	// A prune that holds its exclusive lock for 4 s: its listing of index
+	// A prune that holds its exclusive lock for 8 s: its listing of index
 	// files hangs, then fails, and it releases the lock.
 	fb := faulty.New(be)
 	pr, err := repo.Open(ctx, fb, "pw", kdf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fb.Add(faulty.Fault{Op: faulty.OpList, Type: storage.IndexFile, Nth: 1, Kind: faulty.Timeout, Delay: 4 * time.Second})
+	fb.Add(faulty.Fault{Op: faulty.OpList, Type: storage.IndexFile, Nth: 1, Kind: faulty.Timeout, Delay: 8 * time.Second})
 	pruned := make(chan error, 1)
 	go func() {
 		_, err := pr.Prune(ctx, repo.PruneOptions{})

@@ -111,7 +111,9 @@ func TestPlantedCostlyKeyRefused(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, s)
 		}
 	}
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 32<<20 || took > 2*time.Second {
+	// Deriving would allocate 1 GiB; the bound leaves room for whatever
+	// else the test process allocates meanwhile.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<20 || took > 30*time.Second {
 		t.Errorf("open allocated %d MiB in %s: the planted key was derived", alloc>>20, took)
 	}
 	if _, err := Open(ctx, be, "secret", testOpts(clk)...); err != nil {
