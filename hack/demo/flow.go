@@ -487,7 +487,10 @@ func (d *demo) quickstart(kubeconfig, repoURL string) error {
 	if d.inCluster {
 		return d.timed("protect namespace "+ns+" with `arca quickstart` (installs the extension as a pod from "+d.extImage+", ends with the first backup)", func() error {
 			return d.arcaShow("quickstart", "--kubeconfig", kubeconfig, "--storage", repoURL, "--cluster-name", clusterName,
-				"--policy", policyName, "--instance", instanceName, "--include-namespaces", ns, "--image", d.extImage)
+				"--policy", policyName, "--instance", instanceName, "--include-namespaces", ns, "--image", d.extImage,
+				// The owner's policy allows hooks: the restore below runs a
+				// smoke-test RestoreHook (refused PolicyDeniesHooks otherwise).
+				"--allow-hooks")
 		})
 	}
 	if err := d.timed("run the extension out of the cluster (the Deployment has no node to run on here)", func() error {

@@ -35,6 +35,10 @@ type QuickstartOptions struct {
 	SkipInstall       bool
 	ExtensionTimeout  time.Duration
 	NoBackup          bool
+	// TrustPolicy changes the vault's ClusterTrustPolicy (the --allow-*
+	// flags of trusted-access enable).
+	TrustPolicy trustedaccess.PolicyOptions
+	trust       policyFlags
 }
 
 func newQuickstartCommand() *cobra.Command {
@@ -72,6 +76,7 @@ current context of the config file (arca config).`,
 			// One timeout for the extension: install's wait for its pod
 			// uses --extension-timeout.
 			o.Extension.Timeout = o.ExtensionTimeout
+			o.TrustPolicy = o.trust.options(cmd)
 			return RunQuickstart(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
@@ -88,6 +93,7 @@ current context of the config file (arca config).`,
 	fs.BoolVar(&o.SkipInstall, "skip-install", false, "do not install or update the extension (it is installed already)")
 	fs.DurationVar(&o.ExtensionTimeout, "extension-timeout", 5*time.Minute, "how long to wait for the extension to become healthy (its pod Ready, unless --wait=false: then a Deployment or an out-of-cluster runner's heartbeat)")
 	fs.BoolVar(&o.NoBackup, "no-backup", false, "stop after creating the instance")
+	o.trust.add(cmd)
 	_ = fs.MarkHidden("timeout")
 	return cmd
 }
@@ -207,7 +213,8 @@ func RunQuickstart(ctx context.Context, o *QuickstartOptions, stdout io.Writer) 
 		return err
 	}
 	if err := q.do(fmt.Sprintf("trusted access for vault %q in cluster %q", o.Vault, o.Cluster), func() (string, error) {
-		g, err := trustedaccess.Enable(ctx, kcfg, trustedaccess.EnableOptions{Vault: o.Vault, Cluster: o.Cluster, TokenTTL: v1alpha1.VaultTokenTTL})
+		g, err := trustedaccess.Enable(ctx, kcfg, trustedaccess.EnableOptions{Vault: o.Vault, Cluster: o.Cluster, TokenTTL: v1alpha1.VaultTokenTTL,
+			Policy: o.TrustPolicy})
 		if err != nil {
 			return "", err
 		}
