@@ -6,10 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/storage/local"
 )
 
 // The data mover and file-level access as users run them: the root
@@ -109,5 +116,122 @@ func TestDatamoverCLI(t *testing.T) {
 	want, _ := os.ReadFile(filepath.Join(src, "d2", "f17.txt"))
 	if got, _ := os.ReadFile(filepath.Join(whole, "d2", "f17.txt")); !bytes.Equal(got, want) {
 		t.Fatal("datamover restore: d2/f17.txt differs")
+	}
+}
+
+// TestDatamoverChild is the mover process of TestDatamoverKilledMidCopy:
+// it runs only when that test starts it.
+func TestDatamoverChild(t *testing.T) {
+	args := os.Getenv("ARCA_TEST_DATAMOVER_ARGS")
+	if args == "" {
+		t.Skip("started by TestDatamoverKilledMidCopy")
+	}
+	var argv []string
+	if err := json.Unmarshal([]byte(args), &argv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runArca(context.Background(), argv...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The mover killed mid-copy (SIGKILL: no cleanup runs) leaves packs but no
+// recovery point: nothing claims data that is not there, check finds no
+// damage, and the next run completes and restores byte for byte.
+func TestDatamoverKilledMidCopy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	t.Setenv(PasswordEnv, "pw")
+	repoDir := filepath.Join(dir, "repo")
+	repoURL := "file://" + repoDir
+	if _, err := runArca(ctx, "repo", "init", "--repo", repoURL); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "vol")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 12; i++ {
+		data := make([]byte, 25<<20)
+		mrand.New(mrand.NewSource(int64(i))).Read(data) // incompressible, no repeats: many packs
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	argv, _ := json.Marshal([]string{"datamover", "backup", "--repo", repoURL, "--source", src, "--volume", "ns/big", "--readers", "1"})
+	child := exec.Command(os.Args[0], "-test.run=^TestDatamoverChild$", "-test.count=1")
+	child.Env = append(os.Environ(), "ARCA_TEST_DATAMOVER_ARGS="+string(argv))
+	var childOut bytes.Buffer
+	child.Stdout, child.Stderr = &childOut, &childOut
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it once it has saved some packs (names of 64 hex digits; the
+	// backend's temporary files have others).
+	savedPacks := func() int {
+		n := 0
+		ms, _ := filepath.Glob(filepath.Join(repoDir, "data", "*", "*"))
+		for _, m := range ms {
+			if len(filepath.Base(m)) == 64 {
+				n++
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if savedPacks() >= 2 {
+			break
+		}
+		if time.Now().After(deadline) || child.ProcessState != nil {
+			_ = child.Process.Kill()
+			t.Fatalf("the mover saved no packs in 2 minutes, or ended first:\n%s", childOut.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := child.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the mover was not killed mid-copy (it finished first?): %v\n%s", err, childOut.String())
+	}
+	t.Logf("killed the mover after %d packs", savedPacks())
+
+	be, err := local.Open(repoDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, be, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rps, err := r.ListRecoveryPoints(ctx); err != nil || len(rps) != 0 {
+		t.Fatalf("after the kill: %d recovery points (%v); a killed mover must leave none", len(rps), err)
+	}
+	chk, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
+	if err != nil || !chk.OK() || chk.UnreferencedPacks == 0 {
+		t.Fatalf("check after the kill: %v %+v (want no damage, the killed run's packs unreferenced)", err, chk)
+	}
+	// The next run completes beside the dead run's lock, and restores.
+	out, err := runArca(ctx, "datamover", "backup", "--repo", repoURL, "--source", src, "--volume", "ns/big")
+	if err != nil {
+		t.Fatalf("backup after the kill: %v", err)
+	}
+	var res DatamoverResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "restored")
+	if _, err := runArca(ctx, "datamover", "restore", "--repo", repoURL, "--recovery-point", res.RecoveryPoint, "--target", dst); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	for i := 0; i < 12; i++ {
+		a, _ := os.ReadFile(filepath.Join(src, fmt.Sprintf("f%02d", i)))
+		b, _ := os.ReadFile(filepath.Join(dst, fmt.Sprintf("f%02d", i)))
+		if !bytes.Equal(a, b) {
+			t.Fatalf("f%02d differs after restore", i)
+		}
 	}
 }

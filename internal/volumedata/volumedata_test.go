@@ -19,6 +19,7 @@ import (
 
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage"
+	"github.com/arca-backup/arca/internal/storage/faulty"
 	"github.com/arca-backup/arca/internal/storage/local"
 	"github.com/arca-backup/arca/internal/storage/mem"
 )
@@ -464,3 +465,58 @@ func TestCorruptPackRestoresTheRest(t *testing.T) {
 }
 
 var _ = rand.Read
+
+// The repository becomes unreachable mid-move: the backup fails with the
+// storage error and writes no recovery point; once storage is back the
+// same backup completes and restores byte for byte. A restore that loses
+// the repository fails the files it could not read, naming them.
+func TestRepositoryUnreachableMidMove(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	for i := 0; i < 30; i++ {
+		must(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), randBytes(int64(i), 300<<10), 0o644))
+	}
+	fb := faulty.New(mem.New())
+	r, err := repo.Init(ctx, fb, "pw", testKDF, repo.WithPackSize(1<<20))
+	must(t, err)
+	fb.Add(faulty.Fault{Op: faulty.OpSave, Type: storage.PackFile, Nth: 3, Kind: faulty.Permanent})
+	w, err := r.NewWriter(ctx)
+	must(t, err)
+	_, err = Backup(ctx, w, src, BackupOptions{Name: "ns/x"})
+	if err == nil {
+		_, err = w.Commit(ctx, &repo.RecoveryPoint{Name: "x"})
+	} else {
+		_ = w.Abort(ctx)
+	}
+	if err == nil || !errors.Is(err, storage.ErrPermanent) {
+		t.Fatalf("backup with storage failing: %v, want the storage error", err)
+	}
+	if rps, err := r.ListRecoveryPoints(ctx); err != nil || len(rps) != 0 {
+		t.Fatalf("after the failed move: %d recovery points (%v), want none", len(rps), err)
+	}
+	fb.Clear()
+	rp, _ := backupCommit(t, r, src, "ns/x")
+	dst := t.TempDir()
+	res, err := Restore(ctx, Source{Repo: r, Point: rp.ID.Short(), Data: rp.VolumeData[0]}, dst, RestoreOptions{})
+	must(t, err)
+	must(t, res.Err())
+	for i := 0; i < 30; i++ {
+		got, _ := os.ReadFile(filepath.Join(dst, fmt.Sprintf("f%02d", i)))
+		if !bytes.Equal(got, randBytes(int64(i), 300<<10)) {
+			t.Fatalf("f%02d differs after the repeated backup", i)
+		}
+	}
+	// Every pack read fails from now on: the file tree cannot be read, and
+	// the restore fails before writing, naming the point and the cause.
+	r2, err := repo.Open(ctx, fb, "pw", testKDF, repo.WithCacheSize(0))
+	must(t, err)
+	fb.Add(faulty.Fault{Op: faulty.OpLoad, Type: storage.PackFile, Kind: faulty.Permanent, Probability: 1})
+	dst2 := t.TempDir()
+	_, err = Restore(ctx, Source{Repo: r2, Point: rp.ID.Short(), Data: rp.VolumeData[0]}, dst2, RestoreOptions{})
+	if !errors.Is(err, storage.ErrPermanent) || !strings.Contains(err.Error(), rp.ID.Short()) {
+		t.Fatalf("restore with storage gone: %v", err)
+	}
+	if ents, _ := os.ReadDir(dst2); len(ents) != 0 {
+		t.Fatalf("a restore that could not read the tree wrote %d entries", len(ents))
+	}
+}
