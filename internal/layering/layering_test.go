@@ -164,8 +164,9 @@ var rules = map[string]rule{
 	"internal/vault/store/storetest": {Imports: []string{"internal/vault/rbac", "internal/vault/store"}},
 
 	"internal/volume": {Imports: []string{"api/v1alpha1", "internal/repo", "internal/restore"},
-		Tests: []string{"internal/backup", "internal/storage", "internal/storage/faulty", "internal/storage/mem", "internal/testenv"}}, "internal/volumedata": {Imports: []string{"internal/repo"},
-		Tests: []string{"internal/storage", "internal/storage/local", "internal/storage/mem"}},
+		Tests: []string{"internal/backup", "internal/storage", "internal/storage/faulty", "internal/storage/mem", "internal/testenv"}},
+	"internal/volumedata": {Imports: []string{"internal/repo"},
+		Tests: []string{"internal/storage", "internal/storage/faulty", "internal/storage/local", "internal/storage/mem"}},
 }
 
 // principle is a rule of docs/design.md in general form: packages matching
