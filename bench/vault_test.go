@@ -30,6 +30,7 @@ import (
 	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/scheduler"
 	"github.com/arca-backup/arca/internal/vault/server"
@@ -146,6 +147,14 @@ func runVaultAtScale(b *testing.B, sc vaultScale, o server.Options, rawDB func()
 	for i := range sc.Policies {
 		createPol = append(createPol, c.timed("POST", base+"/policies", map[string]any{
 			"name": fmt.Sprintf("policy-%05d", i), "schedule": schedule, "retention": retentionSpec}, 201))
+	}
+	// The roles the vault enforces of the identities acting for it, per
+	// cluster, as an installation would hold them.
+	for i := range sc.Clusters {
+		cl := fmt.Sprintf("cluster-%03d", i)
+		c.do("POST", "/api/v1/role-assignments", map[string]any{"principal": rbac.VaultIdentity(benchVault), "role": rbac.Reader, "scope": rbac.ClusterScope(cl)}, 201)
+		c.do("POST", "/api/v1/role-assignments", map[string]any{"principal": rbac.ExtensionIdentity(cl), "role": rbac.StorageContributor,
+			"scope": rbac.StorageScope("file:///srv/arca/" + cl)}, 201)
 	}
 	for i := range sc.Instances {
 		createIn = append(createIn, c.timed("POST", base+"/instances?skipValidation=true", map[string]any{

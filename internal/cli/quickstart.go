@@ -226,10 +226,17 @@ func RunQuickstart(ctx context.Context, o *QuickstartOptions, stdout io.Writer) 
 	}); err != nil {
 		return err
 	}
-	for _, ra := range []struct{ principal, role, scope string }{
-		{"vault:" + o.Vault, "Reader", rbac.ClusterScope(o.Cluster)},
-		{"extension:" + o.Cluster, "Storage Contributor", rbac.StorageScope(storage)},
-	} {
+	// What the vault enforces of the identities acting for it
+	// (service.BackupRequirements).
+	roles := []struct{ principal, role, scope string }{
+		{rbac.VaultIdentity(o.Vault), rbac.Reader, rbac.ClusterScope(o.Cluster)},
+		{rbac.ExtensionIdentity(o.Cluster), rbac.StorageContributor, rbac.StorageScope(storage)},
+	}
+	if o.SnapshotLocation != "" {
+		roles = append(roles, struct{ principal, role, scope string }{rbac.VaultIdentity(o.Vault), rbac.Reader, rbac.SnapshotScope(o.SnapshotLocation)},
+			struct{ principal, role, scope string }{rbac.ClusterIdentity(o.Cluster), rbac.Contributor, rbac.SnapshotScope(o.SnapshotLocation)})
+	}
+	for _, ra := range roles {
 		if err := q.do(fmt.Sprintf("role %s for %s at %s", ra.role, ra.principal, ra.scope), func() (string, error) {
 			have, err := c.ListRoleAssignments(ctx, ra.scope, ra.principal)
 			if err != nil {

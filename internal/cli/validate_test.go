@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,11 +113,44 @@ func TestValidateCommands(t *testing.T) {
 		{"trusted-access", "enable", "--kubeconfig", kcfg, "--vault", "prod", "--cluster-name", "c1"},
 		{"vault", "create", "prod"},
 		{"policy", "create", "daily", "--vault", "prod", "--schedule", "R/2026-01-01T02:00:00Z/PT24H", "--retain-default", "P7D"},
-		{"instance", "create", "shop", "--vault", "prod", "--cluster", "c1", "--policy", "daily", "--storage", url,
-			"--snapshot-location", csi.SnapshotClass, "--include-namespaces", "shop"},
 	} {
 		if out, err := run(args...); err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	// The vault refuses an instance while the trust model's assignments
+	// are missing, naming the first and its fix.
+	create := []string{"instance", "create", "shop", "--vault", "prod", "--cluster", "c1", "--policy", "daily", "--storage", url,
+		"--snapshot-location", csi.SnapshotClass, "--include-namespaces", "shop"}
+	if out, err := run(create...); err == nil || !strings.Contains(err.Error(), "RoleAssignmentMissing") ||
+		!strings.Contains(err.Error(), "arca role assign --principal vault:prod --role \"Reader\" --scope '/clusters/c1'") {
+		t.Fatalf("create without the trust model's roles: %v\n%s", err, out)
+	}
+	if _, err := st.GetInstance(ctx, "prod", "shop"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused create stored the instance: %v", err)
+	}
+	// With them it is created; then they are taken away again (as an
+	// Owner might), which validation must notice.
+	snapScope := "/snapshotLocations/" + csi.SnapshotClass
+	trust := [][3]string{{"vault:prod", "Reader", "/clusters/c1"}, {"vault:prod", "Reader", snapScope},
+		{"cluster:c1", "Contributor", snapScope}, {"extension:c1", "Storage Contributor", "/"}}
+	for _, ra := range trust {
+		if out, err := run("role", "assign", "--principal", ra[0], "--role", ra[1], "--scope", ra[2]); err != nil {
+			t.Fatalf("%v: %v\n%s", ra, err, out)
+		}
+	}
+	if out, err := run(create...); err != nil {
+		t.Fatalf("%v: %v\n%s", create, err, out)
+	}
+	as, err := st.ListRoleAssignments(ctx, store.RoleAssignmentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range as {
+		if slices.ContainsFunc(trust, func(ra [3]string) bool { return ra[0] == a.Principal && ra[2] == a.Scope }) {
+			if err := st.DeleteRoleAssignment(ctx, a.ID); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 

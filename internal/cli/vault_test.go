@@ -120,6 +120,9 @@ func TestInstanceBackupJobAndRestoreCommands(t *testing.T) {
 	}
 	must(run("vault", "create", "default"))
 	must(run("policy", "create", "daily", "--schedule", "0 2 * * *", "--retain-default", "P7D"))
+	// What the vault enforces of the identities acting for it.
+	must(run("role", "assign", "--principal", "vault:default", "--role", "Reader", "--scope", "/clusters/prod-1"))
+	must(run("role", "assign", "--principal", "extension:prod-1", "--role", "Storage Contributor", "--scope", "/"))
 	if _, err := run("instance", "create", "shop", "--cluster", "prod-1"); ExitCode(err) != 2 {
 		t.Fatalf("missing flags: %v", err)
 	}

@@ -122,6 +122,11 @@ func TestRestoreValidationRoute(t *testing.T) {
 	ctx := context.Background()
 	e := startVault(t)
 	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "a"}, 201, "")
+	for _, ra := range [][3]string{{"vault:a", "Reader", "/clusters/prod-1"}, {"extension:prod-1", "Storage Contributor", "/"}} {
+		if _, err := e.c.AssignRole(ctx, ra[0], ra[1], ra[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.want(t, "POST", "/api/v1/vaults/a/policies", map[string]any{"name": "p4h", "schedule": "R/2026-01-01T02:00:00Z/PT4H",
 		"retention": map[string]any{"default": map[string]any{"duration": "P7D"}}}, 201, "")
 	e.want(t, "POST", "/api/v1/vaults/a/instances?skipValidation=true", map[string]any{"name": "shop", "cluster": "prod-1", "policy": "p4h",

@@ -57,7 +57,7 @@ var rules = map[string]rule{
 	"api/v1alpha1": {},
 	"bench": {Tests: []string{"api/v1alpha1", "internal/backup", "internal/cli", "internal/extension", "internal/kube", "internal/repo",
 		"internal/restore", "internal/storage/local", "internal/testenv", "internal/vault/clock", "internal/vault/policy",
-		"internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store",
+		"internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store",
 		"internal/vault/store/postgres", "internal/vault/store/sqlite", "internal/vault/store/sqlstore"}},
 	"cmd/arca":      {Imports: []string{"internal/cli"}},
 	"config/crd":    {},
@@ -138,7 +138,7 @@ var rules = map[string]rule{
 	// the vault's side.
 	"internal/trustedaccess": {Imports: []string{"api/v1alpha1"},
 		Tests: []string{"config/crd", "internal/clusterdriver", "internal/testenv", "internal/vault/client", "internal/vault/policy",
-			"internal/vault/server", "internal/vault/service", "internal/vault/store", "internal/vault/store/sqlite"}},
+			"internal/vault/rbac", "internal/vault/server", "internal/vault/service", "internal/vault/store", "internal/vault/store/sqlite"}},
 
 	// The vault.
 	"internal/vault/client":    {Imports: []string{"internal/vault/policy", "internal/vault/rbac", "internal/vault/service", "internal/vault/store"}},

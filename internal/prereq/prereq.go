@@ -174,6 +174,7 @@ const (
 	RoleContributor        = "Contributor"
 	RoleBackupContributor  = "Backup Contributor"
 	RoleStorageContributor = "Storage Contributor"
+	RoleBackupOperator     = "Backup Operator"
 )
 
 // Access answers role questions and creates assignments.

@@ -695,6 +695,10 @@ func TestRolesAndAssignMissing(t *testing.T) {
 		t.Fatalf("as a Reader: %+v", res)
 	}
 	expect(t, r2, "CallerBackupContributor", prereq.Warning, "CallerRoleMissing")
+	// What the vault enforces of the caller fails (it would refuse the
+	// backup): Reader grants no repository write nor cluster backup.
+	expect(t, r2, "CallerStorageContributor", prereq.Failed, "CallerRoleMissing")
+	expect(t, r2, "CallerBackupOperatorOnCluster", prereq.Failed, "CallerRoleMissing")
 
 	// The Owner fixes exactly what was missing.
 	res = prereq.AssignMissing(ctx, r, e.in.Access)
@@ -816,6 +820,16 @@ func TestVaultSideValidation(t *testing.T) {
 	vsrv.ValidateOnCreate = true
 	t.Cleanup(func() { vsrv.ValidateOnCreate = false })
 	body := client.InstanceInput{Name: "lost", Cluster: "nowhere", Policy: "daily", StorageLocation: e.url}
+	// The roles the vault enforces are in place: what refuses is the
+	// prerequisite check of the cluster.
+	for _, ra := range [][2]string{{"vault:v", "/clusters/nowhere"}, {"extension:nowhere", vaultaccess.ScopePath(prereq.Scope{Kind: prereq.StorageLocationScope, Name: e.url})}} {
+		role := "Reader"
+		if strings.HasPrefix(ra[0], "extension:") {
+			role = "Storage Contributor"
+		}
+		_, err := vault.AssignRole(ctx, ra[0], role, ra[1])
+		must(t, err)
+	}
 	var out map[string]any
 	_, err := vault.Do(ctx, "POST", "/api/v1/vaults/v/instances", body, &out, "")
 	var ce *client.Error

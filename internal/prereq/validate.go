@@ -163,12 +163,19 @@ func roleChecks(ctx context.Context, r *Report, a Access, vault, cluster, storag
 			ch.Result, ch.Message = Passed, "assigned"
 		}
 	}
+	// The caller's own roles. The vault refuses a backup or a restore
+	// without the last three (Backup Operator at the cluster, Storage
+	// Contributor at the storage location, Contributor at the snapshot
+	// location: service.BackupRequirements), so their absence fails the
+	// check; Backup Contributor on the vault only limits what else the
+	// caller may change (a warning).
 	mine := []need{
 		{"CallerBackupContributor", Identity{}, RoleBackupContributor, Scope{VaultScope, vault}},
-		{"CallerStorageOwner", Identity{}, RoleOwner, Scope{StorageLocationScope, storageURL}},
-		{"CallerSnapshotOwner", Identity{}, RoleOwner, Scope{SnapshotLocationScope, snapshotLoc}},
+		{"CallerBackupOperatorOnCluster", Identity{}, RoleBackupOperator, Scope{ClusterScope, cluster}},
+		{"CallerStorageContributor", Identity{}, RoleStorageContributor, Scope{StorageLocationScope, storageURL}},
+		{"CallerSnapshotContributor", Identity{}, RoleContributor, Scope{SnapshotLocationScope, snapshotLoc}},
 	}
-	for _, n := range mine {
+	for i, n := range mine {
 		ch := r.add(Check{ID: n.id, Name: fmt.Sprintf("you are %s on %s", n.role, n.at)})
 		switch {
 		case a == nil:
@@ -182,10 +189,12 @@ func roleChecks(ctx context.Context, r *Report, a Access, vault, cluster, storag
 		switch {
 		case err != nil:
 			ch.Result, ch.Code, ch.Message = Failed, "RoleCheckFailed", err.Error()
-		case !ok:
-			// The caller's own roles limit what they can do, not whether
-			// the backup works: a warning.
+		case !ok && i == 0:
 			ch.Result, ch.Code = Warning, "CallerRoleMissing"
+			ch.Message = fmt.Sprintf("you do not hold %s at %s", n.role, n.at)
+			ch.Remedy = "ask an Owner of that scope: " + a.AssignCommand(Identity{Kind: "user", Name: "<you>"}, n.role, n.at)
+		case !ok:
+			ch.Result, ch.Code = Failed, "CallerRoleMissing"
 			ch.Message = fmt.Sprintf("you do not hold %s at %s", n.role, n.at)
 			ch.Remedy = "ask an Owner of that scope: " + a.AssignCommand(Identity{Kind: "user", Name: "<you>"}, n.role, n.at)
 		default:

@@ -31,6 +31,7 @@ import (
 	"github.com/arca-backup/arca/internal/trustedaccess"
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/server"
 	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
@@ -283,6 +284,12 @@ func TestDisableFailsVaultJobs(t *testing.T) {
 	}
 	if _, err := vc.CreateVault(ctx, "prod", ""); err != nil {
 		t.Fatal(err)
+	}
+	// What the vault enforces of its identities (service.BackupRequirements).
+	for _, ra := range [][3]string{{"vault:prod", "Reader", "/clusters/prod-1"}, {"extension:prod-1", "Storage Contributor", rbac.StorageScope(url)}} {
+		if _, err := vc.AssignRole(ctx, ra[0], ra[1], ra[2]); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := vc.CreatePolicy(ctx, "prod", client.PolicyInput{Name: "daily", Schedule: "R/2026-01-01T02:00:00Z/PT24H",
 		Retention: policy.RetentionSpec{Default: &policy.RuleSpec{Duration: "P7D"}}}); err != nil {

@@ -126,6 +126,14 @@ type Drivers interface {
 	Driver(cluster string) (ClusterDriver, bool)
 }
 
+// Authorizer re-checks, when a job is about to act, that the principals
+// it acts for still hold what it needs (the vault's service implements
+// it): a role removed after the job was queued stops it.
+type Authorizer interface {
+	AuthorizeBackup(ctx context.Context, j *store.Job, in *store.Instance) error
+	AuthorizeRestore(ctx context.Context, j *store.Job, in *store.Instance, target string) error
+}
+
 // DriverMap is a fixed set of drivers by cluster name.
 type DriverMap map[string]ClusterDriver
 
@@ -171,6 +179,9 @@ type Runner struct {
 	Clock     clock.Clock
 	Drivers   Drivers
 	Retention *retention.Engine
+	// Authorize, when set, is asked before a backup or restore starts in
+	// its cluster; a refusal fails the job with the refusal's message.
+	Authorize Authorizer
 	// UnreachableAfter bounds how long status errors are tolerated before
 	// the job fails with ClusterUnreachable (default 10 minutes).
 	UnreachableAfter time.Duration
@@ -305,6 +316,11 @@ func (r *Runner) startBackup(ctx context.Context, j *store.Job) error {
 		_, err := r.save(ctx, j)
 		return err
 	}
+	if r.Authorize != nil {
+		if err := r.Authorize.AuthorizeBackup(ctx, j, in); err != nil {
+			return r.refused(ctx, j, err)
+		}
+	}
 	d, ok := r.driver(in.Cluster)
 	if !ok {
 		return r.fail(ctx, j, CodeClusterNotConnected, notConnected(in.Cluster))
@@ -320,6 +336,16 @@ func (r *Runner) startBackup(ctx context.Context, j *store.Job) error {
 	return err
 }
 
+// refused fails a job its Authorizer refused; an error that is not a
+// refusal (the store failing) is returned to be retried.
+func (r *Runner) refused(ctx context.Context, j *store.Job, err error) error {
+	var coded interface{ JobCode() string }
+	if !errors.As(err, &coded) {
+		return err
+	}
+	return r.fail(ctx, j, coded.JobCode(), err.Error())
+}
+
 func (r *Runner) startRestore(ctx context.Context, j *store.Job) error {
 	var p RestoreParams
 	if err := json.Unmarshal(j.Params, &p); err != nil {
@@ -333,8 +359,20 @@ func (r *Runner) startRestore(ctx context.Context, j *store.Job) error {
 		return err
 	}
 	storage := ""
-	if in, err := r.Store.GetInstance(ctx, j.Vault, rp.Instance); err == nil {
+	in, err := r.Store.GetInstance(ctx, j.Vault, rp.Instance)
+	switch {
+	case err == nil:
 		storage = in.StorageLocation
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	case r.Authorize != nil:
+		// Without its instance nobody can say where the point may go.
+		return r.fail(ctx, j, CodeInstanceNotFound, fmt.Sprintf("backup instance %q of recovery point %q no longer exists", rp.Instance, rp.ID))
+	}
+	if r.Authorize != nil {
+		if err := r.Authorize.AuthorizeRestore(ctx, j, in, p.TargetCluster); err != nil {
+			return r.refused(ctx, j, err)
+		}
 	}
 	d, ok := r.driver(p.TargetCluster)
 	if !ok {

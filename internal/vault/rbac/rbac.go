@@ -54,13 +54,22 @@ const (
 	RoleAssignmentsRead  = "roleAssignments/read"
 	RoleAssignmentsWrite = "roleAssignments/write"
 
-	ClustersRead   = "clusters/read"
-	ClustersWrite  = "clusters/write" // register a cluster (trusted access)
-	ClustersDelete = "clusters/delete"
+	ClustersRead    = "clusters/read"
+	ClustersWrite   = "clusters/write" // register a cluster (trusted access)
+	ClustersDelete  = "clusters/delete"
+	ClustersBackup  = "clusters/backup/action"  // protect a cluster: back it up (instances on it, backup now)
+	ClustersRestore = "clusters/restore/action" // restore into a cluster
 
+	// Repository data at a storage location: read to restore from it,
+	// write to back up into it. Enforced on the caller and on the cluster's
+	// extension (extension:C) when an instance is created or updated, a
+	// backup or restore starts, and again when its job runs.
 	StorageRead  = "storageLocations/data/read"
 	StorageWrite = "storageLocations/data/write"
 
+	// Snapshots at a snapshot location (VolumeSnapshotClass): read to
+	// restore from them (the caller, the vault), write to take them (the
+	// caller, the cluster: cluster:C). Enforced at the same points.
 	SnapshotsRead  = "snapshotLocations/read"
 	SnapshotsWrite = "snapshotLocations/write"
 )
@@ -74,7 +83,7 @@ var AllActions = []string{
 	JobsRead, JobsCancel,
 	TokensRead, TokensWrite,
 	RoleAssignmentsRead, RoleAssignmentsWrite,
-	ClustersRead, ClustersWrite, ClustersDelete,
+	ClustersRead, ClustersWrite, ClustersDelete, ClustersBackup, ClustersRestore,
 	StorageRead, StorageWrite,
 	SnapshotsRead, SnapshotsWrite,
 }
@@ -126,9 +135,10 @@ var Roles = []Role{
 	{Reader, "read everything except tokens and repository data", reads()},
 	{BackupContributor, "manage vaults, policies and instances, run backups and restores",
 		append(slices.Clone(backupReads), VaultsWrite, PoliciesWrite, PoliciesDelete, InstancesWrite, InstancesDelete,
-			InstancesProtect, InstancesBackup, InstancesValidate, RestoresStart, JobsCancel, ClustersRead, RoleAssignmentsRead)},
+			InstancesProtect, InstancesBackup, InstancesValidate, RestoresStart, JobsCancel, ClustersRead, ClustersBackup, ClustersRestore,
+			RoleAssignmentsRead)},
 	{BackupOperator, "run backups and restores and validate; no changes to policies or instances",
-		append(slices.Clone(backupReads), InstancesBackup, InstancesValidate, RestoresStart, JobsCancel, ClustersRead)},
+		append(slices.Clone(backupReads), InstancesBackup, InstancesValidate, RestoresStart, JobsCancel, ClustersRead, ClustersBackup, ClustersRestore)},
 	{BackupReader, "read vaults, policies, instances, recovery points and jobs", slices.Clone(backupReads)},
 	{StorageContributor, "read and write repository data at a storage location", []string{StorageRead, StorageWrite}},
 }

@@ -58,6 +58,8 @@ func FuzzRequestBodies(f *testing.F) {
 		path string
 		body any
 	}{
+		{"/api/v1/role-assignments", map[string]any{"principal": "vault:v", "role": "Reader", "scope": "/"}},
+		{"/api/v1/role-assignments", map[string]any{"principal": "extension:prod-1", "role": "Storage Contributor", "scope": "/"}},
 		{"/api/v1/vaults", map[string]any{"name": "v"}},
 		{"/api/v1/vaults/v/policies", pol},
 		{"/api/v1/vaults/v/instances", instanceBody("shop")},

@@ -285,10 +285,20 @@ func (s *Server) createInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var prereq service.Prerequisites
-	if s.ValidateOnCreate && r.URL.Query().Get("skipValidation") != "true" {
+	vault, caller := r.PathValue("vault"), Principal(r.Context())
+	switch {
+	case r.URL.Query().Get("skipValidation") == "true":
+		if err := s.Service.CheckSkipValidation(r.Context(), caller, vault); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	case s.ValidateOnCreate:
 		prereq = s.Service.BackupPrerequisites(s.roles(r))
 	}
-	in, err := s.Service.CreateInstance(r.Context(), r.PathValue("vault"), b, prereq)
+	in, err := s.Service.CreateInstance(r.Context(), caller, vault, b, prereq)
+	if err == nil && prereq == nil && r.URL.Query().Get("skipValidation") == "true" {
+		s.Log.Info("audit", "event", "validationSkipped", "principal", caller, "vault", vault, "instance", b.Name, "cluster", b.Cluster)
+	}
 	replyCreated(w, r, in, err, fmt.Sprintf("/api/v1/vaults/%s/instances/%s", r.PathValue("vault"), b.Name))
 }
 
@@ -303,7 +313,7 @@ func (s *Server) updateInstance(w http.ResponseWriter, r *http.Request) {
 	if !ok || !decoded(w, r, &b) {
 		return
 	}
-	in, err := s.Service.UpdateInstance(r.Context(), r.PathValue("vault"), r.PathValue("instance"), ver, b)
+	in, err := s.Service.UpdateInstance(r.Context(), Principal(r.Context()), r.PathValue("vault"), r.PathValue("instance"), ver, b)
 	reply(w, r, in, err)
 }
 
@@ -354,7 +364,7 @@ func (s *Server) backupNow(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !decoded(w, r, &b) {
 		return
 	}
-	j, err := s.Service.BackupNow(r.Context(), r.PathValue("vault"), r.PathValue("instance"), b)
+	j, err := s.Service.BackupNow(r.Context(), Principal(r.Context()), r.PathValue("vault"), r.PathValue("instance"), b)
 	replyJob(w, r, j, err)
 }
 
@@ -395,7 +405,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) {
 	if !decoded(w, r, &b) {
 		return
 	}
-	j, err := s.Service.StartRestore(r.Context(), r.PathValue("vault"), b)
+	j, err := s.Service.StartRestore(r.Context(), Principal(r.Context()), r.PathValue("vault"), b)
 	replyJob(w, r, j, err)
 }
 

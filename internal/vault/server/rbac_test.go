@@ -76,7 +76,7 @@ func (e *env) allowed(t *testing.T, o op) bool {
 	}
 	status, out, _ := e.call(t, o.method, o.path, o.body, im)
 	if status == 403 {
-		if out["code"] != "Forbidden" {
+		if out["code"] != "Forbidden" && out["code"] != "RoleAssignmentMissing" {
 			t.Fatalf("%s: 403 with code %v", o, out["code"])
 		}
 		return false
@@ -96,8 +96,12 @@ func TestBuiltInRoles(t *testing.T) {
 		{rbac.Owner, all},
 		{rbac.Contributor, []op{readVault, readPolicy, writePolicy, readInstance, createInstance, backup, restore, readJobs, deleteVault, registerCl}},
 		{rbac.Reader, []op{readVault, readPolicy, readInstance, readJobs}},
-		{rbac.BackupContributor, []op{readVault, readPolicy, writePolicy, readInstance, createInstance, backup, restore, readJobs}},
-		{rbac.BackupOperator, []op{readVault, readPolicy, readInstance, backup, restore, readJobs}},
+		// The backup roles do not reach repository data: creating an
+		// instance and backing up also need Storage Contributor at its
+		// storage location (TestVaultScopes). The restore here names no
+		// recovery point, so it is refused (400) before that check.
+		{rbac.BackupContributor, []op{readVault, readPolicy, writePolicy, readInstance, restore, readJobs}},
+		{rbac.BackupOperator, []op{readVault, readPolicy, readInstance, restore, readJobs}},
 		{rbac.BackupReader, []op{readVault, readPolicy, readInstance, readJobs}},
 		{rbac.StorageContributor, nil},
 	}
@@ -142,7 +146,8 @@ func TestScopeInheritanceAndDenials(t *testing.T) {
 
 	// Backup Operator on one instance: backs up that one only; reads it,
 	// not its siblings; cannot change it.
-	o := e.as(t, "user:otto", "Backup Operator@/vaults/a/instances/shop")
+	o := e.as(t, "user:otto", "Backup Operator@/vaults/a/instances/shop", "Backup Operator@/clusters/prod-1",
+		"Storage Contributor@"+rbac.StorageScope("file:///srv/arca/repo"))
 	o.want(t, "POST", "/api/v1/vaults/a/instances/shop/backup", nil, "", 202, "")
 	o.want(t, "POST", "/api/v1/vaults/a/instances/web/backup", nil, "", 403, "Forbidden")
 	o.want(t, "GET", "/api/v1/vaults/a/instances/shop", nil, "", 200, "")

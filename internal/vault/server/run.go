@@ -309,6 +309,7 @@ func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
 	ret.Remover = &jobs.ClusterRemover{Store: st, Drivers: drivers}
 	s.Runner = &jobs.Runner{Store: st, Clock: o.Clock, Drivers: drivers, Retention: ret, Log: o.Log, OnFinish: s.JobFinished}
 	s.Handler()
+	s.Runner.Authorize = s.Service // the runner re-checks roles before a job acts
 	sch := &scheduler.Scheduler{Store: st, Clock: o.Clock, Jitter: o.Jitter, Log: o.Log, OnJob: s.JobCreated}
 	return s, sch
 }

@@ -60,7 +60,28 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{srv: srv, st: st, clk: clk, c: &client.Client{BaseURL: ts.URL, Token: tok, HTTP: ts.Client()}, url: ts.URL, log: logs}
+	e := &env{srv: srv, st: st, clk: clk, c: &client.Client{BaseURL: ts.URL, Token: tok, HTTP: ts.Client()}, url: ts.URL, log: logs}
+	e.trust(t, []string{"a", "b", "v", "v1", "w"}, []string{"prod-1", "dr"})
+	return e
+}
+
+// trust gives the identities that act for the vaults (vault:V) and in the
+// clusters (extension:C) what backups and restores need of them,
+// everywhere (Reader and Storage Contributor at /): the tests that are not
+// about scopes run as a prepared installation does. The scope tests
+// (TestVaultScopes) start without them.
+func (e *env) trust(t *testing.T, vaults, clusters []string) {
+	t.Helper()
+	for _, v := range vaults {
+		if _, err := e.c.AssignRole(ctx, "vault:"+v, "Reader", "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range clusters {
+		if _, err := e.c.AssignRole(ctx, "extension:"+c, "Storage Contributor", "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // call sends a request and returns status, decoded body and ETag.
@@ -428,6 +449,7 @@ func TestScheduledJobsThroughServerWiring(t *testing.T) {
 	defer ts.Close()
 	tok, _, _ := server.CreateAdminToken(ctx, st, "admin", "admin")
 	c := &client.Client{BaseURL: ts.URL, Token: tok, HTTP: ts.Client()}
+	(&env{c: c}).trust(t, []string{"v"}, []string{"prod-1"})
 	if _, err := c.CreateVault(ctx, "v", ""); err != nil {
 		t.Fatal(err)
 	}

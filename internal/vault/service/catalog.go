@@ -180,13 +180,22 @@ func (s *Service) RestoreInstance(ctx context.Context, r *Restore) (*store.Insta
 	return in, nil
 }
 
-// StartRestore queues a restore job.
-func (s *Service) StartRestore(ctx context.Context, vault string, b jobs.RestoreParams) (*store.Job, error) {
-	if _, err := s.CheckRestore(ctx, vault, b); err != nil {
+// StartRestore queues a restore job asked for by caller, who, like the
+// vault's identities, must hold the restore's requirements
+// (RestoreRequirements) now and when the job runs.
+func (s *Service) StartRestore(ctx context.Context, caller, vault string, b jobs.RestoreParams) (*store.Job, error) {
+	rs, err := s.CheckRestore(ctx, vault, b)
+	if err != nil {
 		return nil, err
 	}
-	params, _ := json.Marshal(b)
-	j := &store.Job{Vault: vault, Type: store.JobRestore, State: store.JobQueued, Params: params}
+	in, err := s.RestoreInstance(ctx, rs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Require(ctx, RestoreRequirements(caller, in, b.TargetCluster)); err != nil {
+		return nil, err
+	}
+	j := &store.Job{Vault: vault, Type: store.JobRestore, State: store.JobQueued, Params: withRequester(b, caller)}
 	if err := s.Store.CreateJob(ctx, j); err != nil {
 		return nil, err
 	}

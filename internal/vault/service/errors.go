@@ -51,6 +51,10 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// JobCode makes an *Error a job error with its code (a job the runner's
+// re-check refuses fails with it).
+func (e *Error) JobCode() string { return e.Code }
+
 // Fields returns the invalid fields of an Invalid error.
 func (e *Error) Fields() []*policy.FieldError {
 	if len(e.Details) > 0 || e.Field == "" {

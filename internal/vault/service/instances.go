@@ -85,8 +85,10 @@ func (s *Service) ListInstances(ctx context.Context, vault, policyName string, p
 type Prerequisites func(ctx context.Context, in *store.Instance) error
 
 // CreateInstance creates a backup instance, protected from now on: its
-// schedule is armed. prereq, when set, runs first and can refuse.
-func (s *Service) CreateInstance(ctx context.Context, vault string, b InstanceSpec, prereq Prerequisites) (*store.Instance, error) {
+// schedule is armed. caller and the vault's identities must hold the
+// backup's requirements (BackupRequirements); prereq, when set, runs
+// then and can refuse.
+func (s *Service) CreateInstance(ctx context.Context, caller, vault string, b InstanceSpec, prereq Prerequisites) (*store.Instance, error) {
 	if _, err := s.Store.GetVault(ctx, vault); err != nil {
 		return nil, err
 	}
@@ -99,6 +101,9 @@ func (s *Service) CreateInstance(ctx context.Context, vault string, b InstanceSp
 	}
 	in := &store.Instance{Vault: vault, Name: b.Name, Cluster: b.Cluster, Policy: b.Policy, Config: b.Config,
 		StorageLocation: b.StorageLocation, SnapshotLocation: b.SnapshotLocation, ProtectionState: store.ProtectionConfigured}
+	if err := s.Require(ctx, BackupRequirements(caller, in)); err != nil {
+		return nil, err
+	}
 	if prereq != nil {
 		if err := prereq(ctx, in); err != nil {
 			return nil, err
@@ -119,8 +124,9 @@ func (s *Service) GetInstance(ctx context.Context, vault, name string) (*store.I
 }
 
 // UpdateInstance changes an instance's policy, configuration and
-// locations; name and cluster are immutable.
-func (s *Service) UpdateInstance(ctx context.Context, vault, name string, expected int64, b InstanceSpec) (*store.Instance, error) {
+// locations; name and cluster are immutable. The changed instance's
+// backup requirements must hold for caller and the vault's identities.
+func (s *Service) UpdateInstance(ctx context.Context, caller, vault, name string, expected int64, b InstanceSpec) (*store.Instance, error) {
 	in, err := s.Store.GetInstance(ctx, vault, name)
 	if err != nil {
 		return nil, err
@@ -139,6 +145,9 @@ func (s *Service) UpdateInstance(ctx context.Context, vault, name string, expect
 	}
 	policyChanged := b.Policy != in.Policy
 	in.Policy, in.Config, in.StorageLocation, in.SnapshotLocation = b.Policy, b.Config, b.StorageLocation, b.SnapshotLocation
+	if err := s.Require(ctx, BackupRequirements(caller, in)); err != nil {
+		return nil, err
+	}
 	if err := s.Store.UpdateInstance(ctx, in); err != nil {
 		return nil, fromStore(err, expected)
 	}
@@ -301,8 +310,10 @@ func (s *Service) ResumeProtection(ctx context.Context, vault, name string, expe
 	return in, nil
 }
 
-// BackupNow queues an on-demand backup of a protected instance.
-func (s *Service) BackupNow(ctx context.Context, vault, name string, b jobs.BackupParams) (*store.Job, error) {
+// BackupNow queues an on-demand backup of a protected instance, asked for
+// by caller (who, like the vault's identities, must hold its requirements
+// now and when the job runs).
+func (s *Service) BackupNow(ctx context.Context, caller, vault, name string, b jobs.BackupParams) (*store.Job, error) {
 	if b.Retention != "" {
 		d, err := policy.ParseDuration(b.Retention)
 		if err != nil {
@@ -319,8 +330,10 @@ func (s *Service) BackupNow(ctx context.Context, vault, name string, b jobs.Back
 	if in.ProtectionState != store.ProtectionConfigured {
 		return nil, Conflictf("ProtectionStopped", "protection of %q is stopped: resume it before backing up", in.Name)
 	}
-	params, _ := json.Marshal(b)
-	j := &store.Job{Vault: in.Vault, Type: store.JobOnDemandBackup, Instance: in.Name, State: store.JobQueued, Params: params}
+	if err := s.Require(ctx, BackupRequirements(caller, in)); err != nil {
+		return nil, err
+	}
+	j := &store.Job{Vault: in.Vault, Type: store.JobOnDemandBackup, Instance: in.Name, State: store.JobQueued, Params: withRequester(b, caller)}
 	if err := s.Store.CreateJob(ctx, j); err != nil {
 		return nil, err
 	}

@@ -43,6 +43,17 @@ func setup(t *testing.T) *env {
 	return e
 }
 
+// trust gives the identities acting for vault v and in its clusters what
+// backups and restores need (authz_test.go tests them without).
+func (e *env) trust(t *testing.T) {
+	t.Helper()
+	for _, a := range [][2]string{{"vault:v", "Reader"}, {"extension:prod", "Storage Contributor"}, {"extension:dr", "Storage Contributor"}} {
+		if _, err := e.svc.AssignRole(ctx, "admin", a[0], a[1], "/"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // wantKind checks that err is an operation error of kind and code.
 func wantKind(t *testing.T, err error, kind service.Kind, code string) *service.Error {
 	t.Helper()
@@ -65,13 +76,14 @@ func instance(name string) service.InstanceSpec {
 // withInstance makes vault v, policy daily and a protected instance shop.
 func withInstance(t *testing.T, e *env) *store.Instance {
 	t.Helper()
+	e.trust(t)
 	if _, err := e.svc.CreateVault(ctx, "v", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.svc.CreatePolicy(ctx, "v", daily()); err != nil {
 		t.Fatal(err)
 	}
-	in, err := e.svc.CreateInstance(ctx, "v", instance("shop"), nil)
+	in, err := e.svc.CreateInstance(ctx, "", "v", instance("shop"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,18 +151,18 @@ func TestPolicyAndInstanceRules(t *testing.T) {
 
 	in := instance("other")
 	in.Policy = "missing"
-	_, err = e.svc.CreateInstance(ctx, "v", in, nil)
+	_, err = e.svc.CreateInstance(ctx, "", "v", in, nil)
 	if ie := wantKind(t, err, service.Invalid, "UnknownReference"); ie.Field != "policy" {
 		t.Fatalf("unknown policy: %+v", ie)
 	}
 	in = instance("other")
 	in.StorageLocation = "ftp://x"
-	_, err = e.svc.CreateInstance(ctx, "v", in, nil)
+	_, err = e.svc.CreateInstance(ctx, "", "v", in, nil)
 	wantKind(t, err, service.Invalid, "InvalidStorageLocation")
 
 	// Prerequisites refuse creation: nothing is stored.
 	refused := &service.Error{Kind: service.ChecksFailed, Code: "ValidationFailed", Report: "report"}
-	_, err = e.svc.CreateInstance(ctx, "v", instance("other"), func(context.Context, *store.Instance) error { return refused })
+	_, err = e.svc.CreateInstance(ctx, "", "v", instance("other"), func(context.Context, *store.Instance) error { return refused })
 	if ce := wantKind(t, err, service.ChecksFailed, "ValidationFailed"); ce.Report != "report" {
 		t.Fatal("report lost")
 	}
@@ -162,7 +174,7 @@ func TestPolicyAndInstanceRules(t *testing.T) {
 		t.Fatalf("no trigger for a new instance: %v", err)
 	}
 	wantKind(t, e.svc.DeleteInstance(ctx, "v", "shop", 0), service.Conflict, "ProtectionActive")
-	_, err = e.svc.UpdateInstance(ctx, "v", "shop", 0, service.InstanceSpec{Cluster: "elsewhere", Policy: "daily", StorageLocation: "file:///b"})
+	_, err = e.svc.UpdateInstance(ctx, "", "v", "shop", 0, service.InstanceSpec{Cluster: "elsewhere", Policy: "daily", StorageLocation: "file:///b"})
 	wantKind(t, err, service.Invalid, "ImmutableField")
 	_, err = e.svc.ResumeProtection(ctx, "v", "shop", 0)
 	wantKind(t, err, service.Conflict, "NotStopped")
@@ -171,22 +183,22 @@ func TestPolicyAndInstanceRules(t *testing.T) {
 func TestBackupNowAndRestore(t *testing.T) {
 	e := setup(t)
 	withInstance(t, e)
-	_, err := e.svc.BackupNow(ctx, "v", "shop", jobs.BackupParams{Retention: "P1H"})
+	_, err := e.svc.BackupNow(ctx, "", "v", "shop", jobs.BackupParams{Retention: "P1H"})
 	if ie := wantKind(t, err, service.Invalid, "InvalidValue"); ie.Field != "retention" {
 		t.Fatalf("retention: %+v", ie)
 	}
-	j, err := e.svc.BackupNow(ctx, "v", "shop", jobs.BackupParams{Retention: "P30D"})
+	j, err := e.svc.BackupNow(ctx, "", "v", "shop", jobs.BackupParams{Retention: "P30D"})
 	if err != nil || j.State != store.JobQueued || j.Type != store.JobOnDemandBackup || len(e.jobs) != 1 {
 		t.Fatal(j, err, e.jobs)
 	}
-	_, err = e.svc.StartRestore(ctx, "v", jobs.RestoreParams{RecoveryPoint: "nope", TargetCluster: "dr"})
+	_, err = e.svc.StartRestore(ctx, "", "v", jobs.RestoreParams{RecoveryPoint: "nope", TargetCluster: "dr"})
 	if ie := wantKind(t, err, service.Invalid, "UnknownReference"); ie.Field != "recoveryPoint" {
 		t.Fatalf("unknown point: %+v", ie)
 	}
 	addPoints(t, e, 1)
-	_, err = e.svc.StartRestore(ctx, "v", jobs.RestoreParams{RecoveryPoint: "rp-a", TargetCluster: "dr", Criteria: json.RawMessage(`{"bogus":1}`)})
+	_, err = e.svc.StartRestore(ctx, "", "v", jobs.RestoreParams{RecoveryPoint: "rp-a", TargetCluster: "dr", Criteria: json.RawMessage(`{"bogus":1}`)})
 	wantKind(t, err, service.Invalid, "InvalidRestoreCriteria")
-	if j, err = e.svc.StartRestore(ctx, "v", jobs.RestoreParams{RecoveryPoint: "rp-a", TargetCluster: "dr"}); err != nil || j.Type != store.JobRestore {
+	if j, err = e.svc.StartRestore(ctx, "", "v", jobs.RestoreParams{RecoveryPoint: "rp-a", TargetCluster: "dr"}); err != nil || j.Type != store.JobRestore {
 		t.Fatal(j, err)
 	}
 	_, err = e.svc.ListJobs(ctx, store.JobFilter{Vault: "v"}, "0")
@@ -203,7 +215,7 @@ func TestBackupNowAndRestore(t *testing.T) {
 	if _, _, err := e.svc.StopProtection(ctx, "v", "shop", 0, store.StopRetainPerPolicy); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.svc.BackupNow(ctx, "v", "shop", jobs.BackupParams{})
+	_, err = e.svc.BackupNow(ctx, "", "v", "shop", jobs.BackupParams{})
 	wantKind(t, err, service.Conflict, "ProtectionStopped")
 	_, _, err = e.svc.StopProtection(ctx, "v", "shop", 0, store.StopRetainPerPolicy)
 	wantKind(t, err, service.Conflict, "AlreadyStopped")
