@@ -59,6 +59,8 @@ func TestOutputFormats(t *testing.T) {
 	}
 	must("vault", "create", "default", "--description", "golden test")
 	must("policy", "create", "daily", "--schedule", "0 2 * * *", "--retain-default", "P7D", "--retain-weekly", "P12W")
+	must("role", "assign", "--principal", "vault:default", "--role", "Reader", "--scope", "/clusters/prod-1")
+	must("role", "assign", "--principal", "extension:prod-1", "--role", "Storage Contributor", "--scope-storage", "file:///srv/repo")
 	must("instance", "create", "shop", "--cluster", "prod-1", "--policy", "daily", "--storage", "file:///srv/repo",
 		"--include-namespaces", "shop")
 	// No cluster is connected: the job fails, which makes its state stable.

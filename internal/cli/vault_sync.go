@@ -11,6 +11,7 @@ import (
 
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/vault/client"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
@@ -18,13 +19,13 @@ import (
 
 // syncPoints picks the repository's recovery points of one backup instance
 // of one vault (by the tags the vault's backups carry), oldest first.
-func syncPoints(rps []*repo.RecoveryPoint, vault, instance string) []client.SyncPoint {
-	var out []client.SyncPoint
+func syncPoints(rps []*repo.RecoveryPoint, vault, instance string) []service.SyncPoint {
+	var out []service.SyncPoint
 	for _, rp := range rps {
 		if rp.Tags[v1alpha1.TagVault] != vault || rp.Tags[v1alpha1.TagInstance] != instance {
 			continue
 		}
-		out = append(out, client.SyncPoint{RepositoryID: rp.ID.String(), Time: rp.Started.UTC(), JobID: rp.Tags[v1alpha1.TagJob],
+		out = append(out, service.SyncPoint{RepositoryID: rp.ID.String(), Vault: vault, Instance: instance, Time: rp.Started.UTC(), JobID: rp.Tags[v1alpha1.TagJob],
 			Items: int64(rp.Summary.Items), Bytes: rp.Summary.Bytes})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
@@ -75,13 +76,13 @@ already in the vault are left alone, so running it twice changes nothing.`,
 }
 
 // syncInstance sends the repository's points of the instance to the vault.
-func syncInstance(ctx context.Context, c *client.Client, r repo.Reader, vault, instance string) (*client.SyncResult, error) {
+func syncInstance(ctx context.Context, c *client.Client, r repo.Reader, vault, instance string) (*service.SyncResult, error) {
 	rps, err := r.ListRecoveryPoints(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list the repository's recovery points: %w", err)
 	}
 	pts := syncPoints(rps, vault, instance)
-	total := &client.SyncResult{}
+	total := &service.SyncResult{}
 	for len(pts) > 0 || total.Created == nil {
 		n := min(len(pts), syncBatch)
 		res, err := c.SyncRecoveryPoints(ctx, vault, instance, pts[:n])
@@ -100,7 +101,7 @@ func syncInstance(ctx context.Context, c *client.Client, r repo.Reader, vault, i
 // the points were taken.
 const syncBatch = 5000
 
-func printSyncResult(w io.Writer, format string, res *client.SyncResult) error {
+func printSyncResult(w io.Writer, format string, res *service.SyncResult) error {
 	return printOutput(w, format, res, func(tw *tabwriter.Writer) {
 		if len(res.Created) > 0 {
 			fmt.Fprintln(tw, "RE-CREATED\tTIME\tTAG\tREPOSITORY ID")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -398,29 +399,13 @@ func (c *Client) CancelJob(ctx context.Context, vault, id string) (*store.Job, e
 	return &out, err
 }
 
-// SyncPoint is a recovery point found in the repository (server.SyncPoint
-// on the wire).
-type SyncPoint struct {
-	RepositoryID string    `json:"repositoryId"`
-	Time         time.Time `json:"time"`
-	JobID        string    `json:"jobId,omitempty"`
-	Items        int64     `json:"items"`
-	Bytes        int64     `json:"bytes"`
-}
-
-// SyncResult says what a catalog sync re-created.
-type SyncResult struct {
-	Created  []*store.RecoveryPoint `json:"created"`
-	Existing int                    `json:"existing"`
-}
-
 // SyncRecoveryPoints re-creates the vault's records of an instance's
 // recovery points found in the repository.
-func (c *Client) SyncRecoveryPoints(ctx context.Context, vault, instance string, pts []SyncPoint) (*SyncResult, error) {
+func (c *Client) SyncRecoveryPoints(ctx context.Context, vault, instance string, pts []service.SyncPoint) (*service.SyncResult, error) {
 	if pts == nil {
-		pts = []SyncPoint{}
+		pts = []service.SyncPoint{}
 	}
-	var out SyncResult
+	var out service.SyncResult
 	_, err := c.Do(ctx, "POST", instancePath(vault, instance)+"/sync", map[string]any{"recoveryPoints": pts}, &out, "")
 	return &out, err
 }

@@ -368,15 +368,8 @@ func (s *Server) backupNow(w http.ResponseWriter, r *http.Request) {
 	replyJob(w, r, j, err)
 }
 
-// SyncPoint, SyncRequest and SyncResult are the catalog sync's types.
-type (
-	SyncPoint   = service.SyncPoint
-	SyncRequest = service.SyncRequest
-	SyncResult  = service.SyncResult
-)
-
 func (s *Server) syncRecoveryPoints(w http.ResponseWriter, r *http.Request) {
-	var req SyncRequest
+	var req service.SyncRequest
 	if !decoded(w, r, &req) {
 		return
 	}

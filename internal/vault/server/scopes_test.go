@@ -151,3 +151,35 @@ func TestVaultScopes(t *testing.T) {
 		t.Fatalf("an Owner's skip is not audited:\n%s", l)
 	}
 }
+
+// TestRestoreNamesFullIDs: a restore names its recovery point by full ID
+// (no latest, no prefix), and a catalog entry whose repository ID is not
+// whole is refused rather than sent to a cluster, where it could resolve
+// to another instance's point in a shared repository. No job is queued.
+func TestRestoreNamesFullIDs(t *testing.T) {
+	e := setup(t)
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "v"}, "", 201, "")
+	e.want(t, "POST", "/api/v1/vaults/v/policies", pol, "", 201, "")
+	e.want(t, "POST", "/api/v1/vaults/v/instances", instanceBody("shop"), "", 201, "")
+	full := strings.Repeat("e", 64)
+	for id, repoID := range map[string]string{"rp-job-1": full, "rp-short": "eeee"} {
+		if err := e.st.CreateRecoveryPoint(ctx, &store.RecoveryPoint{Vault: "v", ID: id, Instance: "shop", RepoID: repoID,
+			Time: e.clk.Now().Add(-time.Hour), Tag: "default", Datastore: "operational"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ref := range []string{"latest", "rp-job", "rp"} {
+		out := e.want(t, "POST", "/api/v1/vaults/v/restores", map[string]any{"recoveryPoint": ref, "targetCluster": "dr"}, "", 400, "UnknownReference")
+		if !strings.Contains(out["message"].(string), "named by full ID only") {
+			t.Fatalf("restore of %q: %v", ref, out)
+		}
+	}
+	out := e.want(t, "POST", "/api/v1/vaults/v/restores", map[string]any{"recoveryPoint": "rp-short", "targetCluster": "dr"}, "", 400, "InvalidRecoveryPointID")
+	if !strings.Contains(out["message"].(string), `names repository point "eeee", which is not a full repository ID`) {
+		t.Fatalf("restore of a point with a partial repository ID: %v", out)
+	}
+	if js, _ := e.c.ListJobs(ctx, "v", client.JobFilter{Type: store.JobRestore}); len(js) != 0 {
+		t.Fatalf("refused restores queued jobs: %v", js)
+	}
+	e.want(t, "POST", "/api/v1/vaults/v/restores", map[string]any{"recoveryPoint": "rp-job-1", "targetCluster": "dr"}, "", 202, "")
+}

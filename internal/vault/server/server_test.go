@@ -534,12 +534,15 @@ func TestCatalogSync(t *testing.T) {
 	e.want(t, "POST", "/api/v1/vaults/v/instances", instanceBody("shop"), "", 201, "")
 	t1 := time.Date(2026, 1, 5, 2, 0, 0, 0, time.UTC) // a Monday
 	t2 := t1.Add(4 * time.Hour)
+	aaaa, bbbb, cccc := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64)
 	pts := []map[string]any{
-		{"repositoryId": "bbbb", "time": t2, "jobId": "job-2", "items": 7, "bytes": 700},
-		{"repositoryId": "aaaa", "time": t1, "jobId": "job-1", "items": 5, "bytes": 500},
-		{"repositoryId": "cccc", "time": t2.Add(time.Hour), "items": 1, "bytes": 10}, // not from a vault job
+		{"repositoryId": bbbb, "vault": "v", "instance": "shop", "time": t2, "jobId": "job-2", "items": 7, "bytes": 700},
+		{"repositoryId": aaaa, "vault": "v", "instance": "shop", "time": t1, "jobId": "job-1", "items": 5, "bytes": 500},
+		{"repositoryId": cccc, "vault": "v", "instance": "shop", "time": t2.Add(time.Hour), "items": 1, "bytes": 10}, // not from a vault job
 	}
-	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": []map[string]any{{"repositoryId": "x"}}}, "", 400, "")
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": []map[string]any{{"repositoryId": "x"}}}, "", 400, "InvalidRecoveryPointID")
+	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": []map[string]any{
+		{"repositoryId": "latest", "vault": "v", "instance": "shop", "time": t1}}}, "", 400, "InvalidRecoveryPointID")
 	e.want(t, "POST", "/api/v1/vaults/v/instances/nope/sync", map[string]any{"recoveryPoints": pts}, "", 404, "NotFound")
 	out := e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": pts}, "", 200, "")
 	if created, _ := out["created"].([]any); len(created) != 3 || out["existing"] != float64(0) {
@@ -553,7 +556,7 @@ func TestCatalogSync(t *testing.T) {
 	for _, rp := range rps {
 		byRepo[rp.RepoID] = rp
 	}
-	a, b, c := byRepo["aaaa"], byRepo["bbbb"], byRepo["cccc"]
+	a, b, c := byRepo[aaaa], byRepo[bbbb], byRepo[cccc]
 	if a == nil || b == nil || c == nil || a.ID != "rp-job-1" || b.ID != "rp-job-2" || a.JobID != "job-1" || c.ID == "" ||
 		a.Tag != "weekly" || b.Tag != "default" || a.Items != 5 || b.Bytes != 700 || a.ExpiresAt == nil || !a.Time.Equal(t1) {
 		t.Fatalf("synced points: %+v %+v %+v", a, b, c)

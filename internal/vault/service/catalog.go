@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"time"
@@ -35,11 +36,29 @@ func (s *Service) GetRecoveryPoint(ctx context.Context, vault, id string) (*stor
 // SyncPoint is a recovery point found in the repository, as `arca vault
 // sync` reads it from the manifest the extension wrote.
 type SyncPoint struct {
-	RepositoryID string    `json:"repositoryId"`
-	Time         time.Time `json:"time"`
-	JobID        string    `json:"jobId,omitempty"` // the manifest's arca.io/job tag
-	Items        int64     `json:"items"`
-	Bytes        int64     `json:"bytes"`
+	// RepositoryID is the point's full repository ID (64 hex characters):
+	// never latest, never a prefix, which could name another instance's
+	// point in a shared repository.
+	RepositoryID string `json:"repositoryId"`
+	// Vault and Instance are the manifest's arca.io/vault and
+	// arca.io/instance tags: they must name the vault and instance synced.
+	Vault    string    `json:"vault"`
+	Instance string    `json:"instance"`
+	Time     time.Time `json:"time"`
+	JobID    string    `json:"jobId,omitempty"` // the manifest's arca.io/job tag
+	Items    int64     `json:"items"`
+	Bytes    int64     `json:"bytes"`
+}
+
+var repositoryIDRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// checkRepositoryID refuses anything but a full repository ID.
+func checkRepositoryID(field, id string) error {
+	if !repositoryIDRE.MatchString(id) {
+		return InvalidField("InvalidRecoveryPointID", field, id,
+			"the recovery point's full repository ID: 64 lowercase hex characters, as arca repo list -o json shows it (latest and prefixes are not accepted)")
+	}
+	return nil
 }
 
 // SyncRequest is the body of POST …/instances/{instance}/sync.
@@ -67,13 +86,25 @@ func (s *Service) SyncRecoveryPoints(ctx context.Context, vault, instance string
 		return nil, TooLargef("TooManyRecoveryPoints", "at most %d recovery points per sync request", MaxSyncPoints)
 	}
 	for i, p := range req.RecoveryPoints {
-		if p.RepositoryID == "" || p.Time.IsZero() || p.Items < 0 || p.Bytes < 0 {
-			return nil, InvalidField("InvalidValue", fmt.Sprintf("recoveryPoints[%d]", i), p.RepositoryID, "needs repositoryId, time and non-negative items and bytes")
+		field := fmt.Sprintf("recoveryPoints[%d]", i)
+		if err := checkRepositoryID(field+".repositoryId", p.RepositoryID); err != nil {
+			return nil, err
+		}
+		if p.Time.IsZero() || p.Items < 0 || p.Bytes < 0 {
+			return nil, InvalidField("InvalidValue", field, p.RepositoryID, "needs repositoryId, time and non-negative items and bytes")
 		}
 	}
 	in, err := s.Store.GetInstance(ctx, vault, instance)
 	if err != nil {
 		return nil, err
+	}
+	for i, p := range req.RecoveryPoints {
+		if p.Vault != vault || p.Instance != instance {
+			return nil, InvalidField("RecoveryPointOfAnotherInstance", fmt.Sprintf("recoveryPoints[%d]", i), p.RepositoryID,
+				fmt.Sprintf("sync only the points whose manifest is tagged %s=%s and %s=%s", v1alpha1.TagVault, vault, v1alpha1.TagInstance, instance),
+				"recovery point %s is tagged vault %q, instance %q, not vault %q, instance %q: a sync re-creates only the points of the instance synced",
+				p.RepositoryID, p.Vault, p.Instance, vault, instance)
+		}
 	}
 	_, p, err := s.policyOf(ctx, in)
 	if err != nil {
@@ -159,10 +190,20 @@ func (s *Service) CheckRestore(ctx context.Context, vault string, b jobs.Restore
 	}
 	rp, err := s.Store.GetRecoveryPoint(ctx, vault, b.RecoveryPoint)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, InvalidField("UnknownReference", "recoveryPoint", b.RecoveryPoint, "name one from arca recovery-point list",
-			"recovery point %q does not exist in vault %q", b.RecoveryPoint, vault)
+		return nil, InvalidField("UnknownReference", "recoveryPoint", b.RecoveryPoint,
+			"name a recovery point by its full ID, as arca recovery-point list shows it (latest and prefixes are not accepted)",
+			"recovery point %q does not exist in vault %q: recovery points are named by full ID only", b.RecoveryPoint, vault)
 	} else if err != nil {
 		return nil, err
+	}
+	// What the cluster is asked to restore is the point's repository ID:
+	// it must be whole, or the extension would resolve it in a repository
+	// that other instances share.
+	if rp.RepoID != "" {
+		if err := checkRepositoryID("recoveryPoint", rp.RepoID); err != nil {
+			return nil, InvalidField("InvalidRecoveryPointID", "recoveryPoint", rp.ID, "re-create the catalog entry with arca vault sync",
+				"recovery point %s names repository point %q, which is not a full repository ID", rp.ID, rp.RepoID)
+		}
 	}
 	crit, err := RestoreCriteria(b.Criteria)
 	if err != nil {

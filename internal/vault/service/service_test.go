@@ -288,11 +288,28 @@ func TestSync(t *testing.T) {
 	withInstance(t, e)
 	_, err := e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: make([]service.SyncPoint, service.MaxSyncPoints+1)})
 	wantKind(t, err, service.TooLarge, "TooManyRecoveryPoints")
-	_, err = e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: []service.SyncPoint{{RepositoryID: "abc"}}})
-	if ie := wantKind(t, err, service.Invalid, "InvalidValue"); ie.Field != "recoveryPoints[0]" {
-		t.Fatalf("sync field: %+v", ie)
+	// Recovery points are named by full repository ID only, and only
+	// those tagged with the vault and instance synced are taken: nothing
+	// else is created.
+	r1, r2 := strings.Repeat("1", 64), strings.Repeat("2", 64)
+	for _, bad := range []string{"abc", "latest", r1[:12], strings.Repeat("AB", 32)} {
+		_, err = e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: []service.SyncPoint{
+			{RepositoryID: bad, Vault: "v", Instance: "shop", Time: e.clk.Now()}}})
+		if ie := wantKind(t, err, service.Invalid, "InvalidRecoveryPointID"); ie.Field != "recoveryPoints[0].repositoryId" ||
+			!strings.Contains(ie.Message, "64 lowercase hex characters") || !strings.Contains(ie.Message, "latest and prefixes are not accepted") {
+			t.Fatalf("sync of %q: %+v", bad, ie)
+		}
 	}
-	pts := []service.SyncPoint{{RepositoryID: "r2", Time: e.clk.Now()}, {RepositoryID: "r1", Time: e.clk.Now().Add(-time.Hour), JobID: "j1"}}
+	_, err = e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: []service.SyncPoint{
+		{RepositoryID: r1, Vault: "v", Instance: "web", Time: e.clk.Now()}}})
+	if ie := wantKind(t, err, service.Invalid, "RecoveryPointOfAnotherInstance"); !strings.Contains(ie.Message, `instance "web", not vault "v", instance "shop"`) {
+		t.Fatalf("another instance's point: %+v", ie)
+	}
+	if rps, _ := e.svc.ListRecoveryPoints(ctx, "v", "shop"); len(rps) != 0 {
+		t.Fatalf("refused syncs created points: %+v", rps)
+	}
+	pts := []service.SyncPoint{{RepositoryID: r2, Vault: "v", Instance: "shop", Time: e.clk.Now()},
+		{RepositoryID: r1, Vault: "v", Instance: "shop", Time: e.clk.Now().Add(-time.Hour), JobID: "j1"}}
 	res, err := e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: pts})
 	if err != nil || len(res.Created) != 2 || res.Created[0].ID != jobs.RecoveryPointID("j1") || res.Created[0].ExpiresAt == nil {
 		t.Fatalf("sync: %+v %v", res, err)
@@ -304,7 +321,8 @@ func TestSync(t *testing.T) {
 	// whole IDs: a truncated ID would make the second one collide with
 	// the first and be counted as existing.
 	long := strings.Repeat("ab", 32) // a 64-hex repository ID
-	pts = []service.SyncPoint{{RepositoryID: long, Time: e.clk.Now().Add(time.Hour)}, {RepositoryID: long[:40] + strings.Repeat("cd", 12), Time: e.clk.Now().Add(2 * time.Hour)}}
+	pts = []service.SyncPoint{{RepositoryID: long, Vault: "v", Instance: "shop", Time: e.clk.Now().Add(time.Hour)},
+		{RepositoryID: long[:40] + strings.Repeat("cd", 12), Vault: "v", Instance: "shop", Time: e.clk.Now().Add(2 * time.Hour)}}
 	res, err = e.svc.SyncRecoveryPoints(ctx, "v", "shop", service.SyncRequest{RecoveryPoints: pts})
 	if err != nil || len(res.Created) != 2 || res.Created[0].ID != "rp-repo-"+long || res.Created[1].ID != "rp-repo-"+pts[1].RepositoryID {
 		t.Fatalf("sync of long IDs: %+v %v; want both created with IDs rp-repo-<whole repository ID>", res, err)
