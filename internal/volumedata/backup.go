@@ -80,6 +80,10 @@ type BackupResult struct {
 // chunker's minimum chunk), without a stream pipeline per file.
 const smallFile = chunker.MinSize
 
+// maxStreams bounds the large files moved at once, in backup and restore:
+// each holds up to a few 8 MiB chunks (the mover's memory budget).
+const maxStreams = 2
+
 // item is one entry on its way into the file tree, in tree order.
 type item struct {
 	e    repo.FileEntry
@@ -232,12 +236,13 @@ func backupDir(ctx context.Context, w *repo.Writer, source string, opts BackupOp
 		walkErr = walk(ctx, source, ordered, work)
 	}()
 	var wg sync.WaitGroup
+	streams := make(chan struct{}, maxStreams)
 	for i := 0; i < opts.Readers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for it := range work {
-				it.err = storeContent(ctx, w, it, bytes)
+				it.err = storeContent(ctx, w, it, bytes, streams)
 				close(it.done)
 			}
 		}()
@@ -512,7 +517,7 @@ var smallBufs = sync.Pool{New: func() any { b := make([]byte, smallFile); return
 
 // storeContent stores a regular file's data: small files whole as one
 // blob, others (and sparse ones) through the content-defined chunker.
-func storeContent(ctx context.Context, w *repo.Writer, it *item, bytes *atomic.Int64) error {
+func storeContent(ctx context.Context, w *repo.Writer, it *item, bytes *atomic.Int64, streams chan struct{}) error {
 	f, err := os.Open(it.abs)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", it.abs, err)
@@ -535,6 +540,15 @@ func storeContent(ctx context.Context, w *repo.Writer, it *item, bytes *atomic.I
 		bytes.Add(int64(n))
 		return nil
 	}
+	// Large files go through PutStream, which chunks, compresses and
+	// encrypts in parallel itself; a few at once keep both cores busy,
+	// more would only hold more 8 MiB chunks in memory.
+	select {
+	case streams <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-streams }()
 	var rd io.Reader = f
 	want := e.Size
 	if e.Extents != nil {

@@ -473,11 +473,19 @@ type fileJob struct {
 func (rs *restorer) run(ctx context.Context, files *atomic.Int64) error {
 	jobs := make(chan fileJob, rs.opts.Writers)
 	var wg sync.WaitGroup
+	streams := make(chan struct{}, maxStreams)
 	for i := 0; i < rs.opts.Writers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
+				if len(j.e.Blobs) > 1 { // a large file: blobs loaded ahead (memory)
+					streams <- struct{}{}
+					rs.writeFile(ctx, j)
+					<-streams
+					files.Add(1)
+					continue
+				}
 				rs.writeFile(ctx, j)
 				files.Add(1)
 			}
