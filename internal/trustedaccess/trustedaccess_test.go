@@ -300,6 +300,39 @@ func TestDisableFailsVaultJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A job queued while the vault held Reader on the cluster, which an
+	// Owner then removes: the runner re-checks and refuses it before it
+	// reaches the cluster, so no BackupJob is created there.
+	j0, err := vc.BackupNow(ctx, "prod", "shop", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := vc.ListRoleAssignments(ctx, "/clusters/prod-1", "vault:prod")
+	if err != nil || len(held) != 1 {
+		t.Fatalf("vault:prod on /clusters/prod-1: %v %v", held, err)
+	}
+	if err := vc.RemoveRoleAssignment(ctx, held[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	before, err := ad.Resource(backupJobs).Namespace(v1alpha1.ExtensionNamespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Runner.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := vc.GetJob(ctx, "prod", j0.ID); err != nil || j.State != store.JobFailed || len(j.Errors) == 0 ||
+		j.Errors[0].Code != "RoleAssignmentMissing" || !strings.Contains(j.Errors[0].Message, "vault:prod may not clusters/read at /clusters/prod-1") ||
+		!strings.Contains(j.Errors[0].Message, "arca role assign --principal vault:prod --role \"Reader\"") || j.ExternalRef != "" {
+		t.Fatalf("job after the vault lost Reader on the cluster: %+v %v", j, err)
+	}
+	if l, err := ad.Resource(backupJobs).Namespace(v1alpha1.ExtensionNamespace).List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != len(before.Items) {
+		t.Fatalf("a refused job reached the cluster: %d BackupJobs, %d before (%v)", len(l.Items), len(before.Items), err)
+	}
+	if _, err := vc.AssignRole(ctx, "vault:prod", "Reader", "/clusters/prod-1"); err != nil {
+		t.Fatal(err)
+	}
+
 	j1, err := vc.BackupNow(ctx, "prod", "shop", "")
 	if err != nil {
 		t.Fatal(err)
