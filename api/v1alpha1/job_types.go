@@ -56,6 +56,9 @@ const (
 	CodeItemsFailed           = "ItemsFailed"
 	CodeCancelled             = "CancelledByUser"
 	CodeForgetFailed          = "ForgetFailed"
+	// CodeCopyFailed: the backup is written but its copy to the second
+	// storage location (spec.copyTo) failed; a warning, not an error.
+	CodeCopyFailed = "CopyFailed"
 )
 
 // JobIssue is a warning or error with a stable code.
@@ -142,6 +145,14 @@ type BackupJobSpec struct {
 	// per storage location.
 	// +optional
 	Prune bool `json:"prune,omitempty"`
+	// CopyTo names a second StorageLocation in the job's namespace (another
+	// region, account or provider, with its own password): once the
+	// recovery point is written it is copied there, sending only the data
+	// that location's repository lacks (as `arca repo copy`). A failed copy
+	// leaves the backup done with warning CopyFailed; the copy can be
+	// repeated with `arca repo copy`.
+	// +optional
+	CopyTo string `json:"copyTo,omitempty"`
 }
 
 // BackupJobStatus is what the extension reports about a backup.
@@ -153,6 +164,10 @@ type BackupJobStatus struct {
 	// Counts are the objects backed up per resource type (resource.group).
 	// +optional
 	Counts map[string]int64 `json:"counts,omitempty"`
+	// CopiedRecoveryPointID is the full ID of the copy in spec.copyTo's
+	// repository (it carries the original's ID in tag arca.io/origin).
+	// +optional
+	CopiedRecoveryPointID string `json:"copiedRecoveryPointID,omitempty"`
 }
 
 // BackupJob backs up the cluster's resources into a storage location.

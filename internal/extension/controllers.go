@@ -159,6 +159,15 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 		if r := refusal(trustpolicy.Check(*use)); r != nil {
 			return *r
 		}
+		// The copy's target is a storage location the job writes too:
+		// the owner's policy bounds it like spec.storageLocation.
+		if j.Spec.CopyTo != "" {
+			cu := *use
+			cu.StorageLocation = j.Spec.CopyTo
+			if r := refusal(trustpolicy.Check(cu)); r != nil {
+				return *r
+			}
+		}
 		pol := &use.Policy.Spec
 		allowNS = func(ns string) bool { return trustpolicy.NamespaceAllowed(pol, ns) }
 	}
@@ -211,12 +220,53 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	for k, v := range rp.Summary.Counts {
 		counts[k] = int64(v)
 	}
+	copied := ""
+	if j.Spec.CopyTo != "" {
+		cid, cmsg, err := x.copyPoint(ctx, j, sa, bres.ID)
+		if err != nil {
+			res.phase = v1alpha1.JobCompletedWithWarnings
+			res.warnings = append(res.warnings, v1alpha1.JobIssue{Code: v1alpha1.CodeCopyFailed, Object: j.Spec.CopyTo, Message: fmt.Sprintf(
+				"recovery point %s is in storage location %q but its copy to %q failed: %v; repeat it with `arca repo copy --from <%s URL> --to <%s URL> --point %s`",
+				id[:12], j.Spec.StorageLocation, j.Spec.CopyTo, err, j.Spec.StorageLocation, j.Spec.CopyTo, id)})
+			res.message += ", copy failed"
+		} else {
+			copied = cid.String()
+			res.message += ", " + cmsg
+		}
+	}
 	res.apply = func(jj job) {
 		s := &jj.(*v1alpha1.BackupJob).Status
 		s.RecoveryPointID = id
 		s.Counts = counts
+		s.CopiedRecoveryPointID = copied
 	}
 	return res
+}
+
+// copyPoint copies recovery point id from the job's storage location (sa)
+// into the repository of spec.copyTo, which is created if it has none.
+func (x *Extension) copyPoint(ctx context.Context, j *v1alpha1.BackupJob, sa *storageAccess, id repo.ID) (repo.ID, string, error) {
+	src, err := sa.openRepo(ctx, false)
+	if err != nil {
+		return repo.ID{}, "", err
+	}
+	defer src.Close()
+	ta, err := x.openStorage(ctx, j.Namespace, j.Spec.CopyTo, true)
+	if err != nil {
+		return repo.ID{}, "", err
+	}
+	defer ta.be.Close()
+	dst, err := ta.openRepo(ctx, true)
+	if err != nil {
+		return repo.ID{}, "", err
+	}
+	defer dst.Close()
+	rep, err := repo.Copy(ctx, src.ReadOnly(), dst, []repo.ID{id}, repo.CopyOptions{})
+	if err != nil {
+		return repo.ID{}, "", err
+	}
+	p := rep.Points[0]
+	return p.Target, fmt.Sprintf("copied to %q as %s (%d new blobs, %d bytes stored)", j.Spec.CopyTo, p.Target.String()[:12], p.NewBlobs, p.StoredBytes), nil
 }
 
 // runForget expires recovery points (spec.forgetRecoveryPoints): for each

@@ -1,6 +1,7 @@
 package extension_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -453,5 +455,123 @@ func TestPodExecutorPodNotRunning(t *testing.T) {
 	_, _, err = ex.Exec(context.Background(), types.NamespacedName{Namespace: "arca-exec", Name: "absent"}, "", []string{"true"})
 	if err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("exec in a missing pod: %v", err)
+	}
+}
+
+// TestBackupCopyTo: a BackupJob with spec.copyTo writes its recovery point
+// and then copies it into a second storage location with its own
+// password: the copy opens only with that password and holds every object
+// byte for byte; a copyTo naming no storage location leaves the backup
+// done with warning CopyFailed naming both locations.
+func TestBackupCopyTo(t *testing.T) {
+	ctx := context.Background()
+	a := newCluster(t, cpA, "arca-copyto")
+	dir, drDir := filepath.Join(t.TempDir(), "repo"), filepath.Join(t.TempDir(), "dr")
+	a.storageLocation("default", "file://"+dir, false)
+	const drPassword = "the-dr-location-has-its-own-password"
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "dr-creds", Namespace: a.ns}, StringData: map[string]string{v1alpha1.SecretKeyPassword: drPassword}}
+	if err := a.c.Create(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "dr", Namespace: a.ns},
+		Spec: v1alpha1.StorageLocationSpec{URL: "file://" + drDir, CredentialsSecret: sec.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	a.namespace("copied")
+	a.configMaps("copied", 50)
+	a.startExtension(extension.Options{})
+
+	a.mustApply(`
+apiVersion: arca.io/v1alpha1
+kind: BackupJob
+metadata: {name: with-copy, namespace: arca-copyto}
+spec:
+  storageLocation: default
+  copyTo: dr
+  includedNamespaces: [copied]
+`)
+	j := a.waitBackup("with-copy", 2*time.Minute)
+	if j.Status.Phase != v1alpha1.JobCompleted || j.Status.CopiedRecoveryPointID == "" {
+		t.Fatalf("phase %s, copy %q: %s %+v %+v", j.Status.Phase, j.Status.CopiedRecoveryPointID, j.Status.Message, j.Status.Warnings, j.Status.Errors)
+	}
+	if !strings.Contains(j.Status.Message, `copied to "dr"`) {
+		t.Errorf("message %q does not report the copy", j.Status.Message)
+	}
+	be, err := local.Open(drDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Open(ctx, be, password); !errors.Is(err, repo.ErrWrongPassword) {
+		t.Fatalf("the copy opened with the primary's password: %v", err)
+	}
+	dr, err := repo.OpenReader(ctx, be, drPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origID, _ := repo.ParseID(j.Status.RecoveryPointID)
+	cp, err := repo.FindOrigin(ctx, dr, origID)
+	if err != nil || cp.ID.String() != j.Status.CopiedRecoveryPointID {
+		t.Fatalf("copy of %s in dr: %v (%v), status says %s", origID.Short(), cp, err, j.Status.CopiedRecoveryPointID)
+	}
+	pbe, _ := local.Open(dir)
+	primary, err := repo.OpenReader(ctx, pbe, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := primary.LoadRecoveryPoint(ctx, origID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects := 0
+	for i, rt := range orig.Resources {
+		var want [][]byte
+		if err := primary.WalkTree(ctx, rt.Tree, func(e repo.TreeEntry) error {
+			b, err := primary.LoadBlob(ctx, e.Blobs[0])
+			want = append(want, b)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		k := 0
+		if err := dr.WalkTree(ctx, cp.Resources[i].Tree, func(e repo.TreeEntry) error {
+			b, err := dr.LoadBlob(ctx, e.Blobs[0])
+			if err != nil {
+				return err
+			}
+			if !bytes.Equal(b, want[k]) {
+				return fmt.Errorf("%s %s/%s differs in the copy", rt.Resource, e.Namespace, e.Name)
+			}
+			k++
+			objects++
+			return nil
+		}); err != nil || k != len(want) {
+			t.Fatalf("%s: %v (%d of %d objects)", rt.Resource, err, k, len(want))
+		}
+	}
+	if objects < 50 {
+		t.Fatalf("compared %d objects", objects)
+	}
+
+	a.mustApply(`
+apiVersion: arca.io/v1alpha1
+kind: BackupJob
+metadata: {name: copy-nowhere, namespace: arca-copyto}
+spec:
+  storageLocation: default
+  copyTo: nowhere
+  includedNamespaces: [copied]
+`)
+	j = a.waitBackup("copy-nowhere", 2*time.Minute)
+	if j.Status.Phase != v1alpha1.JobCompletedWithWarnings || j.Status.RecoveryPointID == "" || j.Status.CopiedRecoveryPointID != "" {
+		t.Fatalf("copy to a missing location: phase %s, point %q, copy %q", j.Status.Phase, j.Status.RecoveryPointID, j.Status.CopiedRecoveryPointID)
+	}
+	found := false
+	for _, w := range j.Status.Warnings {
+		if w.Code == v1alpha1.CodeCopyFailed && strings.Contains(w.Message, `"nowhere"`) && strings.Contains(w.Message, `"default"`) && strings.Contains(w.Message, "arca repo copy") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no CopyFailed warning naming both locations and the fix: %+v", j.Status.Warnings)
 	}
 }

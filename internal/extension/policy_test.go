@@ -105,6 +105,10 @@ spec:
 `)
 	backup("with-hooks", "tv", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n  backupHookReferences: [{namespace: arca-trust, name: freeze}]\n")
 	refused("backup", "with-hooks", v1alpha1.CodePolicyDeniesHooks, "spec.hooks", "--allow-hooks")
+	// A copy's target is bounded like the storage location: refused
+	// before anything is written to either.
+	backup("copy-to-theirs", "tv", "  storageLocation: mine\n  copyTo: theirs\n  includedNamespaces: [trust-shop]\n")
+	refused("backup", "copy-to-theirs", v1alpha1.CodePolicyDeniesStorageLocation, `storage location "theirs"`, "--allow-storage-locations theirs")
 	if calls := rec.Calls(); len(calls) != 0 {
 		t.Errorf("hooks ran: %v", calls)
 	}
