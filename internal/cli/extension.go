@@ -521,7 +521,7 @@ func RunExtensionShow(ctx context.Context, o *ExtensionOptions, stdout io.Writer
 		}
 		fmt.Fprintf(tw, "pod:\t%s\n", line)
 	}
-	fmt.Fprintf(tw, "crds:\t%d of 5\n", len(h.CRDs))
+	fmt.Fprintf(tw, "crds:\t%d of %d\n", len(h.CRDs), extension.CRDCount())
 	if err := tw.Flush(); err != nil {
 		return err
 	}

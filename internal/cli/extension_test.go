@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/config/crd"
 	"github.com/arca-backup/arca/internal/extension"
 	"github.com/arca-backup/arca/internal/testenv"
 )
@@ -143,7 +144,7 @@ spec: {storageLocation: default, includedNamespaces: [arca-system]}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if !h.Installed || !h.Healthy || h.Heartbeat == nil || len(h.CRDs) != 5 || len(h.StorageLocations) != 1 || h.StorageLocations[0].Phase != "Available" {
+	if !h.Installed || !h.Healthy || h.Heartbeat == nil || len(h.CRDs) != len(crd.Files()) || len(h.StorageLocations) != 1 || h.StorageLocations[0].Phase != "Available" {
 		t.Errorf("show: %s", out)
 	}
 	if out, err = run(append([]string{"extension", "show"}, k...)...); err != nil || !strings.Contains(out, "heartbeat:") || !strings.Contains(out, "default") {
@@ -242,7 +243,11 @@ spec: {storageLocation: default, includedNamespaces: [arca-system]}
 	}
 	out, _ = run(append([]string{"extension", "show", "-o", "json"}, k...)...)
 	h = extension.Health{}
-	if err := json.Unmarshal([]byte(out), &h); err != nil || h.Installed || len(h.CRDs) != 5 {
+	allCRDs, err := crd.CRDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), &h); err != nil || h.Installed || len(h.CRDs) != len(allCRDs) {
 		t.Errorf("show after uninstall: %v %s", err, out)
 	}
 	if out, err = run(append([]string{"extension", "uninstall"}, k...)...); err != nil || !strings.Contains(out, "CustomResourceDefinition backupjobs.arca.io") {

@@ -788,3 +788,6 @@ func CheckCRDs(cfg *rest.Config) error {
 	}
 	return nil
 }
+
+// CRDCount is how many CustomResourceDefinitions an installed extension has.
+func CRDCount() int { return len(crd.Files()) }

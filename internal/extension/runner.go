@@ -269,7 +269,6 @@ func (x *Extension) cancelDeleted(kindName string, nn types.NamespacedName) {
 // execute runs one job and writes its status while it runs and when it ends.
 func (x *Extension) execute(ctx context.Context, k *kind, key jobKey, rj *runningJob, j job) {
 	defer x.wg.Done()
-	defer jobsRunning.Dec()
 	defer x.release(key)
 	log := x.log.WithValues("job", key.NamespacedName.String(), "kind", k.name)
 	p := &progress{}
@@ -295,6 +294,9 @@ func (x *Extension) execute(ctx context.Context, k *kind, key jobKey, rj *runnin
 				log.Info("status update failed", "err", err.Error())
 			}
 		case res := <-done:
+			// Not running any more, before the final status says so: a
+			// scrape after a job reads Completed never counts it as running.
+			jobsRunning.Dec()
 			if ctx.Err() != nil && !rj.cancelled.Load() {
 				// Shutdown, not a user's cancel: leave InProgress for the next
 				// leader to fail with the restart code (it cannot tell a crash
