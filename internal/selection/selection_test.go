@@ -76,3 +76,34 @@ func TestParseMappings(t *testing.T) {
 		}
 	}
 }
+
+// TestExtensionNamespaceExcludedByDefault: a backup of "everything" leaves
+// out the extension's namespace, which holds the Secret with the repository
+// password and cloud keys; naming it (or a pattern given explicitly as a
+// literal) brings it back, and a wildcard never does.
+func TestExtensionNamespaceExcludedByDefault(t *testing.T) {
+	all, err := ForBackup(&v1alpha1.BackupConfiguration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.IncludesObject(v1alpha1.ExtensionNamespace, nil) {
+		t.Fatalf("a default backup includes %s", v1alpha1.ExtensionNamespace)
+	}
+	if !all.IncludesObject("shop", nil) {
+		t.Fatal("a default backup leaves out an ordinary namespace")
+	}
+	star, err := ForBackup(&v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"*", "arca-*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if star.IncludesObject(v1alpha1.ExtensionNamespace, nil) {
+		t.Fatalf("a wildcard reaches %s", v1alpha1.ExtensionNamespace)
+	}
+	named, err := ForBackup(&v1alpha1.BackupConfiguration{IncludedNamespaces: []string{v1alpha1.ExtensionNamespace}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !named.IncludesObject(v1alpha1.ExtensionNamespace, nil) {
+		t.Fatalf("naming %s does not include it", v1alpha1.ExtensionNamespace)
+	}
+}
