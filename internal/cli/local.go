@@ -26,6 +26,7 @@ import (
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/restore"
 	"github.com/arca-backup/arca/internal/selection"
+	"github.com/arca-backup/arca/internal/units"
 )
 
 func newLocalCommand() *cobra.Command {
@@ -224,7 +225,7 @@ func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr i
 			fmt.Fprintf(stderr, "initialised repository %s\n", o.Repo)
 		}
 		stop = progressLines(stderr, func() string {
-			return fmt.Sprintf("backed up %d objects, %s", items.Load(), humanBytes(bytes.Load()))
+			return fmt.Sprintf("backed up %d objects, %s", items.Load(), units.Bytes(bytes.Load()))
 		})
 		return r, nil
 	}
@@ -249,8 +250,8 @@ func RunLocalBackup(ctx context.Context, o *LocalBackupOptions, stdout, stderr i
 	for _, w := range rp.Summary.Warnings {
 		fmt.Fprintf(stderr, "warning %s: %s\n", w.Code, w.Message)
 	}
-	fmt.Fprintf(stderr, "%d objects, %s in %s; %s new data stored\n", rp.Summary.Items, humanBytes(rp.Summary.Bytes),
-		time.Since(start).Round(time.Millisecond), humanBytes(res.Stats.StoredBytes))
+	fmt.Fprintf(stderr, "%d objects, %s in %s; %s new data stored\n", rp.Summary.Items, units.Bytes(rp.Summary.Bytes),
+		time.Since(start).Round(time.Millisecond), units.Bytes(res.Stats.StoredBytes))
 	_, err = fmt.Fprintln(stdout, res.ID.String())
 	return err
 }
@@ -546,7 +547,7 @@ func RunLocalList(ctx context.Context, o *LocalListOptions, stdout io.Writer) er
 	fmt.Fprintln(tw, "ID\tFINISHED\tNAME\tITEMS\tSIZE\tWARNINGS\tCLUSTER")
 	for _, rp := range rps {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", shortID(rp.ID.String()), rp.Finished.UTC().Format(time.RFC3339), rp.Name,
-			rp.Summary.Items, humanBytes(rp.Summary.Bytes), len(rp.Summary.Warnings), rp.Source.Server)
+			rp.Summary.Items, units.Bytes(rp.Summary.Bytes), len(rp.Summary.Warnings), rp.Source.Server)
 	}
 	return tw.Flush()
 }
@@ -653,18 +654,6 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // progressLines prints line() to w every few seconds until stop is called.

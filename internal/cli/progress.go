@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/arca-backup/arca/internal/units"
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -57,14 +58,14 @@ func (p Progress) counts() string {
 	}
 	switch {
 	case p.BytesTotal > 0:
-		parts = append(parts, fmt.Sprintf("%s/%s", humanBytes(p.BytesDone), humanBytes(p.BytesTotal)))
+		parts = append(parts, fmt.Sprintf("%s/%s", units.Bytes(p.BytesDone), units.Bytes(p.BytesTotal)))
 	case p.BytesDone > 0:
-		parts = append(parts, humanBytes(p.BytesDone))
+		parts = append(parts, units.Bytes(p.BytesDone))
 	}
 	secs := p.Elapsed.Seconds()
 	if p.BytesDone > 0 && secs > 0 {
 		rate := float64(p.BytesDone) / secs
-		parts = append(parts, humanBytes(int64(rate))+"/s")
+		parts = append(parts, units.Bytes(int64(rate))+"/s")
 		if p.BytesTotal > p.BytesDone && rate > 0 {
 			parts = append(parts, "ETA "+fmtDuration(time.Duration(float64(p.BytesTotal-p.BytesDone)/rate*float64(time.Second))))
 		}
@@ -82,9 +83,9 @@ func (p Progress) totals() string {
 	if p.ItemsTotal > 0 {
 		s += fmt.Sprintf("/%d", p.ItemsTotal)
 	}
-	s += ", " + humanBytes(p.BytesDone)
+	s += ", " + units.Bytes(p.BytesDone)
 	if p.BytesTotal > 0 {
-		s += "/" + humanBytes(p.BytesTotal)
+		s += "/" + units.Bytes(p.BytesTotal)
 	}
 	return s
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/units"
 )
 
 // RepoCommonOptions are the flags of every `arca repo` subcommand.
@@ -46,19 +47,6 @@ func newRepoCommand() *cobra.Command {
 		newRepoStatsCommand(), newRepoForgetCommand(), newRepoUnlockCommand(), newRepoKeyCommand(),
 		newRepoRebuildIndexCommand(), newRepoCopyCommand())
 	return cmd
-}
-
-func repoBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // --- init ---
@@ -227,7 +215,7 @@ func RunRepoPrune(ctx context.Context, o *RepoPruneOptions, stdout io.Writer) er
 	}
 	fmt.Fprintf(stdout, "%s %d packs, repacked %d into %d; %d blobs used, %d removed\n",
 		verb, rep.PacksRemoved, rep.PacksRepacked, rep.PacksWritten, rep.BlobsUsed, rep.BlobsRemoved)
-	_, err = fmt.Fprintf(stdout, "packs: %d → %d, %s → %s\n", rep.PacksBefore, rep.PacksAfter, repoBytes(rep.BytesBefore), repoBytes(rep.BytesAfter))
+	_, err = fmt.Fprintf(stdout, "packs: %d → %d, %s → %s\n", rep.PacksBefore, rep.PacksAfter, units.Bytes(rep.BytesBefore), units.Bytes(rep.BytesAfter))
 	return err
 }
 
@@ -269,9 +257,9 @@ func RunRepoStats(ctx context.Context, o *RepoCommonOptions, stdout io.Writer) e
 	fmt.Fprintf(tw, "packs\t%d\n", st.Packs)
 	fmt.Fprintf(tw, "index files\t%d\n", st.IndexFiles)
 	fmt.Fprintf(tw, "keys\t%d\n", st.Keys)
-	fmt.Fprintf(tw, "logical size\t%s\n", repoBytes(st.LogicalBytes))
-	fmt.Fprintf(tw, "unique size\t%s\n", repoBytes(st.UniqueBytes))
-	fmt.Fprintf(tw, "stored size\t%s\n", repoBytes(st.StoredBytes))
+	fmt.Fprintf(tw, "logical size\t%s\n", units.Bytes(st.LogicalBytes))
+	fmt.Fprintf(tw, "unique size\t%s\n", units.Bytes(st.UniqueBytes))
+	fmt.Fprintf(tw, "stored size\t%s\n", units.Bytes(st.StoredBytes))
 	fmt.Fprintf(tw, "dedup ratio\t%.2f\n", st.DedupRatio)
 	fmt.Fprintf(tw, "compression ratio\t%.2f\n", st.CompressionRatio)
 	return tw.Flush()
@@ -413,7 +401,7 @@ func RunRepoForget(ctx context.Context, o *RepoForgetOptions, ids []string, stdo
 		}
 		if !o.structured() {
 			fmt.Fprintf(stdout, "pruned: removed %d packs, repacked %d; %s → %s\n",
-				rep.PacksRemoved, rep.PacksRepacked, repoBytes(rep.BytesBefore), repoBytes(rep.BytesAfter))
+				rep.PacksRemoved, rep.PacksRepacked, units.Bytes(rep.BytesBefore), units.Bytes(rep.BytesAfter))
 		}
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/units"
 )
 
 // ToPasswordEnv is read for the target's password of `arca repo copy` when
@@ -146,13 +147,13 @@ func RunRepoCopy(ctx context.Context, o *RepoCopyOptions, stdout io.Writer) erro
 			action = "already there"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", p.Source.Short(), p.Target.Short(), action,
-			p.Blobs, p.NewBlobs, repoBytes(p.NewBytes), repoBytes(p.StoredBytes))
+			p.Blobs, p.NewBlobs, units.Bytes(p.NewBytes), units.Bytes(p.StoredBytes))
 	}
 	if ferr := tw.Flush(); ferr != nil {
 		return ferr
 	}
 	fmt.Fprintf(stdout, "%d copied, %d already there; sent %d blobs (%s), stored %s in %s\n",
-		rep.Copied, rep.Skipped, rep.NewBlobs, repoBytes(rep.NewBytes), repoBytes(rep.StoredBytes),
+		rep.Copied, rep.Skipped, rep.NewBlobs, units.Bytes(rep.NewBytes), units.Bytes(rep.StoredBytes),
 		time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("%w (rerun the same command: what is copied stays, the rest is sent)", err)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/units"
 )
 
 // ErrPathNotFound: the path is not in the volume.
@@ -366,7 +367,7 @@ func checkRoom(target string, need int64) error {
 			free := int64(fs.Bavail) * int64(fs.Bsize)
 			if need > free {
 				return fmt.Errorf("%w: the data needs %d bytes (%s), the target %s has %d bytes (%s) free; restore into a larger volume",
-					ErrTargetTooSmall, need, human(need), target, free, human(free))
+					ErrTargetTooSmall, need, units.Bytes(need), target, free, units.Bytes(free))
 			}
 			return nil
 		}
@@ -376,19 +377,6 @@ func checkRoom(target string, need int64) error {
 		}
 		dir = parent
 	}
-}
-
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func restoreBlock(ctx context.Context, src Source, e repo.FileEntry, target string, opts RestoreOptions, start time.Time) (*RestoreResult, error) {
@@ -408,7 +396,7 @@ func restoreBlock(ctx context.Context, src Source, e repo.FileEntry, target stri
 		}
 		if size < e.Size {
 			return nil, fmt.Errorf("%w: the block volume holds %d bytes (%s), the target device %s holds %d bytes (%s); restore into a larger volume",
-				ErrTargetTooSmall, e.Size, human(e.Size), target, size, human(size))
+				ErrTargetTooSmall, e.Size, units.Bytes(e.Size), target, size, units.Bytes(size))
 		}
 	} else if err := checkRoom(target, e.Size); err != nil {
 		return nil, err
