@@ -37,6 +37,10 @@ func (p *Prepared) Targets(ctx context.Context) (*Targets, error) {
 		if !r.treeSelected(t) {
 			continue
 		}
+		if withClaims(t) && !p.sel.ClusterScope {
+			// Restored only with their claims, whose namespaces are judged.
+			continue
+		}
 		isNS := t.Group == "" && t.Resource == "namespaces"
 		kind := v1alpha1.SensitiveKind(t.Group, t.Resource)
 		err := p.rd.WalkTree(ctx, t.Tree, func(e repo.TreeEntry) error {

@@ -349,8 +349,20 @@ func (p *Prepared) Run(ctx context.Context) (*Result, error) {
 }
 
 func (r *run) treeSelected(t repo.ResourceTree) bool {
-	return r.sel.IncludesType(kube.Resource{Group: t.Group, Version: t.Version, Resource: t.Resource, Kind: t.Kind, Namespaced: t.Namespaced})
+	res := kube.Resource{Group: t.Group, Version: t.Version, Resource: t.Resource, Kind: t.Kind, Namespaced: t.Namespaced}
+	if withClaims(t) && !r.sel.ClusterScope {
+		// Read without includeClusterScopeResources: each volume is then
+		// restored only with its claim (restoreObject checks the claim's
+		// namespace).
+		return r.sel.Types.Includes(res)
+	}
+	return r.sel.IncludesType(res)
 }
+
+// withClaims reports a tree of PersistentVolumes: cluster-scoped, but
+// restored with the claims they are bound to, like a namespace with its
+// contents, unless includeClusterScopeResources restores them all.
+func withClaims(t repo.ResourceTree) bool { return t.Group == "" && t.Resource == "persistentvolumes" }
 
 func (r *run) mapNS(ns string) string {
 	if to, ok := r.crit.NamespaceMappings[ns]; ok {
@@ -545,6 +557,13 @@ func (r *run) restoreEntry(ctx context.Context, tier int, t repo.ResourceTree, e
 		return
 	}
 	u := &unstructured.Unstructured{Object: obj}
+	if withClaims(t) && !r.sel.ClusterScope {
+		claimNS, _, _ := unstructured.NestedString(obj, "spec", "claimRef", "namespace")
+		if claimNS == "" || !r.sel.Namespaces.Includes(claimNS) {
+			r.record(it, SkippedFiltered, "a PersistentVolume is restored with its claim, and its claim's namespace is not restored (includeClusterScopeResources restores every volume)")
+			return
+		}
+	}
 	srcLabels := u.GetLabels()
 	// Namespaces travel with their contents whatever their labels.
 	isNS := t.Group == "" && t.Resource == "namespaces"
