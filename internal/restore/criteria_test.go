@@ -513,3 +513,82 @@ func TestSensitiveWarningsBounded(t *testing.T) {
 		t.Errorf("restored roles: %d, %v; want %d", len(l.Items), err, n)
 	}
 }
+
+// TestVolumesTravelWithClaims: without includeClusterScopeResources a
+// PersistentVolume is restored when the namespace of its claim is restored,
+// and skipped, named as filtered, when it is not.
+func TestVolumesTravelWithClaims(t *testing.T) {
+	ctx := context.Background()
+	c := kc(t)
+	objs := parse(t, `
+apiVersion: v1
+kind: Namespace
+metadata: {name: pvt}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: pvt}
+data: {a: "1"}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pvt-mine}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  hostPath: {path: /tmp/pvt-mine}
+  claimRef: {namespace: pvt, name: data}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pvt-theirs}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  hostPath: {path: /tmp/pvt-theirs}
+  claimRef: {namespace: pvt-other, name: data}
+`)
+	if err := c.Apply(ctx, objs, "default"); err != nil {
+		t.Fatal(err)
+	}
+	nss, clusterObjs := clusterScoped(objs)
+	t.Cleanup(func() {
+		_ = c.DeleteAndWait(ctx, clusterObjs, "", time.Minute)
+		_ = c.DeleteAndWait(ctx, nss, "", time.Minute)
+	})
+	r := newRepo(t)
+	rp := doBackup(t, r, v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"pvt"}})
+	if rp.Summary.Counts["persistentvolumes"] < 2 {
+		t.Fatalf("backup holds %d PersistentVolumes, want both: %v", rp.Summary.Counts["persistentvolumes"], rp.Summary.Counts)
+	}
+	if err := c.DeleteAndWait(ctx, clusterObjs, "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteAndWait(ctx, nss, "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	res := doRestore(t, r, rp, v1alpha1.RestoreCriteria{IncludedNamespaces: []string{"pvt"}})
+	pvs := schema.GroupVersionResource{Version: "v1", Resource: "persistentvolumes"}
+	if _, err := c.Dyn.Resource(pvs).Get(ctx, "pvt-mine", metav1.GetOptions{}); err != nil {
+		t.Errorf("the volume of a claim in a restored namespace was not restored: %v", err)
+	}
+	if _, err := c.Dyn.Resource(pvs).Get(ctx, "pvt-theirs", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the volume of a claim in another namespace was restored without includeClusterScopeResources (get: %v)", err)
+	}
+	found := false
+	for it := range res.Items.All() {
+		if it.Resource == "persistentvolumes" && it.Name == "pvt-theirs" {
+			found = true
+			if it.Action != restore.SkippedFiltered || !strings.Contains(it.Reason, "restored with its claim") {
+				t.Errorf("%s: %s %q, want SkippedFiltered naming its claim", it.Ref(), it.Action, it.Reason)
+			}
+		}
+	}
+	if !found {
+		t.Error("the restore result does not list pvt-theirs")
+	}
+}
