@@ -362,26 +362,24 @@ func (k *clients) checkRestoreContent(ctx context.Context, r *Report, in Restore
 	// criteria's storageClassMappings: a mapped-away class need not exist
 	// on the target, the class it maps to must.
 	var missing []string
+	var readErr error
 	for _, name := range c.StorageClasses {
 		want, mapped := name, ""
 		if to, ok := in.Criteria.StorageClassMappings[name]; ok {
 			want, mapped = to, " (mapped from "+name+")"
 		}
 		_, err := k.cs.StorageV1().StorageClasses().Get(ctx, want, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
+		if apierrors.IsNotFound(err) {
 			missing = append(missing, want+mapped)
-		case err != nil:
-			sc.Result, sc.Code, sc.Message = Failed, "ClusterReadFailed", fmt.Sprintf("reading storage class %s: %v", want, err)
-			sc.Remedy = "the identity running the check needs get on storageclasses.storage.k8s.io"
-			missing = nil
-		}
-		if sc.Code != "" {
+		} else if err != nil {
+			readErr = fmt.Errorf("reading storage class %s: %v", want, err)
 			break
 		}
 	}
 	switch {
-	case sc.Code != "":
+	case readErr != nil:
+		sc.Result, sc.Code, sc.Message = Failed, "ClusterReadFailed", readErr.Error()
+		sc.Remedy = "the identity running the check needs get on storageclasses.storage.k8s.io"
 	case len(missing) > 0:
 		sc.Result, sc.Code = Failed, "StorageClassMissing"
 		sc.Message = "restored PVCs would name storage classes the target lacks: " + strings.Join(missing, ", ")

@@ -37,7 +37,7 @@ func (p *Prepared) Targets(ctx context.Context) (*Targets, error) {
 		if !r.treeSelected(t) {
 			continue
 		}
-		if withClaims(t) && !p.sel.ClusterScope {
+		if r.withClaims(t) {
 			// Restored only with their claims, whose namespaces are judged.
 			continue
 		}

@@ -350,7 +350,7 @@ func (p *Prepared) Run(ctx context.Context) (*Result, error) {
 
 func (r *run) treeSelected(t repo.ResourceTree) bool {
 	res := kube.Resource{Group: t.Group, Version: t.Version, Resource: t.Resource, Kind: t.Kind, Namespaced: t.Namespaced}
-	if withClaims(t) && !r.sel.ClusterScope {
+	if r.withClaims(t) {
 		// Read without includeClusterScopeResources: each volume is then
 		// restored only with its claim (restoreObject checks the claim's
 		// namespace).
@@ -359,10 +359,13 @@ func (r *run) treeSelected(t repo.ResourceTree) bool {
 	return r.sel.IncludesType(res)
 }
 
-// withClaims reports a tree of PersistentVolumes: cluster-scoped, but
-// restored with the claims they are bound to, like a namespace with its
-// contents, unless includeClusterScopeResources restores them all.
-func withClaims(t repo.ResourceTree) bool { return t.Group == "" && t.Resource == "persistentvolumes" }
+// withClaims reports a tree of PersistentVolumes restored with the claims
+// they are bound to, like a namespace with its contents: cluster-scoped,
+// but not left out when includeClusterScopeResources is off (with it, every
+// volume is restored).
+func (r *run) withClaims(t repo.ResourceTree) bool {
+	return t.Group == "" && t.Resource == "persistentvolumes" && !r.sel.ClusterScope
+}
 
 func (r *run) mapNS(ns string) string {
 	if to, ok := r.crit.NamespaceMappings[ns]; ok {
@@ -557,7 +560,7 @@ func (r *run) restoreEntry(ctx context.Context, tier int, t repo.ResourceTree, e
 		return
 	}
 	u := &unstructured.Unstructured{Object: obj}
-	if withClaims(t) && !r.sel.ClusterScope {
+	if r.withClaims(t) {
 		claimNS, _, _ := unstructured.NestedString(obj, "spec", "claimRef", "namespace")
 		if claimNS == "" || !r.sel.Namespaces.Includes(claimNS) {
 			r.record(it, SkippedFiltered, "a PersistentVolume is restored with its claim, and its claim's namespace is not restored (includeClusterScopeResources restores every volume)")

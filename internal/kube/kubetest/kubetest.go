@@ -141,10 +141,14 @@ func (c *Client) EnsureNamespace(ctx context.Context, ns string) error {
 	return nil
 }
 
+// establishTimeout bounds WaitEstablished: the API server names a CRD
+// Established within seconds on a quiet machine, much later at load 30.
+const establishTimeout = 2 * time.Minute
+
 // WaitEstablished waits until CRD name is Established.
 func (c *Client) WaitEstablished(ctx context.Context, name string) error {
 	res := c.Dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(establishTimeout)
 	for time.Now().Before(deadline) {
 		crd, err := res.Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
@@ -158,7 +162,7 @@ func (c *Client) WaitEstablished(ctx context.Context, name string) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("CRD %s not Established after 2m (the API server names it Established within seconds on a quiet machine)", name)
+	return fmt.Errorf("CRD %s not Established after %s", name, establishTimeout)
 }
 
 // DeleteAndWait deletes the objects (foreground for namespaces' contents)
