@@ -78,6 +78,14 @@ type JobProgress struct {
 	ItemsTotal int64 `json:"itemsTotal,omitempty"`
 	BytesDone  int64 `json:"bytesDone"`
 	BytesTotal int64 `json:"bytesTotal,omitempty"`
+	// BytesPerSecond is the recent transfer rate (volume data moved to or
+	// from the vault tier; 0 when unknown).
+	// +optional
+	BytesPerSecond int64 `json:"bytesPerSecond,omitempty"`
+	// ETASeconds is the estimated time left, from BytesTotal and the rate
+	// (0 when unknown).
+	// +optional
+	ETASeconds int64 `json:"etaSeconds,omitempty"`
 }
 
 // JobStatusCommon is the part of the status BackupJob and RestoreJob share.
@@ -153,6 +161,13 @@ type BackupJobSpec struct {
 	// repeated with `arca repo copy`.
 	// +optional
 	CopyTo string `json:"copyTo,omitempty"`
+	// VaultTier moves the data of the snapshotted volumes into the
+	// repository (the vault tier): a read-only claim is provisioned from
+	// each snapshot and a data-mover pod copies its files, so that the
+	// recovery point survives the loss of the storage system the volumes
+	// live on. Without it volumes are protected by their snapshots only.
+	// +optional
+	VaultTier bool `json:"vaultTier,omitempty"`
 }
 
 // BackupJobStatus is what the extension reports about a backup.
