@@ -48,6 +48,9 @@ type Service struct {
 	// OnJob, when set, is called for every job an operation creates, and
 	// OnJobFinished for every job an operation ends (metrics).
 	OnJob, OnJobFinished func(*store.Job)
+	// Notifier, when set, receives the events subscribers can be told
+	// about (notify.go); nil: none are sent.
+	Notifier Notifier
 }
 
 func (s *Service) now() clock.Clock {

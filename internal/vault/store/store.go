@@ -193,6 +193,35 @@ type JobProgress struct {
 	Counts     map[string]int64 `json:"counts,omitempty"`
 }
 
+// Event types: what a notification subscription can ask to be told
+// about.
+const (
+	EventJobFailed          = "job-failed"          // a job ended Failed
+	EventJobWarning         = "job-warning"         // a job ended CompletedWithWarnings
+	EventVerificationFailed = "verification-failed" // a verification found a recovery point damaged
+	EventScheduleMissed     = "schedule-missed"     // a scheduled backup did not start in its window
+)
+
+// EventTypes lists every event type, in the order they are documented.
+func EventTypes() []string {
+	return []string{EventJobFailed, EventJobWarning, EventVerificationFailed, EventScheduleMissed}
+}
+
+// Event is one notification: what happened, in which vault, to which
+// instance, job or recovery point. It is the body of a webhook delivery.
+type Event struct {
+	ID            string    `json:"id"` // unique per event; receivers deduplicate retries by it
+	Type          string    `json:"type"`
+	Vault         string    `json:"vault"`
+	Instance      string    `json:"instance,omitempty"`
+	Job           string    `json:"job,omitempty"`
+	JobType       string    `json:"jobType,omitempty"`
+	RecoveryPoint string    `json:"recoveryPoint,omitempty"`
+	Time          time.Time `json:"time"`
+	Message       string    `json:"message"`
+	Issues        []Issue   `json:"issues,omitempty"`
+}
+
 // Token is an API bearer token. Only its hash is stored.
 type Token struct {
 	ID        string     `json:"id"`
