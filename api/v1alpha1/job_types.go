@@ -56,6 +56,11 @@ const (
 	CodeItemsFailed           = "ItemsFailed"
 	CodeCancelled             = "CancelledByUser"
 	CodeForgetFailed          = "ForgetFailed"
+	// CodeRecoveryPointRetained: an expiry job could not forget a
+	// recovery point because the storage's object lock (an s3:// location
+	// with object-lock) still retains its manifest; the message names the
+	// date, and the vault's retention retries after it.
+	CodeRecoveryPointRetained = "RecoveryPointRetained"
 	// CodeCopyFailed: the backup is written but its copy to the second
 	// storage location (spec.copyTo) failed; a warning, not an error.
 	CodeCopyFailed = "CopyFailed"

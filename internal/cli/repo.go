@@ -216,6 +216,10 @@ func RunRepoPrune(ctx context.Context, o *RepoPruneOptions, stdout io.Writer) er
 	fmt.Fprintf(stdout, "%s %d packs, repacked %d into %d; %d blobs used, %d removed\n",
 		verb, rep.PacksRemoved, rep.PacksRepacked, rep.PacksWritten, rep.BlobsUsed, rep.BlobsRemoved)
 	_, err = fmt.Fprintf(stdout, "packs: %d → %d, %s → %s\n", rep.PacksBefore, rep.PacksAfter, units.Bytes(rep.BytesBefore), units.Bytes(rep.BytesAfter))
+	if err == nil && rep.PacksRetained+rep.IndexFilesRetained > 0 {
+		_, err = fmt.Fprintf(stdout, "left %d unused packs and %d index files the storage's object lock retains (until %s at the latest); a later prune removes them\n",
+			rep.PacksRetained, rep.IndexFilesRetained, rep.RetainedUntil.UTC().Format(time.RFC3339))
+	}
 	return err
 }
 

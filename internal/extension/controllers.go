@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,6 +21,7 @@ import (
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/restore"
 	"github.com/arca-backup/arca/internal/selection"
+	"github.com/arca-backup/arca/internal/storage"
 	"github.com/arca-backup/arca/internal/trustpolicy"
 )
 
@@ -308,6 +310,9 @@ func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *pro
 			f, err := operations.Forget(ctx, r, snaps, rp)
 			counts["snapshotContents"] += int64(len(f.DeletedContents))
 			warnings = append(warnings, issues(f.Warnings)...)
+			if storage.IsRetained(err) {
+				return failed(v1alpha1.CodeRecoveryPointRetained, "%v", err)
+			}
 			if err != nil {
 				return failed(v1alpha1.CodeForgetFailed, "%v", err)
 			}
@@ -327,6 +332,10 @@ func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *pro
 		counts["prunedPacks"] = int64(rep.PacksRemoved + rep.PacksRepacked)
 		counts["prunedBytes"] = rep.BytesBefore - rep.BytesAfter
 		res.message += fmt.Sprintf("; pruned %d bytes", rep.BytesBefore-rep.BytesAfter)
+		if rep.PacksRetained > 0 {
+			counts["retainedPacks"] = int64(rep.PacksRetained)
+			res.message += fmt.Sprintf(" (%d unused packs left until their object lock passes, at the latest %s)", rep.PacksRetained, rep.RetainedUntil.UTC().Format(time.RFC3339))
+		}
 	}
 	if len(warnings) > 0 {
 		res.phase = v1alpha1.JobCompletedWithWarnings

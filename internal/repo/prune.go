@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/arca-backup/arca/internal/storage"
 )
@@ -34,6 +35,20 @@ type PruneReport struct {
 	BytesAfter        int64 `json:"bytesAfter"`
 	IndexFilesRemoved int   `json:"indexFilesRemoved"`
 	IndexFilesWritten int   `json:"indexFilesWritten"`
+	// On storage with object lock: unused packs and replaced index files
+	// the storage still retains, left for a later prune (the packs an index
+	// file left behind names stay with it), and the latest date any of them
+	// is retained until.
+	PacksRetained      int       `json:"packsRetained,omitempty"`
+	IndexFilesRetained int       `json:"indexFilesRetained,omitempty"`
+	RetainedUntil      time.Time `json:"retainedUntil,omitzero"`
+}
+
+func (rep *PruneReport) retained(err error) {
+	var re *storage.RetainedError
+	if errors.As(err, &re) && re.Until.After(rep.RetainedUntil) {
+		rep.RetainedUntil = re.Until
+	}
 }
 
 // ErrPruneRefused: prune found damage and changed nothing.
@@ -124,6 +139,12 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (*PruneReport
 		for _, p := range packs {
 			packEntries[p.ID] = append(packEntries[p.ID], p.Entries...)
 		}
+	}
+	// A pack described by several index files (an index file left by an
+	// interrupted prune, or retained by object lock) is listed once per
+	// blob: a repack must copy each blob once.
+	for pid, es := range packEntries {
+		packEntries[pid] = dedupEntries(es)
 	}
 	if err := r.refreshIndex(ctx); err != nil {
 		return nil, err
@@ -295,11 +316,27 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (*PruneReport
 	for _, id := range written {
 		newSet[id] = true
 	}
+	// An index file the storage still retains stays, and so do the packs
+	// it names: an index entry must never point at a removed pack.
+	namedByRetained := map[ID]bool{}
 	for id := range idxIDs {
 		if newSet[id] { // identical content: same name, keep it
 			continue
 		}
-		if err := r.be.Remove(ctx, storage.Handle{Type: storage.IndexFile, Name: id.String()}); err != nil && !storage.IsNotExist(err) {
+		err := r.be.Remove(ctx, storage.Handle{Type: storage.IndexFile, Name: id.String()})
+		switch {
+		case storage.IsRetained(err):
+			rep.IndexFilesRetained++
+			rep.retained(err)
+			packs, lerr := r.loadIndexFile(ctx, id)
+			if lerr != nil {
+				return nil, fmt.Errorf("prune: index file %s is retained and cannot be read: %w", id.Short(), lerr)
+			}
+			for _, p := range packs {
+				namedByRetained[p.ID] = true
+			}
+			continue
+		case err != nil && !storage.IsNotExist(err):
 			return nil, fmt.Errorf("prune: remove index: %w", err)
 		}
 		rep.IndexFilesRemoved++
@@ -308,7 +345,16 @@ func (r *Repository) Prune(ctx context.Context, opts PruneOptions) (*PruneReport
 	// (e) Remove packs no longer referenced.
 	for _, list := range [][]ID{remove, repack, orphans} {
 		for _, pid := range list {
-			if err := r.be.Remove(ctx, storage.Handle{Type: storage.PackFile, Name: pid.String()}); err != nil && !storage.IsNotExist(err) {
+			if namedByRetained[pid] {
+				rep.PacksRetained++
+				continue
+			}
+			err := r.be.Remove(ctx, storage.Handle{Type: storage.PackFile, Name: pid.String()})
+			switch {
+			case storage.IsRetained(err):
+				rep.PacksRetained++
+				rep.retained(err)
+			case err != nil && !storage.IsNotExist(err):
 				return nil, fmt.Errorf("prune: remove pack: %w", err)
 			}
 		}

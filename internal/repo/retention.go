@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -141,16 +142,53 @@ func GroupByTags(tags ...string) GroupFunc {
 }
 
 // Forget removes the manifests of the given recovery points. Their data
-// stays until Prune.
+// stays until Prune. A manifest the storage still retains (object lock) is
+// left: Forget goes on with the others and then returns a
+// *PointsRetainedError naming those left.
 func (r *Repository) Forget(ctx context.Context, ids []ID) error {
+	var kept PointsRetainedError
 	for _, id := range ids {
 		err := r.be.Remove(ctx, storage.Handle{Type: storage.RecoveryPointFile, Name: id.String()})
+		var re *storage.RetainedError
+		if errors.As(err, &re) {
+			kept.IDs = append(kept.IDs, id)
+			if re.Until.After(kept.Until) {
+				kept.Until = re.Until
+			}
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("forget %s: %w", id.Short(), err)
 		}
 	}
+	if len(kept.IDs) > 0 {
+		return &kept
+	}
 	return nil
 }
+
+// PointsRetainedError: Forget left recovery points whose manifests the
+// storage retains (S3 Object Lock) until Until; forgetting them again after
+// that date works. It matches storage.ErrRetained.
+type PointsRetainedError struct {
+	IDs   []ID
+	Until time.Time
+}
+
+func (e *PointsRetainedError) Error() string {
+	names := make([]string, 0, min(len(e.IDs), 5))
+	for _, id := range e.IDs[:min(len(e.IDs), 5)] {
+		names = append(names, id.Short())
+	}
+	more := ""
+	if len(e.IDs) > 5 {
+		more = fmt.Sprintf(" and %d more", len(e.IDs)-5)
+	}
+	return fmt.Sprintf("%d recovery points not forgotten (%s%s): the storage's object lock retains them until %s; forget them after that date",
+		len(e.IDs), strings.Join(names, ", "), more, e.Until.UTC().Format(time.RFC3339))
+}
+
+func (e *PointsRetainedError) Is(target error) bool { return target == storage.ErrRetained }
 
 // ForgetByPolicy applies p to every group of recovery points (as group
 // names them; GroupByTags) and, unless dryRun, forgets those not kept. It

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/restic/chunker"
 
@@ -27,6 +28,9 @@ type WriterStats struct {
 	NewBytes       int64 `json:"newBytes"`     // plaintext of new blobs
 	StoredBytes    int64 `json:"storedBytes"`  // bytes saved to storage: packs, index, manifest
 	Packs          int64 `json:"packs"`
+	// RetainedPacks: reused packs whose object lock was extended at commit
+	// (storage with object lock only).
+	RetainedPacks int64 `json:"retainedPacks,omitempty"`
 }
 
 // Writer writes one recovery point. PutBlob and PutStream are safe for
@@ -59,6 +63,7 @@ type Writer struct {
 	chunkBufs chan []byte
 
 	newBlobs, dupBlobs, logical, newBytes, stored, packs atomic.Int64
+	retained                                             atomic.Int64 // reused packs whose object lock was extended
 }
 
 type packBuf struct {
@@ -315,6 +320,11 @@ func (w *Writer) commit(ctx context.Context, manifest func() ([]byte, error)) (I
 	if err := w.checkDeps(ctx); err != nil {
 		return ID{}, fmt.Errorf("commit: %w", err)
 	}
+	// On storage with object lock, the packs it reuses must stay retained
+	// as long as the new point's own files (docs/storage.md, Object Lock).
+	if err := w.retainDeps(ctx); err != nil {
+		return ID{}, fmt.Errorf("commit: %w", err)
+	}
 	// Index files, split at maxIndexEntries.
 	var batch []indexPack
 	n := 0
@@ -437,6 +447,51 @@ func (w *Writer) checkDeps(ctx context.Context) error {
 		ErrPacksMissing, len(missing), strings.Join(names, ", "))
 }
 
+// retainDeps extends the retention of every pack this writer deduplicated
+// against to the retention a file written now gets, when the storage
+// retains files (S3 Object Lock); 8 at a time.
+func (w *Writer) retainDeps(ctx context.Context) error {
+	rt, ok := w.r.be.(storage.Retainer)
+	if !ok {
+		return nil
+	}
+	period := rt.RetentionPeriod(storage.PackFile)
+	if period <= 0 {
+		return nil
+	}
+	until := time.Now().Add(period)
+	w.depMu.Lock()
+	deps := make([]ID, 0, len(w.deps))
+	for id := range w.deps {
+		deps = append(deps, id)
+	}
+	w.depMu.Unlock()
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, 8)
+		ferr error
+	)
+	for _, id := range deps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := rt.RetainUntil(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()}, until); err != nil {
+				mu.Lock()
+				if ferr == nil {
+					ferr = fmt.Errorf("extend the object lock of reused pack %s: %w", id.Short(), err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	w.retained.Add(int64(len(deps)))
+	return ferr
+}
+
 // Abort discards the recovery point: no index and no manifest are written.
 // Packs already uploaded stay unreferenced until the next prune.
 func (w *Writer) Abort(ctx context.Context) error {
@@ -463,7 +518,7 @@ func (w *Writer) Stats() WriterStats {
 	return WriterStats{
 		NewBlobs: w.newBlobs.Load(), DuplicateBlobs: w.dupBlobs.Load(),
 		LogicalBytes: w.logical.Load(), NewBytes: w.newBytes.Load(),
-		StoredBytes: w.stored.Load(), Packs: w.packs.Load(),
+		StoredBytes: w.stored.Load(), Packs: w.packs.Load(), RetainedPacks: w.retained.Load(),
 	}
 }
 

@@ -193,3 +193,50 @@ func ReadAll(ctx context.Context, be Backend, h Handle) ([]byte, error) {
 	})
 	return buf, err
 }
+
+// ErrRetained marks a Remove the storage refused because the file is held
+// by a retention lock (S3 Object Lock) that has not yet passed. It is
+// permanent: retrying before the date cannot help.
+var ErrRetained = errors.New("file is retained by the storage's object lock")
+
+// IsRetained reports whether err is a Remove refused by a retention lock.
+func IsRetained(err error) bool { return errors.Is(err, ErrRetained) }
+
+// RetainedError is the error of a Remove refused by a retention lock; it
+// matches ErrRetained and ErrPermanent and says until when the file is held.
+type RetainedError struct {
+	Handle Handle
+	Until  time.Time // zero if the storage did not say
+}
+
+func (e *RetainedError) Error() string {
+	if e.Until.IsZero() {
+		return fmt.Sprintf("remove %s: %v", e.Handle, ErrRetained)
+	}
+	return fmt.Sprintf("remove %s: %v until %s", e.Handle, ErrRetained, e.Until.UTC().Format(time.RFC3339))
+}
+
+func (e *RetainedError) Is(target error) bool { return target == ErrRetained || target == ErrPermanent }
+
+// Retainer is implemented by backends that write files under a retention
+// lock (S3 Object Lock): until a file's retention date, Remove fails with
+// a RetainedError and nobody, with any credentials of the service's users,
+// can delete or overwrite it.
+type Retainer interface {
+	// RetentionPeriod is how long after it is written a new file of type t
+	// is retained; 0 means files of that type are not retained (locks, or a
+	// backend without object lock configured).
+	RetentionPeriod(t FileType) time.Duration
+	// RetainUntil extends h's retention to until. A retention is never
+	// shortened: if h is already held at least that long nothing changes.
+	RetainUntil(ctx context.Context, h Handle, until time.Time) error
+}
+
+// RetentionOf returns be's retention period for files of type t, 0 when
+// be does not retain files.
+func RetentionOf(be Backend, t FileType) time.Duration {
+	if r, ok := be.(Retainer); ok {
+		return r.RetentionPeriod(t)
+	}
+	return 0
+}

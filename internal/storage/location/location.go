@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/arca-backup/arca/internal/storage"
@@ -82,6 +83,11 @@ type Location struct {
 	InsecureSkipVerify bool   // S3
 	PathStyle          bool   // S3
 	Region             string // S3
+
+	// S3 Object Lock: files are written with retention of LockMode
+	// ("GOVERNANCE" or "COMPLIANCE") for LockPeriod (docs/storage.md).
+	LockMode   string
+	LockPeriod time.Duration
 }
 
 // String is the canonical URL, free of credentials.
@@ -120,6 +126,10 @@ func (l Location) String() string {
 		}
 		if l.PathStyle {
 			q.Set("path-style", "true")
+		}
+		if l.LockMode != "" {
+			q.Set("object-lock", strings.ToLower(l.LockMode))
+			q.Set("lock-period", FormatLockPeriod(l.LockPeriod))
 		}
 		if len(q) > 0 {
 			s += "?" + strings.NewReplacer("%3A", ":", "%2F", "/").Replace(q.Encode())
@@ -253,7 +263,7 @@ func Parse(raw string) (Location, error) {
 		}
 		l.Prefix = prefix
 		q := u.Query()
-		if err := onlyKnown(q, "endpoint", "tls", "region", "insecure-skip-verify", "path-style"); err != nil {
+		if err := onlyKnown(q, "endpoint", "tls", "region", "insecure-skip-verify", "path-style", "object-lock", "lock-period"); err != nil {
 			return bad(err.Error(), "")
 		}
 		if ep := q.Get("endpoint"); ep != "" {
@@ -289,9 +299,61 @@ func Parse(raw string) (Location, error) {
 			*b.target = on
 		}
 		l.Region = q.Get("region")
+		mode, period := q.Get("object-lock"), q.Get("lock-period")
+		switch strings.ToLower(mode) {
+		case "":
+			if period != "" {
+				return bad("lock-period is set without object-lock", "add object-lock=compliance or object-lock=governance, or drop lock-period")
+			}
+		case "governance", "compliance":
+			l.LockMode = strings.ToUpper(mode)
+			if period == "" {
+				return bad("object-lock needs lock-period (how long each file is retained)", "add lock-period=DAYSd, at least the longest retention of the recovery points stored here, e.g. lock-period=35d")
+			}
+			d, err := ParseLockPeriod(period)
+			if err != nil {
+				return bad(fmt.Sprintf("lock-period=%q: %v", period, err), "write a number of days such as 35d, or a duration such as 36h")
+			}
+			l.LockPeriod = d
+		default:
+			return bad(fmt.Sprintf("object-lock=%q is not a lock mode", mode), "use object-lock=compliance (nobody can delete before the date) or object-lock=governance (users allowed to bypass governance can)")
+		}
 		return l, nil
 	}
 	return bad(fmt.Sprintf("unsupported scheme %q", m[1]), "use file://, azure:// or s3://")
+}
+
+// ParseLockPeriod reads an object lock period: a whole number of days
+// ("35d") or a Go duration ("36h", "90s"); it must be positive.
+func ParseLockPeriod(v string) (time.Duration, error) {
+	var d time.Duration
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, errors.New("not a whole number of days")
+		}
+		if days > 36500 {
+			return 0, errors.New("more than 100 years")
+		}
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, errors.New("neither days (35d) nor a duration (36h)")
+		}
+	}
+	if d <= 0 {
+		return 0, errors.New("it must be positive")
+	}
+	return d, nil
+}
+
+// FormatLockPeriod writes d as ParseLockPeriod reads it: days when whole.
+func FormatLockPeriod(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+	return d.String()
 }
 
 // splitPath splits "/first/rest/of/path" into "first" and "rest/of/path".
@@ -404,7 +466,7 @@ func open(ctx context.Context, l Location, creds Credentials, opts Options) (sto
 			Endpoint: l.Endpoint, Bucket: l.Bucket, Prefix: l.Prefix, Region: region,
 			AccessKeyID: id, SecretAccessKey: secret, SessionToken: token,
 			DisableTLS: l.DisableTLS, InsecureSkipVerify: l.InsecureSkipVerify, PathStyle: l.PathStyle,
-			CreateBucket: opts.Create,
+			CreateBucket: opts.Create, LockMode: l.LockMode, LockPeriod: l.LockPeriod,
 		})
 		if err != nil {
 			return nil, unreachable(l, err)

@@ -36,6 +36,10 @@ func TestParse(t *testing.T) {
 			location.Location{Kind: location.S3, Bucket: "bkt", Prefix: "p", Endpoint: "127.0.0.1:9000", DisableTLS: true, PathStyle: true, InsecureSkipVerify: true}},
 		{"s3://bkt?endpoint=http://minio.local:9000", location.Location{Kind: location.S3, Bucket: "bkt", Endpoint: "minio.local:9000", DisableTLS: true}},
 		{"S3://bkt", location.Location{Kind: location.S3, Bucket: "bkt"}},
+		{"s3://bkt/p?object-lock=compliance&lock-period=35d",
+			location.Location{Kind: location.S3, Bucket: "bkt", Prefix: "p", LockMode: "COMPLIANCE", LockPeriod: 35 * 24 * time.Hour}},
+		{"s3://bkt?object-lock=GOVERNANCE&lock-period=90s",
+			location.Location{Kind: location.S3, Bucket: "bkt", LockMode: "GOVERNANCE", LockPeriod: 90 * time.Second}},
 	}
 	for _, c := range cases {
 		got, err := location.Parse(c.url)
@@ -80,6 +84,11 @@ func TestParseErrors(t *testing.T) {
 		{"s3://bkt?tls=maybe", `tls="maybe" is not a boolean`},
 		{"s3://bkt?endpoit=x", "unknown query parameter(s) endpoit (known: endpoint"},
 		{"s3://AKIA:secret@bkt", "contains credentials"},
+		{"s3://bkt?object-lock=strict&lock-period=1d", `object-lock="strict" is not a lock mode`},
+		{"s3://bkt?object-lock=compliance", "object-lock needs lock-period"},
+		{"s3://bkt?lock-period=3d", "lock-period is set without object-lock"},
+		{"s3://bkt?object-lock=compliance&lock-period=-3d", `lock-period="-3d": it must be positive`},
+		{"s3://bkt?object-lock=compliance&lock-period=week", `lock-period="week": neither days`},
 	}
 	for _, c := range cases {
 		_, err := location.Parse(c.url)

@@ -409,3 +409,20 @@ func (b *Backend) List(ctx context.Context, t storage.FileType, fn func(storage.
 		return err
 	}))
 }
+
+var _ storage.Retainer = (*Backend)(nil)
+
+// RetentionPeriod is the wrapped backend's (0 when it retains nothing).
+func (b *Backend) RetentionPeriod(t storage.FileType) time.Duration {
+	return storage.RetentionOf(b.be, t)
+}
+
+// RetainUntil extends the retention through the wrapped backend, retried
+// like every call; a backend that retains nothing has nothing to extend.
+func (b *Backend) RetainUntil(ctx context.Context, h storage.Handle, until time.Time) error {
+	r, ok := b.be.(storage.Retainer)
+	if !ok {
+		return nil
+	}
+	return b.do(ctx, "retain", h, func(int) error { return r.RetainUntil(ctx, h, until) })
+}

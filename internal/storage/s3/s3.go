@@ -19,6 +19,17 @@
 // Remove checks existence first too (S3 deletes of missing keys succeed), so
 // a concurrent Remove of the same object may report success twice.
 //
+// Object Lock (Config.LockMode): every file but locks/ and index/ is
+// written with a retention of that mode (GOVERNANCE or COMPLIANCE) until LockPeriod after
+// it is written, by this process's clock. The bucket must have Object Lock
+// enabled (and therefore versioning). Remove then deletes the object's
+// current version by its version ID, which the service refuses while the
+// retention lasts: Remove returns a *storage.RetainedError naming the date.
+// A plain DELETE without a version ID, which anyone with delete permission
+// may send, only adds a delete marker: the retained version stays and comes
+// back when the marker is deleted. RetainUntil extends a file's retention
+// (never shortens it). See docs/storage.md, Object Lock.
+//
 // Multipart uploads are only visible once completed; a failed Save aborts
 // its upload. Uploads orphaned by a crash are invisible to Arca and should be
 // expired by a bucket lifecycle rule (AbortIncompleteMultipartUpload).
@@ -33,6 +44,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -76,6 +88,14 @@ type Config struct {
 	// MiB of buffers per Save).
 	PartSize uint64
 	Threads  uint
+	// LockMode, when set, writes files under S3 Object Lock retention of
+	// this mode: "GOVERNANCE" (users with s3:BypassGovernanceRetention may
+	// still delete) or "COMPLIANCE" (nobody may, until the date). LockPeriod
+	// is how long after it is written a file is retained; it must be
+	// positive when LockMode is set. Lock files are never retained (they
+	// are removed when released), nor index files (rebuilt from packs).
+	LockMode   string
+	LockPeriod time.Duration
 	// SDKRetries is the number of attempts minio-go makes per request
 	// (default 2; Arca's retry decorator retries whole operations).
 	SDKRetries int
@@ -84,6 +104,7 @@ type Config struct {
 // Backend is a bucket (and prefix) in S3.
 type Backend struct {
 	cfg      Config
+	mode     minio.RetentionMode // "" without object lock
 	client   *minio.Client
 	prefix   string
 	location string
@@ -100,6 +121,16 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = "s3.amazonaws.com"
+	}
+	var mode minio.RetentionMode
+	if cfg.LockMode != "" {
+		mode = minio.RetentionMode(strings.ToUpper(cfg.LockMode))
+		if !mode.IsValid() {
+			return nil, fmt.Errorf("s3: object lock mode %q: give GOVERNANCE or COMPLIANCE: %w", cfg.LockMode, storage.ErrPermanent)
+		}
+		if cfg.LockPeriod <= 0 {
+			return nil, fmt.Errorf("s3: object lock mode %s needs a positive lock period (how long each file is retained): %w", mode, storage.ErrPermanent)
+		}
 	}
 	if cfg.SinglePutLimit == 0 {
 		cfg.SinglePutLimit = 256 << 20
@@ -138,7 +169,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3: endpoint %q: %v: %w", cfg.Endpoint, err, storage.ErrPermanent)
 	}
-	b := &Backend{cfg: cfg, client: client}
+	b := &Backend{cfg: cfg, client: client, mode: mode}
 	if p := strings.Trim(cfg.Prefix, "/"); p != "" {
 		b.prefix = p + "/"
 	}
@@ -155,14 +186,72 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		if !cfg.CreateBucket {
 			return nil, fmt.Errorf("s3: bucket %q does not exist at %s: create it, or let Arca create it: %w", cfg.Bucket, cfg.Endpoint, storage.ErrPermanent)
 		}
-		if err := client.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region}); err != nil {
+		if err := client.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region, ObjectLocking: mode != ""}); err != nil {
 			var er minio.ErrorResponse
 			if !(errors.As(err, &er) && (er.Code == "BucketAlreadyOwnedByYou" || er.Code == "BucketAlreadyExists")) {
 				return nil, b.mapErr("create bucket", storage.Handle{}, err)
 			}
 		}
 	}
+	if mode != "" {
+		enabled, _, _, _, err := client.GetObjectLockConfig(ctx, cfg.Bucket)
+		var er minio.ErrorResponse
+		if err != nil && !(errors.As(err, &er) && er.Code == "ObjectLockConfigurationNotFoundError") {
+			return nil, b.mapErr("read object lock configuration", storage.Handle{}, err)
+		}
+		if enabled != "Enabled" {
+			return nil, fmt.Errorf("s3: bucket %q at %s does not have Object Lock enabled, which object lock mode %s needs: "+
+				"Object Lock can only be turned on when a bucket is created (mc mb --with-lock, aws s3api create-bucket --object-lock-enabled-for-bucket); "+
+				"use a new bucket, or drop the object-lock option: %w", cfg.Bucket, cfg.Endpoint, mode, storage.ErrPermanent)
+		}
+	}
 	return b, nil
+}
+
+var _ storage.Retainer = (*Backend)(nil)
+
+// RetentionPeriod implements storage.Retainer: with object lock
+// configured, LockPeriod for the files that hold data and cannot be
+// rebuilt (config, keys, packs, recovery points); 0 for locks (removed on
+// release) and index files (rebuilt from the packs' headers by `arca repo
+// rebuild-index`, and replaced by every prune).
+func (b *Backend) RetentionPeriod(t storage.FileType) time.Duration {
+	if b.mode == "" || t == storage.LockFile || t == storage.IndexFile {
+		return 0
+	}
+	return b.cfg.LockPeriod
+}
+
+// RetainUntil implements storage.Retainer: it reads the retention of h's
+// current version and, if it ends before until, sets it to until.
+func (b *Backend) RetainUntil(ctx context.Context, h storage.Handle, until time.Time) error {
+	if err := h.Valid(); err != nil {
+		return err
+	}
+	if b.RetentionPeriod(h.Type) == 0 {
+		return nil
+	}
+	key := b.key(h)
+	oi, err := b.client.StatObject(ctx, b.cfg.Bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return b.mapErr("retain", h, err)
+	}
+	_, cur, err := b.client.GetObjectRetention(ctx, b.cfg.Bucket, key, oi.VersionID)
+	var er minio.ErrorResponse
+	if err != nil && !(errors.As(err, &er) && (er.Code == "NoSuchObjectLockConfiguration" || er.Code == "ObjectLockConfigurationNotFoundError")) {
+		return b.mapErr("retain", h, err)
+	}
+	if cur != nil && !cur.Before(until) {
+		return nil
+	}
+	until = until.UTC()
+	mode := b.mode
+	if err := b.client.PutObjectRetention(ctx, b.cfg.Bucket, key, minio.PutObjectRetentionOptions{
+		Mode: &mode, RetainUntilDate: &until, VersionID: oi.VersionID,
+	}); err != nil {
+		return b.mapErr("retain", h, err)
+	}
+	return nil
 }
 
 func (b *Backend) Location() string { return b.location }
@@ -191,6 +280,10 @@ func (b *Backend) Save(ctx context.Context, h storage.Handle, size int64, rd io.
 	}
 	if size >= 0 && size <= b.cfg.SinglePutLimit {
 		opts.DisableMultipart = true
+	}
+	if p := b.RetentionPeriod(h.Type); p > 0 {
+		opts.Mode = b.mode
+		opts.RetainUntilDate = time.Now().Add(p).UTC()
 	}
 	opts.SetMatchETagExcept("*")
 	_, err := b.client.PutObject(ctx, b.cfg.Bucket, key, in, size, opts)
@@ -271,6 +364,9 @@ func (b *Backend) Stat(ctx context.Context, h storage.Handle) (storage.FileInfo,
 }
 
 func (b *Backend) Remove(ctx context.Context, h storage.Handle) error {
+	if b.mode != "" {
+		return b.removeVersion(ctx, h)
+	}
 	if _, err := b.Stat(ctx, h); err != nil {
 		return err
 	}
@@ -278,6 +374,31 @@ func (b *Backend) Remove(ctx context.Context, h storage.Handle) error {
 		return b.mapErr("remove", h, err)
 	}
 	return nil
+}
+
+// removeVersion is Remove in a bucket with Object Lock: it deletes the
+// current version itself (a delete without version ID would only hide it
+// behind a delete marker), which the service refuses while the version is
+// retained.
+func (b *Backend) removeVersion(ctx context.Context, h storage.Handle) error {
+	if err := h.Valid(); err != nil {
+		return err
+	}
+	key := b.key(h)
+	oi, err := b.client.StatObject(ctx, b.cfg.Bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return b.mapErr("remove", h, err)
+	}
+	err = b.client.RemoveObject(ctx, b.cfg.Bucket, key, minio.RemoveObjectOptions{VersionID: oi.VersionID})
+	if err == nil {
+		return nil
+	}
+	// The service says AccessDenied both for a retained version and for
+	// credentials without delete permission: the retention tells them apart.
+	if _, until, rerr := b.client.GetObjectRetention(ctx, b.cfg.Bucket, key, oi.VersionID); rerr == nil && until != nil && until.After(time.Now()) {
+		return &storage.RetainedError{Handle: h, Until: *until}
+	}
+	return b.mapErr("remove", h, err)
 }
 
 func (b *Backend) List(ctx context.Context, t storage.FileType, fn func(storage.FileInfo) error) error {
