@@ -53,11 +53,38 @@ type Meta struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
+// Immutability settings of a vault (as AKS immutable vaults): disabled;
+// unlocked (enforced, and can still be disabled); locked (enforced, and
+// can never be disabled again).
+const (
+	ImmutabilityDisabled = "disabled"
+	ImmutabilityUnlocked = "unlocked"
+	ImmutabilityLocked   = "locked"
+)
+
+// DefaultSoftDeleteDays is how long a new vault keeps deleted recovery
+// points and instances before purging them.
+const DefaultSoftDeleteDays = 14
+
 // Vault groups policies, instances and their recovery points.
 type Vault struct {
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
+	// SoftDeleteDays is how many days a deleted recovery point or
+	// instance is kept, undeletable, before it is purged; 0: soft delete
+	// disabled (deletion is immediate).
+	SoftDeleteDays int `json:"softDeleteDays"`
+	// Immutability is disabled, unlocked or locked (ImmutabilityDisabled…).
+	Immutability string `json:"immutability"`
+	// ResourceGuard turns on multi-user authorization: destructive
+	// operations need the approval of a second principal (Approval).
+	ResourceGuard bool `json:"resourceGuard"`
 	Meta
+}
+
+// Immutable reports whether the vault's immutability is enforced.
+func (v *Vault) Immutable() bool {
+	return v.Immutability == ImmutabilityUnlocked || v.Immutability == ImmutabilityLocked
 }
 
 // Policy is a backup policy. Schedule and Retention are kept in their
@@ -74,6 +101,10 @@ type Policy struct {
 const (
 	ProtectionConfigured = "ProtectionConfigured"
 	ProtectionStopped    = "ProtectionStopped"
+	// ProtectionSoftDeleted: stopped with delete-data (or deleted with
+	// its data) in a vault with soft delete; kept, with its points, until
+	// PurgeAt, and undeletable until then.
+	ProtectionSoftDeleted = "SoftDeleted"
 )
 
 // Stop-protection modes.
@@ -94,6 +125,12 @@ type Instance struct {
 	SnapshotLocation string          `json:"snapshotLocation,omitempty"`
 	ProtectionState  string          `json:"protectionState"`
 	StopMode         string          `json:"stopMode,omitempty"`
+	// DeletedAt and PurgeAt are set while the instance is SoftDeleted;
+	// DeleteInstance says whether the purge deletes the instance too
+	// (deleted with its data) or leaves it stopped (stop with delete-data).
+	DeletedAt      *time.Time `json:"deletedAt,omitempty"`
+	PurgeAt        *time.Time `json:"purgeAt,omitempty"`
+	DeleteInstance bool       `json:"deleteInstance,omitempty"`
 	Meta
 }
 
@@ -101,6 +138,9 @@ type Instance struct {
 const (
 	RPAvailable = "Available"
 	RPDeleting  = "Deleting"
+	// RPSoftDeleted: deleted in a vault with soft delete; kept until
+	// PurgeAt, then its data is removed.
+	RPSoftDeleted = "SoftDeleted"
 )
 
 // RecoveryPoint is the catalog entry of one completed backup.
@@ -117,6 +157,9 @@ type RecoveryPoint struct {
 	State     string     `json:"state"`
 	Items     int64      `json:"items"`
 	Bytes     int64      `json:"bytes"`
+	// DeletedAt and PurgeAt are set while the point is SoftDeleted.
+	DeletedAt *time.Time `json:"deletedAt,omitempty"`
+	PurgeAt   *time.Time `json:"purgeAt,omitempty"`
 	Meta
 }
 
@@ -309,9 +352,77 @@ type Page struct {
 	Limit int
 }
 
-// RecoveryPointFilter selects recovery points; zero fields match everything.
+// RecoveryPointFilter selects recovery points; zero fields match
+// everything, except that soft-deleted points are left out unless
+// IncludeDeleted or OnlyDeleted is set.
 type RecoveryPointFilter struct {
 	Vault, Instance string
+	IncludeDeleted  bool // soft-deleted points too
+	OnlyDeleted     bool // soft-deleted points only
+}
+
+// Approval states.
+const (
+	ApprovalPending  = "Pending"
+	ApprovalApproved = "Approved"
+	ApprovalRejected = "Rejected"
+	ApprovalUsed     = "Used"    // the approved operation ran
+	ApprovalExpired  = "Expired" // shown when ExpiresAt passed; not stored
+)
+
+// Approval is a multi-user authorization request: Requester asked for
+// Operation on Target in Vault, which has its resource guard on; a second
+// principal holding the guard role approves or rejects it. An approved
+// request lets the requester's same operation through once, until
+// ExpiresAt.
+type Approval struct {
+	ID        string     `json:"id"`
+	Vault     string     `json:"vault"`
+	Operation string     `json:"operation"` // e.g. deleteRecoveryPoint
+	Target    string     `json:"target"`    // what it acts on, e.g. the point's ID
+	Requester string     `json:"requester"`
+	State     string     `json:"state"`
+	Approver  string     `json:"approver,omitempty"` // who approved or rejected it
+	Reason    string     `json:"reason,omitempty"`
+	CreatedAt time.Time  `json:"createdAt"`
+	ExpiresAt time.Time  `json:"expiresAt"`
+	DecidedAt *time.Time `json:"decidedAt,omitempty"`
+	UsedAt    *time.Time `json:"usedAt,omitempty"`
+	Version   int64      `json:"version"`
+}
+
+// Subscription is a webhook that receives a vault's events of the listed
+// types, signed with Secret (never returned by the API).
+type Subscription struct {
+	Vault     string    `json:"vault"`
+	ID        string    `json:"id"`
+	URL       string    `json:"url"`
+	Secret    string    `json:"-"`
+	Events    []string  `json:"events"`
+	CreatedBy string    `json:"createdBy,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Delivery states.
+const (
+	DeliveryPending   = "Pending"   // not delivered yet; retried
+	DeliveryDelivered = "Delivered" // the receiver answered 2xx
+	DeliveryFailed    = "Failed"    // every attempt failed
+)
+
+// Delivery records sending one event to one subscription.
+type Delivery struct {
+	ID           string     `json:"id"`
+	Vault        string     `json:"vault"`
+	Subscription string     `json:"subscription"`
+	Event        Event      `json:"event"`
+	State        string     `json:"state"`
+	Attempts     int        `json:"attempts"`
+	LastStatus   int        `json:"lastStatus,omitempty"` // HTTP status of the last attempt; 0: no answer
+	LastError    string     `json:"lastError,omitempty"`
+	CreatedAt    time.Time  `json:"createdAt"`
+	UpdatedAt    time.Time  `json:"updatedAt"`
+	DeliveredAt  *time.Time `json:"deliveredAt,omitempty"`
 }
 
 // The store is split by concept, in the way of restic's and
@@ -428,6 +539,65 @@ type LeaseStore interface {
 	ReleaseLease(ctx context.Context, name, holder string) error
 }
 
+// SoftDeleteStore moves recovery points and instances in and out of the
+// soft-deleted state, each in one transaction.
+type SoftDeleteStore interface {
+	// SoftDeleteRecoveryPoint marks one point SoftDeleted until purge,
+	// if it is at version (0: any) and not soft-deleted already.
+	SoftDeleteRecoveryPoint(ctx context.Context, vault, id string, version int64, at, purge time.Time) error
+	// UndeleteRecoveryPoint makes a soft-deleted point Available again.
+	UndeleteRecoveryPoint(ctx context.Context, vault, id string) error
+	// SoftDeleteInstance marks an instance SoftDeleted until purge (with
+	// in's other fields as given, at in.Version) and, in the same
+	// transaction, every point of it not soft-deleted already, with the
+	// same times.
+	SoftDeleteInstance(ctx context.Context, in *Instance, at, purge time.Time) error
+	// UndeleteInstance sets the soft-deleted instance to state and mode
+	// and makes Available again the points deleted with it (those whose
+	// DeletedAt is the instance's); points deleted on their own stay.
+	UndeleteInstance(ctx context.Context, in *Instance, state, mode string) error
+	// ListPurgeableInstances lists the soft-deleted instances of every
+	// vault whose PurgeAt is at or before now.
+	ListPurgeableInstances(ctx context.Context, now time.Time) ([]*Instance, error)
+	// ListPurgeableRecoveryPoints lists soft-deleted points of every
+	// vault whose PurgeAt is at or before now.
+	ListPurgeableRecoveryPoints(ctx context.Context, now time.Time) ([]*RecoveryPoint, error)
+}
+
+// ApprovalStore keeps multi-user authorization requests.
+type ApprovalStore interface {
+	// CreateApproval stores a new request (ID generated when empty).
+	CreateApproval(ctx context.Context, a *Approval) error
+	GetApproval(ctx context.Context, vault, id string) (*Approval, error)
+	// ListApprovals lists a vault's requests, newest first; requester,
+	// operation and target, when set, filter.
+	ListApprovals(ctx context.Context, vault string, f ApprovalFilter) ([]*Approval, error)
+	// UpdateApproval stores a's state, approver, reason and times, at
+	// a.Version (*ConflictError when it moved: approved or used twice).
+	UpdateApproval(ctx context.Context, a *Approval) error
+}
+
+// ApprovalFilter selects approvals; zero fields match everything.
+type ApprovalFilter struct {
+	Requester, Operation, Target, State string
+}
+
+// NotificationStore keeps webhook subscriptions and their deliveries.
+type NotificationStore interface {
+	CreateSubscription(ctx context.Context, s *Subscription) error
+	GetSubscription(ctx context.Context, vault, id string) (*Subscription, error)
+	// ListSubscriptions lists a vault's subscriptions ("" : every vault's).
+	ListSubscriptions(ctx context.Context, vault string) ([]*Subscription, error)
+	DeleteSubscription(ctx context.Context, vault, id string) error
+	CreateDelivery(ctx context.Context, d *Delivery) error
+	UpdateDelivery(ctx context.Context, d *Delivery) error
+	// ListDeliveries lists a vault's deliveries, newest first, at most
+	// limit (0: all); subscription, when set, filters.
+	ListDeliveries(ctx context.Context, vault, subscription string, limit int) ([]*Delivery, error)
+	// PendingDeliveries lists the deliveries of every vault still Pending.
+	PendingDeliveries(ctx context.Context) ([]*Delivery, error)
+}
+
 // TriggerStore keeps the scheduler's triggers.
 type TriggerStore interface {
 	// PutTrigger creates or replaces the trigger of an instance,
@@ -458,6 +628,9 @@ type Store interface {
 	ClusterStore
 	TriggerStore
 	LeaseStore
+	SoftDeleteStore
+	ApprovalStore
+	NotificationStore
 	Close() error
 }
 

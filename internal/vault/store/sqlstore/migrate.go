@@ -153,6 +153,60 @@ var migrations = [][]string{
 		`ALTER TABLE clusters ADD COLUMN renewals BIGINT NOT NULL DEFAULT 0`,
 		`UPDATE clusters SET registered_at = updated_at`,
 	},
+	{ // 6: protection users can trust (issue 17): vault settings (soft
+		// delete, immutability, resource guard), soft-deleted points and
+		// instances, multi-user authorization requests, and webhook
+		// subscriptions with their deliveries. Vaults that existed get the
+		// default soft delete (14 days), as new ones do.
+		`ALTER TABLE vaults ADD COLUMN soft_delete_days BIGINT NOT NULL DEFAULT 14`,
+		`ALTER TABLE vaults ADD COLUMN immutability TEXT NOT NULL DEFAULT 'disabled'`,
+		`ALTER TABLE vaults ADD COLUMN resource_guard BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE recovery_points ADD COLUMN deleted_at BIGINT`,
+		`ALTER TABLE recovery_points ADD COLUMN purge_at BIGINT`,
+		`CREATE INDEX recovery_points_purge ON recovery_points (purge_at)`,
+		`ALTER TABLE instances ADD COLUMN deleted_at BIGINT`,
+		`ALTER TABLE instances ADD COLUMN purge_at BIGINT`,
+		`ALTER TABLE instances ADD COLUMN delete_instance BIGINT NOT NULL DEFAULT 0`,
+		`CREATE TABLE approvals (
+			vault TEXT NOT NULL,
+			id TEXT NOT NULL,
+			operation TEXT NOT NULL,
+			target TEXT NOT NULL,
+			requester TEXT NOT NULL,
+			state TEXT NOT NULL,
+			approver TEXT NOT NULL,
+			reason TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			expires_at BIGINT NOT NULL,
+			decided_at BIGINT,
+			used_at BIGINT,
+			version BIGINT NOT NULL,
+			PRIMARY KEY (vault, id))`,
+		`CREATE INDEX approvals_request ON approvals (vault, requester, operation, target)`,
+		`CREATE TABLE subscriptions (
+			vault TEXT NOT NULL,
+			id TEXT NOT NULL,
+			url TEXT NOT NULL,
+			secret TEXT NOT NULL,
+			events TEXT NOT NULL,
+			created_by TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			PRIMARY KEY (vault, id))`,
+		`CREATE TABLE deliveries (
+			id TEXT PRIMARY KEY,
+			vault TEXT NOT NULL,
+			subscription TEXT NOT NULL,
+			event TEXT NOT NULL,
+			state TEXT NOT NULL,
+			attempts BIGINT NOT NULL,
+			last_status BIGINT NOT NULL,
+			last_error TEXT NOT NULL,
+			created_at BIGINT NOT NULL,
+			updated_at BIGINT NOT NULL,
+			delivered_at BIGINT)`,
+		`CREATE INDEX deliveries_vault ON deliveries (vault, created_at)`,
+		`CREATE INDEX deliveries_state ON deliveries (state)`,
+	},
 }
 
 // SchemaVersion is the version a fully migrated database has.

@@ -246,8 +246,11 @@ func (s *Store) deleteCascading(ctx context.Context, table, where string, keyArg
 
 func (s *Store) CreateVault(ctx context.Context, v *store.Vault) error {
 	now := s.stamp()
-	_, err := s.exec(ctx, s.db, `INSERT INTO vaults (name, description, version, created_at, updated_at) VALUES ($1, $2, 1, $3, $3)`,
-		v.Name, v.Description, micros(now))
+	if v.Immutability == "" {
+		v.Immutability = store.ImmutabilityDisabled
+	}
+	_, err := s.exec(ctx, s.db, `INSERT INTO vaults (`+vaultCols+`) VALUES ($1, $2, $3, $4, $5, 1, $6, $6)`,
+		v.Name, v.Description, v.SoftDeleteDays, v.Immutability, boolInt(v.ResourceGuard), micros(now))
 	if err != nil {
 		return exists(err, "vault", v.Name)
 	}
@@ -255,14 +258,22 @@ func (s *Store) CreateVault(ctx context.Context, v *store.Vault) error {
 	return nil
 }
 
-const vaultCols = `name, description, version, created_at, updated_at`
+const vaultCols = `name, description, soft_delete_days, immutability, resource_guard, version, created_at, updated_at`
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func scanVault(sc interface{ Scan(...any) error }) (*store.Vault, error) {
 	var v store.Vault
-	var c, u int64
-	if err := sc.Scan(&v.Name, &v.Description, &v.Version, &c, &u); err != nil {
+	var c, u, guard int64
+	if err := sc.Scan(&v.Name, &v.Description, &v.SoftDeleteDays, &v.Immutability, &guard, &v.Version, &c, &u); err != nil {
 		return nil, err
 	}
+	v.ResourceGuard = guard != 0
 	v.CreatedAt, v.UpdatedAt = fromMicros(c), fromMicros(u)
 	return &v, nil
 }
@@ -282,8 +293,9 @@ func (s *Store) ListVaults(ctx context.Context) ([]*store.Vault, error) {
 
 func (s *Store) UpdateVault(ctx context.Context, v *store.Vault) error {
 	now := s.stamp()
-	n, err := s.exec(ctx, s.db, `UPDATE vaults SET description = $1, version = version + 1, updated_at = $2 WHERE name = $3 AND version = $4`,
-		v.Description, micros(now), v.Name, v.Version)
+	n, err := s.exec(ctx, s.db, `UPDATE vaults SET description = $1, soft_delete_days = $5, immutability = $6, resource_guard = $7,
+		version = version + 1, updated_at = $2 WHERE name = $3 AND version = $4`,
+		v.Description, micros(now), v.Name, v.Version, v.SoftDeleteDays, v.Immutability, boolInt(v.ResourceGuard))
 	if err != nil {
 		return fmt.Errorf("update vault %q: %w", v.Name, err)
 	}
@@ -379,16 +391,18 @@ func (s *Store) DeletePolicy(ctx context.Context, vault, name string, version in
 
 // ---- instances ----
 
-const instanceCols = `vault, name, cluster, policy, config, storage_location, snapshot_location, protection_state, stop_mode, version, created_at, updated_at`
+const instanceCols = `vault, name, cluster, policy, config, storage_location, snapshot_location, protection_state, stop_mode, version, created_at, updated_at, deleted_at, purge_at, delete_instance`
 
 func scanInstance(sc interface{ Scan(...any) error }) (*store.Instance, error) {
 	var in store.Instance
 	var cfg string
-	var c, u int64
+	var c, u, delInst int64
+	var del, purge sql.NullInt64
 	if err := sc.Scan(&in.Vault, &in.Name, &in.Cluster, &in.Policy, &cfg, &in.StorageLocation, &in.SnapshotLocation,
-		&in.ProtectionState, &in.StopMode, &in.Version, &c, &u); err != nil {
+		&in.ProtectionState, &in.StopMode, &in.Version, &c, &u, &del, &purge, &delInst); err != nil {
 		return nil, err
 	}
+	in.DeletedAt, in.PurgeAt, in.DeleteInstance = fromNull(del), fromNull(purge), delInst != 0
 	in.Config = textRaw(cfg)
 	in.CreatedAt, in.UpdatedAt = fromMicros(c), fromMicros(u)
 	return &in, nil
@@ -399,7 +413,7 @@ func (s *Store) CreateInstance(ctx context.Context, in *store.Instance) error {
 	if in.ProtectionState == "" {
 		in.ProtectionState = store.ProtectionConfigured
 	}
-	_, err := s.exec(ctx, s.db, `INSERT INTO instances (`+instanceCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10)`,
+	_, err := s.exec(ctx, s.db, `INSERT INTO instances (`+instanceCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $10, NULL, NULL, 0)`,
 		in.Vault, in.Name, in.Cluster, in.Policy, rawText(in.Config), in.StorageLocation, in.SnapshotLocation,
 		in.ProtectionState, in.StopMode, micros(now))
 	if err != nil {
@@ -455,16 +469,17 @@ func (s *Store) DeleteInstance(ctx context.Context, vault, name string, version 
 
 // ---- recovery points ----
 
-const rpCols = `vault, id, instance, job_id, taken_at, repo_id, tag, datastore, expires_at, state, items, bytes, version, created_at, updated_at`
+const rpCols = `vault, id, instance, job_id, taken_at, repo_id, tag, datastore, expires_at, state, items, bytes, version, created_at, updated_at, deleted_at, purge_at`
 
 func scanRP(sc interface{ Scan(...any) error }) (*store.RecoveryPoint, error) {
 	var rp store.RecoveryPoint
 	var taken, c, u int64
-	var exp sql.NullInt64
+	var exp, del, purge sql.NullInt64
 	if err := sc.Scan(&rp.Vault, &rp.ID, &rp.Instance, &rp.JobID, &taken, &rp.RepoID, &rp.Tag, &rp.Datastore, &exp,
-		&rp.State, &rp.Items, &rp.Bytes, &rp.Version, &c, &u); err != nil {
+		&rp.State, &rp.Items, &rp.Bytes, &rp.Version, &c, &u, &del, &purge); err != nil {
 		return nil, err
 	}
+	rp.DeletedAt, rp.PurgeAt = fromNull(del), fromNull(purge)
 	rp.Time, rp.ExpiresAt = fromMicros(taken), fromNull(exp)
 	rp.CreatedAt, rp.UpdatedAt = fromMicros(c), fromMicros(u)
 	return &rp, nil
@@ -478,7 +493,7 @@ func (s *Store) CreateRecoveryPoint(ctx context.Context, rp *store.RecoveryPoint
 	if rp.State == "" {
 		rp.State = store.RPAvailable
 	}
-	_, err := s.exec(ctx, s.db, `INSERT INTO recovery_points (`+rpCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13)`,
+	_, err := s.exec(ctx, s.db, `INSERT INTO recovery_points (`+rpCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13, NULL, NULL)`,
 		rp.Vault, rp.ID, rp.Instance, rp.JobID, micros(rp.Time), rp.RepoID, rp.Tag, rp.Datastore, nullMicros(rp.ExpiresAt),
 		rp.State, rp.Items, rp.Bytes, micros(now))
 	if err != nil {
@@ -504,6 +519,14 @@ func (s *Store) ListRecoveryPoints(ctx context.Context, f store.RecoveryPointFil
 	if f.Instance != "" {
 		args = append(args, f.Instance)
 		where = append(where, fmt.Sprintf("instance = $%d", len(args)))
+	}
+	switch {
+	case f.OnlyDeleted:
+		args = append(args, store.RPSoftDeleted)
+		where = append(where, fmt.Sprintf("state = $%d", len(args)))
+	case !f.IncludeDeleted:
+		args = append(args, store.RPSoftDeleted)
+		where = append(where, fmt.Sprintf("state <> $%d", len(args)))
 	}
 	q := `SELECT ` + rpCols + ` FROM recovery_points`
 	if len(where) > 0 {

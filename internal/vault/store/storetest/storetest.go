@@ -48,6 +48,10 @@ func Run(t *testing.T, newStore Factory) {
 		{"SealedCredentials", testSealedCredentials},
 		{"RecoveryPointExpiries", testRecoveryPointExpiries},
 		{"BoundTokens", testBoundTokens},
+		{"VaultSettings", testVaultSettings},
+		{"SoftDelete", testSoftDelete},
+		{"Approvals", testApprovals},
+		{"Notifications", testNotifications},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
