@@ -22,5 +22,7 @@ func outsideCommands() []*cobra.Command {
 		newTrustedAccessCommand(),
 		newQuickstartCommand(),
 		newConfigCommand(),
+		newApprovalCommand(),
+		newNotificationCommand(),
 	}
 }

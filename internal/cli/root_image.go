@@ -27,7 +27,7 @@ const imageOmits = "is not in the extension image, whose arca holds only the com
 // two lists agree.
 var outsideCommandNames = []string{
 	"repo", "local", "vault", "policy", "instance", "backup", "recovery-point", "restore", "job",
-	"role", "token", "trusted-access", "quickstart", "config",
+	"role", "token", "trusted-access", "quickstart", "config", "approval", "notification",
 }
 
 func outsideCommands() []*cobra.Command {

@@ -23,7 +23,7 @@ func newVaultCommand() *cobra.Command {
 		Short: "Run a backup vault and manage its vaults",
 	}
 	cmd.AddCommand(newVaultServeCommand(), newVaultInitCommand(), newVaultCreateCommand(), newVaultListCommand(),
-		newVaultShowCommand(), newVaultDeleteCommand(), newVaultSyncCommand())
+		newVaultShowCommand(), newVaultDeleteCommand(), newVaultSyncCommand(), newVaultUpdateCommand(), newVaultUsageCommand())
 	return cmd
 }
 

@@ -26,7 +26,7 @@ func newInstanceCommand() *cobra.Command {
 		Short: "Manage backup instances (protection of a cluster) in a vault",
 	}
 	cmd.AddCommand(newInstanceCreateCommand(), newInstanceUpdateCommand(), newInstanceListCommand(), newInstanceShowCommand(),
-		newInstanceStopCommand(), newInstanceResumeCommand(), newInstanceDeleteCommand(), newInstanceValidateCommand())
+		newInstanceStopCommand(), newInstanceResumeCommand(), newInstanceDeleteCommand(), newInstanceValidateCommand(), newInstanceUndeleteCommand())
 	return cmd
 }
 
@@ -237,8 +237,15 @@ func newInstanceStopCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in}); err != nil || job == "" {
+			if err := printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in}); err != nil {
 				return err
+			}
+			if in.ProtectionState == store.ProtectionSoftDeleted && (o.Output == "" || o.Output == "table") {
+				_, err = fmt.Fprintf(cmd.OutOrStdout(), "the instance and its recovery points are soft-deleted; purged at %s unless undeleted (arca instance undelete %s)\n", vaultTimePtr(in.PurgeAt), in.Name)
+				return err
+			}
+			if job == "" {
+				return nil
 			}
 			if o.Output == "" || o.Output == "table" {
 				_, err = fmt.Fprintf(cmd.OutOrStdout(), "recovery points are deleted by job %s (arca job show %s)\n", path.Base(job), path.Base(job))
@@ -291,6 +298,10 @@ func newInstanceDeleteCommand() *cobra.Command {
 			}
 			if job != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "backup instance %q and its recovery points are deleted by job %s (arca job show %s)\n", args[0], path.Base(job), path.Base(job))
+				return nil
+			}
+			if deleteData {
+				fmt.Fprintf(cmd.OutOrStdout(), "backup instance %q and its recovery points are soft-deleted; purged after the vault's soft-delete days unless undeleted (arca instance undelete %s)\n", args[0], args[0])
 				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "backup instance %q deleted\n", args[0])
@@ -360,7 +371,7 @@ func newRecoveryPointCommand() *cobra.Command {
 		Short:   "List and show recovery points in a vault; read the files of a vault-tier point",
 	}
 	lo := &PolicyScope{}
-	var instance string
+	var instance, deleted string
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List recovery points, oldest first",
@@ -370,7 +381,7 @@ func newRecoveryPointCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rps, err := c.ListRecoveryPoints(cmd.Context(), lo.Vault, instance)
+			rps, err := c.ListRecoveryPointsDeleted(cmd.Context(), lo.Vault, instance, deleted)
 			if err != nil {
 				return err
 			}
@@ -382,6 +393,7 @@ func newRecoveryPointCommand() *cobra.Command {
 	}
 	lo.AddFlags(list.Flags())
 	list.Flags().StringVar(&instance, "instance", "", "only this backup instance")
+	list.Flags().StringVar(&deleted, "deleted", "", "soft-deleted points too (include) or only them (only)")
 	so := &PolicyScope{}
 	show := &cobra.Command{
 		Use:   "show ID",
@@ -400,7 +412,7 @@ func newRecoveryPointCommand() *cobra.Command {
 		},
 	}
 	so.AddFlags(show.Flags())
-	cmd.AddCommand(list, show, newRecoveryPointFilesCommand())
+	cmd.AddCommand(list, show, newRecoveryPointFilesCommand(), newRecoveryPointDeleteCommand(), newRecoveryPointUndeleteCommand())
 	return cmd
 }
 

@@ -171,7 +171,15 @@ func TestInstanceBackupJobAndRestoreCommands(t *testing.T) {
 	if _, err := run("instance", "stop", "shop", "--mode", "pause"); ExitCode(err) != 2 {
 		t.Fatalf("bad --mode: %v", err)
 	}
-	must(run("instance", "stop", "shop", "--mode", "delete-data"))
+	// With soft delete (the default) delete-data keeps the instance
+	// and its points, undeletable; resume needs undelete first.
+	if out := must(run("instance", "stop", "shop", "--mode", "delete-data")); !strings.Contains(out, "soft-deleted") {
+		t.Fatalf("stop delete-data:\n%s", out)
+	}
+	if _, err := run("instance", "resume", "shop"); err == nil || !strings.Contains(err.Error(), "InstanceSoftDeleted") {
+		t.Fatalf("resume of a soft-deleted instance: %v", err)
+	}
+	must(run("instance", "undelete", "shop"))
 	must(run("instance", "resume", "shop"))
 	must(run("instance", "stop", "shop", "--mode", "retain-per-policy"))
 	out = must(run("instance", "delete", "shop"))

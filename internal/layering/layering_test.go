@@ -145,6 +145,7 @@ var rules = map[string]rule{
 	"internal/vault/client":    {Imports: []string{"internal/vault/policy", "internal/vault/rbac", "internal/vault/service", "internal/vault/store"}},
 	"internal/vault/clock":     {},
 	"internal/vault/jobs":      {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/retention", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
+	"internal/vault/notify":    {Imports: []string{"internal/vault/clock", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/policy":    {},
 	"internal/vault/rbac":      {},
 	"internal/vault/retention": {Imports: []string{"internal/calendar", "internal/vault/clock", "internal/vault/policy", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
@@ -152,7 +153,7 @@ var rules = map[string]rule{
 		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
 	"internal/vault/server": {
 		Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy", "internal/vault/rbac",
-			"internal/vault/retention", "internal/vault/scheduler", "internal/vault/service", "internal/vault/store",
+			"internal/vault/notify", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/service", "internal/vault/store",
 			"internal/vault/store/postgres", "internal/vault/store/sqlite", "internal/vault/store/sqlstore"},
 		Tests: []string{"internal/testenv", "internal/vault/client"}},
 	"internal/vault/service": {Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy",

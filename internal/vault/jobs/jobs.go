@@ -171,6 +171,10 @@ type RetentionParams struct {
 	// DeleteInstance, with DeleteAll, then deletes the instance itself
 	// when every point is gone: delete an instance with its data.
 	DeleteInstance bool `json:"deleteInstance,omitempty"`
+	// RecoveryPoints removes these points of the instance (data, then
+	// catalog entry): soft-deleted points purged after their period, or
+	// points deleted in a vault without soft delete.
+	RecoveryPoints []string `json:"recoveryPoints,omitempty"`
 }
 
 // Runner moves jobs forward.
@@ -413,6 +417,8 @@ func (r *Runner) runRetention(ctx context.Context, j *store.Job) error {
 		if err == nil && p.DeleteInstance && len(res.Errors) == 0 {
 			err = r.deleteInstance(ctx, in)
 		}
+	} else if len(p.RecoveryPoints) > 0 {
+		res, err = r.Retention.DeletePoints(ctx, j.Vault, p.RecoveryPoints)
 	} else {
 		res, err = r.Retention.ExpireInstance(ctx, j.Vault, j.Instance)
 	}
@@ -431,7 +437,7 @@ func (r *Runner) runRetention(ctx context.Context, j *store.Job) error {
 
 // deleteInstance deletes a stopped instance whose points are all gone.
 func (r *Runner) deleteInstance(ctx context.Context, in *store.Instance) error {
-	rps, err := r.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name})
+	rps, err := r.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name, IncludeDeleted: true})
 	if err != nil {
 		return err
 	}

@@ -42,8 +42,22 @@ const (
 	InstancesBackup   = "instances/backup/action"
 	InstancesValidate = "instances/validate/action"
 
-	RecoveryPointsRead = "recoveryPoints/read"
-	RestoresStart      = "restores/action"
+	RecoveryPointsRead     = "recoveryPoints/read"
+	RecoveryPointsDelete   = "recoveryPoints/delete"
+	RecoveryPointsUndelete = "recoveryPoints/undelete/action" // bring back a soft-deleted point
+	InstancesUndelete      = "instances/undelete/action"      // bring back a soft-deleted instance
+	RestoresStart          = "restores/action"
+
+	// Multi-user authorization (resource guard): reading a vault's
+	// approval requests, and approving or rejecting them. Approve is held
+	// by the Resource Guard Approver role only, never by Owner or
+	// Contributor: the point of the guard is a second principal.
+	ApprovalsRead    = "approvals/read"
+	ApprovalsApprove = "approvals/approve/action"
+
+	// Webhook subscriptions of a vault and their deliveries.
+	NotificationsRead  = "notifications/read"
+	NotificationsWrite = "notifications/write"
 
 	JobsRead   = "jobs/read"
 	JobsCancel = "jobs/cancel/action"
@@ -79,7 +93,8 @@ var AllActions = []string{
 	VaultsRead, VaultsWrite, VaultsDelete,
 	PoliciesRead, PoliciesWrite, PoliciesDelete,
 	InstancesRead, InstancesWrite, InstancesDelete, InstancesProtect, InstancesBackup, InstancesValidate,
-	RecoveryPointsRead, RestoresStart,
+	RecoveryPointsRead, RecoveryPointsDelete, RecoveryPointsUndelete, InstancesUndelete, RestoresStart,
+	ApprovalsRead, ApprovalsApprove, NotificationsRead, NotificationsWrite,
 	JobsRead, JobsCancel,
 	TokensRead, TokensWrite,
 	RoleAssignmentsRead, RoleAssignmentsWrite,
@@ -97,6 +112,9 @@ const (
 	BackupOperator     = "Backup Operator"
 	BackupReader       = "Backup Reader"
 	StorageContributor = "Storage Contributor"
+	// ResourceGuardApprover approves destructive operations in vaults
+	// whose resource guard is on (multi-user authorization).
+	ResourceGuardApprover = "Resource Guard Approver"
 )
 
 // Role is a named set of actions.
@@ -130,17 +148,20 @@ var backupReads = []string{VaultsRead, PoliciesRead, InstancesRead, RecoveryPoin
 
 // Roles are the built-in roles, in the order they are documented.
 var Roles = []Role{
-	{Owner, "everything, including granting access and issuing tokens", slices.Clone(AllActions)},
-	{Contributor, "everything except granting access and issuing tokens", except(RoleAssignmentsWrite, TokensRead, TokensWrite)},
+	{Owner, "everything, including granting access and issuing tokens, except approving guarded operations", except(ApprovalsApprove)},
+	{Contributor, "everything except granting access, issuing tokens and approving guarded operations", except(RoleAssignmentsWrite, TokensRead, TokensWrite, ApprovalsApprove)},
 	{Reader, "read everything except tokens and repository data", reads()},
 	{BackupContributor, "manage vaults, policies and instances, run backups and restores",
 		append(slices.Clone(backupReads), VaultsWrite, PoliciesWrite, PoliciesDelete, InstancesWrite, InstancesDelete,
 			InstancesProtect, InstancesBackup, InstancesValidate, RestoresStart, JobsCancel, ClustersRead, ClustersBackup, ClustersRestore,
-			RoleAssignmentsRead)},
+			RoleAssignmentsRead, RecoveryPointsDelete, RecoveryPointsUndelete, InstancesUndelete, ApprovalsRead,
+			NotificationsRead, NotificationsWrite)},
 	{BackupOperator, "run backups and restores and validate; no changes to policies or instances",
 		append(slices.Clone(backupReads), InstancesBackup, InstancesValidate, RestoresStart, JobsCancel, ClustersRead, ClustersBackup, ClustersRestore)},
 	{BackupReader, "read vaults, policies, instances, recovery points and jobs", slices.Clone(backupReads)},
 	{StorageContributor, "read and write repository data at a storage location", []string{StorageRead, StorageWrite}},
+	{ResourceGuardApprover, "approve or reject the destructive operations a vault's resource guard holds back; nothing else",
+		[]string{VaultsRead, ApprovalsRead, ApprovalsApprove}},
 }
 
 // FindRole returns a built-in role by name (case-insensitive, spaces

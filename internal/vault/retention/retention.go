@@ -20,6 +20,7 @@ package retention
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -156,11 +157,28 @@ func (e *Engine) ExpireInstance(ctx context.Context, vault, instance string) (*R
 }
 
 // DeleteAll removes every recovery point of an instance, the newest
-// included: stop protection with delete-data.
+// and soft-deleted ones included: stop protection with delete-data.
 func (e *Engine) DeleteAll(ctx context.Context, vault, instance string) (*Result, error) {
-	rps, err := e.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: vault, Instance: instance})
+	rps, err := e.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: vault, Instance: instance, IncludeDeleted: true})
 	if err != nil {
 		return nil, err
+	}
+	return e.remove(ctx, rps), nil
+}
+
+// DeletePoints removes the named recovery points of a vault (a purge of
+// soft-deleted points, or an explicit delete without soft delete); a
+// point already gone is skipped.
+func (e *Engine) DeletePoints(ctx context.Context, vault string, ids []string) (*Result, error) {
+	var rps []*store.RecoveryPoint
+	for _, id := range ids {
+		rp, err := e.Store.GetRecoveryPoint(ctx, vault, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		rps = append(rps, rp)
 	}
 	return e.remove(ctx, rps), nil
 }

@@ -46,6 +46,14 @@ type Scheduler struct {
 	Log    *slog.Logger
 	// OnJob, when set, is called for every job created (metrics).
 	OnJob func(*store.Job)
+	// Notify, when set, is told of missed schedules as schedule-missed
+	// events: a slot claimed after later slots had passed, or more than
+	// LateAfter after its time (the vault was down, or the scheduler not
+	// running).
+	Notify func(context.Context, store.Event)
+	// LateAfter is how late a slot may start before it counts as missed
+	// (zero: one hour).
+	LateAfter time.Duration
 }
 
 // Offset returns the jitter offset of an instance.
@@ -108,6 +116,16 @@ func (s *Scheduler) Tick(ctx context.Context) ([]*store.Job, error) {
 		s.log().Info("scheduled backup queued", "vault", tr.Vault, "instance", tr.Instance, "job", job.ID, "slot", slot, "next", next)
 		if s.OnJob != nil {
 			s.OnJob(job)
+		}
+		lateAfter := s.LateAfter
+		if lateAfter <= 0 {
+			lateAfter = time.Hour
+		}
+		late := now.Sub(slot.Add(s.Offset(tr.Vault, tr.Instance)))
+		if (missed > 0 || late > lateAfter) && s.Notify != nil {
+			s.Notify(ctx, store.Event{Type: store.EventScheduleMissed, Vault: tr.Vault, Instance: tr.Instance, Job: job.ID, JobType: job.Type,
+				Message: fmt.Sprintf("the scheduled backup of %s/%s due at %s started %s late, and %d later window(s) passed, while the scheduler was not running; they run as job %s",
+					tr.Vault, tr.Instance, slot.Format(time.RFC3339), late.Round(time.Second), missed, job.ID), Issues: job.Warnings})
 		}
 		created = append(created, job)
 	}

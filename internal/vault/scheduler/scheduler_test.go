@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,6 +159,33 @@ func testMissedWindows(t *testing.T, open opener) {
 	}
 }
 
+// A slot claimed on time raises no event; after the scheduler was down
+// across later slots, the one job it queues comes with one
+// schedule-missed event naming the instance and the job.
+func testMissedScheduleNotified(t *testing.T, open opener) {
+	s := open(t)
+	clk := clock.NewFake(begin)
+	arm(t, s, "i1", begin)
+	var events []store.Event
+	sch := &scheduler.Scheduler{Store: s, Clock: clk, Notify: func(_ context.Context, e store.Event) { events = append(events, e) }}
+	clk.Set(time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC))
+	if _, err := sch.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 0 {
+		t.Fatalf("an on-time slot raised %+v", events)
+	}
+	clk.Set(time.Date(2026, 1, 1, 13, 30, 0, 0, time.UTC)) // 04, 08 and 12 passed
+	js, err := sch.Tick(ctx)
+	if err != nil || len(js) != 1 {
+		t.Fatal(js, err)
+	}
+	if len(events) != 1 || events[0].Type != store.EventScheduleMissed || events[0].Instance != "i1" || events[0].Job != js[0].ID ||
+		!strings.Contains(events[0].Message, "2 later window(s)") {
+		t.Fatalf("events: %+v", events)
+	}
+}
+
 func testJitter(t *testing.T, open opener) {
 	s := open(t)
 	clk := clock.NewFake(begin)
@@ -192,7 +220,7 @@ func testJitter(t *testing.T, open opener) {
 func runAll(t *testing.T, mk func(t *testing.T) opener) {
 	for name, fn := range map[string]func(*testing.T, opener){
 		"ThreeDays18Jobs": testThreeDays, "RestartDuplicatesNone": testRestart, "TwoReplicasNoDuplicates": testTwoReplicas,
-		"MissedWindowsRunOnce": testMissedWindows, "Jitter": testJitter,
+		"MissedWindowsRunOnce": testMissedWindows, "Jitter": testJitter, "MissedScheduleNotified": testMissedScheduleNotified,
 	} {
 		t.Run(name, func(t *testing.T) { fn(t, mk(t)) })
 	}

@@ -3,10 +3,11 @@ package server
 import (
 	"context"
 	"errors"
-	"github.com/arca-backup/arca/internal/vault/service"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/arca-backup/arca/internal/vault/service"
 
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -51,7 +52,8 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if rec, ok := w.(*recorder); ok {
 			rec.principal = t.Principal
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, t.Principal)))
+		ctx := service.WithCaller(context.WithValue(r.Context(), principalKey{}, t.Principal), t.Principal)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

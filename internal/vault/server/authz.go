@@ -2,8 +2,9 @@ package server
 
 import (
 	"context"
-	"github.com/arca-backup/arca/internal/vault/service"
 	"net/http"
+
+	"github.com/arca-backup/arca/internal/vault/service"
 
 	"github.com/arca-backup/arca/internal/vault/rbac"
 )
@@ -62,11 +63,25 @@ func authorization() map[string]authz {
 		"POST " + in + "/backup":            {rbac.InstancesBackup, atInstance},
 		"POST " + in + "/validate":          {rbac.InstancesValidate, atInstance},
 		"POST " + in + "/sync":              {rbac.InstancesWrite, atInstance}, // re-creates catalog entries
+		"POST " + in + "/undelete":          {rbac.InstancesUndelete, atInstance},
 
-		"GET " + v + "/recovery-points":      {rbac.RecoveryPointsRead, atVault},
-		"GET " + v + "/recovery-points/{id}": {rbac.RecoveryPointsRead, atVault},
-		"POST " + v + "/restores":            {rbac.RestoresStart, atVault},
-		"POST " + v + "/restores/validate":   {rbac.RestoresStart, atVault}, // same as starting one
+		"GET " + v + "/recovery-points":                {rbac.RecoveryPointsRead, atVault},
+		"GET " + v + "/recovery-points/{id}":           {rbac.RecoveryPointsRead, atVault},
+		"DELETE " + v + "/recovery-points/{id}":        {rbac.RecoveryPointsDelete, atVault},
+		"POST " + v + "/recovery-points/{id}/undelete": {rbac.RecoveryPointsUndelete, atVault},
+		"GET " + v + "/usage":                          {rbac.RecoveryPointsRead, atVault},
+
+		"GET " + v + "/approvals":               {rbac.ApprovalsRead, atVault},
+		"GET " + v + "/approvals/{id}":          {rbac.ApprovalsRead, atVault},
+		"POST " + v + "/approvals/{id}/approve": {rbac.ApprovalsApprove, atVault},
+		"POST " + v + "/approvals/{id}/reject":  {rbac.ApprovalsApprove, atVault},
+		"GET " + v + "/notifications":           {rbac.NotificationsRead, atVault},
+		"POST " + v + "/notifications":          {rbac.NotificationsWrite, atVault},
+		"GET " + v + "/notifications/{id}":      {rbac.NotificationsRead, atVault},
+		"DELETE " + v + "/notifications/{id}":   {rbac.NotificationsWrite, atVault},
+		"GET " + v + "/deliveries":              {rbac.NotificationsRead, atVault},
+		"POST " + v + "/restores":               {rbac.RestoresStart, atVault},
+		"POST " + v + "/restores/validate":      {rbac.RestoresStart, atVault}, // same as starting one
 
 		"GET " + v + "/jobs":              {rbac.JobsRead, atVault},
 		"GET " + v + "/jobs/{id}":         {rbac.JobsRead, atVault},

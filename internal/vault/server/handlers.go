@@ -210,12 +210,12 @@ func (s *Server) getVault(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) updateVault(w http.ResponseWriter, r *http.Request) {
-	var b vaultBody
+	var b service.VaultUpdate
 	ver, ok := version(w, r)
 	if !ok || !decoded(w, r, &b) {
 		return
 	}
-	v, err := s.Service.UpdateVault(r.Context(), r.PathValue("vault"), ver, b.Name, b.Description)
+	v, err := s.Service.UpdateVault(r.Context(), r.PathValue("vault"), ver, b)
 	reply(w, r, v, err)
 }
 
@@ -274,7 +274,7 @@ func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
 	pg, err := service.ParsePage(q.Get("limit"), q.Get("after"))
 	var ins []*store.Instance
 	if err == nil {
-		ins, err = s.Service.ListInstances(r.Context(), r.PathValue("vault"), q.Get("policy"), pg)
+		ins, err = s.Service.ListInstancesWith(r.Context(), r.PathValue("vault"), q.Get("policy"), q.Get("deleted"), pg)
 	}
 	replyPage(w, r, ins, err, pg, func(in *store.Instance) string { return in.Name })
 }
@@ -325,6 +325,11 @@ func (s *Server) deleteInstance(w http.ResponseWriter, r *http.Request) {
 	case !ok:
 	case r.URL.Query().Get("deleteData") == "true":
 		j, err := s.Service.DeleteInstanceWithData(r.Context(), r.PathValue("vault"), r.PathValue("instance"), ver)
+		if err == nil && j == nil { // soft-deleted: the instance as it is now
+			in, err := s.Service.GetInstance(r.Context(), r.PathValue("vault"), r.PathValue("instance"))
+			reply(w, r, in, err)
+			return
+		}
 		replyJob(w, r, j, err)
 	default:
 		replyNone(w, r, s.Service.DeleteInstance(r.Context(), r.PathValue("vault"), r.PathValue("instance"), ver))
@@ -384,7 +389,7 @@ func (s *Server) syncRecoveryPoints(w http.ResponseWriter, r *http.Request) {
 // ---- recovery points, restores ----
 
 func (s *Server) listRecoveryPoints(w http.ResponseWriter, r *http.Request) {
-	rps, err := s.Service.ListRecoveryPoints(r.Context(), r.PathValue("vault"), r.URL.Query().Get("instance"))
+	rps, err := s.Service.ListRecoveryPointsWith(r.Context(), r.PathValue("vault"), r.URL.Query().Get("instance"), r.URL.Query().Get("deleted"))
 	replyList(w, r, rps, err)
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/notify"
 	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/scheduler"
@@ -48,6 +49,12 @@ type Options struct {
 	// reaches no cluster (jobs fail ClusterNotConnected, checks cannot run).
 	Clusters      func(store.ClusterStore, clock.Clock, *slog.Logger) service.Clusters
 	RenewInterval time.Duration // cluster credential renewal check, default 1m
+	// NotifyInterval is how often due webhook deliveries are attempted
+	// (default 15s; a new event is sent at once).
+	NotifyInterval time.Duration
+	// NotifyBackoff is the wait before each webhook retry (nil:
+	// notify.DefaultBackoff).
+	NotifyBackoff []time.Duration
 
 	// TokenLifetime is the lifetime of an API token created without one
 	// (default P30D) and TokenMaxLifetime the longest allowed (default
@@ -107,6 +114,9 @@ func (o *Options) defaults() {
 	}
 	if o.RenewInterval == 0 {
 		o.RenewInterval = time.Minute
+	}
+	if o.NotifyInterval == 0 {
+		o.NotifyInterval = 15 * time.Second
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 2 * time.Minute
@@ -299,6 +309,9 @@ func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
 	o.defaults()
 	ret := &retention.Engine{Store: st, Clock: o.Clock, Log: o.Log}
 	s := &Server{Store: st, Clock: o.Clock, Log: o.Log, Retention: ret, TokenLifetime: o.TokenLifetime, TokenMaxLifetime: o.TokenMaxLifetime}
+	s.webhooks = &notify.Webhooks{Store: st, Clock: o.Clock, Log: o.Log, Backoff: o.NotifyBackoff, OnAttempt: s.webhookAttempt}
+	s.webhooks.Start()
+	s.Notifier = counted{s, s.webhooks}
 	var drivers jobs.Drivers = jobs.DriverMap{}
 	if o.Clusters != nil {
 		s.Clusters = o.Clusters(st, o.Clock, o.Log)
@@ -310,7 +323,7 @@ func New(st store.Store, o Options) (*Server, *scheduler.Scheduler) {
 	s.Runner = &jobs.Runner{Store: st, Clock: o.Clock, Drivers: drivers, Retention: ret, Log: o.Log, OnFinish: s.JobFinished}
 	s.Handler()
 	s.Runner.Authorize = s.Service // the runner re-checks roles before a job acts
-	sch := &scheduler.Scheduler{Store: st, Clock: o.Clock, Jitter: o.Jitter, Log: o.Log, OnJob: s.JobCreated}
+	sch := &scheduler.Scheduler{Store: st, Clock: o.Clock, Jitter: o.Jitter, Log: o.Log, OnJob: s.JobCreated, Notify: s.Notifier.Notify}
 	return s, sch
 }
 
@@ -375,6 +388,8 @@ func Run(ctx context.Context, o Options) error {
 	go func() { defer wg.Done(); sch.Run(ctx, o.SchedulerInterval) }()
 	go func() { defer wg.Done(); s.Runner.Run(ctx, o.RunnerInterval) }()
 	go func() { defer wg.Done(); s.runRetention(ctx, o.RetentionInterval) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.deliverWebhooks(ctx, o.NotifyInterval, o.LeaseTTL/3) }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	o.Log.Info("vault listening", "addr", ln.Addr().String(), "data_dir", o.DataDir, "store", storeKind(o))
@@ -401,6 +416,19 @@ func storeKind(o Options) string {
 		return "postgres"
 	}
 	return "sqlite"
+}
+
+// deliverWebhooks sends webhook deliveries while this replica holds the
+// background lease: two replicas sending at once would deliver twice.
+func (s *Server) deliverWebhooks(ctx context.Context, every, retry time.Duration) {
+	for {
+		s.retentionLease.Do(ctx, func(ctx context.Context) { s.webhooks.Run(ctx, every) })
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+	}
 }
 
 // maintainClusters renews cluster credentials while this replica holds
@@ -431,9 +459,16 @@ func (s *Server) runRetention(ctx context.Context, every time.Duration) {
 		}
 		for _, j := range js {
 			s.JobCreated(j)
+			s.jobEvent(j)
 			if res := j.Params; len(res) > 0 {
 				s.metrics.retention.Add(float64(countDeleted(res)))
 			}
+		}
+		// Soft-deleted points and instances past their period: their
+		// deletion jobs are queued (and counted by PurgeSoftDeleted's
+		// OnJob) for the job runner.
+		if _, err := s.Service.PurgeSoftDeleted(ctx); err != nil && ctx.Err() == nil {
+			s.Log.Error("soft-delete purge", "err", err)
 		}
 	}
 	for {

@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/notify"
 	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/service"
@@ -44,8 +46,10 @@ type Server struct {
 	Runner    *jobs.Runner
 	Clusters  service.Clusters // nil: the vault reaches no cluster
 	Retention *retention.Engine
-	Log       *slog.Logger
-	MaxBody   int64 // 0: DefaultMaxBody
+	// Notifier, when set, receives the vault's events (webhooks).
+	Notifier service.Notifier
+	Log      *slog.Logger
+	MaxBody  int64 // 0: DefaultMaxBody
 	// ValidateOnCreate runs the prerequisite checks (with the vault's
 	// trusted-access identity) when an instance is created and refuses
 	// creation when one fails, unless ?skipValidation=true. Run turns it on.
@@ -54,7 +58,8 @@ type Server struct {
 	// defaults of package service, P30D and P1Y).
 	TokenLifetime, TokenMaxLifetime policy.Duration
 
-	retentionLease  *Lease // Run: retention and renewal on one replica at a time
+	webhooks        *notify.Webhooks // New: the Notifier, delivered by Run
+	retentionLease  *Lease           // Run: retention and renewal on one replica at a time
 	retentionPasses atomic.Int64
 
 	registry *prometheus.Registry
@@ -68,6 +73,8 @@ type metrics struct {
 	jobs      *prometheus.CounterVec
 	finished  *prometheus.CounterVec
 	retention prometheus.Counter
+	events    *prometheus.CounterVec
+	webhooks  *prometheus.CounterVec
 }
 
 // route is one API operation; the table drives the mux and the OpenAPI
@@ -117,9 +124,24 @@ func (s *Server) routes() []route {
 		{"POST", in + "/backup", false, s.backupNow},
 		{"POST", in + "/validate", false, s.validateInstanceRoute},
 		{"POST", in + "/sync", false, s.syncRecoveryPoints},
+		{"POST", in + "/undelete", false, s.undeleteInstance},
 
 		{"GET", v + "/recovery-points", false, s.listRecoveryPoints},
 		{"GET", v + "/recovery-points/{id}", false, s.getRecoveryPoint},
+		{"DELETE", v + "/recovery-points/{id}", false, s.deleteRecoveryPoint},
+		{"POST", v + "/recovery-points/{id}/undelete", false, s.undeleteRecoveryPoint},
+		{"GET", v + "/usage", false, s.vaultUsage},
+
+		{"GET", v + "/approvals", false, s.listApprovals},
+		{"GET", v + "/approvals/{id}", false, s.getApproval},
+		{"POST", v + "/approvals/{id}/approve", false, s.decide(true)},
+		{"POST", v + "/approvals/{id}/reject", false, s.decide(false)},
+
+		{"GET", v + "/notifications", false, s.listSubscriptions},
+		{"POST", v + "/notifications", false, s.addSubscription},
+		{"GET", v + "/notifications/{id}", false, s.getSubscription},
+		{"DELETE", v + "/notifications/{id}", false, s.deleteSubscription},
+		{"GET", v + "/deliveries", false, s.listDeliveries},
 		{"POST", v + "/restores", false, s.startRestore},
 		{"POST", v + "/restores/validate", false, s.validateRestoreRoute},
 
@@ -162,7 +184,8 @@ func (s *Server) Handler() http.Handler {
 	s.initMetrics()
 	if s.Service == nil {
 		s.Service = &service.Service{Store: s.Store, Clock: s.Clock, Retention: s.Retention, Runner: s.Runner, Clusters: s.Clusters,
-			OnJob: s.JobCreated, OnJobFinished: s.JobFinished, TokenLifetime: s.TokenLifetime, TokenMaxLifetime: s.TokenMaxLifetime}
+			OnJob: s.JobCreated, OnJobFinished: s.JobFinished, TokenLifetime: s.TokenLifetime, TokenMaxLifetime: s.TokenMaxLifetime,
+			Notifier: s.Notifier, Log: s.Log}
 	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
@@ -207,8 +230,12 @@ func (s *Server) initMetrics() {
 			Help: "Jobs that reached a terminal state, by type and state."}, []string{"type", "state"}),
 		retention: prometheus.NewCounter(prometheus.CounterOpts{Name: "arca_vault_recovery_points_expired_total",
 			Help: "Recovery points removed by retention."}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "arca_vault_events_total",
+			Help: "Events raised for notification, by type (job-failed, job-warning, verification-failed, schedule-missed)."}, []string{"type"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "arca_vault_webhook_attempts_total",
+			Help: "Webhook delivery attempts by result (delivered, failed: not delivered by this attempt)."}, []string{"result"}),
 	}
-	s.registry.MustRegister(m.requests, m.duration, m.jobs, m.finished, m.retention)
+	s.registry.MustRegister(m.requests, m.duration, m.jobs, m.finished, m.retention, m.events, m.webhooks)
 	s.metrics = m
 }
 
@@ -219,11 +246,65 @@ func (s *Server) JobCreated(j *store.Job) {
 	}
 }
 
-// JobFinished counts a job reaching a terminal state.
+// JobFinished counts a job reaching a terminal state, and raises its
+// event when it failed or ended with warnings.
 func (s *Server) JobFinished(j *store.Job) {
 	if s.metrics != nil {
 		s.metrics.finished.WithLabelValues(j.Type, j.State).Inc()
 	}
+	s.jobEvent(j)
+}
+
+// jobEvent notifies subscribers of a job that ended Failed or
+// CompletedWithWarnings.
+func (s *Server) jobEvent(j *store.Job) {
+	e := store.Event{Vault: j.Vault, Instance: j.Instance, Job: j.ID, JobType: j.Type}
+	switch j.State {
+	case store.JobFailed:
+		e.Type, e.Issues = store.EventJobFailed, j.Errors
+		e.Message = fmt.Sprintf("%s job %s failed", j.Type, j.ID)
+	case store.JobCompletedWithWarnings:
+		e.Type, e.Issues = store.EventJobWarning, j.Warnings
+		e.Message = fmt.Sprintf("%s job %s completed with %d warning(s)", j.Type, j.ID, len(j.Warnings))
+	default:
+		return
+	}
+	if len(e.Issues) > 0 {
+		e.Message += ": " + e.Issues[0].Code + ": " + e.Issues[0].Message
+	}
+	s.notify(context.Background(), e)
+}
+
+// notify sends an event through the service's Notifier.
+func (s *Server) notify(ctx context.Context, e store.Event) {
+	if s.Service != nil {
+		s.Service.Notify(ctx, e)
+	}
+}
+
+// counted is the Notifier New installs: it counts every event
+// (arca_vault_events_total), whoever raises it, then hands it on.
+type counted struct {
+	s    *Server
+	next service.Notifier
+}
+
+func (c counted) Notify(ctx context.Context, e store.Event) {
+	if c.s.metrics != nil {
+		c.s.metrics.events.WithLabelValues(e.Type).Inc()
+	}
+	c.next.Notify(ctx, e)
+}
+
+func (s *Server) webhookAttempt(_ *store.Delivery, delivered bool) {
+	if s.metrics == nil {
+		return
+	}
+	result := "failed"
+	if delivered {
+		result = "delivered"
+	}
+	s.metrics.webhooks.WithLabelValues(result).Inc()
 }
 
 // recorder captures what the access log, the audit log and metrics need.

@@ -391,7 +391,9 @@ func TestInstancesJobsAndRecoveryPoints(t *testing.T) {
 	e.want(t, "PUT", "/api/v1/vaults/v/instances/shop", upd, "*", 400, "ImmutableField")
 
 	// delete-data queues a Retention job (202, its Location) that the job
-	// runner runs: it removes every point.
+	// runner runs: it removes every point. (With soft delete off: with it
+	// on, the default, the instance is soft-deleted first; guard_test.go.)
+	e.want(t, "PUT", "/api/v1/vaults/v", map[string]any{"softDeleteDays": 0}, "*", 200, "")
 	resp, err := e.c.Do(ctx, "POST", "/api/v1/vaults/v/instances/shop/stop-protection", map[string]any{"mode": "delete-data"}, nil, "*")
 	if err != nil || resp.Status != 202 || !strings.HasPrefix(resp.Location, "/api/v1/vaults/v/jobs/") {
 		t.Fatalf("delete-data: %+v %v", resp, err)

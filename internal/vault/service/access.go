@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -147,7 +148,38 @@ func (s *Service) RemoveRoleAssignment(ctx context.Context, a *store.RoleAssignm
 			return err
 		}
 	}
+	if v, last, err := s.lastVaultOwner(ctx, a); err != nil {
+		return err
+	} else if last {
+		return s.guarded(ctx, v, OpRemoveLastOwner, a.Principal, func() error { return s.Store.DeleteRoleAssignment(ctx, a.ID) })
+	}
 	return s.Store.DeleteRoleAssignment(ctx, a.ID)
+}
+
+// lastVaultOwner reports whether a is the last Owner assignment at a
+// vault's scope whose resource guard is on (Owners at the root scope
+// are kept by keepRootAdmin), and returns the vault.
+func (s *Service) lastVaultOwner(ctx context.Context, a *store.RoleAssignment) (*store.Vault, bool, error) {
+	name, ok := strings.CutPrefix(a.Scope, "/vaults/")
+	if a.Role != rbac.Owner || !ok || strings.Contains(name, "/") {
+		return nil, false, nil
+	}
+	v, err := s.Store.GetVault(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false, nil
+	} else if err != nil || !v.ResourceGuard {
+		return nil, false, err
+	}
+	as, err := s.Store.ListRoleAssignments(ctx, store.RoleAssignmentFilter{Scope: a.Scope})
+	if err != nil {
+		return nil, false, err
+	}
+	for _, o := range as {
+		if o.ID != a.ID && o.Role == rbac.Owner {
+			return v, false, nil
+		}
+	}
+	return v, true, nil
 }
 
 // rootAdmins returns the principals that hold Owner at the root scope and

@@ -196,6 +196,10 @@ func (s *Service) CheckRestore(ctx context.Context, vault string, b jobs.Restore
 	} else if err != nil {
 		return nil, err
 	}
+	if rp.State == store.RPSoftDeleted || rp.State == store.RPDeleting {
+		return nil, InvalidField(CodeSoftDeleted, "recoveryPoint", rp.ID, "undelete it first (arca recovery-point undelete "+rp.ID+"), or restore another point",
+			"recovery point %s is %s and cannot be restored: undelete it first (arca recovery-point undelete %s)", rp.ID, rp.State, rp.ID)
+	}
 	// What the cluster is asked to restore is the point's repository ID:
 	// it must be whole, or the extension would resolve it in a repository
 	// that other instances share.

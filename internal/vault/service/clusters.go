@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,6 +83,41 @@ func (s *Service) UpdateCluster(ctx context.Context, name string, expected int64
 }
 
 // DeleteCluster forgets a registered cluster.
+//
+// Unregistering a cluster that instances of a guarded vault protect is a
+// guarded operation in each such vault.
 func (s *Service) DeleteCluster(ctx context.Context, name string, expected int64) error {
-	return fromStore(s.Store.DeleteCluster(ctx, name, expected), expected)
+	vs, err := s.Store.ListVaults(ctx)
+	if err != nil {
+		return err
+	}
+	var used []*store.Approval
+	giveBack := func() {
+		for _, a := range used {
+			s.unuse(ctx, a)
+		}
+	}
+	for _, v := range vs {
+		if !v.ResourceGuard {
+			continue
+		}
+		ins, err := s.Store.ListInstances(ctx, v.Name, "")
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(ins, func(in *store.Instance) bool { return in.Cluster == name }) {
+			continue
+		}
+		a, err := s.guard(ctx, v, OpUnregisterCluster, name)
+		if err != nil {
+			giveBack()
+			return err
+		}
+		used = append(used, a)
+	}
+	if err := s.Store.DeleteCluster(ctx, name, expected); err != nil {
+		giveBack()
+		return fromStore(err, expected)
+	}
+	return nil
 }

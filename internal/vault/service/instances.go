@@ -74,10 +74,7 @@ func decodeStrict(raw []byte, v any) error {
 // ListInstances lists one page of a vault's instances, of one policy when
 // set, by name.
 func (s *Service) ListInstances(ctx context.Context, vault, policyName string, p store.Page) ([]*store.Instance, error) {
-	if _, err := s.Store.GetVault(ctx, vault); err != nil {
-		return nil, err
-	}
-	return s.Store.ListInstancesPage(ctx, vault, policyName, p)
+	return s.ListInstancesWith(ctx, vault, policyName, "", p)
 }
 
 // Prerequisites checks an instance about to be created against its
@@ -160,31 +157,46 @@ func (s *Service) UpdateInstance(ctx context.Context, caller, vault, name string
 }
 
 // DeleteInstance deletes an instance whose protection is stopped and that
-// has no recovery points left.
+// has no recovery points left, soft-deleted ones included. Guarded by the
+// resource guard.
 func (s *Service) DeleteInstance(ctx context.Context, vault, name string, expected int64) error {
+	v, err := s.Store.GetVault(ctx, vault)
+	if err != nil {
+		return err
+	}
 	in, err := s.stoppedInstance(ctx, vault, name)
 	if err != nil {
 		return err
 	}
-	rps, err := s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name})
+	rps, err := s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name, IncludeDeleted: true})
 	if err != nil {
 		return err
 	}
 	if len(rps) > 0 {
 		return Conflictf("RecoveryPointsRemain",
-			"backup instance %q still has %d recovery point(s): stop protection with mode delete-data to remove them, or wait until retention expires them", in.Name, len(rps))
+			"backup instance %q still has %d recovery point(s), soft-deleted ones included: stop protection with mode delete-data to remove them, or wait until retention expires them and soft delete purges them", in.Name, len(rps))
 	}
-	if err := s.Store.DeleteInstance(ctx, in.Vault, in.Name, expected); err != nil {
-		return fromStore(err, expected)
-	}
-	_ = s.Store.DeleteTrigger(ctx, in.Vault, in.Name) // normally gone already
-	return nil
+	return s.guarded(ctx, v, OpDeleteInstance, in.Name, func() error {
+		if err := s.Store.DeleteInstance(ctx, in.Vault, in.Name, expected); err != nil {
+			return fromStore(err, expected)
+		}
+		_ = s.Store.DeleteTrigger(ctx, in.Vault, in.Name) // normally gone already
+		return nil
+	})
+}
+
+// instancePoints lists every point of an instance, soft-deleted included.
+func (s *Service) instancePoints(ctx context.Context, in *store.Instance) ([]*store.RecoveryPoint, error) {
+	return s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: in.Vault, Instance: in.Name, IncludeDeleted: true})
 }
 
 func (s *Service) stoppedInstance(ctx context.Context, vault, name string) (*store.Instance, error) {
 	in, err := s.Store.GetInstance(ctx, vault, name)
 	if err != nil {
 		return nil, err
+	}
+	if in.ProtectionState == store.ProtectionSoftDeleted {
+		return nil, Conflictf(CodeInstanceSoftDeleted, "backup instance %q is soft-deleted already; it is purged at %s (arca instance undelete %s brings it back)", in.Name, fmtTime(in.PurgeAt), in.Name)
 	}
 	if in.ProtectionState != store.ProtectionStopped {
 		return nil, Conflictf("ProtectionActive", "backup instance %q is protected: stop protection first (stop-protection)", in.Name)
@@ -193,10 +205,17 @@ func (s *Service) stoppedInstance(ctx context.Context, vault, name string) (*sto
 }
 
 // DeleteInstanceWithData deletes a stopped instance together with its
-// recovery points, as a job: its stop mode becomes delete-data and a
-// Retention job is queued that removes every point (data, then catalog
-// entry) and then the instance. The job is returned.
+// recovery points. In a vault with soft delete the instance and its
+// points are soft-deleted (nil job); otherwise its stop mode becomes
+// delete-data and a Retention job is queued that removes every point
+// (data, then catalog entry) and then the instance, and the job is
+// returned. Refused in an immutable vault while a point has not
+// expired; guarded by the resource guard.
 func (s *Service) DeleteInstanceWithData(ctx context.Context, vault, name string, expected int64) (*store.Job, error) {
+	v, err := s.Store.GetVault(ctx, vault)
+	if err != nil {
+		return nil, err
+	}
 	in, err := s.stoppedInstance(ctx, vault, name)
 	if err != nil {
 		return nil, err
@@ -204,23 +223,29 @@ func (s *Service) DeleteInstanceWithData(ctx context.Context, vault, name string
 	if err := Precondition(expected, in.Version); err != nil {
 		return nil, err
 	}
-	if in.StopMode != store.StopDeleteData {
-		in.StopMode = store.StopDeleteData
-		if err := s.Store.UpdateInstance(ctx, in); err != nil {
-			return nil, fromStore(err, expected)
-		}
-	}
-	return s.queueDeletion(ctx, in, jobs.RetentionParams{DeleteAll: true, DeleteInstance: true})
-}
-
-func (s *Service) queueDeletion(ctx context.Context, in *store.Instance, p jobs.RetentionParams) (*store.Job, error) {
-	params, _ := json.Marshal(p)
-	j := &store.Job{Vault: in.Vault, Type: store.JobRetention, Instance: in.Name, State: store.JobQueued, Params: params}
-	if err := s.Store.CreateJob(ctx, j); err != nil {
+	rps, err := s.instancePoints(ctx, in)
+	if err != nil {
 		return nil, err
 	}
-	s.created(j)
-	return j, nil
+	if err := s.immutableDelete(v, "deleting instance "+in.Name+" with its data", rps); err != nil {
+		return nil, err
+	}
+	var j *store.Job
+	err = s.guarded(ctx, v, OpDeleteInstance, in.Name, func() error {
+		if v.SoftDeleteDays > 0 {
+			return s.softDeleteInstance(ctx, v, in, true, expected)
+		}
+		if in.StopMode != store.StopDeleteData {
+			in.StopMode = store.StopDeleteData
+			if err := s.Store.UpdateInstance(ctx, in); err != nil {
+				return fromStore(err, expected)
+			}
+		}
+		var err error
+		j, err = s.queueRetention(ctx, in.Vault, in.Name, jobs.RetentionParams{DeleteAll: true, DeleteInstance: true})
+		return err
+	})
+	return j, err
 }
 
 // StopProtection stops an instance's protection with a mode. With
@@ -238,11 +263,17 @@ func (s *Service) StopProtection(ctx context.Context, vault, name string, expect
 	if err != nil {
 		return nil, nil, err
 	}
+	if in.ProtectionState == store.ProtectionSoftDeleted {
+		return nil, nil, Conflictf(CodeInstanceSoftDeleted, "backup instance %q is soft-deleted; it is purged at %s (arca instance undelete %s brings it back)", in.Name, fmtTime(in.PurgeAt), in.Name)
+	}
 	if in.ProtectionState == store.ProtectionStopped && in.StopMode == mode {
 		return nil, nil, Conflictf("AlreadyStopped", "protection of %q is already stopped with mode %s", in.Name, in.StopMode)
 	}
 	if err := Precondition(expected, in.Version); err != nil {
 		return nil, nil, err
+	}
+	if mode == store.StopDeleteData {
+		return s.stopDeleteData(ctx, in, expected)
 	}
 	// State first (version-checked), then the trigger: a scheduled job the
 	// scheduler creates in between is cancelled by the runner, which checks
@@ -254,17 +285,54 @@ func (s *Service) StopProtection(ctx context.Context, vault, name string, expect
 	if err := s.Store.DeleteTrigger(ctx, in.Vault, in.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, nil, err
 	}
-	switch mode {
-	case store.StopRetainForever:
+	if mode == store.StopRetainForever {
 		return in, nil, s.retention().RetainForever(ctx, in.Vault, in.Name)
-	case store.StopDeleteData:
-		j, err := s.queueDeletion(ctx, in, jobs.RetentionParams{DeleteAll: true})
-		if err != nil {
-			return nil, nil, err
-		}
-		return in, j, nil
 	}
 	return in, nil, nil
+}
+
+// stopDeleteData stops protection and deletes every point: soft-deleted
+// with the instance in a vault with soft delete, else by a queued job.
+// Refused in an immutable vault while a point has not expired; guarded
+// by the resource guard.
+func (s *Service) stopDeleteData(ctx context.Context, in *store.Instance, expected int64) (*store.Instance, *store.Job, error) {
+	v, err := s.Store.GetVault(ctx, in.Vault)
+	if err != nil {
+		return nil, nil, err
+	}
+	rps, err := s.instancePoints(ctx, in)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.immutableDelete(v, "stopping protection of "+in.Name+" with delete-data", rps); err != nil {
+		return nil, nil, err
+	}
+	var j *store.Job
+	err = s.guarded(ctx, v, OpStopDeleteData, in.Name, func() error {
+		if v.SoftDeleteDays > 0 {
+			if err := s.softDeleteInstance(ctx, v, in, false, expected); err != nil {
+				return err
+			}
+		} else {
+			in.ProtectionState, in.StopMode = store.ProtectionStopped, store.StopDeleteData
+			if err := s.Store.UpdateInstance(ctx, in); err != nil {
+				return fromStore(err, expected)
+			}
+		}
+		if err := s.Store.DeleteTrigger(ctx, in.Vault, in.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if v.SoftDeleteDays > 0 {
+			return nil
+		}
+		var err error
+		j, err = s.queueRetention(ctx, in.Vault, in.Name, jobs.RetentionParams{DeleteAll: true})
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return in, j, nil
 }
 
 // policyOf returns an instance's policy, stored and parsed.
@@ -283,6 +351,9 @@ func (s *Service) ResumeProtection(ctx context.Context, vault, name string, expe
 	in, err := s.Store.GetInstance(ctx, vault, name)
 	if err != nil {
 		return nil, err
+	}
+	if in.ProtectionState == store.ProtectionSoftDeleted {
+		return nil, Conflictf(CodeInstanceSoftDeleted, "backup instance %q is soft-deleted: undelete it first (arca instance undelete %s), then resume", in.Name, in.Name)
 	}
 	if in.ProtectionState != store.ProtectionStopped {
 		return nil, Conflictf("NotStopped", "protection of %q is not stopped", in.Name)

@@ -104,10 +104,32 @@ func (s *Service) UpdatePolicy(ctx context.Context, vault, name string, expected
 	if err != nil {
 		return nil, err
 	}
+	v, err := s.Store.GetVault(ctx, vault)
+	if err != nil {
+		return nil, err
+	}
+	var short []string
+	if v.Immutable() || v.ResourceGuard {
+		from, err1 := policy.ParseJSON(p.Schedule, p.Retention)
+		to, err2 := policy.ParseJSON(sched, ret)
+		if err1 == nil && err2 == nil {
+			short = shortened(from, to)
+		}
+	}
+	if len(short) > 0 && v.Immutable() {
+		return nil, Conflictf(CodeImmutableRetention, "vault %q is immutable (%s): retention cannot be shortened, and this change shortens %s; keep each rule at least as long (a new policy with shorter rules applies to new instances only)",
+			v.Name, v.Immutability, strings.Join(short, ", "))
+	}
 	changed := sched != p.Schedule
 	p.Schedule, p.Retention = sched, ret
-	if err := s.Store.UpdatePolicy(ctx, p); err != nil {
-		return nil, fromStore(err, expected)
+	update := func() error { return fromStore(s.Store.UpdatePolicy(ctx, p), expected) }
+	if len(short) > 0 {
+		err = s.guarded(ctx, v, OpShortenRetention, p.Name, update)
+	} else {
+		err = update()
+	}
+	if err != nil {
+		return nil, err
 	}
 	if changed {
 		ins, err := s.Store.ListInstances(ctx, p.Vault, p.Name)

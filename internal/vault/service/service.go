@@ -12,7 +12,9 @@ package service
 
 import (
 	"context"
+	"log/slog"
 	"regexp"
+	"time"
 
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/jobs"
@@ -32,6 +34,9 @@ type Store interface {
 	store.TokenStore
 	store.RoleStore
 	store.ClusterStore
+	store.SoftDeleteStore
+	store.ApprovalStore
+	store.NotificationStore
 }
 
 // Service runs the vault's operations.
@@ -51,6 +56,12 @@ type Service struct {
 	// Notifier, when set, receives the events subscribers can be told
 	// about (notify.go); nil: none are sent.
 	Notifier Notifier
+	// ApprovalLifetime is how long an approval request waits and an
+	// approval lasts (zero: DefaultApprovalLifetime, 24 hours).
+	ApprovalLifetime time.Duration
+	// Log, when set, receives the audit records of the resource guard
+	// (approval requested, approved, rejected, used).
+	Log *slog.Logger
 }
 
 func (s *Service) now() clock.Clock {
@@ -109,7 +120,7 @@ func (s *Service) CreateVault(ctx context.Context, name, description string) (*s
 	if len(description) > 1024 {
 		return nil, InvalidField("InvalidValue", "description", "", "at most 1024 characters")
 	}
-	v := &store.Vault{Name: name, Description: description}
+	v := &store.Vault{Name: name, Description: description, SoftDeleteDays: store.DefaultSoftDeleteDays}
 	if err := s.Store.CreateVault(ctx, v); err != nil {
 		return nil, err
 	}
@@ -119,24 +130,6 @@ func (s *Service) CreateVault(ctx context.Context, name, description string) (*s
 // GetVault returns a vault.
 func (s *Service) GetVault(ctx context.Context, name string) (*store.Vault, error) {
 	return s.Store.GetVault(ctx, name)
-}
-
-// UpdateVault changes a vault's description. newName, when set, must be
-// the vault's name (names are immutable). expected is the version the
-// caller read (0: any).
-func (s *Service) UpdateVault(ctx context.Context, name string, expected int64, newName, description string) (*store.Vault, error) {
-	v, err := s.Store.GetVault(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if newName != "" && newName != v.Name {
-		return nil, InvalidField("ImmutableField", "name", newName, "name cannot be changed", "name cannot be changed")
-	}
-	if err := Precondition(expected, v.Version); err != nil {
-		return nil, err
-	}
-	v.Description = description
-	return v, fromStore(s.Store.UpdateVault(ctx, v), expected)
 }
 
 // DeleteVault deletes an empty vault.
@@ -153,7 +146,24 @@ func (s *Service) DeleteVault(ctx context.Context, name string, expected int64) 
 		return err
 	}
 	if len(ps)+len(ins) > 0 {
-		return Conflictf("VaultNotEmpty", "vault %q still has %d backup instance(s) and %d policy(ies): delete them first", name, len(ins), len(ps))
+		return Conflictf("VaultNotEmpty", "vault %q still has %d backup instance(s) (soft-deleted ones included) and %d policy(ies): delete them first", name, len(ins), len(ps))
 	}
-	return fromStore(s.Store.DeleteVault(ctx, name, expected), expected)
+	v, err := s.Store.GetVault(ctx, name)
+	if err != nil {
+		return err
+	}
+	return s.guarded(ctx, v, OpDeleteVault, name, func() error {
+		if err := fromStore(s.Store.DeleteVault(ctx, name, expected), expected); err != nil {
+			return err
+		}
+		// A vault made later with the same name starts without them.
+		subs, err := s.Store.ListSubscriptions(ctx, name)
+		if err != nil {
+			return err
+		}
+		for _, sub := range subs {
+			_ = s.Store.DeleteSubscription(ctx, name, sub.ID)
+		}
+		return nil
+	})
 }

@@ -117,12 +117,12 @@ func TestVaultErrors(t *testing.T) {
 	}
 	_, err = e.svc.CreateVault(ctx, "v", "")
 	wantKind(t, err, service.Conflict, "AlreadyExists")
-	if v, err = e.svc.UpdateVault(ctx, "v", 1, "", "second"); err != nil || v.Version != 2 || v.Description != "second" {
+	if v, err = e.svc.UpdateVault(ctx, "v", 1, service.VaultUpdate{Description: ptr("second")}); err != nil || v.Version != 2 || v.Description != "second" {
 		t.Fatal(v, err)
 	}
-	_, err = e.svc.UpdateVault(ctx, "v", 1, "", "third")
+	_, err = e.svc.UpdateVault(ctx, "v", 1, service.VaultUpdate{Description: ptr("third")})
 	wantKind(t, err, service.PreconditionFailed, "PreconditionFailed")
-	_, err = e.svc.UpdateVault(ctx, "v", 0, "w", "")
+	_, err = e.svc.UpdateVault(ctx, "v", 0, service.VaultUpdate{Name: "w"})
 	wantKind(t, err, service.Invalid, "ImmutableField")
 	if _, err := e.svc.CreatePolicy(ctx, "v", daily()); err != nil {
 		t.Fatal(err)
@@ -228,6 +228,7 @@ func TestBackupNowAndRestore(t *testing.T) {
 func TestDeleteDataIsAJob(t *testing.T) {
 	e := setup(t)
 	withInstance(t, e)
+	noSoftDelete(t, e) // the deletion job at once; guard_test.go tests soft delete
 	addPoints(t, e, 3)
 	in, j, err := e.svc.StopProtection(ctx, "v", "shop", 0, store.StopDeleteData)
 	if err != nil || j == nil || j.State != store.JobQueued || j.Type != store.JobRetention || in.StopMode != store.StopDeleteData {
@@ -263,6 +264,7 @@ func TestDeleteDataIsAJob(t *testing.T) {
 func TestDeleteDataCancelledByResume(t *testing.T) {
 	e := setup(t)
 	withInstance(t, e)
+	noSoftDelete(t, e) // the deletion job at once; guard_test.go tests soft delete
 	addPoints(t, e, 2)
 	_, j, err := e.svc.StopProtection(ctx, "v", "shop", 0, store.StopDeleteData)
 	if err != nil {
@@ -445,6 +447,7 @@ func TestAccessKeepsARootOwner(t *testing.T) {
 func TestDeleteInstanceWithData(t *testing.T) {
 	e := setup(t)
 	withInstance(t, e)
+	noSoftDelete(t, e) // the deletion job at once; guard_test.go tests soft delete
 	addPoints(t, e, 2)
 	_, err := e.svc.DeleteInstanceWithData(ctx, "v", "shop", 0)
 	wantKind(t, err, service.Conflict, "ProtectionActive")

@@ -636,3 +636,6 @@ type Store interface {
 
 // GetVersion returns the record's version (its ETag in the API).
 func (m Meta) GetVersion() int64 { return m.Version }
+
+// GetVersion returns the request's version (its ETag in the API).
+func (a *Approval) GetVersion() int64 { return a.Version }
