@@ -48,7 +48,9 @@ func (c *Client) ListInstancesDeleted(ctx context.Context, vault, deleted string
 	return l.Items, err
 }
 
-func rpPath(vault, id string) string { return "/api/v1/vaults/" + esc(vault) + "/recovery-points/" + esc(id) }
+func rpPath(vault, id string) string {
+	return "/api/v1/vaults/" + esc(vault) + "/recovery-points/" + esc(id)
+}
 
 // DeleteRecoveryPoint deletes a recovery point: the soft-deleted point,
 // or, in a vault without soft delete, the path of the deletion job.
