@@ -125,6 +125,30 @@ const (
 	RestoreWithoutVolumeData PersistentVolumeRestoreMode = "RestoreWithoutVolumeData"
 )
 
+// VolumeDataSource says where a restored claim's data comes from.
+type VolumeDataSource string
+
+const (
+	// VolumeDataAuto: the snapshot when it can be used, else vault-tier data.
+	VolumeDataAuto VolumeDataSource = "Auto"
+	// VolumeDataSnapshot: only the CSI snapshot (the claim is restored as before).
+	VolumeDataSnapshot VolumeDataSource = "Snapshot"
+	// VolumeDataVault: only the vault-tier data in the repository.
+	VolumeDataVault VolumeDataSource = "Vault"
+)
+
+// VolumeDataSourceFor returns the source chosen for a source claim
+// ("namespace/name"), with the defaults.
+func (c *RestoreCriteria) VolumeDataSourceFor(claim string) VolumeDataSource {
+	if s, ok := c.VolumeDataSources[claim]; ok && s != "" {
+		return s
+	}
+	if c.VolumeDataSource == "" {
+		return VolumeDataAuto
+	}
+	return c.VolumeDataSource
+}
+
 // RestoreCriteria says what a restore takes from a recovery point and how it
 // writes it into the target cluster.
 type RestoreCriteria struct {
@@ -146,6 +170,17 @@ type RestoreCriteria struct {
 	ConflictPolicy ConflictPolicy `json:"conflictPolicy,omitempty"`
 	// PersistentVolumeRestoreMode defaults to RestoreWithVolumeData.
 	PersistentVolumeRestoreMode PersistentVolumeRestoreMode `json:"persistentVolumeRestoreMode,omitempty"`
+	// VolumeDataSource chooses where a claim's data comes from when it is
+	// restored with its data: Auto (default), Snapshot or Vault
+	// (docs/volumes.md). Auto takes the CSI snapshot when its retained
+	// content still exists, its driver is installed in the target and no
+	// storage class mapping moves the claim to another driver; else the
+	// recovery point's vault-tier data for the claim, if it has some.
+	VolumeDataSource VolumeDataSource `json:"volumeDataSource,omitempty"`
+	// VolumeDataSources override VolumeDataSource per claim: the source
+	// claim's "namespace/name" (as in the recovery point, before namespace
+	// mapping) -> Auto, Snapshot or Vault.
+	VolumeDataSources map[string]VolumeDataSource `json:"volumeDataSources,omitempty"`
 	// StorageClassMappings rename the storage class (spec.storageClassName)
 	// of restored PersistentVolumeClaims and PersistentVolumes: old -> new.
 	// Both sides are storage class names (DNS subdomains).
@@ -217,6 +252,24 @@ func (c *RestoreCriteria) Validate() error {
 	case "", RestoreWithVolumeData, RestoreWithoutVolumeData:
 	default:
 		errs = append(errs, fmt.Errorf("persistentVolumeRestoreMode: %q is not RestoreWithVolumeData or RestoreWithoutVolumeData", c.PersistentVolumeRestoreMode))
+	}
+	validSource := func(s VolumeDataSource) bool {
+		return s == "" || s == VolumeDataAuto || s == VolumeDataSnapshot || s == VolumeDataVault
+	}
+	if !validSource(c.VolumeDataSource) {
+		errs = append(errs, fmt.Errorf("volumeDataSource: %q is not Auto, Snapshot or Vault", c.VolumeDataSource))
+	}
+	for _, claim := range slices.Sorted(maps.Keys(c.VolumeDataSources)) {
+		ns, name, ok := strings.Cut(claim, "/")
+		if !ok || len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+			errs = append(errs, fmt.Errorf("volumeDataSources: %q is not a claim: want namespace/name of the claim in the recovery point (before namespace mapping)", claim))
+		}
+		if s := c.VolumeDataSources[claim]; !validSource(s) {
+			errs = append(errs, fmt.Errorf("volumeDataSources: %s: %q is not Auto, Snapshot or Vault", claim, s))
+		}
+	}
+	if c.PersistentVolumeRestoreMode == RestoreWithoutVolumeData && (c.VolumeDataSource != "" || len(c.VolumeDataSources) > 0) {
+		errs = append(errs, errors.New("volumeDataSource(s) choose where volume data comes from, but persistentVolumeRestoreMode is RestoreWithoutVolumeData: drop one of them"))
 	}
 	for i, h := range c.RestoreHookReferences {
 		if h.Name == "" || h.Namespace == "" {

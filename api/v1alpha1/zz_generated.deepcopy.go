@@ -652,6 +652,13 @@ func (in *RestoreCriteria) DeepCopyInto(out *RestoreCriteria) {
 			(*out)[key] = val
 		}
 	}
+	if in.VolumeDataSources != nil {
+		in, out := &in.VolumeDataSources, &out.VolumeDataSources
+		*out = make(map[string]VolumeDataSource, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
 	if in.StorageClassMappings != nil {
 		in, out := &in.StorageClassMappings, &out.StorageClassMappings
 		*out = make(map[string]string, len(*in))

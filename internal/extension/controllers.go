@@ -412,6 +412,16 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 			return nil
 		}
 	}
+	if len(rp.VolumeData) > 0 && crit.PersistentVolumeRestoreMode != v1alpha1.RestoreWithoutVolumeData {
+		// Vault-tier data is written by restore pods from the data mover image.
+		img, err := x.dataMoverImage(ctx)
+		if err != nil {
+			x.log.Info("no restore pods: claims come back from snapshots or empty", "err", err.Error())
+		} else {
+			opts.VolumePods = &operations.RestorePods{Image: img, RepoURL: sa.loc.Spec.URL, SecretNamespace: sa.loc.Namespace,
+				SecretName: sa.loc.Spec.CredentialsSecret, Timeout: x.opts.RestorePodTimeout}
+		}
+	}
 	if len(defs) > 0 {
 		opts.Hooks = &restoreHooks{x: x, run: hr, defs: defs, sel: sel, crit: &crit, name: j.Name, rpLabel: restore.RecoveryPointLabel(rpID)}
 	}

@@ -61,6 +61,12 @@ type Options struct {
 	// container ended, so that jobs an OOM kill interrupted fail with
 	// ExtensionOOMKilled.
 	PodName, PodNamespace string
+	// DataMoverImage is the image of the pods that move volume data (the
+	// restore pods of vault-tier data); default: the image of the
+	// extension's own pod (PodName/PodNamespace).
+	DataMoverImage string
+	// RestorePodTimeout bounds one vault-tier restore pod (default 1 h).
+	RestorePodTimeout time.Duration
 }
 
 func (o *Options) defaults() {

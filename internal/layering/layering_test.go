@@ -99,7 +99,7 @@ var rules = map[string]rule{
 	"internal/extension": {
 		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/operations", "internal/repo", "internal/restore",
 			"internal/selection", "internal/storage", "internal/storage/location", "internal/trustpolicy"},
-		Tests: []string{"internal/storage/local", "internal/testenv", "internal/volume"}},
+		Tests: []string{"internal/storage/local", "internal/testenv", "internal/volume", "internal/volumedata"}},
 	// Tests: its tests build the extension image from the CLI's binary (work in flight on 2026-12-01).
 	"internal/image":         {Tests: []string{"internal/cli", "internal/extension"}},
 	"internal/kube":          {},
@@ -165,7 +165,7 @@ var rules = map[string]rule{
 	"internal/vault/store/sqlstore":  {Imports: []string{"internal/vault/rbac", "internal/vault/store"}}, // scopes, to cascade deletes to role assignments
 	"internal/vault/store/storetest": {Imports: []string{"internal/vault/rbac", "internal/vault/store"}},
 
-	"internal/volume": {Imports: []string{"api/v1alpha1", "internal/repo", "internal/restore"},
+	"internal/volume": {Imports: []string{"api/v1alpha1", "internal/repo", "internal/restore", "internal/units"},
 		Tests: []string{"internal/backup", "internal/storage", "internal/storage/faulty", "internal/storage/mem", "internal/testenv"}},
 	"internal/volumedata": {Imports: []string{"internal/repo", "internal/units"},
 		Tests: []string{"internal/storage", "internal/storage/faulty", "internal/storage/local", "internal/storage/mem"}},

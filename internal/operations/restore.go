@@ -34,7 +34,16 @@ type RestoreOptions struct {
 	// written; its error stops the restore and is returned as is (the
 	// extension's trust policy check).
 	Admit func(ctx context.Context, t *restore.Targets) error
+	// VolumePods, when set, runs the restore pods that write vault-tier
+	// data into claims (the extension); RecoveryPoint is filled in. Without
+	// it, a claim comes back from its snapshot or empty, and asking for
+	// vault-tier data (volumeDataSource Vault) is a criteria error.
+	VolumePods *RestorePods
 }
+
+// RestorePods run the restore pods that write vault-tier data into claims
+// (volume.RestorePods).
+type RestorePods = volume.RestorePods
 
 // RestoreHooks are a restore's application hooks. BeforeRestore runs once
 // the restore is prepared and before anything is written; an error stops
@@ -57,8 +66,24 @@ func Restore(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *repo.R
 	if err != nil {
 		return nil, fmt.Errorf("volume records of recovery point %s: %w", rp.ID.Short(), err)
 	}
-	vols, err := volume.NewRestorer(cfg, recs, volume.RestoreOptions{Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings,
-		StorageClassMappings: crit.StorageClassMappings, RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: opts.Name, DryRun: crit.DryRun})
+	vopts := volume.RestoreOptions{Mode: crit.PersistentVolumeRestoreMode, NamespaceMappings: crit.NamespaceMappings,
+		StorageClassMappings: crit.StorageClassMappings, RecoveryPoint: restore.RecoveryPointLabel(rp.ID.String()), RestoreName: opts.Name, DryRun: crit.DryRun,
+		Source: crit.VolumeDataSource, Sources: crit.VolumeDataSources, Conflict: crit.Conflict(), VaultData: map[string]volume.VaultVolume{}}
+	for _, vd := range rp.VolumeData {
+		vopts.VaultData[vd.Name] = volume.VaultVolume{Name: vd.Name, Bytes: vd.Bytes, Block: vd.Block}
+	}
+	if opts.VolumePods != nil {
+		pods := *opts.VolumePods
+		pods.RecoveryPoint = rp.ID.String()
+		vopts.Pods = &pods
+	}
+	if err := crit.Validate(); err != nil {
+		return nil, &restore.CriteriaError{Err: err}
+	}
+	if err := volume.CheckSources(recs, vopts.VaultData, vopts); err != nil {
+		return nil, &restore.CriteriaError{Err: err}
+	}
+	vols, err := volume.NewRestorer(cfg, recs, vopts)
 	if err != nil {
 		return nil, fmt.Errorf("volume restorer: %w", err)
 	}

@@ -715,8 +715,21 @@ func (r *run) dryRun() []string {
 	return nil
 }
 
-// write creates the object, or applies the conflict policy.
+// write creates the object, or applies the conflict policy, fills a
+// claim's volume data (ClaimFiller), and records the item.
 func (r *run) write(ctx context.Context, t repo.ResourceTree, u *unstructured.Unstructured, it Item) {
+	a, reason := r.writeObject(ctx, t, u, it)
+	a, reason, err := r.fillClaim(ctx, t, it, a, reason)
+	if err != nil {
+		r.volumeFailed(it, "volume data", err)
+		return
+	}
+	r.record(it, a, reason)
+}
+
+// writeObject creates the object, or applies the conflict policy, and
+// returns what happened.
+func (r *run) writeObject(ctx context.Context, t repo.ResourceTree, u *unstructured.Unstructured, it Item) (Action, string) {
 	ri := r.resource(t, it.Namespace)
 	key := objKey{t.Group, t.Kind, it.Namespace, it.Name}
 	created, err := ri.Create(ctx, u, metav1.CreateOptions{DryRun: r.dryRun(), FieldManager: "arca"})
@@ -728,17 +741,14 @@ func (r *run) write(ctx context.Context, t repo.ResourceTree, u *unstructured.Un
 			r.crds = append(r.crds, created)
 			r.mu.Unlock()
 		}
-		r.record(it, Created, "")
-		return
+		return Created, ""
 	case apierrors.IsAlreadyExists(err):
-		r.conflict(ctx, t, ri, u, it, key)
-		return
+		return r.conflict(ctx, t, ri, u, it, key)
 	case r.crit.DryRun && r.plannedDependency(t, it, err):
 		r.remember(key, "", true)
-		r.record(it, Created, "dry run: validated without the namespace or CRD that the restore creates first")
-		return
+		return Created, "dry run: validated without the namespace or CRD that the restore creates first"
 	default:
-		r.record(it, Failed, "create: "+err.Error())
+		return Failed, "create: " + err.Error()
 	}
 }
 
@@ -768,16 +778,14 @@ func (r *run) remember(k objKey, uid types.UID, planned bool) {
 var arcaLabels = []string{v1alpha1.LabelRecoveryPoint, v1alpha1.LabelRestore}
 
 // conflict handles an object that already exists.
-func (r *run) conflict(ctx context.Context, t repo.ResourceTree, ri dynamic.ResourceInterface, u *unstructured.Unstructured, it Item, key objKey) {
+func (r *run) conflict(ctx context.Context, t repo.ResourceTree, ri dynamic.ResourceInterface, u *unstructured.Unstructured, it Item, key objKey) (Action, string) {
 	live, err := ri.Get(ctx, it.Name, metav1.GetOptions{})
 	if err != nil {
-		r.record(it, Failed, "exists, but reading it failed: "+err.Error())
-		return
+		return Failed, "exists, but reading it failed: " + err.Error()
 	}
 	r.remember(key, live.GetUID(), false)
 	if r.crit.Conflict() == v1alpha1.ConflictSkip {
-		r.record(it, SkippedExists, "")
-		return
+		return SkippedExists, ""
 	}
 	// Patch: a JSON merge patch of the backed-up content (everything but
 	// identity, status and server-owned metadata) onto the live object.
@@ -802,22 +810,18 @@ func (r *run) conflict(ctx context.Context, t repo.ResourceTree, ri dynamic.Reso
 	patch["metadata"] = md
 	patchJSON, err := json.Marshal(patch)
 	if err != nil {
-		r.record(it, Failed, "encode patch: "+err.Error())
-		return
+		return Failed, "encode patch: " + err.Error()
 	}
 	liveJSON, err := json.Marshal(live.Object)
 	if err != nil {
-		r.record(it, Failed, "encode live object: "+err.Error())
-		return
+		return Failed, "encode live object: " + err.Error()
 	}
 	merged, err := jsonpatch.MergePatch(liveJSON, patchJSON)
 	if err != nil {
-		r.record(it, Failed, "merge patch: "+err.Error())
-		return
+		return Failed, "merge patch: " + err.Error()
 	}
 	if equalIgnoringArca(liveJSON, merged) {
-		r.record(it, Unchanged, "")
-		return
+		return Unchanged, ""
 	}
 	_, err = ri.Patch(ctx, it.Name, types.MergePatchType, patchJSON, metav1.PatchOptions{DryRun: r.dryRun(), FieldManager: "arca"})
 	if err != nil {
@@ -825,10 +829,9 @@ func (r *run) conflict(ctx context.Context, t repo.ResourceTree, ri dynamic.Reso
 		if apierrors.IsInvalid(err) && strings.Contains(err.Error(), "immutable") {
 			reason = "patch: an immutable field differs from the backup: " + err.Error()
 		}
-		r.record(it, Failed, reason)
-		return
+		return Failed, reason
 	}
-	r.record(it, Patched, "")
+	return Patched, ""
 }
 
 func equalIgnoringArca(a, b []byte) bool {

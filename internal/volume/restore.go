@@ -46,6 +46,18 @@ type RestoreOptions struct {
 	// RestoreName labels the objects created (arca.io/restore).
 	RestoreName string
 	DryRun      bool
+	// Source and Sources are the criteria's volumeDataSource and
+	// volumeDataSources (source "namespace/claim" -> source).
+	Source  v1alpha1.VolumeDataSource
+	Sources map[string]v1alpha1.VolumeDataSource
+	// Conflict is the criteria's conflict policy: with Patch, vault-tier
+	// data is written into an existing claim (refused while a pod mounts it).
+	Conflict v1alpha1.ConflictPolicy
+	// VaultData are the recovery point's vault-tier volumes by source claim.
+	VaultData map[string]VaultVolume
+	// Pods runs the restore pods that write vault-tier data; nil: this
+	// restore cannot (Auto then never chooses the vault tier).
+	Pods *RestorePods
 }
 
 // Restorer restores persistent volumes and claims: claims with a recorded
@@ -58,9 +70,11 @@ type Restorer struct {
 	records map[string]Record // source namespace/pvc
 
 	mu       sync.Mutex
-	restored map[string]bool // PV names restored (or left to the restore engine)
-	drivers  map[string]bool // CSIDriver name -> exists in the target (cache)
-	classes  map[string]bool // StorageClass name -> exists in the target (cache)
+	restored map[string]bool     // PV names restored (or left to the restore engine)
+	drivers  map[string]bool     // CSIDriver name -> exists in the target (cache)
+	classes  map[string]bool     // StorageClass name -> exists in the target (cache)
+	choices  map[string]chosen   // source claim -> where its data comes from
+	fills    map[string]fillPlan // target claim -> vault-tier data to write
 }
 
 // NewRestorer returns a Restorer for the cluster of cfg and the recovery
@@ -80,7 +94,7 @@ func NewRestorer(cfg *rest.Config, records *Records, opts RestoreOptions) (*Rest
 // NewRestorerFor returns a Restorer using the given clients.
 func NewRestorerFor(kc kubernetes.Interface, sc snapclient.Interface, records *Records, opts RestoreOptions) *Restorer {
 	r := &Restorer{kube: kc, snaps: sc, opts: opts, records: map[string]Record{}, restored: map[string]bool{},
-		drivers: map[string]bool{}, classes: map[string]bool{}}
+		drivers: map[string]bool{}, classes: map[string]bool{}, choices: map[string]chosen{}, fills: map[string]fillPlan{}}
 	if records != nil {
 		for _, rec := range records.Snapshots {
 			r.records[rec.Key()] = rec
@@ -98,13 +112,20 @@ func (r *Restorer) mapStorageClass(name string) string {
 	return name
 }
 
-// recordFor returns the snapshot record of a source claim when its data is restored.
-func (r *Restorer) recordFor(ns, name string) (Record, bool) {
+// recordFor returns the snapshot record of a source claim when its data is
+// restored from the snapshot.
+func (r *Restorer) recordFor(ctx context.Context, ns, name, mappedClass string) (Record, bool) {
 	if !r.withData() {
 		return Record{}, false
 	}
 	rec, ok := r.records[ns+"/"+name]
-	return rec, ok
+	if !ok {
+		return Record{}, false
+	}
+	if c, _ := r.chooseSource(ctx, ns+"/"+name, mappedClass); c != fromSnapshot {
+		return Record{}, false
+	}
+	return rec, true
 }
 
 // RestoreVolume decides whether a PersistentVolume is restored (pv is the
@@ -128,8 +149,18 @@ func (r *Restorer) RestoreVolume(ctx context.Context, pv map[string]any) (skip b
 	if ns, ok := nested(pv, "spec", "claimRef", "namespace").(string); ok {
 		claim, _ := nested(pv, "spec", "claimRef", "name").(string)
 		src := r.sourceNamespace(ns)
-		if rec, has := r.recordFor(src, claim); has && rec.PV == name {
-			return true, fmt.Sprintf("claim %s/%s is restored from snapshot %s and gets a new volume", ns, claim, rec.SnapshotHandle), nil
+		rec, recorded := r.records[src+"/"+claim]
+		if !recorded || rec.PV == name {
+			mapped := ""
+			if recorded {
+				mapped = r.mapStorageClass(rec.StorageClass)
+			}
+			switch c, why := r.chooseSource(ctx, src+"/"+claim, mapped); c {
+			case fromSnapshot:
+				return true, fmt.Sprintf("claim %s/%s is restored from snapshot %s and gets a new volume", ns, claim, rec.SnapshotHandle), nil
+			case fromVault:
+				return true, fmt.Sprintf("claim %s/%s is restored from vault-tier data (%s) and gets a new volume", ns, claim, why), nil
+			}
 		}
 	}
 	policy, _ := spec["persistentVolumeReclaimPolicy"].(string)
@@ -174,17 +205,30 @@ func (r *Restorer) RestoreClaim(ctx context.Context, sourceNamespace string, pvc
 	}
 	name, _ := md["name"].(string)
 	target, _ := md["namespace"].(string)
-	if _, err := r.kube.CoreV1().PersistentVolumeClaims(target).Get(ctx, name, metav1.GetOptions{}); err == nil {
+	origClass, _ := spec["storageClassName"].(string)
+	mappedClass := origClass
+	if origClass != "" {
+		mappedClass = r.mapStorageClass(origClass)
+	}
+	src := sourceNamespace + "/" + name
+	if live, err := r.kube.CoreV1().PersistentVolumeClaims(target).Get(ctx, name, metav1.GetOptions{}); err == nil {
+		// Exists: the conflict policy decides; with Patch, vault-tier
+		// data is written into it (not while a pod mounts it).
+		if c, _ := r.chooseSource(ctx, src, mappedClass); c == fromVault && r.opts.Conflict == v1alpha1.ConflictPatch {
+			return nil, r.planExisting(ctx, src, live, spec)
+		}
 		return nil, nil
 	} else if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("read claim: %w", err)
 	}
-	origClass, _ := spec["storageClassName"].(string)
 	if origClass != "" {
-		spec["storageClassName"] = r.mapStorageClass(origClass)
+		spec["storageClassName"] = mappedClass
+	}
+	if c, why := r.chooseSource(ctx, src, mappedClass); c == fromVault {
+		return nil, r.planVault(ctx, src, target, name, md, spec, why)
 	}
 	volumeName, _ := spec["volumeName"].(string)
-	rec, fromSnapshot := r.recordFor(sourceNamespace, name)
+	rec, fromSnapshot := r.recordFor(ctx, sourceNamespace, name, mappedClass)
 	if !fromSnapshot && volumeName != "" && r.keepsVolume(ctx, volumeName, target, name) {
 		return nil, nil // a retained volume: the claim binds to it again
 	}

@@ -1,0 +1,320 @@
+package extension_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/extension"
+	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/storage/location"
+	"github.com/arca-backup/arca/internal/testenv"
+	"github.com/arca-backup/arca/internal/volume"
+	"github.com/arca-backup/arca/internal/volumedata"
+)
+
+// vaultAppScript is the Deployment's container: on an empty volume it
+// writes files of several kinds (the first run, in the source namespace);
+// then, on every start, it records what the volume held at that moment in
+// /tmp/at-start (names, modes, owners, mtimes, link counts, symlink
+// targets, the sparse file's blocks, SHA-256 of every file) and sleeps.
+const vaultAppScript = `set -e
+cd /data
+if [ ! -e hello.txt ]; then
+  echo "hello from the vault tier" > hello.txt
+  dd if=/dev/urandom of=random.bin bs=64k count=48 2>/dev/null
+  mkdir -p dir/sub
+  printf 'nested\n' > dir/sub/file
+  chmod 600 dir/sub/file
+  ln -s hello.txt link-to-hello
+  ln random.bin hardlink.bin
+  chown 1234:5678 random.bin
+  dd if=/dev/urandom of=sparse.img bs=4k count=1 seek=2048 2>/dev/null
+  touch -d '2024-01-02 03:04:05' hello.txt
+  sync
+fi
+{ find . | sort | while read -r f; do stat -c '%n %A %u:%g %Y %h %N' "$f"; done
+  stat -c 'sparse: %s bytes, %b blocks' sparse.img
+  find . -type f | sort | xargs sha256sum; } > /tmp/listing
+mv /tmp/listing /tmp/at-start
+exec sleep 1000000
+`
+
+// TestVaultTierRestoreOnNode restores claims from vault-tier data alone,
+// on a real node with the hostpath CSI driver holding real bytes, through
+// RestoreJobs run by the extension:
+//   - a recovery point with the claim's snapshot and its vault-tier data
+//     (written from the volume's directory with volumedata, as the data
+//     mover does); the snapshot's content is deleted and the namespace
+//     too; the restore (Auto) finds the snapshot gone, creates the claim
+//     empty, runs a restore pod from the extension's image that writes the
+//     data from the repository (MinIO), deletes the pod and its Secret copy,
+//     and only then creates the Deployment: its pod recorded at its start
+//     the same files, checksums and metadata as the source pod wrote;
+//   - into a mapped namespace with another storage class (mapped): the
+//     same bytes, the claim in the mapped class;
+//   - into the existing claim while the Deployment's pod mounts it
+//     (conflictPolicy Patch, volumeDataSource Vault): VolumeInUse naming
+//     the pod, nothing written;
+//   - a volumeDataSources entry naming no claim of the point: the job
+//     fails before writing, naming the claim.
+func TestVaultTierRestoreOnNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{Nodes: 1})
+	csi := testenv.StartHostPathCSI(t, cp)
+	ctx := context.Background()
+	if err := extension.InstallCRDs(ctx, cp.Config()); err != nil {
+		t.Fatal(err)
+	}
+	app := testenv.AppImage(t, cp.Registry)
+	image := testenv.ExtensionImage(t, cp.Registry)
+	m := testenv.StartMinIO(t, testenv.OnHost(cp.HostIP))
+	m.MakeBucket(t, "arca")
+	url := fmt.Sprintf("s3://arca/vault?endpoint=%s&tls=false&path-style=true&region=us-east-1", m.Endpoint)
+	cl := newCluster(t, cp, "arca-system")
+	if _, err := cl.cs.CoreV1().Secrets("arca-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minio"},
+		StringData: map[string]string{v1alpha1.SecretKeyPassword: password, v1alpha1.SecretKeyAWSAccessKeyID: m.AccessKey,
+			v1alpha1.SecretKeyAWSSecretAccessKey: m.SecretKey}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "arca-system"},
+		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "minio"}}); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := extension.NewPodExecutor(cl.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.startExtension(extension.Options{Executor: ex, DataMoverImage: image})
+
+	// The source: a claim and a Deployment whose pod writes the files.
+	cl.namespace("shop")
+	class := csi.StorageClass
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "shop"},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &class,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("64Mi")}}}}
+	if _, err := cl.cs.CoreV1().PersistentVolumeClaims("shop").Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	one := int32(1)
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "shop"},
+		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "vault"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "vault"}}, Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: new(int64(1)),
+				Containers: []corev1.Container{{Name: "app", Image: app, Command: []string{"sh", "-c", vaultAppScript},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"cat", "/tmp/at-start"}}}, PeriodSeconds: 1},
+					VolumeMounts:   []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+				Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}},
+			}}}}
+	if _, err := cl.cs.AppsV1().Deployments("shop").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	src := cl.readyPod("shop", "app=vault", 3*time.Minute)
+	want := cl.execIn(ex, "shop", src.Name, "cat", "/tmp/at-start")
+	for _, line := range []string{"./hello.txt -rw-r--r-- 0:0 1704164645", "./random.bin -rw-r--r-- 1234:5678", "'./link-to-hello' -> 'hello.txt'",
+		"sparse: 8392704 bytes, 8 blocks", "  ./random.bin\n", "  ./sparse.img\n"} {
+		if !strings.Contains(want, line) {
+			t.Fatalf("the source pod's files lack %q:\n%s", line, want)
+		}
+	}
+	t.Logf("source pod wrote:\n%s", want)
+
+	// A backup with the claim's snapshot...
+	cl.mustApply(`
+apiVersion: arca.io/v1alpha1
+kind: BackupJob
+metadata: {name: shop, namespace: arca-system}
+spec: {storageLocation: default, includedNamespaces: [shop], snapshotClasses: [` + csi.SnapshotClass + `]}
+`)
+	bj := cl.waitBackup("shop", 3*time.Minute)
+	if bj.Status.Phase != v1alpha1.JobCompleted {
+		t.Fatalf("backup: %s %s %+v %+v", bj.Status.Phase, bj.Status.Message, bj.Status.Errors, bj.Status.Warnings)
+	}
+	// ... and the volume's data in the repository, in a point that has
+	// both (what a vault-tier BackupJob writes).
+	pv, err := cl.cs.CoreV1().PersistentVolumes().Get(ctx, volumeName(t, cl, "shop", "data"), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpID := vaultTierPoint(t, url, m, bj.Status.RecoveryPointID, "shop/data", csi.VolumeDir(pv.Spec.CSI.VolumeHandle))
+
+	// The operational tier goes: the snapshot's content (and the driver's
+	// snapshot), then the namespace with its volume.
+	r := openRepo(t, url, m)
+	rp, err := r.FindRecoveryPoint(ctx, rpID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := volume.Decode(rp.Volumes)
+	if err != nil || len(recs.Snapshots) != 1 {
+		t.Fatalf("records %+v %v", recs, err)
+	}
+	snaps := snapclient.NewForConfigOrDie(cp.Config())
+	if _, _, err := volume.DeleteSnapshots(ctx, snaps, recs, volume.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snaps.SnapshotV1().VolumeSnapshotContents().Get(ctx, recs.Snapshots[0].Content, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("content %s still there: %v", recs.Snapshots[0].Content, err)
+	}
+	cl.deleteNamespace("shop", 2*time.Minute)
+
+	restoreJob := func(name, spec string) *v1alpha1.RestoreJob {
+		t.Helper()
+		cl.mustApply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: %s, namespace: arca-system}
+spec:
+  storageLocation: default
+  recoveryPoint: %s
+  includedNamespaces: [shop]
+%s`, name, rpID, spec))
+		return cl.waitRestore(name, 5*time.Minute)
+	}
+	// checkRestored: the claim holds the data and the Deployment's pod saw it at its start.
+	checkRestored := func(ns, wantClass string) {
+		t.Helper()
+		got, err := cl.cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Spec.DataSource != nil || !strings.HasPrefix(got.Annotations[volume.AnnVolumeData], "vault ") || *got.Spec.StorageClassName != wantClass {
+			t.Errorf("claim %s/data: data source %+v, annotation %q, class %s; want no data source, from the vault tier, class %s",
+				ns, got.Spec.DataSource, got.Annotations[volume.AnnVolumeData], *got.Spec.StorageClassName, wantClass)
+		}
+		pod := cl.readyPod(ns, "app=vault", 3*time.Minute)
+		if seen := cl.execIn(ex, ns, pod.Name, "cat", "/tmp/at-start"); seen != want {
+			t.Errorf("the restored pod in %s saw other files at its start than the source pod wrote:\nsource:\n%s\nrestored:\n%s", ns, want, seen)
+		}
+		// The restore pod and the Secret copy are gone.
+		pods, _ := cl.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
+		secs, _ := cl.cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
+		if len(pods.Items) != 0 || len(secs.Items) != 0 {
+			t.Errorf("restore pods %d and secret copies %d left in %s", len(pods.Items), len(secs.Items), ns)
+		}
+	}
+
+	t.Run("snapshot gone, namespace gone: from the repository alone", func(t *testing.T) {
+		start := time.Now()
+		j := restoreJob("from-vault", "")
+		if j.Status.Phase != v1alpha1.JobCompleted {
+			t.Fatalf("restore: %s %s %+v %+v %+v", j.Status.Phase, j.Status.Message, j.Status.Errors, j.Status.Warnings, j.Status.Items)
+		}
+		t.Logf("restored from the vault tier in %s", time.Since(start).Round(time.Millisecond))
+		checkRestored("shop", csi.StorageClass)
+	})
+
+	t.Run("another namespace and storage class", func(t *testing.T) {
+		other := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "arca-hostpath-b"}, Provisioner: csi.DriverName,
+			ReclaimPolicy: new(corev1.PersistentVolumeReclaimRetain)}
+		if _, err := cl.cs.StorageV1().StorageClasses().Create(ctx, other, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		j := restoreJob("other-class", `  namespaceMappings: {shop: shop-b}
+  storageClassMappings: {`+csi.StorageClass+`: arca-hostpath-b}
+  volumeDataSource: Vault`)
+		if j.Status.Phase != v1alpha1.JobCompleted {
+			t.Fatalf("restore: %s %s %+v %+v %+v", j.Status.Phase, j.Status.Message, j.Status.Errors, j.Status.Warnings, j.Status.Items)
+		}
+		checkRestored("shop-b", "arca-hostpath-b")
+	})
+
+	t.Run("into a claim in use: refused", func(t *testing.T) {
+		pod := cl.readyPod("shop", "app=vault", time.Minute)
+		cl.execIn(ex, "shop", pod.Name, "sh", "-c", "echo live > /data/hello.txt && sync")
+		j := restoreJob("in-use", `  conflictPolicy: Patch
+  volumeDataSource: Vault`)
+		if !hasCode(j.Status.Warnings, volume.CodeVolumeInUse) {
+			t.Fatalf("restore into the claim in use: %s %s warnings %+v items %+v", j.Status.Phase, j.Status.Message, j.Status.Warnings, j.Status.Items)
+		}
+		for _, w := range j.Status.Warnings {
+			if w.Code == volume.CodeVolumeInUse && !strings.Contains(w.Message, "shop/"+pod.Name) {
+				t.Errorf("VolumeInUse does not name the pod %s: %s", pod.Name, w.Message)
+			}
+		}
+		if got := cl.execIn(ex, "shop", pod.Name, "cat", "/data/hello.txt"); got != "live\n" {
+			t.Errorf("the volume in use was written: hello.txt = %q", got)
+		}
+	})
+
+	t.Run("unknown claim in volumeDataSources", func(t *testing.T) {
+		j := restoreJob("unknown-claim", `  namespaceMappings: {shop: shop-c}
+  volumeDataSources: {shop/nope: Vault}`)
+		if j.Status.Phase != v1alpha1.JobFailed || !strings.Contains(j.Status.Message, "shop/nope") {
+			t.Fatalf("unknown claim: %s %s %+v", j.Status.Phase, j.Status.Message, j.Status.Errors)
+		}
+		if _, err := cl.cs.CoreV1().Namespaces().Get(ctx, "shop-c", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("namespace shop-c exists (%v): the refused restore wrote", err)
+		}
+	})
+}
+
+func volumeName(t *testing.T, cl *cluster, ns, claim string) string {
+	t.Helper()
+	p, err := cl.cs.CoreV1().PersistentVolumeClaims(ns).Get(context.Background(), claim, metav1.GetOptions{})
+	if err != nil || p.Spec.VolumeName == "" {
+		t.Fatalf("claim %s/%s: %v (volume %q)", ns, claim, err, p.Spec.VolumeName)
+	}
+	return p.Spec.VolumeName
+}
+
+func openRepo(t *testing.T, url string, m *testenv.MinIO) *repo.Repository {
+	t.Helper()
+	ctx := context.Background()
+	be, err := location.OpenWith(ctx, url, location.Credentials{AWSAccessKeyID: m.AccessKey, AWSSecretAccessKey: m.SecretKey}, location.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, be, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// vaultTierPoint stores the volume's directory (on the host: the hostpath
+// driver's files) with volumedata, as the data mover does, and commits a
+// recovery point holding the backup's resources and snapshot records plus
+// that VolumeData; it returns the new point's ID.
+func vaultTierPoint(t *testing.T, url string, m *testenv.MinIO, backupPoint, claim, dir string) string {
+	t.Helper()
+	ctx := context.Background()
+	r := openRepo(t, url, m)
+	rp, err := r.FindRecoveryPoint(ctx, backupPoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := r.NewWriter(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := volumedata.Backup(ctx, w, dir, volumedata.BackupOptions{Name: claim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	point := *rp
+	point.VolumeData = []repo.VolumeData{res.Volume}
+	point.Started, point.Finished = time.Now().UTC(), time.Now().UTC()
+	id, err := w.Commit(ctx, &point)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("vault-tier point %s: %s, %d files, %d bytes", id.Short(), claim, res.Volume.Files, res.Volume.Bytes)
+	return id.String()
+}
