@@ -230,6 +230,94 @@ type RestoreJobSpec struct {
 	// Cancel stops a queued or running job.
 	// +optional
 	Cancel bool `json:"cancel,omitempty"`
+	// Verification, when set, makes this restore a verification of the
+	// recovery point (docs/extension.md, Verification): the repository
+	// data is checked, the point's namespaces are restored into sandbox
+	// namespaces (VerificationNamespacePrefix…, mapped by the extension;
+	// namespaceMappings must be empty), the restored objects are compared
+	// with the point, restoreHookReferences run as smoke tests, the verdict
+	// goes to status.verification and the sandbox namespaces are deleted.
+	// +optional
+	Verification *VerificationSpec `json:"verification,omitempty"`
+}
+
+// VerificationSpec tunes a verification.
+type VerificationSpec struct {
+	// ReadDataPercent is the share of the repository's packs read whole
+	// and verified blob by blob (0 to 100); the rest are checked by their
+	// headers. Every verification picks its share at random.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	ReadDataPercent int32 `json:"readDataPercent,omitempty"`
+	// SkipVolumes restores claims without their data (no snapshot or
+	// vault-tier data is read).
+	// +optional
+	SkipVolumes bool `json:"skipVolumes,omitempty"`
+}
+
+// Verdicts of a verification (VerificationResult.Verdict).
+const (
+	VerdictVerified           = "Verified"
+	VerdictVerificationFailed = "VerificationFailed"
+)
+
+// VerificationNamespacePrefix starts every sandbox namespace of a
+// verification: arca-verify-<5 characters of the job>-<namespace>. The
+// extension deletes only namespaces with this prefix that the
+// verification's restore created.
+const VerificationNamespacePrefix = "arca-verify-"
+
+// Codes of a failed verification (status.verification.codes and the job's
+// errors) and of its cleanup (a warning).
+const (
+	// CodeVerificationDataDamaged: the repository check found files the
+	// recovery point needs missing or damaged.
+	CodeVerificationDataDamaged = "VerificationDataDamaged"
+	// CodeVerificationRestoreFailed: objects of the point could not be
+	// restored into the sandbox (or the restore stopped).
+	CodeVerificationRestoreFailed = "VerificationRestoreFailed"
+	// CodeVerificationObjectsDiffer: restored objects differ from the
+	// point, or are missing from the sandbox.
+	CodeVerificationObjectsDiffer = "VerificationObjectsDiffer"
+	// CodeVerificationHookFailed: a restore hook (smoke test) failed.
+	CodeVerificationHookFailed = "VerificationHookFailed"
+	// CodeVerificationCleanupFailed (a warning): sandbox namespaces could
+	// not be deleted; the message names them.
+	CodeVerificationCleanupFailed = "VerificationCleanupFailed"
+	// CodePolicyDeniesVerification: the ClusterTrustPolicy does not allow
+	// verification (spec.verification).
+	CodePolicyDeniesVerification = "PolicyDeniesVerification"
+)
+
+// VerificationDifference is one problem a verification found.
+type VerificationDifference struct {
+	// Object is resource.group namespace/name in the recovery point, or a
+	// repository file (data/ID).
+	Object  string `json:"object"`
+	Problem string `json:"problem"`
+}
+
+// VerificationResult is the outcome of a verification.
+type VerificationResult struct {
+	// Verdict is Verified or VerificationFailed.
+	Verdict string `json:"verdict"`
+	// Codes say why a verification failed.
+	// +optional
+	Codes []string `json:"codes,omitempty"`
+	// Differences lists what differs or is damaged, at most MaxItemResults.
+	// +optional
+	Differences []VerificationDifference `json:"differences,omitempty"`
+	// ObjectsCompared counts restored objects compared with the point.
+	ObjectsCompared int64 `json:"objectsCompared"`
+	// PacksRead counts packs read whole; PacksChecked all packs checked.
+	PacksRead    int64 `json:"packsRead"`
+	PacksChecked int64 `json:"packsChecked"`
+	// SandboxNamespaces are the namespaces restored into.
+	// +optional
+	SandboxNamespaces []string `json:"sandboxNamespaces,omitempty"`
+	// CleanedUp: every sandbox namespace was deleted (deletion accepted).
+	CleanedUp bool `json:"cleanedUp"`
 }
 
 // RestoreItemResult is one object the restore did not simply create.
@@ -258,6 +346,9 @@ type RestoreJobStatus struct {
 	// Items lists failed objects first, then other non-created ones, at most MaxItemResults.
 	// +optional
 	Items []RestoreItemResult `json:"items,omitempty"`
+	// Verification is the verdict of a verification (spec.verification).
+	// +optional
+	Verification *VerificationResult `json:"verification,omitempty"`
 }
 
 // RestoreJob restores a recovery point into this cluster.

@@ -48,6 +48,11 @@ type ClusterTrustPolicySpec struct {
 	// Prune allows forget jobs to prune the repository.
 	// +optional
 	Prune bool `json:"prune,omitempty"`
+	// Verification allows verification jobs: restores into sandbox
+	// namespaces (VerificationNamespacePrefix…, which Namespaces must also
+	// reach) that the extension deletes afterwards.
+	// +optional
+	Verification bool `json:"verification,omitempty"`
 }
 
 // ClusterTrustPolicy is the cluster owner's bound on one vault: its name is

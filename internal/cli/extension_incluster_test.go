@@ -87,6 +87,8 @@ func (ic *inCluster) apply(doc string) {
 		obj = &v1alpha1.RestoreJob{}
 	case "StorageLocation":
 		obj = &v1alpha1.StorageLocation{}
+	case "RestoreHook":
+		obj = &v1alpha1.RestoreHook{}
 	default:
 		ic.t.Fatalf("apply: kind %v", u["kind"])
 	}

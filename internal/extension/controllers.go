@@ -349,6 +349,12 @@ func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *pro
 func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result {
 	j := jj.(*v1alpha1.RestoreJob)
 	crit := j.Spec.RestoreCriteria
+	vr := x.newVerification(j)
+	if vr != nil {
+		if r := vr.criteria(&crit); r != nil {
+			return *r
+		}
+	}
 	if err := crit.Validate(); err != nil {
 		return failed(v1alpha1.CodeInvalidSpec, "invalid restore criteria: %v", err)
 	}
@@ -360,6 +366,7 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		// What the job says; what the recovery point holds is checked
 		// once it is read, before anything is written.
 		use.StorageLocation, use.Hooks, use.ResourceModifiers = j.Spec.StorageLocation, len(crit.RestoreHookReferences) > 0, len(crit.ResourceModifiers) > 0
+		use.Verification = vr != nil
 		if r := refusal(trustpolicy.Check(*use)); r != nil {
 			return *r
 		}
@@ -391,6 +398,15 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	}
 	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
 	rpID := rp.ID.String()
+	if vr != nil {
+		if err := vr.checkData(ctx, r, rp); err != nil {
+			return failed(v1alpha1.CodeRepositoryUnavailable, "check the repository of storage location %q: %v", j.Spec.StorageLocation, err)
+		}
+		if err := vr.sandbox(ctx, r, rp, &crit); err != nil {
+			vr.fail(v1alpha1.CodeVerificationRestoreFailed, v1alpha1.VerificationDifference{Object: "recovery point", Problem: err.Error()})
+			return vr.verdict(rpID, result{}, vr.cleanup(ctx)) // nothing to delete yet
+		}
+	}
 	defs, hookWarnings, err := x.loadHooks(ctx, crit.RestoreHookReferences, true)
 	if err != nil {
 		return failedErr(err, v1alpha1.CodeRestoreFailed)
@@ -427,6 +443,9 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	}
 	rres, err := operations.Restore(ctx, x.cfg, r, rp, opts)
 	var itemsFailed *restore.ItemsFailedError
+	if vr != nil {
+		return x.finishVerification(ctx, vr, r, rp, rres, err, &crit, hr)
+	}
 	if err != nil && !errors.As(err, &itemsFailed) {
 		return operationFailed(err, v1alpha1.CodeRestoreFailed, hr)
 	}

@@ -55,7 +55,6 @@ type exception struct {
 // 2026-12-01. Keep it sorted.
 var rules = map[string]rule{
 	"api/v1alpha1": {},
-	"docs":         {}, // the user guide, embedded for the dashboard
 	"bench": {Tests: []string{"api/v1alpha1", "internal/backup", "internal/cli", "internal/extension", "internal/kube", "internal/repo",
 		"internal/restore", "internal/storage/local", "internal/testenv", "internal/vault/clock", "internal/vault/policy",
 		"internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store",
@@ -74,9 +73,9 @@ var rules = map[string]rule{
 	"internal/restore": {Imports: []string{"api/v1alpha1", "internal/kube", "internal/modifiers", "internal/repo", "internal/selection"},
 		Tests: []string{"internal/backup", "internal/diff", "internal/kube/kubetest", "internal/storage/mem", "internal/testenv"}},
 	"internal/diff": {Imports: []string{"internal/backup", "internal/kube", "internal/repo"}},
+	// A verification's sandbox, comparison and cleanup, run by the extension.
+	"internal/verify": {Imports: []string{"api/v1alpha1", "internal/kube", "internal/repo", "internal/restore"}},
 
-	// The dashboard's browser test: vault, cluster and CLI together.
-	"internal/browsertest": {Tests: []string{"internal/cli", "internal/clusterdriver", "internal/testenv", "internal/vault/server", "internal/vault/store/sqlite"}},
 	// Calendar periods (day, ISO week, …) for both retention concepts.
 	"internal/calendar": {},
 	"internal/units":    {},
@@ -101,7 +100,7 @@ var rules = map[string]rule{
 			"internal/volume"}},
 	"internal/extension": {
 		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/operations", "internal/repo", "internal/restore",
-			"internal/selection", "internal/storage", "internal/storage/location", "internal/trustpolicy"},
+			"internal/selection", "internal/storage", "internal/storage/location", "internal/trustpolicy", "internal/verify"},
 		Tests: []string{"internal/storage/local", "internal/testenv", "internal/volume", "internal/volumedata"}},
 	// Tests: its tests build the extension image from the CLI's binary (work in flight on 2026-12-01).
 	"internal/image":         {Tests: []string{"internal/cli", "internal/extension"}},
@@ -154,9 +153,8 @@ var rules = map[string]rule{
 	"internal/vault/retention": {Imports: []string{"internal/calendar", "internal/vault/clock", "internal/vault/policy", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/scheduler": {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/store"},
 		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
-	"internal/vault/dashboard": {Imports: []string{"docs"}},
 	"internal/vault/server": {
-		Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/dashboard", "internal/vault/jobs", "internal/vault/policy", "internal/vault/rbac",
+		Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy", "internal/vault/rbac",
 			"internal/vault/notify", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/service", "internal/vault/store",
 			"internal/vault/store/postgres", "internal/vault/store/sqlite", "internal/vault/store/sqlstore"},
 		Tests: []string{"internal/testenv", "internal/vault/client"}},
@@ -199,7 +197,7 @@ var principles = []principle{
 	{From: []string{"internal/repo/..."}, Not: []string{"internal/backup", "internal/restore", "internal/diff", "internal/volume", "internal/vault/...",
 		"internal/cli", "internal/extension", "internal/kube/...", "internal/selection", "internal/clusterdriver", "internal/trustedaccess", "internal/prereq/..."},
 		Why: "the repository format is independent of Kubernetes and of who writes it"},
-	{From: []string{"internal/backup", "internal/restore", "internal/diff"}, Not: []string{"internal/vault/...", "internal/cli", "internal/extension",
+	{From: []string{"internal/backup", "internal/restore", "internal/diff", "internal/verify"}, Not: []string{"internal/vault/...", "internal/cli", "internal/extension",
 		"internal/clusterdriver", "internal/trustedaccess"},
 		Why: "the engines run in the CLI, the extension and tests alike"},
 	{From: []string{"internal/backup", "internal/restore"}, Not: []string{"internal/volume"},

@@ -194,3 +194,27 @@ func TestRebuildIndexHeals(t *testing.T) {
 		})
 	}
 }
+
+// ReadDataShare reads about that share of the packs; without it ReadData reads them all, and without ReadData none.
+func TestCheckReadDataShare(t *testing.T) {
+	r, _, _ := newTestRepo(t, WithPackSize(32<<10))
+	writeBackup(t, r, backupSpec{types: 4, objects: 400}, "a")
+	ctx := context.Background()
+	all, err := r.Check(ctx, CheckOptions{ReadData: true})
+	if err != nil || !all.OK() || all.PacksRead != all.Packs || all.Packs < 20 {
+		t.Fatalf("check --read-data: %+v %v", all, err)
+	}
+	none, err := r.Check(ctx, CheckOptions{})
+	if err != nil || none.PacksRead != 0 {
+		t.Fatalf("check: %+v %v", none, err)
+	}
+	for range 5 {
+		part, err := r.Check(ctx, CheckOptions{ReadData: true, ReadDataShare: 0.3})
+		if err != nil || !part.OK() {
+			t.Fatalf("check 30%%: %+v %v", part, err)
+		}
+		if part.PacksRead == 0 || part.PacksRead >= part.Packs*3/4 {
+			t.Fatalf("30%% read %d of %d packs", part.PacksRead, part.Packs)
+		}
+	}
+}

@@ -33,7 +33,7 @@ var (
 type PolicyOptions struct {
 	Namespaces, StorageLocations                                                  *[]string
 	RestoreClusterScoped, RestoreRBAC, RestoreAdmission, ResourceModifiers, Hooks *bool
-	Forget, Prune                                                                 *bool
+	Forget, Prune, Verification                                                   *bool
 }
 
 func (o PolicyOptions) apply(s *v1alpha1.ClusterTrustPolicySpec) {
@@ -47,7 +47,7 @@ func (o PolicyOptions) apply(s *v1alpha1.ClusterTrustPolicySpec) {
 		opt *bool
 		to  *bool
 	}{{o.RestoreClusterScoped, &s.RestoreClusterScoped}, {o.RestoreRBAC, &s.RestoreRBAC}, {o.RestoreAdmission, &s.RestoreAdmission},
-		{o.ResourceModifiers, &s.ResourceModifiers}, {o.Hooks, &s.Hooks}, {o.Forget, &s.Forget}, {o.Prune, &s.Prune}} {
+		{o.ResourceModifiers, &s.ResourceModifiers}, {o.Hooks, &s.Hooks}, {o.Forget, &s.Forget}, {o.Prune, &s.Prune}, {o.Verification, &s.Verification}} {
 		if f.opt != nil {
 			*f.to = *f.opt
 		}

@@ -40,10 +40,13 @@ type Use struct {
 	// a restore would write (SensitiveKind), as resource.group[ ns/]name.
 	ClusterScoped, RBAC, Admission          []string
 	ResourceModifiers, Hooks, Forget, Prune bool
+	// Verification: the job verifies a recovery point (a restore into
+	// sandbox namespaces that the extension deletes afterwards).
+	Verification bool
 }
 
 // Check returns the first rule u breaks, or nil. The order is fixed:
-// trust, storage location, forget and prune, hooks, resource modifiers,
+// trust, storage location, forget and prune, verification, hooks, resource modifiers,
 // namespaces, cluster-scoped objects, RBAC, admission.
 func Check(u Use) *Refusal {
 	v := u.Vault
@@ -62,6 +65,10 @@ func Check(u Use) *Refusal {
 	}
 	if u.Prune && !p.Prune {
 		return refuse(v1alpha1.CodePolicyDeniesPrune, v, "spec.prune", "--allow-prune", "the job prunes the repository")
+	}
+	if u.Verification && !p.Verification {
+		return refuse(v1alpha1.CodePolicyDeniesVerification, v, "spec.verification", "--allow-verification",
+			"the job verifies a recovery point by restoring it into sandbox namespaces "+v1alpha1.VerificationNamespacePrefix+"* and deleting them afterwards")
 	}
 	if u.Hooks && !p.Hooks {
 		return refuse(v1alpha1.CodePolicyDeniesHooks, v, "spec.hooks", "--allow-hooks", "the job runs hooks (commands in pods)")
