@@ -160,7 +160,7 @@ var rules = map[string]rule{
 		Tests: []string{"internal/testenv", "internal/vault/client"}},
 	"internal/vault/service": {Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy",
 		"internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/store"},
-		Tests: []string{"internal/vault/store/sqlite"}},
+		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
 	"internal/vault/store":           {},
 	"internal/vault/store/postgres":  {Imports: []string{"internal/vault/store/sqlstore"}, Tests: []string{"internal/testenv", "internal/vault/store", "internal/vault/store/storetest"}},
 	"internal/vault/store/sqlite":    {Imports: []string{"internal/vault/store/sqlstore"}, Tests: []string{"internal/vault/store", "internal/vault/store/storetest"}},

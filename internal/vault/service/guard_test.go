@@ -3,17 +3,24 @@ package service_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
+	"github.com/arca-backup/arca/internal/vault/store/postgres"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -59,8 +66,9 @@ func runJob(t *testing.T, e *env, id string) (*store.Job, retention.Result) {
 // deleted=only), not restorable, still counted in the vault's usage;
 // undelete brings it back restorable. After the vault's period the purge
 // queues the deletion job, and only then is the point removed.
-func TestSoftDeleteAndUndeleteRestoreThePoint(t *testing.T) {
-	e := setup(t)
+func TestSoftDeleteAndUndeleteRestoreThePoint(t *testing.T) { softDeleteAndUndelete(t, setup(t)) }
+
+func softDeleteAndUndelete(t *testing.T, e *env) {
 	withInstance(t, e)
 	for i, id := range []string{"rp-a", "rp-b", "rp-c"} { // newest first
 		rp := &store.RecoveryPoint{Vault: "v", ID: id, Instance: "shop", Time: e.clk.Now().Add(-time.Duration(i) * time.Hour), Tag: "default", Bytes: 100}
@@ -129,8 +137,9 @@ func TestSoftDeleteAndUndeleteRestoreThePoint(t *testing.T) {
 // Stopping protection with delete-data soft-deletes the instance and its
 // points; undelete brings both back (stopped, kept forever). Deleting it
 // with its data and letting the period pass deletes points and instance.
-func TestSoftDeletedInstance(t *testing.T) {
-	e := setup(t)
+func TestSoftDeletedInstance(t *testing.T) { softDeletedInstance(t, setup(t)) }
+
+func softDeletedInstance(t *testing.T, e *env) {
 	withInstance(t, e)
 	addPoints(t, e, 2)
 	if _, _, err := e.svc.DeleteRecoveryPoint(ctx, "v", "rp-b", 0); err != nil { // deleted on its own first
@@ -182,8 +191,9 @@ func TestSoftDeletedInstance(t *testing.T) {
 // An immutable vault refuses deleting points before they expire (on
 // their own, with stop delete-data, with the instance) and shortening
 // retention; locked, it cannot be disabled.
-func TestImmutableVault(t *testing.T) {
-	e := setup(t)
+func TestImmutableVault(t *testing.T) { immutableVault(t, setup(t)) }
+
+func immutableVault(t *testing.T, e *env) {
 	withInstance(t, e)
 	addPoints(t, e, 2)
 	exp := e.clk.Now().Add(48 * time.Hour)
@@ -237,8 +247,9 @@ func as(p string) context.Context { return service.WithCaller(ctx, p) }
 // Approver role (which the requester does not hold) approves it; then it
 // passes once. Self-approval is refused, approvals expire, and request,
 // approval and use are audited.
-func TestResourceGuard(t *testing.T) {
-	e := setup(t)
+func TestResourceGuard(t *testing.T) { resourceGuard(t, setup(t)) }
+
+func resourceGuard(t *testing.T, e *env) {
 	var logs bytes.Buffer
 	e.svc.Log = slog.New(slog.NewJSONHandler(&logs, nil))
 	withInstance(t, e)
@@ -347,5 +358,81 @@ func TestResourceGuard(t *testing.T) {
 		if !strings.Contains(logs.String(), ev) {
 			t.Errorf("audit log has no %s record", ev)
 		}
+	}
+}
+
+// The protection scenarios above, on PostgreSQL (each on a fresh
+// database of one server), as the store suite runs on both engines.
+func TestProtectionOnPostgres(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	admin, err := sql.Open("pgx", pg.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for i, sc := range []struct {
+		name string
+		fn   func(*testing.T, *env)
+	}{
+		{"SoftDeleteAndUndelete", softDeleteAndUndelete}, {"SoftDeletedInstance", softDeletedInstance},
+		{"ImmutableVault", immutableVault}, {"ResourceGuard", resourceGuard}, {"ApprovalUsedOnce", approvalUsedOnce},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			db := fmt.Sprintf("arca_guard_%d", i)
+			if _, err := admin.Exec("CREATE DATABASE " + db); err != nil {
+				t.Fatal(err)
+			}
+			u, err := url.Parse(pg.DSN())
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.Path = "/" + db
+			sc.fn(t, setupOn(t, func(now func() time.Time) (store.Store, error) { return postgres.Open(ctx, u.String(), now) }))
+		})
+	}
+}
+
+// TestApprovalUsedOnce: one approval, eight concurrent retries of the
+// approved delete: exactly one passes.
+func TestApprovalUsedOnce(t *testing.T) { approvalUsedOnce(t, setup(t)) }
+
+func approvalUsedOnce(t *testing.T, e *env) {
+	withInstance(t, e)
+	addPoints(t, e, 1)
+	if _, err := e.svc.AssignRole(ctx, "admin", "user:carol", rbac.ResourceGuardApprover, rbac.VaultScope("v")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.UpdateVault(ctx, "v", 0, service.VaultUpdate{ResourceGuard: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := e.svc.DeleteRecoveryPoint(as("user:alice"), "v", "rp-a", 0)
+	wantKind(t, err, service.Forbidden, service.CodeApprovalRequired)
+	pending, _ := e.svc.ListApprovals(ctx, "v", store.ApprovalFilter{State: store.ApprovalPending})
+	if _, err := e.svc.DecideApproval(as("user:carol"), "v", pending[0].ID, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var passed, refused atomic.Int32
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := e.svc.DeleteRecoveryPoint(as("user:alice"), "v", "rp-a", 0)
+			switch c := service.Classify(err); {
+			case err == nil:
+				passed.Add(1)
+			case c.Code == service.CodeApprovalRequired || c.Code == service.CodeApprovalPending || c.Code == service.CodeSoftDeleted:
+				refused.Add(1)
+			default:
+				t.Errorf("retry: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if passed.Load() != 1 || refused.Load() != 7 {
+		t.Fatalf("%d retries passed, %d refused; want 1 and 7", passed.Load(), refused.Load())
+	}
+	if a, _ := e.svc.GetApproval(ctx, "v", pending[0].ID); a.State != store.ApprovalUsed {
+		t.Fatalf("approval %s", a.State)
 	}
 }

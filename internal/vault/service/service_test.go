@@ -30,8 +30,17 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
+	return setupOn(t, func(now func() time.Time) (store.Store, error) {
+		return sqlite.Open(ctx, filepath.Join(t.TempDir(), "vault.db"), now)
+	})
+}
+
+// setupOn is setup on the store open returns (guard_test.go runs the
+// protection scenarios on PostgreSQL too).
+func setupOn(t *testing.T, open func(now func() time.Time) (store.Store, error)) *env {
+	t.Helper()
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "vault.db"), clk.Now)
+	st, err := open(clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
