@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -171,6 +172,7 @@ func newInstanceUpdateCommand() *cobra.Command {
 
 func newInstanceListCommand() *cobra.Command {
 	o := &PolicyScope{}
+	var deleted string
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List backup instances",
@@ -180,7 +182,13 @@ func newInstanceListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ins, err := c.ListInstances(cmd.Context(), o.Vault)
+			list := c.ListInstances
+			if deleted != "" {
+				list = func(ctx context.Context, vault string) ([]*store.Instance, error) {
+					return c.ListInstancesDeleted(ctx, vault, deleted)
+				}
+			}
+			ins, err := list(cmd.Context(), o.Vault)
 			if err != nil {
 				return err
 			}
@@ -191,6 +199,7 @@ func newInstanceListCommand() *cobra.Command {
 		},
 	}
 	o.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&deleted, "deleted", "", "soft-deleted instances too (include) or only them (only)")
 	return cmd
 }
 

@@ -179,6 +179,9 @@ func TestInstanceBackupJobAndRestoreCommands(t *testing.T) {
 	if _, err := run("instance", "resume", "shop"); err == nil || !strings.Contains(err.Error(), "InstanceSoftDeleted") {
 		t.Fatalf("resume of a soft-deleted instance: %v", err)
 	}
+	if out := must(run("instance", "list", "--deleted", "only")); !strings.Contains(out, "shop") {
+		t.Fatalf("instance list --deleted only:\n%s", out)
+	}
 	must(run("instance", "undelete", "shop"))
 	must(run("instance", "resume", "shop"))
 	must(run("instance", "stop", "shop", "--mode", "retain-per-policy"))
