@@ -207,9 +207,16 @@ func newVaultDeleteCommand() *cobra.Command {
 
 func printVaults(w io.Writer, format string, v any, vs []*store.Vault) error {
 	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
-		fmt.Fprintln(tw, "NAME\tDESCRIPTION\tCREATED\tVERSION")
+		fmt.Fprintln(tw, "NAME\tDESCRIPTION\tSOFT DELETE\tIMMUTABILITY\tRESOURCE GUARD\tCREATED\tVERSION")
 		for _, x := range vs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", x.Name, x.Description, vaultTime(x.CreatedAt), x.Version)
+			soft, guard := "off", "off"
+			if x.SoftDeleteDays > 0 {
+				soft = fmt.Sprintf("%d days", x.SoftDeleteDays)
+			}
+			if x.ResourceGuard {
+				guard = "on"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", x.Name, x.Description, soft, x.Immutability, guard, vaultTime(x.CreatedAt), x.Version)
 		}
 	})
 }

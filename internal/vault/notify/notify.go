@@ -64,7 +64,7 @@ func Verify(secret string, body []byte, sig string) bool {
 type Webhooks struct {
 	Store store.NotificationStore
 	Clock clock.Clock
-	HTTP  *http.Client // nil: one with a 10 s timeout
+	HTTP  *http.Client // nil: one with a 10 s timeout that follows no redirect
 	Log   *slog.Logger
 	// Backoff between attempts (nil: DefaultBackoff); the number of
 	// attempts is len(Backoff)+1.
@@ -92,7 +92,11 @@ func (w *Webhooks) backoff() []time.Duration {
 
 func (w *Webhooks) client() *http.Client {
 	if w.HTTP == nil {
-		return &http.Client{Timeout: 10 * time.Second}
+		// A redirect is an answer (3xx: not delivered), not a new target:
+		// following it would send the signed event where the subscriber
+		// never named.
+		return &http.Client{Timeout: 10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return w.HTTP
 }

@@ -162,6 +162,27 @@ func TestWebhookReceiverGetsSignedEventsRetriedAfter500(t *testing.T) {
 	}
 }
 
+// A receiver that redirects is not followed: the signed event goes only
+// to the URL subscribed, and the 3xx counts as not delivered.
+func TestRedirectNotFollowed(t *testing.T) {
+	w, _, st := setup(t)
+	var elsewhere int
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere++ }))
+	defer target.Close()
+	redir := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusTemporaryRedirect))
+	defer redir.Close()
+	if err := st.CreateSubscription(ctx, &store.Subscription{Vault: "v", URL: redir.URL, Secret: secret, Events: []string{store.EventJobFailed}}); err != nil {
+		t.Fatal(err)
+	}
+	w.Notify(ctx, store.Event{Type: store.EventJobFailed, Vault: "v"})
+	if _, err := w.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := deliveries(t, st)[0]; d.State != store.DeliveryPending || d.LastStatus != http.StatusTemporaryRedirect || elsewhere != 0 {
+		t.Fatalf("redirect: %+v, %d calls elsewhere", d, elsewhere)
+	}
+}
+
 func TestSignature(t *testing.T) {
 	body := []byte(`{"type":"job-failed"}`)
 	sig := notify.Sign("k", body)
