@@ -9,7 +9,9 @@
 #   - Debian's CA bundle (ca-certificates), copied into the extension image
 #     by `make image`;
 #   - Debian's static busybox (busybox-static), the test application image
-#     internal/testenv builds (internal/image.Busybox).
+#     internal/testenv builds (internal/image.Busybox);
+#   - Debian's Chromium (chromium), the browser the dashboard's tests drive
+#     through chromedp (internal/vault/dashboard).
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -27,6 +29,7 @@ command -v conntrack >/dev/null || need+=(conntrack)
 command -v nsenter >/dev/null || need+=(util-linux)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 [ -x /bin/busybox ] || need+=(busybox-static)
+command -v chromium >/dev/null || need+=(chromium)
 # runuser/setpriv are not needed (testenv switches users itself), but the
 # unprivileged user PostgreSQL runs as when the tests run as root must exist.
 if [ "$(id -u)" = 0 ] && ! id nobody >/dev/null 2>&1 && [ -z "${ARCA_POSTGRES_USER:-}" ]; then

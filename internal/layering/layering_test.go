@@ -55,6 +55,7 @@ type exception struct {
 // 2026-12-01. Keep it sorted.
 var rules = map[string]rule{
 	"api/v1alpha1": {},
+	"docs":         {}, // the user guide, embedded for the dashboard
 	"bench": {Tests: []string{"api/v1alpha1", "internal/backup", "internal/cli", "internal/extension", "internal/kube", "internal/repo",
 		"internal/restore", "internal/storage/local", "internal/testenv", "internal/vault/clock", "internal/vault/policy",
 		"internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store",
@@ -76,6 +77,8 @@ var rules = map[string]rule{
 	// A verification's sandbox, comparison and cleanup, run by the extension.
 	"internal/verify": {Imports: []string{"api/v1alpha1", "internal/kube", "internal/repo", "internal/restore"}},
 
+	// The dashboard's browser test: vault, cluster and CLI together.
+	"internal/browsertest": {Tests: []string{"internal/cli", "internal/clusterdriver", "internal/testenv", "internal/vault/server", "internal/vault/store/sqlite"}},
 	// Calendar periods (day, ISO week, …) for both retention concepts.
 	"internal/calendar": {},
 	"internal/units":    {},
@@ -153,8 +156,9 @@ var rules = map[string]rule{
 	"internal/vault/retention": {Imports: []string{"internal/calendar", "internal/vault/clock", "internal/vault/policy", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/scheduler": {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/store"},
 		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
+	"internal/vault/dashboard": {Imports: []string{"docs"}},
 	"internal/vault/server": {
-		Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy", "internal/vault/rbac",
+		Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/dashboard", "internal/vault/jobs", "internal/vault/policy", "internal/vault/rbac",
 			"internal/vault/notify", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/service", "internal/vault/store",
 			"internal/vault/store/postgres", "internal/vault/store/sqlite", "internal/vault/store/sqlstore"},
 		Tests: []string{"internal/testenv", "internal/vault/client"}},

@@ -32,18 +32,17 @@ func Principal(ctx context.Context) string {
 
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth := r.Header.Get("Authorization")
-		tok, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || tok == "" {
+		_, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		tok := bearerOrCookie(r)
+		if tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="arca"`)
 			writeError(w, r, apiErr(http.StatusUnauthorized, "Unauthenticated", "missing bearer token: pass Authorization: Bearer <token> (arca vault init prints the first one)"))
 			return
 		}
-		t, err := s.Store.GetTokenByHash(r.Context(), HashToken(strings.TrimSpace(tok)))
-		if errors.Is(err, store.ErrNotFound) || (err == nil && t.ExpiresAt != nil && !t.ExpiresAt.After(s.Clock.Now())) {
+		t, err := s.lookupToken(r, tok)
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="arca", error="invalid_token"`)
-			writeError(w, r, apiErr(http.StatusUnauthorized, "InvalidToken", "the bearer token is unknown, revoked or expired"))
-			return
 		}
 		if err != nil {
 			writeError(w, r, err)
@@ -52,7 +51,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if rec, ok := w.(*recorder); ok {
 			rec.principal = t.Principal
 		}
-		ctx := service.WithCaller(context.WithValue(r.Context(), principalKey{}, t.Principal), t.Principal)
+		if !bearer {
+			if err := checkCSRF(r, tok); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+		ctx := service.WithCaller(context.WithValue(context.WithValue(r.Context(), principalKey{}, t.Principal), tokenKey{}, t), t.Principal)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -91,6 +91,8 @@ func authorization() map[string]authz {
 		"POST /api/v1/tokens":        {rbac.TokensWrite, atRoot},
 		"DELETE /api/v1/tokens/{id}": {rbac.TokensWrite, atRoot},
 
+		"GET /api/v1/audit":                    {rbac.RoleAssignmentsRead, atRoot}, // who did what: for those who see who may do what
+		"GET /api/v1/session":                  {anyPrincipal, nil},                // the caller's own
 		"GET /api/v1/roles":                    {anyPrincipal, nil},
 		"GET /api/v1/permissions":              {anyPrincipal, nil}, // the caller's own
 		"GET /api/v1/role-assignments":         {rbac.RoleAssignmentsRead, nil},

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/arca-backup/arca/internal/vault/clock"
+	"github.com/arca-backup/arca/internal/vault/dashboard"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/notify"
 	"github.com/arca-backup/arca/internal/vault/policy"
@@ -62,6 +63,8 @@ type Server struct {
 	retentionLease  *Lease           // Run: retention and renewal on one replica at a time
 	retentionPasses atomic.Int64
 
+	auditLog auditRing // GET /api/v1/audit
+
 	registry *prometheus.Registry
 	metrics  *metrics
 	handler  http.Handler
@@ -101,6 +104,10 @@ func (s *Server) routes() []route {
 		{"GET", "/healthz", true, s.healthz},
 		{"GET", "/metrics", true, s.metricsHandler},
 		{"GET", "/api/v1/openapi.json", true, s.openapi},
+
+		{"POST", "/api/v1/session", true, s.signIn},
+		{"GET", "/api/v1/session", false, s.getSession},
+		{"DELETE", "/api/v1/session", true, s.signOut},
 
 		{"GET", "/api/v1/vaults", false, s.listVaults},
 		{"POST", "/api/v1/vaults", false, s.createVault},
@@ -153,6 +160,7 @@ func (s *Server) routes() []route {
 		{"POST", "/api/v1/tokens", false, s.createToken},
 		{"DELETE", "/api/v1/tokens/{id}", false, s.deleteToken},
 
+		{"GET", "/api/v1/audit", false, s.listAudit},
 		{"GET", "/api/v1/roles", false, s.listRoles},
 		{"GET", "/api/v1/permissions", false, s.permissions},
 		{"GET", "/api/v1/role-assignments", false, s.listRoleAssignments},
@@ -195,6 +203,11 @@ func (s *Server) Handler() http.Handler {
 		}
 		mux.Handle(rt.Method+" "+rt.Pattern, h)
 	}
+	// The dashboard: its page at / and its assets, public (the page signs
+	// in through POST /api/v1/session).
+	ui := dashboard.Handler()
+	mux.Handle("GET "+dashboard.IndexPath, ui)
+	mux.Handle("GET "+dashboard.AssetsPath, ui)
 	// The catch-all answers in JSON; a path served with other methods gets
 	// 405 and an Allow header, found through a method-less mux.
 	paths, allow := http.NewServeMux(), map[string][]string{}
@@ -390,8 +403,10 @@ func (s *Server) audit(r *http.Request, rec *recorder, route string) {
 	if principal == "" {
 		principal = "(unauthenticated)"
 	}
+	ev := AuditEvent{Time: s.Clock.Now().UTC(), Principal: principal, Method: r.Method, Path: r.URL.Path, Route: route, Status: rec.status}
 	switch {
 	case denied:
+		ev.Event, ev.Action, ev.Scope, ev.Code, ev.Reason = "denied", rec.action, rec.scope, rec.code, rec.reason
 		attrs := []any{"event", "denied", "principal", principal}
 		if rec.action != "" {
 			attrs = append(attrs, "action", rec.action, "scope", rec.scope)
@@ -399,11 +414,14 @@ func (s *Server) audit(r *http.Request, rec *recorder, route string) {
 		attrs = append(attrs, "method", r.Method, "path", r.URL.Path, "route", route, "status", rec.status, "code", rec.code, "reason", rec.reason)
 		s.Log.Warn("audit", attrs...)
 	case rec.status >= 400:
+		ev.Event, ev.Code, ev.Reason = "failed", rec.code, rec.reason
 		s.Log.Warn("audit", "event", "failed", "principal", principal, "method", r.Method, "path", r.URL.Path, "route", route,
 			"status", rec.status, "code", rec.code, "reason", rec.reason)
 	default:
+		ev.Event = "write"
 		s.Log.Info("audit", "event", "write", "principal", principal, "method", r.Method, "path", r.URL.Path, "route", route, "status", rec.status)
 	}
+	s.auditLog.add(ev)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
