@@ -22,6 +22,7 @@ import (
 	"github.com/arca-backup/arca/internal/restore"
 	"github.com/arca-backup/arca/internal/selection"
 	"github.com/arca-backup/arca/internal/storage"
+	"github.com/arca-backup/arca/internal/storage/location"
 	"github.com/arca-backup/arca/internal/trustpolicy"
 )
 
@@ -431,8 +432,11 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	if len(rp.VolumeData) > 0 && crit.PersistentVolumeRestoreMode != v1alpha1.RestoreWithoutVolumeData {
 		// Vault-tier data is written by restore pods from the data mover image.
 		img, err := x.dataMoverImage(ctx)
-		if err != nil {
-			x.log.Info("no restore pods: claims come back from snapshots or empty", "err", err.Error())
+		if l, perr := location.Parse(sa.loc.Spec.URL); perr == nil && l.Kind == location.File {
+			opts.NoVolumePods = fmt.Sprintf("storage location %q is file storage (%s), which only the extension's pod mounts: restore pods cannot read it; "+
+				"copy the recovery point to an object storage location (arca repo copy) and restore from there", sa.loc.Name, sa.loc.Spec.URL)
+		} else if err != nil {
+			opts.NoVolumePods = err.Error()
 		} else {
 			opts.VolumePods = &operations.RestorePods{Image: img, RepoURL: sa.loc.Spec.URL, SecretNamespace: sa.loc.Namespace,
 				SecretName: sa.loc.Spec.CredentialsSecret, Timeout: x.opts.RestorePodTimeout}

@@ -39,6 +39,9 @@ type RestoreOptions struct {
 	// it, a claim comes back from its snapshot or empty, and asking for
 	// vault-tier data (volumeDataSource Vault) is a criteria error.
 	VolumePods *RestorePods
+	// NoVolumePods says why there are no VolumePods (the error when the
+	// criteria ask for vault-tier data).
+	NoVolumePods string
 }
 
 // RestorePods run the restore pods that write vault-tier data into claims
@@ -72,6 +75,7 @@ func Restore(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *repo.R
 	for _, vd := range rp.VolumeData {
 		vopts.VaultData[vd.Name] = volume.VaultVolume{Name: vd.Name, Bytes: vd.Bytes, Block: vd.Block}
 	}
+	vopts.NoPods = opts.NoVolumePods
 	if opts.VolumePods != nil {
 		pods := *opts.VolumePods
 		pods.RecoveryPoint = rp.ID.String()

@@ -56,8 +56,10 @@ type RestoreOptions struct {
 	// VaultData are the recovery point's vault-tier volumes by source claim.
 	VaultData map[string]VaultVolume
 	// Pods runs the restore pods that write vault-tier data; nil: this
-	// restore cannot (Auto then never chooses the vault tier).
-	Pods *RestorePods
+	// restore cannot (Auto then never chooses the vault tier), and NoPods
+	// says why (for the error when Vault is asked for).
+	Pods   *RestorePods
+	NoPods string
 }
 
 // Restorer restores persistent volumes and claims: claims with a recorded
@@ -75,6 +77,7 @@ type Restorer struct {
 	classes  map[string]bool     // StorageClass name -> exists in the target (cache)
 	choices  map[string]chosen   // source claim -> where its data comes from
 	fills    map[string]fillPlan // target claim -> vault-tier data to write
+	podSlots chan struct{}       // restore pods running (RestorePods.Concurrency)
 }
 
 // NewRestorer returns a Restorer for the cluster of cfg and the recovery
@@ -95,6 +98,11 @@ func NewRestorer(cfg *rest.Config, records *Records, opts RestoreOptions) (*Rest
 func NewRestorerFor(kc kubernetes.Interface, sc snapclient.Interface, records *Records, opts RestoreOptions) *Restorer {
 	r := &Restorer{kube: kc, snaps: sc, opts: opts, records: map[string]Record{}, restored: map[string]bool{},
 		drivers: map[string]bool{}, classes: map[string]bool{}, choices: map[string]chosen{}, fills: map[string]fillPlan{}}
+	n := 2
+	if opts.Pods != nil && opts.Pods.Concurrency > 0 {
+		n = opts.Pods.Concurrency
+	}
+	r.podSlots = make(chan struct{}, n)
 	if records != nil {
 		for _, rec := range records.Snapshots {
 			r.records[rec.Key()] = rec

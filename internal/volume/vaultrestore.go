@@ -79,6 +79,9 @@ type RestorePods struct {
 	Timeout time.Duration
 	// Memory is the pod's memory limit (default 256Mi).
 	Memory string
+	// Concurrency is how many restore pods of one restore run at once
+	// (default 2); the claims beyond wait for a slot.
+	Concurrency int
 }
 
 // fillPlan is a claim whose data comes from the vault tier.
@@ -247,7 +250,11 @@ func CheckSources(records *Records, vault map[string]VaultVolume, opts RestoreOp
 		}
 	}
 	if opts.Pods == nil && len(vaultNames) > 0 && (opts.Source == v1alpha1.VolumeDataVault || slices.Contains(mapsValues(opts.Sources), v1alpha1.VolumeDataVault)) {
-		errs = append(errs, errors.New("vault-tier data is written into claims by restore pods, which this restore cannot run: restore through a RestoreJob (the extension)"))
+		why := opts.NoPods
+		if why == "" {
+			why = "this restore runs none: restore through a RestoreJob (the extension)"
+		}
+		errs = append(errs, fmt.Errorf("vault-tier data is written into claims by restore pods, and %s", why))
 	}
 	return errors.Join(errs...)
 }
@@ -392,6 +399,13 @@ func (r *Restorer) FillClaim(ctx context.Context, ns, name string) error {
 	if !ok || r.opts.DryRun {
 		return nil
 	}
+	// At most Concurrency restore pods at once.
+	select {
+	case r.podSlots <- struct{}{}:
+	case <-ctx.Done():
+		return &ClaimError{Code: CodeVolumeDataRestoreFailed, Claim: claimRef, Err: fmt.Errorf("claim %s: vault-tier data not restored: %w", claimRef, ctx.Err())}
+	}
+	defer func() { <-r.podSlots }()
 	if err := r.runRestorePod(ctx, ns, name, plan); err != nil {
 		return &ClaimError{Code: CodeVolumeDataRestoreFailed, Claim: claimRef, Err: fmt.Errorf(
 			"claim %s: vault-tier data of %s not restored: %w (the claim exists but does not hold the data: delete it and restore again)", claimRef, plan.source, err)}

@@ -151,6 +151,7 @@ func TestVaultSourceChoice(t *testing.T) {
 		{volume.RestoreOptions{Sources: map[string]v1alpha1.VolumeDataSource{"src/nope": v1alpha1.VolumeDataVault}}, "no volume of claim src/nope"},
 		{volume.RestoreOptions{Sources: map[string]v1alpha1.VolumeDataSource{"src/none": v1alpha1.VolumeDataVault}}, "no vault-tier data for claim src/none"},
 		{volume.RestoreOptions{Source: v1alpha1.VolumeDataVault}, "no vault-tier data for claim(s) src/none"},
+		{volume.RestoreOptions{Source: v1alpha1.VolumeDataVault, NoPods: "storage location \"x\" is file storage"}, "restore pods, and storage location \"x\" is file storage"},
 	} {
 		recs := &volume.Records{Snapshots: append([]volume.Record{rec("none", "")}, records.Snapshots...)}
 		err := volume.CheckSources(recs, vault, tc.opts)
