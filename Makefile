@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: fuzz all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy clean
+.PHONY: fuzz all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy bench-vault-restore clean
 
 all: build
 
@@ -62,7 +62,7 @@ test: lint unit fuzz
 
 # Benchmarks print their figures; results go into docs/benchmarks.md. Not
 # part of `make test`: the 100,000-object engine run takes tens of minutes.
-bench: bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy
+bench: bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy bench-vault-restore
 
 bench-repo:
 	go test ./internal/repo -run '^$$' -bench 'Repo(Stream|Small)' -benchtime 1x -timeout 30m
@@ -79,6 +79,12 @@ bench-copy:
 # and place it.
 bench-mover:
 	go test ./internal/volumedata -run '^$$' -bench Mover -benchtime 1x -timeout 60m
+
+# The vault tier's restore pod on a real node (MinIO on the host) against a
+# pod copying the same files into a new claim; ARCA_BENCH_RESTORE_BYTES
+# resizes it (default 512 MiB).
+bench-vault-restore: tools
+	go test ./internal/extension -run '^$$' -bench VaultRestorePod -benchtime 1x -timeout 30m
 
 bench-engine: tools
 	go test ./bench -run '^$$' -bench BenchmarkEngine -benchtime 1x -timeout 80m

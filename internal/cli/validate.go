@@ -204,6 +204,8 @@ func newRestoreValidateCommand() *cobra.Command {
 	fs.StringArrayVar(&o.NamespaceMappings, "namespace-mapping", nil, "restore namespace a into b (a=b; repeatable)")
 	fs.StringVar(&o.Conflict, "conflict", "", "existing objects: skip (default) or patch")
 	fs.BoolVar(&o.WithoutVolumeData, "without-volume-data", false, "restore PVCs without their data")
+	fs.StringVar(&o.VolumeDataSource, "volume-data-source", "", "where claims' data comes from: auto (default: the snapshot while it exists and fits the target, else vault-tier data), snapshot or vault")
+	fs.StringArrayVar(&o.VolumeDataSourceFor, "volume-data-source-for", nil, "the same for one claim of the recovery point: namespace/claim=auto|snapshot|vault (repeatable)")
 	fs.BoolVar(&o.IncludeClusterResources, "include-cluster-resources", false, clusterResourcesRestoreHelp)
 	fs.StringVar(&passwordFile, "password-file", "", "repository password file (default: $"+PasswordEnv+"); lets validation read what the recovery point holds")
 	return cmd

@@ -168,6 +168,20 @@ type RestoreStartOptions struct {
 	IncludeNamespaces, ExcludeNamespaces                 []string
 	WithoutVolumeData, DryRun, Wait                      bool
 	IncludeClusterResources                              bool
+	// VolumeDataSource and VolumeDataSourceFor (namespace/claim=source)
+	// choose snapshot or vault-tier data.
+	VolumeDataSource    string
+	VolumeDataSourceFor []string
+}
+
+// parseVolumeDataSource accepts auto, snapshot or vault in any case.
+func parseVolumeDataSource(flag, s string) (v1alpha1.VolumeDataSource, error) {
+	for _, v := range []v1alpha1.VolumeDataSource{v1alpha1.VolumeDataAuto, v1alpha1.VolumeDataSnapshot, v1alpha1.VolumeDataVault} {
+		if strings.EqualFold(s, string(v)) {
+			return v, nil
+		}
+	}
+	return "", &UsageError{fmt.Errorf("%s %q: want auto, snapshot or vault", flag, s)}
 }
 
 // Criteria builds the restore criteria from the file and the flags.
@@ -205,6 +219,27 @@ func (o *RestoreStartOptions) Criteria(changed func(string) bool) (json.RawMessa
 	}
 	if o.WithoutVolumeData {
 		c.PersistentVolumeRestoreMode = v1alpha1.RestoreWithoutVolumeData
+	}
+	if o.VolumeDataSource != "" {
+		v, err := parseVolumeDataSource("--volume-data-source", o.VolumeDataSource)
+		if err != nil {
+			return nil, err
+		}
+		c.VolumeDataSource = v
+	}
+	for _, f := range o.VolumeDataSourceFor {
+		claim, src, ok := strings.Cut(f, "=")
+		if !ok || claim == "" {
+			return nil, &UsageError{fmt.Errorf("--volume-data-source-for %q: want namespace/claim=auto|snapshot|vault", f)}
+		}
+		v, err := parseVolumeDataSource("--volume-data-source-for "+claim, src)
+		if err != nil {
+			return nil, err
+		}
+		if c.VolumeDataSources == nil {
+			c.VolumeDataSources = map[string]v1alpha1.VolumeDataSource{}
+		}
+		c.VolumeDataSources[claim] = v
 	}
 	if changed("include-cluster-resources") {
 		c.IncludeClusterScopeResources = v1alpha1.Bool(o.IncludeClusterResources)
@@ -260,6 +295,8 @@ func newRestoreCommand() *cobra.Command {
 	fs.StringArrayVar(&o.NamespaceMappings, "namespace-mapping", nil, "restore namespace a into b (a=b; repeatable)")
 	fs.StringVar(&o.Conflict, "conflict", "", "existing objects: skip (default) or patch")
 	fs.BoolVar(&o.WithoutVolumeData, "without-volume-data", false, "restore PVCs without their data")
+	fs.StringVar(&o.VolumeDataSource, "volume-data-source", "", "where claims' data comes from: auto (default: the snapshot while it exists and fits the target, else vault-tier data), snapshot or vault")
+	fs.StringArrayVar(&o.VolumeDataSourceFor, "volume-data-source-for", nil, "the same for one claim of the recovery point: namespace/claim=auto|snapshot|vault (repeatable)")
 	fs.BoolVar(&o.IncludeClusterResources, "include-cluster-resources", false, clusterResourcesRestoreHelp)
 	fs.BoolVar(&o.DryRun, "dry-run", false, "report what would be restored, write nothing")
 	fs.BoolVar(&o.Wait, "wait", false, "wait until the job finishes; exit 1 if it fails")

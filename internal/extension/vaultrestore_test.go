@@ -67,6 +67,10 @@ exec sleep 1000000
 //   - into the existing claim while the Deployment's pod mounts it
 //     (conflictPolicy Patch, volumeDataSource Vault): VolumeInUse naming
 //     the pod, nothing written;
+//   - a restore pod that cannot run (its image does not exist, 15 s
+//     timeout): the claim's item fails with VolumeDataRestoreFailed naming
+//     the claim and the pod's state, the rest is restored, the pod and the
+//     Secret copy are deleted;
 //   - a volumeDataSources entry naming no claim of the point: the job
 //     fails before writing, naming the claim.
 func TestVaultTierRestoreOnNode(t *testing.T) {
@@ -100,7 +104,7 @@ func TestVaultTierRestoreOnNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl.startExtension(extension.Options{Executor: ex, DataMoverImage: image})
+	running := cl.startExtension(extension.Options{Executor: ex, DataMoverImage: image})
 
 	// The source: a claim and a Deployment whose pod writes the files.
 	cl.namespace("shop")
@@ -249,6 +253,31 @@ spec:
 		}
 		if got := cl.execIn(ex, "shop", pod.Name, "cat", "/data/hello.txt"); got != "live\n" {
 			t.Errorf("the volume in use was written: hello.txt = %q", got)
+		}
+	})
+
+	t.Run("restore pod fails: the claim fails with its code", func(t *testing.T) {
+		// An extension whose data mover image does not exist: the pod
+		// cannot start, and gives up after 15 s.
+		running.stop()
+		running = cl.startExtension(extension.Options{Executor: ex, DataMoverImage: cp.Registry.Addr() + "/arca-test/no-such-image:1", RestorePodTimeout: 15 * time.Second})
+		j := restoreJob("pod-fails", `  namespaceMappings: {shop: shop-f}`)
+		if j.Status.Phase != v1alpha1.JobCompletedWithWarnings || !hasCode(j.Status.Warnings, volume.CodeVolumeDataRestoreFailed) || !hasCode(j.Status.Warnings, v1alpha1.CodeItemsFailed) {
+			t.Fatalf("restore with a failing pod: %s %s warnings %+v items %+v", j.Status.Phase, j.Status.Message, j.Status.Warnings, j.Status.Items)
+		}
+		for _, w := range j.Status.Warnings {
+			if w.Code == volume.CodeVolumeDataRestoreFailed && (!strings.Contains(w.Message, "claim shop-f/data") || !strings.Contains(w.Message, "did not finish within 15s") ||
+				!strings.Contains(w.Message, "ImagePull")) {
+				t.Errorf("VolumeDataRestoreFailed does not name the claim, the timeout and the pod's state: %s", w.Message)
+			}
+		}
+		if len(j.Status.Items) == 0 || j.Status.Items[0].Object != "persistentvolumeclaims shop-f/data" || j.Status.Items[0].Action != "Failed" {
+			t.Errorf("items %+v: want the claim failed first", j.Status.Items)
+		}
+		pods, _ := cl.cs.CoreV1().Pods("shop-f").List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
+		secs, _ := cl.cs.CoreV1().Secrets("shop-f").List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
+		if len(pods.Items) != 0 || len(secs.Items) != 0 {
+			t.Errorf("after a failed restore pod: restore pods %d and secret copies %d left", len(pods.Items), len(secs.Items))
 		}
 	})
 
