@@ -220,6 +220,16 @@ func immutableVault(t *testing.T, e *env) {
 	if _, err := e.svc.UpdatePolicy(ctx, "v", "daily", 0, longer); err != nil {
 		t.Fatalf("lengthening retention refused: %v", err)
 	}
+	// Moving the instance to a policy with shorter rules shortens too.
+	weekly := short
+	weekly.Name = "short"
+	if _, err := e.svc.CreatePolicy(ctx, "v", weekly); err != nil {
+		t.Fatal(err)
+	}
+	moved := instance("shop")
+	moved.Policy = "short"
+	_, err = e.svc.UpdateInstance(ctx, "", "v", "shop", 0, moved)
+	wantKind(t, err, service.Conflict, service.CodeImmutableRetention)
 
 	// Unlocked can be disabled; locked cannot.
 	if _, err := e.svc.UpdateVault(ctx, "v", 0, service.VaultUpdate{Immutability: ptr(store.ImmutabilityDisabled)}); err != nil {
@@ -336,6 +346,14 @@ func resourceGuard(t *testing.T, e *env) {
 	short := daily()
 	short.Retention.Default.Duration = "P3D"
 	_, err = e.svc.UpdatePolicy(as("user:alice"), "v", "daily", 0, short)
+	wantKind(t, err, service.Forbidden, service.CodeApprovalRequired)
+	short.Name = "short"
+	if _, err := e.svc.CreatePolicy(ctx, "v", short); err != nil {
+		t.Fatal(err)
+	}
+	moved := instance("shop")
+	moved.Policy = "short"
+	_, err = e.svc.UpdateInstance(as("user:alice"), "", "v", "shop", 0, moved)
 	wantKind(t, err, service.Forbidden, service.CodeApprovalRequired)
 	for _, u := range []service.VaultUpdate{{SoftDeleteDays: ptr(0)}, {ResourceGuard: ptr(false)}} {
 		_, err = e.svc.UpdateVault(as("user:alice"), "v", 0, u)

@@ -141,12 +141,32 @@ func (s *Service) UpdateInstance(ctx context.Context, caller, vault, name string
 		return nil, err
 	}
 	policyChanged := b.Policy != in.Policy
+	var short []string
+	v, err := s.Store.GetVault(ctx, vault)
+	if err != nil {
+		return nil, err
+	}
+	if policyChanged && (v.Immutable() || v.ResourceGuard) {
+		if short, err = s.shortenedBy(ctx, in, b.Policy); err != nil {
+			return nil, err
+		}
+	}
+	if len(short) > 0 && v.Immutable() {
+		return nil, Conflictf(CodeImmutableRetention, "vault %q is immutable (%s): moving instance %s from policy %s to %s shortens retention (%s); pick a policy whose rules are at least as long",
+			v.Name, v.Immutability, in.Name, in.Policy, b.Policy, strings.Join(short, ", "))
+	}
 	in.Policy, in.Config, in.StorageLocation, in.SnapshotLocation = b.Policy, b.Config, b.StorageLocation, b.SnapshotLocation
 	if err := s.Require(ctx, BackupRequirements(caller, in)); err != nil {
 		return nil, err
 	}
-	if err := s.Store.UpdateInstance(ctx, in); err != nil {
-		return nil, fromStore(err, expected)
+	update := func() error { return fromStore(s.Store.UpdateInstance(ctx, in), expected) }
+	if len(short) > 0 {
+		err = s.guarded(ctx, v, OpShortenRetention, in.Name, update)
+	} else {
+		err = update()
+	}
+	if err != nil {
+		return nil, err
 	}
 	if policyChanged && in.ProtectionState == store.ProtectionConfigured {
 		if _, err := scheduler.Arm(ctx, s.Store, in.Vault, in.Name, p.Schedule, s.now().Now()); err != nil {
@@ -333,6 +353,23 @@ func (s *Service) stopDeleteData(ctx context.Context, in *store.Instance, expect
 		return nil, nil, err
 	}
 	return in, j, nil
+}
+
+// shortenedBy lists what moving in to policy to shortens (see shortened).
+func (s *Service) shortenedBy(ctx context.Context, in *store.Instance, to string) ([]string, error) {
+	_, from, err := s.policyOf(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	np, err := s.Store.GetPolicy(ctx, in.Vault, to)
+	if err != nil {
+		return nil, err
+	}
+	next, err := policy.ParseJSON(np.Schedule, np.Retention)
+	if err != nil {
+		return nil, err
+	}
+	return shortened(from, next), nil
 }
 
 // policyOf returns an instance's policy, stored and parsed.
