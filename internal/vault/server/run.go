@@ -418,6 +418,10 @@ func storeKind(o Options) string {
 	return "sqlite"
 }
 
+// DeliverWebhooks attempts the due webhook deliveries once (Run does it
+// in the background) and returns how many it attempted.
+func (s *Server) DeliverWebhooks(ctx context.Context) (int, error) { return s.webhooks.Tick(ctx) }
+
 // deliverWebhooks sends webhook deliveries while this replica holds the
 // background lease: two replicas sending at once would deliver twice.
 func (s *Server) deliverWebhooks(ctx context.Context, every, retry time.Duration) {
