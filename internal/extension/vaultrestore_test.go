@@ -3,6 +3,8 @@ package extension_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +12,6 @@ import (
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -62,8 +63,11 @@ exec sleep 1000000
 //     data from the repository (MinIO), deletes the pod and its Secret copy,
 //     and only then creates the Deployment: its pod recorded at its start
 //     the same files, checksums and metadata as the source pod wrote;
-//   - into a mapped namespace with another storage class (mapped): the
-//     same bytes, the claim in the mapped class;
+//   - first, while the snapshot still exists: into a mapped namespace
+//     with a storage class mapping to a second CSI driver (another
+//     hostpath driver under its own name): Auto sees the class move the
+//     claim to another driver and takes the vault tier; the same bytes, in
+//     a volume of the other driver;
 //   - into the existing claim while the Deployment's pod mounts it
 //     (conflictPolicy Patch, volumeDataSource Vault): VolumeInUse naming
 //     the pod, nothing written;
@@ -157,6 +161,67 @@ spec: {storageLocation: default, includedNamespaces: [shop], snapshotClasses: [`
 	}
 	rpID := vaultTierPoint(t, url, m, bj.Status.RecoveryPointID, "shop/data", csi.VolumeDir(pv.Spec.CSI.VolumeHandle))
 
+	restoreJob := func(name, spec string) *v1alpha1.RestoreJob {
+		t.Helper()
+		cl.mustApply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: %s, namespace: arca-system}
+spec:
+  storageLocation: default
+  recoveryPoint: %s
+  includedNamespaces: [shop]
+%s`, name, rpID, spec))
+		return cl.waitRestore(name, 5*time.Minute)
+	}
+	// checkRestored: the claim holds the data and the Deployment's pod saw it at its start.
+	checkRestored := func(ns, wantClass, why string) {
+		t.Helper()
+		got, err := cl.cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ann := got.Annotations[volume.AnnVolumeData]
+		if got.Spec.DataSource != nil || !strings.HasPrefix(ann, "vault ") || !strings.Contains(ann, why) || *got.Spec.StorageClassName != wantClass {
+			t.Errorf("claim %s/data: data source %+v, annotation %q, class %s; want no data source, from the vault tier because %q, class %s",
+				ns, got.Spec.DataSource, ann, *got.Spec.StorageClassName, why, wantClass)
+		}
+		pod := cl.readyPod(ns, "app=vault", 3*time.Minute)
+		if seen := cl.execIn(ex, ns, pod.Name, "cat", "/tmp/at-start"); seen != want {
+			t.Errorf("the restored pod in %s saw other files at its start than the source pod wrote:\nsource:\n%s\nrestored:\n%s", ns, want, seen)
+		}
+		// The restore pod and the Secret copy are gone.
+		pods, _ := cl.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
+		secs, _ := cl.cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
+		if len(pods.Items) != 0 || len(secs.Items) != 0 {
+			t.Errorf("restore pods %d and secret copies %d left in %s", len(pods.Items), len(secs.Items), ns)
+		}
+	}
+
+	t.Run("another CSI driver and class, snapshot still there", func(t *testing.T) {
+		// The target's other driver: Auto sees the mapped class provision
+		// with it, so the claim comes from the vault tier, not the snapshot.
+		const driverB = "hostpath-b.csi.arca.local"
+		b := testenv.StartOtherHostPathDriver(t, cp, driverB, "arca-hostpath-b")
+		j := restoreJob("other-driver", `  namespaceMappings: {shop: shop-b}
+  storageClassMappings: {`+csi.StorageClass+`: arca-hostpath-b}`)
+		if j.Status.Phase != v1alpha1.JobCompleted {
+			t.Fatalf("restore: %s %s %+v %+v %+v", j.Status.Phase, j.Status.Message, j.Status.Errors, j.Status.Warnings, j.Status.Items)
+		}
+		checkRestored("shop-b", "arca-hostpath-b", "provisions with "+driverB+", not the snapshot's driver "+csi.DriverName)
+		claim, err := cl.cs.CoreV1().PersistentVolumeClaims("shop-b").Get(ctx, "data", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pv, err := cl.cs.CoreV1().PersistentVolumes().Get(ctx, claim.Spec.VolumeName, metav1.GetOptions{})
+		if err != nil || pv.Spec.CSI == nil || pv.Spec.CSI.Driver != driverB {
+			t.Fatalf("volume of shop-b/data: %+v %v, want one of %s", pv.Spec.CSI, err, driverB)
+		}
+		if _, err := os.Stat(filepath.Join(b.VolumeDir(pv.Spec.CSI.VolumeHandle), "random.bin")); err != nil {
+			t.Errorf("the data is not in the other driver's volume: %v", err)
+		}
+	})
+
 	// The operational tier goes: the snapshot's content (and the driver's
 	// snapshot), then the namespace with its volume.
 	r := openRepo(t, url, m)
@@ -177,42 +242,6 @@ spec: {storageLocation: default, includedNamespaces: [shop], snapshotClasses: [`
 	}
 	cl.deleteNamespace("shop", 2*time.Minute)
 
-	restoreJob := func(name, spec string) *v1alpha1.RestoreJob {
-		t.Helper()
-		cl.mustApply(fmt.Sprintf(`
-apiVersion: arca.io/v1alpha1
-kind: RestoreJob
-metadata: {name: %s, namespace: arca-system}
-spec:
-  storageLocation: default
-  recoveryPoint: %s
-  includedNamespaces: [shop]
-%s`, name, rpID, spec))
-		return cl.waitRestore(name, 5*time.Minute)
-	}
-	// checkRestored: the claim holds the data and the Deployment's pod saw it at its start.
-	checkRestored := func(ns, wantClass string) {
-		t.Helper()
-		got, err := cl.cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Spec.DataSource != nil || !strings.HasPrefix(got.Annotations[volume.AnnVolumeData], "vault ") || *got.Spec.StorageClassName != wantClass {
-			t.Errorf("claim %s/data: data source %+v, annotation %q, class %s; want no data source, from the vault tier, class %s",
-				ns, got.Spec.DataSource, got.Annotations[volume.AnnVolumeData], *got.Spec.StorageClassName, wantClass)
-		}
-		pod := cl.readyPod(ns, "app=vault", 3*time.Minute)
-		if seen := cl.execIn(ex, ns, pod.Name, "cat", "/tmp/at-start"); seen != want {
-			t.Errorf("the restored pod in %s saw other files at its start than the source pod wrote:\nsource:\n%s\nrestored:\n%s", ns, want, seen)
-		}
-		// The restore pod and the Secret copy are gone.
-		pods, _ := cl.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
-		secs, _ := cl.cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
-		if len(pods.Items) != 0 || len(secs.Items) != 0 {
-			t.Errorf("restore pods %d and secret copies %d left in %s", len(pods.Items), len(secs.Items), ns)
-		}
-	}
-
 	t.Run("snapshot gone, namespace gone: from the repository alone", func(t *testing.T) {
 		start := time.Now()
 		j := restoreJob("from-vault", "")
@@ -220,22 +249,7 @@ spec:
 			t.Fatalf("restore: %s %s %+v %+v %+v", j.Status.Phase, j.Status.Message, j.Status.Errors, j.Status.Warnings, j.Status.Items)
 		}
 		t.Logf("restored from the vault tier in %s", time.Since(start).Round(time.Millisecond))
-		checkRestored("shop", csi.StorageClass)
-	})
-
-	t.Run("another namespace and storage class", func(t *testing.T) {
-		other := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "arca-hostpath-b"}, Provisioner: csi.DriverName,
-			ReclaimPolicy: new(corev1.PersistentVolumeReclaimRetain)}
-		if _, err := cl.cs.StorageV1().StorageClasses().Create(ctx, other, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		j := restoreJob("other-class", `  namespaceMappings: {shop: shop-b}
-  storageClassMappings: {`+csi.StorageClass+`: arca-hostpath-b}
-  volumeDataSource: Vault`)
-		if j.Status.Phase != v1alpha1.JobCompleted {
-			t.Fatalf("restore: %s %s %+v %+v %+v", j.Status.Phase, j.Status.Message, j.Status.Errors, j.Status.Warnings, j.Status.Items)
-		}
-		checkRestored("shop-b", "arca-hostpath-b")
+		checkRestored("shop", csi.StorageClass, "VolumeSnapshotContent "+recs.Snapshots[0].Content+" no longer exists")
 	})
 
 	t.Run("into a claim in use: refused", func(t *testing.T) {

@@ -3,9 +3,13 @@ package testenv
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"time"
 
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/arca-backup/arca/internal/testenv/hostpath"
 )
@@ -104,4 +108,63 @@ func registerHostPathNode(t T, c *CSI, node, kubeletRootDir, socketDir string) {
 		t.Fatalf("hostpath driver on node %s: %v (the kubelet watches %s/plugins_registry)", node, err, kubeletRootDir)
 	}
 	c.StartupTimes["registration on "+node] = time.Since(start)
+}
+
+// StartOtherHostPathDriver starts a second hostpath driver named driver
+// beside a CSI stack already running on cp (StartHostPathCSI or StartCSI):
+// its own data directory, a CSIDriver object, a StorageClass class of it
+// (reclaim Delete, Immediate binding, not the default), a node instance
+// registered with every node's kubelet and a provisioner for its claims.
+// It has no snapshot sidecar: it stands for the other CSI driver of a
+// target cluster, into which claims are restored from data, not from
+// another driver's snapshots.
+func StartOtherHostPathDriver(t T, cp *ControlPlane, driver, class string) *CSI {
+	t.Helper()
+	c := &CSI{DriverName: driver, StorageClass: class, StartupTimes: map[string]time.Duration{}, fsGroupPolicy: new(storagev1.FileFSGroupPolicy)}
+	c.startedAt = time.Now()
+	c.DataDir = tempDir(t, "arca-hostpath-"+driver+"-")
+	sockets := tempDir(t, "arca-hpsock-")
+	c.Socket = filepath.Join(sockets, "controller.sock")
+	serveHostPath(t, c, hostpath.Options{Name: driver, DataDir: c.DataDir, Controller: true}, c.Socket)
+	c.Controller = dialDriver(t, c.Socket, driver)
+	t.Cleanup(func() {
+		if err := hostpath.UnmountAll(c.DataDir); err != nil {
+			t.Logf("hostpath %s: %v", driver, err)
+		}
+	})
+	cs := cp.clientset(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	attach := false
+	if _, err := cs.StorageV1().CSIDrivers().Create(ctx, &storagev1.CSIDriver{ObjectMeta: metav1.ObjectMeta{Name: driver},
+		Spec: storagev1.CSIDriverSpec{AttachRequired: &attach, FSGroupPolicy: c.fsGroupPolicy,
+			VolumeLifecycleModes: []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecyclePersistent}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create CSIDriver %s: %v", driver, err)
+	}
+	reclaim := corev1.PersistentVolumeReclaimDelete
+	binding := storagev1.VolumeBindingImmediate
+	if _, err := cs.StorageV1().StorageClasses().Create(ctx, &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: class},
+		Provisioner: driver, ReclaimPolicy: &reclaim, VolumeBindingMode: &binding}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create StorageClass %s: %v", class, err)
+	}
+	for _, n := range cp.Nodes {
+		registerHostPathNode(t, c, n.Name, n.RootDir, sockets)
+	}
+	p := &Provisioner{Client: cs, Snapshots: snapclient.NewForConfigOrDie(cp.Config()), Controller: c.Controller, Driver: driver,
+		BindDirectly: cp.kcm == nil, Logf: t.Logf}
+	pctx, pcancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := p.Run(pctx); err != nil && pctx.Err() == nil {
+			t.Logf("provisioner of %s stopped: %v", driver, err)
+		}
+	}()
+	t.Cleanup(func() {
+		pcancel()
+		wg.Wait()
+	})
+	c.StartupTimes["driver "+driver] = time.Since(c.startedAt)
+	return c
 }
