@@ -28,6 +28,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&RestoreHook{}, &RestoreHookList{},
 		&StorageLocation{}, &StorageLocationList{},
 		&ClusterTrustPolicy{}, &ClusterTrustPolicyList{},
+		&RecoveryPointQuery{}, &RecoveryPointQueryList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

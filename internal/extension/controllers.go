@@ -78,6 +78,9 @@ func (x *Extension) setupControllers(mgr manager.Manager) error {
 			return fmt.Errorf("set up %s job controller: %w", k.name, err)
 		}
 	}
+	if err := x.setupQueryController(mgr); err != nil {
+		return fmt.Errorf("set up recovery point query controller: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("storagelocation").
 		For(&v1alpha1.StorageLocation{}, builder.WithPredicates(inNS, predicate.GenerationChangedPredicate{})).

@@ -95,15 +95,15 @@ var rules = map[string]rule{
 	// token renewal over the credentials the cluster's owner registered
 	// (service.Clusters).
 	"internal/clusterdriver": {
-		Imports: []string{"api/v1alpha1", "internal/prereq", "internal/prereq/vaultaccess", "internal/storage/location", "internal/vault/clock",
+		Imports: []string{"api/v1alpha1", "internal/prereq", "internal/prereq/vaultaccess", "internal/sealed", "internal/storage/location", "internal/vault/clock",
 			"internal/vault/jobs", "internal/vault/service", "internal/vault/store"},
 		// Its tests run both sides: the vault through the CLI, the extension in the cluster.
 		Tests: []string{"internal/cli", "internal/extension", "internal/repo", "internal/storage/local", "internal/testenv", "internal/trustedaccess",
 			"internal/vault/client", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store/sqlite",
 			"internal/volume"}},
 	"internal/extension": {
-		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/operations", "internal/repo", "internal/restore",
-			"internal/selection", "internal/storage", "internal/storage/location", "internal/trustpolicy", "internal/verify"},
+		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/diff", "internal/kube", "internal/operations", "internal/repo", "internal/restore",
+			"internal/sealed", "internal/selection", "internal/storage", "internal/storage/location", "internal/trustpolicy", "internal/verify", "internal/volumedata"},
 		Tests: []string{"internal/storage/local", "internal/testenv", "internal/volume", "internal/volumedata"}},
 	// Tests: its tests build the extension image from the CLI's binary (work in flight on 2026-12-01).
 	"internal/image":         {Tests: []string{"internal/cli", "internal/extension"}},
@@ -122,7 +122,9 @@ var rules = map[string]rule{
 	"internal/repo": {Imports: []string{"internal/calendar", "internal/storage"},
 		Tests: []string{"internal/storage/faulty", "internal/storage/local", "internal/storage/mem", "internal/storage/retry"}},
 	"internal/repo/cloudtest": {Tests: []string{"internal/repo", "internal/storage", "internal/storage/location", "internal/testenv"}},
-	"internal/selection":      {Imports: []string{"api/v1alpha1", "internal/kube"}},
+	// The answer of a RecoveryPointQuery, sealed to the requester's key.
+	"internal/sealed":    {Imports: []string{"api/v1alpha1"}},
+	"internal/selection": {Imports: []string{"api/v1alpha1", "internal/kube"}},
 
 	// Storage: each backend knows only the interface.
 	"internal/storage":                {},
@@ -147,7 +149,7 @@ var rules = map[string]rule{
 			"internal/vault/rbac", "internal/vault/server", "internal/vault/service", "internal/vault/store", "internal/vault/store/sqlite"}},
 
 	// The vault.
-	"internal/vault/client":    {Imports: []string{"internal/vault/policy", "internal/vault/rbac", "internal/vault/service", "internal/vault/store"}},
+	"internal/vault/client":    {Imports: []string{"api/v1alpha1", "internal/vault/policy", "internal/vault/rbac", "internal/vault/service", "internal/vault/store"}},
 	"internal/vault/clock":     {},
 	"internal/vault/jobs":      {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/retention", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/notify":    {Imports: []string{"internal/vault/clock", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},

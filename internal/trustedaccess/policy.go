@@ -166,7 +166,7 @@ func unassignedLocations(ctx context.Context, dyn dynamic.Interface, vault strin
 // VaultJobsPolicy is the ValidatingAdmissionPolicy that binds a vault's
 // jobs to it. It matches only requests of a vault's service account
 // (system:serviceaccount:arca-system:arca-vault-NAME) on BackupJobs and
-// RestoreJobs, and lets it create or change a job only when the job is
+// RestoreJobs (and RecoveryPointQueries), and lets it create or change a job only when the job is
 // labelled arca.io/vault=NAME, and change or delete only jobs that were
 // already so labelled: a vault cannot write a job the extension would not
 // judge by its own ClusterTrustPolicy, and cannot touch another vault's
@@ -186,7 +186,7 @@ func VaultJobsPolicy() *admissionregistrationv1.ValidatingAdmissionPolicy {
 				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
 					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete},
 					Rule: admissionregistrationv1.Rule{APIGroups: []string{v1alpha1.GroupName}, APIVersions: []string{"*"},
-						Resources: []string{"backupjobs", "restorejobs", "backupjobs/status", "restorejobs/status"}},
+						Resources: []string{"backupjobs", "restorejobs", "backupjobs/status", "restorejobs/status", "recoverypointqueries", "recoverypointqueries/status"}},
 				}}}},
 			MatchConditions: []admissionregistrationv1.MatchCondition{{Name: "vault-identity",
 				Expression: fmt.Sprintf("request.userInfo.username.startsWith('%s')", prefix)}},

@@ -55,6 +55,10 @@ func OperatorRules() []rbacv1.PolicyRule {
 			Verbs: []string{"create", "get", "list", "watch", "update", "patch", "delete"}},
 		{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"backupjobs/status", "restorejobs/status"}, Verbs: []string{"get"}},
 		{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"storagelocations"}, Verbs: []string{"get", "list", "watch"}},
+		// Questions about recovery points (contents, diff, files): asked,
+		// read back and deleted; never updated. Their answers are sealed to
+		// the asking vault's key, and admission binds them to the vault.
+		{APIGroups: []string{v1alpha1.GroupName}, Resources: []string{"recoverypointqueries"}, Verbs: []string{"create", "get", "delete"}},
 	}
 }
 

@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/vault/policy"
 	"github.com/arca-backup/arca/internal/vault/service"
 	"github.com/arca-backup/arca/internal/vault/store"
@@ -407,5 +409,55 @@ func (c *Client) SyncRecoveryPoints(ctx context.Context, vault, instance string,
 	}
 	var out service.SyncResult
 	_, err := c.Do(ctx, "POST", instancePath(vault, instance)+"/sync", map[string]any{"recoveryPoints": pts}, &out, "")
+	return &out, err
+}
+
+// What a recovery point holds: the instance's cluster extension answers
+// (service.RecoveryPointContents, RecoveryPointDiff, RecoveryPointFiles).
+
+func pointPath(vault, id string) string {
+	return "/api/v1/vaults/" + esc(vault) + "/recovery-points/" + esc(id)
+}
+
+func queryString(kv ...string) string {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" && kv[i+1] != "0" && kv[i+1] != "false" {
+			v.Set(kv[i], kv[i+1])
+		}
+	}
+	if len(v) == 0 {
+		return ""
+	}
+	return "?" + v.Encode()
+}
+
+// RecoveryPointContents browses a point: namespaces, types of a namespace,
+// objects of a type, or one object's YAML.
+func (c *Client) RecoveryPointContents(ctx context.Context, vault, id string, req service.ContentsRequest) (*v1alpha1.RecoveryPointQueryResult, error) {
+	var out v1alpha1.RecoveryPointQueryResult
+	_, err := c.Do(ctx, "GET", pointPath(vault, id)+"/contents"+queryString("namespace", req.Namespace, "type", req.Type, "name", req.Name,
+		"limit", strconv.Itoa(req.Limit), "continue", req.Continue), nil, &out, "")
+	return &out, err
+}
+
+// RecoveryPointDiff compares a point with another (req.Against) or the live cluster (req.Live).
+func (c *Client) RecoveryPointDiff(ctx context.Context, vault, id string, req service.DiffRequest) (*v1alpha1.RecoveryPointQueryResult, error) {
+	var out v1alpha1.RecoveryPointQueryResult
+	_, err := c.Do(ctx, "GET", pointPath(vault, id)+"/diff"+queryString("against", req.Against, "live", strconv.FormatBool(req.Live),
+		"namespace", req.Namespace, "type", req.Type, "name", req.Name, "limit", strconv.Itoa(req.Limit), "continue", req.Continue), nil, &out, "")
+	return &out, err
+}
+
+// RecoveryPointFiles lists a directory of a vault-tier volume, or with
+// req.Read returns a window of one file's content.
+func (c *Client) RecoveryPointFiles(ctx context.Context, vault, id string, req service.FilesRequest) (*v1alpha1.RecoveryPointQueryResult, error) {
+	var out v1alpha1.RecoveryPointQueryResult
+	p := pointPath(vault, id) + "/files"
+	if req.Read {
+		p += "/content"
+	}
+	_, err := c.Do(ctx, "GET", p+queryString("volume", req.Volume, "path", req.Path, "offset", strconv.FormatInt(req.Offset, 10),
+		"length", strconv.FormatInt(req.Length, 10), "limit", strconv.Itoa(req.Limit), "continue", req.Continue), nil, &out, "")
 	return &out, err
 }

@@ -69,7 +69,14 @@ func authorization() map[string]authz {
 		"GET " + v + "/recovery-points/{id}":           {rbac.RecoveryPointsRead, atVault},
 		"DELETE " + v + "/recovery-points/{id}":        {rbac.RecoveryPointsDelete, atVault},
 		"POST " + v + "/recovery-points/{id}/undelete": {rbac.RecoveryPointsUndelete, atVault},
-		"GET " + v + "/usage":                          {rbac.RecoveryPointsRead, atVault},
+		// The extension answers; Secrets' values and files' content also
+		// need storageLocations/data/read at the point's storage location
+		// (checked by the service, which knows the location).
+		"GET " + v + "/recovery-points/{id}/contents":      {rbac.RecoveryPointsRead, atVault},
+		"GET " + v + "/recovery-points/{id}/diff":          {rbac.RecoveryPointsRead, atVault},
+		"GET " + v + "/recovery-points/{id}/files":         {rbac.RecoveryPointsRead, atVault},
+		"GET " + v + "/recovery-points/{id}/files/content": {rbac.RecoveryPointsRead, atVault},
+		"GET " + v + "/usage":                              {rbac.RecoveryPointsRead, atVault},
 
 		"GET " + v + "/approvals":               {rbac.ApprovalsRead, atVault},
 		"GET " + v + "/approvals/{id}":          {rbac.ApprovalsRead, atVault},

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/vault/jobs"
 	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/service"
@@ -463,4 +464,90 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) {
 			"tokenPrincipal", t.Principal)
 	}
 	replyNone(w, r, err)
+}
+
+// ---- what a recovery point holds (the cluster's extension answers) ----
+
+// queryInt reads an optional integer query parameter.
+func queryInt(r *http.Request, name string) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, service.InvalidField("InvalidValue", name, v, "an integer")
+	}
+	return n, nil
+}
+
+func queryBool(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, service.InvalidField("InvalidValue", name, v, "true or false")
+	}
+	return b, nil
+}
+
+func (s *Server) recoveryPointContents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	res, err := s.Service.RecoveryPointContents(r.Context(), Principal(r.Context()), r.PathValue("vault"), r.PathValue("id"), service.ContentsRequest{
+		Namespace: q.Get("namespace"), Type: q.Get("type"), Name: q.Get("name"), Limit: int(limit), Continue: q.Get("continue")})
+	replyResult(w, r, res, err)
+}
+
+func (s *Server) recoveryPointDiff(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	live, err := queryBool(r, "live")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	res, err := s.Service.RecoveryPointDiff(r.Context(), Principal(r.Context()), r.PathValue("vault"), r.PathValue("id"), service.DiffRequest{
+		Against: q.Get("against"), Live: live, Namespace: q.Get("namespace"), Type: q.Get("type"), Name: q.Get("name"),
+		Limit: int(limit), Continue: q.Get("continue")})
+	replyResult(w, r, res, err)
+}
+
+func (s *Server) recoveryPointFiles(read bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		req := service.FilesRequest{Volume: q.Get("volume"), Path: q.Get("path"), Read: read, Continue: q.Get("continue")}
+		var limit int64
+		var err error
+		for _, f := range []struct {
+			name string
+			to   *int64
+		}{{"limit", &limit}, {"offset", &req.Offset}, {"length", &req.Length}} {
+			if *f.to, err = queryInt(r, f.name); err != nil {
+				writeError(w, r, err)
+				return
+			}
+		}
+		req.Limit = int(limit)
+		res, err := s.Service.RecoveryPointFiles(r.Context(), Principal(r.Context()), r.PathValue("vault"), r.PathValue("id"), req)
+		replyResult(w, r, res, err)
+	}
+}
+
+func replyResult(w http.ResponseWriter, r *http.Request, res *v1alpha1.RecoveryPointQueryResult, err error) {
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }

@@ -46,6 +46,9 @@ type Service struct {
 	Retention *retention.Engine // catalog tagging; nil: one over Store
 	Runner    *jobs.Runner      // cancels jobs in their cluster
 	Clusters  Clusters          // prerequisite checks in clusters; nil: none can run
+	// Queries asks clusters' extensions about recovery points (contents,
+	// diff, files); nil: Clusters, when it implements Querier.
+	Queries Querier
 	// TokenLifetime is the lifetime of a token created without one, and
 	// TokenMaxLifetime the longest allowed (zero: the defaults, P30D and
 	// P1Y).
