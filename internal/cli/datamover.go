@@ -248,9 +248,9 @@ func runVolumeRestore(ctx context.Context, v *VolumeRef, path, target string, wr
 func newRecoveryPointFilesCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "files",
-		Short: "List, print or extract files of a volume in a vault-tier recovery point (reads the repository: --repo)",
+		Short: "List, print or extract files of a volume in a vault-tier recovery point (ls and cat: through the vault, or the repository with --repo; restore: --repo)",
 	}
-	lo := &VolumeRef{}
+	lo, lv := &VolumeRef{}, &PolicyScope{}
 	var recursive bool
 	var output string
 	ls := &cobra.Command{
@@ -265,17 +265,24 @@ func newRecoveryPointFilesCommand() *cobra.Command {
 			if len(args) == 1 {
 				p = args[0]
 			}
-			src, err := lo.openVolume(cmd.Context())
-			if err != nil {
-				return err
-			}
 			var rows []fileRow
-			err = volumedata.List(cmd.Context(), src, p, recursive, func(e repo.FileEntry) error {
-				rows = append(rows, newFileRow(e))
-				return nil
-			})
-			if err != nil {
-				return err
+			if lo.Repo == "" {
+				var err error
+				if rows, err = vaultFilesList(cmd.Context(), lv, lo, p, recursive); err != nil {
+					return err
+				}
+			} else {
+				src, err := lo.openVolume(cmd.Context())
+				if err != nil {
+					return err
+				}
+				err = volumedata.List(cmd.Context(), src, p, recursive, func(e repo.FileEntry) error {
+					rows = append(rows, newFileRow(e))
+					return nil
+				})
+				if err != nil {
+					return err
+				}
 			}
 			return printOutput(cmd.OutOrStdout(), output, map[string]any{"items": rows}, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "TYPE\tMODE\tOWNER\tSIZE\tMODIFIED\tPATH")
@@ -290,15 +297,19 @@ func newRecoveryPointFilesCommand() *cobra.Command {
 		},
 	}
 	lo.addFlags(ls)
+	vaultFilesFlags(ls, lv)
 	ls.Flags().BoolVarP(&recursive, "recursive", "R", false, "list everything below the path")
 	ls.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 
-	co := &VolumeRef{}
+	co, cv := &VolumeRef{}, &PolicyScope{}
 	cat := &cobra.Command{
 		Use:   "cat PATH",
 		Short: "Print a file of the volume",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if co.Repo == "" {
+				return vaultFilesCat(cmd.Context(), cv, co, args[0], cmd.OutOrStdout())
+			}
 			src, err := co.openVolume(cmd.Context())
 			if err != nil {
 				return err
@@ -307,6 +318,7 @@ func newRecoveryPointFilesCommand() *cobra.Command {
 		},
 	}
 	co.addFlags(cat)
+	vaultFilesFlags(cat, cv)
 
 	ro := &VolumeRef{}
 	var writers int
@@ -315,6 +327,9 @@ func newRecoveryPointFilesCommand() *cobra.Command {
 		Short: "Extract a file or directory of the volume into TARGET (a directory's content goes into TARGET)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if ro.Repo == "" {
+				return &UsageError{errors.New("files restore reads the repository itself: give --repo (and its password); through the vault only ls and cat are available")}
+			}
 			return runVolumeRestore(cmd.Context(), ro, args[0], args[1], writers, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}

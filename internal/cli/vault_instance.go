@@ -377,7 +377,7 @@ func newRecoveryPointCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "recovery-point",
 		Aliases: []string{"rp"},
-		Short:   "List and show recovery points in a vault; read the files of a vault-tier point",
+		Short:   "List and show recovery points in a vault, browse their contents, diff them, read the files of a vault-tier point",
 	}
 	lo := &PolicyScope{}
 	var instance, deleted string
@@ -421,7 +421,8 @@ func newRecoveryPointCommand() *cobra.Command {
 		},
 	}
 	so.AddFlags(show.Flags())
-	cmd.AddCommand(list, show, newRecoveryPointFilesCommand(), newRecoveryPointDeleteCommand(), newRecoveryPointUndeleteCommand())
+	cmd.AddCommand(list, show, newRecoveryPointContentsCommand(), newRecoveryPointDiffCommand(), newRecoveryPointFilesCommand(),
+		newRecoveryPointDeleteCommand(), newRecoveryPointUndeleteCommand())
 	return cmd
 }
 
