@@ -216,3 +216,77 @@ func TestJobFailureWebhook(t *testing.T) {
 		}
 	}
 }
+
+// Through the server's own wiring (server.New, as arca vault serve): a
+// point soft-deleted over the API stays through a retention pass before
+// its period, is queued for deletion by the pass after it and removed by
+// the job runner; and the scheduler New returns raises schedule-missed,
+// which reaches a subscribed webhook.
+func TestPurgeAndMissedScheduleThroughServerWiring(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC))
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "vault.db"), clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, sch := server.New(st, server.Options{Clock: clk, Log: slog.New(slog.DiscardHandler)})
+	ts := httptest.NewTLSServer(srv.Handler())
+	defer ts.Close()
+	tok, _, _ := server.CreateAdminToken(ctx, st, "admin", "admin")
+	e := &env{srv: srv, st: st, clk: clk, url: ts.URL, c: &client.Client{BaseURL: ts.URL, Token: tok, HTTP: ts.Client()}}
+	e.trust(t, []string{"v"}, []string{"prod-1"})
+	e.want(t, "POST", "/api/v1/vaults", map[string]any{"name": "v"}, "", 201, "")
+	e.want(t, "POST", "/api/v1/vaults/v/policies", pol, "", 201, "")
+	e.want(t, "POST", "/api/v1/vaults/v/instances", instanceBody("shop"), "", 201, "")
+	for _, id := range []string{"rp-old", "rp-new"} {
+		if err := st.CreateRecoveryPoint(ctx, &store.RecoveryPoint{Vault: "v", ID: id, Instance: "shop", Time: clk.Now(), Tag: "default"}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Minute)
+	}
+	rcv := &hookReceiver{secret: "a-shared-secret-of-32-characters"}
+	hook := httptest.NewServer(rcv)
+	defer hook.Close()
+	e.want(t, "POST", "/api/v1/vaults/v/notifications", map[string]any{"url": hook.URL, "secret": rcv.secret, "events": []string{"schedule-missed"}}, "", 201, "")
+	rcv.calls = 1 // answer 200 at once
+
+	e.want(t, "DELETE", "/api/v1/vaults/v/recovery-points/rp-old", nil, "*", 200, "")
+	retention := func() []any {
+		t.Helper()
+		return e.want(t, "GET", "/api/v1/vaults/v/jobs?type=Retention", nil, "", 200, "")["items"].([]any)
+	}
+	clk.Advance(13 * 24 * time.Hour)
+	srv.RetentionPass(ctx)
+	if js := retention(); len(js) != 0 {
+		t.Fatalf("a pass before the period queued %v", js)
+	}
+	clk.Advance(24 * time.Hour)
+	srv.RetentionPass(ctx)
+	js := retention()
+	if len(js) != 1 || js[0].(map[string]any)["state"] != store.JobQueued {
+		t.Fatalf("the pass after the period: %v", js)
+	}
+	if err := srv.Runner.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetRecoveryPoint(ctx, "v", "rp-old"); err == nil {
+		t.Fatal("rp-old is still in the catalog after its purge job ran")
+	}
+	if _, err := st.GetRecoveryPoint(ctx, "v", "rp-new"); err != nil {
+		t.Fatalf("rp-new: %v", err)
+	}
+
+	// The scheduler was not ticked for 14 days: its claim is a missed
+	// schedule, delivered to the webhook.
+	if _, err := sch.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := srv.DeliverWebhooks(ctx); err != nil || n != 1 {
+		t.Fatalf("deliveries: %d %v", n, err)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.events) != 1 || rcv.events[0].Type != store.EventScheduleMissed || rcv.events[0].Instance != "shop" {
+		t.Fatalf("receiver: %+v", rcv.events)
+	}
+}

@@ -449,32 +449,35 @@ func (s *Server) maintainClusters(ctx context.Context, every, retry time.Duratio
 	}
 }
 
+// RetentionPass runs one retention pass (runRetention runs one every
+// interval): expiry, then the purge of soft-deleted points and instances
+// past their period, whose deletion jobs it queues for the job runner.
+func (s *Server) RetentionPass(ctx context.Context) {
+	s.Log.Debug("retention pass started", "holder", s.holder())
+	js, err := s.Retention.Run(ctx)
+	if err != nil && ctx.Err() == nil {
+		s.Log.Error("retention pass", "err", err)
+	}
+	for _, j := range js {
+		s.JobCreated(j)
+		s.jobEvent(j)
+		if res := j.Params; len(res) > 0 {
+			s.metrics.retention.Add(float64(countDeleted(res)))
+		}
+	}
+	// The purge's jobs are counted by PurgeSoftDeleted's OnJob.
+	if _, err := s.Service.PurgeSoftDeleted(ctx); err != nil && ctx.Err() == nil {
+		s.Log.Error("soft-delete purge", "err", err)
+	}
+}
+
 // runRetention runs a retention pass every interval, on the replica that
 // holds the background lease (all of them when there is no lease: New
 // without Run).
 func (s *Server) runRetention(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	pass := func(ctx context.Context) {
-		s.Log.Debug("retention pass started", "holder", s.holder())
-		js, err := s.Retention.Run(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.Log.Error("retention pass", "err", err)
-		}
-		for _, j := range js {
-			s.JobCreated(j)
-			s.jobEvent(j)
-			if res := j.Params; len(res) > 0 {
-				s.metrics.retention.Add(float64(countDeleted(res)))
-			}
-		}
-		// Soft-deleted points and instances past their period: their
-		// deletion jobs are queued (and counted by PurgeSoftDeleted's
-		// OnJob) for the job runner.
-		if _, err := s.Service.PurgeSoftDeleted(ctx); err != nil && ctx.Err() == nil {
-			s.Log.Error("soft-delete purge", "err", err)
-		}
-	}
+	pass := s.RetentionPass
 	for {
 		if s.retentionLease == nil {
 			pass(ctx)
