@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/extension"
@@ -110,8 +111,14 @@ func TestVaultTierRestoreOnNode(t *testing.T) {
 	}
 	running := cl.startExtension(extension.Options{Executor: ex, DataMoverImage: image})
 
-	// The source: a claim and a Deployment whose pod writes the files.
+	// The source: a claim and a Deployment whose pod writes the files, in
+	// a namespace that enforces the Pod Security Standard "baseline" (the
+	// restored namespaces do too: the restore pods must be admitted there).
 	cl.namespace("shop")
+	if _, err := cl.cs.CoreV1().Namespaces().Patch(ctx, "shop", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"baseline"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	class := csi.StorageClass
 	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "shop"},
 		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &class,
@@ -209,6 +216,9 @@ spec:
 			t.Fatalf("restore: %s %s %+v %+v %+v", j.Status.Phase, j.Status.Message, j.Status.Errors, j.Status.Warnings, j.Status.Items)
 		}
 		checkRestored("shop-b", "arca-hostpath-b", "provisions with "+driverB+", not the snapshot's driver "+csi.DriverName)
+		if ns, err := cl.cs.CoreV1().Namespaces().Get(ctx, "shop-b", metav1.GetOptions{}); err != nil || ns.Labels["pod-security.kubernetes.io/enforce"] != "baseline" {
+			t.Errorf("namespace shop-b does not enforce baseline (%v): the restore pod's admission was not tested", err)
+		}
 		claim, err := cl.cs.CoreV1().PersistentVolumeClaims("shop-b").Get(ctx, "data", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
