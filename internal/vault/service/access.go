@@ -129,10 +129,78 @@ func (s *Service) AssignRole(ctx context.Context, by, principal, role, scope str
 		return nil, err
 	}
 	a := &store.RoleAssignment{Principal: principal, Role: r.Name, Scope: scope, CreatedBy: by}
-	if err := s.Store.CreateRoleAssignment(ctx, a); err != nil {
+	create := func() error { return s.Store.CreateRoleAssignment(ctx, a) }
+	if r.Name == rbac.ResourceGuardApprover {
+		if err := s.guardApprovers(ctx, scope, principal, create); err != nil {
+			return nil, err
+		}
+		return a, nil
+	}
+	if err := create(); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// guardApprovers runs create, a new Resource Guard Approver assignment at
+// scope, behind the guard of every guarded vault the scope covers that
+// has an approver already: a second approver is an approved operation
+// (assignApprover), or whoever may assign roles there could make an
+// accomplice one. The first approver of a vault is not guarded (nobody
+// could approve it).
+func (s *Service) guardApprovers(ctx context.Context, scope, principal string, create func() error) error {
+	vs, err := s.Store.ListVaults(ctx)
+	if err != nil {
+		return err
+	}
+	var used []*store.Approval
+	giveBack := func() {
+		for _, a := range used {
+			s.unuse(ctx, a)
+		}
+	}
+	for _, v := range vs {
+		vscope := rbac.VaultScope(v.Name)
+		if !v.ResourceGuard || !rbac.Contains(scope, vscope) {
+			continue
+		}
+		has, err := s.hasApprover(ctx, vscope)
+		if err != nil || !has {
+			if err != nil {
+				giveBack()
+				return err
+			}
+			continue
+		}
+		a, err := s.guard(ctx, v, OpAssignApprover, principal)
+		if err != nil {
+			giveBack()
+			return err
+		}
+		used = append(used, a)
+	}
+	if err := create(); err != nil {
+		giveBack()
+		return err
+	}
+	return nil
+}
+
+// hasApprover reports whether a Resource Guard Approver assignment covers
+// the vault scope.
+func (s *Service) hasApprover(ctx context.Context, vscope string) (bool, error) {
+	for _, at := range []string{vscope, rbac.Root()} {
+		as, err := s.Store.ListRoleAssignments(ctx, store.RoleAssignmentFilter{Scope: at})
+		if err != nil {
+			return false, err
+		}
+		for _, a := range as {
+			if a.Role == rbac.ResourceGuardApprover {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // GetRoleAssignment returns an assignment.

@@ -31,6 +31,7 @@ const (
 	OpShortenRetention     = "shortenRetention"
 	OpUnregisterCluster    = "unregisterCluster"
 	OpRemoveLastOwner      = "removeLastOwner"
+	OpAssignApprover       = "assignApprover" // a further Resource Guard Approver
 )
 
 // Error codes of the guard and of immutability.

@@ -333,7 +333,18 @@ func resourceGuard(t *testing.T, e *env) {
 	if _, err := e.svc.AssignRole(ctx, "admin", "user:mallory", rbac.Owner, rbac.VaultScope("v")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.AssignRole(ctx, "admin", "user:mallory", rbac.ResourceGuardApprover, rbac.VaultScope("v")); err != nil {
+	// A further approver is itself an approved operation: whoever may
+	// assign roles could otherwise make an accomplice one.
+	_, err = e.svc.AssignRole(as("admin"), "admin", "user:mallory", rbac.ResourceGuardApprover, rbac.VaultScope("v"))
+	wantKind(t, err, service.Forbidden, service.CodeApprovalRequired)
+	pending, _ = e.svc.ListApprovals(ctx, "v", store.ApprovalFilter{State: store.ApprovalPending, Requester: "admin"})
+	if len(pending) != 1 || pending[0].Operation != service.OpAssignApprover || pending[0].Target != "user:mallory" {
+		t.Fatalf("approver request: %+v", pending)
+	}
+	if _, err := e.svc.DecideApproval(as("user:carol"), "v", pending[0].ID, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.AssignRole(as("admin"), "admin", "user:mallory", rbac.ResourceGuardApprover, rbac.VaultScope("v")); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = e.svc.DeleteRecoveryPoint(as("user:mallory"), "v", "rp-c", 0)
