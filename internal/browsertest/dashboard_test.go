@@ -330,6 +330,21 @@ func TestDashboardInBrowser(t *testing.T) {
 	readerTok := created.Token
 	arca("role", "assign", "--principal", "user:reader", "--role", "Backup Reader", "--scope", "/vaults/v")
 
+	// Take away a role quickstart assigned (the extension's Storage
+	// Contributor at the storage location): the instance page's
+	// validation must find it missing and assign it again.
+	var ras struct {
+		Items []struct{ ID, Role string } `json:"items"`
+	}
+	if out := arca("role", "list", "--principal", "extension:c1", "-o", "json"); json.Unmarshal([]byte(out), &ras) != nil || len(ras.Items) == 0 {
+		t.Fatalf("role list: %s", out)
+	}
+	for _, ra := range ras.Items {
+		if ra.Role == "Storage Contributor" {
+			arca("role", "remove", ra.ID)
+		}
+	}
+
 	// The browser.
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), chromiumFlags(exe, t.TempDir(), spkiHash(t, ini.CertFile))...)
 	t.Cleanup(cancelA)
@@ -359,6 +374,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.waitJS("the instance page", `location.hash === '#/instances/shop' && !!document.querySelector('#backup-now')`, 30*time.Second)
 	b.screenshot("instance")
 	b.audit("instance")
+	// Validation finds the missing role, with its code and fix; "Assign
+	// missing roles" assigns it and the checks pass.
+	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#validate`)))
+	b.waitJS("the validation report", `!!document.querySelector('#assign-missing')`, 2*time.Minute)
+	if rep := b.textOf(`#instance-result`); !strings.Contains(rep, "Failed") || !strings.Contains(rep, "extension:c1") {
+		t.Fatalf("validation report:\n%s", rep)
+	}
+	b.screenshot("instance-validation")
+	b.audit("validation report")
+	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#assign-missing`)))
+	b.waitJS("the checks to pass after assigning", `!document.querySelector('#assign-missing') && !!document.querySelector('#instance-result .report-verdict') && document.querySelector('#instance-result .report-verdict').innerText.startsWith('Passed')`, 2*time.Minute)
+	if out := arca("role", "list", "--principal", "extension:c1"); !strings.Contains(out, "Storage Contributor") {
+		t.Fatalf("the missing role was not assigned:\n%s", out)
+	}
 	b.run(30*time.Second, chromedp.Click(chromedp.CSS(`#backup-now`)))
 	b.waitJS("the job page", `location.hash.startsWith('#/jobs/') && !!document.querySelector('#job-state')`, 30*time.Second)
 	jobID := b.eval(`decodeURIComponent(location.hash.slice('#/jobs/'.length))`)
@@ -393,8 +422,33 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.run(30*time.Second, chromedp.Click(chromedp.CSS(`#open-point`)))
 	b.waitJS("the recovery point page", `location.hash === '#/points/rp-`+jobID+`' && !!document.querySelector('#restore-point')`, 30*time.Second)
 	pointID := "rp-" + jobID
+	// Find an object in the point's contents (the extension reads the
+	// repository for the vault): namespace shop, type configmaps,
+	// order-3, and its YAML.
+	b.waitJS("the point's namespaces", `!!document.querySelector('#namespaces-list button[data-name="shop"]')`, 2*time.Minute)
+	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#namespaces-list button[data-name="shop"]`)))
+	b.waitJS("the namespace's types", `!!document.querySelector('#types-list button[data-name="configmaps"]')`, 2*time.Minute)
+	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#types-list button[data-name="configmaps"]`)))
+	b.waitJS("the type's objects", `!!document.querySelector('#objects-list button[data-name="order-3"]')`, 2*time.Minute)
+	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#objects-list button[data-name="order-3"]`)))
+	b.waitJS("the object's YAML", `!!document.querySelector('#object-yaml-text') && document.querySelector('#object-yaml-text').innerText.includes('tea-3')`, 2*time.Minute)
 	b.screenshot("recovery-point")
 	b.audit("recovery point")
+	// Compare with the live cluster after changing one object there.
+	cm, err := cs.CoreV1().ConfigMaps("shop").Get(ctx, "order-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["item"] = "coffee-1"
+	if _, err := cs.CoreV1().ConfigMaps("shop").Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#diff-run`)))
+	b.waitJS("the diff with the live cluster", `!!document.querySelector('#diff-counts')`, 2*time.Minute)
+	if d := b.textOf(`#diff-result`); !strings.Contains(d, "order-1") || !strings.Contains(d, "coffee-1") || !strings.Contains(d, "1 changed") {
+		t.Fatalf("diff with the live cluster:\n%s", d)
+	}
+	b.screenshot("recovery-point-diff")
 
 	// Restore wizard: the point is chosen; restore namespace shop as
 	// shop-restored; preview (dry run) first, then start and follow.
@@ -404,6 +458,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`#rs-mapping`), "shop=shop-restored"),
 		chromedp.Click(chromedp.CSS(`#rs-preview`)))
 	b.waitJS("the restore preview", `!!document.querySelector('#preview-result')`, 3*time.Minute)
+	b.waitJS("the preview's diff", `!!document.querySelector('#preview-diff')`, 2*time.Minute)
 	preview := b.textOf(`#preview-result`)
 	if !strings.Contains(preview, "Completed") || !strings.Contains(preview, "Created") {
 		t.Fatalf("preview:\n%s", preview)
@@ -430,6 +485,43 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	if len(got) != objects || got["order-3"] != "tea-3" {
 		t.Fatalf("config maps in shop-restored: %v", got)
+	}
+
+	// Stop and resume protection from the instance page.
+	b.open("/instances/shop")
+	b.run(10*time.Second, chromedp.SetValue(chromedp.CSS(`#stop-mode`), "retain-forever"), chromedp.Click(chromedp.CSS(`#stop`)))
+	b.waitJS("protection stopped", `!!document.querySelector('#resume') && document.querySelector('#protection-state').innerText.includes('Stopped')`, 30*time.Second)
+	if out := arca("instance", "show", "shop", "--vault", "v"); !strings.Contains(out, "ProtectionStopped") {
+		t.Fatalf("instance after stop:\n%s", out)
+	}
+	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#resume`)))
+	b.waitJS("protection resumed", `!!document.querySelector('#stop') && document.querySelector('#protection-state').innerText.includes('Protected')`, 30*time.Second)
+
+	// Create a policy, then an invalid edit is refused naming the field.
+	b.open("/policies/+new")
+	b.run(10*time.Second,
+		chromedp.SendKeys(chromedp.CSS(`#pol-name`), "gold"),
+		chromedp.SetValue(chromedp.CSS(`#pol-schedule`), "0 3 * * 0"),
+		chromedp.SetValue(chromedp.CSS(`#pol-default`), "P14D"),
+		chromedp.SetValue(chromedp.CSS(`#pol-weekly`), "P12W"),
+		chromedp.SetValue(chromedp.CSS(`#pol-weekly-store`), "vault"),
+		chromedp.Click(chromedp.CSS(`#pol-save`)))
+	b.waitJS("the new policy's page", `location.hash === '#/policies/gold' && document.getElementById('main').dataset.shown === '#/policies/gold'`, 30*time.Second)
+	if out := arca("policy", "show", "gold", "--vault", "v", "-o", "json"); !strings.Contains(out, `"P12W"`) || !strings.Contains(out, `"vault"`) {
+		t.Fatalf("policy created in the browser:\n%s", out)
+	}
+	b.run(10*time.Second, chromedp.SetValue(chromedp.CSS(`#pol-default`), "PT1H"), chromedp.Click(chromedp.CSS(`#pol-save`)))
+	b.waitJS("the refused edit", `!!document.querySelector('#view .notice.bad') && document.querySelector('#view .notice.bad').innerText.includes('retention.default.duration')`, 30*time.Second)
+
+	// Assign a role on the access page.
+	b.open("/access")
+	b.run(10*time.Second,
+		chromedp.SendKeys(chromedp.CSS(`#ra-principal`), "user:auditor"),
+		chromedp.SetValue(chromedp.CSS(`#ra-role`), "Reader"),
+		chromedp.Click(chromedp.CSS(`#assign-form button[type=submit]`)))
+	b.waitJS("the new assignment", `document.getElementById('main').innerText.includes('user:auditor')`, 30*time.Second)
+	if out := arca("role", "list", "--principal", "user:auditor"); !strings.Contains(out, "Reader") || !strings.Contains(out, "/vaults/v") {
+		t.Fatalf("role assigned in the browser:\n%s", out)
 	}
 
 	// The other pages render (charts, policies, access with the audit log)

@@ -111,7 +111,7 @@ function issuesTable(caption, issues) {
 
 function reportTable(rep) {
   return h('div', {},
-    h('p', {}, rep.passed ? badge('Passed') : badge('Failed'), ' ', `${rep.operation || ''} ${rep.target || ''}`),
+    h('p', { class: 'report-verdict' }, rep.passed ? badge('Passed') : badge('Failed'), ' ', `${rep.operation || ''} ${rep.target || ''}`),
     table('Prerequisite checks', ['Check', 'Result', 'Code', 'Found', 'Fix'], (rep.checks || []).map((c) => ({
       cells: [c.name || c.id, badge(c.result), codeLink(c.code), c.message, c.remedy || ''],
     }))),
@@ -558,7 +558,11 @@ async function pagePoint(view, _q, id) {
     } }, 'Undelete') : null), out);
   const sect = h('section', { id: 'contents', 'aria-labelledby': 'contents-h' }, h('h2', { id: 'contents-h' }, 'Contents'));
   view.append(sect);
-  await contentsBrowser(sect, p);
+  const served = await contentsBrowser(sect, p);
+  if (served) {
+    const all = await A.get(`${V()}/recovery-points?instance=${A.enc(p.instance)}`).catch(() => ({ items: [] }));
+    view.append(diffView(p, all.items || []));
+  }
 }
 
 // contentsBrowser: namespaces, then types, then objects, then one object's
@@ -572,12 +576,13 @@ async function contentsBrowser(sect, p) {
     if (e instanceof A.APIError && (e.code === 'RouteNotFound' || e.status === 405)) {
       sect.append(h('p', { class: 'notice info' }, 'This vault does not serve the contents of recovery points yet: ',
         h('code', {}, 'arca local list'), ' and ', h('code', {}, 'arca local diff'), ' read the repository directly.'));
-      return;
+      return false;
     }
     sect.append(errorBox(e, 'Contents'));
-    return;
+    return false;
   }
   renderContents(sect, base, root);
+  return true;
 }
 
 function renderContents(sect, base, root) {
@@ -608,16 +613,45 @@ function renderContents(sect, base, root) {
         clear(yaml);
         const y = await A.get(`${base}?namespace=${A.enc(ns.name)}&type=${A.enc(ty.name)}&name=${A.enc(obj.name)}`).catch((e) => { yaml.append(errorBox(e)); return null; });
         if (!y) return;
-        yaml.append(h('h3', {}, `${ty.name} ${ns.name}/${obj.name}`), h('pre', { tabindex: 0 }, y.yaml || JSON.stringify(y.object || y, null, 2)));
+        yaml.append(h('h3', {}, `${ty.name} ${ns.name}/${obj.name}`), h('pre', { tabindex: 0, id: 'object-yaml-text', 'aria-label': `YAML of ${obj.name}` },
+          typeof y.object === 'string' ? y.object : JSON.stringify(y.object || y, null, 2)),
+        y.truncated ? h('p', { class: 'muted' }, 'Cut at the vault’s read limit.') : null);
       }, 'objects-list'));
     }, 'types-list'));
   }, 'namespaces-list'));
   sect.append(cols, yaml);
-  const vols = contentsItems(root, 'volumes');
-  if (vols.length) {
-    sect.append(h('h3', {}, 'Volume records'), table('Volumes', ['Volume', 'Claim', 'Method', { label: 'Size', num: true }],
-      vols.map((v) => ({ cells: [v.name || v.volume || '', v.claim || v.pvc || '', v.method || v.mode || '', bytes(v.bytes || v.size)] }))));
-  }
+  if (root.hidden) sect.append(h('p', { class: 'muted' }, `${root.hidden} namespaces are hidden by the cluster owner’s trust policy.`));
+}
+
+// diffView compares the point with the live cluster or another point
+// (GET …/diff, computed by the extension).
+function diffView(p, points) {
+  const sect = h('section', { id: 'diff', 'aria-labelledby': 'diff-h' }, h('h2', { id: 'diff-h' }, 'Compare'));
+  const against = h('select', { id: 'diff-against' }, h('option', { value: '' }, 'the live cluster'),
+    points.filter((x) => x.id !== p.id && x.instance === p.instance).map((x) => h('option', { value: x.id }, `point ${x.id} (${new Date(x.time).toISOString().slice(0, 16).replace('T', ' ')})`)));
+  const out = h('div', { id: 'diff-result' });
+  const form = h('form', { class: 'filters' }, h('label', { for: against.id }, 'Compare this point with', against), h('button', { type: 'submit', id: 'diff-run' }, 'Compare'));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clear(out).append(h('p', { role: 'status' }, 'The extension is comparing…'));
+    const q = against.value ? `against=${A.enc(against.value)}` : 'live=true';
+    try {
+      const d = await A.get(`${V()}/recovery-points/${A.enc(p.id)}/diff?${q}`);
+      clear(out).append(diffTable(d));
+    } catch (err) { clear(out).append(errorBox(err, 'Compare')); }
+  });
+  sect.append(form, out);
+  return sect;
+}
+
+function diffTable(d) {
+  return h('div', {},
+    h('p', { id: 'diff-counts' }, `${d.added || 0} added, ${d.removed || 0} removed, ${d.modified || 0} changed, ${d.unchanged || 0} unchanged.`),
+    table('Changes', ['Change', 'Object', 'Fields'], (d.changes || []).map((c) => ({
+      cells: [badge(c.type), c.object || `${c.resource} ${c.namespace ? `${c.namespace}/` : ''}${c.name}`,
+        (c.fields || []).map((f) => h('div', {}, h('code', {}, f.path), f.old || f.new ? `: ${f.old || '∅'} → ${f.new || '∅'}` : ''))],
+    })), { empty: 'No differences.' }),
+    d.continue ? h('p', { class: 'muted' }, 'More changes follow; narrow the comparison with the CLI (arca recovery-point diff).') : null);
 }
 
 // contentsItems accepts a list of names or of {name, count} objects.
@@ -744,8 +778,13 @@ function previewOf(j) {
 // vault serves diffs.
 async function diffPreview(out, b) {
   try {
-    const d = await A.post(`${V()}/recovery-points/${A.enc(b.recoveryPoint)}/diff`, { live: true, targetCluster: b.targetCluster });
-    out.append(h('h3', {}, 'Against the live cluster'), h('pre', { id: 'preview-diff', tabindex: 0 }, typeof d === 'string' ? d : JSON.stringify(d, null, 2)));
+    const q = new URLSearchParams({ live: 'true' });
+    const ns = b.restoreCriteria.includedNamespaces || [];
+    if (ns.length === 1) q.set('namespace', ns[0]);
+    const d = await A.get(`${V()}/recovery-points/${A.enc(b.recoveryPoint)}/diff?${q}`);
+    out.append(h('h3', {}, 'The point against its live cluster'),
+      h('p', { class: 'muted' }, 'What differs between the point and what runs now in the instance’s cluster, before any namespace mapping.'),
+      h('div', { id: 'preview-diff' }, diffTable(d)));
   } catch (e) {
     if (e instanceof A.APIError && (e.code === 'RouteNotFound' || e.code === 'MethodNotAllowed')) {
       out.append(h('p', { class: 'muted' }, 'A diff against the live cluster is not served by this vault yet.'));
