@@ -595,7 +595,7 @@ function renderContents(sect, base, root) {
         for (const b of ul.querySelectorAll('button')) b.setAttribute('aria-pressed', 'false');
         e.currentTarget.setAttribute('aria-pressed', 'true');
         onpick(it);
-      } }, it.count !== undefined ? `${it.name} (${it.count})` : it.name)));
+      } }, `${it.name === '-' ? '(cluster-scoped)' : it.name}${it.count !== undefined ? ` (${it.count})` : ''}`)));
     }
     return h('div', {}, h('h3', {}, label), ul);
   };
@@ -615,12 +615,12 @@ function renderContents(sect, base, root) {
         if (!y) return;
         yaml.append(h('h3', {}, `${ty.name} ${ns.name}/${obj.name}`), h('pre', { tabindex: 0, id: 'object-yaml-text', 'aria-label': `YAML of ${obj.name}` },
           typeof y.object === 'string' ? y.object : JSON.stringify(y.object || y, null, 2)),
-        y.truncated ? h('p', { class: 'muted' }, 'Cut at the vault’s read limit.') : null);
+        ...(y.truncated ? [h('p', { class: 'muted' }, 'Cut at the vault’s read limit.')] : []));
       }, 'objects-list'));
     }, 'types-list'));
   }, 'namespaces-list'));
   sect.append(cols, yaml);
-  if (root.hidden) sect.append(h('p', { class: 'muted' }, `${root.hidden} namespaces are hidden by the cluster owner’s trust policy.`));
+  if (root.hidden) sect.append(h('p', { class: 'muted' }, `${root.hidden} objects are not listed: the cluster owner’s trust policy keeps them from this vault.`));
 }
 
 // diffView compares the point with the live cluster or another point
