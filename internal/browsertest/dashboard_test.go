@@ -128,9 +128,13 @@ func (b *browser) text() string {
 func (b *browser) open(route string) {
 	b.t.Helper()
 	want, _ := json.Marshal("#" + route)
+	start := time.Now()
 	b.eval(`(() => { const want = ` + string(want) + `; document.getElementById('main').dataset.shown = '';
 		if (location.hash === want) window.dispatchEvent(new HashChangeEvent('hashchange')); else location.hash = want; return '' })()`)
 	b.waitJS("page "+route, `document.getElementById('main').dataset.shown === `+string(want), 30*time.Second)
+	// How long the page took to show, API calls included (the poll adds
+	// up to 300 ms): printed for docs/benchmarks.md.
+	b.t.Logf("page %s shown in %s", route, time.Since(start).Round(time.Millisecond))
 }
 
 // waitView waits until the router has shown a page.
@@ -350,6 +354,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	t.Cleanup(cancelA)
 	bctx, cancelB := chromedp.NewContext(actx)
 	t.Cleanup(cancelB)
+	// The page's first load over HTTPS: the document and its modules.
 	// The first run starts the browser and lives as long as its context:
 	// no timeout on it (later steps derive theirs from it).
 	if err := chromedp.Do(bctx); err != nil {
@@ -358,7 +363,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	b := &browser{t: t, ctx: bctx, base: vaultURL, shots: shots}
 
 	// Sign in: the page first shows the sign-in form.
+	loadStart := time.Now()
 	b.run(60*time.Second, chromedp.Navigate(vaultURL+"/"), chromedp.WaitVisible(chromedp.CSS(`#signin-form`)))
+	t.Logf("first load: sign-in form shown in %s; %s bytes transferred for the page and its assets", time.Since(loadStart).Round(time.Millisecond),
+		b.eval(`String(performance.getEntriesByType('resource').concat(performance.getEntriesByType('navigation')).reduce((a, e) => a + (e.encodedBodySize || 0), 0))`))
 	b.screenshot("signin")
 	b.audit("sign-in")
 	b.signIn(ini.Token)

@@ -905,7 +905,7 @@ async function pageAccess(view) {
 function instanceCharts(name, jobs, points) {
   const done = jobs.filter((j) => isBackup(j) && j.startedAt && j.endedAt && (j.state === 'Completed' || j.state === 'CompletedWithWarnings'));
   return [
-    lineChart(`dur-${name}`, `Backup duration of ${name}`, [{ name: 'duration', points: done.map((j) => ({ t: new Date(j.startedAt), v: (new Date(j.endedAt) - new Date(j.startedAt)) / 1000 })) }], (v) => duration(v)),
+    lineChart(`dur-${name}`, `Backup duration of ${name}`, [{ name: 'duration', points: done.map((j) => ({ t: new Date(j.startedAt), v: (new Date(j.endedAt) - new Date(j.startedAt)) / 1000 })) }], (v) => (v < 60 ? `${Number(v.toFixed(1))}s` : duration(v))),
     lineChart(`size-${name}`, `Backup size of ${name}`, [{ name: 'data', points: points.map((p) => ({ t: new Date(p.time), v: p.bytes })) }], bytes),
   ];
 }
