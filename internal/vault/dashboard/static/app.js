@@ -150,6 +150,7 @@ async function route() {
   for (const t of state.timers) clearTimeout(t);
   state.timers = [];
   const gen = ++generation;
+  const t0 = performance.now();
   const { path, query } = parseHash();
   const found = routes.find(([re]) => re.test(path));
   const [re, page, isPublic, noVault] = found || [/^/, pageNotFound, false, true];
@@ -181,6 +182,7 @@ async function route() {
   if (gen !== generation) return;
   clear(main).append(view);
   main.dataset.shown = location.hash; // which route is on screen (tests wait for it)
+  main.dataset.renderMs = String(Math.round(performance.now() - t0)); // how long it took, API calls included
   const h1 = view.querySelector('h1');
   document.title = `${h1 ? h1.textContent : 'Arca'} · Arca vault`;
   if (h1) announce(h1.textContent);
