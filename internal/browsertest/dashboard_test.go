@@ -280,7 +280,19 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// The vault, as `arca vault init` and `arca vault serve` run it.
 	dataDir := t.TempDir()
-	opts := server.Options{Listen: "127.0.0.1:0", DataDir: dataDir, Log: slog.New(slog.DiscardHandler),
+	// The vault's log (access and audit lines) goes to a file, shown when
+	// the test fails.
+	vaultLog, err := os.Create(filepath.Join(t.TempDir(), "vault.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(vaultLog.Name())
+			t.Logf("vault log (last 8 KiB):\n%s", b[max(0, len(b)-8192):])
+		}
+	})
+	opts := server.Options{Listen: "127.0.0.1:0", DataDir: dataDir, Log: slog.New(slog.NewJSONHandler(vaultLog, nil)),
 		Clusters: clusterdriver.NewTrustedAccess, RunnerInterval: time.Second, SchedulerInterval: 10 * time.Second}
 	ini, err := server.Init(ctx, opts)
 	if err != nil {

@@ -29,10 +29,20 @@ export async function api(method, path, body, opts = {}) {
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
   if (opts.ifMatch) headers['If-Match'] = opts.ifMatch;
-  const res = await fetch(path, {
+  const send = () => fetch(path, {
     method, headers, credentials: 'same-origin', cache: 'no-store',
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  let res;
+  try {
+    res = await send();
+  } catch (err) {
+    // A read that failed on the network (a dropped connection) is tried
+    // once more; a write is not repeated behind the user's back.
+    if (method !== 'GET') throw new Error(`the vault did not answer (${err.message}); check the connection and try again`);
+    await new Promise((r) => setTimeout(r, 1000));
+    try { res = await send(); } catch (err2) { throw new Error(`the vault did not answer (${err2.message}); check the connection and reload`); }
+  }
   let data = null;
   const text = await res.text();
   if (text) {
