@@ -64,6 +64,11 @@ const (
 	// CodeCopyFailed: the backup is written but its copy to the second
 	// storage location (spec.copyTo) failed; a warning, not an error.
 	CodeCopyFailed = "CopyFailed"
+	// CodeRestoredFromSecondary: the restore read the recovery point's
+	// copy in the secondary storage location (RestoreJob
+	// spec.fallbackStorageLocation, `arca local restore --fallback-repo`)
+	// because the primary's repository could not be read; a warning.
+	CodeRestoredFromSecondary = "RestoredFromSecondary"
 )
 
 // JobIssue is a warning or error with a stable code.
@@ -158,6 +163,14 @@ type BackupJobSpec struct {
 	// per storage location.
 	// +optional
 	Prune bool `json:"prune,omitempty"`
+	// ExpireSnapshotsOf turns the job into the expiry of the operational
+	// tier of these recovery points (full IDs): their retained
+	// VolumeSnapshotContents are deleted and the points are kept, with
+	// their volumes' data in the vault tier. The vault's retention per
+	// datastore uses it; the backup configuration is then ignored.
+	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	ExpireSnapshotsOf []string `json:"expireSnapshotsOf,omitempty"`
 	// CopyTo names a second StorageLocation in the job's namespace (another
 	// region, account or provider, with its own password): once the
 	// recovery point is written it is copied there, sending only the data
@@ -224,6 +237,13 @@ type RestoreJobSpec struct {
 	// holding the recovery point; it may be read-only.
 	// +kubebuilder:validation:MinLength=1
 	StorageLocation string `json:"storageLocation"`
+	// FallbackStorageLocation names a StorageLocation holding a copy of
+	// the recovery point (BackupJob spec.copyTo): when the repository of
+	// spec.storageLocation is unreachable the point is read from there,
+	// found by its ID (the copy's own, or the original's kept in tag
+	// arca.io/origin), and the job warns RestoredFromSecondary.
+	// +optional
+	FallbackStorageLocation string `json:"fallbackStorageLocation,omitempty"`
 	// RestoreCriteria, inline; its storageClassMappings replace the job
 	// field of the same name (same JSON, so existing RestoreJobs still work).
 	RestoreCriteria `json:",inline"`

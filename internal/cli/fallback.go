@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage/retry"
 )
@@ -20,7 +20,7 @@ const FallbackPasswordEnv = "ARCA_FALLBACK_PASSWORD"
 
 // WarnRestoredFromSecondary: the primary repository could not be read and
 // the restore read the copy in the secondary storage location.
-const WarnRestoredFromSecondary = "RestoredFromSecondary"
+const WarnRestoredFromSecondary = v1alpha1.CodeRestoredFromSecondary
 
 // fallbackFlags name a secondary repository (one `arca repo copy` fills) a
 // restore reads when the primary is unreachable, or always with
@@ -36,11 +36,6 @@ func (f *fallbackFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.repo.PasswordFile, "fallback-password-file", "", "file holding the secondary's password (default: $"+FallbackPasswordEnv+")")
 	fs.BoolVar(&f.fromFallback, "from-fallback", false, "read the recovery point from --fallback-repo, not from --repo")
 }
-
-// primaryRetry is the retry budget of a primary that has a fallback: a
-// store that does not answer in a few seconds is given up for the
-// secondary instead of retried for minutes.
-var primaryRetry = retry.Options{MaxAttempts: 3, MaxElapsed: 20 * time.Second}
 
 // openPoint opens the repository holding ref and finds the point: the
 // primary (o), or, when it cannot be opened or read and a fallback is
@@ -62,7 +57,7 @@ func (f *fallbackFlags) openPoint(ctx context.Context, o *RepoOptions, ref strin
 	}
 	if !f.fromFallback {
 		if f.repo.Repo != "" {
-			o.retry = primaryRetry
+			o.retry = retry.PrimaryWithFallback
 		}
 		r, rp, err := openAndFind(ctx, o, ref)
 		if err == nil || f.repo.Repo == "" || !primaryDown(err) {

@@ -62,6 +62,7 @@ type PolicyCreateOptions struct {
 	Schedule                                string
 	Default, Daily, Weekly, Monthly, Yearly string
 	Datastore                               string
+	CopyTo                                  string
 }
 
 // Spec turns the flags into a policy spec. A first-of rule may name its own
@@ -115,7 +116,14 @@ Retention durations are ISO 8601: P7D, P4W, P12M, P1Y (P1D to P10Y).
 --retain-default is required; --retain-daily/weekly/monthly/yearly keep the
 first successful backup of each day/week/month/year longer (priority
 yearly > monthly > weekly > daily). --datastore picks operational or vault for
-those rules; a rule can override it with a suffix, e.g. --retain-yearly P10Y:vault.`,
+those rules; a rule can override it with a suffix, e.g. --retain-yearly P10Y:vault.
+The operational tier (snapshots) and the vault tier (volume data in the
+repository) expire independently: the first backup of a day, week, month or
+year per the vault rules moves its volume data to the vault tier.
+
+--copy-to copies every vault-tier recovery point to a secondary storage
+location (another region, account or provider; the cluster needs a
+StorageLocation for it), which restores read when the primary is unreachable.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return RunPolicyCreate(cmd.Context(), o, args[0], cmd.OutOrStdout())
@@ -130,6 +138,7 @@ those rules; a rule can override it with a suffix, e.g. --retain-yearly P10Y:vau
 	fs.StringVar(&o.Monthly, "retain-monthly", "", "retention of the first backup of each month")
 	fs.StringVar(&o.Yearly, "retain-yearly", "", "retention of the first backup of each year")
 	fs.StringVar(&o.Datastore, "datastore", policy.Operational, "datastore of the first-of rules: operational or vault")
+	fs.StringVar(&o.CopyTo, "copy-to", "", "secondary storage location URL: every vault-tier recovery point is copied there, and restores fall back to it")
 	return cmd
 }
 
@@ -147,7 +156,7 @@ func RunPolicyCreate(ctx context.Context, o *PolicyCreateOptions, name string, s
 	if err != nil {
 		return err
 	}
-	p, err := c.CreatePolicy(ctx, o.Vault, client.PolicyInput{Name: name, Schedule: spec.Schedule, Retention: spec.Retention})
+	p, err := c.CreatePolicy(ctx, o.Vault, client.PolicyInput{Name: name, Schedule: spec.Schedule, Retention: spec.Retention, CopyTo: o.CopyTo})
 	if err != nil {
 		return err
 	}
@@ -250,7 +259,11 @@ func printPolicies(w io.Writer, format string, v any, ps []*store.Policy) error 
 	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "NAME\tSCHEDULE\tRETENTION\tVERSION")
 		for _, p := range ps {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", p.Name, p.Schedule, retentionSummary(p.Retention), p.Version)
+			ret := retentionSummary(p.Retention)
+			if p.CopyTo != "" {
+				ret += " copyTo=" + p.CopyTo
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", p.Name, p.Schedule, ret, p.Version)
 		}
 	})
 }

@@ -428,13 +428,14 @@ func newRecoveryPointCommand() *cobra.Command {
 
 func printRecoveryPoints(w io.Writer, format string, v any, rps []*store.RecoveryPoint) error {
 	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
-		fmt.Fprintln(tw, "ID\tINSTANCE\tTIME\tTAG\tDATASTORE\tEXPIRES\tITEMS")
+		fmt.Fprintln(tw, "ID\tINSTANCE\tTIME\tTAG\tOPERATIONAL\tVAULT\tEXPIRES\tITEMS\tCOPIES")
 		for _, rp := range rps {
 			exp := "never"
 			if rp.ExpiresAt != nil {
 				exp = vaultTime(*rp.ExpiresAt)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", rp.ID, rp.Instance, vaultTime(rp.Time), rp.Tag, rp.Datastore, exp, rp.Items)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", rp.ID, rp.Instance, vaultTime(rp.Time), rp.Tag,
+				tierCell(rp.Tiers.Operational, rp.ExpiresAt == nil), tierCell(rp.Tiers.Vault, rp.ExpiresAt == nil), exp, rp.Items, len(rp.Copies))
 		}
 	})
 }
@@ -445,4 +446,19 @@ func vaultIssues(is []store.Issue) string {
 		parts = append(parts, i.Code)
 	}
 	return strings.Join(parts, ",")
+}
+
+// tierCell shows one tier of a recovery point: "-" when the point has no
+// data there, "deleted" once it expired, else its rule and expiry
+// ("daily→2026-01-31T02:00:00Z"); kept forever when the point is.
+func tierCell(t *store.Tier, forever bool) string {
+	switch {
+	case t == nil:
+		return "-"
+	case t.State == store.TierDeleted:
+		return "deleted"
+	case forever || t.ExpiresAt == nil:
+		return t.Rule + "→never"
+	}
+	return t.Rule + "→" + vaultTime(*t.ExpiresAt)
 }

@@ -26,7 +26,7 @@ func syncPoints(rps []*repo.RecoveryPoint, vault, instance string) []service.Syn
 			continue
 		}
 		out = append(out, service.SyncPoint{RepositoryID: rp.ID.String(), Vault: vault, Instance: instance, Time: rp.Started.UTC(), JobID: rp.Tags[v1alpha1.TagJob],
-			Items: int64(rp.Summary.Items), Bytes: rp.Summary.Bytes})
+			Items: int64(rp.Summary.Items), Bytes: rp.Summary.Bytes, VaultTier: len(rp.VolumeData) > 0})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out

@@ -140,7 +140,13 @@ func (d *Driver) StartBackup(ctx context.Context, req jobs.BackupRequest) (strin
 	j := &v1alpha1.BackupJob{
 		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: d.labels(v1alpha1.LabelVaultJob, labelValue(req.JobID))},
 		Spec: v1alpha1.BackupJobSpec{BackupConfiguration: cfg, StorageLocation: loc, RecoveryPointName: req.Instance, SnapshotClasses: splitList(req.SnapshotLocation),
-			Tags: map[string]string{v1alpha1.TagVault: req.Vault, v1alpha1.TagInstance: req.Instance, v1alpha1.TagJob: req.JobID}},
+			Tags:      map[string]string{v1alpha1.TagVault: req.Vault, v1alpha1.TagInstance: req.Instance, v1alpha1.TagJob: req.JobID},
+			VaultTier: req.VaultTier},
+	}
+	if req.CopyTo != "" {
+		if j.Spec.CopyTo, err = d.storageLocation(ctx, req.CopyTo, true); err != nil {
+			return "", fmt.Errorf("the policy's copyTo: %w", err)
+		}
 	}
 	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("create BackupJob %s: %w", j.Name, err)
@@ -167,6 +173,13 @@ func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (str
 		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: d.labels(v1alpha1.LabelVaultJob, labelValue(req.JobID))},
 		Spec:       v1alpha1.RestoreJobSpec{RecoveryPoint: req.RecoveryPoint.RepoID, StorageLocation: loc, RestoreCriteria: crit},
 	}
+	if req.FallbackStorageLocation != "" {
+		// A cluster without the secondary location restores from the
+		// primary alone, as before.
+		if fb, err := d.storageLocation(ctx, req.FallbackStorageLocation, false); err == nil {
+			j.Spec.FallbackStorageLocation = fb
+		}
+	}
 	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("create RestoreJob %s: %w", j.Name, err)
 	}
@@ -190,6 +203,9 @@ func (d *Driver) StartForget(ctx context.Context, req jobs.ForgetRequest) (strin
 		ObjectMeta: metav1.ObjectMeta{Name: "vault-forget-" + hex.EncodeToString(sum[:12]), Namespace: d.namespace,
 			Labels: d.labels(v1alpha1.LabelVaultForget, "true")},
 		Spec: v1alpha1.BackupJobSpec{StorageLocation: loc, ForgetRecoveryPoints: req.RepoIDs, Prune: req.Prune},
+	}
+	if req.SnapshotsOnly {
+		j.Spec.ForgetRecoveryPoints, j.Spec.Prune, j.Spec.ExpireSnapshotsOf = nil, false, req.RepoIDs
 	}
 	err = d.c.Create(ctx, j)
 	if apierrors.IsAlreadyExists(err) {
@@ -253,7 +269,7 @@ func (d *Driver) JobStatus(ctx context.Context, r string) (*jobs.Status, error) 
 		}
 		st = &j.Status.JobStatusCommon
 		if j.Status.RecoveryPointID != "" && (st.Phase == v1alpha1.JobCompleted || st.Phase == v1alpha1.JobCompletedWithWarnings) {
-			info := &jobs.RecoveryPointInfo{RepoID: j.Status.RecoveryPointID}
+			info := &jobs.RecoveryPointInfo{RepoID: j.Status.RecoveryPointID, CopyRepoID: j.Status.CopiedRecoveryPointID}
 			if st.StartTime != nil {
 				info.Time = st.StartTime.Time
 			}

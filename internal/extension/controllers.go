@@ -142,6 +142,15 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 		}
 		return x.runForget(ctx, j, p)
 	}
+	if len(j.Spec.ExpireSnapshotsOf) > 0 {
+		if use != nil {
+			use.StorageLocation, use.Forget = j.Spec.StorageLocation, true
+			if r := refusal(trustpolicy.Check(*use)); r != nil {
+				return *r
+			}
+		}
+		return x.runExpireSnapshots(ctx, j, p)
+	}
 	cfg := j.Spec.BackupConfiguration
 	if err := cfg.Validate(); err != nil {
 		return failed(v1alpha1.CodeInvalidSpec, "invalid backup configuration: %v", err)
@@ -348,6 +357,61 @@ func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *pro
 	return res
 }
 
+// runExpireSnapshots expires the operational tier of recovery points
+// (spec.expireSnapshotsOf): the retained snapshot contents of the volumes
+// each point also holds in the vault tier are deleted, the points are
+// kept (operations.ExpireSnapshots). Counts reports recoveryPoints,
+// alreadyGone and snapshotContents (deleted).
+func (x *Extension) runExpireSnapshots(ctx context.Context, j *v1alpha1.BackupJob, p *progress) result {
+	sa, err := x.openStorage(ctx, j.Namespace, j.Spec.StorageLocation, false)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
+	}
+	defer sa.be.Close()
+	r, err := sa.openReader(ctx)
+	if err != nil {
+		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
+	}
+	defer r.Close()
+	snaps, err := operations.ClusterSnapshots(x.cfg)
+	if err != nil {
+		return failed(v1alpha1.CodeForgetFailed, "%v", err)
+	}
+	ids := j.Spec.ExpireSnapshotsOf
+	counts := map[string]int64{"recoveryPoints": 0, "alreadyGone": 0, "snapshotContents": 0}
+	p.report(operations.Progress{ItemsTotal: int64(len(ids))})
+	var warnings []v1alpha1.JobIssue
+	for i, ref := range ids {
+		id, err := repo.ParseID(ref)
+		if err != nil {
+			return failed(v1alpha1.CodeInvalidSpec, "expireSnapshotsOf: %q is not a full recovery point ID", ref)
+		}
+		rp, err := r.FindRecoveryPoint(ctx, id.String())
+		if errors.Is(err, repo.ErrNotFound) {
+			counts["alreadyGone"]++
+		} else if err != nil {
+			return failed(v1alpha1.CodeForgetFailed, "recovery point %s: %v", id.Short(), err)
+		} else {
+			f, err := operations.ExpireSnapshots(ctx, snaps, rp)
+			counts["snapshotContents"] += int64(len(f.DeletedContents))
+			warnings = append(warnings, issues(f.Warnings)...)
+			if err != nil {
+				return failed(v1alpha1.CodeForgetFailed, "%v", err)
+			}
+			counts["recoveryPoints"]++
+		}
+		p.report(operations.Progress{ItemsDone: int64(i + 1), ItemsTotal: int64(len(ids))})
+	}
+	res := result{phase: v1alpha1.JobCompleted, warnings: warnings}
+	res.message = fmt.Sprintf("snapshots of %d recovery points expired (%d already gone), %d snapshot contents deleted; the points are kept",
+		counts["recoveryPoints"], counts["alreadyGone"], counts["snapshotContents"])
+	if len(warnings) > 0 {
+		res.phase = v1alpha1.JobCompletedWithWarnings
+	}
+	res.apply = func(jj job) { jj.(*v1alpha1.BackupJob).Status.Counts = counts }
+	return res
+}
+
 // runRestore validates the job, finds the recovery point and restores it:
 // pre hooks in the pods that exist before, post hooks in the restored pods.
 func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result {
@@ -375,30 +439,25 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 			return *r
 		}
 	}
-	sa, err := x.openStorage(ctx, j.Namespace, j.Spec.StorageLocation, false)
-	if err != nil {
-		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
+	sa, r, rp, fallbackWarning, refused := x.openRestorePoint(ctx, j, use)
+	if refused != nil {
+		return *refused
 	}
 	defer sa.be.Close()
-	r, err := sa.openReader(ctx)
-	if err != nil {
-		return failedErr(err, v1alpha1.CodeRepositoryUnavailable)
-	}
 	defer r.Close()
-	rp, err := r.FindRecoveryPoint(ctx, j.Spec.RecoveryPoint)
-	if err != nil {
-		return failed(v1alpha1.CodeRecoveryPointNotFound, "recovery point %q in storage location %q: %v", j.Spec.RecoveryPoint, j.Spec.StorageLocation, err)
-	}
 	// A shared lock for the whole restore: no prune removes data it reads.
 	// Read-only credentials cannot store one: the restore goes on without.
 	var lockWarning []v1alpha1.JobIssue
+	if fallbackWarning != nil {
+		lockWarning = append(lockWarning, *fallbackWarning)
+	}
 	lk, err := r.LockShared(ctx)
 	switch {
 	case errors.Is(err, repo.ErrLockNotWritable):
 		lockWarning = append(lockWarning, v1alpha1.JobIssue{Code: v1alpha1.CodeRepositoryNotLocked,
-			Message: fmt.Sprintf("restoring without a repository lock: %v; a prune of storage location %q while this restore runs would make it fail (never restore wrong data): give the location's credentials write access to locks/ to hold one", err, j.Spec.StorageLocation)})
+			Message: fmt.Sprintf("restoring without a repository lock: %v; a prune of storage location %q while this restore runs would make it fail (never restore wrong data): give the location's credentials write access to locks/ to hold one", err, sa.loc.Name)})
 	case err != nil:
-		return failed(v1alpha1.CodeRepositoryUnavailable, "lock the repository of storage location %q for the restore: %v", j.Spec.StorageLocation, err)
+		return failed(v1alpha1.CodeRepositoryUnavailable, "lock the repository of storage location %q for the restore: %v", sa.loc.Name, err)
 	}
 	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
 	rpID := rp.ID.String()

@@ -13,6 +13,7 @@ import (
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage"
 	"github.com/arca-backup/arca/internal/storage/location"
+	"github.com/arca-backup/arca/internal/storage/retry"
 )
 
 // codedError carries a job error code.
@@ -50,6 +51,15 @@ type storageAccess struct {
 // extension keeps no Secret informer) and opens the backend. write asks for
 // a location that takes backups.
 func (x *Extension) openStorage(ctx context.Context, ns, name string, write bool) (*storageAccess, error) {
+	loc, err := x.storageLocation(ctx, ns, name)
+	if err != nil {
+		return nil, err
+	}
+	return x.openLocation(ctx, loc, write)
+}
+
+// storageLocation reads a StorageLocation (uncached).
+func (x *Extension) storageLocation(ctx context.Context, ns, name string) (*v1alpha1.StorageLocation, error) {
 	loc := &v1alpha1.StorageLocation{}
 	if err := x.api.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, loc); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -57,10 +67,16 @@ func (x *Extension) openStorage(ctx context.Context, ns, name string, write bool
 		}
 		return nil, coded(v1alpha1.CodeRepositoryUnavailable, "read storage location %q: %v", name, err)
 	}
-	return x.openLocation(ctx, loc, write)
+	return loc, nil
 }
 
 func (x *Extension) openLocation(ctx context.Context, loc *v1alpha1.StorageLocation, write bool) (*storageAccess, error) {
+	return x.openLocationRetry(ctx, loc, write, retry.Options{})
+}
+
+// openLocationRetry is openLocation with the storage's retry budget
+// (zero: the default).
+func (x *Extension) openLocationRetry(ctx context.Context, loc *v1alpha1.StorageLocation, write bool, ro retry.Options) (*storageAccess, error) {
 	if write && loc.Spec.ReadOnly {
 		return nil, coded(v1alpha1.CodeStorageLocationReadOnly, "storage location %q is read-only: it serves restores only", loc.Name)
 	}
@@ -82,7 +98,7 @@ func (x *Extension) openLocation(ctx context.Context, loc *v1alpha1.StorageLocat
 		AWSAccessKeyID:        d(v1alpha1.SecretKeyAWSAccessKeyID), AWSSecretAccessKey: d(v1alpha1.SecretKeyAWSSecretAccessKey),
 		AWSSessionToken: d(v1alpha1.SecretKeyAWSSessionToken),
 	}
-	be, err := location.OpenWith(ctx, loc.Spec.URL, creds, location.Options{Create: write})
+	be, err := location.OpenWith(ctx, loc.Spec.URL, creds, location.Options{Create: write, Retry: ro})
 	if err != nil {
 		hint := ""
 		if l, perr := location.Parse(loc.Spec.URL); perr == nil && l.Kind == location.File && x.opts.PodName != "" {

@@ -103,7 +103,7 @@ var rules = map[string]rule{
 			"internal/volume"}},
 	"internal/extension": {
 		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/diff", "internal/kube", "internal/operations", "internal/repo", "internal/restore",
-			"internal/sealed", "internal/selection", "internal/storage", "internal/storage/location", "internal/trustpolicy", "internal/verify", "internal/volumedata"},
+			"internal/sealed", "internal/selection", "internal/storage", "internal/storage/location", "internal/storage/retry", "internal/trustpolicy", "internal/verify", "internal/volumedata"},
 		Tests: []string{"internal/storage/local", "internal/testenv", "internal/volume", "internal/volumedata"}},
 	// Tests: its tests build the extension image from the CLI's binary (work in flight on 2026-12-01).
 	"internal/image":         {Tests: []string{"internal/cli", "internal/extension"}},
@@ -149,13 +149,14 @@ var rules = map[string]rule{
 			"internal/vault/rbac", "internal/vault/server", "internal/vault/service", "internal/vault/store", "internal/vault/store/sqlite"}},
 
 	// The vault.
-	"internal/vault/client":    {Imports: []string{"api/v1alpha1", "internal/vault/policy", "internal/vault/rbac", "internal/vault/service", "internal/vault/store"}},
-	"internal/vault/clock":     {},
-	"internal/vault/jobs":      {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/retention", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
-	"internal/vault/notify":    {Imports: []string{"internal/vault/clock", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
-	"internal/vault/policy":    {},
-	"internal/vault/rbac":      {},
-	"internal/vault/retention": {Imports: []string{"internal/calendar", "internal/vault/clock", "internal/vault/policy", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
+	"internal/vault/client": {Imports: []string{"api/v1alpha1", "internal/vault/policy", "internal/vault/rbac", "internal/vault/service", "internal/vault/store"}},
+	"internal/vault/clock":  {},
+	"internal/vault/jobs":   {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/retention", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
+	"internal/vault/notify": {Imports: []string{"internal/vault/clock", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
+	"internal/vault/policy": {},
+	"internal/vault/rbac":   {},
+	"internal/vault/retention": {Imports: []string{"internal/calendar", "internal/vault/clock", "internal/vault/policy", "internal/vault/store"},
+		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
 	"internal/vault/scheduler": {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/store"},
 		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
 	"internal/vault/dashboard": {Imports: []string{"docs"}},

@@ -60,3 +60,47 @@ func Forget(ctx context.Context, r Forgetter, snaps SnapshotCleaner, rp *repo.Re
 	}
 	return out, nil
 }
+
+// ExpireSnapshots expires the operational tier of a recovery point: the
+// retained snapshots of the volumes whose data the point also holds in the
+// vault tier (rp.VolumeData, named namespace/claim) are deleted, and the
+// point is kept — its volumes are then restored from the vault tier. A
+// snapshot of a volume without vault-tier data is kept, with warning
+// SnapshotKeptNoVaultData: deleting it would lose the volume. Contents
+// already gone are skipped, so repeating it is harmless.
+func ExpireSnapshots(ctx context.Context, snaps SnapshotCleaner, rp *repo.RecoveryPoint) (*Forgotten, error) {
+	out := &Forgotten{ID: rp.ID, DeletedContents: []string{}, Warnings: []repo.Warning{}}
+	recs, err := volume.Decode(rp.Volumes)
+	if err != nil {
+		return out, fmt.Errorf("recovery point %s: %w", rp.ID.Short(), err)
+	}
+	moved := map[string]bool{}
+	for _, vd := range rp.VolumeData {
+		moved[vd.Name] = true
+	}
+	expire := *recs
+	expire.Snapshots = nil
+	for _, r := range recs.Snapshots {
+		if moved[r.Key()] {
+			expire.Snapshots = append(expire.Snapshots, r)
+			continue
+		}
+		out.Warnings = append(out.Warnings, repo.Warning{Code: WarnSnapshotKeptNoVaultData, Object: r.Key(), Message: fmt.Sprintf(
+			"recovery point %s has no vault-tier data of claim %s: its snapshot (content %s) is kept, since deleting it would lose the volume",
+			rp.ID.Short(), r.Key(), r.Content)})
+	}
+	if len(expire.Snapshots) == 0 {
+		return out, nil
+	}
+	deleted, warnings, err := snaps.DeleteSnapshots(ctx, &expire)
+	out.DeletedContents = append(out.DeletedContents, deleted...)
+	out.Warnings = append(out.Warnings, warnings...)
+	if err != nil {
+		return out, fmt.Errorf("recovery point %s: delete its volume snapshots: %w", rp.ID.Short(), err)
+	}
+	return out, nil
+}
+
+// WarnSnapshotKeptNoVaultData: ExpireSnapshots kept a snapshot because the
+// point has no vault-tier data of its volume.
+const WarnSnapshotKeptNoVaultData = "SnapshotKeptNoVaultData"

@@ -40,6 +40,11 @@ import (
 
 var _ storage.Backend = (*Backend)(nil)
 
+// PrimaryWithFallback is the budget of a primary repository that has a
+// secondary copy to fall back to: a store that does not answer in a few
+// seconds is given up for the secondary instead of retried for minutes.
+var PrimaryWithFallback = Options{MaxAttempts: 3, MaxElapsed: 20 * time.Second}
+
 // Options configures the retry policy. Zero fields take the defaults.
 type Options struct {
 	// MaxAttempts is the total number of attempts, including the first

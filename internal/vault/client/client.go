@@ -191,6 +191,8 @@ type PolicyInput struct {
 	Name      string               `json:"name,omitempty"`
 	Schedule  string               `json:"schedule"`
 	Retention policy.RetentionSpec `json:"retention"`
+	// CopyTo names the secondary storage location of vault-tier points.
+	CopyTo string `json:"copyTo,omitempty"`
 }
 
 // CreatePolicy creates a backup policy in a vault.

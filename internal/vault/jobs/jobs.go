@@ -42,6 +42,13 @@ type BackupRequest struct {
 	Config                 json.RawMessage // the instance's backup configuration
 	StorageLocation        string
 	SnapshotLocation       string
+	// VaultTier asks for the volumes' data in the repository (BackupJob
+	// spec.vaultTier): the first backup of a vault rule's period, or an
+	// on-demand backup to the vault tier.
+	VaultTier bool
+	// CopyTo, with VaultTier, names the secondary storage location of the
+	// instance's policy (BackupJob spec.copyTo).
+	CopyTo string
 }
 
 // RestoreRequest is what a driver needs to start a restore in a cluster.
@@ -51,6 +58,10 @@ type RestoreRequest struct {
 	RecoveryPoint   *store.RecoveryPoint
 	StorageLocation string
 	Criteria        json.RawMessage // restore criteria (api/v1alpha1 vocabulary)
+	// FallbackStorageLocation holds a copy of the point (policy copyTo):
+	// the cluster reads it when StorageLocation's repository is
+	// unreachable (RestoreJob spec.fallbackStorageLocation).
+	FallbackStorageLocation string
 }
 
 // RecoveryPointInfo describes the recovery point a finished backup wrote.
@@ -59,6 +70,8 @@ type RecoveryPointInfo struct {
 	Time   time.Time
 	Items  int64
 	Bytes  int64
+	// CopyRepoID is the ID of the point's copy in the request's CopyTo.
+	CopyRepoID string
 }
 
 // Status is a driver's view of a job in the cluster.
@@ -113,6 +126,9 @@ type ForgetRequest struct {
 	StorageLocation string
 	RepoIDs         []string
 	Prune           bool // prune the repository after forgetting
+	// SnapshotsOnly deletes the points' snapshots (operational tier)
+	// and keeps the points (BackupJob spec.expireSnapshotsOf).
+	SnapshotsOnly bool
 }
 
 // Forgetter is implemented by drivers that can expire recovery points in
@@ -147,9 +163,19 @@ type RestoreParams struct {
 	Criteria      json.RawMessage `json:"restoreCriteria,omitempty"`
 }
 
-// BackupParams are the parameters of an OnDemandBackup job.
+// BackupParams are the parameters of an OnDemandBackup job, and what the
+// runner decided when a backup started.
 type BackupParams struct {
 	Retention string `json:"retention,omitempty"` // ISO 8601 duration; empty: policy default
+	// VaultTier asks an on-demand backup to move volume data into the
+	// repository too (kept as long as the point).
+	VaultTier bool `json:"vaultTier,omitempty"`
+	// VaultRule is set by the runner when a scheduled backup starts as
+	// the first of a vault rule's period: the rule's name.
+	VaultRule string `json:"vaultRule,omitempty"`
+	// CopyTo is set by the runner when the backup's vault-tier point is
+	// to be copied to the policy's secondary storage location.
+	CopyTo string `json:"copyTo,omitempty"`
 }
 
 // Store is the part of the vault's store the job runner uses: jobs, the
@@ -320,6 +346,15 @@ func (r *Runner) startBackup(ctx context.Context, j *store.Job) error {
 		_, err := r.save(ctx, j)
 		return err
 	}
+	// The tiers first: a copy to the policy's secondary location is
+	// authorized with the rest.
+	bp, err := r.tiersOf(ctx, j, in)
+	if ve := (*policy.ValidationError)(nil); errors.As(err, &ve) {
+		return r.fail(ctx, j, CodePolicyInvalid, err.Error())
+	}
+	if err != nil {
+		return err
+	}
 	if r.Authorize != nil {
 		if err := r.Authorize.AuthorizeBackup(ctx, j, in); err != nil {
 			return r.refused(ctx, j, err)
@@ -330,7 +365,8 @@ func (r *Runner) startBackup(ctx context.Context, j *store.Job) error {
 		return r.fail(ctx, j, CodeClusterNotConnected, notConnected(in.Cluster))
 	}
 	ref, err := d.StartBackup(ctx, BackupRequest{Vault: j.Vault, Instance: in.Name, JobID: j.ID, Cluster: in.Cluster,
-		Config: in.Config, StorageLocation: in.StorageLocation, SnapshotLocation: in.SnapshotLocation})
+		Config: in.Config, StorageLocation: in.StorageLocation, SnapshotLocation: in.SnapshotLocation,
+		VaultTier: bp.VaultTier || bp.VaultRule != "", CopyTo: bp.CopyTo})
 	if err != nil {
 		code, _ := codeOf(err, CodeStartFailed)
 		return r.fail(ctx, j, code, err.Error())
@@ -382,8 +418,12 @@ func (r *Runner) startRestore(ctx context.Context, j *store.Job) error {
 	if !ok {
 		return r.fail(ctx, j, CodeClusterNotConnected, notConnected(p.TargetCluster))
 	}
+	fallback, err := r.fallback(ctx, j, in, p.TargetCluster, rp)
+	if err != nil {
+		return err
+	}
 	ref, err := d.StartRestore(ctx, RestoreRequest{Vault: j.Vault, JobID: j.ID, TargetCluster: p.TargetCluster,
-		RecoveryPoint: rp, StorageLocation: storage, Criteria: p.Criteria})
+		RecoveryPoint: rp, StorageLocation: storage, Criteria: p.Criteria, FallbackStorageLocation: fallback})
 	if err != nil {
 		code, _ := codeOf(err, CodeStartFailed)
 		return r.fail(ctx, j, code, err.Error())
@@ -562,18 +602,21 @@ func (r *Runner) recordRecoveryPoint(ctx context.Context, j *store.Job, info *Re
 	}
 	rp := &store.RecoveryPoint{Vault: j.Vault, ID: RecoveryPointID(j.ID), Instance: j.Instance, JobID: j.ID, Time: taken,
 		RepoID: info.RepoID, Items: info.Items, Bytes: info.Bytes}
+	var bp BackupParams
+	_ = json.Unmarshal(j.Params, &bp)
 	if j.Type == store.JobOnDemandBackup {
-		var bp BackupParams
-		_ = json.Unmarshal(j.Params, &bp)
 		var d *policy.Duration
 		if bp.Retention != "" {
 			if x, err := policy.ParseDuration(bp.Retention); err == nil {
 				d = &x
 			}
 		}
-		retention.ApplyOnDemand(p, d, rp)
-	} else if err := r.Retention.Apply(ctx, p, rp); err != nil {
+		retention.ApplyOnDemand(p, d, rp, bp.VaultTier)
+	} else if err := r.Retention.ApplyTiers(ctx, p, rp, vaultRuleNamed(p, bp.VaultRule)); err != nil {
 		return err
+	}
+	if bp.CopyTo != "" && info.CopyRepoID != "" {
+		rp.Copies = []store.Copy{{StorageLocation: bp.CopyTo, RepoID: info.CopyRepoID}}
 	}
 	if in.ProtectionState == store.ProtectionStopped && in.StopMode == store.StopRetainForever {
 		rp.ExpiresAt = nil

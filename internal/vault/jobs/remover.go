@@ -58,7 +58,10 @@ func (c *ClusterRemover) pruned(key string) {
 	c.lastPruned[key] = time.Now()
 }
 
-var _ retention.DataRemover = (*ClusterRemover)(nil)
+var (
+	_ retention.DataRemover     = (*ClusterRemover)(nil)
+	_ retention.SnapshotRemover = (*ClusterRemover)(nil)
+)
 
 func (c *ClusterRemover) sleep(ctx context.Context, d time.Duration) error {
 	if c.Sleep != nil {
@@ -76,6 +79,16 @@ func (c *ClusterRemover) sleep(ctx context.Context, d time.Duration) error {
 
 // RemoveRecoveryPoint implements retention.DataRemover.
 func (c *ClusterRemover) RemoveRecoveryPoint(ctx context.Context, rp *store.RecoveryPoint) error {
+	return c.remove(ctx, rp, false)
+}
+
+// RemoveSnapshots implements retention.SnapshotRemover: the cluster
+// deletes the point's retained snapshot contents and keeps the point.
+func (c *ClusterRemover) RemoveSnapshots(ctx context.Context, rp *store.RecoveryPoint) error {
+	return c.remove(ctx, rp, true)
+}
+
+func (c *ClusterRemover) remove(ctx context.Context, rp *store.RecoveryPoint, snapshotsOnly bool) error {
 	if rp.RepoID == "" {
 		return nil
 	}
@@ -96,12 +109,16 @@ func (c *ClusterRemover) RemoveRecoveryPoint(ctx context.Context, rp *store.Reco
 		return fmt.Errorf("the driver of cluster %q cannot remove recovery point data", in.Cluster)
 	}
 	pruneKey := in.Cluster + " " + in.StorageLocation
-	prune := c.pruneDue(pruneKey)
+	prune := !snapshotsOnly && c.pruneDue(pruneKey)
 	key := rp.Vault + "/" + rp.ID
 	if prune {
 		key += "+prune"
 	}
-	ref, err := f.StartForget(ctx, ForgetRequest{Key: key, StorageLocation: in.StorageLocation, RepoIDs: []string{rp.RepoID}, Prune: prune})
+	if snapshotsOnly {
+		key += "+snapshots"
+	}
+	ref, err := f.StartForget(ctx, ForgetRequest{Key: key, StorageLocation: in.StorageLocation, RepoIDs: []string{rp.RepoID},
+		Prune: prune, SnapshotsOnly: snapshotsOnly})
 	if err != nil {
 		return fmt.Errorf("start expiry in cluster %q: %w", in.Cluster, err)
 	}

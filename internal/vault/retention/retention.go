@@ -111,9 +111,16 @@ func (e *Engine) log() *slog.Logger {
 	return e.Log
 }
 
-// Apply fills Tag, Datastore and ExpiresAt of a new scheduled recovery
-// point from the instance's policy and its earlier recovery points.
+// Apply fills Tag, Datastore, ExpiresAt and the operational tier of a new
+// scheduled recovery point from the instance's policy and its earlier
+// recovery points (a point without vault-tier data).
 func (e *Engine) Apply(ctx context.Context, p *policy.Policy, rp *store.RecoveryPoint) error {
+	return e.ApplyTiers(ctx, p, rp, nil)
+}
+
+// ApplyTiers is Apply for a point that also reached the vault tier under
+// rule vault (nil: it did not); see tiers.go.
+func (e *Engine) ApplyTiers(ctx context.Context, p *policy.Policy, rp *store.RecoveryPoint, vault *policy.Rule) error {
 	existing, err := e.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: rp.Vault, Instance: rp.Instance})
 	if err != nil {
 		return fmt.Errorf("list recovery points of %s: %w", rp.Instance, err)
@@ -124,36 +131,52 @@ func (e *Engine) Apply(ctx context.Context, p *policy.Policy, rp *store.Recovery
 			earlier = append(earlier, x.Time)
 		}
 	}
-	r := Classify(p, rp.Time, earlier)
-	exp := r.Duration.AddTo(rp.Time.UTC())
-	rp.Tag, rp.Datastore, rp.ExpiresAt = r.Name, r.Datastore, &exp
+	SetTiers(rp, ClassifyOperational(p, rp.Time, earlier), vault)
 	return nil
 }
 
 // ApplyOnDemand sets an on-demand recovery point's retention: the given
-// duration, or the policy's default rule when d is nil.
-func ApplyOnDemand(p *policy.Policy, d *policy.Duration, rp *store.RecoveryPoint) {
+// duration, or the policy's default rule when d is nil, for each tier it
+// has (vaultTier: its volume data went to the vault tier too).
+func ApplyOnDemand(p *policy.Policy, d *policy.Duration, rp *store.RecoveryPoint, vaultTier bool) {
 	r := p.Default()
 	if d != nil {
 		r.Duration = *d
 	}
-	exp := r.Duration.AddTo(rp.Time.UTC())
-	rp.Tag, rp.Datastore, rp.ExpiresAt = TagOnDemand, r.Datastore, &exp
+	r.Name = TagOnDemand
+	var v *policy.Rule
+	if vaultTier {
+		vr := r
+		v = &vr
+	}
+	SetTiers(rp, r, v)
 }
 
 // Result of one retention pass over an instance.
 type Result struct {
-	Deleted []string      `json:"deleted"`
-	Errors  []store.Issue `json:"errors,omitempty"`
+	Deleted []string `json:"deleted"`
+	// SnapshotsExpired are the points whose operational tier expired:
+	// their snapshots were deleted, the points kept.
+	SnapshotsExpired []string      `json:"snapshotsExpired,omitempty"`
+	Errors           []store.Issue `json:"errors,omitempty"`
 }
 
-// ExpireInstance deletes the instance's expired recovery points.
+// ExpireInstance deletes the instance's expired recovery points, then
+// deletes the snapshots of the points whose operational tier alone expired.
 func (e *Engine) ExpireInstance(ctx context.Context, vault, instance string) (*Result, error) {
 	rps, err := e.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: vault, Instance: instance})
 	if err != nil {
 		return nil, err
 	}
-	return e.remove(ctx, Expired(e.Clock.Now(), rps)), nil
+	now := e.Clock.Now()
+	expired := Expired(now, rps)
+	res := e.remove(ctx, expired)
+	skip := map[string]bool{}
+	for _, rp := range expired {
+		skip[rp.ID] = true // forgotten, or to be retried as a whole
+	}
+	e.expireSnapshots(ctx, SnapshotsExpired(now, rps, skip), res)
+	return res, nil
 }
 
 // DeleteAll removes every recovery point of an instance, the newest
@@ -228,6 +251,12 @@ func (e *Engine) Reapply(ctx context.Context, p *policy.Policy, vault, instance 
 		if rp.ExpiresAt != nil {
 			continue
 		}
+		// The tiers keep the expiries computed when the point was
+		// recorded; retain-forever only overrode the point's own.
+		if exp := latestTierExpiry(rp); exp != nil {
+			exps[rp.ID] = exp
+			continue
+		}
 		r := p.Default()
 		for _, x := range p.Rules {
 			if x.Name == rp.Tag {
@@ -263,7 +292,7 @@ func (e *Engine) Run(ctx context.Context) ([]*store.Job, error) {
 			if err != nil {
 				return jobs, err
 			}
-			if len(res.Deleted) == 0 && len(res.Errors) == 0 {
+			if len(res.Deleted) == 0 && len(res.SnapshotsExpired) == 0 && len(res.Errors) == 0 {
 				continue
 			}
 			j, err := e.RecordJob(ctx, v.Name, in.Name, start, res)
@@ -288,7 +317,7 @@ func (e *Engine) RecordJob(ctx context.Context, vault, instance string, start ti
 	}
 	if len(res.Errors) > 0 {
 		j.State = store.JobFailed
-		if len(res.Deleted) > 0 {
+		if len(res.Deleted) > 0 || len(res.SnapshotsExpired) > 0 {
 			j.State = store.JobCompletedWithWarnings
 			j.Warnings, j.Errors = append(j.Warnings, res.Errors...), nil
 		}

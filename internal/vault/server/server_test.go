@@ -539,7 +539,7 @@ func TestCatalogSync(t *testing.T) {
 	aaaa, bbbb, cccc := strings.Repeat("a", 64), strings.Repeat("b", 64), strings.Repeat("c", 64)
 	pts := []map[string]any{
 		{"repositoryId": bbbb, "vault": "v", "instance": "shop", "time": t2, "jobId": "job-2", "items": 7, "bytes": 700},
-		{"repositoryId": aaaa, "vault": "v", "instance": "shop", "time": t1, "jobId": "job-1", "items": 5, "bytes": 500},
+		{"repositoryId": aaaa, "vault": "v", "instance": "shop", "time": t1, "jobId": "job-1", "items": 5, "bytes": 500, "vaultTier": true},
 		{"repositoryId": cccc, "vault": "v", "instance": "shop", "time": t2.Add(time.Hour), "items": 1, "bytes": 10}, // not from a vault job
 	}
 	e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": []map[string]any{{"repositoryId": "x"}}}, "", 400, "InvalidRecoveryPointID")
@@ -560,7 +560,7 @@ func TestCatalogSync(t *testing.T) {
 	}
 	a, b, c := byRepo[aaaa], byRepo[bbbb], byRepo[cccc]
 	if a == nil || b == nil || c == nil || a.ID != "rp-job-1" || b.ID != "rp-job-2" || a.JobID != "job-1" || c.ID == "" ||
-		a.Tag != "weekly" || b.Tag != "default" || a.Items != 5 || b.Bytes != 700 || a.ExpiresAt == nil || !a.Time.Equal(t1) {
+		a.Tag != "weekly" || a.Tiers.Vault == nil || b.Tag != "default" || b.Tiers.Vault != nil || a.Items != 5 || b.Bytes != 700 || a.ExpiresAt == nil || !a.Time.Equal(t1) {
 		t.Fatalf("synced points: %+v %+v %+v", a, b, c)
 	}
 	out = e.want(t, "POST", "/api/v1/vaults/v/instances/shop/sync", map[string]any{"recoveryPoints": pts}, "", 200, "")

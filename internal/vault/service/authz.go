@@ -128,12 +128,49 @@ func requesterOf(j *store.Job) string {
 	return r.RequestedBy
 }
 
-var _ jobs.Authorizer = (*Service)(nil)
+var (
+	_ jobs.Authorizer         = (*Service)(nil)
+	_ jobs.FallbackAuthorizer = (*Service)(nil)
+)
 
 // AuthorizeBackup implements jobs.Authorizer: the job's backup
-// requirements, for whoever asked for it, still hold.
+// requirements, for whoever asked for it, still hold — and, when the
+// job's point is to be copied (the runner put copyTo in its parameters),
+// the extension and the requester may write to the secondary location
+// too, as to the primary.
 func (s *Service) AuthorizeBackup(ctx context.Context, j *store.Job, in *store.Instance) error {
-	return s.Require(ctx, BackupRequirements(requesterOf(j), in))
+	needs := BackupRequirements(requesterOf(j), in)
+	var bp jobs.BackupParams
+	_ = json.Unmarshal(j.Params, &bp)
+	if bp.CopyTo != "" {
+		needs = append(needs, CopyRequirements(requesterOf(j), in, bp.CopyTo)...)
+	}
+	return s.Require(ctx, needs)
+}
+
+// CopyRequirements are what copying in's points to copyTo needs: the
+// extension of its cluster writes there (and the requester, when a
+// principal asked for the backup).
+func CopyRequirements(caller string, in *store.Instance, copyTo string) []Requirement {
+	why := fmt.Sprintf("to copy the vault-tier recovery points of %s to %s (the policy's copyTo)", in.Name, copyTo)
+	var out []Requirement
+	if caller != "" {
+		out = append(out, Requirement{caller, rbac.StorageWrite, rbac.StorageScope(copyTo), rbac.StorageContributor, why})
+	}
+	return append(out, Requirement{rbac.ExtensionIdentity(in.Cluster), rbac.StorageWrite, rbac.StorageScope(copyTo), rbac.StorageContributor, why})
+}
+
+// AuthorizeFallback implements jobs.FallbackAuthorizer: a restore into
+// target may read the point's copy at location when the target's
+// extension (and the requester) may read there, as for the primary.
+func (s *Service) AuthorizeFallback(ctx context.Context, j *store.Job, in *store.Instance, target, location string) error {
+	why := fmt.Sprintf("to restore from the copy in %s when %s is unreachable", location, in.StorageLocation)
+	var needs []Requirement
+	if c := requesterOf(j); c != "" {
+		needs = append(needs, Requirement{c, rbac.StorageRead, rbac.StorageScope(location), rbac.StorageContributor, why})
+	}
+	needs = append(needs, Requirement{rbac.ExtensionIdentity(target), rbac.StorageRead, rbac.StorageScope(location), rbac.StorageContributor, why})
+	return s.Require(ctx, needs)
 }
 
 // AuthorizeRestore implements jobs.Authorizer.

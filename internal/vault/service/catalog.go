@@ -12,6 +12,8 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
@@ -48,6 +50,9 @@ type SyncPoint struct {
 	JobID    string    `json:"jobId,omitempty"` // the manifest's arca.io/job tag
 	Items    int64     `json:"items"`
 	Bytes    int64     `json:"bytes"`
+	// VaultTier: the point holds its volumes' data in the repository
+	// (manifest field volumeData): it is recorded in the vault tier.
+	VaultTier bool `json:"vaultTier,omitempty"`
 }
 
 var repositoryIDRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -118,6 +123,7 @@ func (s *Service) SyncRecoveryPoints(ctx context.Context, vault, instance string
 	for _, rp := range have {
 		known[rp.RepoID] = true
 	}
+	vaultTimes := retention.VaultTimes(have)
 	pts := append([]SyncPoint(nil), req.RecoveryPoints...)
 	sort.SliceStable(pts, func(i, j int) bool { return pts[i].Time.Before(pts[j].Time) })
 	eng := s.retention()
@@ -136,7 +142,19 @@ func (s *Service) SyncRecoveryPoints(ctx context.Context, vault, instance string
 		}
 		rp := &store.RecoveryPoint{Vault: in.Vault, ID: id, Instance: in.Name, JobID: sp.JobID, Time: sp.Time.UTC(),
 			RepoID: sp.RepositoryID, Items: sp.Items, Bytes: sp.Bytes}
-		if err := eng.Apply(ctx, p, rp); err != nil {
+		var vault *policy.Rule
+		if sp.VaultTier {
+			// The vault rule whose period it opened; a vault-tier point no
+			// rule takes (on demand, or a second of its day) keeps its
+			// data as long as its snapshots.
+			r, ok := retention.VaultRule(p, rp.Time, vaultTimes)
+			if !ok {
+				r = retention.ClassifyOperational(p, rp.Time, nil)
+			}
+			vault = &r
+			vaultTimes = append(vaultTimes, rp.Time)
+		}
+		if err := eng.ApplyTiers(ctx, p, rp, vault); err != nil {
 			return nil, err
 		}
 		if in.ProtectionState == store.ProtectionStopped && in.StopMode == store.StopRetainForever {

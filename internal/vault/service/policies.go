@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/arca-backup/arca/internal/vault/policy"
+	"github.com/arca-backup/arca/internal/vault/rbac"
 	"github.com/arca-backup/arca/internal/vault/scheduler"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -17,6 +18,26 @@ type PolicySpec struct {
 	Name      string               `json:"name"`
 	Schedule  string               `json:"schedule"`
 	Retention policy.RetentionSpec `json:"retention"`
+	// CopyTo names a secondary storage location (a URL, as an instance's
+	// storageLocation): every vault-tier point of the policy's instances
+	// is copied there, and restores fall back to it when the primary is
+	// unreachable. Setting it needs Storage Contributor there.
+	CopyTo string `json:"copyTo,omitempty"`
+}
+
+// checkCopyTo validates a policy's copyTo and that caller may write there.
+func (s *Service) checkCopyTo(ctx context.Context, caller, copyTo string) error {
+	if copyTo == "" {
+		return nil
+	}
+	if !strings.HasPrefix(copyTo, "file:///") && !strings.HasPrefix(copyTo, "azure://") && !strings.HasPrefix(copyTo, "s3://") || len(copyTo) > 2048 {
+		return InvalidField("InvalidStorageLocation", "copyTo", copyTo, "want "+locations+", at most 2048 characters")
+	}
+	if caller == "" {
+		return nil
+	}
+	return s.Require(ctx, []Requirement{{caller, rbac.StorageWrite, rbac.StorageScope(copyTo), rbac.StorageContributor,
+		"to have the policy's vault-tier recovery points copied to " + copyTo}})
 }
 
 // stored validates a policy and returns its stored form: the schedule
@@ -64,6 +85,8 @@ func (s *Service) ListPolicies(ctx context.Context, vault string, p store.Page) 
 }
 
 // CreatePolicy creates a policy in a vault.
+// The caller (CallerOf; none: not checked) must be able to write to its
+// copyTo.
 func (s *Service) CreatePolicy(ctx context.Context, vault string, b PolicySpec) (*store.Policy, error) {
 	if _, err := s.Store.GetVault(ctx, vault); err != nil {
 		return nil, err
@@ -75,7 +98,10 @@ func (s *Service) CreatePolicy(ctx context.Context, vault string, b PolicySpec) 
 	if err != nil {
 		return nil, err
 	}
-	p := &store.Policy{Vault: vault, Name: b.Name, Schedule: sched, Retention: ret}
+	if err := s.checkCopyTo(ctx, CallerOf(ctx), b.CopyTo); err != nil {
+		return nil, err
+	}
+	p := &store.Policy{Vault: vault, Name: b.Name, Schedule: sched, Retention: ret, CopyTo: b.CopyTo}
 	if err := s.Store.CreatePolicy(ctx, p); err != nil {
 		return nil, err
 	}
@@ -120,8 +146,13 @@ func (s *Service) UpdatePolicy(ctx context.Context, vault, name string, expected
 		return nil, Conflictf(CodeImmutableRetention, "vault %q is immutable (%s): retention cannot be shortened, and this change shortens %s; keep each rule at least as long (a new policy with shorter rules applies to new instances only)",
 			v.Name, v.Immutability, strings.Join(short, ", "))
 	}
+	if b.CopyTo != p.CopyTo {
+		if err := s.checkCopyTo(ctx, CallerOf(ctx), b.CopyTo); err != nil {
+			return nil, err
+		}
+	}
 	changed := sched != p.Schedule
-	p.Schedule, p.Retention = sched, ret
+	p.Schedule, p.Retention, p.CopyTo = sched, ret, b.CopyTo
 	update := func() error { return fromStore(s.Store.UpdatePolicy(ctx, p), expected) }
 	if len(short) > 0 {
 		err = s.guarded(ctx, v, OpShortenRetention, p.Name, update)

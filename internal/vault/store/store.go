@@ -94,6 +94,9 @@ type Policy struct {
 	Name      string          `json:"name"`
 	Schedule  string          `json:"schedule"`
 	Retention json.RawMessage `json:"retention"`
+	// CopyTo names a secondary storage location: every vault-tier
+	// recovery point of the policy's instances is copied there.
+	CopyTo string `json:"copyTo,omitempty"`
 	Meta
 }
 
@@ -160,7 +163,42 @@ type RecoveryPoint struct {
 	// DeletedAt and PurgeAt are set while the point is SoftDeleted.
 	DeletedAt *time.Time `json:"deletedAt,omitempty"`
 	PurgeAt   *time.Time `json:"purgeAt,omitempty"`
+	// Tiers are the datastores holding the point's data, each with its
+	// own rule and expiry (retention per datastore). ExpiresAt is the
+	// point's own expiry: the latest of its tiers' (nil, retain-forever,
+	// overrides them all).
+	Tiers Tiers `json:"tiers"`
+	// Copies are the point's copies in secondary storage locations.
+	Copies []Copy `json:"copies,omitempty"`
 	Meta
+}
+
+// Tier states.
+const (
+	TierAvailable = "Available"
+	TierDeleted   = "Deleted" // expired: its data was removed, the point kept
+)
+
+// Tier is one datastore's hold on a recovery point: the operational tier
+// (the volumes' CSI snapshots) or the vault tier (the volumes' data moved
+// into the repository).
+type Tier struct {
+	Rule      string     `json:"rule"` // the retention rule that keeps it
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	State     string     `json:"state"`
+}
+
+// Tiers of a recovery point; nil: the point has no data in that tier.
+type Tiers struct {
+	Operational *Tier `json:"operational,omitempty"`
+	Vault       *Tier `json:"vault,omitempty"`
+}
+
+// Copy is a copy of a recovery point in a secondary storage location
+// (policy copyTo): where, and its ID there.
+type Copy struct {
+	StorageLocation string `json:"storageLocation"`
+	RepoID          string `json:"repositoryId"`
 }
 
 // Job types.

@@ -207,6 +207,22 @@ var migrations = [][]string{
 		`CREATE INDEX deliveries_vault ON deliveries (vault, created_at)`,
 		`CREATE INDEX deliveries_state ON deliveries (state)`,
 	},
+	{ // 7: retention per datastore (issue 15): each recovery point's
+		// operational tier (snapshots) and vault tier (volume data in the
+		// repository) with their own rule, expiry and state, and its
+		// copies in secondary storage locations (JSON; '' when none);
+		// a policy's secondary storage location for vault-tier points.
+		// Points recorded before held only the operational tier.
+		`ALTER TABLE recovery_points ADD COLUMN op_rule TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE recovery_points ADD COLUMN op_expires_at BIGINT`,
+		`ALTER TABLE recovery_points ADD COLUMN op_state TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE recovery_points ADD COLUMN vault_rule TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE recovery_points ADD COLUMN vault_expires_at BIGINT`,
+		`ALTER TABLE recovery_points ADD COLUMN vault_state TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE recovery_points ADD COLUMN copies TEXT NOT NULL DEFAULT ''`,
+		`UPDATE recovery_points SET op_rule = tag, op_expires_at = expires_at, op_state = 'Available'`,
+		`ALTER TABLE policies ADD COLUMN copy_to TEXT NOT NULL DEFAULT ''`,
+	},
 }
 
 // SchemaVersion is the version a fully migrated database has.

@@ -313,13 +313,13 @@ func (s *Store) DeleteVault(ctx context.Context, name string, version int64) err
 
 // ---- policies ----
 
-const policyCols = `vault, name, schedule, retention, version, created_at, updated_at`
+const policyCols = `vault, name, schedule, retention, version, created_at, updated_at, copy_to`
 
 func scanPolicy(sc interface{ Scan(...any) error }) (*store.Policy, error) {
 	var p store.Policy
 	var ret string
 	var c, u int64
-	if err := sc.Scan(&p.Vault, &p.Name, &p.Schedule, &ret, &p.Version, &c, &u); err != nil {
+	if err := sc.Scan(&p.Vault, &p.Name, &p.Schedule, &ret, &p.Version, &c, &u, &p.CopyTo); err != nil {
 		return nil, err
 	}
 	p.Retention = textRaw(ret)
@@ -329,8 +329,8 @@ func scanPolicy(sc interface{ Scan(...any) error }) (*store.Policy, error) {
 
 func (s *Store) CreatePolicy(ctx context.Context, p *store.Policy) error {
 	now := s.stamp()
-	_, err := s.exec(ctx, s.db, `INSERT INTO policies (`+policyCols+`) VALUES ($1, $2, $3, $4, 1, $5, $5)`,
-		p.Vault, p.Name, p.Schedule, rawText(p.Retention), micros(now))
+	_, err := s.exec(ctx, s.db, `INSERT INTO policies (`+policyCols+`) VALUES ($1, $2, $3, $4, 1, $5, $5, $6)`,
+		p.Vault, p.Name, p.Schedule, rawText(p.Retention), micros(now), p.CopyTo)
 	if err != nil {
 		return exists(err, "policy", p.Vault+"/"+p.Name)
 	}
@@ -372,8 +372,8 @@ func paged(q string, args []any, p store.Page) (string, []any) {
 
 func (s *Store) UpdatePolicy(ctx context.Context, p *store.Policy) error {
 	now := s.stamp()
-	n, err := s.exec(ctx, s.db, `UPDATE policies SET schedule = $1, retention = $2, version = version + 1, updated_at = $3 WHERE vault = $4 AND name = $5 AND version = $6`,
-		p.Schedule, rawText(p.Retention), micros(now), p.Vault, p.Name, p.Version)
+	n, err := s.exec(ctx, s.db, `UPDATE policies SET schedule = $1, retention = $2, copy_to = $7, version = version + 1, updated_at = $3 WHERE vault = $4 AND name = $5 AND version = $6`,
+		p.Schedule, rawText(p.Retention), micros(now), p.Vault, p.Name, p.Version, p.CopyTo)
 	if err != nil {
 		return fmt.Errorf("update policy %q: %w", p.Name, err)
 	}
@@ -469,20 +469,54 @@ func (s *Store) DeleteInstance(ctx context.Context, vault, name string, version 
 
 // ---- recovery points ----
 
-const rpCols = `vault, id, instance, job_id, taken_at, repo_id, tag, datastore, expires_at, state, items, bytes, version, created_at, updated_at, deleted_at, purge_at`
+const rpCols = `vault, id, instance, job_id, taken_at, repo_id, tag, datastore, expires_at, state, items, bytes, version, created_at, updated_at, deleted_at, purge_at,
+	op_rule, op_expires_at, op_state, vault_rule, vault_expires_at, vault_state, copies`
 
 func scanRP(sc interface{ Scan(...any) error }) (*store.RecoveryPoint, error) {
 	var rp store.RecoveryPoint
 	var taken, c, u int64
-	var exp, del, purge sql.NullInt64
+	var exp, del, purge, opExp, vExp sql.NullInt64
+	var op, vt store.Tier
+	var copies string
 	if err := sc.Scan(&rp.Vault, &rp.ID, &rp.Instance, &rp.JobID, &taken, &rp.RepoID, &rp.Tag, &rp.Datastore, &exp,
-		&rp.State, &rp.Items, &rp.Bytes, &rp.Version, &c, &u, &del, &purge); err != nil {
+		&rp.State, &rp.Items, &rp.Bytes, &rp.Version, &c, &u, &del, &purge,
+		&op.Rule, &opExp, &op.State, &vt.Rule, &vExp, &vt.State, &copies); err != nil {
 		return nil, err
 	}
 	rp.DeletedAt, rp.PurgeAt = fromNull(del), fromNull(purge)
 	rp.Time, rp.ExpiresAt = fromMicros(taken), fromNull(exp)
 	rp.CreatedAt, rp.UpdatedAt = fromMicros(c), fromMicros(u)
+	if op.State != "" {
+		op.ExpiresAt = fromNull(opExp)
+		rp.Tiers.Operational = &op
+	}
+	if vt.State != "" {
+		vt.ExpiresAt = fromNull(vExp)
+		rp.Tiers.Vault = &vt
+	}
+	if copies != "" {
+		if err := json.Unmarshal([]byte(copies), &rp.Copies); err != nil {
+			return nil, fmt.Errorf("recovery point %s: copies: %w", rp.ID, err)
+		}
+	}
 	return &rp, nil
+}
+
+// tierCols are the stored form of a tier: rule, expiry, state (empty
+// and NULL when the point has no such tier).
+func tierCols(t *store.Tier) (string, any, string) {
+	if t == nil {
+		return "", nil, ""
+	}
+	return t.Rule, nullMicros(t.ExpiresAt), t.State
+}
+
+func copiesCol(cs []store.Copy) string {
+	if len(cs) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(cs)
+	return string(b)
 }
 
 func (s *Store) CreateRecoveryPoint(ctx context.Context, rp *store.RecoveryPoint) error {
@@ -493,9 +527,12 @@ func (s *Store) CreateRecoveryPoint(ctx context.Context, rp *store.RecoveryPoint
 	if rp.State == "" {
 		rp.State = store.RPAvailable
 	}
-	_, err := s.exec(ctx, s.db, `INSERT INTO recovery_points (`+rpCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13, NULL, NULL)`,
+	opRule, opExp, opState := tierCols(rp.Tiers.Operational)
+	vRule, vExp, vState := tierCols(rp.Tiers.Vault)
+	_, err := s.exec(ctx, s.db, `INSERT INTO recovery_points (`+rpCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13, NULL, NULL,
+		$14, $15, $16, $17, $18, $19, $20)`,
 		rp.Vault, rp.ID, rp.Instance, rp.JobID, micros(rp.Time), rp.RepoID, rp.Tag, rp.Datastore, nullMicros(rp.ExpiresAt),
-		rp.State, rp.Items, rp.Bytes, micros(now))
+		rp.State, rp.Items, rp.Bytes, micros(now), opRule, opExp, opState, vRule, vExp, vState, copiesCol(rp.Copies))
 	if err != nil {
 		return exists(err, "recovery point", rp.ID)
 	}
@@ -541,9 +578,14 @@ func (s *Store) ListRecoveryPoints(ctx context.Context, f store.RecoveryPointFil
 
 func (s *Store) UpdateRecoveryPoint(ctx context.Context, rp *store.RecoveryPoint) error {
 	now := s.stamp()
+	opRule, opExp, opState := tierCols(rp.Tiers.Operational)
+	vRule, vExp, vState := tierCols(rp.Tiers.Vault)
 	n, err := s.exec(ctx, s.db, `UPDATE recovery_points SET tag = $1, datastore = $2, expires_at = $3, state = $4, repo_id = $5,
-		version = version + 1, updated_at = $6 WHERE vault = $7 AND id = $8 AND version = $9`,
-		rp.Tag, rp.Datastore, nullMicros(rp.ExpiresAt), rp.State, rp.RepoID, micros(now), rp.Vault, rp.ID, rp.Version)
+		version = version + 1, updated_at = $6,
+		op_rule = $10, op_expires_at = $11, op_state = $12, vault_rule = $13, vault_expires_at = $14, vault_state = $15, copies = $16
+		WHERE vault = $7 AND id = $8 AND version = $9`,
+		rp.Tag, rp.Datastore, nullMicros(rp.ExpiresAt), rp.State, rp.RepoID, micros(now), rp.Vault, rp.ID, rp.Version,
+		opRule, opExp, opState, vRule, vExp, vState, copiesCol(rp.Copies))
 	if err != nil {
 		return fmt.Errorf("update recovery point %q: %w", rp.ID, err)
 	}

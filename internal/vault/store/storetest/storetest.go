@@ -156,9 +156,12 @@ func testPolicies(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 		t.Fatalf("list scoped to vault: got %d", len(list))
 	}
 	stale := *got
-	got.Schedule = "R/2026-01-01T00:00:00Z/PT6H"
+	got.Schedule, got.CopyTo = "R/2026-01-01T00:00:00Z/PT6H", "s3://b/second"
 	must(t, s.UpdatePolicy(ctx, got))
 	wantConflict(t, s.UpdatePolicy(ctx, &stale))
+	if back, err := s.GetPolicy(ctx, "v", "p1"); err != nil || back.CopyTo != "s3://b/second" {
+		t.Fatalf("copyTo not stored: %+v %v", back, err)
+	}
 	wantConflict(t, s.DeletePolicy(ctx, "v", "p1", 1))
 	must(t, s.DeletePolicy(ctx, "v", "p1", got.Version))
 	_, err = s.GetPolicy(ctx, "v", "p1")
@@ -239,6 +242,31 @@ func testRecoveryPoints(t *testing.T, s store.Store, _ func(*testing.T) store.St
 	rp2, _ := s.GetRecoveryPoint(ctx, "v", ids[0])
 	if rp2.ExpiresAt != nil || rp2.Tag != "retain-forever" {
 		t.Fatalf("update lost: %+v", rp2)
+	}
+	// Tiers (retention per datastore) and copies round-trip, and an
+	// update changes them.
+	opExp, vExp := base.Add(7*24*time.Hour).Truncate(time.Microsecond), base.Add(30*24*time.Hour).Truncate(time.Microsecond)
+	tiered := &store.RecoveryPoint{Vault: "v", ID: "tiered", Instance: "i2", Time: base, Tag: "daily", Datastore: "vault", ExpiresAt: &vExp,
+		Tiers: store.Tiers{Operational: &store.Tier{Rule: "default", ExpiresAt: &opExp, State: store.TierAvailable},
+			Vault: &store.Tier{Rule: "daily", ExpiresAt: &vExp, State: store.TierAvailable}},
+		Copies: []store.Copy{{StorageLocation: "s3://b/second", RepoID: "c0ffee"}}}
+	must(t, s.CreateRecoveryPoint(ctx, tiered))
+	got, err := s.GetRecoveryPoint(ctx, "v", "tiered")
+	must(t, err)
+	if got.Tiers.Operational == nil || !got.Tiers.Operational.ExpiresAt.Equal(opExp) || got.Tiers.Operational.Rule != "default" ||
+		got.Tiers.Vault == nil || !got.Tiers.Vault.ExpiresAt.Equal(vExp) || got.Tiers.Vault.State != store.TierAvailable ||
+		len(got.Copies) != 1 || got.Copies[0] != tiered.Copies[0] {
+		t.Fatalf("tiers read back: %+v %+v %+v", got.Tiers.Operational, got.Tiers.Vault, got.Copies)
+	}
+	got.Tiers.Operational.State = store.TierDeleted
+	must(t, s.UpdateRecoveryPoint(ctx, got))
+	got, err = s.GetRecoveryPoint(ctx, "v", "tiered")
+	must(t, err)
+	if got.Tiers.Operational.State != store.TierDeleted || got.Tiers.Vault.State != store.TierAvailable {
+		t.Fatalf("tier update lost: %+v %+v", got.Tiers.Operational, got.Tiers.Vault)
+	}
+	if plain, _ := s.GetRecoveryPoint(ctx, "v", ids[1]); plain.Tiers.Operational != nil || plain.Tiers.Vault != nil || plain.Copies != nil {
+		t.Fatalf("a point recorded without tiers reads back with some: %+v", plain.Tiers)
 	}
 	must(t, s.DeleteRecoveryPoint(ctx, "v", ids[0], rp2.Version))
 	_, err = s.GetRecoveryPoint(ctx, "v", ids[0])
