@@ -124,17 +124,19 @@ func newRecoveryPointDiffCommand() *cobra.Command {
 			if req.Live == (req.Against != "") {
 				return &UsageError{errors.New("give --against ID (another recovery point) or --live")}
 			}
-			if o.Output == "table" {
-				o.Output = "text"
+			out := o.Output
+			if out == "table" {
+				out = "text"
 			}
-			if err := checkTextOutput(o.Output); err != nil {
+			if err := checkTextOutput(out); err != nil {
 				return err
 			}
+			o.Output = "table" // the client's check; the output is out
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			return runDiff(cmd.Context(), c, o.Vault, args[0], req, o.Output, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runDiff(cmd.Context(), c, o.Vault, args[0], req, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := pflag.NewFlagSet("diff", pflag.ContinueOnError)

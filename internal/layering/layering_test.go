@@ -89,7 +89,7 @@ var rules = map[string]rule{
 			"internal/modifiers", "internal/operations", "internal/prereq", "internal/prereq/vaultaccess", "internal/repo", "internal/restore",
 			"internal/selection", "internal/storage", "internal/storage/location", "internal/storage/retry", "internal/trustedaccess", "internal/vault/client",
 			"internal/units", "internal/vault/policy", "internal/vault/rbac", "internal/vault/server", "internal/vault/service", "internal/vault/store", "internal/volumedata"},
-		Tests: []string{"config/crd", "internal/kube/kubetest", "internal/storage/faulty", "internal/storage/local", "internal/testenv", "internal/vault/store/sqlite",
+		Tests: []string{"config/crd", "internal/kube/kubetest", "internal/sealed", "internal/storage/faulty", "internal/storage/local", "internal/testenv", "internal/vault/store/sqlite",
 			"internal/volume"}},
 	// The vault's side of trusted access: drivers, prerequisite checks and
 	// token renewal over the credentials the cluster's owner registered
