@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -461,8 +462,11 @@ func TestPodExecutorPodNotRunning(t *testing.T) {
 // TestBackupCopyTo: a BackupJob with spec.copyTo writes its recovery point
 // and then copies it into a second storage location with its own
 // password: the copy opens only with that password and holds every object
-// byte for byte; a copyTo naming no storage location leaves the backup
-// done with warning CopyFailed naming both locations.
+// byte for byte. Then the primary becomes unreachable: a RestoreJob
+// without spec.fallbackStorageLocation fails (RepositoryUnavailable), one
+// with it restores every object from the copy with warning
+// RestoredFromSecondary. A copyTo naming no storage location leaves the
+// backup done with warning CopyFailed naming both locations.
 func TestBackupCopyTo(t *testing.T) {
 	ctx := context.Background()
 	a := newCluster(t, cpA, "arca-copyto")
@@ -550,6 +554,65 @@ spec:
 	}
 	if objects < 50 {
 		t.Fatalf("compared %d objects", objects)
+	}
+
+	// The primary becomes unreachable (its directory is gone) and the
+	// objects are lost. A RestoreJob without a fallback fails, naming the
+	// repository; with spec.fallbackStorageLocation it restores the copy
+	// (found by the original's ID) and warns RestoredFromSecondary.
+	if err := os.Rename(dir, dir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.cs.CoreV1().ConfigMaps("copied").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=shop"}); err != nil {
+		t.Fatal(err)
+	}
+	a.mustApply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: no-fallback, namespace: arca-copyto}
+spec:
+  recoveryPoint: %s
+  storageLocation: default
+  includedNamespaces: [copied]
+`, j.Status.RecoveryPointID))
+	if rj := a.waitRestore("no-fallback", 2*time.Minute); rj.Status.Phase != v1alpha1.JobFailed || !hasCode(rj.Status.Errors, v1alpha1.CodeRepositoryUnavailable) {
+		t.Fatalf("restore from an unreachable primary without fallback: %s %s %+v", rj.Status.Phase, rj.Status.Message, rj.Status.Errors)
+	}
+	a.mustApply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: from-secondary, namespace: arca-copyto}
+spec:
+  recoveryPoint: %s
+  storageLocation: default
+  fallbackStorageLocation: dr
+  includedNamespaces: [copied]
+`, j.Status.RecoveryPointID))
+	rj := a.waitRestore("from-secondary", 2*time.Minute)
+	if rj.Status.Phase != v1alpha1.JobCompletedWithWarnings || rj.Status.RecoveryPointID != j.Status.CopiedRecoveryPointID ||
+		!hasCode(rj.Status.Warnings, v1alpha1.CodeRestoredFromSecondary) {
+		t.Fatalf("restore with fallback: %s, point %s (copy %s): %s %+v %+v", rj.Status.Phase, rj.Status.RecoveryPointID,
+			j.Status.CopiedRecoveryPointID, rj.Status.Message, rj.Status.Warnings, rj.Status.Errors)
+	}
+	for _, w := range rj.Status.Warnings {
+		if w.Code == v1alpha1.CodeRestoredFromSecondary && (!strings.Contains(w.Message, `"default"`) || !strings.Contains(w.Message, `"dr"`)) {
+			t.Errorf("warning does not name both locations: %s", w.Message)
+		}
+	}
+	cms, err := a.cs.CoreV1().ConfigMaps("copied").List(ctx, metav1.ListOptions{LabelSelector: "app=shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cms.Items) != 50 {
+		t.Fatalf("%d config maps restored from the secondary, want 50", len(cms.Items))
+	}
+	for _, cm := range cms.Items {
+		if cm.Data["k"] != strings.Repeat("v", 100) {
+			t.Fatalf("config map %s restored with data %q", cm.Name, cm.Data)
+		}
+	}
+	if err := os.Rename(dir+".away", dir); err != nil {
+		t.Fatal(err)
 	}
 
 	a.mustApply(`
