@@ -69,6 +69,20 @@ const (
 	// spec.fallbackStorageLocation, `arca local restore --fallback-repo`)
 	// because the primary's repository could not be read; a warning.
 	CodeRestoredFromSecondary = "RestoredFromSecondary"
+	// Vault tier (spec.vaultTier): CodeVaultTierUnavailable, the extension
+	// cannot run data movers for this job (no image to run them from, a
+	// file:// storage location, snapshots turned off); CodeVolumeMoverFailed,
+	// a data-mover pod failed, was deleted or never ran;
+	// CodeVolumeMoverOOMKilled, it exceeded its memory limit;
+	// CodeVolumeMoverEvicted, the node evicted it. Each fails the backup and
+	// no recovery point is written. CodeVolumeHolderNotForgotten (a
+	// warning): a mover's holder point (tag arca.io/volume-holder) could not
+	// be forgotten.
+	CodeVaultTierUnavailable     = "VaultTierUnavailable"
+	CodeVolumeMoverFailed        = "VolumeMoverFailed"
+	CodeVolumeMoverOOMKilled     = "VolumeMoverOOMKilled"
+	CodeVolumeMoverEvicted       = "VolumeMoverEvicted"
+	CodeVolumeHolderNotForgotten = "VolumeHolderNotForgotten"
 )
 
 // JobIssue is a warning or error with a stable code.

@@ -49,6 +49,17 @@ const (
 	// (`arca datamover backup`); its value is the volume's name
 	// (namespace/claim).
 	TagVolume = "arca.io/volume"
+	// TagVolumeHolder marks a recovery point a data-mover pod committed to
+	// hold one volume's tree until the backup's own recovery point names
+	// it; its value is the backup ID (volume.Records.BackupID). The
+	// extension forgets holders when the backup ends; one that survives an
+	// extension crash is listed with this tag and may be forgotten.
+	TagVolumeHolder = "arca.io/volume-holder"
+	// LabelDataMover marks the temporary objects of the vault tier's data
+	// mover (VolumeSnapshotContent, VolumeSnapshot, PVC, pod); its value is
+	// the backup ID. The extension deletes them when a move ends and, on
+	// start, every one a previous run left behind.
+	LabelDataMover = "arca.io/data-mover"
 )
 
 // VaultTokenTTL is the lifetime of the vault's token in a cluster unless

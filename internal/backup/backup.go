@@ -278,9 +278,9 @@ func (p *Prepared) Run(ctx context.Context, r *repo.Repository) (res *Result, er
 	if err := b.phases(ctx); err != nil {
 		return nil, err
 	}
-	volumes, err := b.snapshotVolumes(ctx)
+	volumes, volumeData, err := b.snapshotVolumes(ctx)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, b.discardSnapshots(ctx, volumes))
 	}
 	defer func() {
 		if !committed {
@@ -300,14 +300,15 @@ func (p *Prepared) Run(ctx context.Context, r *repo.Repository) (res *Result, er
 		return nil, err
 	}
 	rp := &repo.RecoveryPoint{
-		Name:      p.opts.Name,
-		Started:   started,
-		Finished:  p.opts.Now(),
-		Tags:      p.opts.Tags,
-		Source:    repo.Source{Cluster: p.cluster.ID, Server: p.cluster.Server, KubernetesVersion: p.cluster.KubernetesVersion},
-		Config:    cfgJSON,
-		Resources: b.trees,
-		Volumes:   volumes,
+		Name:       p.opts.Name,
+		Started:    started,
+		Finished:   p.opts.Now(),
+		Tags:       p.opts.Tags,
+		Source:     repo.Source{Cluster: p.cluster.ID, Server: p.cluster.Server, KubernetesVersion: p.cluster.KubernetesVersion},
+		Config:     cfgJSON,
+		Resources:  b.trees,
+		Volumes:    volumes,
+		VolumeData: volumeData,
 		Summary: repo.Summary{
 			Items:    int(b.items.Load()),
 			Bytes:    b.bytes.Load(),

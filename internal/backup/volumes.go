@@ -27,6 +27,16 @@ type VolumeSnapshotter interface {
 	DiscardSnapshots(ctx context.Context, records json.RawMessage) error
 }
 
+// VolumeDataMover is implemented by a VolumeSnapshotter that also moved
+// the snapshotted volumes' data into the repository (the vault tier, issue
+// 15): after SnapshotVolumes succeeded, the engine puts MovedVolumeData
+// into RecoveryPoint.VolumeData. The trees were stored and committed by
+// other writers (the data mover's pods); the engine's writer references
+// them (repo.Writer.Reference) so that its commit checks they still exist.
+type VolumeDataMover interface {
+	MovedVolumeData() []repo.VolumeData
+}
+
 // noteClaim remembers an included claim for the volume snapshotter; the
 // type's attempt hands it over when its list completes.
 func (b *run) noteClaim(a *attempt, res kube.Resource, obj *kube.Object) {
@@ -36,17 +46,31 @@ func (b *run) noteClaim(a *attempt, res kube.Resource, obj *kube.Object) {
 	a.claims = append(a.claims, types.NamespacedName{Namespace: obj.GetNamespace(), Name: obj.GetName()})
 }
 
-// snapshotVolumes runs the volume snapshotter, if any.
-func (b *run) snapshotVolumes(ctx context.Context) (json.RawMessage, error) {
+// snapshotVolumes runs the volume snapshotter, if any, and returns its
+// records and the volume data it moved.
+func (b *run) snapshotVolumes(ctx context.Context) (json.RawMessage, []repo.VolumeData, error) {
 	if b.opts.Volumes == nil || !b.opts.Config.Snapshots() {
-		return nil, nil
+		return nil, nil, nil
 	}
 	recs, warnings, err := b.opts.Volumes.SnapshotVolumes(ctx, b.claims)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot volumes: %w", err)
+		return nil, nil, fmt.Errorf("snapshot volumes: %w", err)
 	}
 	b.warnings = append(b.warnings, warnings...)
-	return recs, nil
+	var data []repo.VolumeData
+	if m, ok := b.opts.Volumes.(VolumeDataMover); ok {
+		data = m.MovedVolumeData()
+	}
+	if len(data) > 0 {
+		trees := make([]repo.Tree, len(data))
+		for i, vd := range data {
+			trees[i] = vd.Tree
+		}
+		if err := b.w.Reference(ctx, trees...); err != nil {
+			return recs, nil, fmt.Errorf("moved volume data: %w", err)
+		}
+	}
+	return recs, data, nil
 }
 
 // discardSnapshots deletes the snapshots of a backup that wrote no

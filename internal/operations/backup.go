@@ -55,19 +55,29 @@ type BackupHooks interface {
 	Finish()
 }
 
-// VolumeMover is where the data mover (issue 15) plugs into a backup: it
-// copies the data of the snapshotted volumes into the repository. It runs
-// once every snapshot is cut (and the hooks have thawed the pods), before
-// the recovery point is written, so that a recovery point never names
-// volume data the repository does not hold. It gets the snapshot records
-// and returns them with what it moved, and warnings for volumes it could
-// not move; an error fails the backup, and the snapshots are deleted as
-// for any backup that writes no recovery point.
-//
-// Not built yet: with no mover, volumes are protected by their retained
-// snapshots only.
+// VolumeMover is where the data mover (issue 15, internal/mover) plugs
+// into a backup: it copies the data of the snapshotted volumes into the
+// repository (the vault tier). It runs once every snapshot is cut (and the
+// hooks have thawed the pods), before the recovery point is written, so
+// that a recovery point never names volume data the repository does not
+// hold. It gets the snapshot records (which it leaves as they are) and
+// returns one repo.VolumeData per moved volume, which goes into the
+// recovery point's VolumeData. An error fails the backup: no recovery
+// point is written and the snapshots are deleted.
 type VolumeMover interface {
-	MoveVolumes(ctx context.Context, records *volume.Records) (*volume.Records, []repo.Warning, error)
+	MoveVolumes(ctx context.Context, records *volume.Records) (*MoveResult, error)
+}
+
+// MoveResult is what a VolumeMover moved.
+type MoveResult struct {
+	Data     []repo.VolumeData
+	Warnings []repo.Warning
+	// Holders are recovery points the movers committed to hold each
+	// volume's tree until the backup's own recovery point names it (the
+	// mover's pods write through their own repository handles). Backup
+	// forgets them when it ends, whether its recovery point was written or
+	// not; a mover that fails returns those it committed with its error.
+	Holders []repo.ID
 }
 
 // OpenRepository opens the repository a backup writes to, creating it when
@@ -93,7 +103,7 @@ type BackupResult struct {
 // (Mover), writes the recovery point and labels the retained snapshot
 // contents with it. A pre hook that fails gives *PreHookError. On any
 // error no recovery point is written and the snapshots taken are deleted.
-func Backup(ctx context.Context, cfg *rest.Config, open OpenRepository, opts BackupOptions) (*BackupResult, error) {
+func Backup(ctx context.Context, cfg *rest.Config, open OpenRepository, opts BackupOptions) (out *BackupResult, err error) {
 	var hooks volume.SnapshotHooks
 	if opts.Hooks != nil {
 		hooks = preHookMarker{opts.Hooks}
@@ -103,8 +113,9 @@ func Backup(ctx context.Context, cfg *rest.Config, open OpenRepository, opts Bac
 	if err != nil {
 		return nil, fmt.Errorf("volume snapshotter: %w", err)
 	}
+	step := &snapshotStep{snaps: snaps, mover: opts.Mover}
 	prep, err := backup.Prepare(ctx, cfg, backup.Options{Config: opts.Config, Name: opts.Name, Tags: opts.Tags, Workers: opts.Workers, Now: opts.Now,
-		Volumes: &snapshotStep{snaps: snaps, mover: opts.Mover}, AllowNamespace: opts.AllowNamespace,
+		Volumes: step, AllowNamespace: opts.AllowNamespace,
 		Progress: func(p backup.Progress) { opts.Progress.report(Progress{ItemsDone: p.Items, BytesDone: p.Bytes}) }})
 	if err != nil {
 		var ce *backup.ConfigError
@@ -118,6 +129,17 @@ func Backup(ctx context.Context, cfg *rest.Config, open OpenRepository, opts Bac
 		return nil, err
 	}
 	defer r.Close()
+	defer func() {
+		// The movers' holder points: the recovery point names their trees
+		// now, or there is none and their data goes with the next prune.
+		if ferr := forgetHolders(ctx, r, step.holders); ferr != nil {
+			if out != nil {
+				out.Warnings = append(out.Warnings, repo.Warning{Code: v1alpha1.CodeVolumeHolderNotForgotten, Message: ferr.Error()})
+			} else {
+				err = errors.Join(err, ferr)
+			}
+		}
+	}()
 	if opts.Hooks != nil {
 		defer opts.Hooks.Finish()
 		if !opts.Config.Snapshots() {
@@ -139,7 +161,7 @@ func Backup(ctx context.Context, cfg *rest.Config, open OpenRepository, opts Bac
 	rp := res.RecoveryPoint
 	sum := rp.Summary
 	opts.Progress.report(Progress{ItemsDone: int64(sum.Items), ItemsTotal: int64(sum.Items), BytesDone: sum.Bytes, BytesTotal: sum.Bytes})
-	out := &BackupResult{Result: res}
+	out = &BackupResult{Result: res}
 	if out.Volumes, err = volume.Decode(rp.Volumes); err != nil {
 		return nil, fmt.Errorf("recovery point %s written, but its volume records do not read back: %w", res.ID.Short(), err)
 	}
@@ -174,16 +196,22 @@ func (m preHookMarker) BeforeSnapshots(ctx context.Context, claims []types.Names
 type snapshotStep struct {
 	snaps *volume.Snapshotter
 	mover VolumeMover
+	// moved is the volume data the mover stored; holders its holder points.
+	moved   []repo.VolumeData
+	holders []repo.ID
 }
 
-var _ backup.VolumeSnapshotter = (*snapshotStep)(nil)
+var (
+	_ backup.VolumeSnapshotter = (*snapshotStep)(nil)
+	_ backup.VolumeDataMover   = (*snapshotStep)(nil)
+)
 
 func (s *snapshotStep) SnapshotVolumes(ctx context.Context, claims []types.NamespacedName) (json.RawMessage, []repo.Warning, error) {
 	records, warnings, err := s.snaps.SnapshotVolumes(ctx, claims)
 	if err != nil || s.mover == nil {
 		return records, warnings, err
 	}
-	moved, moveWarnings, err := s.move(ctx, records)
+	moveWarnings, err := s.move(ctx, records)
 	if err != nil {
 		// The engine has no records to discard: delete the snapshots here.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
@@ -193,22 +221,41 @@ func (s *snapshotStep) SnapshotVolumes(ctx context.Context, claims []types.Names
 		}
 		return nil, warnings, err
 	}
-	return moved, append(warnings, moveWarnings...), nil
+	return records, append(warnings, moveWarnings...), nil
 }
 
-func (s *snapshotStep) move(ctx context.Context, records json.RawMessage) (json.RawMessage, []repo.Warning, error) {
+func (s *snapshotStep) move(ctx context.Context, records json.RawMessage) ([]repo.Warning, error) {
 	recs, err := volume.Decode(records)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	recs, warnings, err := s.mover.MoveVolumes(ctx, recs)
+	res, err := s.mover.MoveVolumes(ctx, recs)
+	if res != nil {
+		s.holders = append(s.holders, res.Holders...)
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("move volume data: %w", err)
+		return nil, fmt.Errorf("move volume data: %w", err)
 	}
-	data, err := json.Marshal(recs)
-	return data, warnings, err
+	s.moved = res.Data
+	return res.Warnings, nil
 }
+
+// MovedVolumeData implements backup.VolumeDataMover.
+func (s *snapshotStep) MovedVolumeData() []repo.VolumeData { return s.moved }
 
 func (s *snapshotStep) DiscardSnapshots(ctx context.Context, records json.RawMessage) error {
 	return s.snaps.DiscardSnapshots(ctx, records)
+}
+
+// forgetHolders forgets the movers' holder points, also when ctx is cancelled.
+func forgetHolders(ctx context.Context, r *repo.Repository, ids []repo.ID) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := r.Forget(fctx, ids); err != nil {
+		return fmt.Errorf("forget the data mover's holder recovery points (tag %s; `arca recovery-point forget` removes them): %w", v1alpha1.TagVolumeHolder, err)
+	}
+	return nil
 }

@@ -151,25 +151,49 @@ func (h *backupHooks) SnapshotCut(_ context.Context, claim types.NamespacedName)
 
 func (h *backupHooks) Finish() { h.ev.add("finish") }
 
-// mover stands in for the data mover: it marks the records it is given
-// (as a real mover would add what it moved) and warns.
+// mover stands in for the data mover: through its own repository handle
+// (as the mover's pods have theirs) it stores a tree for each snapshot and
+// commits a holder point, then warns. With err it fails after committing
+// the holder, which it returns with the error.
 type mover struct {
-	ev   *events
-	err  error
-	seen *volume.Records
+	ev      *events
+	st      *store
+	err     error
+	seen    *volume.Records
+	holders []repo.ID
 }
 
 const moverCode = "MovedForTest"
 
-func (m *mover) MoveVolumes(_ context.Context, recs *volume.Records) (*volume.Records, []repo.Warning, error) {
+func (m *mover) MoveVolumes(ctx context.Context, recs *volume.Records) (*operations.MoveResult, error) {
 	m.ev.add("move %d", len(recs.Snapshots))
 	m.seen = recs
-	if m.err != nil {
-		return nil, nil, m.err
+	r, err := repo.Open(ctx, m.st.be, "pw") // its own handle, not the backup's
+	if err != nil {
+		return nil, err
 	}
-	out := *recs
-	out.Skipped = append(slices.Clone(recs.Skipped), volume.Skipped{Namespace: "mover", PVC: "marker", Code: moverCode})
-	return &out, []repo.Warning{{Code: moverCode, Message: "moved"}}, nil
+	w, err := r.NewWriter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &operations.MoveResult{Warnings: []repo.Warning{{Code: moverCode, Message: "moved"}}}
+	for _, s := range recs.Snapshots {
+		id, err := w.PutBlob(ctx, []byte("tree of "+s.Key()))
+		if err != nil {
+			return nil, err
+		}
+		res.Data = append(res.Data, repo.VolumeData{Name: s.Key(), Tree: repo.Tree{Blobs: []repo.ID{id}, Count: 1}, Files: 1})
+	}
+	hid, err := w.Commit(ctx, &repo.RecoveryPoint{Name: "holder", VolumeData: res.Data, Tags: map[string]string{v1alpha1.TagVolumeHolder: recs.BackupID}})
+	if err != nil {
+		return nil, err
+	}
+	res.Holders = []repo.ID{hid}
+	m.holders = res.Holders
+	if m.err != nil {
+		return &operations.MoveResult{Holders: res.Holders}, m.err
+	}
+	return res, nil
 }
 
 type restoreHooks struct {
@@ -214,7 +238,7 @@ func testBackupRestoreForget(t *testing.T) {
 	st := newStore(t, ctx)
 	ev := &events{}
 	var last operations.Progress
-	mv := &mover{ev: ev}
+	mv := &mover{ev: ev, st: st}
 	res, err := operations.Backup(ctx, cp.Config(), st.open, operations.BackupOptions{
 		Config: v1alpha1.BackupConfiguration{IncludedNamespaces: []string{"ops"}}, Name: "ops-1", Tags: map[string]string{"k": "v"},
 		SnapshotClasses: []string{csi.SnapshotClass}, SnapshotTimeout: time.Minute, Logf: t.Logf,
@@ -233,10 +257,17 @@ func testBackupRestoreForget(t *testing.T) {
 	if last.ItemsDone != int64(rp.Summary.Items) || last.ItemsTotal != last.ItemsDone || last.BytesTotal != rp.Summary.Bytes || last.ItemsDone == 0 {
 		t.Errorf("final progress %+v, summary %d items %d bytes", last, rp.Summary.Items, rp.Summary.Bytes)
 	}
-	// The records in the recovery point are the mover's.
+	// The records in the recovery point are the snapshotter's; the volume
+	// data the mover's, and its holder point is forgotten.
 	recs, err := volume.Decode(rp.Volumes)
-	if err != nil || len(recs.Snapshots) != 1 || recs.Snapshots[0].Key() != "ops/data" || len(recs.Skipped) != 1 || recs.Skipped[0].Code != moverCode {
+	if err != nil || len(recs.Snapshots) != 1 || recs.Snapshots[0].Key() != "ops/data" {
 		t.Fatalf("recorded volumes %+v %v", recs, err)
+	}
+	if len(rp.VolumeData) != 1 || rp.VolumeData[0].Name != "ops/data" || rp.VolumeData[0].Files != 1 {
+		t.Errorf("volume data %+v: want the mover's tree of ops/data", rp.VolumeData)
+	}
+	if rps := st.recoveryPoints(t, ctx); len(rps) != 1 || rps[0].ID != res.ID || len(mv.holders) != 1 {
+		t.Errorf("recovery points after the backup: %d (holders %v), want only %s", len(rps), mv.holders, res.ID.Short())
 	}
 	if len(res.Volumes.Snapshots) != 1 || mv.seen == nil || mv.seen.Snapshots[0].Content != recs.Snapshots[0].Content {
 		t.Errorf("result volumes %+v, mover saw %+v", res.Volumes, mv.seen)
@@ -370,13 +401,14 @@ func testBackupFailures(t *testing.T) {
 	t.Run("mover fails", func(t *testing.T) {
 		st := newStore(t, ctx)
 		ev := &events{}
-		mv := &mover{ev: ev, err: errors.New("repository unreachable")}
+		mv := &mover{ev: ev, st: st, err: errors.New("repository unreachable")}
 		_, err := operations.Backup(ctx, cp.Config(), st.open, opts(operations.BackupOptions{Mover: mv}))
 		if err == nil || !strings.Contains(err.Error(), "move volume data: repository unreachable") || !strings.Contains(err.Error(), "no recovery point written") {
 			t.Fatalf("got %v", err)
 		}
-		if rps := st.recoveryPoints(t, ctx); len(rps) != 0 {
-			t.Errorf("%d recovery points written", len(rps))
+		// Neither a recovery point nor the mover's holder is left.
+		if rps := st.recoveryPoints(t, ctx); len(rps) != 0 || len(mv.holders) != 1 {
+			t.Errorf("%d recovery points left (holders %v)", len(rps), mv.holders)
 		}
 		// The snapshot the mover was given is deleted with the backup.
 		if mv.seen == nil || len(mv.seen.Snapshots) != 1 || !contentGone(t, ctx, mv.seen.Snapshots[0].Content) {

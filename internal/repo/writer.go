@@ -683,3 +683,30 @@ func (ra *readahead) close() {
 	}
 	<-ra.exited
 }
+
+// Reference makes the recovery point this writer commits safe to name
+// trees that another writer stored and committed meanwhile (the data
+// mover's pods write each volume's tree through their own writer): it
+// loads the index files written since the repository was opened and
+// records the packs holding each tree's stream blobs as dependencies, which
+// Commit checks still exist (format §11 rule 10). A tree blob the index
+// does not know is an error naming it: the recovery point would name data
+// the repository does not hold.
+func (w *Writer) Reference(ctx context.Context, trees ...Tree) error {
+	if err := w.r.refreshIndex(ctx); err != nil {
+		return fmt.Errorf("reference trees: reload the index: %w", err)
+	}
+	idx := w.r.idx.Load()
+	w.depMu.Lock()
+	defer w.depMu.Unlock()
+	for _, t := range trees {
+		for _, id := range t.Blobs {
+			_, pack, _, ok := idx.lookup(id)
+			if !ok {
+				return fmt.Errorf("reference trees: tree blob %s is in no index file of the repository", id.Short())
+			}
+			w.deps[pack] = struct{}{}
+		}
+	}
+	return nil
+}
