@@ -40,15 +40,14 @@ type DatamoverBackupOptions struct {
 	Tags       []string
 	ResultFile string
 	Readers    int
+	// ProgressJSON writes progress as JSON lines on stderr (the extension
+	// follows a mover pod's log).
+	ProgressJSON bool
 }
 
 // DatamoverResult is what `arca datamover backup` prints (JSON) and writes
 // to --result-file: the recovery point holding the volume and its record.
-type DatamoverResult struct {
-	RecoveryPoint string               `json:"recoveryPoint"`
-	Volume        repo.VolumeData      `json:"volume"`
-	Warnings      []volumedata.Warning `json:"warnings,omitempty"`
-}
+type DatamoverResult = volumedata.MoverResult
 
 func newDatamoverBackupCommand() *cobra.Command {
 	o := &DatamoverBackupOptions{}
@@ -67,6 +66,7 @@ func newDatamoverBackupCommand() *cobra.Command {
 	fs.StringArrayVar(&o.Tags, "tag", nil, "tag the recovery point: key=value (repeatable)")
 	fs.StringVar(&o.ResultFile, "result-file", "", "also write the JSON result here (a pod's /dev/termination-log)")
 	fs.IntVar(&o.Readers, "readers", 0, "files read at once (default 4 per CPU)")
+	fs.BoolVar(&o.ProgressJSON, "progress-json", false, `report progress as JSON lines on stderr ({"moverProgress":{"files":…,"bytes":…,"totalBytes":…}}), as data-mover pods do`)
 	return cmd
 }
 
@@ -102,15 +102,23 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 		return err
 	}
 	pr := NewProgressRenderer(stderr, "datamover backup "+o.Volume)
+	progress := func(p volumedata.Progress) { pr.Update(moverProgress("backup", p)) }
+	if o.ProgressJSON {
+		enc := json.NewEncoder(stderr)
+		progress = func(p volumedata.Progress) {
+			_ = enc.Encode(volumedata.MoverProgressLine{Progress: &volumedata.MoverProgress{Files: p.Files, Bytes: p.Bytes, TotalBytes: p.TotalBytes}})
+		}
+	}
 	res, err := volumedata.Backup(ctx, w, o.Source, volumedata.BackupOptions{
-		Name: o.Volume, Readers: o.Readers,
-		Progress: func(p volumedata.Progress) { pr.Update(moverProgress("backup", p)) },
+		Name: o.Volume, Readers: o.Readers, Progress: progress,
 	})
 	if err != nil {
 		_ = w.Abort(context.WithoutCancel(ctx))
 		return fmt.Errorf("back up %s: %w", o.Source, err)
 	}
-	pr.Done(Progress{Phase: "stored", ItemsDone: res.Volume.Files, BytesDone: res.Volume.Bytes, Elapsed: time.Since(started)})
+	if !o.ProgressJSON {
+		pr.Done(Progress{Phase: "stored", ItemsDone: res.Volume.Files, BytesDone: res.Volume.Bytes, Elapsed: time.Since(started)})
+	}
 	host, _ := os.Hostname()
 	rp := &repo.RecoveryPoint{
 		Name: "volume " + o.Volume, Started: started, Finished: time.Now().UTC(), Tags: tags,
@@ -119,7 +127,7 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 		Summary:    repo.Summary{Items: int(res.Volume.Files), Bytes: res.Volume.Bytes},
 	}
 	for _, wn := range res.Warnings {
-		rp.Summary.Warnings = append(rp.Summary.Warnings, repo.Warning{Code: "VolumeFileNotFaithful", Message: wn.Message, Object: wn.Path})
+		rp.Summary.Warnings = append(rp.Summary.Warnings, repo.Warning{Code: volumedata.WarnFileNotFaithful, Message: wn.Message, Object: wn.Path})
 	}
 	id, err := w.Commit(ctx, rp)
 	if err != nil {
@@ -131,7 +139,11 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 		return err
 	}
 	if o.ResultFile != "" {
-		if err := os.WriteFile(o.ResultFile, append(b, '\n'), 0o644); err != nil {
+		fit, err := out.Fit(volumedata.MaxResultBytes)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.ResultFile, append(fit, '\n'), 0o644); err != nil {
 			return fmt.Errorf("result file: %w", err)
 		}
 	}

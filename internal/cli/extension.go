@@ -593,6 +593,10 @@ type ExtensionRunOptions struct {
 	InstallCRDs       bool
 	StatusInterval    time.Duration
 	LogFormat         string
+	// The vault tier's data-mover pods (spec.vaultTier).
+	MaxConcurrentMovers int
+	MoverImage          string
+	MoverMemoryLimit    string
 }
 
 func newExtensionRunCommand() *cobra.Command {
@@ -616,6 +620,9 @@ func newExtensionRunCommand() *cobra.Command {
 	fs.BoolVar(&o.InstallCRDs, "install-crds", false, "apply the CRDs first (development clusters without an installation)")
 	fs.DurationVar(&o.StatusInterval, "status-interval", 2*time.Second, "how often a running job's status is written")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
+	fs.IntVar(&o.MaxConcurrentMovers, "max-concurrent-movers", 2, "data-mover pods a vault-tier backup runs at once (one per volume)")
+	fs.StringVar(&o.MoverImage, "mover-image", "", "image of the data-mover pods, which move volume data to and from the vault tier (default: the extension pod's own image; required out of the cluster)")
+	fs.StringVar(&o.MoverMemoryLimit, "mover-memory-limit", "256Mi", "memory limit of each data-mover pod")
 	return cmd
 }
 
@@ -657,6 +664,7 @@ func RunExtension(ctx context.Context, o *ExtensionRunOptions, stderr io.Writer)
 		Namespace: o.Namespace, MaxConcurrentJobs: o.MaxConcurrentJobs, StatusInterval: o.StatusInterval,
 		MetricsAddr: o.MetricsAddr, ProbeAddr: o.HealthAddr, LeaderElection: o.LeaderElect, Log: log, Version: Version,
 		PodName: os.Getenv(extension.EnvPodName), PodNamespace: os.Getenv(extension.EnvPodNamespace),
+		MaxConcurrentMovers: o.MaxConcurrentMovers, DataMoverImage: o.MoverImage, MoverMemoryLimit: o.MoverMemoryLimit,
 	})
 }
 

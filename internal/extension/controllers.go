@@ -218,6 +218,13 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	if len(defs) > 0 {
 		opts.Hooks = bh
 	}
+	if j.Spec.VaultTier {
+		m, refused := x.vaultMover(ctx, &cfg, sa.loc, p)
+		if refused != nil {
+			return *refused
+		}
+		opts.Mover = m
+	}
 	open := func(ctx context.Context) (*repo.Repository, error) { return sa.openRepo(ctx, true) }
 	bres, err := operations.Backup(ctx, x.cfg, open, opts)
 	if err != nil {
@@ -234,6 +241,19 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	counts := map[string]int64{}
 	for k, v := range rp.Summary.Counts {
 		counts[k] = int64(v)
+	}
+	if len(rp.VolumeData) > 0 {
+		// The vault tier: the volumes moved, their bytes and the bytes new
+		// to the repository; progress counts the volume bytes too.
+		var files, bytes, newBytes int64
+		for _, vd := range rp.VolumeData {
+			files, bytes, newBytes = files+vd.Files, bytes+vd.Bytes, newBytes+vd.NewBytes
+		}
+		counts[countVolumesMoved], counts[countVolumeFiles], counts[countVolumeBytes], counts[countVolumeNewBytes] = int64(len(rp.VolumeData)), files, bytes, newBytes
+		p.bytesDone.Add(bytes)
+		p.bytesTotal.Store(p.bytesDone.Load())
+		p.etaSeconds.Store(0)
+		res.message += fmt.Sprintf(", %d volumes moved to the vault tier (%d files, %d bytes, %d new)", len(rp.VolumeData), files, bytes, newBytes)
 	}
 	copied := ""
 	if j.Spec.CopyTo != "" {

@@ -67,6 +67,11 @@ type Options struct {
 	DataMoverImage string
 	// RestorePodTimeout bounds one vault-tier restore pod (default 1 h).
 	RestorePodTimeout time.Duration
+	// The vault tier's backups (a BackupJob's spec.vaultTier):
+	// MaxConcurrentMovers data-mover pods at once (default 2), from
+	// DataMoverImage, each with MoverMemoryLimit (default 256Mi).
+	MaxConcurrentMovers int
+	MoverMemoryLimit    string
 }
 
 func (o *Options) defaults() {

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/mover"
 	"github.com/arca-backup/arca/internal/operations"
 )
 
@@ -68,6 +69,18 @@ func (x *Extension) Start(ctx context.Context) error {
 	x.mu.Lock()
 	x.ctx = ctx
 	x.mu.Unlock()
+	// No job runs here yet: whatever data-mover objects exist, a previous
+	// extension left when it stopped mid-move.
+	x.wg.Add(1)
+	go func() {
+		defer x.wg.Done()
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		n, err := mover.Cleanup(cctx, x.cfg, x.opts.Namespace)
+		if n > 0 || err != nil {
+			x.log.Info("deleted the data mover's leftover objects", "deleted", n, "err", fmt.Sprint(err))
+		}
+	}()
 	close(x.started)
 	<-ctx.Done()
 	// Running jobs see ctx cancelled; their status stays InProgress, which
@@ -98,6 +111,16 @@ type kind struct {
 // progress is what a running job reports; the status writer reads it.
 type progress struct {
 	itemsDone, itemsTotal, bytesDone, bytesTotal atomic.Int64
+	// bytesPerSecond and etaSeconds: the vault tier's data movers.
+	bytesPerSecond, etaSeconds atomic.Int64
+}
+
+// reportMover takes the data movers' progress: bytes of volume data moved.
+func (p *progress) reportMover(m mover.Progress) {
+	p.bytesDone.Store(m.BytesDone)
+	p.bytesTotal.Store(m.BytesTotal)
+	p.bytesPerSecond.Store(int64(m.BytesPerSecond))
+	p.etaSeconds.Store(int64(m.ETA.Seconds()))
 }
 
 // report takes an operation's progress (operations.ProgressFunc).
@@ -109,7 +132,8 @@ func (p *progress) report(op operations.Progress) {
 }
 
 func (p *progress) snapshot() *v1alpha1.JobProgress {
-	return &v1alpha1.JobProgress{ItemsDone: p.itemsDone.Load(), ItemsTotal: p.itemsTotal.Load(), BytesDone: p.bytesDone.Load(), BytesTotal: p.bytesTotal.Load()}
+	return &v1alpha1.JobProgress{ItemsDone: p.itemsDone.Load(), ItemsTotal: p.itemsTotal.Load(), BytesDone: p.bytesDone.Load(), BytesTotal: p.bytesTotal.Load(),
+		BytesPerSecond: p.bytesPerSecond.Load(), ETASeconds: p.etaSeconds.Load()}
 }
 
 // result is how a job ended.

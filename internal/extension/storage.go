@@ -34,6 +34,11 @@ func codeOf(err error, def string) string {
 	if errors.As(err, &ce) {
 		return ce.code
 	}
+	// Errors of other packages that name their job code (mover.Error).
+	var jc interface{ JobCode() string }
+	if errors.As(err, &jc) {
+		return jc.JobCode()
+	}
 	return def
 }
 

@@ -102,7 +102,7 @@ var rules = map[string]rule{
 			"internal/vault/client", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store/sqlite",
 			"internal/volume"}},
 	"internal/extension": {
-		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/diff", "internal/kube", "internal/operations", "internal/repo", "internal/restore",
+		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/diff", "internal/kube", "internal/mover", "internal/operations", "internal/repo", "internal/restore",
 			"internal/sealed", "internal/selection", "internal/storage", "internal/storage/location", "internal/storage/retry", "internal/trustpolicy", "internal/verify", "internal/volumedata"},
 		Tests: []string{"internal/storage/local", "internal/testenv", "internal/volume", "internal/volumedata"}},
 	// Tests: its tests build the extension image from the CLI's binary (work in flight on 2026-12-01).
@@ -111,6 +111,8 @@ var rules = map[string]rule{
 	"internal/kube/kubetest": {},
 	"internal/layering":      {},
 	"internal/modifiers":     {Imports: []string{"api/v1alpha1"}},
+	// The vault tier's data mover in the cluster: an operations.VolumeMover running `arca datamover` pods.
+	"internal/mover": {Imports: []string{"api/v1alpha1", "internal/operations", "internal/repo", "internal/volume", "internal/volumedata"}},
 	// One path for backup, restore and forget, used by the CLI, the extension and the data mover.
 	"internal/operations": {Imports: []string{"api/v1alpha1", "internal/backup", "internal/modifiers", "internal/repo", "internal/restore", "internal/volume"},
 		Tests: []string{"internal/storage", "internal/storage/mem", "internal/testenv"}},

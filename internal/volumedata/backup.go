@@ -8,6 +8,7 @@ package volumedata
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -569,4 +570,51 @@ func storeContent(ctx context.Context, w *repo.Writer, it *item, bytes *atomic.I
 	}
 	e.Blobs = ids
 	return nil
+}
+
+// WarnFileNotFaithful is the warning code of a file whose data was stored
+// but one of whose attributes (extended attributes) could not be read.
+const WarnFileNotFaithful = "VolumeFileNotFaithful"
+
+// MoverResult is what `arca datamover backup` prints (JSON) and writes to
+// its --result-file (in a data-mover pod, the container's termination
+// message, which the extension reads): the holder recovery point that
+// holds the volume, and the volume's record.
+type MoverResult struct {
+	RecoveryPoint string          `json:"recoveryPoint"`
+	Volume        repo.VolumeData `json:"volume"`
+	Warnings      []Warning       `json:"warnings,omitempty"`
+	// WarningsOmitted counts warnings left out to fit a termination
+	// message (MaxResultBytes).
+	WarningsOmitted int `json:"warningsOmitted,omitempty"`
+}
+
+// MaxResultBytes bounds the result file: the kubelet keeps at most 4096
+// bytes of a termination message.
+const MaxResultBytes = 4000
+
+// Fit drops warnings from the end until the JSON encoding is at most max
+// bytes, counting them in WarningsOmitted.
+func (r MoverResult) Fit(max int) ([]byte, error) {
+	for {
+		b, err := json.Marshal(r)
+		if err != nil || len(b) <= max || len(r.Warnings) == 0 {
+			return b, err
+		}
+		r.Warnings = r.Warnings[:len(r.Warnings)-1]
+		r.WarningsOmitted++
+	}
+}
+
+// MoverProgressLine is one line of `arca datamover backup --progress-json`
+// on stderr: {"moverProgress":{…}}.
+type MoverProgressLine struct {
+	Progress *MoverProgress `json:"moverProgress"`
+}
+
+// MoverProgress is a mover's progress as it reports it.
+type MoverProgress struct {
+	Files      int64 `json:"files"`
+	Bytes      int64 `json:"bytes"`
+	TotalBytes int64 `json:"totalBytes"`
 }
