@@ -343,18 +343,26 @@ func newBackupCommand() *cobra.Command {
 		Short: "Run backups through the vault",
 	}
 	o := &PolicyScope{}
-	var retention string
+	var retention, to string
 	var wait bool
 	now := &cobra.Command{
 		Use:   "now INSTANCE",
 		Short: "Start an on-demand backup of a backup instance",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			params := map[string]any{"retention": retention}
+			switch to {
+			case "", "snapshot":
+			case "vault":
+				params["vaultTier"] = true
+			default:
+				return &UsageError{fmt.Errorf("--to %q: want snapshot (the operational tier, the default) or vault (also move the volumes' data into the repository)", to)}
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
-			j, err := c.BackupNow(cmd.Context(), o.Vault, args[0], retention)
+			j, err := c.BackupNowWith(cmd.Context(), o.Vault, args[0], params)
 			if err != nil {
 				return err
 			}
@@ -367,6 +375,7 @@ func newBackupCommand() *cobra.Command {
 	o.AddFlags(now.Flags())
 	now.Flags().StringVar(&retention, "retention", "", "keep this recovery point for this ISO 8601 duration (default: the policy's default rule)")
 	now.Flags().BoolVar(&wait, "wait", false, "wait until the job finishes; exit 1 if it fails")
+	now.Flags().StringVar(&to, "to", "snapshot", "datastore: snapshot (volume snapshots only) or vault (also move the volumes' data into the repository: the vault tier)")
 	cmd.AddCommand(now)
 	return cmd
 }

@@ -151,6 +151,20 @@ func TestInstanceBackupJobAndRestoreCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &jobs); err != nil || len(jobs.Items) != 1 || jobs.Items[0].Type != store.JobOnDemandBackup {
 		t.Fatalf("job list: %v\n%s", err, out)
 	}
+	// --to vault asks for the vault tier (the job's parameters carry it to
+	// the cluster driver: TestDriver); another datastore is refused.
+	if _, err := run("backup", "now", "shop", "--to", "tape"); ExitCode(err) != 2 || !strings.Contains(err.Error(), "want snapshot") {
+		t.Fatalf("backup now --to tape: %v", err)
+	}
+	out = must(run("backup", "now", "shop", "--to", "vault", "-o", "json"))
+	var vj store.Job
+	if err := json.Unmarshal([]byte(out), &vj); err != nil {
+		t.Fatalf("backup now --to vault: %v\n%s", err, out)
+	}
+	var params struct{ VaultTier bool }
+	if err := json.Unmarshal(vj.Params, &params); err != nil || !params.VaultTier {
+		t.Errorf("backup now --to vault: parameters %s", vj.Params)
+	}
 	out = must(run("job", "show", jobs.Items[0].ID))
 	if !strings.Contains(out, "error ClusterNotConnected") {
 		t.Fatalf("job show:\n%s", out)

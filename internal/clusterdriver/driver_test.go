@@ -77,7 +77,7 @@ func TestDriver(t *testing.T) {
 		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "creds"}}); err != nil {
 		t.Fatal(err)
 	}
-	iref, err := idle.StartBackup(ctx, jobs.BackupRequest{JobID: "Job_0004", StorageLocation: "default"})
+	iref, err := idle.StartBackup(ctx, jobs.BackupRequest{JobID: "Job_0004", StorageLocation: "default", VaultTier: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +90,10 @@ func TestDriver(t *testing.T) {
 	hooked := &v1alpha1.BackupJob{}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-idle", Name: "vault-job-0004"}, hooked); err != nil {
 		t.Fatal(err)
+	}
+	// `arca backup now --to vault` reaches the cluster as spec.vaultTier.
+	if !hooked.Spec.VaultTier {
+		t.Errorf("BackupJob of a vault-tier request: spec %+v, want vaultTier", hooked.Spec)
 	}
 	zero, seven := int32(0), int32(7)
 	hooked.Status.Phase = v1alpha1.JobInProgress

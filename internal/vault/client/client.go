@@ -326,8 +326,14 @@ func (c *Client) ResumeProtection(ctx context.Context, vault, name string) (*sto
 // BackupNow queues an on-demand backup; retention is an optional ISO 8601
 // duration.
 func (c *Client) BackupNow(ctx context.Context, vault, instance, retention string) (*store.Job, error) {
+	return c.BackupNowWith(ctx, vault, instance, map[string]any{"retention": retention})
+}
+
+// BackupNowWith queues an on-demand backup with the given parameters
+// (jobs.BackupParams: retention, vaultTier).
+func (c *Client) BackupNowWith(ctx context.Context, vault, instance string, params map[string]any) (*store.Job, error) {
 	var out store.Job
-	_, err := c.Do(ctx, "POST", instancePath(vault, instance)+"/backup", map[string]string{"retention": retention}, &out, "")
+	_, err := c.Do(ctx, "POST", instancePath(vault, instance)+"/backup", params, &out, "")
 	return &out, err
 }
 
