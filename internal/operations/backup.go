@@ -255,7 +255,7 @@ func forgetHolders(ctx context.Context, r *repo.Repository, ids []repo.ID) error
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	if err := r.Forget(fctx, ids); err != nil {
-		return fmt.Errorf("forget the data mover's holder recovery points (tag %s; `arca recovery-point forget` removes them): %w", v1alpha1.TagVolumeHolder, err)
+		return fmt.Errorf("forget the data mover's holder recovery points (tag %s; `arca local forget --repo URL ID` removes them): %w", v1alpha1.TagVolumeHolder, err)
 	}
 	return nil
 }
