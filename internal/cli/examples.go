@@ -49,6 +49,7 @@ var examples = map[string]string{
 	"instance validate": `  arca instance validate shop --kubeconfig prod.yaml --assign-missing-roles`,
 
 	"backup now": `  arca backup now shop --wait                 # live progress on a terminal
+  arca backup now shop --to vault --wait      # also move the volumes' data into the repository
   arca backup now shop --retention P30D -o json`,
 
 	"recovery-point list": `  arca recovery-point list --instance shop
