@@ -3,6 +3,7 @@ package clusterdriver_test
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/arca-backup/arca/internal/vault/store"
 	"github.com/arca-backup/arca/internal/vault/store/sqlite"
 	"github.com/arca-backup/arca/internal/volume"
+	"github.com/arca-backup/arca/internal/volumedata"
 )
 
 // TestRetentionRemovesData: two backups of a claim through the vault, with
@@ -183,5 +185,100 @@ func TestRetentionRemovesData(t *testing.T) {
 	clk.Advance(30 * 24 * time.Hour)
 	if js, err := eng.Run(ctx); err != nil || len(js) != 0 {
 		t.Fatalf("second retention run: %d jobs, %v", len(js), err)
+	}
+
+	// Retention per datastore: the operational tier alone expires.
+	// First, a point without vault-tier data: the extension keeps its
+	// snapshot (SnapshotKeptNoVaultData) rather than lose the volume.
+	keepC := contents[newest.ID]
+	must(c.Create(ctx, &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "expire-no-vault-data", Namespace: "arca-system"},
+		Spec: v1alpha1.BackupJobSpec{StorageLocation: "default", ExpireSnapshotsOf: []string{newest.RepoID}}}))
+	bj := waitBackupJob(t, c, "expire-no-vault-data")
+	if bj.Status.Phase != v1alpha1.JobCompletedWithWarnings || bj.Status.Counts["snapshotContents"] != 0 || len(bj.Status.Warnings) != 1 ||
+		bj.Status.Warnings[0].Code != "SnapshotKeptNoVaultData" || bj.Status.Warnings[0].Object != "db/data" {
+		t.Fatalf("expiry of a point without vault data: %s %v %+v", bj.Status.Phase, bj.Status.Counts, bj.Status.Warnings)
+	}
+	if !contentExists(keepC) {
+		t.Fatalf("content %s of a point without vault-tier data was deleted", keepC)
+	}
+	// Then the same point with the claim's data in the vault tier (the
+	// mover's record, written here with volumedata.Backup): the catalog
+	// entry's operational tier has expired, its vault tier has not.
+	rep, err = repo.Open(ctx, be, "pw")
+	must(err)
+	m, err := rep.FindRecoveryPoint(ctx, newest.RepoID)
+	must(err)
+	src := t.TempDir()
+	must(os.WriteFile(filepath.Join(src, "table.db"), []byte("rows"), 0o644))
+	w, err := rep.NewWriter(ctx)
+	must(err)
+	vd, err := volumedata.Backup(ctx, w, src, volumedata.BackupOptions{Name: "db/data"})
+	must(err)
+	m.VolumeData = []repo.VolumeData{vd.Volume}
+	vaultID, err := w.Commit(ctx, m)
+	must(err)
+	rp, err := st.GetRecoveryPoint(ctx, "v", newest.ID)
+	must(err)
+	now := clk.Now()
+	opExp, vExp := now.Add(-time.Hour), now.Add(30*24*time.Hour)
+	rp.RepoID, rp.ExpiresAt = vaultID.String(), &vExp
+	rp.Tiers = store.Tiers{Operational: &store.Tier{Rule: "default", ExpiresAt: &opExp, State: store.TierAvailable},
+		Vault: &store.Tier{Rule: "daily", ExpiresAt: &vExp, State: store.TierAvailable}}
+	must(st.UpdateRecoveryPoint(ctx, rp))
+	js, err = eng.Run(ctx)
+	must(err)
+	if len(js) != 1 || js[0].State != store.JobCompleted {
+		t.Fatalf("operational-tier expiry jobs %+v", js)
+	}
+	var res retention.Result
+	must(json.Unmarshal(js[0].Params, &res))
+	if len(res.Deleted) != 0 || len(res.SnapshotsExpired) != 1 || res.SnapshotsExpired[0] != newest.ID {
+		t.Fatalf("operational-tier expiry: %+v", res)
+	}
+	if contentExists(keepC) {
+		t.Errorf("VolumeSnapshotContent %s still exists after its operational tier expired", keepC)
+	}
+	rp, err = st.GetRecoveryPoint(ctx, "v", newest.ID)
+	must(err)
+	if rp.Tiers.Operational.State != store.TierDeleted || rp.Tiers.Vault.State != store.TierAvailable {
+		t.Errorf("catalog tiers after the expiry: %+v %+v", rp.Tiers.Operational, rp.Tiers.Vault)
+	}
+	rep, err = repo.Open(ctx, be, "pw")
+	must(err)
+	if kept, err := rep.FindRecoveryPoint(ctx, vaultID.String()); err != nil || len(kept.VolumeData) != 1 {
+		t.Errorf("the point with vault-tier data is gone from the repository: %v", err)
+	}
+	must(c.List(ctx, &bjs, client.InNamespace("arca-system"), client.MatchingLabels{"arca.io/vault-forget": "true"}))
+	snapJobs := 0
+	for _, j := range bjs.Items {
+		if len(j.Spec.ExpireSnapshotsOf) > 0 {
+			snapJobs++
+			if j.Spec.Prune || len(j.Spec.ForgetRecoveryPoints) != 0 || j.Spec.ExpireSnapshotsOf[0] != vaultID.String() || j.Status.Counts["snapshotContents"] != 1 {
+				t.Errorf("snapshot expiry job %s: %+v, counts %v", j.Name, j.Spec, j.Status.Counts)
+			}
+		}
+	}
+	if snapJobs != 1 {
+		t.Errorf("%d snapshot expiry jobs, want 1", snapJobs)
+	}
+}
+
+// waitBackupJob waits for a BackupJob in arca-system to end.
+func waitBackupJob(t *testing.T, c client.Client, name string) *v1alpha1.BackupJob {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		j := &v1alpha1.BackupJob{}
+		if err := c.Get(context.Background(), types.NamespacedName{Namespace: "arca-system", Name: name}, j); err != nil {
+			t.Fatal(err)
+		}
+		switch j.Status.Phase {
+		case v1alpha1.JobCompleted, v1alpha1.JobCompletedWithWarnings, v1alpha1.JobFailed, v1alpha1.JobCancelled:
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("BackupJob %s still %s", name, j.Status.Phase)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
