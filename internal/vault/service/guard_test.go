@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -463,5 +464,64 @@ func approvalUsedOnce(t *testing.T, e *env) {
 	}
 	if a, _ := e.svc.GetApproval(ctx, "v", pending[0].ID); a.State != store.ApprovalUsed {
 		t.Fatalf("approval %s", a.State)
+	}
+}
+
+// failingRemover fails to remove data while fail is set.
+type failingRemover struct{ fail bool }
+
+func (f *failingRemover) RemoveRecoveryPoint(context.Context, *store.RecoveryPoint) error {
+	if f.fail {
+		return errors.New("cluster unreachable")
+	}
+	return nil
+}
+
+// A purge whose deletion job fails to remove the data is queued again by
+// a later pass (not while a deletion job is pending), and the point is
+// removed once its data is.
+func TestPurgeRetriedAfterAFailedJob(t *testing.T) {
+	e := setup(t)
+	rm := &failingRemover{fail: true}
+	e.runner.Retention.Remover = rm
+	withInstance(t, e)
+	addPoints(t, e, 2)
+	if _, _, err := e.svc.DeleteRecoveryPoint(ctx, "v", "rp-b", 0); err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Advance(store.DefaultSoftDeleteDays * 24 * time.Hour)
+	js, err := e.svc.PurgeSoftDeleted(ctx)
+	if err != nil || len(js) != 1 {
+		t.Fatal(js, err)
+	}
+	if j, _ := runJob(t, e, js[0].ID); j.State != store.JobCompletedWithWarnings && j.State != store.JobFailed {
+		t.Fatalf("job with a failing remover: %s", j.State)
+	}
+	if rp, err := e.st.GetRecoveryPoint(ctx, "v", "rp-b"); err != nil || rp.State != store.RPDeleting {
+		t.Fatalf("after the failed job: %+v %v", rp, err)
+	}
+	// Deleting it again while no job is pending queues a new one
+	// (not another soft-delete period); while one is pending it is refused.
+	_, j, err := e.svc.DeleteRecoveryPoint(ctx, "v", "rp-b", 0)
+	if err != nil || j == nil {
+		t.Fatalf("delete of a Deleting point: %v %v", j, err)
+	}
+	_, _, err = e.svc.DeleteRecoveryPoint(ctx, "v", "rp-b", 0)
+	wantKind(t, err, service.Conflict, "RecoveryPointDeleting")
+	if again, _ := e.svc.PurgeSoftDeleted(ctx); len(again) != 0 {
+		t.Fatalf("purge queued again while a deletion job is pending: %v", again)
+	}
+	runJob(t, e, j.ID) // fails again
+	rm.fail = false
+	js, err = e.svc.PurgeSoftDeleted(ctx)
+	if err != nil || len(js) != 1 {
+		t.Fatalf("the next pass queued %v %v", js, err)
+	}
+	if again, _ := e.svc.PurgeSoftDeleted(ctx); len(again) != 0 {
+		t.Fatalf("queued again while the job is pending: %v", again)
+	}
+	runJob(t, e, js[0].ID)
+	if _, err := e.st.GetRecoveryPoint(ctx, "v", "rp-b"); err == nil {
+		t.Fatal("rp-b still in the catalog")
 	}
 }

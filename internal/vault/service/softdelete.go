@@ -88,7 +88,13 @@ func (s *Service) DeleteRecoveryPoint(ctx context.Context, vault, id string, exp
 	case store.RPSoftDeleted:
 		return nil, nil, Conflictf(CodeSoftDeleted, "recovery point %s is already soft-deleted; it is purged at %s (arca recovery-point undelete %s brings it back)", rp.ID, fmtTime(rp.PurgeAt), rp.ID)
 	case store.RPDeleting:
-		return nil, nil, Conflictf("RecoveryPointDeleting", "recovery point %s is being deleted already", rp.ID)
+		// Its deletion job is pending, or it failed (the message of
+		// that job says why): then the delete queues a new one.
+		if busy, err := s.retentionPending(ctx, vault, rp.Instance); err != nil {
+			return nil, nil, err
+		} else if busy {
+			return nil, nil, Conflictf("RecoveryPointDeleting", "recovery point %s is being deleted already: a Retention job of instance %s is queued or running (arca job list --type Retention)", rp.ID, rp.Instance)
+		}
 	}
 	if err := Precondition(expected, rp.Version); err != nil {
 		return nil, nil, err
@@ -99,12 +105,14 @@ func (s *Service) DeleteRecoveryPoint(ctx context.Context, vault, id string, exp
 	var j *store.Job
 	err = s.guarded(ctx, v, OpDeleteRecoveryPoint, rp.ID, func() error {
 		now := s.now().Now().UTC()
-		if v.SoftDeleteDays > 0 {
+		if v.SoftDeleteDays > 0 && rp.State != store.RPDeleting {
 			return fromStore(s.Store.SoftDeleteRecoveryPoint(ctx, vault, rp.ID, rp.Version, now, s.purgeTime(v, now)), expected)
 		}
-		rp.State = store.RPDeleting
-		if err := s.Store.UpdateRecoveryPoint(ctx, rp); err != nil {
-			return fromStore(err, expected)
+		if rp.State != store.RPDeleting {
+			rp.State = store.RPDeleting
+			if err := s.Store.UpdateRecoveryPoint(ctx, rp); err != nil {
+				return fromStore(err, expected)
+			}
 		}
 		var err error
 		j, err = s.queueRetention(ctx, vault, rp.Instance, jobs.RetentionParams{RecoveryPoints: []string{rp.ID}})
@@ -217,18 +225,34 @@ func (s *Service) PurgeSoftDeleted(ctx context.Context) ([]*store.Job, error) {
 		return out, err
 	}
 	byInstance := map[[2]string][]string{}
+	busy := map[[2]string]bool{} // instances with a deletion job queued or running
 	for _, rp := range rps {
+		k := [2]string{rp.Vault, rp.Instance}
 		if purged[rp.Vault+"/"+rp.Instance] {
 			continue // the instance's job removes it
 		}
 		if in, err := s.Store.GetInstance(ctx, rp.Vault, rp.Instance); err == nil && in.ProtectionState == store.ProtectionSoftDeleted {
 			continue // purged with its instance, later
 		}
-		rp.State = store.RPDeleting
-		if err := s.Store.UpdateRecoveryPoint(ctx, rp); err != nil {
-			return out, fmt.Errorf("purge recovery point %s: %w", rp.ID, err)
+		if rp.State == store.RPDeleting {
+			// Purged before: queued again only when no deletion job of
+			// its instance is pending (its job failed to remove it).
+			b, ok := busy[k]
+			if !ok {
+				if b, err = s.retentionPending(ctx, rp.Vault, rp.Instance); err != nil {
+					return out, err
+				}
+				busy[k] = b
+			}
+			if b {
+				continue
+			}
+		} else {
+			rp.State = store.RPDeleting
+			if err := s.Store.UpdateRecoveryPoint(ctx, rp); err != nil {
+				return out, fmt.Errorf("purge recovery point %s: %w", rp.ID, err)
+			}
 		}
-		k := [2]string{rp.Vault, rp.Instance}
 		byInstance[k] = append(byInstance[k], rp.ID)
 	}
 	keys := make([][2]string, 0, len(byInstance))
@@ -245,6 +269,18 @@ func (s *Service) PurgeSoftDeleted(ctx context.Context) ([]*store.Job, error) {
 		out = append(out, j)
 	}
 	return out, nil
+}
+
+// retentionPending reports whether a Retention job of the instance is
+// queued or running.
+func (s *Service) retentionPending(ctx context.Context, vault, instance string) (bool, error) {
+	for _, st := range []string{store.JobQueued, store.JobInProgress} {
+		js, err := s.Store.ListJobs(ctx, store.JobFilter{Vault: vault, Instance: instance, Type: store.JobRetention, State: st, Limit: 1})
+		if err != nil || len(js) > 0 {
+			return len(js) > 0, err
+		}
+	}
+	return false, nil
 }
 
 // Usage is a vault's storage figures from its catalog: what its

@@ -597,8 +597,9 @@ type SoftDeleteStore interface {
 	// ListPurgeableInstances lists the soft-deleted instances of every
 	// vault whose PurgeAt is at or before now.
 	ListPurgeableInstances(ctx context.Context, now time.Time) ([]*Instance, error)
-	// ListPurgeableRecoveryPoints lists soft-deleted points of every
-	// vault whose PurgeAt is at or before now.
+	// ListPurgeableRecoveryPoints lists the points of every vault whose
+	// PurgeAt is at or before now: SoftDeleted ones, and Deleting ones
+	// (purged, their deletion job not done or failed).
 	ListPurgeableRecoveryPoints(ctx context.Context, now time.Time) ([]*RecoveryPoint, error)
 }
 

@@ -117,8 +117,8 @@ func (s *Store) ListPurgeableInstances(ctx context.Context, now time.Time) ([]*s
 }
 
 func (s *Store) ListPurgeableRecoveryPoints(ctx context.Context, now time.Time) ([]*store.RecoveryPoint, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+rpCols+` FROM recovery_points WHERE state = $1 AND purge_at <= $2 ORDER BY vault, instance, taken_at, id`),
-		store.RPSoftDeleted, micros(now))
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+rpCols+` FROM recovery_points WHERE state IN ($1, $3) AND purge_at <= $2 ORDER BY vault, instance, taken_at, id`),
+		store.RPSoftDeleted, micros(now), store.RPDeleting)
 	if err != nil {
 		return nil, err
 	}

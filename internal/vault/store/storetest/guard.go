@@ -66,6 +66,16 @@ func testSoftDelete(t *testing.T, s store.Store, _ func(*testing.T) store.Store)
 	if p, err := s.ListPurgeableRecoveryPoints(ctx, purge); err != nil || len(p) != 1 || p[0].ID != rps[0].ID {
 		t.Fatalf("purgeable at its time: %v %v", p, err)
 	}
+	// Marked Deleting by the purge, it stays listed until it is gone
+	// (a failed deletion job is queued again).
+	deleting, _ := s.GetRecoveryPoint(ctx, "v", rps[0].ID)
+	deleting.State = store.RPDeleting
+	must(t, s.UpdateRecoveryPoint(ctx, deleting))
+	if p, err := s.ListPurgeableRecoveryPoints(ctx, purge); err != nil || len(p) != 1 || p[0].State != store.RPDeleting {
+		t.Fatalf("purgeable while Deleting: %v %v", p, err)
+	}
+	deleting.State = store.RPSoftDeleted
+	must(t, s.UpdateRecoveryPoint(ctx, deleting))
 	must(t, s.UndeleteRecoveryPoint(ctx, "v", rps[0].ID))
 	wantConflict(t, s.UndeleteRecoveryPoint(ctx, "v", rps[0].ID)) // not deleted
 	if got, _ := s.GetRecoveryPoint(ctx, "v", rps[0].ID); got.State != store.RPAvailable || got.DeletedAt != nil || got.PurgeAt != nil {
