@@ -166,7 +166,7 @@ spec: {storageLocation: default, includedNamespaces: [shop], snapshotClasses: [`
 	if err != nil {
 		t.Fatal(err)
 	}
-	rpID := vaultTierPoint(t, url, m, bj.Status.RecoveryPointID, "shop/data", csi.VolumeDir(pv.Spec.CSI.VolumeHandle))
+	rpID, volBytes := vaultTierPoint(t, url, m, bj.Status.RecoveryPointID, "shop/data", csi.VolumeDir(pv.Spec.CSI.VolumeHandle))
 
 	restoreJob := func(name, spec string) *v1alpha1.RestoreJob {
 		t.Helper()
@@ -259,6 +259,9 @@ spec:
 			t.Fatalf("restore: %s %s %+v %+v %+v", j.Status.Phase, j.Status.Message, j.Status.Errors, j.Status.Warnings, j.Status.Items)
 		}
 		t.Logf("restored from the vault tier in %s", time.Since(start).Round(time.Millisecond))
+		if p := j.Status.Progress; p == nil || p.BytesTotal != volBytes || p.BytesDone != volBytes {
+			t.Errorf("progress %+v: want the vault-tier bytes (%d) done of the same total", p, volBytes)
+		}
 		checkRestored("shop", csi.StorageClass, "VolumeSnapshotContent "+recs.Snapshots[0].Content+" no longer exists")
 	})
 
@@ -344,8 +347,8 @@ func openRepo(t *testing.T, url string, m *testenv.MinIO) *repo.Repository {
 // vaultTierPoint stores the volume's directory (on the host: the hostpath
 // driver's files) with volumedata, as the data mover does, and commits a
 // recovery point holding the backup's resources and snapshot records plus
-// that VolumeData; it returns the new point's ID.
-func vaultTierPoint(t *testing.T, url string, m *testenv.MinIO, backupPoint, claim, dir string) string {
+// that VolumeData; it returns the new point's ID and the volume's bytes.
+func vaultTierPoint(t *testing.T, url string, m *testenv.MinIO, backupPoint, claim, dir string) (string, int64) {
 	t.Helper()
 	ctx := context.Background()
 	r := openRepo(t, url, m)
@@ -369,5 +372,5 @@ func vaultTierPoint(t *testing.T, url string, m *testenv.MinIO, backupPoint, cla
 		t.Fatal(err)
 	}
 	t.Logf("vault-tier point %s: %s, %d files, %d bytes", id.Short(), claim, res.Volume.Files, res.Volume.Bytes)
-	return id.String()
+	return id.String(), res.Volume.Bytes
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -76,6 +77,17 @@ func Restore(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *repo.R
 		vopts.VaultData[vd.Name] = volume.VaultVolume{Name: vd.Name, Bytes: vd.Bytes, Block: vd.Block}
 	}
 	vopts.NoPods = opts.NoVolumePods
+	// Progress: the engine's objects and the vault-tier bytes written by
+	// restore pods, reported together.
+	var progMu sync.Mutex
+	var prog Progress
+	report := func(update func(*Progress)) {
+		progMu.Lock()
+		defer progMu.Unlock()
+		update(&prog)
+		opts.Progress.report(prog)
+	}
+	vopts.Progress = func(done, total int64) { report(func(p *Progress) { p.BytesDone, p.BytesTotal = done, total }) }
 	if opts.VolumePods != nil {
 		pods := *opts.VolumePods
 		pods.RecoveryPoint = rp.ID.String()
@@ -93,7 +105,7 @@ func Restore(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *repo.R
 	}
 	prep, err := restore.Prepare(ctx, cfg, rp, r, restore.Options{Criteria: crit, Modifiers: opts.Modifiers, Name: opts.Name, Workers: opts.Workers,
 		Now: opts.Now, Volumes: vols,
-		Progress: func(p restore.Progress) { opts.Progress.report(Progress{ItemsDone: p.Done, ItemsTotal: p.Total}) }})
+		Progress: func(rp restore.Progress) { report(func(p *Progress) { p.ItemsDone, p.ItemsTotal = rp.Done, rp.Total }) }})
 	if err != nil {
 		var ce *restore.CriteriaError
 		if errors.As(err, &ce) {

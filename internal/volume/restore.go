@@ -60,6 +60,10 @@ type RestoreOptions struct {
 	// says why (for the error when Vault is asked for).
 	Pods   *RestorePods
 	NoPods string
+	// Progress, when set, is told the bytes of vault-tier data written so
+	// far and planned so far (whole claims: a claim counts when its
+	// restore pod has succeeded).
+	Progress func(bytesDone, bytesTotal int64)
 }
 
 // Restorer restores persistent volumes and claims: claims with a recorded
@@ -78,6 +82,8 @@ type Restorer struct {
 	choices  map[string]chosen   // source claim -> where its data comes from
 	fills    map[string]fillPlan // target claim -> vault-tier data to write
 	podSlots chan struct{}       // restore pods running (RestorePods.Concurrency)
+	planned  int64               // bytes of the claims planned from the vault tier
+	filled   int64               // bytes of the claims filled
 }
 
 // NewRestorer returns a Restorer for the cluster of cfg and the recovery

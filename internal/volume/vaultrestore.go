@@ -303,9 +303,7 @@ func (r *Restorer) planVault(ctx context.Context, src, target, name string, md, 
 	}
 	ann[AnnVolumeData] = "vault " + r.opts.RecoveryPoint + ": " + why
 	mode, _ := spec["volumeMode"].(string)
-	r.mu.Lock()
-	r.fills[claimRef] = fillPlan{source: src, vol: vol, block: mode == string(corev1.PersistentVolumeBlock) || vol.Block}
-	r.mu.Unlock()
+	r.addPlan(claimRef, fillPlan{source: src, vol: vol, block: mode == string(corev1.PersistentVolumeBlock) || vol.Block})
 	return nil
 }
 
@@ -353,10 +351,22 @@ func (r *Restorer) planExisting(ctx context.Context, src string, live *corev1.Pe
 		spec[k] = v
 	}
 	block := live.Spec.VolumeMode != nil && *live.Spec.VolumeMode == corev1.PersistentVolumeBlock
-	r.mu.Lock()
-	r.fills[claimRef] = fillPlan{source: src, vol: vol, block: block || vol.Block, existing: true}
-	r.mu.Unlock()
+	r.addPlan(claimRef, fillPlan{source: src, vol: vol, block: block || vol.Block, existing: true})
 	return nil
+}
+
+// addPlan records a claim to fill and reports the planned bytes.
+func (r *Restorer) addPlan(claimRef string, p fillPlan) {
+	r.mu.Lock()
+	if _, again := r.fills[claimRef]; !again {
+		r.planned += p.vol.Bytes
+	}
+	r.fills[claimRef] = p
+	done, total := r.filled, r.planned
+	r.mu.Unlock()
+	if r.opts.Progress != nil && !r.opts.DryRun {
+		r.opts.Progress(done, total)
+	}
 }
 
 func requestOf(spec map[string]any) *resource.Quantity {
@@ -409,6 +419,13 @@ func (r *Restorer) FillClaim(ctx context.Context, ns, name string) error {
 	if err := r.runRestorePod(ctx, ns, name, plan); err != nil {
 		return &ClaimError{Code: CodeVolumeDataRestoreFailed, Claim: claimRef, Err: fmt.Errorf(
 			"claim %s: vault-tier data of %s not restored: %w (the claim exists but does not hold the data: delete it and restore again)", claimRef, plan.source, err)}
+	}
+	r.mu.Lock()
+	r.filled += plan.vol.Bytes
+	done, total := r.filled, r.planned
+	r.mu.Unlock()
+	if r.opts.Progress != nil {
+		r.opts.Progress(done, total)
 	}
 	return nil
 }
