@@ -426,25 +426,29 @@ func newRecoveryPointCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printRecoveryPoints(cmd.OutOrStdout(), so.Output, rp, []*store.RecoveryPoint{rp})
+			if err := printRecoveryPoints(cmd.OutOrStdout(), so.Output, rp, []*store.RecoveryPoint{rp}); err != nil || so.Output != "table" {
+				return err
+			}
+			printVerification(cmd.OutOrStdout(), rp)
+			return nil
 		},
 	}
 	so.AddFlags(show.Flags())
 	cmd.AddCommand(list, show, newRecoveryPointContentsCommand(), newRecoveryPointDiffCommand(), newRecoveryPointFilesCommand(),
-		newRecoveryPointDeleteCommand(), newRecoveryPointUndeleteCommand())
+		newRecoveryPointDeleteCommand(), newRecoveryPointUndeleteCommand(), newRecoveryPointVerifyCommand())
 	return cmd
 }
 
 func printRecoveryPoints(w io.Writer, format string, v any, rps []*store.RecoveryPoint) error {
 	return printOutput(w, format, v, func(tw *tabwriter.Writer) {
-		fmt.Fprintln(tw, "ID\tINSTANCE\tTIME\tTAG\tOPERATIONAL\tVAULT\tEXPIRES\tITEMS\tCOPIES")
+		fmt.Fprintln(tw, "ID\tINSTANCE\tTIME\tTAG\tOPERATIONAL\tVAULT\tEXPIRES\tITEMS\tCOPIES\tVERIFIED")
 		for _, rp := range rps {
 			exp := "never"
 			if rp.ExpiresAt != nil {
 				exp = vaultTime(*rp.ExpiresAt)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", rp.ID, rp.Instance, vaultTime(rp.Time), rp.Tag,
-				tierCell(rp.Tiers.Operational, rp.ExpiresAt == nil), tierCell(rp.Tiers.Vault, rp.ExpiresAt == nil), exp, rp.Items, len(rp.Copies))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", rp.ID, rp.Instance, vaultTime(rp.Time), rp.Tag,
+				tierCell(rp.Tiers.Operational, rp.ExpiresAt == nil), tierCell(rp.Tiers.Vault, rp.ExpiresAt == nil), exp, rp.Items, len(rp.Copies), verdictColumn(rp))
 		}
 	})
 }

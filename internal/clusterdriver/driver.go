@@ -180,6 +180,9 @@ func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (str
 			j.Spec.FallbackStorageLocation = fb
 		}
 	}
+	if v := req.Verification; v != nil {
+		j.Spec.Verification = &v1alpha1.VerificationSpec{ReadDataPercent: int32(v.ReadDataPercent), SkipVolumes: v.SkipVolumes}
+	}
 	if err := d.c.Create(ctx, j); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("create RestoreJob %s: %w", j.Name, err)
 	}
@@ -286,6 +289,9 @@ func (d *Driver) JobStatus(ctx context.Context, r string) (*jobs.Status, error) 
 		}
 		st = &j.Status.JobStatusCommon
 		out.Progress = progress(st.Progress, j.Status.Results)
+		if v := j.Status.Verification; v != nil && st.Phase.Terminal() {
+			out.Verification = verification(v)
+		}
 	}
 	out.State = vaultState(st.Phase)
 	sub := string(st.Phase)
@@ -394,4 +400,14 @@ func (d *Driver) CancelJob(ctx context.Context, r string) error {
 		return fmt.Errorf("cancel %s: %w", r, err)
 	}
 	return nil
+}
+
+// verification is a RestoreJob's verdict in the vault's terms.
+func verification(v *v1alpha1.VerificationResult) *store.Verification {
+	out := &store.Verification{Verdict: v.Verdict, Codes: v.Codes, ObjectsCompared: v.ObjectsCompared, PacksRead: v.PacksRead,
+		PacksChecked: v.PacksChecked, SandboxNamespaces: v.SandboxNamespaces, CleanedUp: v.CleanedUp}
+	for _, d := range v.Differences {
+		out.Differences = append(out.Differences, store.Issue{Object: d.Object, Message: d.Problem})
+	}
+	return out
 }

@@ -188,6 +188,14 @@ func TestScheduledBackupEndToEnd(t *testing.T) {
 // command against it with an admin token.
 func vaultCLI(t *testing.T, st store.Store) func(args ...string) (string, error) {
 	t.Helper()
+	_, arca := vaultServer(t, st)
+	return arca
+}
+
+// vaultServer is vaultCLI that also returns the server (its job runner,
+// metrics and notifier).
+func vaultServer(t *testing.T, st store.Store) (*server.Server, func(args ...string) (string, error)) {
+	t.Helper()
 	srv, _ := server.New(st, server.Options{Log: slog.New(slog.DiscardHandler), Clusters: clusterdriver.NewTrustedAccess})
 	ts := httptest.NewTLSServer(srv.Handler())
 	t.Cleanup(ts.Close)
@@ -199,7 +207,7 @@ func vaultCLI(t *testing.T, st store.Store) func(args ...string) (string, error)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(args ...string) (string, error) {
+	return srv, func(args ...string) (string, error) {
 		root := cli.NewRootCommand()
 		var out bytes.Buffer
 		root.SetOut(&out)

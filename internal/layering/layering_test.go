@@ -99,7 +99,7 @@ var rules = map[string]rule{
 			"internal/vault/jobs", "internal/vault/service", "internal/vault/store"},
 		// Its tests run both sides: the vault through the CLI, the extension in the cluster.
 		Tests: []string{"internal/cli", "internal/extension", "internal/repo", "internal/storage/local", "internal/testenv", "internal/trustedaccess",
-			"internal/vault/client", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store/sqlite",
+			"internal/vault/client", "internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store/sqlite",
 			"internal/volume", "internal/volumedata"}},
 	"internal/extension": {
 		Imports: []string{"api/v1alpha1", "config/crd", "internal/backup", "internal/diff", "internal/kube", "internal/mover", "internal/operations", "internal/repo", "internal/restore",

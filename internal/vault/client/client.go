@@ -369,6 +369,21 @@ func (c *Client) StartRestore(ctx context.Context, vault string, in RestoreInput
 	return &out, err
 }
 
+// VerificationInput asks for a verification of a recovery point.
+type VerificationInput struct {
+	TargetCluster   string          `json:"targetCluster"`
+	ReadDataPercent int             `json:"readDataPercent,omitempty"`
+	SkipVolumes     bool            `json:"skipVolumes,omitempty"`
+	Criteria        json.RawMessage `json:"restoreCriteria,omitempty"`
+}
+
+// VerifyRecoveryPoint queues a Verification job for recovery point id.
+func (c *Client) VerifyRecoveryPoint(ctx context.Context, vault, id string, in VerificationInput) (*store.Job, error) {
+	var out store.Job
+	_, err := c.Do(ctx, "POST", "/api/v1/vaults/"+esc(vault)+"/recovery-points/"+esc(id)+"/verify", in, &out, "")
+	return &out, err
+}
+
 // JobFilter selects jobs in ListJobs.
 type JobFilter struct {
 	Instance, Type, State string

@@ -62,6 +62,15 @@ type RestoreRequest struct {
 	// the cluster reads it when StorageLocation's repository is
 	// unreachable (RestoreJob spec.fallbackStorageLocation).
 	FallbackStorageLocation string
+	// Verification, when set, makes the restore a verification of the
+	// point (sandbox namespaces, comparison, verdict, cleanup).
+	Verification *VerificationOptions
+}
+
+// VerificationOptions tune a verification (api/v1alpha1 VerificationSpec).
+type VerificationOptions struct {
+	ReadDataPercent int  `json:"readDataPercent,omitempty"`
+	SkipVolumes     bool `json:"skipVolumes,omitempty"`
 }
 
 // RecoveryPointInfo describes the recovery point a finished backup wrote.
@@ -84,6 +93,8 @@ type Status struct {
 	Progress *store.JobProgress
 	// RecoveryPoint is set when a backup completed.
 	RecoveryPoint *RecoveryPointInfo
+	// Verification is set when a verification reached a verdict.
+	Verification *store.Verification
 }
 
 // ClusterDriver starts and follows jobs in one cluster. The extension
@@ -161,6 +172,21 @@ type RestoreParams struct {
 	RecoveryPoint string          `json:"recoveryPoint"`
 	TargetCluster string          `json:"targetCluster"`
 	Criteria      json.RawMessage `json:"restoreCriteria,omitempty"`
+}
+
+// VerificationParams are the parameters of a Verification job; Result is
+// set when it finished with a verdict.
+type VerificationParams struct {
+	RecoveryPoint string `json:"recoveryPoint"`
+	TargetCluster string `json:"targetCluster"`
+	VerificationOptions
+	// Criteria: only restoreHookReferences (smoke tests) and the
+	// namespace and type filters are used.
+	Criteria json.RawMessage     `json:"restoreCriteria,omitempty"`
+	Result   *store.Verification `json:"result,omitempty"`
+	// RequestedBy is who asked (kept when the result is recorded; the
+	// runner re-checks their roles when the job starts).
+	RequestedBy string `json:"requestedBy,omitempty"`
 }
 
 // BackupParams are the parameters of an OnDemandBackup job, and what the
@@ -312,7 +338,7 @@ func (r *Runner) start(ctx context.Context, j *store.Job) error {
 	switch j.Type {
 	case store.JobOnDemandBackup, store.JobScheduledBackup:
 		return r.startBackup(ctx, j)
-	case store.JobRestore:
+	case store.JobRestore, store.JobVerification:
 		return r.startRestore(ctx, j)
 	case store.JobRetention:
 		return r.runRetention(ctx, j)
@@ -386,9 +412,19 @@ func (r *Runner) refused(ctx context.Context, j *store.Job, err error) error {
 	return r.fail(ctx, j, coded.JobCode(), err.Error())
 }
 
+// startRestore starts a Restore job, or a Verification job (a restore
+// into sandbox namespaces with a verdict).
 func (r *Runner) startRestore(ctx context.Context, j *store.Job) error {
 	var p RestoreParams
-	if err := json.Unmarshal(j.Params, &p); err != nil {
+	var verify *VerificationOptions
+	if j.Type == store.JobVerification {
+		var vp VerificationParams
+		if err := json.Unmarshal(j.Params, &vp); err != nil {
+			return r.fail(ctx, j, "InvalidParameters", err.Error())
+		}
+		p = RestoreParams{RecoveryPoint: vp.RecoveryPoint, TargetCluster: vp.TargetCluster, Criteria: vp.Criteria}
+		verify = &vp.VerificationOptions
+	} else if err := json.Unmarshal(j.Params, &p); err != nil {
 		return r.fail(ctx, j, "InvalidParameters", err.Error())
 	}
 	rp, err := r.Store.GetRecoveryPoint(ctx, j.Vault, p.RecoveryPoint)
@@ -418,12 +454,14 @@ func (r *Runner) startRestore(ctx context.Context, j *store.Job) error {
 	if !ok {
 		return r.fail(ctx, j, CodeClusterNotConnected, notConnected(p.TargetCluster))
 	}
-	fallback, err := r.fallback(ctx, j, in, p.TargetCluster, rp)
-	if err != nil {
-		return err
+	fallback := ""
+	if verify == nil { // a verification checks the point's own storage location, never a copy
+		if fallback, err = r.fallback(ctx, j, in, p.TargetCluster, rp); err != nil {
+			return err
+		}
 	}
 	ref, err := d.StartRestore(ctx, RestoreRequest{Vault: j.Vault, JobID: j.ID, TargetCluster: p.TargetCluster,
-		RecoveryPoint: rp, StorageLocation: storage, Criteria: p.Criteria, FallbackStorageLocation: fallback})
+		RecoveryPoint: rp, StorageLocation: storage, Criteria: p.Criteria, FallbackStorageLocation: fallback, Verification: verify})
 	if err != nil {
 		code, _ := codeOf(err, CodeStartFailed)
 		return r.fail(ctx, j, code, err.Error())
@@ -488,8 +526,8 @@ func (r *Runner) deleteInstance(ctx context.Context, in *store.Instance) error {
 }
 
 func (r *Runner) cluster(ctx context.Context, j *store.Job) (string, error) {
-	if j.Type == store.JobRestore {
-		var p RestoreParams
+	if j.Type == store.JobRestore || j.Type == store.JobVerification {
+		var p RestoreParams // a VerificationParams has the same targetCluster
 		_ = json.Unmarshal(j.Params, &p)
 		return p.TargetCluster, nil
 	}
@@ -561,9 +599,31 @@ func (r *Runner) poll(ctx context.Context, j *store.Job) error {
 		}
 	}
 	now := r.Clock.Now()
+	if j.Type == store.JobVerification && st.Verification != nil && st.State != store.JobCancelled {
+		var vp VerificationParams
+		if err := json.Unmarshal(j.Params, &vp); err == nil {
+			v := *st.Verification
+			v.JobID, v.Cluster, v.Time = j.ID, cl, now
+			vp.Result = &v
+			j.Params, _ = json.Marshal(vp)
+		}
+	}
 	j.State, j.EndedAt, j.Errors = st.State, &now, append(j.Errors, st.Errors...)
 	_, err = r.save(ctx, j)
 	return err
+}
+
+// VerificationOf returns the outcome recorded in a finished Verification
+// job, nil for other jobs and verifications without a verdict.
+func VerificationOf(j *store.Job) *store.Verification {
+	if j.Type != store.JobVerification || !store.JobStateTerminal(j.State) {
+		return nil
+	}
+	var vp VerificationParams
+	if err := json.Unmarshal(j.Params, &vp); err != nil {
+		return nil
+	}
+	return vp.Result
 }
 
 func mergeIssues(have, add []store.Issue) []store.Issue {

@@ -76,6 +76,7 @@ func authorization() map[string]authz {
 		"GET " + v + "/recovery-points/{id}/diff":          {rbac.RecoveryPointsRead, atVault},
 		"GET " + v + "/recovery-points/{id}/files":         {rbac.RecoveryPointsRead, atVault},
 		"GET " + v + "/recovery-points/{id}/files/content": {rbac.RecoveryPointsRead, atVault},
+		"POST " + v + "/recovery-points/{id}/verify":       {rbac.RestoresStart, atVault}, // a restore into sandbox namespaces
 		"GET " + v + "/usage":                              {rbac.RecoveryPointsRead, atVault},
 
 		"GET " + v + "/approvals":               {rbac.ApprovalsRead, atVault},

@@ -408,6 +408,16 @@ func (s *Server) startRestore(w http.ResponseWriter, r *http.Request) {
 	replyJob(w, r, j, err)
 }
 
+func (s *Server) verifyRecoveryPoint(w http.ResponseWriter, r *http.Request) {
+	var b jobs.VerificationParams
+	if !decoded(w, r, &b) {
+		return
+	}
+	b.RecoveryPoint = r.PathValue("id")
+	j, err := s.Service.StartVerification(r.Context(), Principal(r.Context()), r.PathValue("vault"), b)
+	replyJob(w, r, j, err)
+}
+
 // ---- jobs ----
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/vault/clock"
 	"github.com/arca-backup/arca/internal/vault/dashboard"
 	"github.com/arca-backup/arca/internal/vault/jobs"
@@ -78,6 +80,11 @@ type metrics struct {
 	retention prometheus.Counter
 	events    *prometheus.CounterVec
 	webhooks  *prometheus.CounterVec
+	// verifications by verdict, their duration, and when each instance's
+	// point was last verified (Unix seconds) by verdict.
+	verifications        *prometheus.CounterVec
+	verificationDuration prometheus.Histogram
+	verificationLast     *prometheus.GaugeVec
 }
 
 // route is one API operation; the table drives the mux and the OpenAPI
@@ -141,6 +148,7 @@ func (s *Server) routes() []route {
 		{"GET", v + "/recovery-points/{id}/files/content", false, s.recoveryPointFiles(true)},
 		{"DELETE", v + "/recovery-points/{id}", false, s.deleteRecoveryPoint},
 		{"POST", v + "/recovery-points/{id}/undelete", false, s.undeleteRecoveryPoint},
+		{"POST", v + "/recovery-points/{id}/verify", false, s.verifyRecoveryPoint},
 		{"GET", v + "/usage", false, s.vaultUsage},
 
 		{"GET", v + "/approvals", false, s.listApprovals},
@@ -252,7 +260,14 @@ func (s *Server) initMetrics() {
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "arca_vault_webhook_attempts_total",
 			Help: "Webhook delivery attempts by result (delivered, failed: not delivered by this attempt)."}, []string{"result"}),
 	}
-	s.registry.MustRegister(m.requests, m.duration, m.jobs, m.finished, m.retention, m.events, m.webhooks)
+	m.verifications = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "arca_vault_verification_total",
+		Help: "Verification jobs that reached a verdict, by verdict (Verified, VerificationFailed)."}, []string{"verdict"})
+	m.verificationDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "arca_vault_verification_duration_seconds",
+		Help: "How long verification jobs with a verdict took, from start to end.", Buckets: prometheus.ExponentialBuckets(5, 2, 12)})
+	m.verificationLast = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "arca_vault_verification_last_timestamp_seconds",
+		Help: "When a recovery point of the instance was last verified, by verdict (Unix seconds)."}, []string{"vault", "instance", "verdict"})
+	s.registry.MustRegister(m.requests, m.duration, m.jobs, m.finished, m.retention, m.events, m.webhooks,
+		m.verifications, m.verificationDuration, m.verificationLast)
 	s.metrics = m
 }
 
@@ -270,6 +285,38 @@ func (s *Server) JobFinished(j *store.Job) {
 		s.metrics.finished.WithLabelValues(j.Type, j.State).Inc()
 	}
 	s.jobEvent(j)
+	s.verificationFinished(j)
+}
+
+// verificationFinished counts a verification's verdict and, when it
+// failed, raises verification-failed naming the point, the codes and the
+// first problems.
+func (s *Server) verificationFinished(j *store.Job) {
+	v := jobs.VerificationOf(j)
+	if v == nil {
+		return
+	}
+	if s.metrics != nil {
+		s.metrics.verifications.WithLabelValues(v.Verdict).Inc()
+		if j.StartedAt != nil && j.EndedAt != nil {
+			s.metrics.verificationDuration.Observe(j.EndedAt.Sub(*j.StartedAt).Seconds())
+		}
+		s.metrics.verificationLast.WithLabelValues(j.Vault, j.Instance, v.Verdict).Set(float64(v.Time.Unix()))
+	}
+	if v.Verdict != v1alpha1.VerdictVerificationFailed {
+		return
+	}
+	var p jobs.VerificationParams
+	_ = json.Unmarshal(j.Params, &p)
+	e := store.Event{Type: store.EventVerificationFailed, Vault: j.Vault, Instance: j.Instance, Job: j.ID, JobType: j.Type,
+		Message: fmt.Sprintf("recovery point %s failed verification in cluster %s (%s)", p.RecoveryPoint, v.Cluster, strings.Join(v.Codes, ", "))}
+	for _, d := range v.Differences {
+		if len(e.Issues) == 10 {
+			break
+		}
+		e.Issues = append(e.Issues, store.Issue{Code: "VerificationDifference", Message: d.Message, Object: d.Object})
+	}
+	s.notify(context.Background(), e)
 }
 
 // jobEvent notifies subscribers of a job that ended Failed or

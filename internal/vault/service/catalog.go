@@ -25,12 +25,20 @@ func (s *Service) ListRecoveryPoints(ctx context.Context, vault, instance string
 	if _, err := s.Store.GetVault(ctx, vault); err != nil {
 		return nil, err
 	}
-	return s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: vault, Instance: instance})
+	rps, err := s.Store.ListRecoveryPoints(ctx, store.RecoveryPointFilter{Vault: vault, Instance: instance})
+	if err != nil {
+		return nil, err
+	}
+	return rps, s.withVerifications(ctx, vault, rps...)
 }
 
-// GetRecoveryPoint returns a recovery point.
+// GetRecoveryPoint returns a recovery point, with its latest verification.
 func (s *Service) GetRecoveryPoint(ctx context.Context, vault, id string) (*store.RecoveryPoint, error) {
-	return s.Store.GetRecoveryPoint(ctx, vault, id)
+	rp, err := s.Store.GetRecoveryPoint(ctx, vault, id)
+	if err != nil {
+		return nil, err
+	}
+	return rp, s.withVerifications(ctx, vault, rp)
 }
 
 // ---- catalog sync ----

@@ -68,7 +68,11 @@ func (s *Service) ListRecoveryPointsWith(ctx context.Context, vault, instance, d
 	if _, err := s.Store.GetVault(ctx, vault); err != nil {
 		return nil, err
 	}
-	return s.Store.ListRecoveryPoints(ctx, f)
+	rps, err := s.Store.ListRecoveryPoints(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return rps, s.withVerifications(ctx, vault, rps...)
 }
 
 // DeleteRecoveryPoint deletes a recovery point: soft-deleted when the

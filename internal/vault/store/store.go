@@ -160,6 +160,10 @@ type RecoveryPoint struct {
 	State     string     `json:"state"`
 	Items     int64      `json:"items"`
 	Bytes     int64      `json:"bytes"`
+	// Verification is the outcome of the point's latest finished
+	// verification; it is not stored with the point but read from the
+	// vault's Verification jobs (the service fills it in).
+	Verification *Verification `json:"verification,omitempty"`
 	// DeletedAt and PurgeAt are set while the point is SoftDeleted.
 	DeletedAt *time.Time `json:"deletedAt,omitempty"`
 	PurgeAt   *time.Time `json:"purgeAt,omitempty"`
@@ -201,12 +205,35 @@ type Copy struct {
 	RepoID          string `json:"repositoryId"`
 }
 
+// Verification is what a Verification job found about a recovery point
+// (the cluster's RestoreJob status.verification, docs/extension.md).
+type Verification struct {
+	// Verdict is Verified or VerificationFailed (api/v1alpha1's verdicts).
+	Verdict string    `json:"verdict"`
+	JobID   string    `json:"jobId"`
+	Cluster string    `json:"cluster"`
+	Time    time.Time `json:"time"`
+	// Codes say why it failed; Differences name the damaged files and the
+	// objects that failed or differ (Object, and the problem as Message).
+	Codes           []string `json:"codes,omitempty"`
+	Differences     []Issue  `json:"differences,omitempty"`
+	ObjectsCompared int64    `json:"objectsCompared"`
+	PacksRead       int64    `json:"packsRead"`
+	PacksChecked    int64    `json:"packsChecked"`
+	// SandboxNamespaces were restored into; CleanedUp: all deleted.
+	SandboxNamespaces []string `json:"sandboxNamespaces,omitempty"`
+	CleanedUp         bool     `json:"cleanedUp"`
+}
+
 // Job types.
 const (
 	JobOnDemandBackup  = "OnDemandBackup"
 	JobScheduledBackup = "ScheduledBackup"
 	JobRestore         = "Restore"
 	JobRetention       = "Retention"
+	// JobVerification restores a recovery point into sandbox namespaces of
+	// a cluster and checks it (docs/vault.md, Verification).
+	JobVerification = "Verification"
 )
 
 // Job states.

@@ -1,0 +1,90 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/arca-backup/arca/internal/vault/jobs"
+	"github.com/arca-backup/arca/internal/vault/store"
+)
+
+// StartVerification queues a Verification job: the recovery point is
+// restored into sandbox namespaces of the target cluster, compared with
+// the point and checked, and the verdict recorded (docs/vault.md,
+// Verification). The caller needs what a restore into that cluster needs
+// (RestoreRequirements), now and when the job runs. Of the restore
+// criteria only filters and restoreHookReferences (smoke tests) are
+// accepted: the extension maps the namespaces itself and changes nothing
+// outside the sandbox.
+func (s *Service) StartVerification(ctx context.Context, caller, vault string, b jobs.VerificationParams) (*store.Job, error) {
+	if b.ReadDataPercent < 0 || b.ReadDataPercent > 100 {
+		return nil, InvalidField("InvalidValue", "readDataPercent", fmt.Sprint(b.ReadDataPercent), "a share of the packs between 0 and 100",
+			"readDataPercent %d: want 0 to 100", b.ReadDataPercent)
+	}
+	rs, err := s.CheckRestore(ctx, vault, jobs.RestoreParams{RecoveryPoint: b.RecoveryPoint, TargetCluster: b.TargetCluster, Criteria: b.Criteria})
+	if err != nil {
+		return nil, err
+	}
+	c := rs.Criteria
+	for _, bad := range []struct {
+		set   bool
+		field string
+	}{
+		{len(c.NamespaceMappings) > 0, "namespaceMappings"},
+		{len(c.ResourceModifiers) > 0, "resourceModifiers"},
+		{c.IncludeClusterScopeResources != nil && *c.IncludeClusterScopeResources, "includeClusterScopeResources"},
+		{c.DryRun, "dryRun"},
+		{c.ConflictPolicy == "Patch", "conflictPolicy"},
+	} {
+		if bad.set {
+			return nil, InvalidField("InvalidVerification", "restoreCriteria."+bad.field, bad.field,
+				"leave it out: a verification restores namespaced objects into its own sandbox namespaces (arca-verify-…), skips what exists and changes nothing",
+				"a verification does not take restoreCriteria.%s", bad.field)
+		}
+	}
+	in, err := s.RestoreInstance(ctx, rs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Require(ctx, RestoreRequirements(caller, in, b.TargetCluster)); err != nil {
+		return nil, err
+	}
+	b.Result, b.RequestedBy = nil, caller
+	j := &store.Job{Vault: vault, Type: store.JobVerification, Instance: in.Name, State: store.JobQueued, Params: withRequester(b, caller)}
+	if err := s.Store.CreateJob(ctx, j); err != nil {
+		return nil, err
+	}
+	s.created(j)
+	return j, nil
+}
+
+// withVerifications fills in each point's latest verification, read from
+// the vault's finished Verification jobs (newest first).
+func (s *Service) withVerifications(ctx context.Context, vault string, rps ...*store.RecoveryPoint) error {
+	if len(rps) == 0 {
+		return nil
+	}
+	js, err := s.Store.ListJobs(ctx, store.JobFilter{Vault: vault, Type: store.JobVerification})
+	if err != nil {
+		return err
+	}
+	latest := map[string]*store.Verification{}
+	for _, j := range js {
+		v := jobs.VerificationOf(j)
+		if v == nil {
+			continue
+		}
+		var p jobs.VerificationParams
+		if err := json.Unmarshal(j.Params, &p); err != nil {
+			continue
+		}
+		if _, seen := latest[p.RecoveryPoint]; !seen {
+			latest[p.RecoveryPoint] = v
+		}
+	}
+	for _, rp := range rps {
+		rp.Verification = latest[rp.ID]
+	}
+	return nil
+}
