@@ -23,7 +23,6 @@ import (
 	"github.com/arca-backup/arca/internal/storage/location"
 	"github.com/arca-backup/arca/internal/testenv"
 	"github.com/arca-backup/arca/internal/volume"
-	"github.com/arca-backup/arca/internal/volumedata"
 )
 
 // vaultAppScript is the Deployment's container: on an empty volume it
@@ -56,9 +55,9 @@ exec sleep 1000000
 // TestVaultTierRestoreOnNode restores claims from vault-tier data alone,
 // on a real node with the hostpath CSI driver holding real bytes, through
 // RestoreJobs run by the extension:
-//   - a recovery point with the claim's snapshot and its vault-tier data
-//     (written from the volume's directory with volumedata, as the data
-//     mover does); the snapshot's content is deleted and the namespace
+//   - a vault-tier BackupJob: the claim's snapshot and its vault-tier data
+//     (moved by a data-mover pod from the extension's image); the
+//     snapshot's content is deleted and the namespace
 //     too; the restore (Auto) finds the snapshot gone, creates the claim
 //     empty, runs a restore pod from the extension's image that writes the
 //     data from the repository (MinIO), deletes the pod and its Secret copy,
@@ -149,24 +148,28 @@ func TestVaultTierRestoreOnNode(t *testing.T) {
 	}
 	t.Logf("source pod wrote:\n%s", want)
 
-	// A backup with the claim's snapshot...
+	// A vault-tier backup: the claim's snapshot, and its data moved into
+	// the repository by a data-mover pod (internal/mover).
 	cl.mustApply(`
 apiVersion: arca.io/v1alpha1
 kind: BackupJob
 metadata: {name: shop, namespace: arca-system}
-spec: {storageLocation: default, includedNamespaces: [shop], snapshotClasses: [` + csi.SnapshotClass + `]}
+spec: {storageLocation: default, includedNamespaces: [shop], snapshotClasses: [` + csi.SnapshotClass + `], vaultTier: true}
 `)
-	bj := cl.waitBackup("shop", 3*time.Minute)
+	bj := cl.waitBackup("shop", 5*time.Minute)
 	if bj.Status.Phase != v1alpha1.JobCompleted {
 		t.Fatalf("backup: %s %s %+v %+v", bj.Status.Phase, bj.Status.Message, bj.Status.Errors, bj.Status.Warnings)
 	}
-	// ... and the volume's data in the repository, in a point that has
-	// both (what a vault-tier BackupJob writes).
-	pv, err := cl.cs.CoreV1().PersistentVolumes().Get(ctx, volumeName(t, cl, "shop", "data"), metav1.GetOptions{})
+	rpID := bj.Status.RecoveryPointID
+	point, err := openRepo(t, url, m).FindRecoveryPoint(ctx, rpID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rpID, volBytes := vaultTierPoint(t, url, m, bj.Status.RecoveryPointID, "shop/data", csi.VolumeDir(pv.Spec.CSI.VolumeHandle))
+	if len(point.VolumeData) != 1 || point.VolumeData[0].Name != "shop/data" {
+		t.Fatalf("the vault-tier point's volume data %+v: want shop/data", point.VolumeData)
+	}
+	volBytes := point.VolumeData[0].Bytes
+	t.Logf("vault-tier point %s: shop/data, %d files, %d bytes", point.ID.Short(), point.VolumeData[0].Files, volBytes)
 
 	restoreJob := func(name, spec string) *v1alpha1.RestoreJob {
 		t.Helper()
@@ -320,15 +323,6 @@ spec:
 	})
 }
 
-func volumeName(t *testing.T, cl *cluster, ns, claim string) string {
-	t.Helper()
-	p, err := cl.cs.CoreV1().PersistentVolumeClaims(ns).Get(context.Background(), claim, metav1.GetOptions{})
-	if err != nil || p.Spec.VolumeName == "" {
-		t.Fatalf("claim %s/%s: %v (volume %q)", ns, claim, err, p.Spec.VolumeName)
-	}
-	return p.Spec.VolumeName
-}
-
 func openRepo(t *testing.T, url string, m *testenv.MinIO) *repo.Repository {
 	t.Helper()
 	ctx := context.Background()
@@ -342,35 +336,4 @@ func openRepo(t *testing.T, url string, m *testenv.MinIO) *repo.Repository {
 	}
 	t.Cleanup(func() { _ = r.Close() })
 	return r
-}
-
-// vaultTierPoint stores the volume's directory (on the host: the hostpath
-// driver's files) with volumedata, as the data mover does, and commits a
-// recovery point holding the backup's resources and snapshot records plus
-// that VolumeData; it returns the new point's ID and the volume's bytes.
-func vaultTierPoint(t *testing.T, url string, m *testenv.MinIO, backupPoint, claim, dir string) (string, int64) {
-	t.Helper()
-	ctx := context.Background()
-	r := openRepo(t, url, m)
-	rp, err := r.FindRecoveryPoint(ctx, backupPoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := r.NewWriter(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := volumedata.Backup(ctx, w, dir, volumedata.BackupOptions{Name: claim})
-	if err != nil {
-		t.Fatal(err)
-	}
-	point := *rp
-	point.VolumeData = []repo.VolumeData{res.Volume}
-	point.Started, point.Finished = time.Now().UTC(), time.Now().UTC()
-	id, err := w.Commit(ctx, &point)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("vault-tier point %s: %s, %d files, %d bytes", id.Short(), claim, res.Volume.Files, res.Volume.Bytes)
-	return id.String(), res.Volume.Bytes
 }
