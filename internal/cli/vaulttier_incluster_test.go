@@ -46,7 +46,12 @@ import (
 //   - the identity mover pods run as (no token, namespace default account)
 //     cannot read the storage credentials;
 //   - peak memory of a mover pod (its cgroup) and throughput against a raw
-//     read of the same files are printed (BENCH lines, docs/benchmarks.md).
+//     read of the same files are printed (BENCH lines, docs/benchmarks.md);
+//   - last, a vault-tier backup with spec.copyTo is copied to a second MinIO
+//     (its own repository password); the primary MinIO is stopped and a
+//     RestoreJob with spec.fallbackStorageLocation restores the namespace
+//     into another one from the copy, volume byte for byte from the copy's
+//     vault-tier data, with warning RestoredFromSecondary.
 func TestVaultTierInCluster(t *testing.T) {
 	ic := newInCluster(t)
 	ctx := t.Context()
@@ -323,6 +328,77 @@ spec: {storageLocation: minio, includedNamespaces: [%s], vaultTier: true}
 			vd.Files, vd.Bytes, vd.DurationSeconds, moverRate/(1<<20), rawRate/(1<<20), moverRate/rawRate, float64(peak)/(1<<20))
 		if peak == 0 || peak > 256<<20 {
 			t.Errorf("mover peak memory %d bytes: not measured or above 256 MiB", peak)
+		}
+	})
+
+	// Last: it stops the primary's MinIO.
+	t.Run("copy to a secondary, restore from it while the primary is down", func(t *testing.T) {
+		// The secondary: another MinIO (another region or provider) with
+		// its own repository password.
+		m2 := testenv.StartMinIO(t, testenv.OnHost(ic.cp.HostIP))
+		m2.MakeBucket(t, "secondary")
+		drURL := fmt.Sprintf("s3://secondary/repo?endpoint=%s&tls=false&path-style=true&region=us-east-1", m2.Endpoint)
+		if _, err := ic.cs.CoreV1().Secrets(v1alpha1.ExtensionNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minio-dr"},
+			StringData: map[string]string{v1alpha1.SecretKeyPassword: "the-secondary-has-its-own-password",
+				v1alpha1.SecretKeyAWSAccessKeyID: m2.AccessKey, v1alpha1.SecretKeyAWSSecretAccessKey: m2.SecretKey}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ic.apply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: StorageLocation
+metadata: {name: dr, namespace: arca-system}
+spec: {url: %q, credentialsSecret: minio-dr}
+`, drURL))
+		ic.apply(`
+apiVersion: arca.io/v1alpha1
+kind: BackupJob
+metadata: {name: vault-copied, namespace: arca-system}
+spec: {storageLocation: minio, includedNamespaces: [files], vaultTier: true, copyTo: dr}
+`)
+		bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "vault-copied", Namespace: v1alpha1.ExtensionNamespace}}
+		if st := ic.waitJob(bj, 4*time.Minute); st.Phase != v1alpha1.JobCompleted || bj.Status.CopiedRecoveryPointID == "" {
+			t.Fatalf("vault-tier backup with copyTo: %+v\n%s", bj.Status, ic.extensionLog())
+		}
+		// The primary goes down.
+		m.Process.Stop()
+		ic.apply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: from-secondary, namespace: arca-system}
+spec:
+  recoveryPoint: %s
+  storageLocation: minio
+  fallbackStorageLocation: dr
+  includedNamespaces: [files]
+  namespaceMappings: {files: files-dr}
+  volumeDataSource: Vault
+`, bj.Status.RecoveryPointID))
+		rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "from-secondary", Namespace: v1alpha1.ExtensionNamespace}}
+		st := ic.waitJob(rj, 5*time.Minute)
+		if st.Phase != v1alpha1.JobCompletedWithWarnings || rj.Status.RecoveryPointID != bj.Status.CopiedRecoveryPointID {
+			t.Fatalf("restore from the secondary: %s, point %s (copy %s): %s %+v %+v\n%s", st.Phase, rj.Status.RecoveryPointID,
+				bj.Status.CopiedRecoveryPointID, st.Message, st.Warnings, st.Errors, ic.extensionLog())
+		}
+		used := false
+		for _, w := range st.Warnings {
+			if w.Code == v1alpha1.CodeRestoredFromSecondary && strings.Contains(w.Message, `"minio"`) && strings.Contains(w.Message, `"dr"`) {
+				used = true
+			}
+		}
+		if !used {
+			t.Fatalf("no RestoredFromSecondary warning naming both locations: %+v", st.Warnings)
+		}
+		// The volume came back from the copy's vault-tier data, byte for byte.
+		pvc, err := ic.cs.CoreV1().PersistentVolumeClaims("files-dr").Get(ctx, "data", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pv, err := ic.cs.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("restored claim %+v: %v", pvc.Status, err)
+		}
+		if got := treeListing(t, csi.VolumeDir(pv.Spec.CSI.VolumeHandle)); got != want {
+			t.Fatalf("volume restored from the secondary differs.\nwant:\n%s\ngot:\n%s", want, got)
 		}
 	})
 }
