@@ -407,7 +407,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if out := arca("role", "list", "--principal", "extension:c1"); !strings.Contains(out, "Storage Contributor") {
 		t.Fatalf("the missing role was not assigned:\n%s", out)
 	}
-	b.run(30*time.Second, chromedp.Click(chromedp.CSS(`#backup-now`)))
+	b.run(30*time.Second, chromedp.SendKeys(chromedp.CSS(`#backup-retention`), "P30D"), chromedp.Click(chromedp.CSS(`#backup-now`)))
 	b.waitJS("the job page", `location.hash.startsWith('#/jobs/') && !!document.querySelector('#job-state')`, 30*time.Second)
 	jobID := b.eval(`decodeURIComponent(location.hash.slice('#/jobs/'.length))`)
 	seen := map[string]bool{}
@@ -441,6 +441,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.run(30*time.Second, chromedp.Click(chromedp.CSS(`#open-point`)))
 	b.waitJS("the recovery point page", `location.hash === '#/points/rp-`+jobID+`' && !!document.querySelector('#restore-point')`, 30*time.Second)
 	pointID := "rp-" + jobID
+	// Kept for the 30 days asked for on the instance page.
+	var rp struct {
+		Time, ExpiresAt time.Time
+	}
+	if out := arca("recovery-point", "show", pointID, "--vault", "v", "-o", "json"); json.Unmarshal([]byte(out), &rp) != nil ||
+		rp.ExpiresAt.Sub(rp.Time) != 30*24*time.Hour {
+		t.Fatalf("recovery point kept %s, want 30 days:\n%s", rp.ExpiresAt.Sub(rp.Time), out)
+	}
 	// Find an object in the point's contents (the extension reads the
 	// repository for the vault): namespace shop, type configmaps,
 	// order-3, and its YAML.

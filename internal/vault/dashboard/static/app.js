@@ -360,13 +360,19 @@ async function pageInstance(view, _q, name) {
       h('div', {}, 'Snapshot location'), h('div', {}, inst.snapshotLocation || 'none')));
   const actions = h('div', { class: 'actions' });
   if (mayBackup && inst.protectionState === 'ProtectionConfigured') {
+    const keep = h('input', { id: 'backup-retention', size: 6, placeholder: 'policy', pattern: 'P[0-9YMWD]+' });
+    const tier = h('input', { id: 'backup-vault-tier', type: 'checkbox' });
     actions.append(h('button', { class: 'primary', id: 'backup-now', type: 'button', onclick: async () => {
       clear(out);
+      const body = {};
+      if (keep.value.trim()) body.retention = keep.value.trim();
+      if (tier.checked) body.vaultTier = true;
       try {
-        const j = await A.post(`${path}/backup`, {});
+        const j = await A.post(`${path}/backup`, body);
         location.hash = `#/jobs/${A.enc(j.id)}`;
       } catch (e) { out.append(errorBox(e, 'Backup now')); }
-    } }, 'Back up now'));
+    } }, 'Back up now'), h('label', { for: keep.id }, 'keep for'), keep,
+    h('span', {}, tier, ' ', h('label', { for: tier.id }, 'volume data to the vault tier too')));
   }
   if (mayValidate) {
     actions.append(h('button', { type: 'button', id: 'validate', onclick: () => validate(false) }, 'Validate prerequisites'));
