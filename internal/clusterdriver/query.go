@@ -138,12 +138,30 @@ func (t *TrustedAccess) QueryRecoveryPoint(ctx context.Context, cluster string, 
 	reg := dr.(*registered)
 	in, err := reg.inner()
 	if err != nil {
-		return nil, &service.Error{Kind: service.Unavailable, Code: "ClusterNotConnected", Message: err.Error(), Err: err}
+		code := "ClusterNotConnected"
+		var jc interface{ JobCode() string }
+		if errors.As(err, &jc) {
+			code = jc.JobCode() // TrustedAccessRevoked, TrustedAccessExpired
+		}
+		return nil, &service.Error{Kind: service.Unavailable, Code: code, Message: err.Error(), Err: err}
 	}
 	res, err := in.Query(ctx, spec)
 	var se *service.Error
-	if err != nil && !errors.As(err, &se) {
+	switch {
+	case err == nil, errors.As(err, &se):
+	case apierrors.IsForbidden(err):
+		// Not a revocation: an identity enabled before queries existed
+		// (or whose role was edited) may run jobs but not ask; marking the
+		// cluster revoked would stop its backups.
+		return nil, &service.Error{Kind: service.Unavailable, Code: CodeQueryForbiddenInCluster, Err: err, Message: fmt.Sprintf(
+			"cluster %q refused the vault's identity a RecoveryPointQuery (%v): its trusted-access role predates recovery point queries or was changed; "+
+				"the cluster's owner runs `arca trusted-access enable --vault %s --cluster-name %s` again to update it", cluster, err, in.Vault, cluster)}
+	default:
 		err = reg.check(ctx, err)
 	}
 	return res, err
 }
+
+// CodeQueryForbiddenInCluster: the cluster's RBAC or admission refused the
+// vault's identity a RecoveryPointQuery while its jobs may still run.
+const CodeQueryForbiddenInCluster = "QueryForbiddenInCluster"
