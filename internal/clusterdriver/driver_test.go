@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,6 +95,32 @@ func TestDriver(t *testing.T) {
 	// `arca backup now --to vault` reaches the cluster as spec.vaultTier.
 	if !hooked.Spec.VaultTier {
 		t.Errorf("BackupJob of a vault-tier request: spec %+v, want vaultTier", hooked.Spec)
+	}
+	// A policy's copyTo and a restore's fallback name StorageLocations by
+	// URL: the cluster's location of that URL; a copyTo the cluster has no
+	// location for is an error, a fallback it has none for is left out.
+	if _, err := idle.StartBackup(ctx, jobs.BackupRequest{JobID: "Job_0005", StorageLocation: "default", VaultTier: true, CopyTo: url}); err != nil {
+		t.Fatal(err)
+	}
+	copied := &v1alpha1.BackupJob{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-idle", Name: "vault-job-0005"}, copied); err != nil || copied.Spec.CopyTo != "default" {
+		t.Errorf("BackupJob of a copied backup: spec %+v (%v), want copyTo default", copied.Spec, err)
+	}
+	if _, err := idle.StartBackup(ctx, jobs.BackupRequest{JobID: "Job_0006", StorageLocation: "default", VaultTier: true, CopyTo: "s3://nowhere"}); err == nil ||
+		!strings.Contains(err.Error(), "copyTo") {
+		t.Errorf("copyTo without a storage location in the cluster: %v", err)
+	}
+	for id, fb := range map[string]string{"Job_0007": url, "Job_0008": "s3://nowhere"} {
+		if _, err := idle.StartRestore(ctx, jobs.RestoreRequest{JobID: id, TargetCluster: "c1", RecoveryPoint: &store.RecoveryPoint{RepoID: "abc"},
+			StorageLocation: "default", FallbackStorageLocation: fb}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]string{"vault-job-0007": "default", "vault-job-0008": ""} {
+		rj := &v1alpha1.RestoreJob{}
+		if err := c.Get(ctx, types.NamespacedName{Namespace: "arca-idle", Name: name}, rj); err != nil || rj.Spec.FallbackStorageLocation != want {
+			t.Errorf("RestoreJob %s: fallback %q (%v), want %q", name, rj.Spec.FallbackStorageLocation, err, want)
+		}
 	}
 	zero, seven := int32(0), int32(7)
 	hooked.Status.Phase = v1alpha1.JobInProgress
