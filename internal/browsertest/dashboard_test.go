@@ -333,7 +333,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	repo := "file://" + filepath.Join(t.TempDir(), "var", "backups", "arca")
 	t.Logf("quickstart:\n%s", arca("quickstart", "--kubeconfig", kubeconfig, "--storage", repo, "--password-file", pw, "--image", image,
-		"--vault", "v", "--cluster-name", "c1", "--policy", "daily", "--instance", "shop", "--include-namespaces", "shop", "--no-backup",
+		"--vault", "v", "--cluster-name", "c1", "--policy", "daily", "--instance", "shop", "--include-namespaces", "shop", "--no-backup", "--allow-verification",
 		"--extension-timeout", "4m"))
 	// A Backup Reader, and a token that expires soon.
 	var created struct {
@@ -476,6 +476,21 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("diff with the live cluster:\n%s", d)
 	}
 	b.screenshot("recovery-point-diff")
+
+	// Verify the point (restored into a sandbox namespace, compared, the
+	// sandbox deleted); its page then shows the verdict.
+	b.run(10*time.Second, chromedp.SetValue(chromedp.CSS(`#verify-read`), "100"), chromedp.Click(chromedp.CSS(`#verify-run`)))
+	b.waitJS("the verification job", `location.hash.startsWith('#/jobs/') && !!document.querySelector('#job-state')`, 30*time.Second)
+	b.waitJS("the verification to complete", `['Completed', 'Failed', 'CompletedWithWarnings', 'Cancelled'].includes((document.querySelector('#job-state')||{dataset:{}}).dataset.state)`, 4*time.Minute)
+	if st := b.eval(`document.querySelector('#job-state').dataset.state`); st != "Completed" {
+		t.Fatalf("verification job %s\n%s", st, b.text())
+	}
+	b.open("/points/" + pointID)
+	b.waitJS("the verdict", `!!document.querySelector('#verification-verdict')`, 30*time.Second)
+	if v := b.textOf(`#verification-verdict`); !strings.Contains(v, "Verified") || !strings.Contains(v, "sandbox deleted") {
+		t.Fatalf("verdict: %s", v)
+	}
+	b.screenshot("recovery-point-verified")
 
 	// Restore wizard: the point is chosen; restore namespace shop as
 	// shop-restored; preview (dry run) first, then start and follow.

@@ -443,7 +443,7 @@ async function pageJobs(view, q) {
   };
   const form = h('form', { class: 'filters', id: 'job-filters' },
     sel('instance', 'Instance', (ins.items || []).map((i) => i.name)),
-    sel('type', 'Type', ['OnDemandBackup', 'ScheduledBackup', 'Restore', 'Retention']),
+    sel('type', 'Type', ['OnDemandBackup', 'ScheduledBackup', 'Restore', 'Retention', 'Verification']),
     sel('state', 'State', ['Queued', 'InProgress', 'Completed', 'CompletedWithWarnings', 'Failed', 'Cancelled']),
     h('label', { for: 'filter-limit' }, 'At most', h('input', { id: 'filter-limit', name: 'limit', type: 'number', min: 1, max: 1000, value: q.get('limit') || 100 })),
     h('button', { type: 'submit' }, 'Filter'));
@@ -564,6 +564,7 @@ async function pagePoint(view, _q, id) {
       clear(out);
       try { await A.post(`${V()}/recovery-points/${A.enc(p.id)}/undelete`, {}); route(); } catch (e) { out.append(errorBox(e, 'Undelete')); }
     } }, 'Undelete') : null), out);
+  view.append(verificationView(p, mayRestore));
   const sect = h('section', { id: 'contents', 'aria-labelledby': 'contents-h' }, h('h2', { id: 'contents-h' }, 'Contents'));
   view.append(sect);
   const served = await contentsBrowser(sect, p);
@@ -571,6 +572,43 @@ async function pagePoint(view, _q, id) {
     const all = await A.get(`${V()}/recovery-points?instance=${A.enc(p.instance)}`).catch(() => ({ items: [] }));
     view.append(diffView(p, all.items || []));
   }
+}
+
+// verificationView: the point's latest verification verdict and a form to
+// verify it again (a Verification job: restore into sandbox namespaces of
+// a cluster, compare, delete the sandbox).
+function verificationView(p, mayVerify) {
+  const v = p.verification;
+  const sect = h('section', { id: 'verification', 'aria-labelledby': 'verification-h' }, h('h2', { id: 'verification-h' }, 'Verification'));
+  if (v) {
+    sect.append(h('p', { id: 'verification-verdict' }, badge(v.verdict), ' ', time(v.time), ` on cluster ${v.cluster}, job `, link(`#/jobs/${A.enc(v.jobId)}`, v.jobId),
+      `: ${v.objectsCompared} objects compared, ${v.packsRead} of ${v.packsChecked} packs read whole, sandbox ${v.cleanedUp ? 'deleted' : 'NOT deleted'}.`));
+    if (v.codes && v.codes.length) sect.append(h('p', {}, 'Codes: ', v.codes.map((c, i) => [i ? ', ' : '', codeLink(c)])));
+    if (v.differences && v.differences.length) sect.append(issuesTable('Differences', v.differences));
+  } else {
+    sect.append(h('p', { class: 'muted' }, 'Not verified yet.'));
+  }
+  if (!mayVerify || p.state === 'SoftDeleted') return sect;
+  const target = h('input', { id: 'verify-cluster', required: true, size: 12 });
+  const share = h('input', { id: 'verify-read', type: 'number', min: 0, max: 100, value: 10, size: 4 });
+  const skip = h('input', { id: 'verify-skip-volumes', type: 'checkbox' });
+  const out = h('div');
+  const form = h('form', { class: 'filters', id: 'verify-form' },
+    h('label', { for: target.id }, 'Verify in cluster', target), h('label', { for: share.id }, 'Packs read whole (%)', share),
+    h('span', {}, skip, ' ', h('label', { for: skip.id }, 'claims without data')), h('button', { type: 'submit', id: 'verify-run' }, 'Verify'));
+  A.get(`${V()}/instances/${A.enc(p.instance)}`).then((i) => { if (!target.value) target.value = i.cluster; }).catch(() => {});
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clear(out);
+    const body = { targetCluster: target.value.trim(), readDataPercent: Number(share.value) || 0 };
+    if (skip.checked) body.skipVolumes = true;
+    try {
+      const j = await A.post(`${V()}/recovery-points/${A.enc(p.id)}/verify`, body);
+      location.hash = `#/jobs/${A.enc(j.id)}`;
+    } catch (err) { out.append(errorBox(err, 'Verify')); }
+  });
+  sect.append(form, out);
+  return sect;
 }
 
 // contentsBrowser: namespaces, then types, then objects, then one object's

@@ -42,7 +42,7 @@ export function badge(state) {
   const cls = {
     Completed: 'ok', Passed: 'ok', ProtectionConfigured: 'ok', Protected: 'ok', Connected: 'ok', 'On time': 'ok',
     CompletedWithWarnings: 'warn', Warning: 'warn', Late: 'warn', Queued: 'info', InProgress: 'info', Skipped: 'info',
-    Available: 'ok', Added: 'ok', Removed: 'bad', Changed: 'warn', Approved: 'ok', Pending: 'info', Used: 'info', Rejected: 'bad', Expired: 'warn', SoftDeleted: 'warn',
+    Verified: 'ok', VerificationFailed: 'bad', Available: 'ok', Added: 'ok', Removed: 'bad', Changed: 'warn', Approved: 'ok', Pending: 'info', Used: 'info', Rejected: 'bad', Expired: 'warn', SoftDeleted: 'warn',
     Failed: 'bad', Cancelled: 'warn', ProtectionStopped: 'warn', Never: 'bad', TrustedAccessRevoked: 'bad', TrustedAccessExpired: 'bad',
   }[state] || 'info';
   const label = { ProtectionConfigured: 'Protected', ProtectionStopped: 'Stopped', CompletedWithWarnings: 'Completed with warnings', InProgress: 'In progress', SoftDeleted: 'Soft-deleted' }[state] || state;
