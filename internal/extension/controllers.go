@@ -483,7 +483,7 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	rpID := rp.ID.String()
 	if vr != nil {
 		if err := vr.checkData(ctx, r, rp); err != nil {
-			return failed(v1alpha1.CodeRepositoryUnavailable, "check the repository of storage location %q: %v", j.Spec.StorageLocation, err)
+			return failed(v1alpha1.CodeRepositoryUnavailable, "check the repository of storage location %q: %v", sa.loc.Name, err)
 		}
 		if err := vr.sandbox(ctx, r, rp, &crit); err != nil {
 			vr.fail(v1alpha1.CodeVerificationRestoreFailed, v1alpha1.VerificationDifference{Object: "recovery point", Problem: err.Error()})
