@@ -16,8 +16,9 @@ import (
 // parameters (the point is recorded from them when the backup succeeds):
 //   - a scheduled backup goes to the vault tier when it is the first of a
 //     vault rule's period (retention.VaultRule) — judged now, against the
-//     points that reached the vault tier, so a failed first backup leaves
-//     the next one to take its place;
+//     points that reached the vault tier and the vault-tier backups still
+//     running, so a failed first backup leaves the next one to take its
+//     place;
 //   - an on-demand backup when it asked for it (BackupParams.VaultTier);
 //   - a vault-tier backup is copied to the policy's copyTo, when set.
 func (r *Runner) tiersOf(ctx context.Context, j *store.Job, in *store.Instance) (BackupParams, error) {
@@ -38,7 +39,20 @@ func (r *Runner) tiersOf(ctx context.Context, j *store.Job, in *store.Instance) 
 		if err != nil {
 			return bp, err
 		}
-		if rule, ok := retention.VaultRule(p, r.Clock.Now().UTC(), retention.VaultTimes(rps)); ok {
+		earlier := retention.VaultTimes(rps)
+		// A vault-tier backup still running counts too: a mover can
+		// outlast the schedule's period, and its day needs one point.
+		running, err := r.Store.ListJobs(ctx, store.JobFilter{Vault: j.Vault, Instance: in.Name, State: store.JobInProgress})
+		if err != nil {
+			return bp, err
+		}
+		for _, o := range running {
+			var op BackupParams
+			if o.ID != j.ID && o.StartedAt != nil && json.Unmarshal(o.Params, &op) == nil && op.VaultRule != "" {
+				earlier = append(earlier, *o.StartedAt)
+			}
+		}
+		if rule, ok := retention.VaultRule(p, r.Clock.Now().UTC(), earlier); ok {
 			bp.VaultRule = rule.Name
 		}
 	}

@@ -72,6 +72,28 @@ func TestVaultTierBackups(t *testing.T) {
 		t.Fatalf("second point: %+v", rp2)
 	}
 
+	// Sat 3 Jan 02:00: a vault-tier backup starts and is still running at
+	// 03:00, when another backup of the day starts: that one is not sent
+	// to the vault tier too.
+	e.clk.Set(taken.AddDate(0, 0, 2))
+	long := &store.Job{Vault: "v", Type: store.JobScheduledBackup, Instance: "connected"}
+	must(t, e.st.CreateJob(ctx, long))
+	must(t, e.r.Tick(ctx))
+	if req := e.drv.backups[len(e.drv.backups)-1]; !req.VaultTier {
+		t.Fatalf("first of 3 Jan: %+v", req)
+	}
+	e.clk.Set(taken.AddDate(0, 0, 2).Add(time.Hour))
+	second := &store.Job{Vault: "v", Type: store.JobScheduledBackup, Instance: "connected"}
+	must(t, e.st.CreateJob(ctx, second))
+	must(t, e.r.Tick(ctx))
+	if req := e.drv.backups[len(e.drv.backups)-1]; req.VaultTier {
+		t.Fatalf("second of 3 Jan, while the first still runs: %+v", req)
+	}
+	for _, j := range []*store.Job{long, second} {
+		e.drv.finish(e.job(t, j.ID).ExternalRef, &jobs.Status{State: store.JobFailed})
+	}
+	must(t, e.r.Tick(ctx))
+
 	// Fri 2 Jan: the 02:00 backup fails, so the 06:00 one is the first.
 	e.clk.Set(taken.AddDate(0, 0, 1))
 	if _, req := run(store.JobFailed, ""); !req.VaultTier {
