@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 export ARCA_TOOLS_DIR ?= $(HOME)/.cache/arca/tools/bin
 GO_TEST_FLAGS ?= -timeout 30m
 
-.PHONY: fuzz all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy bench-vault-restore clean
+.PHONY: fuzz all build image tools deps generate chart lint unit test demo bench bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy bench-vault-restore bench-verify clean
 
 all: build
 
@@ -62,7 +62,7 @@ test: lint unit fuzz
 
 # Benchmarks print their figures; results go into docs/benchmarks.md. Not
 # part of `make test`: the 100,000-object engine run takes tens of minutes.
-bench: bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy bench-vault-restore
+bench: bench-repo bench-engine bench-node bench-pod bench-vault bench-mover bench-copy bench-vault-restore bench-verify
 
 bench-repo:
 	go test ./internal/repo -run '^$$' -bench 'Repo(Stream|Small)' -benchtime 1x -timeout 30m
@@ -85,6 +85,11 @@ bench-mover:
 # resizes it (default 512 MiB).
 bench-vault-restore: tools
 	go test ./internal/extension -run '^$$' -bench VaultRestorePod -benchtime 1x -timeout 30m
+
+# A verification job (check, sandbox restore, comparison, cleanup) of 10,000
+# objects against the raw create and list of the same API server.
+bench-verify: tools
+	go test ./bench -run '^$$' -bench BenchmarkVerification -benchtime 1x -timeout 40m
 
 bench-engine: tools
 	go test ./bench -run '^$$' -bench BenchmarkEngine -benchtime 1x -timeout 80m

@@ -63,6 +63,7 @@ type PolicyCreateOptions struct {
 	Default, Daily, Weekly, Monthly, Yearly string
 	Datastore                               string
 	CopyTo                                  string
+	Verify                                  string
 }
 
 // Spec turns the flags into a policy spec. A first-of rule may name its own
@@ -123,7 +124,12 @@ year per the vault rules moves its volume data to the vault tier.
 
 --copy-to copies every vault-tier recovery point to a secondary storage
 location (another region, account or provider; the cluster needs a
-StorageLocation for it), which restores read when the primary is unreachable.`,
+StorageLocation for it), which restores read when the primary is unreachable.
+
+--verify daily|weekly|monthly verifies each instance's latest recovery point
+once per calendar period (UTC) in the instance's own cluster: a Verification
+job, as arca recovery-point verify runs (10% of the packs read whole); the
+cluster's owner must allow it (arca trusted-access enable --allow-verification).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return RunPolicyCreate(cmd.Context(), o, args[0], cmd.OutOrStdout())
@@ -139,6 +145,7 @@ StorageLocation for it), which restores read when the primary is unreachable.`,
 	fs.StringVar(&o.Yearly, "retain-yearly", "", "retention of the first backup of each year")
 	fs.StringVar(&o.Datastore, "datastore", policy.Operational, "datastore of the first-of rules: operational or vault")
 	fs.StringVar(&o.CopyTo, "copy-to", "", "secondary storage location URL: every vault-tier recovery point is copied there, and restores fall back to it")
+	fs.StringVar(&o.Verify, "verify", "", "verify each instance's latest recovery point daily, weekly or monthly in its cluster (sandbox namespaces; needs --allow-verification from the cluster's owner)")
 	return cmd
 }
 
@@ -156,7 +163,7 @@ func RunPolicyCreate(ctx context.Context, o *PolicyCreateOptions, name string, s
 	if err != nil {
 		return err
 	}
-	p, err := c.CreatePolicy(ctx, o.Vault, client.PolicyInput{Name: name, Schedule: spec.Schedule, Retention: spec.Retention, CopyTo: o.CopyTo})
+	p, err := c.CreatePolicy(ctx, o.Vault, client.PolicyInput{Name: name, Schedule: spec.Schedule, Retention: spec.Retention, CopyTo: o.CopyTo, Verify: o.Verify})
 	if err != nil {
 		return err
 	}
@@ -260,6 +267,9 @@ func printPolicies(w io.Writer, format string, v any, ps []*store.Policy) error 
 		fmt.Fprintln(tw, "NAME\tSCHEDULE\tRETENTION\tVERSION")
 		for _, p := range ps {
 			ret := retentionSummary(p.Retention)
+			if p.Verify != "" {
+				ret += " verify=" + p.Verify
+			}
 			if p.CopyTo != "" {
 				ret += " copyTo=" + p.CopyTo
 			}

@@ -167,7 +167,7 @@ var rules = map[string]rule{
 			"internal/vault/notify", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/service", "internal/vault/store",
 			"internal/vault/store/postgres", "internal/vault/store/sqlite", "internal/vault/store/sqlstore"},
 		Tests: []string{"internal/testenv", "internal/vault/client"}},
-	"internal/vault/service": {Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy",
+	"internal/vault/service": {Imports: []string{"api/v1alpha1", "internal/calendar", "internal/vault/clock", "internal/vault/jobs", "internal/vault/policy",
 		"internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/store"},
 		Tests: []string{"internal/testenv", "internal/vault/store/postgres", "internal/vault/store/sqlite"}},
 	"internal/vault/store":           {},

@@ -193,6 +193,8 @@ type PolicyInput struct {
 	Retention policy.RetentionSpec `json:"retention"`
 	// CopyTo names the secondary storage location of vault-tier points.
 	CopyTo string `json:"copyTo,omitempty"`
+	// Verify: daily, weekly or monthly scheduled verification.
+	Verify string `json:"verify,omitempty"`
 }
 
 // CreatePolicy creates a backup policy in a vault.

@@ -451,7 +451,8 @@ func (s *Server) maintainClusters(ctx context.Context, every, retry time.Duratio
 
 // RetentionPass runs one retention pass (runRetention runs one every
 // interval): expiry, then the purge of soft-deleted points and instances
-// past their period, whose deletion jobs it queues for the job runner.
+// past their period, whose deletion jobs it queues for the job runner, then
+// the verifications policies schedule (verify: daily|weekly|monthly).
 func (s *Server) RetentionPass(ctx context.Context) {
 	s.Log.Debug("retention pass started", "holder", s.holder())
 	js, err := s.Retention.Run(ctx)
@@ -468,6 +469,10 @@ func (s *Server) RetentionPass(ctx context.Context) {
 	// The purge's jobs are counted by PurgeSoftDeleted's OnJob.
 	if _, err := s.Service.PurgeSoftDeleted(ctx); err != nil && ctx.Err() == nil {
 		s.Log.Error("soft-delete purge", "err", err)
+	}
+	// Policies with verify: one Verification job per instance and period.
+	if _, err := s.Service.ScheduleVerifications(ctx, s.Clock.Now()); err != nil && ctx.Err() == nil {
+		s.Log.Error("scheduled verification", "err", err)
 	}
 }
 

@@ -23,6 +23,10 @@ type PolicySpec struct {
 	// is copied there, and restores fall back to it when the primary is
 	// unreachable. Setting it needs Storage Contributor there.
 	CopyTo string `json:"copyTo,omitempty"`
+	// Verify: daily, weekly or monthly verification of each instance's
+	// latest recovery point in the instance's cluster; "" none
+	// (docs/vault.md, Verification).
+	Verify string `json:"verify,omitempty"`
 }
 
 // checkCopyTo validates a policy's copyTo and that caller may write there.
@@ -101,7 +105,10 @@ func (s *Service) CreatePolicy(ctx context.Context, vault string, b PolicySpec) 
 	if err := s.checkCopyTo(ctx, CallerOf(ctx), b.CopyTo); err != nil {
 		return nil, err
 	}
-	p := &store.Policy{Vault: vault, Name: b.Name, Schedule: sched, Retention: ret, CopyTo: b.CopyTo}
+	if err := checkVerify(b.Verify); err != nil {
+		return nil, err
+	}
+	p := &store.Policy{Vault: vault, Name: b.Name, Schedule: sched, Retention: ret, CopyTo: b.CopyTo, Verify: b.Verify}
 	if err := s.Store.CreatePolicy(ctx, p); err != nil {
 		return nil, err
 	}
@@ -151,8 +158,11 @@ func (s *Service) UpdatePolicy(ctx context.Context, vault, name string, expected
 			return nil, err
 		}
 	}
+	if err := checkVerify(b.Verify); err != nil {
+		return nil, err
+	}
 	changed := sched != p.Schedule
-	p.Schedule, p.Retention, p.CopyTo = sched, ret, b.CopyTo
+	p.Schedule, p.Retention, p.CopyTo, p.Verify = sched, ret, b.CopyTo, b.Verify
 	update := func() error { return fromStore(s.Store.UpdatePolicy(ctx, p), expected) }
 	if len(short) > 0 {
 		err = s.guarded(ctx, v, OpShortenRetention, p.Name, update)

@@ -97,6 +97,10 @@ type Policy struct {
 	// CopyTo names a secondary storage location: every vault-tier
 	// recovery point of the policy's instances is copied there.
 	CopyTo string `json:"copyTo,omitempty"`
+	// Verify is how often the latest recovery point of each of the
+	// policy's instances is verified in the instance's own cluster:
+	// daily, weekly or monthly (calendar periods, UTC); "" never.
+	Verify string `json:"verify,omitempty"`
 	Meta
 }
 

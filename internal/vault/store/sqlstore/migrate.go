@@ -223,6 +223,10 @@ var migrations = [][]string{
 		`UPDATE recovery_points SET op_rule = tag, op_expires_at = expires_at, op_state = 'Available'`,
 		`ALTER TABLE policies ADD COLUMN copy_to TEXT NOT NULL DEFAULT ''`,
 	},
+	{ // 8: scheduled verification (issue 17): a policy's verify period
+		// (daily, weekly, monthly; '' none).
+		`ALTER TABLE policies ADD COLUMN verify TEXT NOT NULL DEFAULT ''`,
+	},
 }
 
 // SchemaVersion is the version a fully migrated database has.

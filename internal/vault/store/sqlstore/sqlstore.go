@@ -313,13 +313,13 @@ func (s *Store) DeleteVault(ctx context.Context, name string, version int64) err
 
 // ---- policies ----
 
-const policyCols = `vault, name, schedule, retention, version, created_at, updated_at, copy_to`
+const policyCols = `vault, name, schedule, retention, version, created_at, updated_at, copy_to, verify`
 
 func scanPolicy(sc interface{ Scan(...any) error }) (*store.Policy, error) {
 	var p store.Policy
 	var ret string
 	var c, u int64
-	if err := sc.Scan(&p.Vault, &p.Name, &p.Schedule, &ret, &p.Version, &c, &u, &p.CopyTo); err != nil {
+	if err := sc.Scan(&p.Vault, &p.Name, &p.Schedule, &ret, &p.Version, &c, &u, &p.CopyTo, &p.Verify); err != nil {
 		return nil, err
 	}
 	p.Retention = textRaw(ret)
@@ -329,8 +329,8 @@ func scanPolicy(sc interface{ Scan(...any) error }) (*store.Policy, error) {
 
 func (s *Store) CreatePolicy(ctx context.Context, p *store.Policy) error {
 	now := s.stamp()
-	_, err := s.exec(ctx, s.db, `INSERT INTO policies (`+policyCols+`) VALUES ($1, $2, $3, $4, 1, $5, $5, $6)`,
-		p.Vault, p.Name, p.Schedule, rawText(p.Retention), micros(now), p.CopyTo)
+	_, err := s.exec(ctx, s.db, `INSERT INTO policies (`+policyCols+`) VALUES ($1, $2, $3, $4, 1, $5, $5, $6, $7)`,
+		p.Vault, p.Name, p.Schedule, rawText(p.Retention), micros(now), p.CopyTo, p.Verify)
 	if err != nil {
 		return exists(err, "policy", p.Vault+"/"+p.Name)
 	}
@@ -372,8 +372,8 @@ func paged(q string, args []any, p store.Page) (string, []any) {
 
 func (s *Store) UpdatePolicy(ctx context.Context, p *store.Policy) error {
 	now := s.stamp()
-	n, err := s.exec(ctx, s.db, `UPDATE policies SET schedule = $1, retention = $2, copy_to = $7, version = version + 1, updated_at = $3 WHERE vault = $4 AND name = $5 AND version = $6`,
-		p.Schedule, rawText(p.Retention), micros(now), p.Vault, p.Name, p.Version, p.CopyTo)
+	n, err := s.exec(ctx, s.db, `UPDATE policies SET schedule = $1, retention = $2, copy_to = $7, verify = $8, version = version + 1, updated_at = $3 WHERE vault = $4 AND name = $5 AND version = $6`,
+		p.Schedule, rawText(p.Retention), micros(now), p.Vault, p.Name, p.Version, p.CopyTo, p.Verify)
 	if err != nil {
 		return fmt.Errorf("update policy %q: %w", p.Name, err)
 	}
