@@ -11,7 +11,8 @@
 #   - Debian's static busybox (busybox-static), the test application image
 #     internal/testenv builds (internal/image.Busybox);
 #   - Debian's Chromium (chromium), the browser the dashboard's tests drive
-#     through chromedp (internal/vault/dashboard).
+#     through chromedp (internal/browsertest), and fonts-liberation for
+#     its screenshots.
 # Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -30,6 +31,8 @@ command -v nsenter >/dev/null || need+=(util-linux)
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v chromium >/dev/null || need+=(chromium)
+# Fonts for its screenshots (only recommended by the chromium package).
+[ -d /usr/share/fonts/truetype/liberation ] || need+=(fonts-liberation)
 # runuser/setpriv are not needed (testenv switches users itself), but the
 # unprivileged user PostgreSQL runs as when the tests run as root must exist.
 if [ "$(id -u)" = 0 ] && ! id nobody >/dev/null 2>&1 && [ -z "${ARCA_POSTGRES_USER:-}" ]; then
