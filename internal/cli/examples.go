@@ -55,6 +55,11 @@ var examples = map[string]string{
 	"recovery-point list": `  arca recovery-point list --instance shop
   arca rp list -o json`,
 	"recovery-point show": `  arca recovery-point show rp-5a602a12c959 -o yaml`,
+	"recovery-point contents": `  arca recovery-point contents rp-5a602a12c959                     # namespaces
+  arca recovery-point contents rp-5a602a12c959 --namespace shop --type deployments.apps
+  arca recovery-point contents rp-5a602a12c959 --namespace shop --type configmaps --name settings`,
+	"recovery-point diff": `  arca recovery-point diff rp-5a602a12c959 --live --namespace shop
+  arca recovery-point diff rp-5a602a12c959 --against rp-77e1c0d4a9b2 -o json`,
 	"recovery-point files ls": `  arca recovery-point files ls --repo azure://acct/backups --recovery-point 5a602a12 --volume shop/data /var/lib
   arca recovery-point files ls --repo /backups --recovery-point latest -R -o json`,
 	"recovery-point files cat":     `  arca recovery-point files cat --repo /backups --recovery-point 5a602a12 --volume shop/data etc/app.conf > app.conf`,
