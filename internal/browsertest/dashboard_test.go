@@ -547,10 +547,18 @@ func TestDashboardInBrowser(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS(`#pol-default`), "P14D"),
 		chromedp.SetValue(chromedp.CSS(`#pol-weekly`), "P12W"),
 		chromedp.SetValue(chromedp.CSS(`#pol-weekly-store`), "vault"),
+		chromedp.SetValue(chromedp.CSS(`#pol-verify`), "weekly"),
 		chromedp.Click(chromedp.CSS(`#pol-save`)))
 	b.waitJS("the new policy's page", `location.hash === '#/policies/gold' && document.getElementById('main').dataset.shown === '#/policies/gold'`, 30*time.Second)
-	if out := arca("policy", "show", "gold", "--vault", "v", "-o", "json"); !strings.Contains(out, `"P12W"`) || !strings.Contains(out, `"vault"`) {
+	if out := arca("policy", "show", "gold", "--vault", "v", "-o", "json"); !strings.Contains(out, `"P12W"`) || !strings.Contains(out, `"vault"`) ||
+		!strings.Contains(out, `"weekly"`) {
 		t.Fatalf("policy created in the browser:\n%s", out)
+	}
+	// A valid edit keeps what the form shows (verification included).
+	b.run(10*time.Second, chromedp.SetValue(chromedp.CSS(`#pol-default`), "P21D"), chromedp.Click(chromedp.CSS(`#pol-save`)))
+	b.waitJS("the saved edit", `!!document.querySelector('#view .notice.ok')`, 30*time.Second)
+	if out := arca("policy", "show", "gold", "--vault", "v", "-o", "json"); !strings.Contains(out, `"P21D"`) || !strings.Contains(out, `"weekly"`) {
+		t.Fatalf("policy after the edit:\n%s", out)
 	}
 	b.run(10*time.Second, chromedp.SetValue(chromedp.CSS(`#pol-default`), "PT1H"), chromedp.Click(chromedp.CSS(`#pol-save`)))
 	b.waitJS("the refused edit", `!!document.querySelector('#view .notice.bad') && document.querySelector('#view .notice.bad').innerText.includes('retention.default.duration')`, 30*time.Second)

@@ -846,7 +846,8 @@ async function pagePolicies(view) {
   if (mayWrite) view.append(h('p', {}, link('#/policies/+new', 'New policy', { class: 'button primary', id: 'new-policy' })));
   view.append(table('Policies', ['Policy', 'Schedule', 'Retention', 'Used by'], (pols.items || []).map((p) => ({
     cells: [link(`#/policies/${A.enc(p.name)}`, p.name), h('code', {}, p.schedule),
-      Object.entries(p.retention || {}).map(([k, r]) => `${k} ${r.duration}${r.datastore === 'vault' ? ' (vault)' : ''}`).join(', '),
+      Object.entries(p.retention || {}).map(([k, r]) => `${k} ${r.duration}${r.datastore === 'vault' ? ' (vault)' : ''}`).join(', ') +
+        (p.verify ? `; verified ${p.verify}` : '') + (p.copyTo ? `; copied to ${p.copyTo}` : ''),
       (ins.items || []).filter((i) => i.policy === p.name).map((i) => i.name).join(', ') || 'none'],
   }))));
 }
@@ -860,9 +861,15 @@ async function pagePolicy(view, _q, name) {
   const sched = h('input', { id: 'pol-schedule', value: pol.schedule, required: true, size: 34 });
   const rules = ['default', 'daily', 'weekly', 'monthly', 'yearly'];
   const durs = {}; const stores = {};
+  let etag = pol.__etag;
+  const verify = h('select', { id: 'pol-verify' }, [['', 'never'], ['daily', 'daily'], ['weekly', 'weekly'], ['monthly', 'monthly']].map(([v, l]) =>
+    h('option', { value: v, selected: (pol.verify || '') === v }, l)));
+  const copyTo = h('input', { id: 'pol-copy-to', value: pol.copyTo || '', size: 34, placeholder: 'none' });
   const form = h('form', { id: 'policy-form' }, h('div', { class: 'grid' },
     field('Name', nameIn, isNew ? 'Lowercase letters, digits and dashes' : 'Names cannot change'),
     field('Schedule', sched, 'R/<start>/PT1H…PT24H or P1D, or 5-field cron in UTC'),
+    field('Verify the latest point', verify, 'A Verification job in the instance’s cluster once per period'),
+    field('Copy vault-tier points to', copyTo, 'A second storage location URL (needs Storage Contributor there)'),
     rules.map((r) => {
       durs[r] = h('input', { id: `pol-${r}`, value: (pol.retention[r] || {}).duration || '', placeholder: r === 'default' ? 'P7D' : 'not kept', required: r === 'default', size: 8 });
       stores[r] = h('select', { id: `pol-${r}-store`, 'aria-label': `${r} datastore`, disabled: r === 'default' },
@@ -882,12 +889,17 @@ async function pagePolicy(view, _q, name) {
       retention[r] = { duration: durs[r].value.trim() };
       if (stores[r].value === 'vault') retention[r].datastore = 'vault';
     }
+    // Every field of the policy is sent: an update replaces the policy.
+    const spec = { schedule: sched.value.trim(), retention };
+    if (verify.value) spec.verify = verify.value;
+    if (copyTo.value.trim()) spec.copyTo = copyTo.value.trim();
     try {
       if (isNew) {
-        await A.post(`${V()}/policies`, { name: nameIn.value.trim(), schedule: sched.value.trim(), retention });
+        await A.post(`${V()}/policies`, { name: nameIn.value.trim(), ...spec });
         location.hash = `#/policies/${A.enc(nameIn.value.trim())}`;
       } else {
-        await A.api('PUT', `${V()}/policies/${A.enc(name)}`, { schedule: sched.value.trim(), retention }, { ifMatch: pol.__etag });
+        const upd = await A.api('PUT', `${V()}/policies/${A.enc(name)}`, spec, { ifMatch: etag });
+        etag = upd.__etag || etag; // the next save is against this version
         out.append(h('p', { class: 'notice ok', role: 'status' }, 'Saved.'));
       }
     } catch (err) { out.append(errorBox(err, 'Saving the policy')); }
