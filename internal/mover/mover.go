@@ -51,6 +51,12 @@ const (
 	DefaultConcurrency = 2
 	// DefaultMemoryLimit is the mover container's memory limit.
 	DefaultMemoryLimit = "256Mi"
+	// DefaultCPULimit is the mover container's CPU limit: the mover is
+	// CPU-bound (hashing, chunking, compression, encryption; about
+	// 7-10 CPU-seconds per GiB, docs/benchmarks.md) and reads, chunks and
+	// seals in parallel, so one CPU would halve its throughput. The
+	// request stays small; the limit only caps a busy node.
+	DefaultCPULimit = "2"
 	// sourceDir and sourceDevice are where the pod sees the volume.
 	sourceDir    = "/mnt/volume"
 	sourceDevice = "/dev/arca-volume"
@@ -68,7 +74,7 @@ type Options struct {
 	ImagePullSecrets []corev1.LocalObjectReference
 	// Concurrency: mover pods at once (default DefaultConcurrency).
 	Concurrency int
-	// MemoryLimit and CPULimit of the mover container (default 256Mi, 1).
+	// MemoryLimit and CPULimit of the mover container (default DefaultMemoryLimit, DefaultCPULimit).
 	MemoryLimit, CPULimit string
 	// StartTimeout bounds each wait before the copy starts: the snapshot
 	// ready, the pod running (default 5 min).
@@ -121,7 +127,7 @@ func New(cfg *rest.Config, opts Options) (*Mover, error) {
 		opts.MemoryLimit = DefaultMemoryLimit
 	}
 	if opts.CPULimit == "" {
-		opts.CPULimit = "1"
+		opts.CPULimit = DefaultCPULimit
 	}
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 5 * time.Minute

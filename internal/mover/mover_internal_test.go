@@ -20,7 +20,7 @@ import (
 func TestPodSpec(t *testing.T) {
 	loc := &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "s3", Namespace: "arca-system"},
 		Spec: v1alpha1.StorageLocationSpec{URL: "s3://b/p", CredentialsSecret: "s3-creds"}}
-	m := &Mover{opts: Options{Location: loc, Image: "registry/arca:1"}, mem: resource.MustParse(DefaultMemoryLimit), cpu: resource.MustParse("1")}
+	m := &Mover{opts: Options{Location: loc, Image: "registry/arca:1"}, mem: resource.MustParse(DefaultMemoryLimit), cpu: resource.MustParse(DefaultCPULimit)}
 	labels := map[string]string{v1alpha1.LabelDataMover: "abc"}
 	p := m.pod("arca-mover-abc-0", "arca-system", labels, "shop/data", "abc", false)
 	c := p.Spec.Containers[0]
