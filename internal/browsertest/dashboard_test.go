@@ -618,7 +618,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	b.screenshot("reader-refused")
 	b.audit("refusal")
-	b.signOut()
+	// An Owner revokes the reader's token: the reader's next page returns
+	// to sign-in saying why.
+	arca("token", "revoke", "reader")
+	b.eval(`(() => { location.hash = '#/jobs'; return '' })()`)
+	b.waitJS("the sign-in page after revocation", `location.hash === '#/signin' && !!document.querySelector('#signin-message')`, 30*time.Second)
+	if msg := b.textOf(`#signin-message`); !strings.Contains(msg, "session ended") || !strings.Contains(msg, "revoked") {
+		t.Fatalf("sign-in message after revocation: %q", msg)
+	}
 
 	// An expired token: signed in, the token runs out, the next page
 	// returns to sign-in saying why.
