@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
@@ -34,9 +35,19 @@ func TestVerificationOnNode(t *testing.T) {
 	if out, err := ic.arca("extension", "install", "--storage", "file://"+repoDir, "--password-file", ic.pw, "--image", ic.image, "--timeout", "4m"); err != nil {
 		t.Fatalf("install: %v\n%s\n%s", err, out, ic.extensionLog())
 	}
-	// shop: 30 ConfigMaps, a Secret, a Service and a Deployment whose pod
-	// reads cm-0 from a volume; the smoke test cats it in the restored pod.
+	csi := testenv.StartHostPathCSI(t, ic.cp)
+	// shop: 30 ConfigMaps, a Secret, a Service, a claim with real bytes and
+	// a Deployment whose pod reads cm-0 from a volume and writes its own
+	// name into the claim once; the smoke test cats both in the restored
+	// pod, so the claim came back from its snapshot with the original pod's
+	// name in it.
 	want := ic.appNamespace("shop", 30)
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "data", Namespace: "shop"},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &csi.StorageClass,
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("16Mi")}}}}
+	if _, err := ic.cs.CoreV1().PersistentVolumeClaims("shop").Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ic.cs.CoreV1().Secrets("shop").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"},
 		StringData: map[string]string{"password": "s3cret"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -51,12 +62,29 @@ func TestVerificationOnNode(t *testing.T) {
 		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}}, Spec: corev1.PodSpec{
 				TerminationGracePeriodSeconds: &grace,
-				Containers: []corev1.Container{{Name: "web", Image: app, Command: []string{"sleep", "1000000"},
-					VolumeMounts: []corev1.VolumeMount{{Name: "config", MountPath: "/config"}}}},
+				Containers: []corev1.Container{{Name: "web", Image: app, Command: []string{"sh", "-c", "test -f /data/token || hostname > /data/token; exec sleep 1000000"},
+					VolumeMounts: []corev1.VolumeMount{{Name: "config", MountPath: "/config"}, {Name: "data", MountPath: "/data"}}}},
 				Volumes: []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-					LocalObjectReference: corev1.LocalObjectReference{Name: "cm-0"}}}}}}}}}
+					LocalObjectReference: corev1.LocalObjectReference{Name: "cm-0"}}}},
+					{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}}}}}
 	if _, err := ic.cs.AppsV1().Deployments("shop").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	// The original pod's token, once it is written.
+	var token string
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		pods, err := ic.cs.CoreV1().Pods("shop").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err == nil && len(pods.Items) == 1 && pods.Items[0].Status.Phase == corev1.PodRunning {
+			if out, err := execIn(t, ic.cp.Config(), ic.cs, "shop", pods.Items[0].Name, "web", "cat", "/data/token"); err == nil && out == pods.Items[0].Name+"\n" {
+				token = out
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the web pod did not write its token: %v", err)
+		}
+		time.Sleep(time.Second)
 	}
 	ic.apply(`
 apiVersion: arca.io/v1alpha1
@@ -64,7 +92,7 @@ kind: RestoreHook
 metadata: {name: smoke, namespace: arca-system}
 spec:
   labelSelector: app=web
-  post: [{command: [cat, /config/v], waitTimeout: 3m, timeout: 20s}]
+  post: [{command: [cat, /config/v, /data/token], waitTimeout: 3m, timeout: 20s}]
 `)
 	ic.apply(`
 apiVersion: arca.io/v1alpha1
@@ -121,18 +149,19 @@ spec:
 		if rj.Status.Phase != v1alpha1.JobCompleted || v == nil || v.Verdict != v1alpha1.VerdictVerified || len(v.Codes) != 0 {
 			t.Fatalf("clean verification: %s %s %+v %+v\n%s", rj.Status.Phase, rj.Status.Message, rj.Status.Errors, v, ic.extensionLog())
 		}
-		// 30 ConfigMaps, the Secret, the Service, the Deployment and the
-		// namespace (the default ServiceAccount and kube-root-ca.crt
-		// already exist in a new namespace: skipped, not compared; the
-		// ReplicaSet and Pod are the Deployment's: skipped as owned).
-		if v.ObjectsCompared != 34 || v.PacksRead != v.PacksChecked || v.PacksRead == 0 {
+		// 30 ConfigMaps, the Secret, the Service, the claim, the Deployment
+		// and the namespace (the default ServiceAccount and
+		// kube-root-ca.crt already exist in a new namespace: skipped, not
+		// compared; the ReplicaSet and Pod are the Deployment's: skipped as
+		// owned).
+		if v.ObjectsCompared != 35 || v.PacksRead != v.PacksChecked || v.PacksRead == 0 {
 			t.Fatalf("compared %d objects, read %d of %d packs", v.ObjectsCompared, v.PacksRead, v.PacksChecked)
 		}
 		sandbox := v1alpha1.VerificationNamespacePrefix
 		if len(v.SandboxNamespaces) != 1 || !strings.HasPrefix(v.SandboxNamespaces[0], sandbox) || !strings.HasSuffix(v.SandboxNamespaces[0], "-shop") {
 			t.Fatalf("sandbox namespaces %v", v.SandboxNamespaces)
 		}
-		if h := rj.Status.Hooks; len(h) != 1 || h[0].Stdout != want["cm-0"] || !strings.HasPrefix(h[0].Pod, v.SandboxNamespaces[0]+"/web-") {
+		if h := rj.Status.Hooks; len(h) != 1 || h[0].Stdout != want["cm-0"]+token || !strings.HasPrefix(h[0].Pod, v.SandboxNamespaces[0]+"/web-") {
 			t.Fatalf("smoke test in the restored pod: %+v", h)
 		}
 		if !strings.Contains(rj.Status.Message, "verified") {
