@@ -574,6 +574,22 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("role assigned in the browser:\n%s", out)
 	}
 
+	// Delete the point (the vault keeps it soft-deleted), see it among the
+	// soft-deleted ones, undelete it. The browser's confirmation dialog
+	// is answered yes by replacing window.confirm in the page.
+	b.open("/points/" + pointID)
+	b.eval(`(() => { window.confirm = () => true; return '' })()`)
+	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#delete-point`)))
+	b.waitJS("the point soft-deleted", `!!document.querySelector('#undelete-point')`, 30*time.Second)
+	b.open("/points?deleted=only")
+	b.waitJS("the point among the soft-deleted", `!!document.querySelector('tr[data-point="`+pointID+`"]')`, 10*time.Second)
+	b.open("/points/" + pointID)
+	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#undelete-point`)))
+	b.waitJS("the point back", `!!document.querySelector('#delete-point') && !!document.querySelector('#restore-point')`, 30*time.Second)
+	if out := arca("recovery-point", "show", pointID, "--vault", "v", "-o", "json"); !strings.Contains(out, `"Available"`) {
+		t.Fatalf("point after undelete:\n%s", out)
+	}
+
 	// The other pages render (charts, policies, access with the audit log)
 	// and a phone-width overview.
 	b.open("/charts")
