@@ -3,7 +3,7 @@ package v1alpha1
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // QueryKind is what a RecoveryPointQuery asks.
-// +kubebuilder:validation:Enum=Contents;Diff;Files
+// +kubebuilder:validation:Enum=Contents;Diff;Files;Volumes
 type QueryKind string
 
 const (
@@ -16,6 +16,9 @@ const (
 	// QueryFiles lists a directory of a vault-tier volume, or (with
 	// spec.read) returns a window of one file's content.
 	QueryFiles QueryKind = "Files"
+	// QueryVolumes lists a point's volumes: what its snapshot records and
+	// its vault-tier data say of each claim.
+	QueryVolumes QueryKind = "Volumes"
 )
 
 // Bounds of a query's answer: the status of a RecoveryPointQuery is one
@@ -58,7 +61,7 @@ const (
 // RecoveryPointQuerySpec is one question about a recovery point, answered
 // by the extension, which holds the repository's password.
 type RecoveryPointQuerySpec struct {
-	// Kind is Contents, Diff or Files.
+	// Kind is Contents, Diff, Files or Volumes.
 	Kind QueryKind `json:"kind"`
 	// RecoveryPoint is the point's full repository ID.
 	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
@@ -179,6 +182,54 @@ type QueryFile struct {
 	Link string `json:"link,omitempty"`
 }
 
+// QueryVolume is one volume (claim) of a recovery point: its snapshot
+// record, its vault-tier data, or both.
+type QueryVolume struct {
+	// Name is namespace/claim.
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Claim     string `json:"claim"`
+	// +optional
+	PV string `json:"pv,omitempty"`
+	// +optional
+	Driver string `json:"driver,omitempty"`
+	// +optional
+	StorageClass string `json:"storageClass,omitempty"`
+	// +optional
+	VolumeMode string `json:"volumeMode,omitempty"`
+	// Size is the snapshot's restore size in bytes (0 when unknown).
+	// +optional
+	Size int64 `json:"size,omitempty"`
+	// Snapshot is the driver's snapshot handle and Content the retained
+	// VolumeSnapshotContent, as recorded at backup time.
+	// +optional
+	SnapshotHandle string `json:"snapshotHandle,omitempty"`
+	// +optional
+	Content string `json:"content,omitempty"`
+	// +optional
+	SnapshotTime *metav1.Time `json:"snapshotTime,omitempty"`
+	// Data is the volume's vault-tier file tree, when the point holds one.
+	// +optional
+	Data *QueryVolumeData `json:"data,omitempty"`
+	// SkippedCode and SkippedMessage say why the claim's data is not in
+	// the point (no snapshot was taken).
+	// +optional
+	SkippedCode string `json:"skippedCode,omitempty"`
+	// +optional
+	SkippedMessage string `json:"skippedMessage,omitempty"`
+}
+
+// QueryVolumeData is what the mover measured of a vault-tier volume.
+type QueryVolumeData struct {
+	// +optional
+	Block    bool  `json:"block,omitempty"`
+	Files    int64 `json:"files"`
+	Bytes    int64 `json:"bytes"`
+	NewBytes int64 `json:"newBytes"`
+	// DurationMillis is how long the mover took.
+	DurationMillis int64 `json:"durationMillis"`
+}
+
 // RecoveryPointQueryResult is the answer: one of its parts, by the query.
 type RecoveryPointQueryResult struct {
 	// Namespaces of a point (contents without a namespace).
@@ -205,6 +256,9 @@ type RecoveryPointQueryResult struct {
 	Modified int `json:"modified,omitempty"`
 	// +optional
 	Unchanged int `json:"unchanged,omitempty"`
+	// Volumes of a point (kind Volumes).
+	// +optional
+	Volumes []QueryVolume `json:"volumes,omitempty"`
 	// Files of a directory listing.
 	// +optional
 	Files []QueryFile `json:"files,omitempty"`

@@ -58,6 +58,8 @@ var examples = map[string]string{
 	"recovery-point contents": `  arca recovery-point contents rp-5a602a12c959                     # namespaces
   arca recovery-point contents rp-5a602a12c959 --namespace shop --type deployments.apps
   arca recovery-point contents rp-5a602a12c959 --namespace shop --type configmaps --name settings`,
+	"recovery-point volumes": `  arca recovery-point volumes rp-5a602a12c959
+  arca recovery-point volumes rp-5a602a12c959 -o json`,
 	"recovery-point diff": `  arca recovery-point diff rp-5a602a12c959 --live --namespace shop
   arca recovery-point diff rp-5a602a12c959 --against rp-77e1c0d4a9b2 -o json`,
 	"recovery-point files ls": `  arca recovery-point files ls --repo azure://acct/backups --recovery-point 5a602a12 --volume shop/data /var/lib

@@ -15,7 +15,7 @@ import (
 	"github.com/arca-backup/arca/internal/vault/service"
 )
 
-// `arca recovery-point contents|diff`, and the vault mode of `arca
+// `arca recovery-point contents|volumes|diff`, and the vault mode of `arca
 // recovery-point files ls|cat`: what a recovery point holds, asked through
 // the vault's API. The vault asks the extension of the point's cluster,
 // which holds the repository's password (docs/vault.md, "What a recovery
@@ -107,6 +107,61 @@ func runContents(ctx context.Context, c *client.Client, vault, id string, req se
 	})
 	hiddenNote(stderr, all.Hidden)
 	return err
+}
+
+func newRecoveryPointVolumesCommand() *cobra.Command {
+	o := &PolicyScope{}
+	cmd := &cobra.Command{
+		Use:   "volumes ID",
+		Short: "List a recovery point's volumes: their snapshot records and vault-tier data",
+		Long: "List the volumes (claims) of a recovery point, through the vault: what each snapshot record says (PV, driver,\n" +
+			"storage class, size, snapshot handle), why a claim was skipped, and for vault-tier data its files and bytes.\n" +
+			"Browse a vault-tier volume's files with `arca recovery-point files ls --volume NAMESPACE/CLAIM`.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			return runVolumes(cmd.Context(), c, o.Vault, args[0], o.Output, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+func runVolumes(ctx context.Context, c *client.Client, vault, id, output string, stdout, stderr io.Writer) error {
+	res, err := c.RecoveryPointVolumes(ctx, vault, id)
+	if err != nil {
+		return err
+	}
+	err = printOutput(stdout, output, res, func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "VOLUME\tPV\tDRIVER\tSTORAGE CLASS\tSIZE\tSNAPSHOT\tVAULT TIER")
+		for _, v := range res.Volumes {
+			snap, tier := v.SnapshotHandle, "-"
+			if v.SkippedCode != "" {
+				snap = "skipped: " + v.SkippedCode
+			}
+			if d := v.Data; d != nil {
+				tier = fmt.Sprintf("%d files, %d bytes (%d new)", d.Files, d.Bytes, d.NewBytes)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", v.Name, dash(v.PV), dash(v.Driver), dash(v.StorageClass), v.Size, dash(snap), tier)
+		}
+	})
+	if len(res.Volumes) == 0 && output == "table" {
+		fmt.Fprintln(stderr, "note: the recovery point holds no volumes")
+	}
+	if res.Hidden > 0 {
+		fmt.Fprintf(stderr, "note: %d volumes are hidden: their namespaces are outside what the cluster owner's ClusterTrustPolicy lets this vault see\n", res.Hidden)
+	}
+	return err
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func newRecoveryPointDiffCommand() *cobra.Command {

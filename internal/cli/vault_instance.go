@@ -434,7 +434,7 @@ func newRecoveryPointCommand() *cobra.Command {
 		},
 	}
 	so.AddFlags(show.Flags())
-	cmd.AddCommand(list, show, newRecoveryPointContentsCommand(), newRecoveryPointDiffCommand(), newRecoveryPointFilesCommand(),
+	cmd.AddCommand(list, show, newRecoveryPointContentsCommand(), newRecoveryPointVolumesCommand(), newRecoveryPointDiffCommand(), newRecoveryPointFilesCommand(),
 		newRecoveryPointDeleteCommand(), newRecoveryPointUndeleteCommand(), newRecoveryPointVerifyCommand())
 	return cmd
 }

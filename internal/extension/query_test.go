@@ -25,6 +25,7 @@ import (
 	"github.com/arca-backup/arca/internal/sealed"
 	"github.com/arca-backup/arca/internal/storage"
 	"github.com/arca-backup/arca/internal/storage/local"
+	"github.com/arca-backup/arca/internal/volume"
 	"github.com/arca-backup/arca/internal/volumedata"
 )
 
@@ -304,6 +305,39 @@ func TestRecoveryPointQueries(t *testing.T) {
 		}
 	}
 
+	// Volumes of the vault-tier point: the owner sees its three claims
+	// (records, the skipped one, the vault-tier data's figures); the vault
+	// qv only those in q-shop, q-hidden's counted as hidden. A point
+	// without volumes answers none.
+	res = as.ask("", false, spec(v1alpha1.QueryVolumes, rpv)).ok(t)
+	var vnames []string
+	for _, v := range res.Volumes {
+		vnames = append(vnames, v.Name)
+	}
+	if !slices.Equal(vnames, []string{"q-hidden/logs", "q-shop/cache", "q-shop/data"}) || res.Hidden != 0 {
+		t.Errorf("owner's volumes: %v, hidden %d", vnames, res.Hidden)
+	}
+	res = as.ask("qv", true, spec(v1alpha1.QueryVolumes, rpv)).ok(t)
+	if len(res.Volumes) != 2 || res.Hidden != 1 {
+		t.Fatalf("vault's volumes: %+v, hidden %d; want q-shop's two, q-hidden/logs hidden", res.Volumes, res.Hidden)
+	}
+	cache, data := res.Volumes[0], res.Volumes[1]
+	if cache.Name != "q-shop/cache" || cache.SkippedCode != "NoSnapshotClass" || cache.Data != nil || cache.SnapshotHandle != "" {
+		t.Errorf("skipped claim: %+v", cache)
+	}
+	var total int64
+	for _, b := range files {
+		total += int64(len(b))
+	}
+	if data.Name != "q-shop/data" || data.PV != "pv-data" || data.Driver != "hostpath.csi.k8s.io" || data.StorageClass != "csi-hostpath" ||
+		data.Size != 1<<30 || data.SnapshotHandle != "snap-data" || data.Content != "arca-q-vol-data" || data.SnapshotTime == nil ||
+		data.Data == nil || data.Data.Files < int64(len(files)) || data.Data.Bytes != total || data.Data.NewBytes == 0 {
+		t.Errorf("q-shop/data: %+v data %+v (want %d files, %d bytes)", data, data.Data, len(files), total)
+	}
+	if res = as.ask("qv", true, spec(v1alpha1.QueryVolumes, rp1)).ok(t); len(res.Volumes) != 0 {
+		t.Errorf("volumes of a point without any: %+v", res.Volumes)
+	}
+
 	// Files of the vault-tier point (as the owner).
 	fs := spec(v1alpha1.QueryFiles, rpv)
 	fs.Limit = 5
@@ -439,8 +473,18 @@ func volumePoint(t *testing.T, dir string) (string, map[string][]byte) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
+	// Its volume records: the snapshot of q-shop/data, one of a claim in
+	// q-hidden (outside the vault's policy) and a claim it skipped.
+	recs, err := json.Marshal(volume.Records{Version: volume.RecordsVersion, BackupID: "q-vol", Snapshots: []volume.Record{
+		{Namespace: "q-shop", PVC: "data", PV: "pv-data", Driver: "hostpath.csi.k8s.io", SnapshotHandle: "snap-data", RestoreSize: 1 << 30,
+			StorageClass: "csi-hostpath", VolumeMode: "Filesystem", Content: "arca-q-vol-data", Snapshot: "arca-q-vol-data", Time: now},
+		{Namespace: "q-hidden", PVC: "logs", PV: "pv-logs", Driver: "hostpath.csi.k8s.io", SnapshotHandle: "snap-logs", Time: now}},
+		Skipped: []volume.Skipped{{Namespace: "q-shop", PVC: "cache", Code: "NoSnapshotClass", Message: "no VolumeSnapshotClass for its driver"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	id, err := w.Commit(ctx, &repo.RecoveryPoint{Name: "volume q-shop/data", Started: now, Finished: now,
-		Tags: map[string]string{v1alpha1.TagVolume: "q-shop/data"}, VolumeData: []repo.VolumeData{res.Volume}})
+		Tags: map[string]string{v1alpha1.TagVolume: "q-shop/data"}, Volumes: recs, VolumeData: []repo.VolumeData{res.Volume}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,3 +104,11 @@ func ExpireSnapshots(ctx context.Context, snaps SnapshotCleaner, rp *repo.Recove
 // WarnSnapshotKeptNoVaultData: ExpireSnapshots kept a snapshot because the
 // point has no vault-tier data of its volume.
 const WarnSnapshotKeptNoVaultData = "SnapshotKeptNoVaultData"
+
+// VolumeRecords reads a recovery point's volume records (what its
+// snapshots and skipped claims were at backup time), for callers that
+// show them (the extension's Volumes query) without importing the volume
+// layer.
+func VolumeRecords(rp *repo.RecoveryPoint) (*volume.Records, error) {
+	return volume.Decode(rp.Volumes)
+}

@@ -438,7 +438,8 @@ func (c *Client) SyncRecoveryPoints(ctx context.Context, vault, instance string,
 }
 
 // What a recovery point holds: the instance's cluster extension answers
-// (service.RecoveryPointContents, RecoveryPointDiff, RecoveryPointFiles).
+// (service.RecoveryPointContents, RecoveryPointDiff, RecoveryPointVolumes,
+// RecoveryPointFiles).
 
 func pointPath(vault, id string) string {
 	return "/api/v1/vaults/" + esc(vault) + "/recovery-points/" + esc(id)
@@ -471,6 +472,14 @@ func (c *Client) RecoveryPointDiff(ctx context.Context, vault, id string, req se
 	var out v1alpha1.RecoveryPointQueryResult
 	_, err := c.Do(ctx, "GET", pointPath(vault, id)+"/diff"+queryString("against", req.Against, "live", strconv.FormatBool(req.Live),
 		"namespace", req.Namespace, "type", req.Type, "name", req.Name, "limit", strconv.Itoa(req.Limit), "continue", req.Continue), nil, &out, "")
+	return &out, err
+}
+
+// RecoveryPointVolumes lists a point's volumes: snapshot records and
+// vault-tier data per claim.
+func (c *Client) RecoveryPointVolumes(ctx context.Context, vault, id string) (*v1alpha1.RecoveryPointQueryResult, error) {
+	var out v1alpha1.RecoveryPointQueryResult
+	_, err := c.Do(ctx, "GET", pointPath(vault, id)+"/volumes", nil, &out, "")
 	return &out, err
 }
 

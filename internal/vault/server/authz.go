@@ -74,6 +74,7 @@ func authorization() map[string]authz {
 		// (checked by the service, which knows the location).
 		"GET " + v + "/recovery-points/{id}/contents":      {rbac.RecoveryPointsRead, atVault},
 		"GET " + v + "/recovery-points/{id}/diff":          {rbac.RecoveryPointsRead, atVault},
+		"GET " + v + "/recovery-points/{id}/volumes":       {rbac.RecoveryPointsRead, atVault},
 		"GET " + v + "/recovery-points/{id}/files":         {rbac.RecoveryPointsRead, atVault},
 		"GET " + v + "/recovery-points/{id}/files/content": {rbac.RecoveryPointsRead, atVault},
 		"POST " + v + "/recovery-points/{id}/verify":       {rbac.RestoresStart, atVault}, // a restore into sandbox namespaces

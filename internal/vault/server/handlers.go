@@ -533,6 +533,11 @@ func (s *Server) recoveryPointDiff(w http.ResponseWriter, r *http.Request) {
 	replyResult(w, r, res, err)
 }
 
+func (s *Server) recoveryPointVolumes(w http.ResponseWriter, r *http.Request) {
+	res, err := s.Service.RecoveryPointVolumes(r.Context(), Principal(r.Context()), r.PathValue("vault"), r.PathValue("id"))
+	replyResult(w, r, res, err)
+}
+
 func (s *Server) recoveryPointFiles(read bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()

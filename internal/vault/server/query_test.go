@@ -52,7 +52,7 @@ func (q *recordingQuerier) count() int {
 	return len(q.asked)
 }
 
-// TestRecoveryPointQueryAPI: the contents, diff and files operations
+// TestRecoveryPointQueryAPI: the contents, diff, volumes and files operations
 // through the API and the Go client, on a real store: what the vault asks
 // the cluster (the point's repository ID, its storage location, the
 // instance's cluster), who may ask (Backup Reader browses; a Secret's
@@ -140,6 +140,22 @@ func TestRecoveryPointQueryAPI(t *testing.T) {
 		if _, err := reader.c.RecoveryPointDiff(ctx, "a", "rp-1", c.req); !errors.As(err, &ce) || ce.Code != c.code {
 			t.Errorf("diff %+v: %v, want %s", c.req, err, c.code)
 		}
+	}
+
+	// Volumes: a Backup Reader lists a point's volumes; a reader of
+	// another vault may not.
+	if _, err := reader.c.RecoveryPointVolumes(ctx, "a", "rp-1"); err != nil {
+		t.Fatal(err)
+	}
+	n++
+	if cluster, spec = q.last(t); cluster != "prod-1" || spec.Kind != v1alpha1.QueryVolumes || spec.RecoveryPoint != repoID || spec.StorageLocation != loc {
+		t.Errorf("volumes asked %s: %+v", cluster, spec)
+	}
+	if _, err := nobody.c.RecoveryPointVolumes(ctx, "a", "rp-1"); !errors.As(err, &ce) || ce.Status != 403 || ce.Action != rbac.RecoveryPointsRead {
+		t.Errorf("volumes as a reader of vault b: %v", err)
+	}
+	if _, err := reader.c.RecoveryPointVolumes(ctx, "a", "rp-none"); !errors.As(err, &ce) || ce.Code != "NotFound" {
+		t.Errorf("volumes of an unknown point: %v", err)
 	}
 
 	// Files: a Backup Reader lists, but may not read a file's content;

@@ -144,6 +144,7 @@ func (s *Server) routes() []route {
 		{"GET", v + "/recovery-points/{id}", false, s.getRecoveryPoint},
 		{"GET", v + "/recovery-points/{id}/contents", false, s.recoveryPointContents},
 		{"GET", v + "/recovery-points/{id}/diff", false, s.recoveryPointDiff},
+		{"GET", v + "/recovery-points/{id}/volumes", false, s.recoveryPointVolumes},
 		{"GET", v + "/recovery-points/{id}/files", false, s.recoveryPointFiles(false)},
 		{"GET", v + "/recovery-points/{id}/files/content", false, s.recoveryPointFiles(true)},
 		{"DELETE", v + "/recovery-points/{id}", false, s.deleteRecoveryPoint},

@@ -11,14 +11,14 @@ import (
 	"github.com/arca-backup/arca/internal/vault/store"
 )
 
-// ---- what a recovery point holds: contents, diff, files ----
+// ---- what a recovery point holds: contents, diff, volumes, files ----
 //
 // The vault does not hold the repository's password; the extension of the
 // instance's cluster does. So these operations ask it (a
 // RecoveryPointQuery, through trusted access: Querier) and return its
 // answer, one page at a time. Who may ask what:
 //
-//   - contents, diff and file listings: recoveryPoints/read at the vault
+//   - contents, diff, volumes and file listings: recoveryPoints/read at the vault
 //     (Backup Reader and up);
 //   - a Secret's data (revealed in contents and diff) and a file's content:
 //     also storageLocations/data/read at the point's storage location
@@ -190,6 +190,23 @@ func (s *Service) RecoveryPointDiff(ctx context.Context, caller, vault, id strin
 	}
 	spec.Kind, spec.Live, spec.Namespace, spec.Type, spec.Name, spec.Limit, spec.Continue, spec.RevealSecrets =
 		v1alpha1.QueryDiff, req.Live, req.Namespace, req.Type, req.Name, req.Limit, req.Continue, reveal
+	return q.QueryRecoveryPoint(ctx, in.Cluster, spec)
+}
+
+// RecoveryPointVolumes lists a point's volumes for caller: per claim what
+// its snapshot record says and, for a vault-tier point, what its data
+// holds (files, bytes). Claims in namespaces outside the cluster owner's
+// policy are hidden (result.hidden counts them).
+func (s *Service) RecoveryPointVolumes(ctx context.Context, caller, vault, id string) (*v1alpha1.RecoveryPointQueryResult, error) {
+	q, err := s.querier()
+	if err != nil {
+		return nil, err
+	}
+	_, in, spec, err := s.pointFor(ctx, vault, id)
+	if err != nil {
+		return nil, err
+	}
+	spec.Kind = v1alpha1.QueryVolumes
 	return q.QueryRecoveryPoint(ctx, in.Cluster, spec)
 }
 
