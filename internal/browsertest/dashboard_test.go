@@ -459,6 +459,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.waitJS("the type's objects", `!!document.querySelector('#objects-list button[data-name="order-3"]')`, 2*time.Minute)
 	b.run(10*time.Second, chromedp.Click(chromedp.CSS(`#objects-list button[data-name="order-3"]`)))
 	b.waitJS("the object's YAML", `!!document.querySelector('#object-yaml-text') && document.querySelector('#object-yaml-text').innerText.includes('tea-3')`, 2*time.Minute)
+	// Its volumes, asked of the extension: the shop namespace has no
+	// claims, so the section says the point holds none.
+	b.waitJS("the point's volumes", `!!document.querySelector('#volumes-table')`, 2*time.Minute)
+	if v := b.textOf(`#volumes`); !strings.Contains(v, "holds no volumes") {
+		t.Fatalf("volumes section:\n%s", v)
+	}
 	b.screenshot("recovery-point")
 	b.audit("recovery point")
 	// Compare with the live cluster after changing one object there.

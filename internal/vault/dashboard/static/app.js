@@ -569,6 +569,7 @@ async function pagePoint(view, _q, id) {
   view.append(sect);
   const served = await contentsBrowser(sect, p);
   if (served) {
+    view.append(volumesView(p));
     const all = await A.get(`${V()}/recovery-points?instance=${A.enc(p.instance)}`).catch(() => ({ items: [] }));
     view.append(diffView(p, all.items || []));
   }
@@ -667,6 +668,62 @@ function renderContents(sect, base, root) {
   }, 'namespaces-list'));
   sect.append(cols, yaml);
   if (root.hidden) sect.append(h('p', { class: 'muted' }, `${root.hidden} objects are not listed: the cluster owner’s trust policy keeps them from this vault.`));
+}
+
+// volumesView: the point's volumes (GET …/volumes: what the snapshot
+// records and the vault-tier data say, per claim) and, for a volume with
+// vault-tier data, a file browser (GET …/files, …/files/content).
+function volumesView(p) {
+  const sect = h('section', { id: 'volumes', 'aria-labelledby': 'volumes-h' }, h('h2', { id: 'volumes-h' }, 'Volumes'));
+  const files = h('div', { id: 'volume-files' });
+  sect.append(h('p', { role: 'status', id: 'volumes-loading' }, 'The extension is reading the volume records…'));
+  A.get(`${V()}/recovery-points/${A.enc(p.id)}/volumes`).then((r) => {
+    sect.querySelector('#volumes-loading').remove();
+    const vols = r.volumes || [];
+    sect.append(table('Volumes', ['Claim', 'PV', 'Driver', 'Storage class', { label: 'Size', num: true }, 'Snapshot', 'Vault-tier data'], vols.map((v) => ({
+      attrs: { dataset: { name: v.name } },
+      cells: [v.name, v.pv || '—', v.driver || '—', v.storageClass || '—', v.size ? bytes(v.size) : '—',
+        v.skippedCode ? h('span', { title: v.skippedMessage || '' }, 'skipped: ', codeLink(v.skippedCode)) : (v.snapshotHandle ? h('code', {}, v.snapshotHandle) : '—'),
+        v.data ? h('span', {}, `${v.data.files} files, ${bytes(v.data.bytes)} (${bytes(v.data.newBytes)} new) `,
+          h('button', { type: 'button', class: 'browse-volume', dataset: { name: v.name }, 'aria-label': `Browse the files of ${v.name}`,
+            onclick: () => fileBrowser(files, p, v.name, '/') }, 'Browse files')) : 'snapshot only'],
+    })), { id: 'volumes-table', empty: 'This recovery point holds no volumes.' }));
+    if (r.hidden) sect.append(h('p', { class: 'muted' }, `${r.hidden} volumes are not listed: the cluster owner’s trust policy keeps them from this vault.`));
+    sect.append(files);
+  }).catch((e) => { clear(sect).append(h('h2', { id: 'volumes-h' }, 'Volumes'), errorBox(e, 'Volumes')); });
+  return sect;
+}
+
+// fileBrowser lists directory dir of a vault-tier volume: a directory
+// opens on click, a file shows its first 64 KiB (reading content needs
+// storageLocations/data/read; the vault's refusal is shown as is).
+async function fileBrowser(box, p, volume, dir) {
+  const base = `${V()}/recovery-points/${A.enc(p.id)}/files`;
+  clear(box).append(h('p', { role: 'status' }, `Listing ${volume}:${dir}…`));
+  let r;
+  try { r = await A.get(`${base}?volume=${A.enc(volume)}&path=${A.enc(dir)}`); } catch (e) { clear(box).append(errorBox(e, 'Files')); return; }
+  const view = h('div', { id: 'file-content' });
+  const parent = dir === '/' ? null : dir.replace(/\/[^/]*$/, '') || '/';
+  const ul = h('ul', { 'aria-label': `Files of ${volume} in ${dir}`, id: 'files-list' });
+  if (parent) ul.append(h('li', {}, h('button', { type: 'button', dataset: { path: parent }, onclick: () => fileBrowser(box, p, volume, parent) }, '.. (up)')));
+  for (const f of r.files || []) {
+    const name = f.path.slice(f.path.lastIndexOf('/') + 1);
+    const open = f.type === 'dir' ? () => fileBrowser(box, p, volume, f.path) : f.type === 'file' || f.type === 'hardlink' ? async () => {
+      clear(view).append(h('p', { role: 'status' }, `Reading ${f.path}…`));
+      try {
+        const c = await A.get(`${base}/content?volume=${A.enc(volume)}&path=${A.enc(f.path)}&length=65536`);
+        const text = new TextDecoder().decode(Uint8Array.from(atob(c.data || ''), (ch) => ch.charCodeAt(0)));
+        clear(view).append(h('h4', {}, `${volume}:${f.path} (${bytes(c.size)})`),
+          h('pre', { tabindex: 0, id: 'file-content-text', 'aria-label': `Content of ${f.path}` }, text),
+          c.eof ? null : h('p', { class: 'muted' }, 'Only the first 64 KiB are shown; arca recovery-point files cat prints the whole file.'));
+      } catch (e) { clear(view).append(errorBox(e, 'Read')); }
+    } : null;
+    const label = `${name}${f.type === 'dir' ? '/' : ''}${f.type === 'symlink' ? ` → ${f.link}` : ''}`;
+    ul.append(h('li', {}, open ? h('button', { type: 'button', dataset: { path: f.path }, onclick: open }, label) : h('span', {}, label),
+      f.type === 'file' ? h('span', { class: 'muted' }, ` ${bytes(f.size)}`) : null));
+  }
+  clear(box).append(h('h3', {}, `Files of ${volume}: ${dir}`), ul,
+    r.continue ? h('p', { class: 'muted' }, 'More entries follow; list them with arca recovery-point files ls.') : null, view);
 }
 
 // diffView compares the point with the live cluster or another point
