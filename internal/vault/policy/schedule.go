@@ -91,16 +91,23 @@ func parsePeriod(p string) (time.Duration, error) {
 	return time.Duration(n) * time.Hour, nil
 }
 
-// Next returns the first Start + k·Period strictly after t.
+// Next returns the first Start + k·Period strictly after t. It counts in
+// whole seconds (periods are whole hours), not time.Duration, which
+// saturates past 292 years: a start in year 0000 is valid RFC 3339.
 func (iv *Interval) Next(t time.Time) time.Time {
+	period := int64(iv.Period / time.Second)
 	var k int64
 	if !t.Before(iv.Start) {
-		k = int64(t.Sub(iv.Start)/iv.Period) + 1
+		elapsed := t.Unix() - iv.Start.Unix() // whole seconds, rounded down below
+		if t.Nanosecond() < iv.Start.Nanosecond() {
+			elapsed--
+		}
+		k = elapsed/period + 1
 	}
 	if iv.Count > 0 && k >= int64(iv.Count) {
 		return time.Time{}
 	}
-	return iv.Start.Add(time.Duration(k) * iv.Period)
+	return time.Unix(iv.Start.Unix()+k*period, int64(iv.Start.Nanosecond())).In(iv.Start.Location())
 }
 
 func (iv *Interval) String() string { return iv.text }
