@@ -217,6 +217,16 @@ type BackupJobStatus struct {
 	CopiedRecoveryPointID string `json:"copiedRecoveryPointID,omitempty"`
 }
 
+// Keys of BackupJobStatus.Counts besides the per-resource-type counts:
+// what the backup added to the repository after deduplication and
+// compression (CountStoredBytes) and the bytes it backed up, objects plus
+// vault-tier volume data (CountLogicalBytes). The vault records them on
+// the recovery point to report storage used and the dedup ratio.
+const (
+	CountStoredBytes  = "storedBytes"
+	CountLogicalBytes = "logicalBytes"
+)
+
 // BackupJob backs up the cluster's resources into a storage location.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status

@@ -116,6 +116,14 @@ func newVaultUsageCommand() *cobra.Command {
 			return printOutput(cmd.OutOrStdout(), o.Output, u, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "RECOVERY POINTS\tBYTES\tSOFT-DELETED POINTS\tSOFT-DELETED BYTES")
 				fmt.Fprintf(tw, "%d\t%d\t%d\t%d\n", u.RecoveryPoints, u.Bytes, u.SoftDeletedRecoveryPoints, u.SoftDeletedBytes)
+				if len(u.Instances) == 0 {
+					return
+				}
+				fmt.Fprintln(tw)
+				fmt.Fprintln(tw, "INSTANCE\tRECOVERY POINTS\tBYTES\tSTORED BYTES\tDEDUP RATIO")
+				for _, iu := range u.Instances {
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", iu.Instance, iu.RecoveryPoints, iu.Bytes, iu.StoredBytes, dedupRatio(iu.DedupRatio))
+				}
 			})
 		},
 	}
@@ -409,4 +417,13 @@ func printSubscriptions(w io.Writer, format string, v any, subs []*store.Subscri
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", s.ID, s.URL, strings.Join(s.Events, ","))
 		}
 	})
+}
+
+// dedupRatio formats an instance's dedup ratio ("unknown" when no point
+// has a known stored size).
+func dedupRatio(r *float64) string {
+	if r == nil {
+		return "unknown"
+	}
+	return fmt.Sprintf("%.2fx", *r)
 }

@@ -218,7 +218,22 @@ func newInstanceShowCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in})
+			if err := printInstances(cmd.OutOrStdout(), o.Output, in, []*store.Instance{in}); err != nil || o.Output != "table" {
+				return err
+			}
+			// Storage used and the dedup ratio, from the vault's usage
+			// (left out when the caller may not read it).
+			u, err := c.VaultUsage(cmd.Context(), o.Vault)
+			if err != nil {
+				return nil
+			}
+			for _, iu := range u.Instances {
+				if iu.Instance == in.Name {
+					fmt.Fprintf(cmd.OutOrStdout(), "\nstorage used: %d bytes in %d recovery points (%d bytes of data), dedup ratio %s\n",
+						iu.StoredBytes, iu.RecoveryPoints, iu.Bytes, dedupRatio(iu.DedupRatio))
+				}
+			}
+			return nil
 		},
 	}
 	o.AddFlags(cmd.Flags())

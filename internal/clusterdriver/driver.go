@@ -279,6 +279,7 @@ func (d *Driver) JobStatus(ctx context.Context, r string) (*jobs.Status, error) 
 			if st.Progress != nil {
 				info.Items, info.Bytes = st.Progress.ItemsDone, st.Progress.BytesDone
 			}
+			info.StoredBytes = j.Status.Counts[v1alpha1.CountStoredBytes]
 			out.RecoveryPoint = info
 		}
 		out.Progress = progress(st.Progress, j.Status.Counts)

@@ -255,6 +255,16 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 		p.etaSeconds.Store(0)
 		res.message += fmt.Sprintf(", %d volumes moved to the vault tier (%d files, %d bytes, %d new)", len(rp.VolumeData), files, bytes, newBytes)
 	}
+	// What the backup added to the repository: the objects' packs, index
+	// and manifest as the writer stored them, plus the volume data the
+	// movers added. A mover reports only its new plaintext bytes (before
+	// compression), so for vault-tier points the figure is an upper bound.
+	var volBytes, volNew int64
+	for _, vd := range rp.VolumeData {
+		volBytes, volNew = volBytes+vd.Bytes, volNew+vd.NewBytes
+	}
+	counts[v1alpha1.CountStoredBytes] = bres.Stats.StoredBytes + volNew
+	counts[v1alpha1.CountLogicalBytes] = rp.Summary.Bytes + volBytes
 	copied := ""
 	if j.Spec.CopyTo != "" {
 		cid, cmsg, err := x.copyPoint(ctx, j, sa, bres.ID)

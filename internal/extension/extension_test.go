@@ -123,6 +123,11 @@ spec:
 	if p := j.Status.Progress; p.ItemsTotal != p.ItemsDone || p.BytesDone == 0 {
 		t.Errorf("final progress %+v", p)
 	}
+	// What the backup added to the repository: >600 objects compress and
+	// the packs carry overhead, so it is neither 0 nor the logical bytes.
+	if stored, logical := j.Status.Counts[v1alpha1.CountStoredBytes], j.Status.Counts[v1alpha1.CountLogicalBytes]; stored <= 0 || logical != j.Status.Progress.BytesDone || stored == logical {
+		t.Errorf("counts storedBytes %d, logicalBytes %d (progress %d bytes)", stored, logical, j.Status.Progress.BytesDone)
+	}
 	if preSawPoints != 0 {
 		t.Errorf("pre hook ran after a recovery point existed")
 	}

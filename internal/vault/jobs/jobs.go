@@ -79,6 +79,9 @@ type RecoveryPointInfo struct {
 	Time   time.Time
 	Items  int64
 	Bytes  int64
+	// StoredBytes is what the backup added to the repository after dedup
+	// and compression (0: unknown).
+	StoredBytes int64
 	// CopyRepoID is the ID of the point's copy in the request's CopyTo.
 	CopyRepoID string
 }
@@ -661,7 +664,7 @@ func (r *Runner) recordRecoveryPoint(ctx context.Context, j *store.Job, info *Re
 		taken = r.Clock.Now()
 	}
 	rp := &store.RecoveryPoint{Vault: j.Vault, ID: RecoveryPointID(j.ID), Instance: j.Instance, JobID: j.ID, Time: taken,
-		RepoID: info.RepoID, Items: info.Items, Bytes: info.Bytes}
+		RepoID: info.RepoID, Items: info.Items, Bytes: info.Bytes, StoredBytes: info.StoredBytes}
 	var bp BackupParams
 	_ = json.Unmarshal(j.Params, &bp)
 	if j.Type == store.JobOnDemandBackup {

@@ -121,7 +121,7 @@ func TestBackupLifecycle(t *testing.T) {
 	taken := e.clk.Now()
 	e.drv.finish(got.ExternalRef, &jobs.Status{State: store.JobCompletedWithWarnings,
 		Warnings:      []store.Issue{{Code: "VolumeSkipped", Message: "in-tree"}},
-		RecoveryPoint: &jobs.RecoveryPointInfo{RepoID: "abc", Time: taken, Items: 42, Bytes: 1000}})
+		RecoveryPoint: &jobs.RecoveryPointInfo{RepoID: "abc", Time: taken, Items: 42, Bytes: 1000, StoredBytes: 300}})
 	e.clk.Advance(time.Minute)
 	must(t, e.r.Tick(ctx))
 	got = e.job(t, j.ID)
@@ -130,7 +130,7 @@ func TestBackupLifecycle(t *testing.T) {
 	}
 	rp, err := e.st.GetRecoveryPoint(ctx, "v", jobs.RecoveryPointID(j.ID))
 	must(t, err)
-	if rp.Tag != "daily" || rp.Items != 42 || rp.ExpiresAt == nil || !rp.ExpiresAt.Equal(taken.AddDate(0, 0, 30)) {
+	if rp.Tag != "daily" || rp.Items != 42 || rp.Bytes != 1000 || rp.StoredBytes != 300 || rp.ExpiresAt == nil || !rp.ExpiresAt.Equal(taken.AddDate(0, 0, 30)) {
 		t.Fatalf("recovery point: %+v", rp)
 	}
 	// Another tick changes nothing.

@@ -295,23 +295,65 @@ type Usage struct {
 	Bytes                     int64 `json:"bytes"` // every point, soft-deleted included
 	SoftDeletedRecoveryPoints int   `json:"softDeletedRecoveryPoints"`
 	SoftDeletedBytes          int64 `json:"softDeletedBytes"`
+	// StoredBytes is the storage used: the sum of what each point's
+	// backup added to the repository after dedup and compression (points
+	// of unknown stored size count 0). Prune frees packs without
+	// subtracting them per point, so it is an approximation.
+	StoredBytes int64 `json:"storedBytes"`
+	// Instances are the same figures per instance, by name.
+	Instances []InstanceUsage `json:"instances"`
 }
 
-// VaultUsage sums a vault's storage figures.
+// InstanceUsage is one instance's storage figures.
+type InstanceUsage struct {
+	Instance       string `json:"instance"`
+	RecoveryPoints int    `json:"recoveryPoints"`
+	Bytes          int64  `json:"bytes"`
+	StoredBytes    int64  `json:"storedBytes"`
+	// DedupRatio is the logical bytes divided by the stored bytes of the
+	// points that have both; nil (unknown) when none has.
+	DedupRatio *float64 `json:"dedupRatio"`
+	// logical and stored of the points with a known stored size.
+	knownLogical, knownStored int64
+}
+
+// VaultUsage sums a vault's storage figures, in total and per instance.
 func (s *Service) VaultUsage(ctx context.Context, vault string) (*Usage, error) {
 	rps, err := s.ListRecoveryPointsWith(ctx, vault, "", "include")
 	if err != nil {
 		return nil, err
 	}
-	u := &Usage{}
+	u := &Usage{Instances: []InstanceUsage{}}
+	byName := map[string]*InstanceUsage{}
 	for _, rp := range rps {
 		u.RecoveryPoints++
 		u.Bytes += rp.Bytes
+		u.StoredBytes += rp.StoredBytes
 		if rp.State == store.RPSoftDeleted {
 			u.SoftDeletedRecoveryPoints++
 			u.SoftDeletedBytes += rp.Bytes
 		}
+		iu := byName[rp.Instance]
+		if iu == nil {
+			iu = &InstanceUsage{Instance: rp.Instance}
+			byName[rp.Instance] = iu
+		}
+		iu.RecoveryPoints++
+		iu.Bytes += rp.Bytes
+		iu.StoredBytes += rp.StoredBytes
+		if rp.StoredBytes > 0 && rp.Bytes > 0 {
+			iu.knownLogical += rp.Bytes
+			iu.knownStored += rp.StoredBytes
+		}
 	}
+	for _, iu := range byName {
+		if iu.knownStored > 0 {
+			r := float64(iu.knownLogical) / float64(iu.knownStored)
+			iu.DedupRatio = &r
+		}
+		u.Instances = append(u.Instances, *iu)
+	}
+	sort.Slice(u.Instances, func(i, j int) bool { return u.Instances[i].Instance < u.Instances[j].Instance })
 	return u, nil
 }
 

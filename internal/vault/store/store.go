@@ -164,6 +164,10 @@ type RecoveryPoint struct {
 	State     string     `json:"state"`
 	Items     int64      `json:"items"`
 	Bytes     int64      `json:"bytes"`
+	// StoredBytes is what the backup added to the repository after
+	// deduplication and compression (0: unknown, e.g. points recorded
+	// before it was measured or found by catalog sync).
+	StoredBytes int64 `json:"storedBytes,omitempty"`
 	// Verification is the outcome of the point's latest finished
 	// verification; it is not stored with the point but read from the
 	// vault's Verification jobs (the service fills it in).

@@ -301,11 +301,13 @@ async function pageOverview(view) {
   const warned = recent.filter((j) => j.state === 'CompletedWithWarnings');
   const running = d.jobs.filter((j) => !TERMINAL.includes(j.state));
   const used = d.points.reduce((a, p) => a + (p.bytes || 0), 0);
+  const iuse = Object.fromEntries(((usage && usage.instances) || []).map((u) => [u.instance, u]));
   view.append(h('div', { class: 'cards' },
     card('Instances', d.instances.length, `${d.instances.filter((i) => i.protectionState === 'ProtectionConfigured').length} protected`),
     card('Failed jobs, 24 h', failed.length, `${warned.length} with warnings`, failed.length ? 'bad' : ''),
     card('Running jobs', running.length, link('#/jobs', 'see jobs')),
     card('Recovery points', d.points.length, `${bytes(used)} of data in them`),
+    usage ? card('Storage used', bytes(usage.storedBytes), 'added to the repositories after dedup and compression') : null,
     usage && usage.softDeletedRecoveryPoints ? card('Soft-deleted points', usage.softDeletedRecoveryPoints,
       h('span', {}, `${bytes(usage.softDeletedBytes)}, kept until purged; `, link('#/points?deleted=only', 'see them')), 'warn') : null));
   const clusters = [...new Set(d.instances.map((i) => i.cluster))].sort();
@@ -322,15 +324,17 @@ async function pageOverview(view) {
           pr.last ? h('span', {}, time(pr.last.time), h('br'), h('span', { class: 'muted' }, ago(pr.last.time, now),
             pr.period ? ` (policy: every ${duration(pr.period / 1000)})` : '')) : 'none',
           f || w ? link(`#/jobs?instance=${A.enc(i.name)}`, `${f} failed, ${w} warned`) : '0',
-          `${ipts.length}`, bytes(ipts.reduce((a, p) => a + (p.bytes || 0), 0))],
+          `${ipts.length}`, bytes(ipts.reduce((a, p) => a + (p.bytes || 0), 0)),
+          iuse[i.name] ? bytes(iuse[i.name].storedBytes) : 'unknown',
+          iuse[i.name] && iuse[i.name].dedupRatio ? `${iuse[i.name].dedupRatio.toFixed(2)}x` : 'unknown'],
       };
     });
     view.append(table(`Instances on cluster ${c}`, ['Instance', 'Protection', 'Backups', 'Last good backup', 'Failed or warned jobs, 24 h',
-      { label: 'Points', num: true }, { label: 'Data in points', num: true }], rows));
+      { label: 'Points', num: true }, { label: 'Data in points', num: true }, { label: 'Storage used', num: true }, { label: 'Dedup ratio', num: true }], rows));
   }
   if (!clusters.length) view.append(h('p', {}, 'No backup instances yet: ', h('code', {}, 'arca instance create'), ' protects a cluster.'));
-  view.append(h('p', { class: 'muted' }, 'Data in points is the logical size the backups recorded. The repository’s stored size and dedup ratio are known to the extension, not the vault: ',
-    h('code', {}, 'arca repo stats'), ' shows them.'));
+  view.append(h('p', { class: 'muted' }, 'Data in points is the logical size the backups recorded; storage used is what each backup added to the repository after dedup and compression, soft-deleted points included (space freed by prune is not subtracted, so it is an approximation); the dedup ratio divides the one by the other over the points that know both (unknown for points from before it was measured). ',
+    h('code', {}, 'arca repo stats'), ' shows a repository’s exact stored size.'));
   if (running.length) refreshIn(5000);
 }
 

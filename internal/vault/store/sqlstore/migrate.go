@@ -227,6 +227,10 @@ var migrations = [][]string{
 		// (daily, weekly, monthly; '' none).
 		`ALTER TABLE policies ADD COLUMN verify TEXT NOT NULL DEFAULT ''`,
 	},
+	{ // 9: storage used per instance (issue 16): the bytes each backup
+		// added to the repository after dedup and compression (0 unknown).
+		`ALTER TABLE recovery_points ADD COLUMN stored_bytes BIGINT NOT NULL DEFAULT 0`,
+	},
 }
 
 // SchemaVersion is the version a fully migrated database has.

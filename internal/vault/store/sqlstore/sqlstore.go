@@ -470,7 +470,7 @@ func (s *Store) DeleteInstance(ctx context.Context, vault, name string, version 
 // ---- recovery points ----
 
 const rpCols = `vault, id, instance, job_id, taken_at, repo_id, tag, datastore, expires_at, state, items, bytes, version, created_at, updated_at, deleted_at, purge_at,
-	op_rule, op_expires_at, op_state, vault_rule, vault_expires_at, vault_state, copies`
+	op_rule, op_expires_at, op_state, vault_rule, vault_expires_at, vault_state, copies, stored_bytes`
 
 func scanRP(sc interface{ Scan(...any) error }) (*store.RecoveryPoint, error) {
 	var rp store.RecoveryPoint
@@ -480,7 +480,7 @@ func scanRP(sc interface{ Scan(...any) error }) (*store.RecoveryPoint, error) {
 	var copies string
 	if err := sc.Scan(&rp.Vault, &rp.ID, &rp.Instance, &rp.JobID, &taken, &rp.RepoID, &rp.Tag, &rp.Datastore, &exp,
 		&rp.State, &rp.Items, &rp.Bytes, &rp.Version, &c, &u, &del, &purge,
-		&op.Rule, &opExp, &op.State, &vt.Rule, &vExp, &vt.State, &copies); err != nil {
+		&op.Rule, &opExp, &op.State, &vt.Rule, &vExp, &vt.State, &copies, &rp.StoredBytes); err != nil {
 		return nil, err
 	}
 	rp.DeletedAt, rp.PurgeAt = fromNull(del), fromNull(purge)
@@ -530,9 +530,9 @@ func (s *Store) CreateRecoveryPoint(ctx context.Context, rp *store.RecoveryPoint
 	opRule, opExp, opState := tierCols(rp.Tiers.Operational)
 	vRule, vExp, vState := tierCols(rp.Tiers.Vault)
 	_, err := s.exec(ctx, s.db, `INSERT INTO recovery_points (`+rpCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13, NULL, NULL,
-		$14, $15, $16, $17, $18, $19, $20)`,
+		$14, $15, $16, $17, $18, $19, $20, $21)`,
 		rp.Vault, rp.ID, rp.Instance, rp.JobID, micros(rp.Time), rp.RepoID, rp.Tag, rp.Datastore, nullMicros(rp.ExpiresAt),
-		rp.State, rp.Items, rp.Bytes, micros(now), opRule, opExp, opState, vRule, vExp, vState, copiesCol(rp.Copies))
+		rp.State, rp.Items, rp.Bytes, micros(now), opRule, opExp, opState, vRule, vExp, vState, copiesCol(rp.Copies), rp.StoredBytes)
 	if err != nil {
 		return exists(err, "recovery point", rp.ID)
 	}

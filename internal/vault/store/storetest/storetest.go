@@ -249,20 +249,20 @@ func testRecoveryPoints(t *testing.T, s store.Store, _ func(*testing.T) store.St
 	tiered := &store.RecoveryPoint{Vault: "v", ID: "tiered", Instance: "i2", Time: base, Tag: "daily", Datastore: "vault", ExpiresAt: &vExp,
 		Tiers: store.Tiers{Operational: &store.Tier{Rule: "default", ExpiresAt: &opExp, State: store.TierAvailable},
 			Vault: &store.Tier{Rule: "daily", ExpiresAt: &vExp, State: store.TierAvailable}},
-		Copies: []store.Copy{{StorageLocation: "s3://b/second", RepoID: "c0ffee"}}}
+		Copies: []store.Copy{{StorageLocation: "s3://b/second", RepoID: "c0ffee"}}, Bytes: 5000, StoredBytes: 1234}
 	must(t, s.CreateRecoveryPoint(ctx, tiered))
 	got, err := s.GetRecoveryPoint(ctx, "v", "tiered")
 	must(t, err)
 	if got.Tiers.Operational == nil || !got.Tiers.Operational.ExpiresAt.Equal(opExp) || got.Tiers.Operational.Rule != "default" ||
 		got.Tiers.Vault == nil || !got.Tiers.Vault.ExpiresAt.Equal(vExp) || got.Tiers.Vault.State != store.TierAvailable ||
-		len(got.Copies) != 1 || got.Copies[0] != tiered.Copies[0] {
-		t.Fatalf("tiers read back: %+v %+v %+v", got.Tiers.Operational, got.Tiers.Vault, got.Copies)
+		len(got.Copies) != 1 || got.Copies[0] != tiered.Copies[0] || got.StoredBytes != 1234 || got.Bytes != 5000 {
+		t.Fatalf("tiers read back: %+v %+v %+v, stored bytes %d", got.Tiers.Operational, got.Tiers.Vault, got.Copies, got.StoredBytes)
 	}
 	got.Tiers.Operational.State = store.TierDeleted
 	must(t, s.UpdateRecoveryPoint(ctx, got))
 	got, err = s.GetRecoveryPoint(ctx, "v", "tiered")
 	must(t, err)
-	if got.Tiers.Operational.State != store.TierDeleted || got.Tiers.Vault.State != store.TierAvailable {
+	if got.Tiers.Operational.State != store.TierDeleted || got.Tiers.Vault.State != store.TierAvailable || got.StoredBytes != 1234 {
 		t.Fatalf("tier update lost: %+v %+v", got.Tiers.Operational, got.Tiers.Vault)
 	}
 	if plain, _ := s.GetRecoveryPoint(ctx, "v", ids[1]); plain.Tiers.Operational != nil || plain.Tiers.Vault != nil || plain.Copies != nil {
