@@ -43,7 +43,8 @@ import (
 // arca-vault-jobs, sealed to the vault's key), and the extension reads the
 // repository on the node. It browses contents, prints one object's YAML
 // (a Secret redacted for a Backup Reader, revealed for the Owner), diffs
-// against the live cluster, and lists and prints the files of a vault-tier
+// against the live cluster, lists the volumes (with the data mover's
+// figures) and lists and prints the files of a vault-tier
 // point made in the test as the data mover makes one. Refused: a namespace
 // outside the owner's ClusterTrustPolicy (and it is hidden from contents),
 // a storage location the policy does not allow, a file's content for a
@@ -195,7 +196,11 @@ spec: {storageLocation: default, includedNamespaces: [shop, hidden]}
 		t.Errorf("diff against the live cluster:\n%s", out)
 	}
 
-	// Files of the vault-tier point.
+	// Volumes and files of the vault-tier point.
+	out = ok(rita, "recovery-point", "volumes", "rp-vol")
+	if !strings.Contains(out, "shop/data") || !strings.Contains(out, "VAULT TIER") || !strings.Contains(out, fmt.Sprintf("%d bytes", totalBytes(files))) {
+		t.Errorf("volumes of the vault-tier point:\n%s", out)
+	}
 	out = ok(rita, "recovery-point", "files", "ls", "--recovery-point", "rp-vol", "--volume", "shop/data", "/")
 	if !strings.Contains(out, "/docs") || !strings.Contains(out, "/big") {
 		t.Errorf("files ls /:\n%s", out)
@@ -374,4 +379,12 @@ func writeVolumePoint(t *testing.T, dir, password string) (string, map[string][]
 		t.Fatal(err)
 	}
 	return id.String(), files
+}
+
+func totalBytes(files map[string][]byte) int64 {
+	var n int64
+	for _, b := range files {
+		n += int64(len(b))
+	}
+	return n
 }
