@@ -23,6 +23,13 @@ import (
 // vaultCLI runs `arca <args>` against a vault on a real HTTPS listener.
 func startTestVault(t *testing.T) (run func(args ...string) (string, error)) {
 	t.Helper()
+	run, _ = startTestVaultStore(t)
+	return run
+}
+
+// startTestVaultStore is startTestVault that also returns the vault's store.
+func startTestVaultStore(t *testing.T) (run func(args ...string) (string, error), st store.Store) {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "vault.db"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +63,7 @@ func startTestVault(t *testing.T) (run func(args ...string) (string, error)) {
 		root.SetArgs(full)
 		err := root.ExecuteContext(context.Background())
 		return out.String(), err
-	}
+	}, st
 }
 
 func TestVaultAndPolicyCommands(t *testing.T) {
