@@ -621,6 +621,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	b.audit("overview at phone width")
 	b.run(10*time.Second, chromedp.EmulateViewport(1280, 800))
 	b.open("/")
+	// The instance's storage used and dedup ratio, from the stored bytes
+	// the extension reported for its backups.
+	b.waitJS("storage used and dedup ratio on the overview", `(() => { const r = document.querySelector('tr[data-instance="shop"]'); return !!r && /\d\.\d\dx/.test(r.innerText) && !!document.evaluate("//div[text()='Storage used']", document).iterateNext(); })()`, 10*time.Second)
 	b.screenshot("overview")
 	b.audit("overview")
 	b.signOut()
