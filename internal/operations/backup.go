@@ -132,7 +132,7 @@ func Backup(ctx context.Context, cfg *rest.Config, open OpenRepository, opts Bac
 	defer func() {
 		// The movers' holder points: the recovery point names their trees
 		// now, or there is none and their data goes with the next prune.
-		if ferr := forgetHolders(ctx, r, step.holders); ferr != nil {
+		if ferr := forgetHolders(ctx, r, step.backupID, step.holders); ferr != nil {
 			if out != nil {
 				out.Warnings = append(out.Warnings, repo.Warning{Code: v1alpha1.CodeVolumeHolderNotForgotten, Message: ferr.Error()})
 			} else {
@@ -199,6 +199,8 @@ type snapshotStep struct {
 	// moved is the volume data the mover stored; holders its holder points.
 	moved   []repo.VolumeData
 	holders []repo.ID
+	// backupID tags this backup's holder points (volume.Records.BackupID).
+	backupID string
 }
 
 var (
@@ -229,6 +231,7 @@ func (s *snapshotStep) move(ctx context.Context, records json.RawMessage) ([]rep
 	if err != nil {
 		return nil, err
 	}
+	s.backupID = recs.BackupID
 	res, err := s.mover.MoveVolumes(ctx, recs)
 	if res != nil {
 		s.holders = append(s.holders, res.Holders...)
@@ -247,13 +250,36 @@ func (s *snapshotStep) DiscardSnapshots(ctx context.Context, records json.RawMes
 	return s.snaps.DiscardSnapshots(ctx, records)
 }
 
-// forgetHolders forgets the movers' holder points, also when ctx is cancelled.
-func forgetHolders(ctx context.Context, r *repo.Repository, ids []repo.ID) error {
-	if len(ids) == 0 {
+// forgetHolders forgets the movers' holder points, also when ctx is
+// cancelled: those whose results the mover returned, and every other point
+// tagged as a holder of this backup. A mover pod deleted or failed after it
+// committed, before its result was read, leaves a holder the results do
+// not name; the repository's listing does.
+func forgetHolders(ctx context.Context, r *repo.Repository, backupID string, ids []repo.ID) error {
+	if backupID == "" && len(ids) == 0 {
 		return nil
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
+	if backupID != "" {
+		known := map[repo.ID]bool{}
+		for _, id := range ids {
+			known[id] = true
+		}
+		rps, err := r.ListRecoveryPoints(fctx)
+		if err != nil {
+			return fmt.Errorf("list the data mover's holder recovery points (tag %s=%s): %w", v1alpha1.TagVolumeHolder, backupID, err)
+		}
+		for _, rp := range rps {
+			if rp.Tags[v1alpha1.TagVolumeHolder] == backupID && !known[rp.ID] {
+				ids = append(ids, rp.ID)
+				known[rp.ID] = true
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
 	if err := r.Forget(fctx, ids); err != nil {
 		return fmt.Errorf("forget the data mover's holder recovery points (tag %s; `arca local forget --repo URL ID` removes them): %w", v1alpha1.TagVolumeHolder, err)
 	}

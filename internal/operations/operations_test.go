@@ -161,6 +161,9 @@ type mover struct {
 	err     error
 	seen    *volume.Records
 	holders []repo.ID
+	// unreported: with err, the holder is committed but not returned (a
+	// mover pod deleted after its commit, before its result was read).
+	unreported bool
 }
 
 const moverCode = "MovedForTest"
@@ -190,6 +193,9 @@ func (m *mover) MoveVolumes(ctx context.Context, recs *volume.Records) (*operati
 	}
 	res.Holders = []repo.ID{hid}
 	m.holders = res.Holders
+	if m.err != nil && m.unreported {
+		return nil, m.err
+	}
 	if m.err != nil {
 		return &operations.MoveResult{Holders: res.Holders}, m.err
 	}
@@ -413,6 +419,18 @@ func testBackupFailures(t *testing.T) {
 		// The snapshot the mover was given is deleted with the backup.
 		if mv.seen == nil || len(mv.seen.Snapshots) != 1 || !contentGone(t, ctx, mv.seen.Snapshots[0].Content) {
 			t.Errorf("the snapshot of the failed backup is left: %+v", mv.seen)
+		}
+	})
+
+	t.Run("mover fails after an unreported commit", func(t *testing.T) {
+		st := newStore(t, ctx)
+		mv := &mover{ev: &events{}, st: st, err: errors.New("mover pod deleted before it finished"), unreported: true}
+		if _, err := operations.Backup(ctx, cp.Config(), st.open, opts(operations.BackupOptions{Mover: mv})); err == nil {
+			t.Fatal("backup with a failed mover succeeded")
+		}
+		// The holder its result never named is found by its tag and forgotten.
+		if rps := st.recoveryPoints(t, ctx); len(rps) != 0 || len(mv.holders) != 1 {
+			t.Errorf("%d recovery points left (holders %v)", len(rps), mv.holders)
 		}
 	})
 }
