@@ -75,7 +75,7 @@ var rules = map[string]rule{
 		Tests: []string{"internal/backup", "internal/diff", "internal/kube/kubetest", "internal/storage/mem", "internal/testenv"}},
 	"internal/diff": {Imports: []string{"internal/backup", "internal/kube", "internal/repo"}},
 	// A verification's sandbox, comparison and cleanup, run by the extension.
-	"internal/verify": {Imports: []string{"api/v1alpha1", "internal/kube", "internal/repo", "internal/restore"}},
+	"internal/verify": {Imports: []string{"api/v1alpha1", "internal/diff", "internal/kube", "internal/repo", "internal/restore"}},
 
 	// The dashboard's browser test: vault, cluster and CLI together.
 	"internal/browsertest": {Tests: []string{"internal/cli", "internal/clusterdriver", "internal/testenv", "internal/vault/server", "internal/vault/store/sqlite"}},

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"sort"
 	"strings"
 
@@ -21,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/diff"
 	"github.com/arca-backup/arca/internal/kube"
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/restore"
@@ -177,7 +177,11 @@ func Compare(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *repo.R
 			}
 			normalize(t.Group, t.Resource, want, o.Criteria, rpLabel, o.RestoreName)
 			normalize(t.Group, t.Resource, got, o.Criteria, rpLabel, o.RestoreName)
-			if paths := diffPaths("", want, got, nil); len(paths) > 0 {
+			paths, err := diffPaths(want, got)
+			if err != nil {
+				return fmt.Errorf("compare %s: %w", it.Ref(), err)
+			}
+			if len(paths) > 0 {
 				cmp.Differences = append(cmp.Differences, Difference{ref, describe(paths)})
 			}
 			return nil
@@ -274,55 +278,43 @@ func normalize(group, resource string, obj map[string]any, crit *v1alpha1.Restor
 	}
 }
 
-// diffPaths appends the paths where a and b differ (at most 5).
-func diffPaths(path string, a, b any, out []string) []string {
-	if len(out) >= 5 {
-		return out
+// maxPaths is how many differing fields a difference names.
+const maxPaths = 5
+
+// diffPaths names the fields where the point's copy (a) and the sandbox's
+// (b) differ, at most maxPaths, compared field by field as internal/diff
+// compares a point with the live cluster.
+func diffPaths(a, b map[string]any) ([]string, error) {
+	ab, err := json.Marshal(a)
+	if err != nil {
+		return nil, err
 	}
-	am, aok := a.(map[string]any)
-	bm, bok := b.(map[string]any)
-	if aok && bok {
-		keys := map[string]bool{}
-		for k := range am {
-			keys[k] = true
-		}
-		for k := range bm {
-			keys[k] = true
-		}
-		sorted := make([]string, 0, len(keys))
-		for k := range keys {
-			sorted = append(sorted, k)
-		}
-		sort.Strings(sorted)
-		for _, k := range sorted {
-			p := k
-			if path != "" {
-				p = path + "." + k
-			}
-			av, ain := am[k]
-			bv, bin := bm[k]
-			switch {
-			case !ain:
-				out = append(out, p+" (only in the sandbox)")
-			case !bin:
-				out = append(out, p+" (missing in the sandbox)")
-			default:
-				out = diffPaths(p, av, bv, out)
-			}
-			if len(out) >= 5 {
-				return out
-			}
-		}
-		return out
+	bb, err := json.Marshal(b)
+	if err != nil {
+		return nil, err
 	}
-	if reflect.DeepEqual(a, b) {
-		return out
+	changes, err := diff.Fields(ab, bb, diff.Options{IncludeStatus: true})
+	if err != nil {
+		return nil, err
 	}
-	return append(out, fmt.Sprintf("%s (point %s, sandbox %s)", path, short(a), short(b)))
+	var out []string
+	for _, c := range changes {
+		if len(out) == maxPaths {
+			break
+		}
+		switch {
+		case c.Old == nil:
+			out = append(out, c.Path+" (only in the sandbox)")
+		case c.New == nil:
+			out = append(out, c.Path+" (missing in the sandbox)")
+		default:
+			out = append(out, fmt.Sprintf("%s (point %s, sandbox %s)", c.Path, short(c.Old), short(c.New)))
+		}
+	}
+	return out, nil
 }
 
-func short(v any) string {
-	b, _ := json.Marshal(v)
+func short(b json.RawMessage) string {
 	if len(b) > 60 {
 		return string(b[:57]) + "..."
 	}

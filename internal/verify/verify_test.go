@@ -44,19 +44,25 @@ func TestNormalizeAndDiff(t *testing.T) {
 	a, b := decode(t, point), decode(t, restored)
 	normalize("", "services", a, crit, "rp", "job")
 	normalize("", "services", b, crit, "rp", "job")
-	if d := diffPaths("", a, b, nil); len(d) != 0 {
+	if d, err := diffPaths(a, b); err != nil || len(d) != 0 {
 		t.Fatalf("a faithful restore differs: %v", d)
 	}
 	changed := strings.Replace(restored, `"selector":{"app":"web"}`, `"selector":{"app":"evil"}`, 1)
 	c := decode(t, changed)
 	normalize("", "services", c, crit, "rp", "job")
-	d := diffPaths("", a, c, nil)
+	d, err := diffPaths(a, c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(d) != 1 || !strings.Contains(d[0], `spec.selector.app (point "web", sandbox "evil")`) {
 		t.Fatalf("diff of a changed selector: %v", d)
 	}
 	extra := decode(t, strings.Replace(restored, `"spec":{`, `"spec":{"type":"NodePort",`, 1))
 	normalize("", "services", extra, crit, "rp", "job")
-	if d := diffPaths("", a, extra, nil); len(d) != 1 || !strings.Contains(d[0], "spec.type (only in the sandbox)") {
+	if d, err := diffPaths(a, extra); err != nil || len(d) != 1 || !strings.Contains(d[0], "spec.type (only in the sandbox)") {
 		t.Fatalf("diff of an added field: %v", d)
+	}
+	if d, err := diffPaths(extra, a); err != nil || len(d) != 1 || !strings.Contains(d[0], "spec.type (missing in the sandbox)") {
+		t.Fatalf("diff of a missing field: %v", d)
 	}
 }
