@@ -334,35 +334,12 @@ func (x *Extension) runForget(ctx context.Context, j *v1alpha1.BackupJob, p *pro
 	if err != nil {
 		return failed(v1alpha1.CodeForgetFailed, "%v", err)
 	}
-	ids := j.Spec.ForgetRecoveryPoints
-	counts := map[string]int64{"recoveryPoints": 0, "alreadyGone": 0, "snapshotContents": 0}
-	done := int64(0)
-	p.report(operations.Progress{ItemsTotal: int64(len(ids))})
-	var warnings []v1alpha1.JobIssue
-	for _, ref := range ids {
-		id, err := repo.ParseID(ref)
-		if err != nil {
-			return failed(v1alpha1.CodeInvalidSpec, "forgetRecoveryPoints: %q is not a full recovery point ID", ref)
-		}
-		rp, err := r.FindRecoveryPoint(ctx, id.String())
-		if errors.Is(err, repo.ErrNotFound) {
-			counts["alreadyGone"]++
-		} else if err != nil {
-			return failed(v1alpha1.CodeForgetFailed, "recovery point %s: %v", id.Short(), err)
-		} else {
-			f, err := operations.Forget(ctx, r, snaps, rp)
-			counts["snapshotContents"] += int64(len(f.DeletedContents))
-			warnings = append(warnings, issues(f.Warnings)...)
-			if storage.IsRetained(err) {
-				return failed(v1alpha1.CodeRecoveryPointRetained, "%v", err)
-			}
-			if err != nil {
-				return failed(v1alpha1.CodeForgetFailed, "%v", err)
-			}
-			counts["recoveryPoints"]++
-		}
-		done++
-		p.report(operations.Progress{ItemsDone: done, ItemsTotal: int64(len(ids))})
+	counts, warnings, failure := eachRecoveryPoint(ctx, r, "forgetRecoveryPoints", j.Spec.ForgetRecoveryPoints, p,
+		func(rp *repo.RecoveryPoint) (*operations.Forgotten, error) {
+			return operations.Forget(ctx, r, snaps, rp)
+		})
+	if failure != nil {
+		return *failure
 	}
 	res := result{phase: v1alpha1.JobCompleted, warnings: warnings}
 	res.message = fmt.Sprintf("%d recovery points forgotten (%d already gone), %d snapshot contents deleted",
@@ -407,30 +384,12 @@ func (x *Extension) runExpireSnapshots(ctx context.Context, j *v1alpha1.BackupJo
 	if err != nil {
 		return failed(v1alpha1.CodeForgetFailed, "%v", err)
 	}
-	ids := j.Spec.ExpireSnapshotsOf
-	counts := map[string]int64{"recoveryPoints": 0, "alreadyGone": 0, "snapshotContents": 0}
-	p.report(operations.Progress{ItemsTotal: int64(len(ids))})
-	var warnings []v1alpha1.JobIssue
-	for i, ref := range ids {
-		id, err := repo.ParseID(ref)
-		if err != nil {
-			return failed(v1alpha1.CodeInvalidSpec, "expireSnapshotsOf: %q is not a full recovery point ID", ref)
-		}
-		rp, err := r.FindRecoveryPoint(ctx, id.String())
-		if errors.Is(err, repo.ErrNotFound) {
-			counts["alreadyGone"]++
-		} else if err != nil {
-			return failed(v1alpha1.CodeForgetFailed, "recovery point %s: %v", id.Short(), err)
-		} else {
-			f, err := operations.ExpireSnapshots(ctx, snaps, rp)
-			counts["snapshotContents"] += int64(len(f.DeletedContents))
-			warnings = append(warnings, issues(f.Warnings)...)
-			if err != nil {
-				return failed(v1alpha1.CodeForgetFailed, "%v", err)
-			}
-			counts["recoveryPoints"]++
-		}
-		p.report(operations.Progress{ItemsDone: int64(i + 1), ItemsTotal: int64(len(ids))})
+	counts, warnings, failure := eachRecoveryPoint(ctx, r, "expireSnapshotsOf", j.Spec.ExpireSnapshotsOf, p,
+		func(rp *repo.RecoveryPoint) (*operations.Forgotten, error) {
+			return operations.ExpireSnapshots(ctx, snaps, rp)
+		})
+	if failure != nil {
+		return *failure
 	}
 	res := result{phase: v1alpha1.JobCompleted, warnings: warnings}
 	res.message = fmt.Sprintf("snapshots of %d recovery points expired (%d already gone), %d snapshot contents deleted; the points are kept",
@@ -440,6 +399,48 @@ func (x *Extension) runExpireSnapshots(ctx context.Context, j *v1alpha1.BackupJo
 	}
 	res.apply = func(jj job) { jj.(*v1alpha1.BackupJob).Status.Counts = counts }
 	return res
+}
+
+// eachRecoveryPoint applies fn (a forget or a snapshot expiry) to each
+// recovery point that ids names (full IDs from the spec field field),
+// reporting progress per point. Its counts are recoveryPoints (done),
+// alreadyGone (not in the repository) and snapshotContents (deleted). It
+// stops at the first failure, which it returns as the job's result.
+func eachRecoveryPoint(ctx context.Context, r repo.Reader, field string, ids []string, p *progress,
+	fn func(*repo.RecoveryPoint) (*operations.Forgotten, error)) (map[string]int64, []v1alpha1.JobIssue, *result) {
+	counts := map[string]int64{"recoveryPoints": 0, "alreadyGone": 0, "snapshotContents": 0}
+	var warnings []v1alpha1.JobIssue
+	fail := func(code, format string, args ...any) (map[string]int64, []v1alpha1.JobIssue, *result) {
+		res := failed(code, format, args...)
+		return nil, nil, &res
+	}
+	p.report(operations.Progress{ItemsTotal: int64(len(ids))})
+	for i, ref := range ids {
+		id, err := repo.ParseID(ref)
+		if err != nil {
+			return fail(v1alpha1.CodeInvalidSpec, "%s: %q is not a full recovery point ID", field, ref)
+		}
+		rp, err := r.FindRecoveryPoint(ctx, id.String())
+		switch {
+		case errors.Is(err, repo.ErrNotFound):
+			counts["alreadyGone"]++
+		case err != nil:
+			return fail(v1alpha1.CodeForgetFailed, "recovery point %s: %v", id.Short(), err)
+		default:
+			f, err := fn(rp)
+			counts["snapshotContents"] += int64(len(f.DeletedContents))
+			warnings = append(warnings, issues(f.Warnings)...)
+			if storage.IsRetained(err) {
+				return fail(v1alpha1.CodeRecoveryPointRetained, "%v", err)
+			}
+			if err != nil {
+				return fail(v1alpha1.CodeForgetFailed, "%v", err)
+			}
+			counts["recoveryPoints"]++
+		}
+		p.report(operations.Progress{ItemsDone: int64(i + 1), ItemsTotal: int64(len(ids))})
+	}
+	return counts, warnings, nil
 }
 
 // runRestore validates the job, finds the recovery point and restores it:
