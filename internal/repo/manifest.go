@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -127,38 +129,27 @@ func (r *Repository) listRecoveryPoints(ctx context.Context) ([]*RecoveryPoint, 
 		return nil, nil, err
 	}
 	var (
-		mu   sync.Mutex
-		out  []*RecoveryPoint
-		bad  = map[ID]error{}
-		ferr error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, 8)
+		mu  sync.Mutex
+		out []*RecoveryPoint
+		bad = map[ID]error{}
 	)
-	for id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			rp, err := r.LoadRecoveryPoint(ctx, id)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				out = append(out, rp)
-			case isDamage(err):
-				bad[id] = err
-			case storage.IsNotExist(err): // forgotten meanwhile
-			default:
-				if ferr == nil {
-					ferr = err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if ferr != nil {
-		return nil, nil, ferr
+	err = forEachID(slices.Collect(maps.Keys(ids)), 8, func(id ID) error {
+		rp, err := r.LoadRecoveryPoint(ctx, id)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			out = append(out, rp)
+		case isDamage(err):
+			bad[id] = err
+		case storage.IsNotExist(err): // forgotten meanwhile
+		default:
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	sortRecoveryPoints(out)
 	return out, bad, nil

@@ -408,32 +408,21 @@ func (w *Writer) checkDeps(ctx context.Context) error {
 			}
 		}
 	} else {
-		var (
-			mu   sync.Mutex
-			wg   sync.WaitGroup
-			sem  = make(chan struct{}, 8)
-			ferr error
-		)
-		for _, id := range deps {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				_, err := w.r.be.Stat(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()})
+		var mu sync.Mutex
+		err := forEachID(deps, 8, func(id ID) error {
+			_, err := w.r.be.Stat(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()})
+			switch {
+			case storage.IsNotExist(err):
 				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case storage.IsNotExist(err):
-					missing = append(missing, id)
-				case err != nil && ferr == nil:
-					ferr = fmt.Errorf("check pack %s: %w", id.Short(), err)
-				}
-			}()
-		}
-		wg.Wait()
-		if ferr != nil {
-			return ferr
+				missing = append(missing, id)
+				mu.Unlock()
+			case err != nil:
+				return fmt.Errorf("check pack %s: %w", id.Short(), err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	if len(missing) == 0 {
@@ -466,30 +455,14 @@ func (w *Writer) retainDeps(ctx context.Context) error {
 		deps = append(deps, id)
 	}
 	w.depMu.Unlock()
-	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, 8)
-		ferr error
-	)
-	for _, id := range deps {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := rt.RetainUntil(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()}, until); err != nil {
-				mu.Lock()
-				if ferr == nil {
-					ferr = fmt.Errorf("extend the object lock of reused pack %s: %w", id.Short(), err)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	err := forEachID(deps, 8, func(id ID) error {
+		if err := rt.RetainUntil(ctx, storage.Handle{Type: storage.PackFile, Name: id.String()}, until); err != nil {
+			return fmt.Errorf("extend the object lock of reused pack %s: %w", id.Short(), err)
+		}
+		return nil
+	})
 	w.retained.Add(int64(len(deps)))
-	return ferr
+	return err
 }
 
 // Abort discards the recovery point: no index and no manifest are written.
