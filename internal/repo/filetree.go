@@ -421,15 +421,7 @@ func decodeFileTree(rd io.Reader, fn func(FileEntry) error) (int, error) {
 // WalkFileTree calls fn for every entry of a file tree in order. An error
 // from fn stops the walk and is returned.
 func (r *Repository) WalkFileTree(ctx context.Context, t Tree, fn func(FileEntry) error) error {
-	tr := &treeReader{ctx: ctx, load: r.LoadBlob, blobs: t.Blobs}
-	n, err := decodeFileTree(tr, fn)
-	if err != nil {
-		return err
-	}
-	if n != t.Count {
-		return fmt.Errorf("file tree: %d entries, manifest says %d", n, t.Count)
-	}
-	return nil
+	return walkTree(ctx, r, t, "file tree", decodeFileTree, fn)
 }
 
 // treeRef is one tree a recovery point references, with the walk that

@@ -306,13 +306,21 @@ func decodeTreeStream(rd io.Reader, fn func(TreeEntry) error) (int, error) {
 // WalkTree calls fn for every entry of t in order. An error from fn stops the
 // walk and is returned.
 func (r *Repository) WalkTree(ctx context.Context, t Tree, fn func(TreeEntry) error) error {
+	return walkTree(ctx, r, t, "tree", decodeTreeStream, fn)
+}
+
+// walkTree is the walk of either kind of tree (resource trees, volume file
+// trees): decode reads t's blobs in order as one stream, calling fn for
+// each entry, and the number of entries must be the manifest's count
+// (what names the kind in that error).
+func walkTree[E any](ctx context.Context, r *Repository, t Tree, what string, decode func(io.Reader, func(E) error) (int, error), fn func(E) error) error {
 	tr := &treeReader{ctx: ctx, load: r.LoadBlob, blobs: t.Blobs}
-	n, err := decodeTreeStream(tr, fn)
+	n, err := decode(tr, fn)
 	if err != nil {
 		return err
 	}
 	if n != t.Count {
-		return fmt.Errorf("tree: %d entries, manifest says %d", n, t.Count)
+		return fmt.Errorf("%s: %d entries, manifest says %d", what, n, t.Count)
 	}
 	return nil
 }
