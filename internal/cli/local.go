@@ -420,15 +420,6 @@ func RunLocalRestore(ctx context.Context, o *LocalRestoreOptions, stdout, stderr
 		return err
 	}
 	defer r.Close()
-	// A shared lock for the whole restore: no prune removes data it reads.
-	lk, err := r.LockShared(ctx)
-	switch {
-	case errors.Is(err, repo.ErrLockNotWritable): // read-only credentials: go on, and say so
-		fmt.Fprintf(stderr, "warning: restoring without a repository lock: %v; a prune running meanwhile would make this restore fail (never restore wrong data)\n", err)
-	case err != nil:
-		return fmt.Errorf("lock the repository for the restore: %w", err)
-	}
-	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
 	var done, total atomic.Int64
 	name := o.Name
 	if name == "" {

@@ -476,36 +476,14 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	}
 	defer sa.be.Close()
 	defer r.Close()
-	// A shared lock for the whole restore: no prune removes data it reads.
-	// Read-only credentials cannot store one: the restore goes on without.
-	var lockWarning []v1alpha1.JobIssue
-	if fallbackWarning != nil {
-		lockWarning = append(lockWarning, *fallbackWarning)
-	}
-	lk, err := r.LockShared(ctx)
-	switch {
-	case errors.Is(err, repo.ErrLockNotWritable):
-		lockWarning = append(lockWarning, v1alpha1.JobIssue{Code: v1alpha1.CodeRepositoryNotLocked,
-			Message: fmt.Sprintf("restoring without a repository lock: %v; a prune of storage location %q while this restore runs would make it fail (never restore wrong data): give the location's credentials write access to locks/ to hold one", err, sa.loc.Name)})
-	case err != nil:
-		return failed(v1alpha1.CodeRepositoryUnavailable, "lock the repository of storage location %q for the restore: %v", sa.loc.Name, err)
-	}
-	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
 	rpID := rp.ID.String()
-	if vr != nil {
-		if err := vr.checkData(ctx, r, rp); err != nil {
-			return failed(v1alpha1.CodeRepositoryUnavailable, "check the repository of storage location %q: %v", sa.loc.Name, err)
-		}
-		if err := vr.sandbox(ctx, r, rp, &crit); err != nil {
-			vr.fail(v1alpha1.CodeVerificationRestoreFailed, v1alpha1.VerificationDifference{Object: "recovery point", Problem: err.Error()})
-			return vr.verdict(rpID, result{}, vr.cleanup(ctx)) // nothing to delete yet
-		}
-	}
 	defs, hookWarnings, err := x.loadHooks(ctx, crit.RestoreHookReferences, true)
 	if err != nil {
 		return failedErr(err, v1alpha1.CodeRestoreFailed)
 	}
-	hookWarnings = append(hookWarnings, lockWarning...)
+	if fallbackWarning != nil {
+		hookWarnings = append(hookWarnings, *fallbackWarning)
+	}
 	sel, err := selection.ForRestore(&crit)
 	if err != nil {
 		return failed(v1alpha1.CodeInvalidSpec, "invalid restore criteria: %v", err)
@@ -538,10 +516,35 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	if len(defs) > 0 {
 		opts.Hooks = &restoreHooks{x: x, run: hr, defs: defs, sel: sel, crit: &crit, name: j.Name, rpLabel: restore.RecoveryPointLabel(rpID)}
 	}
-	rres, err := operations.Restore(ctx, x.cfg, r, rp, opts)
-	var itemsFailed *restore.ItemsFailedError
+	// A verification's steps run under the restore's repository lock.
+	var verdict *result
 	if vr != nil {
-		return x.finishVerification(ctx, vr, r, rp, rres, err, &crit, hr)
+		opts.Before = func(ctx context.Context, c *v1alpha1.RestoreCriteria) error {
+			if err := vr.checkData(ctx, r, rp); err != nil {
+				return coded(v1alpha1.CodeRepositoryUnavailable, "check the repository of storage location %q: %v", sa.loc.Name, err)
+			}
+			if err := vr.sandbox(ctx, r, rp, c); err != nil {
+				vr.fail(v1alpha1.CodeVerificationRestoreFailed, v1alpha1.VerificationDifference{Object: "recovery point", Problem: err.Error()})
+				out := vr.verdict(rpID, result{}, vr.cleanup(ctx)) // nothing to delete yet
+				verdict = &out
+				return err
+			}
+			crit.NamespaceMappings = c.NamespaceMappings // the hooks' view
+			return nil
+		}
+		opts.After = func(ctx context.Context, _ v1alpha1.RestoreCriteria, rres *restore.Result, err error) {
+			out := x.finishVerification(ctx, vr, r, rp, rres, err, &crit, hr)
+			verdict = &out
+		}
+	}
+	rres, err := operations.Restore(ctx, x.cfg, r, rp, opts)
+	if verdict != nil {
+		return *verdict
+	}
+	var itemsFailed *restore.ItemsFailedError
+	var lockErr *operations.LockError
+	if errors.As(err, &lockErr) {
+		return failed(lockErr.JobCode(), "storage location %q: %v", sa.loc.Name, err)
 	}
 	if err != nil && !errors.As(err, &itemsFailed) {
 		return operationFailed(err, v1alpha1.CodeRestoreFailed, hr)

@@ -43,6 +43,33 @@ type RestoreOptions struct {
 	// NoVolumePods says why there are no VolumePods (the error when the
 	// criteria ask for vault-tier data).
 	NoVolumePods string
+	// Before, when set, runs first under the restore's repository lock,
+	// with the criteria, which it may change (the extension's verification
+	// checks the repository's data and maps the point's namespaces into
+	// its sandbox). Its error stops the restore and is returned as is.
+	Before func(ctx context.Context, crit *v1alpha1.RestoreCriteria) error
+	// After, when set, runs last, still under the lock, once the restore
+	// ran (Before, when set, succeeded), with what Restore is about to
+	// return and the criteria it used (the verification compares the
+	// sandbox with the point).
+	After func(ctx context.Context, crit v1alpha1.RestoreCriteria, res *restore.Result, err error)
+}
+
+// LockError: the restore could not take its shared lock (a prune held the
+// exclusive one past the lock wait, or the storage failed).
+type LockError struct{ Err error }
+
+func (e *LockError) Error() string { return "lock the repository for the restore: " + e.Err.Error() }
+func (e *LockError) Unwrap() error { return e.Err }
+
+// JobCode is the job error code of a restore that could not lock.
+func (e *LockError) JobCode() string { return v1alpha1.CodeRepositoryUnavailable }
+
+// RestoreReader is what a restore reads: the recovery point's objects,
+// and the repository's shared lock it holds meanwhile (repo.Reader is one).
+type RestoreReader interface {
+	restore.Reader
+	LockShared(ctx context.Context) (*repo.SharedLock, error)
 }
 
 // RestorePods run the restore pods that write vault-tier data into claims
@@ -64,8 +91,43 @@ type RestoreHooks interface {
 // *restore.CriteriaError before anything is written. When objects failed,
 // the result comes with a *restore.ItemsFailedError; any other error comes
 // without a result.
-func Restore(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *repo.RecoveryPoint, opts RestoreOptions) (*restore.Result, error) {
+//
+// The whole restore holds a shared lock on the repository, so that no
+// prune removes data it reads: while a prune holds the exclusive lock it
+// waits (as r's lock wait says) and then fails with repo.ErrLocked.
+// Storage that refuses lock files (read-only credentials) gets no lock:
+// the restore goes on with a RepositoryNotLocked warning, since reads are
+// verified and a prune meanwhile can make it fail, never restore wrong data.
+func Restore(ctx context.Context, cfg *rest.Config, r RestoreReader, rp *repo.RecoveryPoint, opts RestoreOptions) (*restore.Result, error) {
+	lk, err := r.LockShared(ctx)
+	var unlocked *restore.Warning
+	switch {
+	case errors.Is(err, repo.ErrLockNotWritable):
+		unlocked = &restore.Warning{Code: v1alpha1.CodeRepositoryNotLocked, Message: fmt.Sprintf(
+			"restored without a repository lock: %v; a prune running meanwhile would make the restore fail (never restore wrong data): "+
+				"give the storage credentials write access to locks/ to hold one", err)}
+	case err != nil:
+		return nil, &LockError{Err: err}
+	}
+	defer func() { _ = lk.Release(context.WithoutCancel(ctx)) }()
 	crit := opts.Criteria
+	if opts.Before != nil {
+		if err := opts.Before(ctx, &crit); err != nil {
+			return nil, err
+		}
+	}
+	res, err := restoreLocked(ctx, cfg, r, rp, crit, opts)
+	if res != nil && unlocked != nil {
+		res.Warnings = append(res.Warnings, *unlocked)
+	}
+	if opts.After != nil {
+		opts.After(ctx, crit, res, err)
+	}
+	return res, err
+}
+
+// restoreLocked is Restore once the lock is held.
+func restoreLocked(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *repo.RecoveryPoint, crit v1alpha1.RestoreCriteria, opts RestoreOptions) (*restore.Result, error) {
 	recs, err := volume.Decode(rp.Volumes)
 	if err != nil {
 		return nil, fmt.Errorf("volume records of recovery point %s: %w", rp.ID.Short(), err)
