@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -15,8 +16,8 @@ import (
 //
 //	nonce (24 bytes) || XChaCha20-Poly1305(key, nonce, flag || body) || tag (16)
 //
-// where flag is 0 (body stored as is) or 1 (body = uvarint(raw length) ||
-// zstd frame).
+// where flag is 0 (body stored as is), 1 (body = uvarint(raw length) ||
+// zstd frame) or, from format v3 on, 2 (body = S2 block).
 const (
 	nonceSize    = chacha20poly1305.NonceSizeX
 	tagSize      = chacha20poly1305.Overhead
@@ -25,6 +26,7 @@ const (
 
 	flagRaw  byte = 0
 	flagZstd byte = 1
+	flagS2   byte = 2 // format v3: data blobs
 
 	// maxPlainSize bounds every decompressed unit: no blob or file is larger.
 	maxPlainSize = 256 << 20
@@ -97,6 +99,7 @@ func init() {
 type crypter struct {
 	aead  cipher.AEAD
 	bound bool
+	s2    bool // format v3: envelopes may hold S2 blocks (flag 2)
 }
 
 func newCrypter(key []byte, bound bool) (*crypter, error) {
@@ -119,19 +122,27 @@ func (c *crypter) ad(k unitKind) []byte {
 	return ad
 }
 
-// seal appends the envelope of (flag || body), of kind k, to dst. If
-// compress is set and zstd makes the body smaller, the body is stored
-// compressed.
-func (c *crypter) seal(dst, body []byte, compress bool, k unitKind) []byte {
+// seal appends the envelope of (flag || body), of kind k, to dst. comp is
+// the compression to try (flagZstd, flagS2) or flagRaw for none; a body
+// that does not shrink is stored raw (flag 0).
+func (c *crypter) seal(dst, body []byte, comp byte, k unitKind) []byte {
 	start := len(dst)
-	dst = grow(dst, nonceSize+1+len(body)+tagSize+16)
+	extra := 0
+	if comp == flagS2 {
+		extra = s2.MaxEncodedLen(len(body)) - len(body)
+	}
+	dst = grow(dst, nonceSize+1+len(body)+tagSize+16+extra)
 	nonce := dst[start : start+nonceSize]
 	if _, err := rand.Read(nonce); err != nil {
 		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
 	}
 	ptStart := start + nonceSize
 	pt := dst[:ptStart]
-	if compress && len(body) >= minCompressSize {
+	if len(body) < minCompressSize {
+		comp = flagRaw
+	}
+	switch comp {
+	case flagZstd:
 		pt = append(pt, flagZstd)
 		pt = appendUvarint(pt, uint64(len(body)))
 		hdr := len(pt)
@@ -140,7 +151,21 @@ func (c *crypter) seal(dst, body []byte, compress bool, k unitKind) []byte {
 			pt = append(pt[:ptStart], flagRaw)
 			pt = append(pt, body...)
 		}
-	} else {
+	case flagS2:
+		if !c.s2 {
+			panic("repo: S2 compression in a repository before format v3")
+		}
+		pt = append(pt, flagS2)
+		// The S2 block (it starts with the body's length) is encoded in
+		// place after the flag: grow left room for its worst case.
+		enc := s2.Encode(pt[len(pt):cap(pt)], body)
+		if len(enc) >= len(body) { // incompressible: store raw
+			pt = append(pt[:ptStart], flagRaw)
+			pt = append(pt, body...)
+		} else {
+			pt = pt[:len(pt)+len(enc)]
+		}
+	default:
 		pt = append(pt, flagRaw)
 		pt = append(pt, body...)
 	}
@@ -164,11 +189,11 @@ func (c *crypter) open(dst, sealed []byte, sizeHint int, k unitKind) ([]byte, er
 	if err != nil {
 		return nil, errDecrypt
 	}
-	return decodeBody(dst, pt, sizeHint)
+	return decodeBody(dst, pt, sizeHint, c.s2)
 }
 
-// decodeBody interprets flag || body.
-func decodeBody(dst, pt []byte, sizeHint int) ([]byte, error) {
+// decodeBody interprets flag || body; allowS2: flag 2 is valid (format v3).
+func decodeBody(dst, pt []byte, sizeHint int, allowS2 bool) ([]byte, error) {
 	if len(pt) == 0 {
 		return nil, errors.New("empty plaintext: missing flag byte")
 	}
@@ -198,9 +223,30 @@ func decodeBody(dst, pt []byte, sizeHint int) ([]byte, error) {
 			return nil, fmt.Errorf("decompressed %d bytes, want %d", len(out), raw)
 		}
 		return out, nil
-	default:
-		return nil, fmt.Errorf("unknown body flag %d", pt[0])
+	case flagS2:
+		if !allowS2 {
+			break
+		}
+		raw, err := s2.DecodedLen(pt[1:])
+		if err != nil || raw > maxPlainSize {
+			return nil, errors.New("invalid compressed length")
+		}
+		if sizeHint > 0 && sizeHint != raw {
+			return nil, fmt.Errorf("compressed length %d, want %d", raw, sizeHint)
+		}
+		if cap(dst) < raw {
+			dst = make([]byte, raw)
+		}
+		out, err := s2.Decode(dst[:cap(dst)], pt[1:])
+		if err != nil {
+			return nil, fmt.Errorf("decompress: %w", err)
+		}
+		if len(out) != raw {
+			return nil, fmt.Errorf("decompressed %d bytes, want %d", len(out), raw)
+		}
+		return out, nil
 	}
+	return nil, fmt.Errorf("unknown body flag %d", pt[0])
 }
 
 func grow(b []byte, n int) []byte {

@@ -33,3 +33,34 @@ func FrozenConfigIsBound(ctx context.Context, be storage.Backend, password strin
 	}
 	return nil
 }
+
+// BlobFlags counts, per blob type, the envelope flags (§4: 0 raw, 1 zstd,
+// 2 S2) of every blob the repository's index knows. For the frozen v3 test:
+// what the format says a writer stores is what is stored.
+func BlobFlags(ctx context.Context, r *Repository) (map[BlobType]map[byte]int, error) {
+	idx := r.idx.Load()
+	idx.mu.RLock()
+	locs := make(map[ID]blobLoc, len(idx.blobs))
+	for id, l := range idx.blobs {
+		locs[id] = l
+	}
+	packs := append([]ID(nil), idx.packs...)
+	idx.mu.RUnlock()
+	out := map[BlobType]map[byte]int{}
+	for id, l := range locs {
+		h := storage.Handle{Type: storage.PackFile, Name: packs[l.pack].String()}
+		sealed, err := readRange(ctx, r.be, h, int64(l.length), int64(l.offset))
+		if err != nil {
+			return nil, err
+		}
+		pt, err := r.crypt.aead.Open(nil, sealed[:nonceSize], sealed[nonceSize:], r.crypt.ad(kindBlob))
+		if err != nil {
+			return nil, fmt.Errorf("blob %s: %w", id.Short(), err)
+		}
+		if out[l.typ] == nil {
+			out[l.typ] = map[byte]int{}
+		}
+		out[l.typ][pt[0]]++
+	}
+	return out, nil
+}

@@ -39,7 +39,7 @@ func FuzzPackTail(f *testing.F) {
 	c, _ := newCrypter(make([]byte, 32), true)
 	r := &Repository{crypt: c}
 	pack := make([]byte, 141)
-	pack = c.seal(pack, encodePackHeader(nil, seedEntries()), false, kindPackHeader)
+	pack = c.seal(pack, encodePackHeader(nil, seedEntries()), flagRaw, kindPackHeader)
 	pack = binary.LittleEndian.AppendUint32(pack, uint32(len(pack)-141))
 	f.Add(pack)
 	f.Add([]byte{0, 0, 0, 0})
@@ -140,8 +140,10 @@ func FuzzTreeStream(f *testing.F) {
 
 func FuzzEnvelope(f *testing.F) {
 	c, _ := newCrypter(make([]byte, 32), true)
-	f.Add(c.seal(nil, bytes.Repeat([]byte("abc"), 100), true, kindBlob))
-	f.Add(c.seal(nil, []byte("x"), false, kindManifest))
+	c.s2 = true
+	f.Add(c.seal(nil, bytes.Repeat([]byte("abc"), 100), flagZstd, kindBlob))
+	f.Add(c.seal(nil, bytes.Repeat([]byte("abc"), 100), flagS2, kindBlob))
+	f.Add(c.seal(nil, []byte("x"), flagRaw, kindManifest))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = c.open(nil, b, 0, kindBlob)
 		_, _ = c.open(nil, b, 0, kindManifest)
@@ -150,8 +152,9 @@ func FuzzEnvelope(f *testing.F) {
 
 func FuzzBody(f *testing.F) {
 	c, _ := newCrypter(make([]byte, 32), true)
-	for _, compress := range []bool{true, false} {
-		sealed := c.seal(nil, bytes.Repeat([]byte("abcdef"), 100), compress, kindBlob)
+	c.s2 = true
+	for _, comp := range []byte{flagZstd, flagS2, flagRaw} {
+		sealed := c.seal(nil, bytes.Repeat([]byte("abcdef"), 100), comp, kindBlob)
 		pt, err := c.aead.Open(nil, sealed[:nonceSize], sealed[nonceSize:], c.ad(kindBlob))
 		if err != nil {
 			f.Fatal(err)
@@ -159,7 +162,12 @@ func FuzzBody(f *testing.F) {
 		f.Add(pt)
 	}
 	f.Fuzz(func(t *testing.T, pt []byte) {
-		_, _ = decodeBody(nil, pt, 0)
+		_, _ = decodeBody(nil, pt, 0, true)
+		if len(pt) > 0 && pt[0] == flagS2 {
+			if _, err := decodeBody(nil, pt, 0, false); err == nil {
+				t.Fatal("flag 2 (S2) decoded in a repository before format v3")
+			}
+		}
 	})
 }
 

@@ -103,7 +103,7 @@ func newKeyFile(master []byte, password string, p KDFParams, now time.Time) ([]b
 	kf := keyFile{
 		Version: keyFileVersion, Created: now.UTC(), Hostname: host,
 		KDF: "scrypt", N: p.N, R: p.R, P: p.P, Salt: salt,
-		Data: c.seal(nil, mk, false, kindKey),
+		Data: c.seal(nil, mk, flagRaw, kindKey),
 	}
 	return json.Marshal(kf)
 }

@@ -20,7 +20,7 @@ import (
 // from MinFormatVersion to FormatVersion, and writes into an existing
 // repository in that repository's version (no migration).
 const (
-	FormatVersion    = 2
+	FormatVersion    = 3
 	MinFormatVersion = 1
 )
 
@@ -130,9 +130,12 @@ func WithLockWait(max time.Duration, report func(LockWait)) Option {
 
 // Config is the decrypted repository config file.
 type Config struct {
-	Version           int         `json:"version"`
-	ID                ID          `json:"id"`
-	ChunkerPolynomial chunker.Pol `json:"chunkerPolynomial"`
+	Version int `json:"version"`
+	ID      ID  `json:"id"`
+	// ChunkerPolynomial: the Rabin chunker's polynomial (format v1 and v2).
+	ChunkerPolynomial chunker.Pol `json:"chunkerPolynomial,omitempty"`
+	// GearSeed: what the gear chunker's table is derived from (format v3).
+	GearSeed *ID `json:"gearSeed,omitempty"`
 }
 
 // openConfig opens the config envelope with master key mk: as a bound (v2)
@@ -174,6 +177,17 @@ func decodeConfig(b []byte) (*Config, error) {
 	if c.Version < MinFormatVersion || c.Version > FormatVersion {
 		return nil, fmt.Errorf("config: unsupported repository version %d (this build reads %d to %d)", c.Version, MinFormatVersion, FormatVersion)
 	}
+	if c.Version >= 3 {
+		// One chunker per repository: a v3 config names the gear seed and
+		// no polynomial.
+		if c.GearSeed == nil || c.ChunkerPolynomial != 0 {
+			return nil, fmt.Errorf("config: a format-v%d config needs gearSeed and no chunkerPolynomial: the config is damaged", c.Version)
+		}
+		return &c, nil
+	}
+	if c.GearSeed != nil {
+		return nil, fmt.Errorf("config: gearSeed in a format-v%d config: the config is damaged", c.Version)
+	}
 	if !c.ChunkerPolynomial.Irreducible() || c.ChunkerPolynomial.Deg() != 53 {
 		return nil, errors.New("config: chunker polynomial is not an irreducible polynomial of degree 53")
 	}
@@ -188,6 +202,7 @@ type Repository struct {
 	master []byte
 	keyID  ID
 	cfg    Config
+	gear   *gearTable // format v3's chunker; nil for v1 and v2 (Rabin)
 
 	idx   atomic.Pointer[memIndex] // replaced when prune removes index files
 	cache atomic.Pointer[blockCache]
@@ -213,12 +228,10 @@ func Init(ctx context.Context, be storage.Backend, password string, opts ...Opti
 	} else if !storage.IsNotExist(err) {
 		return nil, fmt.Errorf("stat config: %w", err)
 	}
-	pol, err := chunker.RandomPolynomial()
-	if err != nil {
-		return nil, err
-	}
 	r := &Repository{be: be, opts: o, master: randomBytes(keySize)}
-	r.cfg = Config{Version: FormatVersion, ID: ID(randomBytes(32)), ChunkerPolynomial: pol}
+	seed := ID(randomBytes(32))
+	r.cfg = Config{Version: FormatVersion, ID: ID(randomBytes(32)), GearSeed: &seed}
+	var err error
 	if r.crypt, err = newCrypter(r.master, true); err != nil {
 		return nil, err
 	}
@@ -236,7 +249,7 @@ func Init(ctx context.Context, be storage.Backend, password string, opts ...Opti
 	if err != nil {
 		return nil, err
 	}
-	sealed := r.crypt.seal(nil, cb, false, kindConfig)
+	sealed := r.crypt.seal(nil, cb, flagRaw, kindConfig)
 	if err := be.Save(ctx, configHandle, int64(len(sealed)), bytes.NewReader(sealed)); err != nil {
 		return nil, fmt.Errorf("save config: %w", err)
 	}
@@ -245,6 +258,10 @@ func Init(ctx context.Context, be storage.Backend, password string, opts ...Opti
 }
 
 func (r *Repository) init() {
+	r.crypt.s2 = r.cfg.Version >= 3
+	if r.cfg.GearSeed != nil {
+		r.gear = newGearTable(r.cfg.GearSeed[:])
+	}
 	r.idx.Store(newMemIndex())
 	r.cache.Store(newBlockCache(r.opts.cacheBytes))
 	r.indexFiles = map[ID]bool{}
@@ -355,7 +372,11 @@ func (r *Repository) Backend() storage.Backend { return r.be }
 // saveSealed encrypts body, names the file by the hash of the stored bytes
 // and saves it.
 func (r *Repository) saveSealed(ctx context.Context, t storage.FileType, body []byte, compress bool) (ID, int, error) {
-	sealed := r.crypt.seal(nil, body, compress, unitKind(t))
+	comp := flagRaw
+	if compress {
+		comp = flagZstd
+	}
+	sealed := r.crypt.seal(nil, body, comp, unitKind(t))
 	id := Hash(sealed)
 	err := r.be.Save(ctx, storage.Handle{Type: t, Name: id.String()}, int64(len(sealed)), bytes.NewReader(sealed))
 	if err != nil {

@@ -124,6 +124,9 @@ func (tw *TreeWriter) Add(ctx context.Context, e TreeEntry) error {
 // chunker at a chunk boundary gives the same boundaries as one pass over the
 // whole stream, because the chunker resets its state at every boundary.
 func (tw *treeStream) cut(ctx context.Context, final bool) error {
+	if g := tw.w.r.gear; g != nil {
+		return tw.cutGear(ctx, g, final)
+	}
 	rd := bytes.NewReader(tw.buf)
 	if tw.chunk == nil {
 		tw.chunk = chunker.NewWithBoundaries(rd, tw.w.r.cfg.ChunkerPolynomial, treeChunkMin, treeChunkMax)
@@ -151,6 +154,29 @@ func (tw *treeStream) cut(ctx context.Context, final bool) error {
 		}
 		tw.blobs = append(tw.blobs, id)
 		consumed = int(c.Start + c.Length)
+	}
+	tw.buf = append(tw.buf[:0], tw.buf[consumed:]...)
+	return nil
+}
+
+// cutGear is cut for format v3: the gear chunker on the buffer itself. A
+// boundary found before the end of the buffered bytes depends only on
+// bytes before it, so cutting again later, from the first uncut byte,
+// gives the same boundaries as one pass.
+func (tw *treeStream) cutGear(ctx context.Context, g *gearTable, final bool) error {
+	consumed := 0
+	for consumed < len(tw.buf) {
+		var s gearScan
+		n := s.find(g, &gearTree, tw.buf[consumed:], final)
+		if n == 0 {
+			break // no boundary in what is buffered: keep it for later
+		}
+		id, err := tw.w.putBlob(ctx, TreeBlob, tw.buf[consumed:consumed+n])
+		if err != nil {
+			return err
+		}
+		tw.blobs = append(tw.blobs, id)
+		consumed += n
 	}
 	tw.buf = append(tw.buf[:0], tw.buf[consumed:]...)
 	return nil

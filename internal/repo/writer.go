@@ -162,7 +162,11 @@ func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, erro
 	if bp == nil {
 		bp = new([]byte)
 	}
-	sealed := w.r.crypt.seal((*bp)[:0], data, true, kindBlob)
+	comp := flagZstd
+	if t == DataBlob && w.r.crypt.s2 {
+		comp = flagS2 // format v3: file contents with S2, trees with zstd
+	}
+	sealed := w.r.crypt.seal((*bp)[:0], data, comp, kindBlob)
 
 	err := w.appendSealed(ctx, t, id, sealed, len(data))
 	*bp = sealed
@@ -253,7 +257,7 @@ func (w *Writer) uploader() {
 func (w *Writer) upload(p *packBuf) error {
 	hdr := encodePackHeader(make([]byte, 0, 1+len(p.entries)*packEntrySize), p.entries)
 	before := len(p.data)
-	p.data = w.r.crypt.seal(p.data, hdr, false, kindPackHeader)
+	p.data = w.r.crypt.seal(p.data, hdr, flagRaw, kindPackHeader)
 	p.data = binary.LittleEndian.AppendUint32(p.data, uint32(len(p.data)-before))
 	id := Hash(p.data)
 	h := storage.Handle{Type: storage.PackFile, Name: id.String()}
@@ -495,8 +499,35 @@ func (w *Writer) Stats() WriterStats {
 	}
 }
 
-// PutStream splits rd into content-defined chunks (restic's Rabin chunker
-// with the repository's polynomial: 512 KiB–8 MiB, about 1 MiB on average),
+// streamChunker returns the next content-defined chunk of rd in buf (of
+// capacity chunker.MaxSize) each call, io.EOF after the last; a call with
+// a nil buf releases it. Format v3: the gear chunker, reading straight into
+// buf. v1 and v2: restic's Rabin chunker with the repository's polynomial,
+// fed by a readahead goroutine, as always.
+func (r *Repository) streamChunker(rd io.Reader) func(buf []byte) ([]byte, error) {
+	if r.gear != nil {
+		gc := newGearChunker(r.gear, &gearStream, rd)
+		return func(buf []byte) ([]byte, error) {
+			if buf == nil {
+				return nil, nil
+			}
+			return gc.Next(buf)
+		}
+	}
+	ra := newReadahead(rd)
+	ch := chunker.New(ra, r.cfg.ChunkerPolynomial)
+	return func(buf []byte) ([]byte, error) {
+		if buf == nil {
+			ra.close()
+			return nil, nil
+		}
+		c, err := ch.Next(buf)
+		return c.Data, err
+	}
+}
+
+// PutStream splits rd into content-defined chunks (512 KiB–8 MiB, about 1
+// MiB on average; the repository's chunker, see streamChunker),
 // stores each as a data blob and returns their IDs in order and the number of
 // bytes read. Chunks are compressed and encrypted in parallel.
 func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, error) {
@@ -510,9 +541,8 @@ func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, erro
 		wg    sync.WaitGroup
 		sem   = make(chan struct{}, runtime.GOMAXPROCS(0))
 	)
-	ra := newReadahead(rd)
-	defer ra.close()
-	ch := chunker.New(ra, w.r.cfg.ChunkerPolynomial)
+	next := w.r.streamChunker(rd)
+	defer next(nil) // stops the v1/v2 readahead
 	var readErr error
 	for {
 		if err := w.failed(); err != nil {
@@ -531,7 +561,7 @@ func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, erro
 		if buf == nil {
 			buf = make([]byte, 0, chunker.MaxSize)
 		}
-		c, err := ch.Next(buf)
+		c, err := next(buf)
 		if err == io.EOF {
 			w.chunkBufs <- buf
 			break
@@ -541,7 +571,7 @@ func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, erro
 			readErr = fmt.Errorf("read stream: %w", err)
 			break
 		}
-		total += int64(c.Length)
+		total += int64(len(c))
 		j := &job{}
 		jobs = append(jobs, j)
 		sem <- struct{}{}
@@ -551,7 +581,7 @@ func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, erro
 			j.id, j.err = w.putBlob(ctx, DataBlob, data)
 			w.chunkBufs <- data[:0]
 			<-sem
-		}(c.Data)
+		}(c)
 	}
 	wg.Wait()
 	if readErr != nil {
