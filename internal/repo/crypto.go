@@ -126,12 +126,18 @@ func (c *crypter) ad(k unitKind) []byte {
 // the compression to try (flagZstd, flagS2) or flagRaw for none; a body
 // that does not shrink is stored raw (flag 0).
 func (c *crypter) seal(dst, body []byte, comp byte, k unitKind) []byte {
+	return c.sealTo(dst, body, nil, comp, k)
+}
+
+// sealSpare is seal of spare[1:]; spare[0] may be overwritten. A body
+// stored raw is then encrypted from spare straight into dst.
+func (c *crypter) sealSpare(dst, spare []byte, comp byte, k unitKind) []byte {
+	return c.sealTo(dst, spare[1:], spare, comp, k)
+}
+
+func (c *crypter) sealTo(dst, body, spare []byte, comp byte, k unitKind) []byte {
 	start := len(dst)
-	extra := 0
-	if comp == flagS2 {
-		extra = s2.MaxEncodedLen(len(body)) - len(body)
-	}
-	dst = grow(dst, nonceSize+1+len(body)+tagSize+16+extra)
+	dst = grow(dst, sealedMax(len(body), comp))
 	nonce := dst[start : start+nonceSize]
 	if _, err := rand.Read(nonce); err != nil {
 		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
@@ -141,16 +147,14 @@ func (c *crypter) seal(dst, body []byte, comp byte, k unitKind) []byte {
 	if len(body) < minCompressSize {
 		comp = flagRaw
 	}
+	raw := true
 	switch comp {
 	case flagZstd:
 		pt = append(pt, flagZstd)
 		pt = appendUvarint(pt, uint64(len(body)))
 		hdr := len(pt)
 		pt = zenc.EncodeAll(body, pt)
-		if len(pt)-hdr >= len(body) { // incompressible: store raw
-			pt = append(pt[:ptStart], flagRaw)
-			pt = append(pt, body...)
-		}
+		raw = len(pt)-hdr >= len(body) // incompressible: store raw
 	case flagS2:
 		if !c.s2 {
 			panic("repo: S2 compression in a repository before format v3")
@@ -158,21 +162,55 @@ func (c *crypter) seal(dst, body []byte, comp byte, k unitKind) []byte {
 		pt = append(pt, flagS2)
 		// The S2 block (it starts with the body's length) is encoded in
 		// place after the flag: grow left room for its worst case.
-		enc := s2.Encode(pt[len(pt):cap(pt)], body)
-		if len(enc) >= len(body) { // incompressible: store raw
-			pt = append(pt[:ptStart], flagRaw)
-			pt = append(pt, body...)
-		} else {
-			pt = pt[:len(pt)+len(enc)]
+		if s2Promising(pt[len(pt):cap(pt)], body) {
+			enc := s2.Encode(pt[len(pt):cap(pt)], body)
+			if raw = len(enc) >= len(body); !raw {
+				pt = pt[:len(pt)+len(enc)]
+			}
 		}
-	default:
-		pt = append(pt, flagRaw)
+	}
+	if raw {
+		if spare != nil {
+			// Encrypt from the caller's buffer straight into dst.
+			spare[0] = flagRaw
+			return c.aead.Seal(dst[:ptStart], dst[start:ptStart], spare, c.ad(k))
+		}
+		pt = append(pt[:ptStart], flagRaw)
 		pt = append(pt, body...)
 	}
 	// Seal in place: the plaintext occupies dst[ptStart:], the ciphertext
 	// overwrites it and the tag is appended.
 	out := c.aead.Seal(pt[:ptStart], pt[start:ptStart], pt[ptStart:], c.ad(k))
 	return out
+}
+
+// S2 probing: a body of at least s2ProbeFrom bytes is compressed whole only
+// if s2ProbeN samples of s2ProbeSize bytes spread over it shrink by at
+// least 1/s2ProbeGain together. S2 finds nothing to do in already
+// compressed or encrypted files (and in text of random letters, which only
+// an entropy coder like zstd's shrinks), yet spends over a CPU-second per
+// GiB looking; the samples cost a sixteenth of that.
+const (
+	s2ProbeFrom = 256 << 10
+	s2ProbeSize = 16 << 10
+	s2ProbeN    = 4
+	s2ProbeGain = 32
+)
+
+// s2Promising reports whether body is worth compressing with S2; scratch
+// has room for S2's worst case of body.
+func s2Promising(scratch, body []byte) bool {
+	if len(body) < s2ProbeFrom {
+		return true
+	}
+	in, out := 0, 0
+	step := len(body) / s2ProbeN
+	for i := 0; i < s2ProbeN; i++ {
+		sample := body[i*step : i*step+s2ProbeSize]
+		in += len(sample)
+		out += len(s2.Encode(scratch, sample))
+	}
+	return out <= in-in/s2ProbeGain
 }
 
 // open authenticates and decrypts one envelope of kind k and returns the

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/restic/chunker"
 
 	"github.com/arca-backup/arca/internal/storage"
@@ -34,8 +35,8 @@ type WriterStats struct {
 }
 
 // Writer writes one recovery point. PutBlob and PutStream are safe for
-// concurrent use; memory is bounded by (uploaders + 2) packs plus the chunk
-// buffers of PutStream.
+// concurrent use; memory is bounded by (open packs + uploaders + 1) packs
+// plus the chunk buffers of PutStream.
 type Writer struct {
 	r      *Repository
 	lock   *heldLock
@@ -44,8 +45,14 @@ type Writer struct {
 
 	mu      sync.Mutex
 	pending map[ID]struct{} // blobs accepted by this writer
-	cur     *packBuf
 	closed  bool
+	// open holds the packs being filled (nil: not made yet). A goroutine
+	// adding a blob takes one, seals the blob straight into its buffer
+	// (no copy of the envelope), and puts it back, or hands it to the
+	// uploaders once full: so several blobs are sealed at once, each into
+	// a pack of its own, and a pack's blobs are contiguous.
+	open    chan *packBuf
+	nOpen   int
 	uploads chan *packBuf
 	wg      sync.WaitGroup
 
@@ -59,7 +66,6 @@ type Writer struct {
 	deps  map[ID]struct{} // existing packs holding blobs this writer deduplicated against
 
 	packPool  chan []byte
-	sealPool  sync.Pool
 	chunkBufs chan []byte
 
 	newBlobs, dupBlobs, logical, newBytes, stored, packs atomic.Int64
@@ -97,6 +103,11 @@ func (r *Repository) newWriter(ctx context.Context, hl *heldLock) *Writer {
 		uploads:   make(chan *packBuf, 1),
 		packPool:  make(chan []byte, r.opts.uploaders+1),
 		chunkBufs: make(chan []byte, runtime.GOMAXPROCS(0)+2),
+		nOpen:     runtime.GOMAXPROCS(0) + 1,
+	}
+	w.open = make(chan *packBuf, w.nOpen)
+	for i := 0; i < w.nOpen; i++ {
+		w.open <- nil // made on first use
 	}
 	for i := 0; i < cap(w.chunkBufs); i++ {
 		w.chunkBufs <- nil // allocated on first use
@@ -129,6 +140,14 @@ func (w *Writer) PutBlob(ctx context.Context, data []byte) (ID, error) {
 }
 
 func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, error) {
+	return w.putBlobSpare(ctx, t, data, nil)
+}
+
+// putBlobSpare is putBlob; if spare is set, it is data with one byte
+// before it (spare[1:] is data) that sealing may overwrite, so that an
+// envelope stored raw is encrypted straight from the caller's buffer into
+// the pack (no copy).
+func (w *Writer) putBlobSpare(ctx context.Context, t BlobType, data, spare []byte) (ID, error) {
 	if len(data) > MaxBlobSize {
 		return ID{}, fmt.Errorf("blob of %d bytes exceeds the maximum of %d", len(data), MaxBlobSize)
 	}
@@ -157,20 +176,18 @@ func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, erro
 	w.pending[id] = struct{}{}
 	w.mu.Unlock()
 
-	// Compress and encrypt outside the lock, in the caller's goroutine.
-	bp, _ := w.sealPool.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
+	// Compress and encrypt outside the lock, in the caller's goroutine,
+	// straight into a pack's buffer.
 	comp := flagZstd
 	if t == DataBlob && w.r.crypt.s2 {
 		comp = flagS2 // format v3: file contents with S2, trees with zstd
 	}
-	sealed := w.r.crypt.seal((*bp)[:0], data, comp, kindBlob)
-
-	err := w.appendSealed(ctx, t, id, sealed, len(data))
-	*bp = sealed
-	w.sealPool.Put(bp)
+	err := w.add(ctx, t, id, len(data), sealedMax(len(data), comp), func(dst []byte) []byte {
+		if spare != nil {
+			return w.r.crypt.sealSpare(dst, spare, comp, kindBlob)
+		}
+		return w.r.crypt.seal(dst, data, comp, kindBlob)
+	})
 	if err != nil {
 		return ID{}, err
 	}
@@ -179,39 +196,68 @@ func (w *Writer) putBlob(ctx context.Context, t BlobType, data []byte) (ID, erro
 	return id, nil
 }
 
-// appendSealed adds an encrypted blob to the current pack and hands full
-// packs to the uploaders.
+// appendSealed adds an encrypted blob (a prune's repack) to a pack.
 func (w *Writer) appendSealed(ctx context.Context, t BlobType, id ID, sealed []byte, rawLen int) error {
+	return w.add(ctx, t, id, rawLen, len(sealed), func(dst []byte) []byte { return append(dst, sealed...) })
+}
+
+// add appends one blob's envelope, made by fill (which appends at most
+// need bytes to its argument), to an open pack, and hands the pack to the
+// uploaders once it reaches the target size.
+func (w *Writer) add(ctx context.Context, t BlobType, id ID, rawLen, need int, fill func([]byte) []byte) error {
+	var p *packBuf
+	select {
+	case p = <-w.open:
+	case <-w.ctx.Done():
+		return errAborted
+	case <-ctx.Done():
+		return fmt.Errorf("put blob: %w", ctx.Err())
+	}
+	defer func() { w.open <- p }()
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
+	closed := w.closed
+	w.mu.Unlock()
+	if closed {
 		return ErrWriterClosed
 	}
-	// A blob that does not fit into the current pack's buffer closes the
-	// pack first, so pack buffers are never reallocated.
-	if w.cur != nil && len(w.cur.entries) > 0 && len(w.cur.data)+len(sealed) > cap(w.cur.data) {
-		if err := w.sendLocked(ctx); err != nil {
+	// A blob that might not fit into the pack's buffer closes the pack
+	// first, so pack buffers are never reallocated.
+	if p != nil && len(p.entries) > 0 && len(p.data)+need > cap(p.data) {
+		if err := w.send(ctx, p); err != nil {
+			p = nil
 			return err
 		}
+		p = nil
 	}
-	if w.cur == nil {
-		w.cur = w.newPack()
+	if p == nil {
+		p = w.newPack(need)
 	}
-	p := w.cur
-	p.entries = append(p.entries, packEntry{Type: t, ID: id, Offset: uint32(len(p.data)), Length: uint32(len(sealed)), RawLen: uint32(rawLen)})
-	p.data = append(p.data, sealed...)
+	off := len(p.data)
+	p.data = fill(p.data)
+	p.entries = append(p.entries, packEntry{Type: t, ID: id, Offset: uint32(off), Length: uint32(len(p.data) - off), RawLen: uint32(rawLen)})
 	if len(p.data) >= w.r.opts.packSize {
-		return w.sendLocked(ctx)
+		err := w.send(ctx, p)
+		p = nil
+		return err
 	}
 	return nil
 }
 
-// sendLocked hands the current pack to the uploaders; w.mu is held.
-// Sending under the lock is the backpressure: when every uploader is busy,
-// writers wait instead of filling more packs.
-func (w *Writer) sendLocked(ctx context.Context) error {
-	p := w.cur
-	w.cur = nil
+// sealedMax bounds the envelope of a body of n bytes sealed with comp.
+func sealedMax(n int, comp byte) int {
+	switch comp {
+	case flagS2:
+		n = s2.MaxEncodedLen(n)
+	case flagZstd:
+		n += n>>8 + 64 // zstd's raw blocks and frame header
+	}
+	return envelopeSize + 1 + binary.MaxVarintLen64 + n
+}
+
+// send hands a full pack to the uploaders. Waiting here while every
+// uploader is busy is the backpressure: writers wait instead of filling
+// more packs.
+func (w *Writer) send(ctx context.Context, p *packBuf) error {
 	select {
 	case w.uploads <- p:
 		return nil
@@ -224,14 +270,15 @@ func (w *Writer) sendLocked(ctx context.Context) error {
 	}
 }
 
-func (w *Writer) newPack() *packBuf {
+// newPack returns an empty pack with room for at least need bytes.
+func (w *Writer) newPack(need int) *packBuf {
 	var b []byte
 	select {
 	case b = <-w.packPool:
 	default:
 	}
-	if b == nil {
-		b = make([]byte, 0, w.r.opts.packSize+w.r.opts.packSize/4)
+	if size := w.r.opts.packSize + w.r.opts.packSize/4; cap(b) < max(need, size) {
+		b = make([]byte, 0, max(need, size))
 	}
 	return &packBuf{data: b[:0]}
 }
@@ -280,14 +327,32 @@ func (w *Writer) flush() error {
 		return ErrWriterClosed
 	}
 	w.closed = true
-	if w.cur != nil && len(w.cur.entries) > 0 {
-		w.uploads <- w.cur // uploaders are running: this cannot block for long
-		w.cur = nil
-	}
-	close(w.uploads)
 	w.mu.Unlock()
+	// Take every open pack (waiting for blobs being sealed into them) and
+	// send those holding blobs; the uploaders are running, so this cannot
+	// block for long. Empty slots go back: a late PutBlob finds the writer
+	// closed instead of waiting forever.
+	w.drainOpen(func(p *packBuf) {
+		if p != nil && len(p.entries) > 0 && w.failed() == nil {
+			w.uploads <- p
+		}
+	})
+	close(w.uploads)
 	w.wg.Wait()
 	return w.failed()
+}
+
+// drainOpen takes every open pack, passes it to fn and puts an empty slot
+// back; w.closed is set.
+func (w *Writer) drainOpen(fn func(*packBuf)) {
+	ps := make([]*packBuf, 0, w.nOpen)
+	for i := 0; i < w.nOpen; i++ {
+		ps = append(ps, <-w.open)
+	}
+	for _, p := range ps {
+		fn(p)
+		w.open <- nil
+	}
 }
 
 // Commit uploads what is pending, then writes the index, then the manifest
@@ -482,8 +547,9 @@ func (w *Writer) Abort(ctx context.Context) error {
 		return w.lock.release(ctx)
 	}
 	w.closed = true
-	close(w.uploads)
 	w.mu.Unlock()
+	w.drainOpen(func(*packBuf) {}) // blobs being sealed finish (or see the cancel)
+	close(w.uploads)
 	w.wg.Wait()
 	return w.lock.release(ctx)
 }
@@ -559,9 +625,11 @@ func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, erro
 			break
 		}
 		if buf == nil {
-			buf = make([]byte, 0, chunker.MaxSize)
+			// One byte more than a chunk: the chunk goes in at buf[1:],
+			// and sealing may use buf[0] (putBlobSpare).
+			buf = make([]byte, 1, 1+chunker.MaxSize)
 		}
-		c, err := next(buf)
+		c, err := next(buf[1:1])
 		if err == io.EOF {
 			w.chunkBufs <- buf
 			break
@@ -576,12 +644,16 @@ func (w *Writer) PutStream(ctx context.Context, rd io.Reader) ([]ID, int64, erro
 		jobs = append(jobs, j)
 		sem <- struct{}{}
 		wg.Add(1)
-		go func(data []byte) {
+		var spare []byte
+		if &c[0] == &buf[:2][1] { // the chunker filled buf (it always does)
+			spare = buf[:1+len(c)]
+		}
+		go func(data, spare, buf []byte) {
 			defer wg.Done()
-			j.id, j.err = w.putBlob(ctx, DataBlob, data)
-			w.chunkBufs <- data[:0]
+			j.id, j.err = w.putBlobSpare(ctx, DataBlob, data, spare)
+			w.chunkBufs <- buf[:1]
 			<-sem
-		}(c)
+		}(c, spare, buf)
 	}
 	wg.Wait()
 	if readErr != nil {
