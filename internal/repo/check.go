@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -267,7 +266,7 @@ func (c *checker) checkPack(ctx context.Context, id ID, size int64, indexed []pa
 		}
 		return err
 	}
-	if sha256.Sum256(data) != id {
+	if c.r.packID(data) != id {
 		c.damage(file, "content does not match its name")
 	}
 	hdr, herr := c.r.parsePackTail(data, int64(len(data)))

@@ -11,9 +11,16 @@ package repo_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"lukechampine.com/blake3"
 
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage/local"
@@ -34,20 +41,20 @@ var frozenV3 = func() frozenRepo {
 	v.Version, v.Dir = 3, frozenV3Dir
 	v.Passwords = [2]string{frozenV3Password1, frozenV3Password2}
 	v.KeyIDs = [2]string{
-		"e37e597387cf98e62db3155d863d98b9fb363122216ae015f8714601db843e18",
-		"8548acbefd7aa364060cd2262f1189ccffa9fa1fc207c412b93e0cdca4161428",
+		"75cd0b3e6812d1b631005af40447b850f1dd1687764ee22af0803c5d65bf673c",
+		"554e7a54ca9d524af50861e6220b33c2d2d29827042730f39022b9aeb1ecdde6",
 	}
 	ids := []string{
-		"3b8f7478f0e72287983df85c4d56b33c108f926956edc3aec0651fc1814f43db",
-		"54b50e252079be45698a5e1c227393e0e4254811db26606ec168ac70e1789d9a",
-		"c3a0c278b5c0d8adcb2973a227fc41fd1bf4b85142c4cbcf20927cfe0cf745fd",
+		"42cdc5a114cd79ab71fac6eb8012e48a4ed1bed76ccd06d9b83d61e8b2111361",
+		"304038f64ef8463ca21d3d3e93b7dcedeec8ab018be424c98aac35a2e5094337",
+		"12fb21876771ffe654ecf79a407d3b4ce27e34daa90fd3856fefde1ef0c24f4b",
 	}
 	v.Points = make([]frozenPoint, len(frozenV1.Points))
 	for i, p := range frozenV1.Points {
 		p.ID = ids[i]
 		v.Points[i] = p
 	}
-	v.IndexFiles, v.Packs, v.Blobs = 3, 5, 23
+	v.IndexFiles, v.Packs, v.Blobs = 3, 11, 23
 	return v
 }()
 
@@ -66,8 +73,8 @@ func TestFrozenRepoGenerateV3(t *testing.T) {
 // TestFrozenRepoV3 is the compatibility test of format v3: every later
 // version must pass it unchanged. It also shows that testdata/v3 really is
 // format v3: its config is bound (as v2's), names a gear seed and no
-// polynomial, its data blobs are S2 (flag 2) or raw, never zstd, and its
-// tree blobs zstd or raw.
+// polynomial, its data blobs are S2 (flag 2) or raw, never zstd, its
+// tree blobs zstd or raw, and its packs are named by BLAKE3-256.
 func TestFrozenRepoV3(t *testing.T) {
 	ctx := context.Background()
 	for _, pw := range frozenV3.Passwords {
@@ -103,5 +110,29 @@ func TestFrozenRepoV3(t *testing.T) {
 	}
 	if tree[1] == 0 || tree[2] != 0 {
 		t.Errorf("tree blobs by flag %v: want some zstd (1) and no S2 (2)", tree)
+	}
+	// Packs are named by the BLAKE3-256 of their bytes, other files by
+	// SHA-256 as in v2.
+	for _, sub := range []string{"data", "index", "points", "keys"} {
+		err := filepath.WalkDir(filepath.Join(frozenV3Dir, sub), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			want := sha256.Sum256(b)
+			if sub == "data" {
+				want = blake3.Sum256(b)
+			}
+			if d.Name() != hex.EncodeToString(want[:]) {
+				t.Errorf("%s/%s is not named by the %s of its bytes", sub, d.Name(), map[bool]string{true: "BLAKE3-256", false: "SHA-256"}[sub == "data"])
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -306,7 +306,7 @@ func (w *Writer) upload(p *packBuf) error {
 	before := len(p.data)
 	p.data = w.r.crypt.seal(p.data, hdr, flagRaw, kindPackHeader)
 	p.data = binary.LittleEndian.AppendUint32(p.data, uint32(len(p.data)-before))
-	id := Hash(p.data)
+	id := w.r.packID(p.data)
 	h := storage.Handle{Type: storage.PackFile, Name: id.String()}
 	if err := w.r.be.Save(w.ctx, h, int64(len(p.data)), newBytesReader(p.data)); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
