@@ -34,10 +34,9 @@ require (
 	k8s.io/utils v0.0.0-20260626114624-be93311217bd
 	modernc.org/sqlite v1.62.0
 	sigs.k8s.io/controller-runtime v0.25.2
+	lukechampine.com/blake3 v1.4.1
 	sigs.k8s.io/yaml v1.6.0
 )
-
-require lukechampine.com/blake3 v1.4.1
 
 require (
 	dario.cat/mergo v1.0.1 // indirect
