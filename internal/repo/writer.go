@@ -101,10 +101,13 @@ func (r *Repository) newWriter(ctx context.Context, hl *heldLock) *Writer {
 		pending:   map[ID]struct{}{},
 		deps:      map[ID]struct{}{},
 		uploads:   make(chan *packBuf, 1),
-		packPool:  make(chan []byte, r.opts.uploaders+1),
 		chunkBufs: make(chan []byte, runtime.GOMAXPROCS(0)+2),
 		nOpen:     runtime.GOMAXPROCS(0) + 1,
 	}
+	// Every pack buffer that can be alive at once (open, queued, uploading)
+	// is kept for reuse: a new one costs page faults on every byte sealed
+	// into it, once the runtime has returned a freed one to the OS.
+	w.packPool = make(chan []byte, w.nOpen+1+r.opts.uploaders)
 	w.open = make(chan *packBuf, w.nOpen)
 	for i := 0; i < w.nOpen; i++ {
 		w.open <- nil // made on first use
