@@ -46,13 +46,17 @@ type Writer struct {
 	mu      sync.Mutex
 	pending map[ID]struct{} // blobs accepted by this writer
 	closed  bool
-	// open holds the packs being filled (nil: not made yet). A goroutine
-	// adding a blob takes one, seals the blob straight into its buffer
-	// (no copy of the envelope), and puts it back, or hands it to the
-	// uploaders once full: so several blobs are sealed at once, each into
-	// a pack of its own, and a pack's blobs are contiguous.
-	open    chan *packBuf
-	nOpen   int
+	// Packs being filled: a goroutine adding a blob takes a permit from
+	// open (nOpen of them) and the most recently used idle pack (or makes
+	// one), seals the blob straight into its buffer (no copy of the
+	// envelope), and puts it back, or hands it to the uploaders once full.
+	// So several blobs are sealed at once, each into a pack of its own, a
+	// pack's blobs are contiguous, and a writer adding one blob at a time
+	// fills one pack after another.
+	open   chan struct{}
+	nOpen  int
+	idleMu sync.Mutex
+	idle   []*packBuf
 	uploads chan *packBuf
 	wg      sync.WaitGroup
 
@@ -108,9 +112,9 @@ func (r *Repository) newWriter(ctx context.Context, hl *heldLock) *Writer {
 	// is kept for reuse: a new one costs page faults on every byte sealed
 	// into it, once the runtime has returned a freed one to the OS.
 	w.packPool = make(chan []byte, w.nOpen+1+r.opts.uploaders)
-	w.open = make(chan *packBuf, w.nOpen)
+	w.open = make(chan struct{}, w.nOpen)
 	for i := 0; i < w.nOpen; i++ {
-		w.open <- nil // made on first use
+		w.open <- struct{}{}
 	}
 	for i := 0; i < cap(w.chunkBufs); i++ {
 		w.chunkBufs <- nil // allocated on first use
@@ -208,15 +212,27 @@ func (w *Writer) appendSealed(ctx context.Context, t BlobType, id ID, sealed []b
 // need bytes to its argument), to an open pack, and hands the pack to the
 // uploaders once it reaches the target size.
 func (w *Writer) add(ctx context.Context, t BlobType, id ID, rawLen, need int, fill func([]byte) []byte) error {
-	var p *packBuf
 	select {
-	case p = <-w.open:
+	case <-w.open:
 	case <-w.ctx.Done():
 		return errAborted
 	case <-ctx.Done():
 		return fmt.Errorf("put blob: %w", ctx.Err())
 	}
-	defer func() { w.open <- p }()
+	var p *packBuf
+	w.idleMu.Lock()
+	if n := len(w.idle); n > 0 {
+		p, w.idle = w.idle[n-1], w.idle[:n-1]
+	}
+	w.idleMu.Unlock()
+	defer func() {
+		if p != nil {
+			w.idleMu.Lock()
+			w.idle = append(w.idle, p)
+			w.idleMu.Unlock()
+		}
+		w.open <- struct{}{}
+	}()
 	w.mu.Lock()
 	closed := w.closed
 	w.mu.Unlock()
@@ -345,16 +361,21 @@ func (w *Writer) flush() error {
 	return w.failed()
 }
 
-// drainOpen takes every open pack, passes it to fn and puts an empty slot
-// back; w.closed is set.
+// drainOpen waits until no blob is being added (it takes every permit),
+// passes each pack being filled to fn and forgets it; w.closed is set.
 func (w *Writer) drainOpen(fn func(*packBuf)) {
-	ps := make([]*packBuf, 0, w.nOpen)
 	for i := 0; i < w.nOpen; i++ {
-		ps = append(ps, <-w.open)
+		<-w.open
 	}
-	for _, p := range ps {
+	w.idleMu.Lock()
+	idle := w.idle
+	w.idle = nil
+	w.idleMu.Unlock()
+	for _, p := range idle {
 		fn(p)
-		w.open <- nil
+	}
+	for i := 0; i < w.nOpen; i++ {
+		w.open <- struct{}{}
 	}
 }
 
