@@ -53,10 +53,10 @@ type Writer struct {
 	// So several blobs are sealed at once, each into a pack of its own, a
 	// pack's blobs are contiguous, and a writer adding one blob at a time
 	// fills one pack after another.
-	open   chan struct{}
-	nOpen  int
-	idleMu sync.Mutex
-	idle   []*packBuf
+	open    chan struct{}
+	nOpen   int
+	idleMu  sync.Mutex
+	idle    []*packBuf
 	uploads chan *packBuf
 	wg      sync.WaitGroup
 
