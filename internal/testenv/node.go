@@ -45,6 +45,7 @@ type Node struct {
 	CgroupRoot string
 
 	containerd, kubelet, proxy *Process
+	logPrefix                  string
 }
 
 // nodeCluster is what every node of a control plane shares.
@@ -53,6 +54,7 @@ type nodeCluster struct {
 	kubeconfig string
 	pauseImage string
 	registry   string // host:port of the plain-HTTP registry, "" if none
+	logPrefix  string // the cluster's name and "/", "" without one
 }
 
 // startScheduler runs kube-scheduler against the API server; envtest starts
@@ -68,7 +70,7 @@ func (cp *ControlPlane) startScheduler(t T, kubeconfig string) {
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
 	}
-	p := StartProcess(t, "kube-scheduler", Binary(t, "kube-scheduler"), args, nil, "")
+	p := StartProcess(t, cp.procName("kube-scheduler"), Binary(t, "kube-scheduler"), args, nil, "")
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback health probe of a test process
 	p.WaitReady(t, 2*time.Minute, func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+Addr(port)+"/healthz", nil)
@@ -102,6 +104,7 @@ func (cp *ControlPlane) startNode(t T, c *nodeCluster, i int) *Node {
 		NetNS:            "/run/netns/" + addr.netns,
 		ContainerdSocket: filepath.Join(dir, "containerd.sock"),
 		CgroupRoot:       "/" + addr.netns,
+		logPrefix:        c.logPrefix,
 	}
 	// Registered before the processes start, so it runs after they stopped.
 	t.Cleanup(func() { n.teardown(t) })
@@ -195,7 +198,7 @@ func (n *Node) startInNetNS(t T, name, bin string, args ...string) *Process {
 	}
 	nsArgs := append([]string{"--net=" + n.NetNS, "--", bin}, args...)
 	env := []string{"HTTP_PROXY=", "HTTPS_PROXY=", "http_proxy=", "https_proxy=", "NO_PROXY=", "no_proxy="}
-	return StartProcess(t, name+"/"+n.Name, "nsenter", nsArgs, env, n.Dir)
+	return StartProcess(t, n.logPrefix+name+"/"+n.Name, "nsenter", nsArgs, env, n.Dir)
 }
 
 func (n *Node) cniConfig() string {
