@@ -75,17 +75,7 @@ func TestVaultTierRestoreIntoSecondCluster(t *testing.T) {
 		if err != nil {
 			t.Fatalf("install in cluster %s: %v\n%s\n%s", ic.cp.Name, err, out, ic.extensionLog())
 		}
-		if _, err := ic.cs.CoreV1().Secrets(v1alpha1.ExtensionNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minio"},
-			StringData: map[string]string{v1alpha1.SecretKeyPassword: "in-cluster-password",
-				v1alpha1.SecretKeyAWSAccessKeyID: m.AccessKey, v1alpha1.SecretKeyAWSSecretAccessKey: m.SecretKey}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		ic.apply(fmt.Sprintf(`
-apiVersion: arca.io/v1alpha1
-kind: StorageLocation
-metadata: {name: minio, namespace: arca-system}
-spec: {url: %q, credentialsSecret: minio}
-`, url))
+		ic.s3Location("minio", url, "in-cluster-password", m)
 		t.Logf("extension installed in cluster %s in %s", ic.cp.Name, time.Since(step).Round(time.Millisecond))
 	}
 	// The same image: pushed to each cluster's registry, one digest.
