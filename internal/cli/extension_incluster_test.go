@@ -48,16 +48,16 @@ type inCluster struct {
 
 func newInCluster(t *testing.T) *inCluster {
 	t.Helper()
-	return newNamedInCluster(t, "")
+	return newInClusterWith(t, testenv.ControlPlaneOptions{Nodes: 1})
 }
 
-// newNamedInCluster is newInCluster for a test that runs two clusters:
-// name tells their processes apart in the logs (testenv's
-// ControlPlaneOptions.Name).
-func newNamedInCluster(t *testing.T, name string) *inCluster {
+// newInClusterWith is newInCluster with other options: a test that runs
+// two clusters names them and lets the second pull from the first's
+// registry.
+func newInClusterWith(t *testing.T, opts testenv.ControlPlaneOptions) *inCluster {
 	t.Helper()
 	ctrllog.SetLogger(logr.Discard())
-	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{Nodes: 1, Name: name})
+	cp := testenv.StartControlPlane(t, opts)
 	c, err := client.New(cp.Config(), client.Options{Scheme: extension.Scheme()})
 	if err != nil {
 		t.Fatal(err)

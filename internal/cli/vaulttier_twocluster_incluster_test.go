@@ -54,9 +54,11 @@ var otherCluster = testenv.HostPathNames{Driver: "hostpath-b.csi.arca.local", St
 //     restore pod runs and no data is written.
 func TestVaultTierRestoreIntoSecondCluster(t *testing.T) {
 	start := time.Now()
-	a := newNamedInCluster(t, "a")
+	a := newInClusterWith(t, testenv.ControlPlaneOptions{Nodes: 1, Name: "a"})
 	csiA := testenv.StartHostPathCSI(t, a.cp)
-	b := newNamedInCluster(t, "b")
+	// B's node also pulls from A's registry: the restored Deployment names
+	// the application's image there.
+	b := newInClusterWith(t, testenv.ControlPlaneOptions{Nodes: 1, Name: "b", PullFrom: []string{a.cp.Registry.Addr()}})
 	csiB := testenv.StartHostPathCSINamed(t, b.cp, otherCluster)
 	if a.cp.HostIP == b.cp.HostIP || a.cp.Nodes[0].NetNS == b.cp.Nodes[0].NetNS || a.cp.Nodes[0].CgroupRoot == b.cp.Nodes[0].CgroupRoot {
 		t.Fatalf("the clusters share a network or cgroups: host %s/%s, netns %s/%s, cgroup root %s/%s", a.cp.HostIP, b.cp.HostIP,

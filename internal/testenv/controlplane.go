@@ -41,6 +41,11 @@ type ControlPlaneOptions struct {
 	// it prefixes their log headers ("b/kube-apiserver",
 	// "b/kubelet/arca-node-0") and the startup line. "" for one cluster.
 	Name string
+	// PullFrom lists more plain-HTTP registries ("host:port") the nodes
+	// pull from besides the cluster's own, e.g. another test cluster's
+	// Registry.Addr(): a workload restored from that cluster names its
+	// images there, as clusters share an application's registry.
+	PullFrom []string
 }
 
 // ControlPlane is a running etcd + kube-apiserver (+ kube-controller-manager).
@@ -142,7 +147,7 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 		cp.StartupTimes["kube-controller-manager"] = time.Since(start)
 	}
 	if opts.Nodes > 0 {
-		cp.startNodes(t, nodeNet)
+		cp.startNodes(t, nodeNet, opts.PullFrom)
 	}
 	return cp
 }
@@ -183,11 +188,11 @@ const kubernetesServiceIP = "10.96.0.1"
 
 // startNodes starts the registry the nodes pull from, kube-scheduler and
 // the nodes, and logs how long each took.
-func (cp *ControlPlane) startNodes(t T, nn *nodeNet) {
+func (cp *ControlPlane) startNodes(t T, nn *nodeNet, pullFrom []string) {
 	t.Helper()
 	start := time.Now()
 	cp.Registry = StartRegistry(t, cp.HostIP)
-	c := &nodeCluster{net: nn, kubeconfig: cp.KubeconfigFile(t), registry: cp.Registry.Addr(), logPrefix: cp.procName("")}
+	c := &nodeCluster{net: nn, kubeconfig: cp.KubeconfigFile(t), registries: append([]string{cp.Registry.Addr()}, pullFrom...), logPrefix: cp.procName("")}
 	c.pauseImage = PauseImage(t, cp.Registry)
 	cp.StartupTimes["registry+pause image"] = time.Since(start)
 	start = time.Now()

@@ -53,8 +53,8 @@ type nodeCluster struct {
 	net        *nodeNet
 	kubeconfig string
 	pauseImage string
-	registry   string // host:port of the plain-HTTP registry, "" if none
-	logPrefix  string // the cluster's name and "/", "" without one
+	registries []string // host:port of the plain-HTTP registries the nodes pull from
+	logPrefix  string   // the cluster's name and "/", "" without one
 }
 
 // startScheduler runs kube-scheduler against the API server; envtest starts
@@ -122,12 +122,12 @@ func (cp *ControlPlane) startNode(t T, c *nodeCluster, i int) *Node {
 		"kubelet.yaml":               n.kubeletConfig(),
 		"kube-proxy.yaml":            n.proxyConfig(c.kubeconfig),
 	}
-	if c.registry != "" {
-		hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", c.registry)
-		if err := os.MkdirAll(filepath.Join(dir, "certs.d", c.registry), 0o755); err != nil {
+	for _, r := range c.registries {
+		hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", r)
+		if err := os.MkdirAll(filepath.Join(dir, "certs.d", r), 0o755); err != nil {
 			t.Fatalf("node dir: %v", err)
 		}
-		files[filepath.Join("certs.d", c.registry, "hosts.toml")] = hosts
+		files[filepath.Join("certs.d", r, "hosts.toml")] = hosts
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
