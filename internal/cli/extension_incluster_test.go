@@ -48,8 +48,16 @@ type inCluster struct {
 
 func newInCluster(t *testing.T) *inCluster {
 	t.Helper()
+	return newInClusterWith(t, testenv.ControlPlaneOptions{Nodes: 1})
+}
+
+// newInClusterWith is newInCluster with other options: a test that runs
+// two clusters names them and lets the second pull from the first's
+// registry.
+func newInClusterWith(t *testing.T, opts testenv.ControlPlaneOptions) *inCluster {
+	t.Helper()
 	ctrllog.SetLogger(logr.Discard())
-	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{Nodes: 1})
+	cp := testenv.StartControlPlane(t, opts)
 	c, err := client.New(cp.Config(), client.Options{Scheme: extension.Scheme()})
 	if err != nil {
 		t.Fatal(err)
@@ -472,7 +480,10 @@ spec: {storageLocation: default, includedNamespaces: [big]}
 // sleeps; volumeSums lists every entry with its type, mode and size and
 // every regular file's sha256, so that a restore is compared byte for byte.
 const (
-	volumeSeed = `if [ ! -f /data/.seeded ]; then
+	volumeSeed = volumeSeedFiles + "\nexec sleep 2147483647"
+	// volumeSeedFiles writes the application's files into an empty volume
+	// (.seeded marks a volume it wrote), and nothing into one that has them.
+	volumeSeedFiles = `if [ ! -f /data/.seeded ]; then
   mkdir -p /data/db/wal && chmod 0750 /data/db
   for i in $(seq 1 12); do dd if=/dev/urandom of=/data/db/seg-$i bs=8192 count=$((i*3)) 2>/dev/null; done
   dd if=/dev/urandom of=/data/db/wal/000001 bs=1M count=3 2>/dev/null
@@ -480,8 +491,7 @@ const (
   ln -s db/meta /data/current
   : > /data/empty
   touch /data/.seeded
-fi
-exec sleep 2147483647`
+fi`
 	volumeSums = `cd /data && find . ! -name .seeded | sort | while read -r p; do
   if [ -L "$p" ]; then echo "L $p -> $(readlink "$p")"; elif [ -d "$p" ]; then echo "D $p $(stat -c %a "$p")";
   else echo "F $p $(stat -c '%a %s' "$p") $(sha256sum < "$p" | cut -c1-64)"; fi
@@ -588,9 +598,21 @@ spec: {recoveryPoint: %[2]s, storageLocation: default, includedNamespaces: [%[1]
 // volumeSums run in it.
 func (ic *inCluster) volumeListing(ns string) string {
 	t := ic.t
+	pod := ic.readyPod(ns, "app=db")
+	out, err := execIn(t, ic.cp.Config(), ic.cs, ns, pod.Name, "db", "sh", "-c", volumeSums)
+	if err != nil {
+		t.Fatalf("list the volume in %s/%s: %v\n%s", ns, pod.Name, err, out)
+	}
+	return out
+}
+
+// readyPod waits up to 3 minutes for a Ready pod in ns matching selector.
+func (ic *inCluster) readyPod(ns, selector string) *corev1.Pod {
+	t := ic.t
+	t.Helper()
 	var pod *corev1.Pod
 	err := wait.PollUntilContextTimeout(t.Context(), 300*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
-		l, err := ic.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=db"})
+		l, err := ic.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return false, nil
 		}
@@ -606,11 +628,7 @@ func (ic *inCluster) volumeListing(ns string) string {
 		return false, nil
 	})
 	if err != nil {
-		t.Fatalf("no Ready application pod in %s: %v", ns, err)
+		t.Fatalf("no Ready pod %s in %s: %v", selector, ns, err)
 	}
-	out, err := execIn(t, ic.cp.Config(), ic.cs, ns, pod.Name, "db", "sh", "-c", volumeSums)
-	if err != nil {
-		t.Fatalf("list the volume in %s/%s: %v\n%s", ns, pod.Name, err, out)
-	}
-	return out
+	return pod
 }

@@ -63,17 +63,7 @@ func TestVaultTierInCluster(t *testing.T) {
 	m := testenv.StartMinIO(t, testenv.OnHost(ic.cp.HostIP))
 	m.MakeBucket(t, "vault")
 	url := fmt.Sprintf("s3://vault/repo?endpoint=%s&tls=false&path-style=true&region=us-east-1", m.Endpoint)
-	if _, err := ic.cs.CoreV1().Secrets(v1alpha1.ExtensionNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minio"},
-		StringData: map[string]string{v1alpha1.SecretKeyPassword: "in-cluster-password",
-			v1alpha1.SecretKeyAWSAccessKeyID: m.AccessKey, v1alpha1.SecretKeyAWSSecretAccessKey: m.SecretKey}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	ic.apply(fmt.Sprintf(`
-apiVersion: arca.io/v1alpha1
-kind: StorageLocation
-metadata: {name: minio, namespace: arca-system}
-spec: {url: %q, credentialsSecret: minio}
-`, url))
+	ic.s3Location("minio", url, "in-cluster-password", m)
 	// The host reads the same repository to check what the pods wrote.
 	t.Setenv(PasswordEnv, "in-cluster-password")
 	t.Setenv("AWS_ACCESS_KEY_ID", m.AccessKey)
@@ -204,7 +194,7 @@ spec: {storageLocation: minio, includedNamespaces: [%s], vaultTier: true}
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = cs.Get(ctx, client.ObjectKey{Namespace: v1alpha1.ExtensionNamespace, Name: "minio"}, &corev1.Secret{})
+		err = cs.Get(ctx, client.ObjectKey{Namespace: v1alpha1.ExtensionNamespace, Name: "minio-creds"}, &corev1.Secret{})
 		if !apierrors.IsForbidden(err) {
 			t.Fatalf("default account read the storage secret: %v", err)
 		}
@@ -338,17 +328,7 @@ spec: {storageLocation: minio, includedNamespaces: [%s], vaultTier: true}
 		m2 := testenv.StartMinIO(t, testenv.OnHost(ic.cp.HostIP))
 		m2.MakeBucket(t, "secondary")
 		drURL := fmt.Sprintf("s3://secondary/repo?endpoint=%s&tls=false&path-style=true&region=us-east-1", m2.Endpoint)
-		if _, err := ic.cs.CoreV1().Secrets(v1alpha1.ExtensionNamespace).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minio-dr"},
-			StringData: map[string]string{v1alpha1.SecretKeyPassword: "the-secondary-has-its-own-password",
-				v1alpha1.SecretKeyAWSAccessKeyID: m2.AccessKey, v1alpha1.SecretKeyAWSSecretAccessKey: m2.SecretKey}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		ic.apply(fmt.Sprintf(`
-apiVersion: arca.io/v1alpha1
-kind: StorageLocation
-metadata: {name: dr, namespace: arca-system}
-spec: {url: %q, credentialsSecret: minio-dr}
-`, drURL))
+		ic.s3Location("dr", drURL, "the-secondary-has-its-own-password", m2)
 		ic.apply(`
 apiVersion: arca.io/v1alpha1
 kind: BackupJob
@@ -401,6 +381,25 @@ spec:
 			t.Fatalf("volume restored from the secondary differs.\nwant:\n%s\ngot:\n%s", want, got)
 		}
 	})
+}
+
+// s3Location creates StorageLocation name for url on MinIO m in
+// arca-system, and its Secret (name-creds: the repository password and m's
+// keys).
+func (ic *inCluster) s3Location(name, url, password string, m *testenv.MinIO) {
+	t := ic.t
+	t.Helper()
+	if _, err := ic.cs.CoreV1().Secrets(v1alpha1.ExtensionNamespace).Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-creds"},
+		StringData: map[string]string{v1alpha1.SecretKeyPassword: password,
+			v1alpha1.SecretKeyAWSAccessKeyID: m.AccessKey, v1alpha1.SecretKeyAWSSecretAccessKey: m.SecretKey}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ic.apply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: StorageLocation
+metadata: {name: %s, namespace: arca-system}
+spec: {url: %q, credentialsSecret: %s-creds}
+`, name, url, name))
 }
 
 // claimWithFiles makes namespace ns with a bound hostpath claim and lets

@@ -265,7 +265,7 @@ spec:
 		if p := j.Status.Progress; p == nil || p.BytesTotal != volBytes || p.BytesDone != volBytes {
 			t.Errorf("progress %+v: want the vault-tier bytes (%d) done of the same total", p, volBytes)
 		}
-		checkRestored("shop", csi.StorageClass, "VolumeSnapshotContent "+recs.Snapshots[0].Content+" no longer exists")
+		checkRestored("shop", csi.StorageClass, "VolumeSnapshotContent "+recs.Snapshots[0].Content+" does not exist in the target cluster")
 	})
 
 	t.Run("into a claim in use: refused", func(t *testing.T) {

@@ -36,6 +36,16 @@ type ControlPlaneOptions struct {
 	// server then listens on HostIP with a certificate that in-cluster
 	// clients accept, and admits pods with service-account tokens.
 	Nodes int
+	// Name tells the processes of this cluster apart when a test runs two
+	// (a backup cluster and a restore target, each with its own node):
+	// it prefixes their log headers ("b/kube-apiserver",
+	// "b/kubelet/arca-node-0") and the startup line. "" for one cluster.
+	Name string
+	// PullFrom lists more plain-HTTP registries ("host:port") the nodes
+	// pull from besides the cluster's own, e.g. another test cluster's
+	// Registry.Addr(): a workload restored from that cluster names its
+	// images there, as clusters share an application's registry.
+	PullFrom []string
 }
 
 // ControlPlane is a running etcd + kube-apiserver (+ kube-controller-manager).
@@ -48,6 +58,8 @@ type ControlPlane struct {
 	stopOnce sync.Once
 	stopErr  error
 
+	// Name is ControlPlaneOptions.Name.
+	Name string
 	// StartupTimes records how long each component took to become ready,
 	// by component name ("etcd+kube-apiserver", "kube-controller-manager",
 	// "kube-scheduler", "node arca-node-0", …).
@@ -89,6 +101,7 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 		apiLog:       &syncBuffer{},
 		StartupTimes: map[string]time.Duration{},
 		HostIP:       "127.0.0.1",
+		Name:         opts.Name,
 	}
 	useExisting := false
 	cp.env = &envtest.Environment{
@@ -134,7 +147,7 @@ func StartControlPlane(t T, opts ControlPlaneOptions) *ControlPlane {
 		cp.StartupTimes["kube-controller-manager"] = time.Since(start)
 	}
 	if opts.Nodes > 0 {
-		cp.startNodes(t, nodeNet)
+		cp.startNodes(t, nodeNet, opts.PullFrom)
 	}
 	return cp
 }
@@ -175,11 +188,11 @@ const kubernetesServiceIP = "10.96.0.1"
 
 // startNodes starts the registry the nodes pull from, kube-scheduler and
 // the nodes, and logs how long each took.
-func (cp *ControlPlane) startNodes(t T, nn *nodeNet) {
+func (cp *ControlPlane) startNodes(t T, nn *nodeNet, pullFrom []string) {
 	t.Helper()
 	start := time.Now()
 	cp.Registry = StartRegistry(t, cp.HostIP)
-	c := &nodeCluster{net: nn, kubeconfig: cp.KubeconfigFile(t), registry: cp.Registry.Addr()}
+	c := &nodeCluster{net: nn, kubeconfig: cp.KubeconfigFile(t), registries: append([]string{cp.Registry.Addr()}, pullFrom...), logPrefix: cp.procName("")}
 	c.pauseImage = PauseImage(t, cp.Registry)
 	cp.StartupTimes["registry+pause image"] = time.Since(start)
 	start = time.Now()
@@ -198,7 +211,11 @@ func (cp *ControlPlane) startNodes(t T, nn *nodeNet) {
 	for _, n := range cp.Nodes {
 		parts = append(parts, fmt.Sprintf("node %s %s", n.Name, cp.StartupTimes["node "+n.Name].Round(time.Millisecond)))
 	}
-	t.Logf("testenv: cluster with %d node(s) started: %s", len(cp.Nodes), strings.Join(parts, ", "))
+	label := "cluster"
+	if cp.Name != "" {
+		label += " " + cp.Name
+	}
+	t.Logf("testenv: %s with %d node(s) started: %s", label, len(cp.Nodes), strings.Join(parts, ", "))
 }
 
 // dieWithParent returns a launcher for bin that makes the kernel kill it
@@ -235,8 +252,21 @@ func dieWithParent(t T, bin string) string {
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func (cp *ControlPlane) printLogs(t T) {
-	t.Logf("---- log of etcd ----\n%s\n---- end of etcd ----", cp.etcdLog.String())
-	t.Logf("---- log of kube-apiserver ----\n%s\n---- end of kube-apiserver ----", cp.apiLog.String())
+	for _, l := range []struct {
+		name string
+		log  *syncBuffer
+	}{{cp.procName("etcd"), cp.etcdLog}, {cp.procName("kube-apiserver"), cp.apiLog}} {
+		t.Logf("---- log of %s ----\n%s\n---- end of %s ----", l.name, l.log.String(), l.name)
+	}
+}
+
+// procName is the name of one of the cluster's processes in logs:
+// component, prefixed with the cluster's Name when it has one.
+func (cp *ControlPlane) procName(component string) string {
+	if cp.Name == "" {
+		return component
+	}
+	return cp.Name + "/" + component
 }
 
 // startControllerManager runs kube-controller-manager with an admin
@@ -259,7 +289,7 @@ func (cp *ControlPlane) startControllerManager(t T) {
 		"--pvclaimbinder-sync-period=1s",
 		"--concurrent-gc-syncs=5",
 	}
-	cp.kcm = StartProcess(t, "kube-controller-manager", Binary(t, "kube-controller-manager"), args, nil, "")
+	cp.kcm = StartProcess(t, cp.procName("kube-controller-manager"), Binary(t, "kube-controller-manager"), args, nil, "")
 	cs := cp.clientset(t)
 	cp.kcm.WaitReady(t, 2*time.Minute, func(ctx context.Context) error {
 		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})

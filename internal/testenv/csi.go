@@ -129,9 +129,9 @@ func startCSIStack(t T, cp *ControlPlane, c *CSI, startDriver func()) {
 
 	kubeconfig := cp.KubeconfigFile(t)
 	start = time.Now()
-	sc := StartProcess(t, "snapshot-controller", Binary(t, "snapshot-controller"),
+	sc := StartProcess(t, cp.procName("snapshot-controller"), Binary(t, "snapshot-controller"),
 		[]string{"--kubeconfig=" + kubeconfig, "--leader-election=false", "--retry-interval-start=200ms", "--retry-interval-max=5s"}, nil, "")
-	sidecar := StartProcess(t, "csi-snapshotter", Binary(t, "csi-snapshotter"),
+	sidecar := StartProcess(t, cp.procName("csi-snapshotter"), Binary(t, "csi-snapshotter"),
 		[]string{"--kubeconfig=" + kubeconfig, "--csi-address=" + c.Socket, "--leader-election=false", "--retry-interval-start=200ms", "--retry-interval-max=5s"}, nil, "")
 	sc.WaitReady(t, time.Minute, logContains(sc, "Starting snapshot controller"))
 	c.StartupTimes["snapshot-controller"] = time.Since(start)

@@ -22,6 +22,20 @@ const (
 	HostPathSnapshotClassDelete = "arca-hostpath-snapclass-delete"
 )
 
+// HostPathNames names the CSI objects of a hostpath stack.
+type HostPathNames struct {
+	// Driver is the CSI driver's name (CSIDriver, provisioner of the
+	// StorageClass, driver of the VolumeSnapshotClasses).
+	Driver string
+	// StorageClass is the default StorageClass; SnapshotClass the default
+	// VolumeSnapshotClass (Retain), SnapshotClassDelete the other (Delete).
+	StorageClass, SnapshotClass, SnapshotClassDelete string
+}
+
+// HostPathDefaultNames are the names StartHostPathCSI uses.
+var HostPathDefaultNames = HostPathNames{Driver: HostPathDriverName, StorageClass: HostPathStorageClass,
+	SnapshotClass: HostPathSnapshotClass, SnapshotClassDelete: HostPathSnapshotClassDelete}
+
 // StartHostPathCSI starts the CSI stack of StartCSI with the hostpath
 // driver (package hostpath), whose volumes are directories with real bytes
 // under c.DataDir: the snapshot CRDs, the CSIDriver object
@@ -37,11 +51,20 @@ const (
 // control plane without nodes only the controller instance runs.
 func StartHostPathCSI(t T, cp *ControlPlane) *CSI {
 	t.Helper()
+	return StartHostPathCSINamed(t, cp, HostPathDefaultNames)
+}
+
+// StartHostPathCSINamed is StartHostPathCSI with other names: the stack
+// of a second cluster whose storage is another driver (a restore target
+// with a different driver and storage class). Each call has its own data
+// directory, so two clusters' drivers share no volume.
+func StartHostPathCSINamed(t T, cp *ControlPlane, names HostPathNames) *CSI {
+	t.Helper()
 	c := &CSI{
-		DriverName:          HostPathDriverName,
-		StorageClass:        HostPathStorageClass,
-		SnapshotClass:       HostPathSnapshotClass,
-		SnapshotClassDelete: HostPathSnapshotClassDelete,
+		DriverName:          names.Driver,
+		StorageClass:        names.StorageClass,
+		SnapshotClass:       names.SnapshotClass,
+		SnapshotClassDelete: names.SnapshotClassDelete,
 		StartupTimes:        map[string]time.Duration{},
 		// The kubelet applies a pod's fsGroup to the volume, as it does
 		// for a formatted disk in a cloud cluster.

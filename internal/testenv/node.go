@@ -45,6 +45,7 @@ type Node struct {
 	CgroupRoot string
 
 	containerd, kubelet, proxy *Process
+	logPrefix                  string
 }
 
 // nodeCluster is what every node of a control plane shares.
@@ -52,7 +53,8 @@ type nodeCluster struct {
 	net        *nodeNet
 	kubeconfig string
 	pauseImage string
-	registry   string // host:port of the plain-HTTP registry, "" if none
+	registries []string // host:port of the plain-HTTP registries the nodes pull from
+	logPrefix  string   // the cluster's name and "/", "" without one
 }
 
 // startScheduler runs kube-scheduler against the API server; envtest starts
@@ -68,7 +70,7 @@ func (cp *ControlPlane) startScheduler(t T, kubeconfig string) {
 		"--bind-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
 	}
-	p := StartProcess(t, "kube-scheduler", Binary(t, "kube-scheduler"), args, nil, "")
+	p := StartProcess(t, cp.procName("kube-scheduler"), Binary(t, "kube-scheduler"), args, nil, "")
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback health probe of a test process
 	p.WaitReady(t, 2*time.Minute, func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+Addr(port)+"/healthz", nil)
@@ -102,6 +104,7 @@ func (cp *ControlPlane) startNode(t T, c *nodeCluster, i int) *Node {
 		NetNS:            "/run/netns/" + addr.netns,
 		ContainerdSocket: filepath.Join(dir, "containerd.sock"),
 		CgroupRoot:       "/" + addr.netns,
+		logPrefix:        c.logPrefix,
 	}
 	// Registered before the processes start, so it runs after they stopped.
 	t.Cleanup(func() { n.teardown(t) })
@@ -119,12 +122,12 @@ func (cp *ControlPlane) startNode(t T, c *nodeCluster, i int) *Node {
 		"kubelet.yaml":               n.kubeletConfig(),
 		"kube-proxy.yaml":            n.proxyConfig(c.kubeconfig),
 	}
-	if c.registry != "" {
-		hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", c.registry)
-		if err := os.MkdirAll(filepath.Join(dir, "certs.d", c.registry), 0o755); err != nil {
+	for _, r := range c.registries {
+		hosts := fmt.Sprintf("server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", r)
+		if err := os.MkdirAll(filepath.Join(dir, "certs.d", r), 0o755); err != nil {
 			t.Fatalf("node dir: %v", err)
 		}
-		files[filepath.Join("certs.d", c.registry, "hosts.toml")] = hosts
+		files[filepath.Join("certs.d", r, "hosts.toml")] = hosts
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -195,7 +198,7 @@ func (n *Node) startInNetNS(t T, name, bin string, args ...string) *Process {
 	}
 	nsArgs := append([]string{"--net=" + n.NetNS, "--", bin}, args...)
 	env := []string{"HTTP_PROXY=", "HTTPS_PROXY=", "http_proxy=", "https_proxy=", "NO_PROXY=", "no_proxy="}
-	return StartProcess(t, name+"/"+n.Name, "nsenter", nsArgs, env, n.Dir)
+	return StartProcess(t, n.logPrefix+name+"/"+n.Name, "nsenter", nsArgs, env, n.Dir)
 }
 
 func (n *Node) cniConfig() string {

@@ -165,7 +165,7 @@ func (r *Restorer) snapshotUnusable(ctx context.Context, rec Record, mappedClass
 	if rec.Content != "" {
 		_, err := r.snaps.SnapshotV1().VolumeSnapshotContents().Get(ctx, rec.Content, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return fmt.Sprintf("the snapshot's VolumeSnapshotContent %s no longer exists", rec.Content)
+			return fmt.Sprintf("the snapshot's VolumeSnapshotContent %s does not exist in the target cluster", rec.Content)
 		}
 	}
 	if !r.exists(ctx, r.drivers, rec.Driver, r.driverExists) {

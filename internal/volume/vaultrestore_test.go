@@ -74,7 +74,7 @@ func TestVaultSourceChoice(t *testing.T) {
 		vault        bool
 		why          string
 	}{
-		{"gone", csi.StorageClass, true, "snapcontent-that-was-deleted no longer exists"},
+		{"gone", csi.StorageClass, true, "snapcontent-that-was-deleted does not exist in the target cluster"},
 		{"keep", csi.StorageClass, false, ""},
 		{"moved", "moved-class", true, "provisions with " + otherDriver + ", not the snapshot's driver " + csi.DriverName},
 		{"only-vault", csi.StorageClass, true, "no snapshot recorded"},
