@@ -140,8 +140,11 @@ func detachLoop(dev string) error {
 	return nil
 }
 
-// detachLoops detaches the loop devices of image.
-func detachLoops(image string) error {
+// detachUnmountedLoops detaches the loop devices of image that nothing
+// mounts. (A mount of a device node does not hold the device open: a
+// device detached under a mount would leave the mount on a device that
+// reads nothing and that no listing ties to its volume any more.)
+func detachUnmountedLoops(image string) error {
 	image = realPath(image)
 	devs, err := loopDevices(func(b string) bool { return b == image })
 	if err != nil {
@@ -149,7 +152,13 @@ func detachLoops(image string) error {
 	}
 	var errs []error
 	for _, dev := range devs {
-		errs = append(errs, detachLoop(dev))
+		ms, err := deviceMounts(dev)
+		if err != nil {
+			return err
+		}
+		if len(ms) == 0 {
+			errs = append(errs, detachLoop(dev))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -176,9 +185,9 @@ func flushLoops(image string) error {
 }
 
 // DetachLoops detaches every loop device whose backing file lies below
-// dir: what a test environment leaves attached when it stops (the
-// driver's devices of volumes under its data directory, the kubelet's
-// devices over files under its root directory).
+// dir (or lay, if it was deleted): what a test environment leaves attached
+// when it stops (the driver's devices of volumes under its data directory,
+// the kubelet's devices over files under its root directory).
 func DetachLoops(dir string) error {
 	dir = realPath(dir)
 	devs, err := loopDevices(func(b string) bool { return strings.HasPrefix(b, dir+"/") })

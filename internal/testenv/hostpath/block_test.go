@@ -201,10 +201,13 @@ func TestBlockVolume(t *testing.T) {
 	if got := loopsOf(t, dataDir); len(got) != 1 || !strings.Contains(got[0], restored.GetVolumeId()) {
 		t.Errorf("after unpublishing %s: loop devices %q; want only that of %s", vol.GetVolumeId(), got, restored.GetVolumeId())
 	}
-	// Deleting a volume detaches its device; the mount left goes with
-	// UnmountAll.
+	// A volume deleted while published keeps its device until the mount
+	// goes (here with UnmountAll).
 	if _, err := c.controller.DeleteVolume(ctx(t), &csi.DeleteVolumeRequest{VolumeId: restored.GetVolumeId()}); err != nil {
 		t.Fatal(err)
+	}
+	if got := loopsOf(t, dataDir); len(got) != 1 || !strings.Contains(got[0], restored.GetVolumeId()) {
+		t.Errorf("after deleting %s while published: loop devices %q; want its device kept", restored.GetVolumeId(), got)
 	}
 	if points, err := Mounts(dataDir); err != nil || len(points) != 1 || points[0] != third {
 		t.Errorf("Mounts = %q, %v; want %s", points, err, third)

@@ -341,9 +341,10 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		return nil, err
 	}
 	defer unlock()
-	// A block volume's loop device goes with it (at its last close, if a
-	// pod still holds it open).
-	if err := detachLoops(ImagePath(d.opts.DataDir, validID(req.GetVolumeId()))); err != nil {
+	// A block volume's loop device goes with it, unless it is still
+	// published: then its last NodeUnpublishVolume detaches it (or
+	// UnmountAll, when the test environment stops).
+	if err := detachUnmountedLoops(ImagePath(d.opts.DataDir, validID(req.GetVolumeId()))); err != nil {
 		return nil, status.Errorf(codes.Internal, "DeleteVolume %s: %v", req.GetVolumeId(), err)
 	}
 	if err := d.remove(VolumePath(d.opts.DataDir, validID(req.GetVolumeId()))); err != nil {

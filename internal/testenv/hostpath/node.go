@@ -209,7 +209,9 @@ func (d *Driver) releaseLoops(devs []string) error {
 		return err
 	}
 	defer unlock()
-	ours, err := loopDevices(func(b string) bool { return strings.HasPrefix(b, realPath(filepath.Join(d.opts.DataDir, volumesDir))+"/") })
+	ours, err := loopDevices(func(b string) bool {
+		return strings.HasPrefix(b, realPath(filepath.Join(d.opts.DataDir, volumesDir))+"/")
+	})
 	if err != nil {
 		return err
 	}
