@@ -24,7 +24,8 @@ const (
 
 // StartHostPathCSI starts the CSI stack of StartCSI with the hostpath
 // driver (package hostpath), whose volumes are directories with real bytes
-// under c.DataDir: the snapshot CRDs, the CSIDriver object
+// under c.DataDir (a Block claim's volume: an image file published as a
+// loop device, hostpath.ImagePath): the snapshot CRDs, the CSIDriver object
 // (attachRequired false, fsGroupPolicy File), a default StorageClass, VolumeSnapshotClasses
 // (Retain, the default, and Delete), snapshot-controller, csi-snapshotter
 // and the provisioner, all pointed at this driver.
