@@ -269,6 +269,11 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 			return nil, status.Errorf(codes.NotFound, "CreateVolume %s: source volume %q does not exist", req.GetName(), srcVol)
 		}
 		from, sourceSize, sourceBlock = VolumePath(d.opts.DataDir, vol.ID), vol.Capacity, vol.Block
+		if vol.Block {
+			if err := flushLoops(ImagePath(d.opts.DataDir, vol.ID)); err != nil { // as CreateSnapshot
+				return nil, status.Errorf(codes.Internal, "CreateVolume %s: %v", req.GetName(), err)
+			}
+		}
 	}
 	if sourceBlock != block {
 		return nil, status.Errorf(codes.InvalidArgument, "CreateVolume %s: the source is a %s volume, the request asks for a %s volume: this driver does not convert between them; request volumeMode %s",
