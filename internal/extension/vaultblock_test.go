@@ -20,7 +20,6 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/testenv"
-	"github.com/arca-backup/arca/internal/testenv/hostpath"
 	"github.com/arca-backup/arca/internal/volume"
 )
 
@@ -124,7 +123,7 @@ func TestVaultTierBlockOnNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	image := hostpath.ImagePath(csi.DataDir, pv.Spec.CSI.VolumeHandle)
+	image := csi.BlockImage(pv.Spec.CSI.VolumeHandle)
 	if allocated := allocatedBytes(t, image); allocated >= size {
 		t.Errorf("the source image %s has %d bytes allocated: want the zero ranges left as holes", image, allocated)
 	}
@@ -232,7 +231,7 @@ spec:
 				t.Errorf("VolumeTooSmall does not name %s: %s", w, msg)
 			}
 		}
-		if n := allocatedBytes(t, hostpath.ImagePath(csi.DataDir, handle)); n != 0 {
+		if n := allocatedBytes(t, csi.BlockImage(handle)); n != 0 {
 			t.Errorf("the refused claim's image has %d bytes allocated: something was written", n)
 		}
 		pods, _ := cl.cs.CoreV1().Pods("blk-small").List(ctx, metav1.ListOptions{})

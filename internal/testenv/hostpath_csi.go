@@ -76,6 +76,10 @@ func StartHostPathCSI(t T, cp *ControlPlane) *CSI {
 // the given handle (a PersistentVolume's spec.csi.volumeHandle).
 func (c *CSI) VolumeDir(handle string) string { return hostpath.VolumePath(c.DataDir, handle) }
 
+// BlockImage is the image file holding the bytes of the hostpath block
+// volume with the given handle.
+func (c *CSI) BlockImage(handle string) string { return hostpath.ImagePath(c.DataDir, handle) }
+
 func serveHostPath(t T, c *CSI, opts hostpath.Options, socket string) {
 	t.Helper()
 	d, err := hostpath.New(opts)
