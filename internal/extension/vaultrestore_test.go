@@ -78,37 +78,11 @@ exec sleep 1000000
 //   - a volumeDataSources entry naming no claim of the point: the job
 //     fails before writing, naming the claim.
 func TestVaultTierRestoreOnNode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a node")
-	}
-	t.Setenv("AWS_ACCESS_KEY_ID", "")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{Nodes: 1})
-	csi := testenv.StartHostPathCSI(t, cp)
-	ctx := context.Background()
-	if err := extension.InstallCRDs(ctx, cp.Config()); err != nil {
-		t.Fatal(err)
-	}
+	env := startVaultNode(t)
+	cp, csi, cl, ex, m, url := env.cp, env.csi, env.cl, env.ex, env.minio, env.url
 	app := testenv.AppImage(t, cp.Registry)
-	image := testenv.ExtensionImage(t, cp.Registry)
-	m := testenv.StartMinIO(t, testenv.OnHost(cp.HostIP))
-	m.MakeBucket(t, "arca")
-	url := fmt.Sprintf("s3://arca/vault?endpoint=%s&tls=false&path-style=true&region=us-east-1", m.Endpoint)
-	cl := newCluster(t, cp, "arca-system")
-	if _, err := cl.cs.CoreV1().Secrets("arca-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minio"},
-		StringData: map[string]string{v1alpha1.SecretKeyPassword: password, v1alpha1.SecretKeyAWSAccessKeyID: m.AccessKey,
-			v1alpha1.SecretKeyAWSSecretAccessKey: m.SecretKey}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "arca-system"},
-		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "minio"}}); err != nil {
-		t.Fatal(err)
-	}
-	ex, err := extension.NewPodExecutor(cl.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	running := cl.startExtension(extension.Options{Executor: ex, DataMoverImage: image})
+	running := env.running
+	ctx := context.Background()
 
 	// The source: a claim and a Deployment whose pod writes the files, in
 	// a namespace that enforces the Pod Security Standard "baseline" (the
@@ -321,6 +295,56 @@ spec:
 			t.Errorf("namespace shop-c exists (%v): the refused restore wrote", err)
 		}
 	})
+}
+
+// vaultNode is the set-up of the vault-tier tests on a node: a control
+// plane with one node, the hostpath CSI driver, the extension's CRDs and
+// image, MinIO with a bucket, the storage location "default" (credentials
+// Secret "minio") and the extension running in the test process, whose
+// data-mover and restore pods run on the node from the extension's image.
+type vaultNode struct {
+	cp      *testenv.ControlPlane
+	csi     *testenv.CSI
+	cl      *cluster
+	ex      extension.Executor
+	minio   *testenv.MinIO
+	url     string // the repository
+	running *runningExtension
+}
+
+func startVaultNode(t *testing.T) *vaultNode {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a node")
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	cp := testenv.StartControlPlane(t, testenv.ControlPlaneOptions{Nodes: 1})
+	csi := testenv.StartHostPathCSI(t, cp)
+	ctx := context.Background()
+	if err := extension.InstallCRDs(ctx, cp.Config()); err != nil {
+		t.Fatal(err)
+	}
+	image := testenv.ExtensionImage(t, cp.Registry)
+	m := testenv.StartMinIO(t, testenv.OnHost(cp.HostIP))
+	m.MakeBucket(t, "arca")
+	url := fmt.Sprintf("s3://arca/vault?endpoint=%s&tls=false&path-style=true&region=us-east-1", m.Endpoint)
+	cl := newCluster(t, cp, "arca-system")
+	if _, err := cl.cs.CoreV1().Secrets("arca-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "minio"},
+		StringData: map[string]string{v1alpha1.SecretKeyPassword: password, v1alpha1.SecretKeyAWSAccessKeyID: m.AccessKey,
+			v1alpha1.SecretKeyAWSSecretAccessKey: m.SecretKey}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.c.Create(ctx, &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: "arca-system"},
+		Spec: v1alpha1.StorageLocationSpec{URL: url, CredentialsSecret: "minio"}}); err != nil {
+		t.Fatal(err)
+	}
+	ex, err := extension.NewPodExecutor(cl.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := cl.startExtension(extension.Options{Executor: ex, DataMoverImage: image})
+	return &vaultNode{cp: cp, csi: csi, cl: cl, ex: ex, minio: m, url: url, running: running}
 }
 
 func openRepo(t *testing.T, url string, m *testenv.MinIO) *repo.Repository {

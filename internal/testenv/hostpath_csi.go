@@ -38,7 +38,8 @@ var HostPathDefaultNames = HostPathNames{Driver: HostPathDriverName, StorageClas
 
 // StartHostPathCSI starts the CSI stack of StartCSI with the hostpath
 // driver (package hostpath), whose volumes are directories with real bytes
-// under c.DataDir: the snapshot CRDs, the CSIDriver object
+// under c.DataDir (a Block claim's volume: an image file published as a
+// loop device, hostpath.ImagePath): the snapshot CRDs, the CSIDriver object
 // (attachRequired false, fsGroupPolicy File), a default StorageClass, VolumeSnapshotClasses
 // (Retain, the default, and Delete), snapshot-controller, csi-snapshotter
 // and the provisioner, all pointed at this driver.
@@ -97,6 +98,10 @@ func StartHostPathCSINamed(t T, cp *ControlPlane, names HostPathNames) *CSI {
 // VolumeDir is the directory holding the files of the hostpath volume with
 // the given handle (a PersistentVolume's spec.csi.volumeHandle).
 func (c *CSI) VolumeDir(handle string) string { return hostpath.VolumePath(c.DataDir, handle) }
+
+// BlockImage is the image file holding the bytes of the hostpath block
+// volume with the given handle.
+func (c *CSI) BlockImage(handle string) string { return hostpath.ImagePath(c.DataDir, handle) }
 
 func serveHostPath(t T, c *CSI, opts hostpath.Options, socket string) {
 	t.Helper()

@@ -18,6 +18,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/arca-backup/arca/internal/testenv/hostpath"
 )
 
 // Node is a real Kubernetes node started by StartControlPlane when
@@ -397,6 +399,11 @@ func (n *Node) teardown(t T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// Loop devices the kubelet attached over block volumes' files
+	// (before the unmount, which would leave them holding detached files).
+	if err := hostpath.DetachLoops(n.Dir); err != nil {
+		t.Logf("node %s: %v", n.Name, err)
+	}
 	unmountBelow(n.Dir)
 	for _, h := range hs {
 		removeCgroupTree(filepath.Join(h, n.CgroupRoot))
@@ -414,6 +421,7 @@ func removeLeftoverNodeDirs(netns string) {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), netns+"-*"))
 	for _, d := range dirs {
 		killShimsBelow(d)
+		_ = hostpath.DetachLoops(d)
 		unmountBelow(d)
 		_ = os.RemoveAll(d)
 	}

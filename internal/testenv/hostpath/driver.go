@@ -5,11 +5,24 @@
 // directory onto the target path the kubelet gives, and it registers with
 // kubelets through their plugin registration socket.
 //
+// A block volume (volumeMode: Block, the CSI block access type) is a
+// directory holding one sparse image file of the volume's size
+// (ImagePath). NodePublishVolume attaches the image to a loop device (one
+// per image on the host, shared by every publication of it) and
+// bind-mounts the device node onto the target file, as drivers of real
+// disks publish a block volume; NodeUnpublishVolume unmounts the target
+// and detaches the loop device once nothing mounts it. Snapshots and
+// volumes from them copy the image with its holes; a volume larger than
+// its source gets the image extended with zeros. A volume's access type is
+// fixed at creation: a block volume is never published as a file system,
+// nor created from a file system's snapshot, and the other way round.
+// Loop devices need root and Linux 5.8 (LOOP_CONFIGURE).
+//
 // It is test equipment: the test environment (StartHostPathCSI in package
 // testenv) runs it inside the test process so that applications in real
 // pods write files into PVCs and a restore can be checked byte for byte.
-// It does not do block volumes, capacity enforcement, topology, volume
-// expansion, staging or attach.
+// It does not do capacity enforcement of file-system volumes, topology,
+// volume expansion, staging or attach.
 package hostpath
 
 import (
@@ -104,6 +117,12 @@ func New(opts Options) (*Driver, error) {
 // VolumePath is the directory holding the files of volume id.
 func VolumePath(dataDir, id string) string { return filepath.Join(dataDir, volumesDir, id) }
 
+// ImagePath is the image file of block volume id: the bytes of its device.
+func ImagePath(dataDir, id string) string { return filepath.Join(VolumePath(dataDir, id), imageFile) }
+
+// imageFile is a block volume's image inside its directory.
+const imageFile = "block.img"
+
 // SnapshotPath is the directory holding the copy of snapshot id.
 func SnapshotPath(dataDir, id string) string { return filepath.Join(dataDir, snapshotsDir, id) }
 
@@ -113,6 +132,9 @@ type volumeMeta struct {
 	ID       string `json:"id"`
 	Name     string `json:"name"`
 	Capacity int64  `json:"capacityBytes"`
+	// Block: the volume is a block device (its directory holds the image
+	// file); otherwise a file system.
+	Block bool `json:"block,omitempty"`
 	// Source is the snapshot or volume the volume was copied from.
 	SourceSnapshot string `json:"sourceSnapshot,omitempty"`
 	SourceVolume   string `json:"sourceVolume,omitempty"`
@@ -124,6 +146,7 @@ type snapshotMeta struct {
 	SourceVolume string    `json:"sourceVolume"`
 	SizeBytes    int64     `json:"sizeBytes"`
 	CreatedAt    time.Time `json:"createdAt"`
+	Block        bool      `json:"block,omitempty"` // a copy of a block volume
 }
 
 // --- Identity ---
@@ -178,7 +201,8 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if len(req.GetVolumeCapabilities()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "CreateVolume: volume_capabilities are required")
 	}
-	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+	block, err := checkCapabilities(req.GetVolumeCapabilities())
+	if err != nil {
 		return nil, err
 	}
 	required, limit := req.GetCapacityRange().GetRequiredBytes(), req.GetCapacityRange().GetLimitBytes()
@@ -213,15 +237,19 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		if existing.SourceSnapshot != srcSnap || existing.SourceVolume != srcVol {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %s already exists with name %q from another source (snapshot %q, volume %q)", existing.ID, existing.Name, existing.SourceSnapshot, existing.SourceVolume)
 		}
+		if existing.Block != block {
+			return nil, status.Errorf(codes.AlreadyExists, "volume %s already exists with name %q as a %s volume, asked for a %s volume", existing.ID, existing.Name, modeName(existing.Block), modeName(block))
+		}
 		if existing.Capacity < required || (limit > 0 && existing.Capacity > limit) {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %s already exists with name %q and capacity %d, outside the requested range (required %d, limit %d)", existing.ID, existing.Name, existing.Capacity, required, limit)
 		}
 		return &csi.CreateVolumeResponse{Volume: d.csiVolume(existing)}, nil
 	}
 
-	meta := &volumeMeta{ID: newID("vol"), Name: req.GetName(), SourceSnapshot: srcSnap, SourceVolume: srcVol}
+	meta := &volumeMeta{ID: newID("vol"), Name: req.GetName(), SourceSnapshot: srcSnap, SourceVolume: srcVol, Block: block}
 	var from string
 	var sourceSize int64
+	sourceBlock := block
 	switch {
 	case srcSnap != "":
 		snap, err := d.snapshot(srcSnap)
@@ -231,7 +259,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		if snap == nil {
 			return nil, status.Errorf(codes.NotFound, "CreateVolume %s: source snapshot %q does not exist (deleted, or a handle of another driver)", req.GetName(), srcSnap)
 		}
-		from, sourceSize = SnapshotPath(d.opts.DataDir, snap.ID), snap.SizeBytes
+		from, sourceSize, sourceBlock = SnapshotPath(d.opts.DataDir, snap.ID), snap.SizeBytes, snap.Block
 	case srcVol != "":
 		vol, err := d.volume(srcVol)
 		if err != nil {
@@ -240,7 +268,16 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		if vol == nil {
 			return nil, status.Errorf(codes.NotFound, "CreateVolume %s: source volume %q does not exist", req.GetName(), srcVol)
 		}
-		from, sourceSize = VolumePath(d.opts.DataDir, vol.ID), vol.Capacity
+		from, sourceSize, sourceBlock = VolumePath(d.opts.DataDir, vol.ID), vol.Capacity, vol.Block
+		if vol.Block {
+			if err := flushLoops(ImagePath(d.opts.DataDir, vol.ID)); err != nil { // as CreateSnapshot
+				return nil, status.Errorf(codes.Internal, "CreateVolume %s: %v", req.GetName(), err)
+			}
+		}
+	}
+	if sourceBlock != block {
+		return nil, status.Errorf(codes.InvalidArgument, "CreateVolume %s: the source is a %s volume, the request asks for a %s volume: this driver does not convert between them; request volumeMode %s",
+			req.GetName(), modeName(sourceBlock), modeName(block), modeName(sourceBlock))
 	}
 	switch {
 	case required > 0:
@@ -257,9 +294,19 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	}
 
 	tmp := filepath.Join(d.opts.DataDir, tmpDir, meta.ID)
-	if from != "" {
+	switch {
+	case from != "":
 		err = copyTree(from, tmp)
-	} else {
+		if err == nil && block && meta.Capacity > sourceSize {
+			// The device is as large as the volume: zeros beyond the source.
+			err = os.Truncate(filepath.Join(tmp, imageFile), meta.Capacity)
+		}
+	case block:
+		err = os.Mkdir(tmp, 0o700)
+		if err == nil {
+			err = createImage(filepath.Join(tmp, imageFile), meta.Capacity)
+		}
+	default:
 		err = os.Mkdir(tmp, 0o777)
 		if err == nil {
 			err = os.Chmod(tmp, 0o777) // any pod user may write into a new volume
@@ -299,6 +346,12 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 		return nil, err
 	}
 	defer unlock()
+	// A block volume's loop device goes with it, unless it is still
+	// published: then its last NodeUnpublishVolume detaches it (or
+	// UnmountAll, when the test environment stops).
+	if err := detachUnmountedLoops(ImagePath(d.opts.DataDir, validID(req.GetVolumeId()))); err != nil {
+		return nil, status.Errorf(codes.Internal, "DeleteVolume %s: %v", req.GetVolumeId(), err)
+	}
 	if err := d.remove(VolumePath(d.opts.DataDir, validID(req.GetVolumeId()))); err != nil {
 		return nil, status.Errorf(codes.Internal, "DeleteVolume %s: %v", req.GetVolumeId(), err)
 	}
@@ -316,7 +369,11 @@ func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valida
 	if vol == nil {
 		return nil, status.Errorf(codes.NotFound, "volume %q does not exist", req.GetVolumeId())
 	}
-	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+	block, err := checkCapabilities(req.GetVolumeCapabilities())
+	if err == nil && block != vol.Block {
+		err = status.Errorf(codes.InvalidArgument, "volume %s is a %s volume, not a %s volume", vol.ID, modeName(vol.Block), modeName(block))
+	}
+	if err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
 	}
 	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
@@ -362,6 +419,14 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 		SourceVolume: vol.ID,
 		SizeBytes:    vol.Capacity,
 		CreatedAt:    d.opts.Now().UTC(),
+		Block:        vol.Block,
+	}
+	if vol.Block {
+		// What a pod wrote to the device and the device still caches goes
+		// into the image first.
+		if err := flushLoops(ImagePath(d.opts.DataDir, vol.ID)); err != nil {
+			return nil, status.Errorf(codes.Internal, "CreateSnapshot %s: %v", req.GetName(), err)
+		}
 	}
 	tmp := filepath.Join(d.opts.DataDir, tmpDir, meta.ID)
 	if err := copyTree(VolumePath(d.opts.DataDir, vol.ID), tmp); err != nil {
@@ -586,16 +651,26 @@ func newID(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
-// checkCapabilities refuses what the driver cannot do: block volumes.
-// Every access mode is served, since all nodes share the data directory.
-func checkCapabilities(caps []*csi.VolumeCapability) error {
-	for _, c := range caps {
-		if c.GetBlock() != nil {
-			return status.Error(codes.InvalidArgument, "block volumes are not supported by the hostpath driver: use volumeMode Filesystem")
+// checkCapabilities reports whether caps ask for a block volume, and
+// refuses capabilities without an access type or that mix block and mount
+// (a volume is one or the other). Every access mode is served, since all
+// nodes share the data directory.
+func checkCapabilities(caps []*csi.VolumeCapability) (block bool, err error) {
+	for i, c := range caps {
+		if c.GetBlock() == nil && c.GetMount() == nil {
+			return false, status.Error(codes.InvalidArgument, "a volume capability needs an access type (mount or block)")
 		}
-		if c.GetMount() == nil {
-			return status.Error(codes.InvalidArgument, "a volume capability needs an access type (mount)")
+		if i > 0 && (c.GetBlock() != nil) != block {
+			return false, status.Error(codes.InvalidArgument, "the volume capabilities mix block and mount access: a volume is one or the other")
 		}
+		block = c.GetBlock() != nil
 	}
-	return nil
+	return block, nil
+}
+
+func modeName(block bool) string {
+	if block {
+		return "Block"
+	}
+	return "Filesystem"
 }

@@ -417,12 +417,15 @@ func TestErrorsNameTheProblem(t *testing.T) {
 	_, err = c.controller.CreateSnapshot(ctx(t), &csi.CreateSnapshotRequest{Name: "s3", SourceVolumeId: "../snapshots/" + snap.GetSnapshot().GetSnapshotId()})
 	wantError(t, err, codes.NotFound, "does not exist")
 
-	block := []*csi.VolumeCapability{{AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}}}
-	_, err = c.controller.CreateVolume(ctx(t), &csi.CreateVolumeRequest{Name: "pvc-block", VolumeCapabilities: block})
-	wantError(t, err, codes.InvalidArgument, "block volumes are not supported", "Filesystem")
-	v, err := c.controller.ValidateVolumeCapabilities(ctx(t), &csi.ValidateVolumeCapabilitiesRequest{VolumeId: vol.GetVolumeId(), VolumeCapabilities: block})
-	if err != nil || v.GetConfirmed() != nil || !strings.Contains(v.GetMessage(), "block") {
-		t.Errorf("ValidateVolumeCapabilities(block) = %v, %v; want unconfirmed with a message", v, err)
+	// A file system volume is not a block device, nor its snapshot one.
+	_, err = c.controller.CreateVolume(ctx(t), &csi.CreateVolumeRequest{Name: "pvc-block", VolumeCapabilities: blockCap,
+		VolumeContentSource: fromSnapshot(snap.GetSnapshot().GetSnapshotId())})
+	wantError(t, err, codes.InvalidArgument, "Filesystem volume", "Block volume", "request volumeMode Filesystem")
+	_, err = c.controller.CreateVolume(ctx(t), &csi.CreateVolumeRequest{Name: "pvc-mixed", VolumeCapabilities: append(slices.Clone(mountCap), blockCap...)})
+	wantError(t, err, codes.InvalidArgument, "mix block and mount")
+	v, err := c.controller.ValidateVolumeCapabilities(ctx(t), &csi.ValidateVolumeCapabilitiesRequest{VolumeId: vol.GetVolumeId(), VolumeCapabilities: blockCap})
+	if err != nil || v.GetConfirmed() != nil || !strings.Contains(v.GetMessage(), "not a Block volume") {
+		t.Errorf("ValidateVolumeCapabilities(block) of a file system volume = %v, %v; want unconfirmed with a message", v, err)
 	}
 	v, err = c.controller.ValidateVolumeCapabilities(ctx(t), &csi.ValidateVolumeCapabilitiesRequest{VolumeId: vol.GetVolumeId(), VolumeCapabilities: mountCap})
 	if err != nil || v.GetConfirmed() == nil {

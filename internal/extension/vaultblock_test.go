@@ -1,0 +1,277 @@
+package extension_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/testenv"
+	"github.com/arca-backup/arca/internal/volume"
+)
+
+// blockWriteScript writes random bytes with holes to the device: random
+// at [0, 8) MiB, [16, 32) MiB, [40, 47) MiB and the last 4 KiB; zeros
+// elsewhere (never written: holes of the driver's image). Then it records
+// the device's SHA-256 in /tmp/sum and sleeps.
+const blockWriteScript = `set -e
+dd if=/dev/urandom of=/dev/xvda bs=1048576 count=8 2>/dev/null
+dd if=/dev/urandom of=/dev/xvda bs=1048576 count=16 seek=16 2>/dev/null
+dd if=/dev/urandom of=/dev/xvda bs=1048576 count=7 seek=40 2>/dev/null
+dd if=/dev/urandom of=/dev/xvda bs=4096 count=1 seek=12287 2>/dev/null
+sync
+sha256sum /dev/xvda > /tmp/part && mv /tmp/part /tmp/sum
+exec sleep 1000000
+`
+
+// blockReadScript records the device's SHA-256 in /tmp/sum and sleeps.
+const blockReadScript = `sha256sum /dev/xvda > /tmp/part && mv /tmp/part /tmp/sum; exec sleep 1000000`
+
+// TestVaultTierBlockOnNode backs up a block-mode volume to the vault tier
+// and restores it from the repository alone, on a real node whose hostpath
+// CSI driver publishes block volumes as loop devices:
+//   - a pod writes 48 MiB with holes (random ranges, zero ranges) to a
+//     Block claim's device; a vault-tier BackupJob's data-mover pod (the
+//     extension's image) reads the device as one stream;
+//   - the snapshot's content and the namespace are deleted; a RestoreJob
+//     creates the Block claim empty and its restore pod writes the stream
+//     to the new device; a pod reading the device gets the same SHA-256;
+//   - a restore into an existing Block claim smaller than the data
+//     (conflictPolicy Patch, volumeDataSource Vault) is refused with
+//     VolumeTooSmall naming both sizes, and nothing is written;
+//   - no loop device is left attached (losetup -a before and after).
+func TestVaultTierBlockOnNode(t *testing.T) {
+	env := startVaultNode(t)
+	cl, csi := env.cl, env.csi
+	ctx := context.Background()
+	app := testenv.AppImage(t, env.cp.Registry)
+	loopsBefore := losetup(t)
+
+	const size = 48 << 20
+	block := corev1.PersistentVolumeBlock
+	blockClaim := func(ns, name, size string) {
+		t.Helper()
+		class := csi.StorageClass
+		if _, err := cl.cs.CoreV1().PersistentVolumeClaims(ns).Create(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}, StorageClassName: &class, VolumeMode: &block,
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	devicePod := func(ns, name, claim, script string) *corev1.Pod {
+		t.Helper()
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
+			Spec: corev1.PodSpec{TerminationGracePeriodSeconds: new(int64(1)),
+				Containers: []corev1.Container{{Name: "app", Image: app, Command: []string{"sh", "-c", script},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"cat", "/tmp/sum"}}}, PeriodSeconds: 1},
+					VolumeDevices:  []corev1.VolumeDevice{{Name: "disk", DevicePath: "/dev/xvda"}}}},
+				Volumes: []corev1.Volume{{Name: "disk", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}},
+			}}
+		if _, err := cl.cs.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return cl.readyPod(ns, "app="+name, 3*time.Minute)
+	}
+	sumIn := func(ns, pod string) string {
+		t.Helper()
+		out := cl.execIn(env.ex, ns, pod, "cat", "/tmp/sum")
+		sum, dev, ok := strings.Cut(strings.TrimSpace(out), "  ")
+		if !ok || dev != "/dev/xvda" || len(sum) != 64 {
+			t.Fatalf("sha256sum in %s/%s: %q", ns, pod, out)
+		}
+		return sum
+	}
+	deletePod := func(ns, name string) {
+		t.Helper()
+		if err := cl.cs.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "pod "+ns+"/"+name+" to be gone", 2*time.Minute, func() bool {
+			_, err := cl.cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		})
+	}
+
+	// The source: the writer pod, deleted before the backup so that the
+	// restore does not run it again.
+	cl.namespace("blk")
+	blockClaim("blk", "disk", "48Mi")
+	writer := devicePod("blk", "writer", "disk", blockWriteScript)
+	want := sumIn("blk", writer.Name)
+	zeros := sha256.Sum256(make([]byte, size))
+	if want == hex.EncodeToString(zeros[:]) {
+		t.Fatal("the writer pod's device holds only zeros")
+	}
+	claim, err := cl.cs.CoreV1().PersistentVolumeClaims("blk").Get(ctx, "disk", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv, err := cl.cs.CoreV1().PersistentVolumes().Get(ctx, claim.Spec.VolumeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := csi.BlockImage(pv.Spec.CSI.VolumeHandle)
+	if allocated := allocatedBytes(t, image); allocated >= size {
+		t.Errorf("the source image %s has %d bytes allocated: want the zero ranges left as holes", image, allocated)
+	}
+	t.Logf("writer pod %s: device sha256 %s; the image has %d of %d bytes allocated", writer.Name, want, allocatedBytes(t, image), size)
+	deletePod("blk", writer.Name)
+
+	cl.mustApply(`
+apiVersion: arca.io/v1alpha1
+kind: BackupJob
+metadata: {name: blk, namespace: arca-system}
+spec: {storageLocation: default, includedNamespaces: [blk], snapshotClasses: [` + csi.SnapshotClass + `], vaultTier: true}
+`)
+	start := time.Now()
+	bj := cl.waitBackup("blk", 5*time.Minute)
+	if bj.Status.Phase != v1alpha1.JobCompleted {
+		t.Fatalf("backup: %s %s %+v %+v", bj.Status.Phase, bj.Status.Message, bj.Status.Errors, bj.Status.Warnings)
+	}
+	rpID := bj.Status.RecoveryPointID
+	r := openRepo(t, env.url, env.minio)
+	point, err := r.FindRecoveryPoint(ctx, rpID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(point.VolumeData) != 1 || point.VolumeData[0].Name != "blk/disk" || !point.VolumeData[0].Block || point.VolumeData[0].Bytes != size || point.VolumeData[0].Files != 1 {
+		t.Fatalf("the vault-tier point's volume data %+v: want blk/disk, a block volume of %d bytes in one stream", point.VolumeData, size)
+	}
+	t.Logf("vault-tier backup of the block volume in %s: %d bytes, %d new", time.Since(start).Round(time.Millisecond), point.VolumeData[0].Bytes, point.VolumeData[0].NewBytes)
+
+	// The operational tier goes, then the namespace.
+	recs, err := volume.Decode(point.Volumes)
+	if err != nil || len(recs.Snapshots) != 1 {
+		t.Fatalf("records %+v %v", recs, err)
+	}
+	if _, _, err := volume.DeleteSnapshots(ctx, snapclient.NewForConfigOrDie(env.cp.Config()), recs, volume.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cl.deleteNamespace("blk", 2*time.Minute)
+
+	restoreJob := func(name, spec string) *v1alpha1.RestoreJob {
+		t.Helper()
+		cl.mustApply(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: ` + name + `, namespace: arca-system}
+spec:
+  storageLocation: default
+  recoveryPoint: ` + rpID + `
+  includedNamespaces: [blk]
+` + spec)
+		return cl.waitRestore(name, 5*time.Minute)
+	}
+
+	t.Run("from the repository alone, byte for byte", func(t *testing.T) {
+		start := time.Now()
+		j := restoreJob("blk-from-vault", "")
+		if j.Status.Phase != v1alpha1.JobCompleted {
+			t.Fatalf("restore: %s %s %+v %+v %+v", j.Status.Phase, j.Status.Message, j.Status.Errors, j.Status.Warnings, j.Status.Items)
+		}
+		t.Logf("restored from the vault tier in %s", time.Since(start).Round(time.Millisecond))
+		got, err := cl.cs.CoreV1().PersistentVolumeClaims("blk").Get(ctx, "disk", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Spec.VolumeMode == nil || *got.Spec.VolumeMode != block || got.Spec.DataSource != nil || !strings.HasPrefix(got.Annotations[volume.AnnVolumeData], "vault ") {
+			t.Errorf("restored claim: mode %v, data source %+v, annotation %q; want a Block claim filled from the vault tier",
+				got.Spec.VolumeMode, got.Spec.DataSource, got.Annotations[volume.AnnVolumeData])
+		}
+		reader := devicePod("blk", "reader", "disk", blockReadScript)
+		if sum := sumIn("blk", reader.Name); sum != want {
+			t.Errorf("the restored device's sha256 is %s, the written one %s", sum, want)
+		}
+		deletePod("blk", reader.Name)
+	})
+
+	t.Run("into a smaller Block claim: VolumeTooSmall", func(t *testing.T) {
+		cl.namespace("blk-small")
+		blockClaim("blk-small", "disk", "16Mi")
+		var handle string
+		waitFor(t, "claim blk-small/disk bound", time.Minute, func() bool {
+			c, err := cl.cs.CoreV1().PersistentVolumeClaims("blk-small").Get(ctx, "disk", metav1.GetOptions{})
+			if err != nil || c.Status.Phase != corev1.ClaimBound {
+				return false
+			}
+			pv, err := cl.cs.CoreV1().PersistentVolumes().Get(ctx, c.Spec.VolumeName, metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			handle = pv.Spec.CSI.VolumeHandle
+			return true
+		})
+		j := restoreJob("blk-small", `  namespaceMappings: {blk: blk-small}
+  conflictPolicy: Patch
+  volumeDataSource: Vault`)
+		var msg string
+		for _, w := range j.Status.Warnings {
+			if w.Code == volume.CodeVolumeTooSmall {
+				msg = w.Message
+			}
+		}
+		if msg == "" {
+			t.Fatalf("restore into the smaller claim: %s %s warnings %+v items %+v", j.Status.Phase, j.Status.Message, j.Status.Warnings, j.Status.Items)
+		}
+		for _, w := range []string{"blk-small/disk", strconv.Itoa(16 << 20), strconv.Itoa(size)} {
+			if !strings.Contains(msg, w) {
+				t.Errorf("VolumeTooSmall does not name %s: %s", w, msg)
+			}
+		}
+		if n := allocatedBytes(t, csi.BlockImage(handle)); n != 0 {
+			t.Errorf("the refused claim's image has %d bytes allocated: something was written", n)
+		}
+		pods, _ := cl.cs.CoreV1().Pods("blk-small").List(ctx, metav1.ListOptions{})
+		if len(pods.Items) != 0 {
+			t.Errorf("pods left in blk-small: %d", len(pods.Items))
+		}
+	})
+
+	// Every pod that published a block volume is gone: so are the loop
+	// devices (the driver's and the kubelet's).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		after := losetup(t)
+		if slices.Equal(after, loopsBefore) {
+			t.Logf("losetup -a, before and after: %q", after)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("loop devices leaked: losetup -a before %q, a minute after the last pod: %q", loopsBefore, after)
+		}
+	}
+}
+
+// losetup returns the lines of `losetup -a`: the attached loop devices.
+func losetup(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("losetup", "-a").CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup -a: %v: %s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	slices.Sort(lines)
+	return slices.DeleteFunc(lines, func(l string) bool { return l == "" })
+}
+
+// allocatedBytes is the space path takes on disk.
+func allocatedBytes(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
