@@ -223,7 +223,9 @@ spec:
 			t.Fatalf("holder of the ended job: %+v", endedHolder)
 		}
 		// A backup that runs on while another one ends.
-		running := backup("huge-running", "", "huge")
+		// Two large volumes (about 1.2 GiB), moved at once, each mover
+		// competing with the short backup's for the CPU.
+		running := backup("huge-running", "", "huge", "big")
 		waitFor("the running backup's mover pod", 3*time.Minute, func() bool { return moverPods() > 0 })
 		mine := cluster + "/" + string(running.UID)
 		commit(mine)
