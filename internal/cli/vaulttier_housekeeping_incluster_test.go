@@ -139,7 +139,9 @@ spec: {storageLocation: minio, includedNamespaces: [%s], vaultTier: true}
 
 	var bigBackup *v1alpha1.BackupJob
 	t.Run("restore progress with rate and ETA", func(t *testing.T) {
-		bigBackup = backup("big-1", "", "big")
+		// The large volume: its restore pod writes for several status
+		// intervals.
+		bigBackup = backup("huge-1", "", "huge")
 		if st := ic.waitJob(bigBackup, 6*time.Minute); st.Phase != v1alpha1.JobCompleted {
 			t.Fatalf("vault-tier backup: %+v\n%s", bigBackup.Status, ic.extensionLog())
 		}
@@ -149,21 +151,21 @@ spec: {storageLocation: minio, includedNamespaces: [%s], vaultTier: true}
 				volBytes = rp.VolumeData[0].Bytes
 			}
 		}
-		if volBytes < 250<<20 {
-			t.Fatalf("vault-tier data of big/data: %d bytes", volBytes)
+		if volBytes < 800<<20 {
+			t.Fatalf("vault-tier data of huge/data: %d bytes", volBytes)
 		}
 		ic.apply(fmt.Sprintf(`
 apiVersion: arca.io/v1alpha1
 kind: RestoreJob
-metadata: {name: big-restore, namespace: arca-system}
+metadata: {name: huge-restore, namespace: arca-system}
 spec:
   recoveryPoint: %s
   storageLocation: minio
-  includedNamespaces: [big]
-  namespaceMappings: {big: big-restored}
+  includedNamespaces: [huge]
+  namespaceMappings: {huge: huge-restored}
   volumeDataSource: Vault
 `, bigBackup.Status.RecoveryPointID))
-		rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "big-restore", Namespace: v1alpha1.ExtensionNamespace}}
+		rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "huge-restore", Namespace: v1alpha1.ExtensionNamespace}}
 		var seen *v1alpha1.JobProgress
 		deadline := time.Now().Add(6 * time.Minute)
 		for {
@@ -318,8 +320,8 @@ metadata: {name: vault-restore-refused, namespace: arca-system, labels: {arca.io
 spec:
   recoveryPoint: %s
   storageLocation: minio
-  includedNamespaces: [big]
-  namespaceMappings: {big: big-refused}
+  includedNamespaces: [huge]
+  namespaceMappings: {huge: big-refused}
   volumeDataSource: Vault
 `, bigBackup.Status.RecoveryPointID))
 		rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "vault-restore-refused", Namespace: v1alpha1.ExtensionNamespace}}
