@@ -390,16 +390,20 @@ func (r *Restorer) report() {
 
 // follow reads a running restore pod's progress lines (`arca datamover
 // restore --progress-json`) from its log until ctx ends, and reports them
-// as the claim's bytes written so far.
+// as the claim's bytes written so far. The log is opened again whenever
+// it ends early (before the container started, it may end at once); each
+// line holds the bytes so far, so reading it again counts nothing twice.
 func (r *Restorer) follow(ctx context.Context, ns, pod, claimRef string) {
-	for ctx.Err() == nil {
-		// The log opens once the container has started.
-		rc, err := r.kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "restore", Follow: true}).Stream(ctx)
-		if err != nil {
+	for first := true; ctx.Err() == nil; first = false {
+		if !first {
 			select {
 			case <-ctx.Done():
+				return
 			case <-time.After(500 * time.Millisecond):
 			}
+		}
+		rc, err := r.kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "restore", Follow: true}).Stream(ctx)
+		if err != nil {
 			continue
 		}
 		sc := bufio.NewScanner(rc)
@@ -418,7 +422,6 @@ func (r *Restorer) follow(ctx context.Context, ns, pod, claimRef string) {
 			r.report()
 		}
 		_ = rc.Close()
-		return
 	}
 }
 
