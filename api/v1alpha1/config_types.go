@@ -149,6 +149,21 @@ func (c *RestoreCriteria) VolumeDataSourceFor(claim string) VolumeDataSource {
 	return c.VolumeDataSource
 }
 
+// AsksForVaultData reports whether the criteria name Vault as a volume
+// data source, for all claims or for one (Auto does not count: it takes
+// vault-tier data only where restore pods may run).
+func (c *RestoreCriteria) AsksForVaultData() bool {
+	if c.VolumeDataSource == VolumeDataVault {
+		return true
+	}
+	for _, s := range c.VolumeDataSources {
+		if s == VolumeDataVault {
+			return true
+		}
+	}
+	return false
+}
+
 // RestoreCriteria says what a restore takes from a recovery point and how it
 // writes it into the target cluster.
 type RestoreCriteria struct {

@@ -53,8 +53,15 @@ const (
 	// hold one volume's tree until the backup's own recovery point names
 	// it; its value is the backup ID (volume.Records.BackupID). The
 	// extension forgets holders when the backup ends; one that survives an
-	// extension crash is listed with this tag and may be forgotten.
+	// extension crash is forgotten later by TagVolumeHolderJob.
 	TagVolumeHolder = "arca.io/volume-holder"
+	// TagVolumeHolderJob names the BackupJob a holder serves, as the UID of
+	// the cluster (its kube-system namespace's UID) and the UID of the job,
+	// "CLUSTER/JOB". The extension of that cluster forgets a holder whose
+	// job has ended or no longer exists (docs/volumes.md, Holder points);
+	// holders of other clusters, and holders without the tag (written
+	// before it existed), it leaves alone.
+	TagVolumeHolderJob = "arca.io/volume-holder-job"
 	// LabelDataMover marks the temporary objects of the vault tier's data
 	// mover (VolumeSnapshotContent, VolumeSnapshot, PVC, pod); its value is
 	// the backup ID. The extension deletes them when a move ends and, on

@@ -53,6 +53,18 @@ type ClusterTrustPolicySpec struct {
 	// reach) that the extension deletes afterwards.
 	// +optional
 	Verification bool `json:"verification,omitempty"`
+	// VaultTier allows jobs that run data-mover pods: vault-tier backups
+	// (spec.vaultTier: pods that read every snapshotted volume's files and
+	// write them into the repository) and restores that ask for vault-tier
+	// data (volumeDataSource Vault: pods that write it into claims, with a
+	// copy of the repository credentials in the target namespace). Without
+	// it a restore with volumeDataSource Auto takes snapshots only. Off in
+	// the zero value like every field, so a policy written before the field
+	// existed refuses vault-tier jobs (PolicyDeniesVaultTier) until the
+	// owner allows them; `arca trusted-access enable` turns it on in the
+	// policies it creates (docs/security.md).
+	// +optional
+	VaultTier bool `json:"vaultTier,omitempty"`
 }
 
 // ClusterTrustPolicy is the cluster owner's bound on one vault: its name is
@@ -111,6 +123,7 @@ const (
 	CodePolicyDeniesHooks             = "PolicyDeniesHooks"
 	CodePolicyDeniesForget            = "PolicyDeniesForget"
 	CodePolicyDeniesPrune             = "PolicyDeniesPrune"
+	CodePolicyDeniesVaultTier         = "PolicyDeniesVaultTier"
 	CodeVaultAdmissionPolicyMissing   = "VaultAdmissionPolicyMissing"
 	CodeRBACObjectRestored            = "RBACObjectRestored"
 	CodeAdmissionObjectRestored       = "AdmissionObjectRestored"

@@ -104,10 +104,7 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 	pr := NewProgressRenderer(stderr, "datamover backup "+o.Volume)
 	progress := func(p volumedata.Progress) { pr.Update(moverProgress("backup", p)) }
 	if o.ProgressJSON {
-		enc := json.NewEncoder(stderr)
-		progress = func(p volumedata.Progress) {
-			_ = enc.Encode(volumedata.MoverProgressLine{Progress: &volumedata.MoverProgress{Files: p.Files, Bytes: p.Bytes, TotalBytes: p.TotalBytes}})
-		}
+		progress = progressJSON(stderr)
 	}
 	res, err := volumedata.Backup(ctx, w, o.Source, volumedata.BackupOptions{
 		Name: o.Volume, Readers: o.Readers, Progress: progress,
@@ -149,6 +146,15 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 	}
 	_, err = fmt.Fprintf(stdout, "%s\n", b)
 	return err
+}
+
+// progressJSON writes progress as JSON lines (--progress-json), which the
+// extension reads from a data-mover or restore pod's log.
+func progressJSON(w io.Writer) func(volumedata.Progress) {
+	enc := json.NewEncoder(w)
+	return func(p volumedata.Progress) {
+		_ = enc.Encode(volumedata.MoverProgressLine{Progress: &volumedata.MoverProgress{Files: p.Files, Bytes: p.Bytes, TotalBytes: p.TotalBytes}})
+	}
 }
 
 func moverProgress(phase string, p volumedata.Progress) Progress {
@@ -205,6 +211,9 @@ type DatamoverRestoreOptions struct {
 	Target  string
 	Path    string
 	Writers int
+	// ProgressJSON writes progress as JSON lines on stderr (the extension
+	// follows a restore pod's log).
+	ProgressJSON bool
 }
 
 func newDatamoverRestoreCommand() *cobra.Command {
@@ -217,31 +226,35 @@ func newDatamoverRestoreCommand() *cobra.Command {
 			if o.Target == "" {
 				return &UsageError{errors.New("--target is required")}
 			}
-			return runVolumeRestore(cmd.Context(), &o.VolumeRef, o.Path, o.Target, o.Writers, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runVolumeRestore(cmd.Context(), &o.VolumeRef, o.Path, o.Target, o.Writers, o.ProgressJSON, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	o.addFlags(cmd)
 	cmd.Flags().StringVar(&o.Target, "target", "", "where to write: the mounted volume's directory, or a block device")
 	cmd.Flags().StringVar(&o.Path, "path", "", "only this file or directory of the volume")
 	cmd.Flags().IntVar(&o.Writers, "writers", 0, "files written at once (default 4 per CPU)")
+	cmd.Flags().BoolVar(&o.ProgressJSON, "progress-json", false, `report progress as JSON lines on stderr ({"moverProgress":{"files":…,"bytes":…,"totalBytes":…}}), as restore pods do`)
 	return cmd
 }
 
-func runVolumeRestore(ctx context.Context, v *VolumeRef, path, target string, writers int, stdout, stderr io.Writer) error {
+func runVolumeRestore(ctx context.Context, v *VolumeRef, path, target string, writers int, asJSON bool, stdout, stderr io.Writer) error {
 	src, err := v.openVolume(ctx)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	pr := NewProgressRenderer(stderr, "restore "+src.Data.Name)
-	res, err := volumedata.Restore(ctx, src, target, volumedata.RestoreOptions{
-		Path: path, Writers: writers,
-		Progress: func(p volumedata.Progress) { pr.Update(moverProgress("restore", p)) },
-	})
+	progress := func(p volumedata.Progress) { pr.Update(moverProgress("restore", p)) }
+	if asJSON {
+		progress = progressJSON(stderr)
+	}
+	res, err := volumedata.Restore(ctx, src, target, volumedata.RestoreOptions{Path: path, Writers: writers, Progress: progress})
 	if err != nil {
 		return err
 	}
-	pr.Done(Progress{Phase: "restored", ItemsDone: res.Files, BytesDone: res.Bytes, Elapsed: time.Since(start)})
+	if !asJSON {
+		pr.Done(Progress{Phase: "restored", ItemsDone: res.Files, BytesDone: res.Bytes, Elapsed: time.Since(start)})
+	}
 	for _, w := range res.Warnings {
 		fmt.Fprintf(stderr, "warning: %s: %s\n", w.Path, w.Message)
 	}
@@ -342,7 +355,7 @@ func newRecoveryPointFilesCommand() *cobra.Command {
 			if ro.Repo == "" {
 				return &UsageError{errors.New("files restore reads the repository itself: give --repo (and its password); through the vault only ls and cat are available")}
 			}
-			return runVolumeRestore(cmd.Context(), ro, args[0], args[1], writers, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runVolumeRestore(cmd.Context(), ro, args[0], args[1], writers, false, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	ro.addFlags(restore)

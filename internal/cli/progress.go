@@ -22,6 +22,11 @@ type Progress struct {
 	ItemsDone, ItemsTotal int64
 	BytesDone, BytesTotal int64
 	Elapsed               time.Duration
+	// BytesPerSecond and ETA, when the job reports them (vault-tier
+	// movers and restore pods), are shown instead of ones computed from
+	// Elapsed (which counts from when the watch began).
+	BytesPerSecond int64
+	ETA            time.Duration
 	// Warnings are all warnings so far; renderers print each once.
 	Warnings []store.Issue
 }
@@ -63,7 +68,12 @@ func (p Progress) counts() string {
 		parts = append(parts, units.Bytes(p.BytesDone))
 	}
 	secs := p.Elapsed.Seconds()
-	if p.BytesDone > 0 && secs > 0 {
+	if p.BytesPerSecond > 0 {
+		parts = append(parts, units.Bytes(p.BytesPerSecond)+"/s")
+		if p.BytesTotal > p.BytesDone {
+			parts = append(parts, "ETA "+fmtDuration(p.ETA))
+		}
+	} else if p.BytesDone > 0 && secs > 0 {
 		rate := float64(p.BytesDone) / secs
 		parts = append(parts, units.Bytes(int64(rate))+"/s")
 		if p.BytesTotal > p.BytesDone && rate > 0 {
@@ -182,6 +192,7 @@ func jobProgress(j *store.Job, elapsed time.Duration) Progress {
 	p := Progress{Phase: phase, Elapsed: elapsed, Warnings: j.Warnings}
 	if jp := j.Progress; jp != nil {
 		p.ItemsDone, p.ItemsTotal, p.BytesDone, p.BytesTotal = jp.ItemsDone, jp.ItemsTotal, jp.BytesDone, jp.BytesTotal
+		p.BytesPerSecond, p.ETA = jp.BytesPerSecond, time.Duration(jp.ETASeconds)*time.Second
 	}
 	return p
 }

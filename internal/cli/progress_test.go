@@ -71,6 +71,21 @@ func TestJobProgress(t *testing.T) {
 	if got := p.totals(); got != "items 3/8, 1.0 KiB/4.0 KiB" {
 		t.Errorf("totals %q", got)
 	}
+	// A rate and ETA the job reports (restore pods, movers) are shown as
+	// they are, not computed from the watch's own elapsed time.
+	p = jobProgress(&store.Job{State: store.JobInProgress, Progress: &store.JobProgress{BytesDone: 10 << 20, BytesTotal: 40 << 20,
+		BytesPerSecond: 5 << 20, ETASeconds: 6}}, time.Hour)
+	if got := p.counts(); !strings.Contains(got, "5.0 MiB/s") || !strings.Contains(got, "ETA 6s") {
+		t.Errorf("counts with a reported rate %q", got)
+	}
+	var running bytes.Buffer
+	if err := printJobDetail(&running, "table", &store.Job{ID: "j0", Type: store.JobRestore, State: store.JobInProgress,
+		Progress: &store.JobProgress{BytesDone: 10 << 20, BytesTotal: 40 << 20, BytesPerSecond: 5 << 20, ETASeconds: 6}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(running.String(), "rate: 5.0 MiB/s, ETA 6s") {
+		t.Errorf("job show of a running restore lacks its rate and ETA:\n%s", running.String())
+	}
 	var buf bytes.Buffer
 	if err := printJobDetail(&buf, "table", &store.Job{ID: "j1", Type: store.JobRestore, State: store.JobCompleted,
 		Progress: &store.JobProgress{ItemsDone: 4, BytesDone: 2048, Counts: map[string]int64{"Created": 3, "SkippedExists": 1}}}); err != nil {

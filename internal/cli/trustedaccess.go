@@ -52,8 +52,8 @@ type TrustedAccessOptions struct {
 
 // policyFlags are enable's flags that change the vault's ClusterTrustPolicy.
 type policyFlags struct {
-	namespaces, storageLocations                                                  []string
-	clusterScoped, rbac, admission, modifiers, hooks, forget, prune, verification bool
+	namespaces, storageLocations                                                             []string
+	clusterScoped, rbac, admission, modifiers, hooks, forget, prune, verification, vaultTier bool
 }
 
 func (p *policyFlags) add(cmd *cobra.Command) {
@@ -67,6 +67,7 @@ func (p *policyFlags) add(cmd *cobra.Command) {
 	fs.BoolVar(&p.hooks, "allow-hooks", false, "allow backup and restore hooks")
 	fs.BoolVar(&p.forget, "allow-forget", true, "allow forgetting recovery points (the vault's retention)")
 	fs.BoolVar(&p.prune, "allow-prune", true, "allow pruning the repository after forgetting")
+	fs.BoolVar(&p.vaultTier, "allow-vault-tier", true, "allow data-mover pods: vault-tier backups (volume data into the repository) and restores that ask for vault-tier data (a policy made before this flag existed has it off)")
 	fs.BoolVar(&p.verification, "allow-verification", false, "allow verification jobs: restores into sandbox namespaces arca-verify-*, deleted afterwards (--allow-namespaces must reach them)")
 }
 
@@ -88,7 +89,7 @@ func (p *policyFlags) options(cmd *cobra.Command) trustedaccess.PolicyOptions {
 	}{{"allow-cluster-scoped", &p.clusterScoped, &o.RestoreClusterScoped}, {"allow-rbac", &p.rbac, &o.RestoreRBAC},
 		{"allow-admission", &p.admission, &o.RestoreAdmission}, {"allow-resource-modifiers", &p.modifiers, &o.ResourceModifiers},
 		{"allow-hooks", &p.hooks, &o.Hooks}, {"allow-forget", &p.forget, &o.Forget}, {"allow-prune", &p.prune, &o.Prune},
-		{"allow-verification", &p.verification, &o.Verification}} {
+		{"allow-verification", &p.verification, &o.Verification}, {"allow-vault-tier", &p.vaultTier, &o.VaultTier}} {
 		if fs.Changed(f.name) {
 			*f.to = f.v
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/units"
 	"github.com/arca-backup/arca/internal/vault/client"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -140,6 +141,9 @@ func printJobDetail(w io.Writer, format string, j *store.Job) error {
 	}
 	if p := j.Progress; p != nil {
 		fmt.Fprintf(w, "  progress: %s\n", Progress{ItemsDone: p.ItemsDone, ItemsTotal: p.ItemsTotal, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal}.totals())
+		if p.BytesPerSecond > 0 && !store.JobStateTerminal(j.State) {
+			fmt.Fprintf(w, "  rate: %s/s, ETA %s\n", units.Bytes(p.BytesPerSecond), fmtDuration(time.Duration(p.ETASeconds)*time.Second))
+		}
 		keys := make([]string, 0, len(p.Counts))
 		for k := range p.Counts {
 			keys = append(keys, k)

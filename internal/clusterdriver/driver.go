@@ -359,6 +359,7 @@ func progress(p *v1alpha1.JobProgress, counts map[string]int64) *store.JobProgre
 	out := &store.JobProgress{}
 	if p != nil {
 		out.ItemsDone, out.ItemsTotal, out.BytesDone, out.BytesTotal = p.ItemsDone, p.ItemsTotal, p.BytesDone, p.BytesTotal
+		out.BytesPerSecond, out.ETASeconds = p.BytesPerSecond, p.ETASeconds
 	}
 	if len(counts) > 0 {
 		out.Counts = make(map[string]int64, len(counts))

@@ -170,7 +170,7 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 		if err != nil {
 			return failed(v1alpha1.CodeBackupFailed, "%v", err)
 		}
-		use.StorageLocation, use.Hooks, use.Namespaces = j.Spec.StorageLocation, len(cfg.BackupHookReferences) > 0, nss
+		use.StorageLocation, use.Hooks, use.Namespaces, use.VaultTier = j.Spec.StorageLocation, len(cfg.BackupHookReferences) > 0, nss, j.Spec.VaultTier
 		if r := refusal(trustpolicy.Check(*use)); r != nil {
 			return *r
 		}
@@ -219,11 +219,15 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 		opts.Hooks = bh
 	}
 	if j.Spec.VaultTier {
-		m, refused := x.vaultMover(ctx, &cfg, sa.loc, p)
+		holderJob, err := x.holderJob(ctx, j)
+		if err != nil {
+			return failed(v1alpha1.CodeBackupFailed, "%v", err)
+		}
+		m, refused := x.vaultMover(ctx, &cfg, sa.loc, p, holderJob)
 		if refused != nil {
 			return *refused
 		}
-		opts.Mover = m
+		opts.Mover, opts.StrayHolders = m, x.strayHolders
 	}
 	open := func(ctx context.Context) (*repo.Repository, error) { return sa.openRepo(ctx, true) }
 	bres, err := operations.Backup(ctx, x.cfg, open, opts)
@@ -466,6 +470,9 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		// once it is read, before anything is written.
 		use.StorageLocation, use.Hooks, use.ResourceModifiers = j.Spec.StorageLocation, len(crit.RestoreHookReferences) > 0, len(crit.ResourceModifiers) > 0
 		use.Verification = vr != nil
+		// Restore pods run when the criteria ask for vault-tier data; with
+		// Auto they run only where the policy allows them (below).
+		use.VaultTier = crit.PersistentVolumeRestoreMode != v1alpha1.RestoreWithoutVolumeData && crit.AsksForVaultData()
 		if r := refusal(trustpolicy.Check(*use)); r != nil {
 			return *r
 		}
@@ -503,7 +510,11 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	if len(rp.VolumeData) > 0 && crit.PersistentVolumeRestoreMode != v1alpha1.RestoreWithoutVolumeData {
 		// Vault-tier data is written by restore pods from the data mover image.
 		img, err := x.dataMoverImage(ctx)
-		if l, perr := location.Parse(sa.loc.Spec.URL); perr == nil && l.Kind == location.File {
+		if use != nil && !use.Policy.Spec.VaultTier {
+			// Auto takes the snapshots (as a restore without restore pods).
+			opts.NoVolumePods = fmt.Sprintf("ClusterTrustPolicy %q does not allow restore pods (spec.vaultTier; the owner allows them with "+
+				"`arca trusted-access enable --vault %s --cluster-name C --allow-vault-tier`)", use.Vault, use.Vault)
+		} else if l, perr := location.Parse(sa.loc.Spec.URL); perr == nil && l.Kind == location.File {
 			opts.NoVolumePods = fmt.Sprintf("storage location %q is file storage (%s), which only the extension's pod mounts: restore pods cannot read it; "+
 				"copy the recovery point to an object storage location (arca repo copy) and restore from there", sa.loc.Name, sa.loc.Spec.URL)
 		} else if err != nil {

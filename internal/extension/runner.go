@@ -47,6 +47,8 @@ type Extension struct {
 	mu      sync.Mutex
 	running map[jobKey]*runningJob
 	wg      sync.WaitGroup
+	// clusterID is the kube-system namespace's UID, once read (clusterUID).
+	clusterID string
 }
 
 // jobKey identifies a job across restarts of its goroutine: the UID tells a
@@ -111,7 +113,8 @@ type kind struct {
 // progress is what a running job reports; the status writer reads it.
 type progress struct {
 	itemsDone, itemsTotal, bytesDone, bytesTotal atomic.Int64
-	// bytesPerSecond and etaSeconds: the vault tier's data movers.
+	// bytesPerSecond and etaSeconds: the vault tier's data movers and
+	// restore pods.
 	bytesPerSecond, etaSeconds atomic.Int64
 }
 
@@ -129,6 +132,12 @@ func (p *progress) report(op operations.Progress) {
 	p.itemsTotal.Store(op.ItemsTotal)
 	p.bytesDone.Store(op.BytesDone)
 	p.bytesTotal.Store(op.BytesTotal)
+	if op.BytesPerSecond > 0 {
+		// Only what reports a rate (a restore's pods) sets it: a backup's
+		// engine does not, and leaves its movers' rate alone.
+		p.bytesPerSecond.Store(int64(op.BytesPerSecond))
+		p.etaSeconds.Store(int64(op.ETA.Seconds()))
+	}
 }
 
 func (p *progress) snapshot() *v1alpha1.JobProgress {
@@ -192,7 +201,13 @@ func (x *Extension) reconcileJob(ctx context.Context, k *kind, req ctrl.Request)
 	case st.Phase == v1alpha1.JobInProgress:
 		x.finishStatus(st, now, x.interruptedResult(ctx, k))
 		recordJob(k.name, v1alpha1.JobFailed, st)
-		return ctrl.Result{}, x.client.Status().Update(ctx, j)
+		if err := x.client.Status().Update(ctx, j); err != nil {
+			return ctrl.Result{}, err
+		}
+		if bj, ok := j.(*v1alpha1.BackupJob); ok {
+			x.afterInterruptedBackup(bj)
+		}
+		return ctrl.Result{}, nil
 	case j.CancelRequested():
 		x.finishStatus(st, now, result{phase: v1alpha1.JobCancelled, message: "cancelled before it started",
 			errors: []v1alpha1.JobIssue{{Code: v1alpha1.CodeCancelled, Message: "cancelled before it started"}}})

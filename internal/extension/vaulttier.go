@@ -25,7 +25,7 @@ const (
 // storage location's repository (internal/mover). It refuses, with
 // VaultTierUnavailable, what cannot work: no snapshots to move, file
 // storage, no image to run.
-func (x *Extension) vaultMover(ctx context.Context, cfg *v1alpha1.BackupConfiguration, loc *v1alpha1.StorageLocation, p *progress) (*mover.Mover, *result) {
+func (x *Extension) vaultMover(ctx context.Context, cfg *v1alpha1.BackupConfiguration, loc *v1alpha1.StorageLocation, p *progress, holderJob string) (*mover.Mover, *result) {
 	refuse := func(format string, args ...any) (*mover.Mover, *result) {
 		r := failed(v1alpha1.CodeVaultTierUnavailable, format, args...)
 		return nil, &r
@@ -50,7 +50,7 @@ func (x *Extension) vaultMover(ctx context.Context, cfg *v1alpha1.BackupConfigur
 		}
 	}
 	m, err := mover.New(x.cfg, mover.Options{Location: loc, Image: image, ImagePullSecrets: pullSecrets, Concurrency: x.opts.MaxConcurrentMovers,
-		MemoryLimit: x.opts.MoverMemoryLimit, Progress: p.reportMover,
+		MemoryLimit: x.opts.MoverMemoryLimit, Progress: p.reportMover, HolderJob: holderJob,
 		Logf: func(format string, args ...any) { x.log.Info(fmt.Sprintf(format, args...)) }})
 	if err != nil {
 		return refuse("%v", err)

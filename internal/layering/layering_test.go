@@ -176,7 +176,7 @@ var rules = map[string]rule{
 	"internal/vault/store/sqlstore":  {Imports: []string{"internal/vault/rbac", "internal/vault/store"}}, // scopes, to cascade deletes to role assignments
 	"internal/vault/store/storetest": {Imports: []string{"internal/vault/rbac", "internal/vault/store"}},
 
-	"internal/volume": {Imports: []string{"api/v1alpha1", "internal/repo", "internal/restore", "internal/units"},
+	"internal/volume": {Imports: []string{"api/v1alpha1", "internal/repo", "internal/restore", "internal/units", "internal/volumedata"}, // restore pods' progress lines
 		Tests: []string{"internal/backup", "internal/storage", "internal/storage/faulty", "internal/storage/mem", "internal/testenv"}},
 	"internal/volumedata": {Imports: []string{"internal/repo", "internal/units"},
 		Tests: []string{"internal/storage", "internal/storage/faulty", "internal/storage/local", "internal/storage/mem"}},

@@ -82,6 +82,10 @@ type Options struct {
 	// Progress, when set, gets the bytes moved so far, about every second.
 	Progress func(Progress)
 	Logf     func(format string, args ...any)
+	// HolderJob, when set, tags each holder point with
+	// v1alpha1.TagVolumeHolderJob (the cluster and the BackupJob), so that
+	// a holder an extension crash leaves is found and forgotten later.
+	HolderJob string
 }
 
 // Progress is how far the movers of one backup are.
@@ -415,6 +419,9 @@ func (m *Mover) pod(name, ns string, labels map[string]string, key, backupID str
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"DAC_READ_SEARCH"}},
 		},
 		VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}},
+	}
+	if m.opts.HolderJob != "" {
+		c.Args = append(c.Args, "--tag", v1alpha1.TagVolumeHolderJob+"="+m.opts.HolderJob)
 	}
 	if block {
 		c.VolumeDevices = []corev1.VolumeDevice{{Name: "volume", DevicePath: sourceDevice}}

@@ -20,10 +20,15 @@ import (
 func TestPodSpec(t *testing.T) {
 	loc := &v1alpha1.StorageLocation{ObjectMeta: metav1.ObjectMeta{Name: "s3", Namespace: "arca-system"},
 		Spec: v1alpha1.StorageLocationSpec{URL: "s3://b/p", CredentialsSecret: "s3-creds"}}
-	m := &Mover{opts: Options{Location: loc, Image: "registry/arca:1"}, mem: resource.MustParse(DefaultMemoryLimit), cpu: resource.MustParse(DefaultCPULimit)}
+	m := &Mover{opts: Options{Location: loc, Image: "registry/arca:1", HolderJob: "cluster-uid/job-uid"}, mem: resource.MustParse(DefaultMemoryLimit), cpu: resource.MustParse(DefaultCPULimit)}
 	labels := map[string]string{v1alpha1.LabelDataMover: "abc"}
 	p := m.pod("arca-mover-abc-0", "arca-system", labels, "shop/data", "abc", false)
 	c := p.Spec.Containers[0]
+	// The holder names its backup and its cluster and job.
+	if args := strings.Join(c.Args, " "); !strings.Contains(args, "--tag "+v1alpha1.TagVolumeHolder+"=abc") ||
+		!strings.Contains(args, "--tag "+v1alpha1.TagVolumeHolderJob+"=cluster-uid/job-uid") {
+		t.Errorf("mover args %q: want both holder tags", args)
+	}
 	if p.Spec.AutomountServiceAccountToken == nil || *p.Spec.AutomountServiceAccountToken || p.Spec.RestartPolicy != corev1.RestartPolicyNever {
 		t.Errorf("pod spec %+v: want no service account token and no restarts", p.Spec)
 	}

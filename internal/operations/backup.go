@@ -37,8 +37,11 @@ type BackupOptions struct {
 	Hooks BackupHooks
 	// Mover, when set, moves the snapshotted volumes' data into the
 	// repository before the recovery point is written (issue 15).
-	Mover    VolumeMover
-	Progress ProgressFunc
+	Mover VolumeMover
+	// StrayHolders, with Mover, is asked which other backups' holder
+	// points to forget when this backup forgets its own.
+	StrayHolders StrayHolders
+	Progress     ProgressFunc
 	// AllowNamespace, when set, leaves out every namespace it refuses
 	// (backup.Options.AllowNamespace: the cluster owner's trust policy).
 	AllowNamespace func(ns string) bool
@@ -79,6 +82,13 @@ type MoveResult struct {
 	// not; a mover that fails returns those it committed with its error.
 	Holders []repo.ID
 }
+
+// StrayHolders is given the holder points of other backups (tag
+// v1alpha1.TagVolumeHolder), as listed after this backup's movers ended,
+// and returns those to forget: holders whose backup has ended without
+// forgetting them (an extension that crashed). It must never return the
+// holder of a backup still running.
+type StrayHolders func(ctx context.Context, holders []*repo.RecoveryPoint) ([]repo.ID, error)
 
 // OpenRepository opens the repository a backup writes to, creating it when
 // the caller wants that. Backup calls it only once the configuration is
@@ -132,7 +142,7 @@ func Backup(ctx context.Context, cfg *rest.Config, open OpenRepository, opts Bac
 	defer func() {
 		// The movers' holder points: the recovery point names their trees
 		// now, or there is none and their data goes with the next prune.
-		if ferr := forgetHolders(ctx, r, step.backupID, step.holders); ferr != nil {
+		if ferr := forgetHolders(ctx, r, step.backupID, step.holders, opts.StrayHolders); ferr != nil {
 			if out != nil {
 				out.Warnings = append(out.Warnings, repo.Warning{Code: v1alpha1.CodeVolumeHolderNotForgotten, Message: ferr.Error()})
 			} else {
@@ -254,8 +264,10 @@ func (s *snapshotStep) DiscardSnapshots(ctx context.Context, records json.RawMes
 // cancelled: those whose results the mover returned, and every other point
 // tagged as a holder of this backup. A mover pod deleted or failed after it
 // committed, before its result was read, leaves a holder the results do
-// not name; the repository's listing does.
-func forgetHolders(ctx context.Context, r *repo.Repository, backupID string, ids []repo.ID) error {
+// not name; the repository's listing does. With stray set, the other
+// backups' holders in that listing go to it, and those it returns are
+// forgotten too.
+func forgetHolders(ctx context.Context, r *repo.Repository, backupID string, ids []repo.ID, stray StrayHolders) error {
 	if backupID == "" && len(ids) == 0 {
 		return nil
 	}
@@ -270,11 +282,22 @@ func forgetHolders(ctx context.Context, r *repo.Repository, backupID string, ids
 		if err != nil {
 			return fmt.Errorf("list the data mover's holder recovery points (tag %s=%s): %w", v1alpha1.TagVolumeHolder, backupID, err)
 		}
+		var others []*repo.RecoveryPoint
 		for _, rp := range rps {
-			if rp.Tags[v1alpha1.TagVolumeHolder] == backupID && !known[rp.ID] {
+			switch h, ok := rp.Tags[v1alpha1.TagVolumeHolder]; {
+			case h == backupID && !known[rp.ID]:
 				ids = append(ids, rp.ID)
 				known[rp.ID] = true
+			case ok && h != backupID:
+				others = append(others, rp)
 			}
+		}
+		if stray != nil && len(others) > 0 {
+			more, err := stray(fctx, others)
+			if err != nil {
+				return fmt.Errorf("judge other backups' holder recovery points: %w", err)
+			}
+			ids = append(ids, more...)
 		}
 	}
 	if len(ids) == 0 {

@@ -20,13 +20,20 @@
 // mover plugs into a backup.
 package operations
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Progress is how far a running operation is; a count not known yet is 0.
 // It maps one to one onto a job's status.progress.
 type Progress struct {
 	ItemsDone, ItemsTotal int64
 	BytesDone, BytesTotal int64
+	// BytesPerSecond and ETA, when known (a restore's restore pods):
+	// the rate of the bytes and the time left.
+	BytesPerSecond float64
+	ETA            time.Duration
 }
 
 // ProgressFunc receives progress; it may be called from several

@@ -149,7 +149,11 @@ func restoreLocked(ctx context.Context, cfg *rest.Config, r restore.Reader, rp *
 		update(&prog)
 		opts.Progress.report(prog)
 	}
-	vopts.Progress = func(done, total int64) { report(func(p *Progress) { p.BytesDone, p.BytesTotal = done, total }) }
+	vopts.Progress = func(v volume.VaultProgress) {
+		report(func(p *Progress) {
+			p.BytesDone, p.BytesTotal, p.BytesPerSecond, p.ETA = v.BytesDone, v.BytesTotal, v.BytesPerSecond, v.ETA
+		})
+	}
 	if opts.VolumePods != nil {
 		pods := *opts.VolumePods
 		pods.RecoveryPoint = rp.ID.String()

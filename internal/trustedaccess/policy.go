@@ -33,7 +33,7 @@ var (
 type PolicyOptions struct {
 	Namespaces, StorageLocations                                                  *[]string
 	RestoreClusterScoped, RestoreRBAC, RestoreAdmission, ResourceModifiers, Hooks *bool
-	Forget, Prune, Verification                                                   *bool
+	Forget, Prune, Verification, VaultTier                                        *bool
 }
 
 func (o PolicyOptions) apply(s *v1alpha1.ClusterTrustPolicySpec) {
@@ -47,7 +47,8 @@ func (o PolicyOptions) apply(s *v1alpha1.ClusterTrustPolicySpec) {
 		opt *bool
 		to  *bool
 	}{{o.RestoreClusterScoped, &s.RestoreClusterScoped}, {o.RestoreRBAC, &s.RestoreRBAC}, {o.RestoreAdmission, &s.RestoreAdmission},
-		{o.ResourceModifiers, &s.ResourceModifiers}, {o.Hooks, &s.Hooks}, {o.Forget, &s.Forget}, {o.Prune, &s.Prune}, {o.Verification, &s.Verification}} {
+		{o.ResourceModifiers, &s.ResourceModifiers}, {o.Hooks, &s.Hooks}, {o.Forget, &s.Forget}, {o.Prune, &s.Prune}, {o.Verification, &s.Verification},
+		{o.VaultTier, &s.VaultTier}} {
 		if f.opt != nil {
 			*f.to = *f.opt
 		}
@@ -56,10 +57,11 @@ func (o PolicyOptions) apply(s *v1alpha1.ClusterTrustPolicySpec) {
 
 // DefaultPolicy is what Enable writes for a vault without a policy: every
 // namespace but the protected ones, the given storage locations, forget
-// and prune (the vault's retention); no cluster-scoped, RBAC or admission
-// objects, no resource modifiers, no hooks.
+// and prune (the vault's retention), the vault tier (the policies' vault
+// datastore rules); no cluster-scoped, RBAC or admission objects, no
+// resource modifiers, no hooks, no verification.
 func DefaultPolicy(storageLocations []string) v1alpha1.ClusterTrustPolicySpec {
-	return v1alpha1.ClusterTrustPolicySpec{Namespaces: []string{"*"}, StorageLocations: storageLocations, Forget: true, Prune: true}
+	return v1alpha1.ClusterTrustPolicySpec{Namespaces: []string{"*"}, StorageLocations: storageLocations, Forget: true, Prune: true, VaultTier: true}
 }
 
 // applyPolicy creates the vault's ClusterTrustPolicy (DefaultPolicy with

@@ -73,9 +73,9 @@ func TestTrustPolicyIsTheOwners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := v1alpha1.ClusterTrustPolicySpec{Namespaces: []string{"*"}, StorageLocations: g.Policy.StorageLocations, Forget: true, Prune: true}
+	want := v1alpha1.ClusterTrustPolicySpec{Namespaces: []string{"*"}, StorageLocations: g.Policy.StorageLocations, Forget: true, Prune: true, VaultTier: true}
 	if !reflect.DeepEqual(g.Policy, want) || !strings.Contains(strings.Join(g.Policy.StorageLocations, ","), "own-loc") {
-		t.Fatalf("default policy %+v, want namespaces *, the free storage locations (own-loc among them), forget, prune and nothing else", g.Policy)
+		t.Fatalf("default policy %+v, want namespaces *, the free storage locations (own-loc among them), forget, prune, the vault tier and nothing else", g.Policy)
 	}
 	hooks := true
 	g2, err := trustedaccess.Enable(ctx, cp.Config(), trustedaccess.EnableOptions{Vault: "own", Cluster: "c1", Policy: trustedaccess.PolicyOptions{Hooks: &hooks}})

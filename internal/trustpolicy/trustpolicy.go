@@ -43,10 +43,13 @@ type Use struct {
 	// Verification: the job verifies a recovery point (a restore into
 	// sandbox namespaces that the extension deletes afterwards).
 	Verification bool
+	// VaultTier: the job runs data-mover pods (a vault-tier backup, or a
+	// restore that asks for vault-tier data).
+	VaultTier bool
 }
 
 // Check returns the first rule u breaks, or nil. The order is fixed:
-// trust, storage location, forget and prune, verification, hooks, resource modifiers,
+// trust, storage location, forget and prune, verification, vault tier, hooks, resource modifiers,
 // namespaces, cluster-scoped objects, RBAC, admission.
 func Check(u Use) *Refusal {
 	v := u.Vault
@@ -69,6 +72,10 @@ func Check(u Use) *Refusal {
 	if u.Verification && !p.Verification {
 		return refuse(v1alpha1.CodePolicyDeniesVerification, v, "spec.verification", "--allow-verification",
 			"the job verifies a recovery point by restoring it into sandbox namespaces "+v1alpha1.VerificationNamespacePrefix+"* and deleting them afterwards")
+	}
+	if u.VaultTier && !p.VaultTier {
+		return refuse(v1alpha1.CodePolicyDeniesVaultTier, v, "spec.vaultTier", "--allow-vault-tier",
+			"the job runs data-mover pods that read volume data into the repository (a vault-tier backup) or write it from the repository into claims (a restore from the vault tier)")
 	}
 	if u.Hooks && !p.Hooks {
 		return refuse(v1alpha1.CodePolicyDeniesHooks, v, "spec.hooks", "--allow-hooks", "the job runs hooks (commands in pods)")

@@ -17,7 +17,7 @@ func policy(spec v1alpha1.ClusterTrustPolicySpec) *v1alpha1.ClusterTrustPolicy {
 // field and the flag that widen it; a job inside the bound passes.
 func TestCheck(t *testing.T) {
 	wide := v1alpha1.ClusterTrustPolicySpec{StorageLocations: []string{"*"}, Namespaces: []string{"*", "kube-system"}, RestoreClusterScoped: true,
-		RestoreRBAC: true, RestoreAdmission: true, ResourceModifiers: true, Hooks: true, Forget: true, Prune: true, Verification: true}
+		RestoreRBAC: true, RestoreAdmission: true, ResourceModifiers: true, Hooks: true, Forget: true, Prune: true, Verification: true, VaultTier: true}
 	narrow := v1alpha1.ClusterTrustPolicySpec{StorageLocations: []string{"default"}, Namespaces: []string{"team-*", "shop"}}
 	cases := []struct {
 		name string
@@ -40,6 +40,8 @@ func TestCheck(t *testing.T) {
 		{"verification into namespaces the policy does not reach", Use{Policy: policy(v1alpha1.ClusterTrustPolicySpec{StorageLocations: []string{"*"}, Namespaces: []string{"shop"}, Verification: true}),
 			StorageLocation: "default", Verification: true, Namespaces: []string{"arca-verify-x1y2z-shop"}}, v1alpha1.CodePolicyDeniesNamespace,
 			[]string{"arca-verify-x1y2z-shop", "--allow-namespaces shop,arca-verify-x1y2z-shop"}},
+		{"vault tier (a policy written before the field has it off)", Use{Policy: policy(narrow), StorageLocation: "default", VaultTier: true}, v1alpha1.CodePolicyDeniesVaultTier,
+			[]string{"spec.vaultTier", "--allow-vault-tier", "data-mover pods"}},
 		{"hooks", Use{Policy: policy(narrow), StorageLocation: "default", Hooks: true}, v1alpha1.CodePolicyDeniesHooks,
 			[]string{"spec.hooks", "--allow-hooks"}},
 		{"modifiers", Use{Policy: policy(narrow), StorageLocation: "default", ResourceModifiers: true}, v1alpha1.CodePolicyDeniesResourceModifiers,
@@ -59,7 +61,7 @@ func TestCheck(t *testing.T) {
 			v1alpha1.CodePolicyDeniesAdmission, []string{"apiservices.apiregistration.k8s.io v1.x", "spec.restoreAdmission", "--allow-admission"}},
 		{"inside the narrow bound", Use{Policy: policy(narrow), StorageLocation: "default", Namespaces: []string{"team-a", "shop"}}, "", nil},
 		{"inside the wide bound", Use{Policy: policy(wide), StorageLocation: "any", Namespaces: []string{"kube-system", "x"}, ClusterScoped: []string{"a"},
-			RBAC: []string{"b"}, Admission: []string{"c"}, ResourceModifiers: true, Hooks: true, Forget: true, Prune: true, Verification: true}, "", nil},
+			RBAC: []string{"b"}, Admission: []string{"c"}, ResourceModifiers: true, Hooks: true, Forget: true, Prune: true, Verification: true, VaultTier: true}, "", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

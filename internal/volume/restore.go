@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"time"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
@@ -60,10 +61,20 @@ type RestoreOptions struct {
 	// says why (for the error when Vault is asked for).
 	Pods   *RestorePods
 	NoPods string
-	// Progress, when set, is told the bytes of vault-tier data written so
-	// far and planned so far (whole claims: a claim counts when its
-	// restore pod has succeeded).
-	Progress func(bytesDone, bytesTotal int64)
+	// Progress, when set, is told how far the restore pods are: the bytes
+	// of vault-tier data written so far (what running pods report, about
+	// every second, plus the claims filled) and planned so far, with the
+	// rate and the time left.
+	Progress func(VaultProgress)
+}
+
+// VaultProgress is how far a restore's restore pods are.
+type VaultProgress struct {
+	BytesDone, BytesTotal int64
+	// BytesPerSecond is BytesDone over the time since the first restore
+	// pod was created (0 before any byte); ETA the time left at that rate.
+	BytesPerSecond float64
+	ETA            time.Duration
 }
 
 // Restorer restores persistent volumes and claims: claims with a recorded
@@ -84,6 +95,8 @@ type Restorer struct {
 	podSlots chan struct{}       // restore pods running (RestorePods.Concurrency)
 	planned  int64               // bytes of the claims planned from the vault tier
 	filled   int64               // bytes of the claims filled
+	writing  map[string]int64    // target claim -> bytes its running restore pod reported
+	podsFrom time.Time           // when the first restore pod was created
 }
 
 // NewRestorer returns a Restorer for the cluster of cfg and the recovery
@@ -103,7 +116,7 @@ func NewRestorer(cfg *rest.Config, records *Records, opts RestoreOptions) (*Rest
 // NewRestorerFor returns a Restorer using the given clients.
 func NewRestorerFor(kc kubernetes.Interface, sc snapclient.Interface, records *Records, opts RestoreOptions) *Restorer {
 	r := &Restorer{kube: kc, snaps: sc, opts: opts, records: map[string]Record{}, restored: map[string]bool{},
-		drivers: map[string]bool{}, classes: map[string]bool{}, choices: map[string]chosen{}, fills: map[string]fillPlan{}}
+		drivers: map[string]bool{}, classes: map[string]bool{}, choices: map[string]chosen{}, fills: map[string]fillPlan{}, writing: map[string]int64{}}
 	n := 2
 	if opts.Pods != nil && opts.Pods.Concurrency > 0 {
 		n = opts.Pods.Concurrency

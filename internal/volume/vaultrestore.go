@@ -1,14 +1,17 @@
 package volume
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +22,7 @@ import (
 
 	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/units"
+	"github.com/arca-backup/arca/internal/volumedata"
 )
 
 // Restore codes of claims restored from vault-tier data (the item fails
@@ -362,10 +366,62 @@ func (r *Restorer) addPlan(claimRef string, p fillPlan) {
 		r.planned += p.vol.Bytes
 	}
 	r.fills[claimRef] = p
-	done, total := r.filled, r.planned
 	r.mu.Unlock()
-	if r.opts.Progress != nil && !r.opts.DryRun {
-		r.opts.Progress(done, total)
+	r.report()
+}
+
+// report tells opts.Progress how far the restore pods are.
+func (r *Restorer) report() {
+	if r.opts.Progress == nil || r.opts.DryRun {
+		return
+	}
+	r.mu.Lock()
+	p := VaultProgress{BytesDone: r.filled, BytesTotal: r.planned}
+	for _, b := range r.writing {
+		p.BytesDone += b
+	}
+	if secs := time.Since(r.podsFrom).Seconds(); !r.podsFrom.IsZero() && secs > 0 && p.BytesDone > 0 {
+		p.BytesPerSecond = float64(p.BytesDone) / secs
+		p.ETA = time.Duration(float64(max(p.BytesTotal-p.BytesDone, 0)) / p.BytesPerSecond * float64(time.Second))
+	}
+	r.mu.Unlock()
+	r.opts.Progress(p)
+}
+
+// follow reads a running restore pod's progress lines (`arca datamover
+// restore --progress-json`) from its log until ctx ends, and reports them
+// as the claim's bytes written so far. The log is opened again whenever
+// it ends early (before the container started, it may end at once); each
+// line holds the bytes so far, so reading it again counts nothing twice.
+func (r *Restorer) follow(ctx context.Context, ns, pod, claimRef string) {
+	for first := true; ctx.Err() == nil; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+		rc, err := r.kube.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "restore", Follow: true}).Stream(ctx)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(rc)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			var l volumedata.MoverProgressLine
+			if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &l) != nil || l.Progress == nil {
+				continue
+			}
+			r.mu.Lock()
+			if _, filling := r.writing[claimRef]; filling {
+				r.writing[claimRef] = min(l.Progress.Bytes, r.fills[claimRef].vol.Bytes)
+			}
+			r.mu.Unlock()
+			r.report()
+		}
+		_ = rc.Close()
 	}
 }
 
@@ -416,16 +472,23 @@ func (r *Restorer) FillClaim(ctx context.Context, ns, name string) error {
 		return &ClaimError{Code: CodeVolumeDataRestoreFailed, Claim: claimRef, Err: fmt.Errorf("claim %s: vault-tier data not restored: %w", claimRef, ctx.Err())}
 	}
 	defer func() { <-r.podSlots }()
-	if err := r.runRestorePod(ctx, ns, name, plan); err != nil {
+	r.mu.Lock()
+	r.writing[claimRef] = 0
+	if r.podsFrom.IsZero() {
+		r.podsFrom = time.Now()
+	}
+	r.mu.Unlock()
+	err := r.runRestorePod(ctx, ns, name, plan)
+	r.mu.Lock()
+	delete(r.writing, claimRef)
+	if err == nil {
+		r.filled += plan.vol.Bytes
+	}
+	r.mu.Unlock()
+	r.report()
+	if err != nil {
 		return &ClaimError{Code: CodeVolumeDataRestoreFailed, Claim: claimRef, Err: fmt.Errorf(
 			"claim %s: vault-tier data of %s not restored: %w (the claim exists but does not hold the data: delete it and restore again)", claimRef, plan.source, err)}
-	}
-	r.mu.Lock()
-	r.filled += plan.vol.Bytes
-	done, total := r.filled, r.planned
-	r.mu.Unlock()
-	if r.opts.Progress != nil {
-		r.opts.Progress(done, total)
 	}
 	return nil
 }
@@ -520,7 +583,7 @@ func (r *Restorer) runRestorePod(ctx context.Context, ns, claim string, plan fil
 	} else {
 		ctr.VolumeMounts = []corev1.VolumeMount{{Name: "volume", MountPath: restoreMountPath}}
 	}
-	ctr.Args = []string{"datamover", "restore", "--repo", p.RepoURL, "--recovery-point", p.RecoveryPoint, "--volume", plan.source, "--target", target}
+	ctr.Args = []string{"datamover", "restore", "--repo", p.RepoURL, "--recovery-point", p.RecoveryPoint, "--volume", plan.source, "--target", target, "--progress-json"}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: corev1.PodSpec{
@@ -539,6 +602,13 @@ func (r *Restorer) runRestorePod(ctx context.Context, ns, claim string, plan fil
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The pod's progress, until it ends (followed before returning, so no
+	// line counts after the claim is filled).
+	var following sync.WaitGroup
+	fctx, stopFollow := context.WithCancel(wctx)
+	following.Go(func() { r.follow(fctx, ns, name, ns+"/"+claim) })
+	defer following.Wait()
+	defer stopFollow()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	var last *corev1.Pod

@@ -302,11 +302,16 @@ type Job struct {
 // per resource type (the recovery point's counts) and, for a restore, the
 // objects by action (Created, Patched, SkippedExists, Failed, …).
 type JobProgress struct {
-	ItemsDone  int64            `json:"itemsDone"`
-	ItemsTotal int64            `json:"itemsTotal,omitempty"`
-	BytesDone  int64            `json:"bytesDone"`
-	BytesTotal int64            `json:"bytesTotal,omitempty"`
-	Counts     map[string]int64 `json:"counts,omitempty"`
+	ItemsDone  int64 `json:"itemsDone"`
+	ItemsTotal int64 `json:"itemsTotal,omitempty"`
+	BytesDone  int64 `json:"bytesDone"`
+	BytesTotal int64 `json:"bytesTotal,omitempty"`
+	// BytesPerSecond and ETASeconds: the rate of the volume data moved (a
+	// vault-tier backup's movers, a restore's restore pods) and the time
+	// left; 0 when unknown.
+	BytesPerSecond int64            `json:"bytesPerSecond,omitempty"`
+	ETASeconds     int64            `json:"etaSeconds,omitempty"`
+	Counts         map[string]int64 `json:"counts,omitempty"`
 }
 
 // Event types: what a notification subscription can ask to be told
