@@ -260,7 +260,7 @@ func runVolumeRestore(ctx context.Context, v *VolumeRef, path, target string, wr
 func newRecoveryPointFilesCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "files",
-		Short: "List, print or extract files of a volume in a vault-tier recovery point (ls and cat: through the vault, or the repository with --repo; restore: --repo)",
+		Short: "List, print or extract files of a volume in a vault-tier recovery point (through the vault, or the repository with --repo)",
 	}
 	lo, lv := &VolumeRef{}, &PolicyScope{}
 	var recursive bool
@@ -332,21 +332,24 @@ func newRecoveryPointFilesCommand() *cobra.Command {
 	co.addFlags(cat)
 	vaultFilesFlags(cat, cv)
 
-	ro := &VolumeRef{}
+	ro, rv := &VolumeRef{}, &PolicyScope{}
 	var writers int
+	var maxBytes int64
 	restore := &cobra.Command{
 		Use:   "restore PATH TARGET",
 		Short: "Extract a file or directory of the volume into TARGET (a directory's content goes into TARGET)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ro.Repo == "" {
-				return &UsageError{errors.New("files restore reads the repository itself: give --repo (and its password); through the vault only ls and cat are available")}
+				return vaultFilesRestore(cmd.Context(), rv, ro, args[0], args[1], maxBytes, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
 			return runVolumeRestore(cmd.Context(), ro, args[0], args[1], writers, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	ro.addFlags(restore)
-	restore.Flags().IntVar(&writers, "writers", 0, "files written at once (default 4 per CPU)")
+	vaultFilesFlags(restore, rv)
+	restore.Flags().IntVar(&writers, "writers", 0, "files written at once (default 4 per CPU; with --repo)")
+	restore.Flags().Int64Var(&maxBytes, "max-bytes", DefaultVaultRestoreMaxBytes, "the most file data a restore through the vault may select (without --repo; larger: use --repo)")
 	cmd.AddCommand(ls, cat, restore)
 	return cmd
 }
