@@ -182,6 +182,17 @@ func vaultFilesRestore(ctx context.Context, o *PolicyScope, ref *VolumeRef, p, t
 			return err
 		}
 	}
+	// Reading content needs more than listing (the storage location's
+	// data): ask once, before anything is written.
+	for _, e := range entries {
+		if e.Type == "file" {
+			if _, err := v.c.RecoveryPointFiles(ctx, v.vault, v.point, service.FilesRequest{Volume: v.volume, Path: e.Path, Read: true, Length: 1}); err != nil {
+				return err
+			}
+			v.queries++
+			break
+		}
+	}
 	// Pass 2: write.
 	if selected == nil || selected.Type == "dir" {
 		if err := os.MkdirAll(target, 0o700); err != nil {
@@ -228,6 +239,7 @@ func vaultFilesRestore(ctx context.Context, o *PolicyScope, ref *VolumeRef, p, t
 	pr := NewProgressRenderer(stderr, "restore "+sel)
 	var dirs []v1alpha1.QueryFile
 	var links []v1alpha1.QueryFile
+	var abort error // not about one file (refused, vault unreachable): the restore stops
 	writeFile := func(e v1alpha1.QueryFile, dst string) {
 		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
@@ -241,6 +253,9 @@ func vaultFilesRestore(ctx context.Context, o *PolicyScope, ref *VolumeRef, p, t
 		if err != nil {
 			_ = os.Remove(dst)
 			fail(e.Path, err)
+			if !fileOnly(err) {
+				abort = err
+			}
 			return
 		}
 		meta(e, dst)
@@ -250,6 +265,9 @@ func vaultFilesRestore(ctx context.Context, o *PolicyScope, ref *VolumeRef, p, t
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if abort != nil {
+			return fmt.Errorf("files restore through the vault stopped after %d entries (%d bytes) were written into %s: %w", res.Files, res.Bytes, target, abort)
 		}
 		dst := dest(e.Path)
 		switch e.Type {
@@ -309,6 +327,9 @@ func vaultFilesRestore(ctx context.Context, o *PolicyScope, ref *VolumeRef, p, t
 		}
 		pr.Update(Progress{Phase: "restore", ItemsDone: res.Files, BytesDone: res.Bytes, BytesTotal: need, Elapsed: time.Since(start)})
 	}
+	if abort != nil {
+		return fmt.Errorf("files restore through the vault stopped after %d entries (%d bytes) were written into %s: %w", res.Files, res.Bytes, target, abort)
+	}
 	for _, e := range links {
 		dst, first := dest(e.Path), dest("/"+strings.TrimPrefix(e.Link, "/"))
 		_ = os.Remove(dst)
@@ -337,6 +358,14 @@ func vaultFilesRestore(ctx context.Context, o *PolicyScope, ref *VolumeRef, p, t
 	}
 	fmt.Fprintf(stdout, "%s\n", b)
 	return res.Err()
+}
+
+// fileOnly reports whether err concerns one file (its data could not be
+// read: a damaged pack, QueryFailed), so that the rest of the restore
+// proceeds, as with --repo.
+func fileOnly(err error) bool {
+	var ae *client.Error
+	return errors.As(err, &ae) && (ae.Code == v1alpha1.CodeQueryFailed || ae.Code == v1alpha1.CodePathNotFound)
 }
 
 func volumeName(v string) string {
