@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	arcav1 "github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/storage/retry"
 	"github.com/arca-backup/arca/internal/volumedata"
 )
 
@@ -45,6 +47,38 @@ type DatamoverBackupOptions struct {
 	ProgressJSON bool
 }
 
+// addStorageRetryFlag registers --storage-retry, the retry budget of one
+// storage call: a data-mover pod gives up on an unreachable repository
+// after it (RepositoryUnavailable) instead of the storage's default.
+func addStorageRetryFlag(fs *pflag.FlagSet, o *RepoOptions) {
+	fs.Var((*retryBudget)(&o.retry), "storage-retry", "how long one storage call is retried before the repository counts as unreachable (RepositoryUnavailable); 0: the default, 15m")
+}
+
+// retryBudget is a flag setting retry.Options.MaxElapsed.
+type retryBudget retry.Options
+
+func (b *retryBudget) String() string { return time.Duration(b.MaxElapsed).String() }
+func (b *retryBudget) Type() string   { return "duration" }
+func (b *retryBudget) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("a duration ≥ 0, such as 30s or 5m")
+	}
+	b.MaxElapsed = d
+	return nil
+}
+
+// repositoryUnavailable names the repository a data mover gave up on:
+// its storage retries ran out (retry.GaveUpError). The code leads the
+// message, which the extension reads from the pod's termination message.
+func repositoryUnavailable(err error, url string) error {
+	var gu *retry.GaveUpError
+	if errors.As(err, &gu) {
+		return fmt.Errorf("%s: the repository %s cannot be reached: %w", arcav1.CodeRepositoryUnavailable, url, err)
+	}
+	return err
+}
+
 // DatamoverResult is what `arca datamover backup` prints (JSON) and writes
 // to --result-file: the recovery point holding the volume and its record.
 type DatamoverResult = volumedata.MoverResult
@@ -66,6 +100,7 @@ func newDatamoverBackupCommand() *cobra.Command {
 	fs.StringArrayVar(&o.Tags, "tag", nil, "tag the recovery point: key=value (repeatable)")
 	fs.StringVar(&o.ResultFile, "result-file", "", "also write the JSON result here (a pod's /dev/termination-log)")
 	fs.IntVar(&o.Readers, "readers", 0, "files read at once (default 4 per CPU)")
+	addStorageRetryFlag(fs, &o.RepoOptions)
 	fs.BoolVar(&o.ProgressJSON, "progress-json", false, `report progress as JSON lines on stderr ({"moverProgress":{"files":…,"bytes":…,"totalBytes":…}}), as data-mover pods do`)
 	return cmd
 }
@@ -93,7 +128,7 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 	tags[arcav1.TagVolume] = o.Volume
 	r, _, err := o.OpenOrInit(ctx)
 	if err != nil {
-		return err
+		return repositoryUnavailable(err, o.Repo)
 	}
 	defer r.Close()
 	started := time.Now().UTC()
@@ -114,7 +149,7 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 	})
 	if err != nil {
 		_ = w.Abort(context.WithoutCancel(ctx))
-		return fmt.Errorf("back up %s: %w", o.Source, err)
+		return repositoryUnavailable(fmt.Errorf("back up %s: %w", o.Source, err), o.Repo)
 	}
 	if !o.ProgressJSON {
 		pr.Done(Progress{Phase: "stored", ItemsDone: res.Volume.Files, BytesDone: res.Volume.Bytes, Elapsed: time.Since(started)})
@@ -131,7 +166,7 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 	}
 	id, err := w.Commit(ctx, rp)
 	if err != nil {
-		return err
+		return repositoryUnavailable(err, o.Repo)
 	}
 	out := DatamoverResult{RecoveryPoint: id.String(), Volume: res.Volume, Warnings: res.Warnings}
 	b, err := json.Marshal(out)
@@ -205,6 +240,9 @@ type DatamoverRestoreOptions struct {
 	Target  string
 	Path    string
 	Writers int
+	// ResultFile receives the error when the restore fails (a pod's
+	// /dev/termination-log, which the extension reads).
+	ResultFile string
 }
 
 func newDatamoverRestoreCommand() *cobra.Command {
@@ -217,10 +255,22 @@ func newDatamoverRestoreCommand() *cobra.Command {
 			if o.Target == "" {
 				return &UsageError{errors.New("--target is required")}
 			}
-			return runVolumeRestore(cmd.Context(), &o.VolumeRef, o.Path, o.Target, o.Writers, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			err := runVolumeRestore(cmd.Context(), &o.VolumeRef, o.Path, o.Target, o.Writers, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err != nil && o.ResultFile != "" {
+				msg := err.Error()
+				if len(msg) > 3500 {
+					msg = msg[:3500] + "…"
+				}
+				if werr := os.WriteFile(o.ResultFile, []byte(msg+"\n"), 0o644); werr != nil {
+					return fmt.Errorf("%w (and the result file: %v)", err, werr)
+				}
+			}
+			return err
 		},
 	}
 	o.addFlags(cmd)
+	addStorageRetryFlag(cmd.Flags(), &o.RepoOptions)
+	cmd.Flags().StringVar(&o.ResultFile, "result-file", "", "write the error here when the restore fails (a pod's /dev/termination-log)")
 	cmd.Flags().StringVar(&o.Target, "target", "", "where to write: the mounted volume's directory, or a block device")
 	cmd.Flags().StringVar(&o.Path, "path", "", "only this file or directory of the volume")
 	cmd.Flags().IntVar(&o.Writers, "writers", 0, "files written at once (default 4 per CPU)")
@@ -230,16 +280,20 @@ func newDatamoverRestoreCommand() *cobra.Command {
 func runVolumeRestore(ctx context.Context, v *VolumeRef, path, target string, writers int, stdout, stderr io.Writer) error {
 	src, err := v.openVolume(ctx)
 	if err != nil {
-		return err
+		return repositoryUnavailable(err, v.Repo)
 	}
 	start := time.Now()
 	pr := NewProgressRenderer(stderr, "restore "+src.Data.Name)
 	res, err := volumedata.Restore(ctx, src, target, volumedata.RestoreOptions{
 		Path: path, Writers: writers,
 		Progress: func(p volumedata.Progress) { pr.Update(moverProgress("restore", p)) },
+		Stop: func(err error) bool {
+			var gu *retry.GaveUpError
+			return errors.As(err, &gu)
+		},
 	})
 	if err != nil {
-		return err
+		return repositoryUnavailable(err, v.Repo)
 	}
 	pr.Done(Progress{Phase: "restored", ItemsDone: res.Files, BytesDone: res.Bytes, Elapsed: time.Since(start)})
 	for _, w := range res.Warnings {
