@@ -357,7 +357,7 @@ func Restore(ctx context.Context, src Source, target string, opts RestoreOptions
 	cancel()
 	stop()
 	if rs.stopErr != nil {
-		return nil, fmt.Errorf("%s: restore stopped after %d files: %w", src, files.Load(), rs.stopErr)
+		return nil, fmt.Errorf("%s: restore stopped after %d entries were handled, at the first repository failure: %w", src, files.Load(), rs.stopErr)
 	}
 	if err != nil {
 		return nil, err
