@@ -107,26 +107,7 @@ func TestRetentionExpiresCopies(t *testing.T) {
 
 	var points []*store.RecoveryPoint
 	for i := range 2 {
-		j := &store.Job{Vault: "v", Type: store.JobOnDemandBackup, Instance: "app", Params: json.RawMessage(`{"vaultTier":true}`)}
-		must(st.CreateJob(ctx, j))
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			must(r.Tick(ctx))
-			got, err := st.GetJob(ctx, "v", j.ID)
-			must(err)
-			if store.JobStateTerminal(got.State) {
-				if got.State != store.JobCompleted {
-					t.Fatalf("backup job %+v", got)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("backup job still %+v", got)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		rp, err := st.GetRecoveryPoint(ctx, "v", jobs.RecoveryPointID(j.ID))
-		must(err)
+		rp := backupThroughVault(t, st, r, &store.Job{Vault: "v", Type: store.JobOnDemandBackup, Instance: "app", Params: json.RawMessage(`{"vaultTier":true}`)})
 		if len(rp.Copies) != 1 || rp.Copies[0].StorageLocation != drURL || rp.Copies[0].RepoID == "" {
 			t.Fatalf("point %s copies %+v, want one in %s", rp.ID, rp.Copies, drURL)
 		}

@@ -472,13 +472,7 @@ var _ = rand.Read
 // the repository fails the files it could not read, naming them.
 func TestRepositoryUnreachableMidMove(t *testing.T) {
 	ctx := context.Background()
-	src := t.TempDir()
-	for i := 0; i < 30; i++ {
-		must(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), randBytes(int64(i), 300<<10), 0o644))
-	}
-	fb := faulty.New(mem.New())
-	r, err := repo.Init(ctx, fb, "pw", testKDF, repo.WithPackSize(1<<20))
-	must(t, err)
+	src, fb, r := thirtyFilesAndFaultyRepo(t)
 	fb.Add(faulty.Fault{Op: faulty.OpSave, Type: storage.PackFile, Nth: 3, Kind: faulty.Permanent})
 	w, err := r.NewWriter(ctx)
 	must(t, err)
@@ -528,13 +522,7 @@ func TestRepositoryUnreachableMidMove(t *testing.T) {
 // such failure, returns it, and does not try the files after it.
 func TestRestoreStopsWhenRepositoryGoesAway(t *testing.T) {
 	ctx := context.Background()
-	src := t.TempDir()
-	for i := 0; i < 30; i++ {
-		must(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), randBytes(int64(i), 300<<10), 0o644))
-	}
-	fb := faulty.New(mem.New())
-	r, err := repo.Init(ctx, fb, "pw", testKDF, repo.WithPackSize(1<<20))
-	must(t, err)
+	src, fb, r := thirtyFilesAndFaultyRepo(t)
 	rp, _ := backupCommit(t, r, src, "ns/x")
 	restore := func(stop func(error) bool) (*RestoreResult, error, int) {
 		t.Helper()
@@ -560,4 +548,18 @@ func TestRestoreStopsWhenRepositoryGoesAway(t *testing.T) {
 		t.Errorf("with Stop: %d entries written, want the restore to stop early", written)
 	}
 	t.Logf("without Stop %d files failed one by one; with Stop the restore ended after %d entries: %v", failedOneByOne, written, err)
+}
+
+// thirtyFilesAndFaultyRepo makes a source of 30 files of 300 KiB and an
+// empty repository (packs of 1 MiB) on a fault-injecting in-memory store.
+func thirtyFilesAndFaultyRepo(t *testing.T) (string, *faulty.Backend, *repo.Repository) {
+	t.Helper()
+	src := t.TempDir()
+	for i := 0; i < 30; i++ {
+		must(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), randBytes(int64(i), 300<<10), 0o644))
+	}
+	fb := faulty.New(mem.New())
+	r, err := repo.Init(context.Background(), fb, "pw", testKDF, repo.WithPackSize(1<<20))
+	must(t, err)
+	return src, fb, r
 }
