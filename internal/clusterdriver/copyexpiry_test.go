@@ -160,11 +160,17 @@ func TestRetentionExpiresCopies(t *testing.T) {
 	clk.Advance(3 * 24 * time.Hour)
 	js, err := eng.Run(ctx)
 	must(err)
-	if len(js) != 1 || len(js[0].Errors) != 1 || js[0].Errors[0].Code != jobs.CodeCopyNotRemoved || js[0].Errors[0].Object != old.ID ||
-		!strings.Contains(js[0].Errors[0].Message, drURL) {
-		t.Fatalf("retention with the secondary down: %+v", js)
+	// The run also expires the newest point's operational tier (its
+	// vault tier stays), so the issue may be a warning of a job that
+	// did that much.
+	if len(js) != 1 {
+		t.Fatalf("retention with the secondary down: %d jobs %+v", len(js), js)
 	}
-	t.Logf("with the secondary down: %s", js[0].Errors[0].Message)
+	issues := append(append([]store.Issue{}, js[0].Errors...), js[0].Warnings...)
+	if len(issues) != 1 || issues[0].Code != jobs.CodeCopyNotRemoved || issues[0].Object != old.ID || !strings.Contains(issues[0].Message, drURL) {
+		t.Fatalf("retention with the secondary down: %s %+v", js[0].State, issues)
+	}
+	t.Logf("with the secondary down: %s", issues[0].Message)
 	if _, err := st.GetRecoveryPoint(ctx, "v", old.ID); err != nil {
 		t.Fatalf("the point left the catalog while its copy is still there: %v", err)
 	}
