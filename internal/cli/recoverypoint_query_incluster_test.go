@@ -219,7 +219,8 @@ spec: {storageLocation: default, includedNamespaces: [shop, hidden]}
 	restored := filepath.Join(t.TempDir(), "docs")
 	out = ok(admin, "recovery-point", "files", "restore", "--recovery-point", "rp-vol", "--volume", "shop/data", "/docs", restored)
 	var rres volumedata.RestoreResult
-	if err := json.Unmarshal([]byte(strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])), &rres); err != nil || len(rres.Failed) != 0 {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rres); err != nil || len(rres.Failed) != 0 {
 		t.Errorf("files restore through the vault: %v %+v\n%s", err, rres, out)
 	}
 	want, got := treeState(t, filepath.Join(volSrc, "docs")), treeState(t, restored)
