@@ -17,6 +17,7 @@ import (
 
 	arcav1 "github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/storage/location"
 	"github.com/arca-backup/arca/internal/storage/retry"
 	"github.com/arca-backup/arca/internal/volumedata"
 )
@@ -73,7 +74,8 @@ func (b *retryBudget) Set(s string) error {
 // message, which the extension reads from the pod's termination message.
 func repositoryUnavailable(err error, url string) error {
 	var gu *retry.GaveUpError
-	if errors.As(err, &gu) {
+	var ue *location.UnreachableError
+	if errors.As(err, &gu) || errors.As(err, &ue) {
 		return fmt.Errorf("%s: the repository %s cannot be reached: %w", arcav1.CodeRepositoryUnavailable, url, err)
 	}
 	return err
