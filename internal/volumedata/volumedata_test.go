@@ -524,7 +524,7 @@ func TestRestoreStopsWhenRepositoryGoesAway(t *testing.T) {
 	ctx := context.Background()
 	src, fb, r := thirtyFilesAndFaultyRepo(t)
 	rp, _ := backupCommit(t, r, src, "ns/x")
-	restore := func(stop func(error) bool) (*RestoreResult, error, int) {
+	restore := func(stop func(error) bool) (*RestoreResult, int, error) {
 		t.Helper()
 		fb.Clear()
 		r2, err := repo.Open(ctx, fb, "pw", testKDF, repo.WithCacheSize(0))
@@ -533,14 +533,14 @@ func TestRestoreStopsWhenRepositoryGoesAway(t *testing.T) {
 		dst := t.TempDir()
 		res, err := Restore(ctx, Source{Repo: r2, Point: rp.ID.Short(), Data: rp.VolumeData[0]}, dst, RestoreOptions{Writers: 1, Stop: stop})
 		ents, _ := os.ReadDir(dst)
-		return res, err, len(ents)
+		return res, len(ents), err
 	}
-	res, err, _ := restore(nil)
+	res, _, err := restore(nil)
 	if err != nil || len(res.Failed) < 2 {
 		t.Fatalf("without Stop: %v, %d files failed; want the failures one by one", err, len(res.Failed))
 	}
 	failedOneByOne := len(res.Failed)
-	res, err, written := restore(func(err error) bool { return errors.Is(err, storage.ErrPermanent) })
+	res, written, err := restore(func(err error) bool { return errors.Is(err, storage.ErrPermanent) })
 	if res != nil || !errors.Is(err, storage.ErrPermanent) || !strings.Contains(err.Error(), "restore stopped after") {
 		t.Fatalf("with Stop: %+v, %v; want the storage error", res, err)
 	}
