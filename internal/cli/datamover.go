@@ -52,7 +52,7 @@ type DatamoverBackupOptions struct {
 // storage call: a data-mover pod gives up on an unreachable repository
 // after it (RepositoryUnavailable) instead of the storage's default.
 func addStorageRetryFlag(fs *pflag.FlagSet, o *RepoOptions) {
-	fs.Var((*retryBudget)(&o.retry), "storage-retry", "how long one storage call is retried before the repository counts as unreachable (RepositoryUnavailable); 0: the default, 15m")
+	fs.Var((*retryBudget)(&o.retry), "storage-retry", "how long one storage call is retried before the repository counts as unreachable (RepositoryUnavailable); 0: the default, 10 attempts over about 3m")
 }
 
 // retryBudget is a flag setting retry.Options.MaxElapsed.

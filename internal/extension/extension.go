@@ -75,7 +75,8 @@ type Options struct {
 	// StorageRetry bounds how long one storage call is retried before the
 	// repository counts as unreachable (RepositoryUnavailable): for the
 	// extension's own access and, as `--storage-retry`, for its data-mover
-	// and restore pods. Zero: the storage's default (15 minutes).
+	// and restore pods. Zero: the storage's default (10 attempts, about
+	// 3 minutes, at most 15 minutes).
 	StorageRetry time.Duration
 }
 
