@@ -311,6 +311,7 @@ spec:
 		}
 	})
 
+	whole := t // MinIO restarts for the rest of the test, not this subtest
 	t.Run("repository unreachable mid-restore: the restore stops before the workloads", func(t *testing.T) {
 		// A short storage retry budget (the extension's --storage-retry,
 		// passed to the restore pods); MinIO stops as soon as the restore
@@ -341,7 +342,7 @@ spec:
 		}
 		stopped := time.Now()
 		m.Stop()
-		defer m.Restart(t)
+		defer m.Restart(whole)
 		j := cl.waitRestore("repo-down", 5*time.Minute)
 		t.Logf("the restore ended %s after MinIO stopped: %s %s", time.Since(stopped).Round(time.Second), j.Status.Phase, j.Status.Message)
 		if j.Status.Phase != v1alpha1.JobFailed || len(j.Status.Errors) == 0 || j.Status.Errors[0].Code != v1alpha1.CodeRepositoryUnavailable ||

@@ -101,7 +101,8 @@ func (m *MinIO) start(t T) error {
 func (m *MinIO) Stop() { m.Process.Stop() }
 
 // Restart starts a stopped server again at the same address on the same
-// data, and waits until its S3 API answers.
+// data, and waits until its S3 API answers. The new process is stopped
+// when t ends: pass the test that should keep it, not a subtest.
 func (m *MinIO) Restart(t T) {
 	t.Helper()
 	m.Process.Stop()
