@@ -178,6 +178,11 @@ type QueryFile struct {
 	GID      uint32      `json:"gid"`
 	Size     int64       `json:"size"`
 	Modified metav1.Time `json:"modified"`
+	// ModifiedNanos is the modification time in nanoseconds since the
+	// epoch (Modified has whole seconds only); a restore through the vault
+	// sets it as the repository has it.
+	// +optional
+	ModifiedNanos int64 `json:"modifiedNanos,omitempty"`
 	// +optional
 	Link string `json:"link,omitempty"`
 }

@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	arcav1 "github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/repo"
+	"github.com/arca-backup/arca/internal/storage/location"
+	"github.com/arca-backup/arca/internal/storage/retry"
 	"github.com/arca-backup/arca/internal/volumedata"
 )
 
@@ -45,6 +48,39 @@ type DatamoverBackupOptions struct {
 	ProgressJSON bool
 }
 
+// addStorageRetryFlag registers --storage-retry, the retry budget of one
+// storage call: a data-mover pod gives up on an unreachable repository
+// after it (RepositoryUnavailable) instead of the storage's default.
+func addStorageRetryFlag(fs *pflag.FlagSet, o *RepoOptions) {
+	fs.Var((*retryBudget)(&o.retry), "storage-retry", "how long one storage call is retried before the repository counts as unreachable (RepositoryUnavailable); 0: the default, 10 attempts over about 3m")
+}
+
+// retryBudget is a flag setting retry.Options.MaxElapsed.
+type retryBudget retry.Options
+
+func (b *retryBudget) String() string { return time.Duration(b.MaxElapsed).String() }
+func (b *retryBudget) Type() string   { return "duration" }
+func (b *retryBudget) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("a duration ≥ 0, such as 30s or 5m")
+	}
+	b.MaxElapsed = d
+	return nil
+}
+
+// repositoryUnavailable names the repository a data mover gave up on:
+// its storage retries ran out (retry.GaveUpError). The code leads the
+// message, which the extension reads from the pod's termination message.
+func repositoryUnavailable(err error, url string) error {
+	var gu *retry.GaveUpError
+	var ue *location.UnreachableError
+	if errors.As(err, &gu) || errors.As(err, &ue) {
+		return fmt.Errorf("%s: the repository %s cannot be reached: %w", arcav1.CodeRepositoryUnavailable, url, err)
+	}
+	return err
+}
+
 // DatamoverResult is what `arca datamover backup` prints (JSON) and writes
 // to --result-file: the recovery point holding the volume and its record.
 type DatamoverResult = volumedata.MoverResult
@@ -66,6 +102,7 @@ func newDatamoverBackupCommand() *cobra.Command {
 	fs.StringArrayVar(&o.Tags, "tag", nil, "tag the recovery point: key=value (repeatable)")
 	fs.StringVar(&o.ResultFile, "result-file", "", "also write the JSON result here (a pod's /dev/termination-log)")
 	fs.IntVar(&o.Readers, "readers", 0, "files read at once (default 4 per CPU)")
+	addStorageRetryFlag(fs, &o.RepoOptions)
 	fs.BoolVar(&o.ProgressJSON, "progress-json", false, `report progress as JSON lines on stderr ({"moverProgress":{"files":…,"bytes":…,"totalBytes":…}}), as data-mover pods do`)
 	return cmd
 }
@@ -93,7 +130,7 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 	tags[arcav1.TagVolume] = o.Volume
 	r, _, err := o.OpenOrInit(ctx)
 	if err != nil {
-		return err
+		return repositoryUnavailable(err, o.Repo)
 	}
 	defer r.Close()
 	started := time.Now().UTC()
@@ -111,7 +148,7 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 	})
 	if err != nil {
 		_ = w.Abort(context.WithoutCancel(ctx))
-		return fmt.Errorf("back up %s: %w", o.Source, err)
+		return repositoryUnavailable(fmt.Errorf("back up %s: %w", o.Source, err), o.Repo)
 	}
 	if !o.ProgressJSON {
 		pr.Done(Progress{Phase: "stored", ItemsDone: res.Volume.Files, BytesDone: res.Volume.Bytes, Elapsed: time.Since(started)})
@@ -128,7 +165,7 @@ func runDatamoverBackup(ctx context.Context, o *DatamoverBackupOptions, stdout, 
 	}
 	id, err := w.Commit(ctx, rp)
 	if err != nil {
-		return err
+		return repositoryUnavailable(err, o.Repo)
 	}
 	out := DatamoverResult{RecoveryPoint: id.String(), Volume: res.Volume, Warnings: res.Warnings}
 	b, err := json.Marshal(out)
@@ -214,6 +251,9 @@ type DatamoverRestoreOptions struct {
 	// ProgressJSON writes progress as JSON lines on stderr (the extension
 	// follows a restore pod's log).
 	ProgressJSON bool
+	// ResultFile receives the error when the restore fails (a pod's
+	// /dev/termination-log, which the extension reads).
+	ResultFile string
 }
 
 func newDatamoverRestoreCommand() *cobra.Command {
@@ -226,10 +266,22 @@ func newDatamoverRestoreCommand() *cobra.Command {
 			if o.Target == "" {
 				return &UsageError{errors.New("--target is required")}
 			}
-			return runVolumeRestore(cmd.Context(), &o.VolumeRef, o.Path, o.Target, o.Writers, o.ProgressJSON, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			err := runVolumeRestore(cmd.Context(), &o.VolumeRef, o.Path, o.Target, o.Writers, o.ProgressJSON, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if err != nil && o.ResultFile != "" {
+				msg := err.Error()
+				if len(msg) > 3500 {
+					msg = msg[:3500] + "…"
+				}
+				if werr := os.WriteFile(o.ResultFile, []byte(msg+"\n"), 0o644); werr != nil {
+					return fmt.Errorf("%w (and the result file: %v)", err, werr)
+				}
+			}
+			return err
 		},
 	}
 	o.addFlags(cmd)
+	addStorageRetryFlag(cmd.Flags(), &o.RepoOptions)
+	cmd.Flags().StringVar(&o.ResultFile, "result-file", "", "write the error here when the restore fails (a pod's /dev/termination-log)")
 	cmd.Flags().StringVar(&o.Target, "target", "", "where to write: the mounted volume's directory, or a block device")
 	cmd.Flags().StringVar(&o.Path, "path", "", "only this file or directory of the volume")
 	cmd.Flags().IntVar(&o.Writers, "writers", 0, "files written at once (default 4 per CPU)")
@@ -240,7 +292,7 @@ func newDatamoverRestoreCommand() *cobra.Command {
 func runVolumeRestore(ctx context.Context, v *VolumeRef, path, target string, writers int, asJSON bool, stdout, stderr io.Writer) error {
 	src, err := v.openVolume(ctx)
 	if err != nil {
-		return err
+		return repositoryUnavailable(err, v.Repo)
 	}
 	start := time.Now()
 	pr := NewProgressRenderer(stderr, "restore "+src.Data.Name)
@@ -248,9 +300,15 @@ func runVolumeRestore(ctx context.Context, v *VolumeRef, path, target string, wr
 	if asJSON {
 		progress = progressJSON(stderr)
 	}
-	res, err := volumedata.Restore(ctx, src, target, volumedata.RestoreOptions{Path: path, Writers: writers, Progress: progress})
+	res, err := volumedata.Restore(ctx, src, target, volumedata.RestoreOptions{
+		Path: path, Writers: writers, Progress: progress,
+		Stop: func(err error) bool {
+			var gu *retry.GaveUpError
+			return errors.As(err, &gu)
+		},
+	})
 	if err != nil {
-		return err
+		return repositoryUnavailable(err, v.Repo)
 	}
 	if !asJSON {
 		pr.Done(Progress{Phase: "restored", ItemsDone: res.Files, BytesDone: res.Bytes, Elapsed: time.Since(start)})
@@ -273,7 +331,7 @@ func runVolumeRestore(ctx context.Context, v *VolumeRef, path, target string, wr
 func newRecoveryPointFilesCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "files",
-		Short: "List, print or extract files of a volume in a vault-tier recovery point (ls and cat: through the vault, or the repository with --repo; restore: --repo)",
+		Short: "List, print or extract files of a volume in a vault-tier recovery point (through the vault, or the repository with --repo)",
 	}
 	lo, lv := &VolumeRef{}, &PolicyScope{}
 	var recursive bool
@@ -345,21 +403,24 @@ func newRecoveryPointFilesCommand() *cobra.Command {
 	co.addFlags(cat)
 	vaultFilesFlags(cat, cv)
 
-	ro := &VolumeRef{}
+	ro, rv := &VolumeRef{}, &PolicyScope{}
 	var writers int
+	var maxBytes int64
 	restore := &cobra.Command{
 		Use:   "restore PATH TARGET",
 		Short: "Extract a file or directory of the volume into TARGET (a directory's content goes into TARGET)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ro.Repo == "" {
-				return &UsageError{errors.New("files restore reads the repository itself: give --repo (and its password); through the vault only ls and cat are available")}
+				return vaultFilesRestore(cmd.Context(), rv, ro, args[0], args[1], maxBytes, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			}
 			return runVolumeRestore(cmd.Context(), ro, args[0], args[1], writers, false, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	ro.addFlags(restore)
-	restore.Flags().IntVar(&writers, "writers", 0, "files written at once (default 4 per CPU)")
+	vaultFilesFlags(restore, rv)
+	restore.Flags().IntVar(&writers, "writers", 0, "files written at once (default 4 per CPU; with --repo)")
+	restore.Flags().Int64Var(&maxBytes, "max-bytes", DefaultVaultRestoreMaxBytes, "the most file data a restore through the vault may select (without --repo; larger: use --repo)")
 	cmd.AddCommand(ls, cat, restore)
 	return cmd
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage/local"
+	"github.com/arca-backup/arca/internal/testenv"
 )
 
 // The data mover and file-level access as users run them: the root
@@ -234,4 +235,34 @@ func TestDatamoverKilledMidCopy(t *testing.T) {
 			t.Fatalf("f%02d differs after restore", i)
 		}
 	}
+}
+
+// TestDatamoverRepositoryUnavailable: a data mover whose repository does
+// not answer (nothing listens on the S3 endpoint's port) ends with
+// RepositoryUnavailable naming the repository, and writes that error to
+// --result-file (a restore pod's termination message, which the
+// extension reads). Opening the storage is not retried, so this fails at
+// once; calls after the open are retried for --storage-retry.
+func TestDatamoverRepositoryUnavailable(t *testing.T) {
+	ctx := context.Background()
+	url := fmt.Sprintf("s3://bucket/p?endpoint=127.0.0.1:%d&tls=false&path-style=true&region=us-east-1", testenv.FreePort(t))
+	t.Setenv("AWS_ACCESS_KEY_ID", "x")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "y")
+	t.Setenv(PasswordEnv, "pw")
+	result := filepath.Join(t.TempDir(), "termination-log")
+	start := time.Now()
+	_, err := runArca(ctx, "datamover", "restore", "--repo", url, "--recovery-point", strings.Repeat("ab", 32), "--volume", "shop/data",
+		"--target", t.TempDir(), "--storage-retry", "3s", "--result-file", result)
+	took := time.Since(start)
+	if err == nil || !strings.HasPrefix(err.Error(), "RepositoryUnavailable: the repository "+url) {
+		t.Fatalf("restore from a repository that does not answer: %v", err)
+	}
+	if took > 30*time.Second {
+		t.Errorf("gave up after %s, want at most the 3 s budget", took)
+	}
+	b, rerr := os.ReadFile(result)
+	if rerr != nil || !strings.HasPrefix(string(b), "RepositoryUnavailable: ") {
+		t.Errorf("result file: %q, %v", b, rerr)
+	}
+	t.Logf("gave up after %s: %v", took.Round(time.Millisecond), err)
 }

@@ -64,8 +64,9 @@ var examples = map[string]string{
   arca recovery-point diff rp-5a602a12c959 --against rp-77e1c0d4a9b2 -o json`,
 	"recovery-point files ls": `  arca recovery-point files ls --repo azure://acct/backups --recovery-point 5a602a12 --volume shop/data /var/lib
   arca recovery-point files ls --repo /backups --recovery-point latest -R -o json`,
-	"recovery-point files cat":     `  arca recovery-point files cat --repo /backups --recovery-point 5a602a12 --volume shop/data etc/app.conf > app.conf`,
-	"recovery-point files restore": `  arca recovery-point files restore --repo /backups --recovery-point 5a602a12 --volume shop/data www ./www-restored`,
+	"recovery-point files cat": `  arca recovery-point files cat --repo /backups --recovery-point 5a602a12 --volume shop/data etc/app.conf > app.conf`,
+	"recovery-point files restore": `  arca recovery-point files restore --recovery-point rp-5a602a12c959 --volume shop/data /www ./www-restored
+  arca recovery-point files restore --repo /backups --recovery-point 5a602a12 --volume shop/data www ./www-restored`,
 
 	"datamover backup": `  arca datamover backup --repo azure://acct/backups --source /data --volume shop/data \
     --tag arca.io/backup-job=arca-system/nightly --result-file /dev/termination-log`,

@@ -597,6 +597,7 @@ type ExtensionRunOptions struct {
 	MaxConcurrentMovers int
 	MoverImage          string
 	MoverMemoryLimit    string
+	StorageRetry        time.Duration
 }
 
 func newExtensionRunCommand() *cobra.Command {
@@ -623,6 +624,7 @@ func newExtensionRunCommand() *cobra.Command {
 	fs.IntVar(&o.MaxConcurrentMovers, "max-concurrent-movers", 2, "data-mover pods a vault-tier backup runs at once (one per volume)")
 	fs.StringVar(&o.MoverImage, "mover-image", "", "image of the data-mover pods, which move volume data to and from the vault tier (default: the extension pod's own image; required out of the cluster)")
 	fs.StringVar(&o.MoverMemoryLimit, "mover-memory-limit", "256Mi", "memory limit of each data-mover pod")
+	fs.DurationVar(&o.StorageRetry, "storage-retry", 0, "how long one storage call is retried before the repository counts as unreachable (RepositoryUnavailable), for the extension and its data-mover and restore pods (0: the default, 10 attempts over about 3m)")
 	return cmd
 }
 
@@ -665,6 +667,7 @@ func RunExtension(ctx context.Context, o *ExtensionRunOptions, stderr io.Writer)
 		MetricsAddr: o.MetricsAddr, ProbeAddr: o.HealthAddr, LeaderElection: o.LeaderElect, Log: log, Version: Version,
 		PodName: os.Getenv(extension.EnvPodName), PodNamespace: os.Getenv(extension.EnvPodNamespace),
 		MaxConcurrentMovers: o.MaxConcurrentMovers, DataMoverImage: o.MoverImage, MoverMemoryLimit: o.MoverMemoryLimit,
+		StorageRetry: o.StorageRetry,
 	})
 }
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -87,7 +89,7 @@ spec: {storageLocation: default, includedNamespaces: [shop, hidden]}
 	if err := ic.cs.CoreV1().ConfigMaps("shop").Delete(ctx, "cm-2", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	volID, files := writeVolumePoint(t, repoDir, strings.TrimSpace(mustRead(t, ic.pw)))
+	volID, files, volSrc, volBytes := writeVolumePoint(t, repoDir, strings.TrimSpace(mustRead(t, ic.pw)))
 
 	// A second storage location in the cluster that the vault's policy
 	// leaves out.
@@ -198,7 +200,7 @@ spec: {storageLocation: default, includedNamespaces: [shop, hidden]}
 
 	// Volumes and files of the vault-tier point.
 	out = ok(rita, "recovery-point", "volumes", "rp-vol")
-	if !strings.Contains(out, "shop/data") || !strings.Contains(out, "VAULT TIER") || !strings.Contains(out, fmt.Sprintf("%d bytes", totalBytes(files))) {
+	if !strings.Contains(out, "shop/data") || !strings.Contains(out, "VAULT TIER") || !strings.Contains(out, fmt.Sprintf("%d bytes", volBytes)) {
 		t.Errorf("volumes of the vault-tier point:\n%s", out)
 	}
 	out = ok(rita, "recovery-point", "files", "ls", "--recovery-point", "rp-vol", "--volume", "shop/data", "/")
@@ -211,6 +213,57 @@ spec: {storageLocation: default, includedNamespaces: [shop, hidden]}
 	}
 	refused(rita, service.CodeRoleMissing, "recovery-point", "files", "cat", "--recovery-point", "rp-vol", "/docs/a.txt")
 	refused(admin, v1alpha1.CodePathNotFound, "recovery-point", "files", "cat", "--recovery-point", "rp-vol", "/docs/nope.txt")
+
+	// files restore through the vault: a directory, recursively, with
+	// modes, owner, mtimes (ns), symlink, hard link and hole, byte for byte.
+	restored := filepath.Join(t.TempDir(), "docs")
+	out = ok(admin, "recovery-point", "files", "restore", "--recovery-point", "rp-vol", "--volume", "shop/data", "/docs", restored)
+	var rres volumedata.RestoreResult
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &rres); err != nil || len(rres.Failed) != 0 {
+		t.Errorf("files restore through the vault: %v %+v\n%s", err, rres, out)
+	}
+	want, got := treeState(t, filepath.Join(volSrc, "docs")), treeState(t, restored)
+	for n, w := range want {
+		if got[n] != w {
+			t.Errorf("restored through the vault: %s\n got  %s\n want %s", n, got[n], w)
+		}
+	}
+	for n := range got {
+		if _, ok := want[n]; !ok {
+			t.Errorf("restored through the vault: %s is not in the volume", n)
+		}
+	}
+	var rootSt, srcSt unix.Stat_t
+	must(unix.Stat(restored, &rootSt))
+	must(unix.Stat(filepath.Join(volSrc, "docs"), &srcSt))
+	if rootSt.Mode != srcSt.Mode || rootSt.Mtim != srcSt.Mtim {
+		t.Errorf("the restored directory itself: mode %o mtime %v, want %o %v", rootSt.Mode, rootSt.Mtim, srcSt.Mode, srcSt.Mtim)
+	}
+	var sparse unix.Stat_t
+	must(unix.Stat(filepath.Join(restored, "sparse"), &sparse))
+	if sparse.Blocks*512 >= 1<<20 {
+		t.Errorf("the sparse file was restored with %d bytes allocated: its hole was filled", sparse.Blocks*512)
+	}
+	t.Logf("files restore through the vault: %d entries, %d bytes, %s", rres.Files, rres.Bytes, strings.TrimSpace(out))
+	// One file into an existing directory.
+	one := t.TempDir()
+	ok(admin, "recovery-point", "files", "restore", "--recovery-point", "rp-vol", "--volume", "shop/data", "/big", one)
+	if b, err := os.ReadFile(filepath.Join(one, "big")); err != nil || !bytes.Equal(b, files["big"]) {
+		t.Errorf("files restore /big: %d bytes, %v", len(b), err)
+	}
+	// The same checks as cat: a Backup Reader may not read content, a
+	// missing path is named; and the size limit names --repo.
+	refused(rita, service.CodeRoleMissing, "recovery-point", "files", "restore", "--recovery-point", "rp-vol", "/docs", t.TempDir())
+	refused(admin, v1alpha1.CodePathNotFound, "recovery-point", "files", "restore", "--recovery-point", "rp-vol", "/nope", t.TempDir())
+	tooBig := t.TempDir()
+	_, err = admin("recovery-point", "files", "restore", "--recovery-point", "rp-vol", "--volume", "shop/data", "--max-bytes", "100000", "/", tooBig, "--vault", "qv")
+	if err == nil || !strings.Contains(err.Error(), CodeFilesRestoreTooLarge) || !strings.Contains(err.Error(), "--repo") || !strings.Contains(err.Error(), "100000 bytes") {
+		t.Errorf("files restore over --max-bytes: %v", err)
+	}
+	if ents, _ := os.ReadDir(tooBig); len(ents) != 0 {
+		t.Errorf("a refused restore wrote %d entries", len(ents))
+	}
 
 	// In the cluster: what the vault's identity may not do with queries.
 	qc := vaultClient(t, g)
@@ -334,11 +387,12 @@ func vaultRunner(t *testing.T, st store.Store, principal string, admin bool) fun
 // writeVolumePoint stores a small volume as a vault-tier recovery point in
 // the repository at dir, as the data mover does, and gives the repository
 // back to the extension's user.
-func writeVolumePoint(t *testing.T, dir, password string) (string, map[string][]byte) {
+func writeVolumePoint(t *testing.T, dir, password string) (id string, files map[string][]byte, src string, volBytes int64) {
 	t.Helper()
 	ctx := context.Background()
-	src := t.TempDir()
-	files := map[string][]byte{"docs/a.txt": []byte("hello\n"), "big": bytes.Repeat([]byte("0123456789abcdef"), 50000)}
+	src = t.TempDir()
+	files = map[string][]byte{"docs/a.txt": []byte("hello\n"), "big": bytes.Repeat([]byte("0123456789abcdef"), 50000),
+		"docs/sub/key": []byte("private\n"), "docs/sub/deep/large": bytes.Repeat([]byte("a window and more; "), 40000)}
 	for n, b := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, n)), 0o755); err != nil {
 			t.Fatal(err)
@@ -346,6 +400,28 @@ func writeVolumePoint(t *testing.T, dir, password string) (string, map[string][]
 		if err := os.WriteFile(filepath.Join(src, n), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// For files restore: modes, an owner, a symlink, a hard link, a
+	// sparse file, and modification times with nanoseconds.
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Chmod(filepath.Join(src, "docs/sub/key"), 0o600))
+	must(os.Lchown(filepath.Join(src, "docs/sub/key"), 1234, 2345))
+	must(os.Chmod(filepath.Join(src, "docs/sub"), 0o750))
+	must(os.Symlink("a.txt", filepath.Join(src, "docs/link")))
+	must(os.Link(filepath.Join(src, "docs/a.txt"), filepath.Join(src, "docs/hard")))
+	sp, err := os.Create(filepath.Join(src, "docs/sparse"))
+	must(err)
+	_, err = sp.WriteAt([]byte("after a hole of 1 MiB"), 1<<20)
+	must(err)
+	must(sp.Close())
+	for i, n := range []string{"docs/sub/deep/large", "docs/sub/deep", "docs/sub/key", "docs/sub", "docs/link", "docs/a.txt", "docs/sparse", "docs"} {
+		ts := unix.NsecToTimespec(time.Date(2026, 3, 1, 10, i, 7, 123456789+i, time.UTC).UnixNano())
+		must(unix.UtimesNanoAt(unix.AT_FDCWD, filepath.Join(src, n), []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW))
 	}
 	be, err := local.Open(dir)
 	if err != nil {
@@ -365,7 +441,7 @@ func writeVolumePoint(t *testing.T, dir, password string) (string, map[string][]
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	id, err := w.Commit(ctx, &repo.RecoveryPoint{Name: "volume shop/data", Started: now, Finished: now,
+	pid, err := w.Commit(ctx, &repo.RecoveryPoint{Name: "volume shop/data", Started: now, Finished: now,
 		Tags: map[string]string{v1alpha1.TagVolume: "shop/data"}, VolumeData: []repo.VolumeData{res.Volume}})
 	if err != nil {
 		t.Fatal(err)
@@ -378,13 +454,53 @@ func writeVolumePoint(t *testing.T, dir, password string) (string, map[string][]
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return id.String(), files
+	return pid.String(), files, src, res.Volume.Bytes
 }
 
-func totalBytes(files map[string][]byte) int64 {
-	var n int64
-	for _, b := range files {
-		n += int64(len(b))
+// treeState describes every entry below root: type, mode, owner, size,
+// modification time (ns), symlink target, which entries share an inode,
+// and a file's content (holes as zeros) — what a faithful restore keeps.
+func treeState(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	inodes := map[uint64]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		desc := fmt.Sprintf("mode=%o uid=%d gid=%d size=%d mtime=%d", st.Mode, st.Uid, st.Gid, st.Size, st.Mtim.Nano())
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFLNK:
+			l, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			desc += " link=" + l
+		case unix.S_IFREG:
+			if first, ok := inodes[st.Ino]; ok {
+				desc += " same-inode-as=" + first
+			} else {
+				inodes[st.Ino] = rel
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			desc += fmt.Sprintf(" content=%x", sha256.Sum256(b))
+		}
+		out[rel] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return n
+	return out
 }

@@ -84,27 +84,7 @@ func TestRetentionRemovesData(t *testing.T) {
 
 	var points []*store.RecoveryPoint
 	for range 2 {
-		j := &store.Job{Vault: "v", Type: store.JobScheduledBackup, Instance: "db"}
-		must(st.CreateJob(ctx, j))
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			must(r.Tick(ctx))
-			got, err := st.GetJob(ctx, "v", j.ID)
-			must(err)
-			if store.JobStateTerminal(got.State) {
-				if got.State != store.JobCompleted {
-					t.Fatalf("backup job %+v", got)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("backup job still %+v", got)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		rp, err := st.GetRecoveryPoint(ctx, "v", jobs.RecoveryPointID(j.ID))
-		must(err)
-		points = append(points, rp)
+		points = append(points, backupThroughVault(t, st, r, &store.Job{Vault: "v", Type: store.JobScheduledBackup, Instance: "db"}))
 		time.Sleep(1100 * time.Millisecond) // distinct backup times
 	}
 	old, newest := points[0], points[1]
@@ -281,4 +261,40 @@ func waitBackupJob(t *testing.T, c client.Client, name string) *v1alpha1.BackupJ
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// backupThroughVault queues the backup job j, ticks the vault's runner
+// until it ends (Completed, within 2 minutes) and returns its recovery
+// point from the catalog.
+func backupThroughVault(t *testing.T, st store.Store, r *jobs.Runner, j *store.Job) *store.RecoveryPoint {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.CreateJob(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if err := r.Tick(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.GetJob(ctx, j.Vault, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if store.JobStateTerminal(got.State) {
+			if got.State != store.JobCompleted {
+				t.Fatalf("backup job %+v", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("backup job still %+v", got)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rp, err := st.GetRecoveryPoint(ctx, j.Vault, jobs.RecoveryPointID(j.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rp
 }

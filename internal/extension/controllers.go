@@ -520,8 +520,8 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		} else if err != nil {
 			opts.NoVolumePods = err.Error()
 		} else {
-			opts.VolumePods = &operations.RestorePods{Image: img, RepoURL: sa.loc.Spec.URL, SecretNamespace: sa.loc.Namespace,
-				SecretName: sa.loc.Spec.CredentialsSecret, Timeout: x.opts.RestorePodTimeout}
+			opts.VolumePods = &operations.RestorePods{Image: img, Location: sa.loc.Name, RepoURL: sa.loc.Spec.URL, SecretNamespace: sa.loc.Namespace,
+				SecretName: sa.loc.Spec.CredentialsSecret, Timeout: x.opts.RestorePodTimeout, StorageRetry: x.opts.StorageRetry}
 		}
 	}
 	if len(defs) > 0 {

@@ -72,6 +72,12 @@ type Options struct {
 	// DataMoverImage, each with MoverMemoryLimit (default 256Mi).
 	MaxConcurrentMovers int
 	MoverMemoryLimit    string
+	// StorageRetry bounds how long one storage call is retried before the
+	// repository counts as unreachable (RepositoryUnavailable): for the
+	// extension's own access and, as `--storage-retry`, for its data-mover
+	// and restore pods. Zero: the storage's default (10 attempts, about
+	// 3 minutes, at most 15 minutes).
+	StorageRetry time.Duration
 }
 
 func (o *Options) defaults() {

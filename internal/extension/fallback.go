@@ -80,8 +80,8 @@ func (x *Extension) openReadable(ctx context.Context, ns, name string, hasFallba
 	if err != nil {
 		return nil, nil, err
 	}
-	ro := retry.Options{}
-	if hasFallback {
+	ro := retry.Options{MaxElapsed: x.opts.StorageRetry}
+	if hasFallback && (x.opts.StorageRetry == 0 || x.opts.StorageRetry > retry.PrimaryWithFallback.MaxElapsed) {
 		ro = retry.PrimaryWithFallback
 	}
 	sa, err := x.openLocationRetry(ctx, loc, false, ro)

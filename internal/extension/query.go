@@ -528,7 +528,7 @@ func queryFiles(ctx context.Context, r repo.Reader, rp *repo.RecoveryPoint, sp *
 			return errWindowFull
 		}
 		out.Files = append(out.Files, v1alpha1.QueryFile{Path: "/" + e.Path, Type: e.Type.String(), Mode: fmt.Sprintf("%04o", e.Mode),
-			UID: e.UID, GID: e.GID, Size: e.Size, Modified: metav1.NewTime(time.Unix(0, e.MTime).UTC()), Link: e.Link})
+			UID: e.UID, GID: e.GID, Size: e.Size, Modified: metav1.NewTime(time.Unix(0, e.MTime).UTC()), ModifiedNanos: e.MTime, Link: e.Link})
 		return nil
 	})
 	if err != nil && !errors.Is(err, errWindowFull) {

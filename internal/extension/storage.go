@@ -76,7 +76,7 @@ func (x *Extension) storageLocation(ctx context.Context, ns, name string) (*v1al
 }
 
 func (x *Extension) openLocation(ctx context.Context, loc *v1alpha1.StorageLocation, write bool) (*storageAccess, error) {
-	return x.openLocationRetry(ctx, loc, write, retry.Options{})
+	return x.openLocationRetry(ctx, loc, write, retry.Options{MaxElapsed: x.opts.StorageRetry})
 }
 
 // openLocationRetry is openLocation with the storage's retry budget

@@ -50,7 +50,7 @@ func (x *Extension) vaultMover(ctx context.Context, cfg *v1alpha1.BackupConfigur
 		}
 	}
 	m, err := mover.New(x.cfg, mover.Options{Location: loc, Image: image, ImagePullSecrets: pullSecrets, Concurrency: x.opts.MaxConcurrentMovers,
-		MemoryLimit: x.opts.MoverMemoryLimit, Progress: p.reportMover, HolderJob: holderJob,
+		MemoryLimit: x.opts.MoverMemoryLimit, StorageRetry: x.opts.StorageRetry, Progress: p.reportMover, HolderJob: holderJob,
 		Logf: func(format string, args ...any) { x.log.Info(fmt.Sprintf(format, args...)) }})
 	if err != nil {
 		return refuse("%v", err)

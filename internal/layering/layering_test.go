@@ -98,7 +98,7 @@ var rules = map[string]rule{
 		Imports: []string{"api/v1alpha1", "internal/prereq", "internal/prereq/vaultaccess", "internal/sealed", "internal/storage/location", "internal/vault/clock",
 			"internal/vault/jobs", "internal/vault/service", "internal/vault/store"},
 		// Its tests run both sides: the vault through the CLI, the extension in the cluster.
-		Tests: []string{"internal/cli", "internal/extension", "internal/repo", "internal/storage/local", "internal/testenv", "internal/trustedaccess",
+		Tests: []string{"internal/cli", "internal/extension", "internal/repo", "internal/storage", "internal/storage/local", "internal/testenv", "internal/trustedaccess",
 			"internal/vault/client", "internal/vault/rbac", "internal/vault/retention", "internal/vault/scheduler", "internal/vault/server", "internal/vault/store/sqlite",
 			"internal/volume", "internal/volumedata"}},
 	"internal/extension": {

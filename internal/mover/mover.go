@@ -76,6 +76,9 @@ type Options struct {
 	Concurrency int
 	// MemoryLimit and CPULimit of the mover container (default DefaultMemoryLimit, DefaultCPULimit).
 	MemoryLimit, CPULimit string
+	// StorageRetry is the movers' `--storage-retry` (zero: the storage's
+	// default).
+	StorageRetry time.Duration
 	// StartTimeout bounds each wait before the copy starts: the snapshot
 	// ready, the pod running (default 5 min).
 	StartTimeout time.Duration
@@ -393,7 +396,7 @@ func (m *Mover) pod(name, ns string, labels map[string]string, key, backupID str
 		Name:  ContainerName,
 		Image: m.opts.Image,
 		Args: []string{"datamover", "backup", "--repo", loc.Spec.URL, "--source", source, "--volume", key,
-			"--tag", v1alpha1.TagVolumeHolder + "=" + backupID, "--result-file", "/dev/termination-log", "--progress-json"},
+			"--tag", v1alpha1.TagVolumeHolder + "=" + backupID, "--result-file", "/dev/termination-log", "--progress-json", "--storage-retry", m.opts.StorageRetry.String()},
 		Env: []corev1.EnvVar{
 			secretEnv("ARCA_PASSWORD", v1alpha1.SecretKeyPassword, false),
 			secretEnv("AZURE_STORAGE_KEY", v1alpha1.SecretKeyAzureAccountKey, true),

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -278,7 +279,29 @@ type run struct {
 	sensitive int
 	done      atomic.Int64
 	total     int64
+	// stop is the first error that ends the restore before its next tier
+	// (a StopsRestore error: the repository became unreachable while a
+	// claim was filled).
+	stop error
 }
+
+// StoppedError is a restore that stopped before a tier: what was written
+// until then stays, and is listed, and the workloads of later tiers were
+// not created.
+type StoppedError struct {
+	Err error
+	// Tier is the tier that stopped it; Result lists what was done.
+	Tier   int
+	Result *Result
+}
+
+func (e *StoppedError) Error() string {
+	s := e.Result.Summary
+	return fmt.Sprintf("%v; the restore stopped after tier %d (%d objects created, %d patched, %d failed) and created nothing of the later tiers (workloads)",
+		e.Err, e.Tier, s[Created], s[Patched], s[Failed])
+}
+
+func (e *StoppedError) Unwrap() error { return e.Err }
 
 // deferredItem is an object waiting for its owners, held as its JSON (a
 // decoded object takes several times its size).
@@ -315,6 +338,11 @@ func (p *Prepared) Run(ctx context.Context) (*Result, error) {
 		tierStart, before := time.Now(), r.done.Load()
 		if err := r.tier(ctx, tier, trees); err != nil {
 			return nil, err
+		}
+		if r.stop != nil {
+			r.res.Finished = p.opts.Now()
+			r.res.Items.sort()
+			return nil, &StoppedError{Err: r.stop, Tier: tier, Result: r.res}
 		}
 		if len(trees) > 0 {
 			st := TierStat{Tier: tier, Items: int(r.done.Load() - before), Duration: time.Since(tierStart)}
@@ -722,6 +750,14 @@ func (r *run) write(ctx context.Context, t repo.ResourceTree, u *unstructured.Un
 	a, reason, err := r.fillClaim(ctx, t, it, a, reason)
 	if err != nil {
 		r.volumeFailed(it, "volume data", err)
+		var st interface{ StopsRestore() bool }
+		if errors.As(err, &st) && st.StopsRestore() {
+			r.mu.Lock()
+			if r.stop == nil {
+				r.stop = err
+			}
+			r.mu.Unlock()
+		}
 		return
 	}
 	r.record(it, a, reason)

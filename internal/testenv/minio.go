@@ -19,6 +19,9 @@ type MinIO struct {
 	SecretKey string
 	Dir       string
 	Process   *Process
+
+	bin, console string
+	env          []string
 }
 
 // ServiceOption tunes StartMinIO and StartAzurite.
@@ -55,21 +58,14 @@ func StartMinIO(t T, opts ...ServiceOption) *MinIO {
 		"MINIO_CI_CD=1", // no colours, no terminal assumptions
 		"HOME=" + m.Dir, // MinIO keeps client config under $HOME
 	}
+	m.bin, m.env = bin, env
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		port, console := FreePort(t), FreePort(t)
-		m.Endpoint = net.JoinHostPort(so.host, strconv.Itoa(port))
-		args := []string{"server", "--quiet", "--address", m.Endpoint, "--console-address", Addr(console), m.Dir + "/data"}
-		m.Process = StartProcess(t, "minio", bin, args, env, m.Dir)
-		ready, err := waitHTTP(m.Process, "http://"+m.Endpoint+"/minio/health/ready", 60*time.Second,
-			func(status int) bool { return status == 200 })
-		if ready {
-			// The health endpoint can answer before the object layer is
-			// initialised (XMinioServerNotInitialized under load): wait
-			// until an S3 call works.
-			if err = m.waitS3(t, 60*time.Second); err == nil {
-				break
-			}
+		port := FreePort(t)
+		m.Endpoint, m.console = net.JoinHostPort(so.host, strconv.Itoa(port)), Addr(FreePort(t))
+		err := m.start(t)
+		if err == nil {
+			break
 		}
 		if attempt < 3 && portInUse(m.Process.Log()) {
 			m.Process.Stop()
@@ -79,6 +75,52 @@ func StartMinIO(t T, opts ...ServiceOption) *MinIO {
 	}
 	t.Logf("minio ready at %s in %s", m.Endpoint, time.Since(start).Round(time.Millisecond))
 	return m
+}
+
+// start runs the server at m.Endpoint on m.Dir's data and waits until
+// its S3 API answers.
+func (m *MinIO) start(t T) error {
+	args := []string{"server", "--quiet", "--address", m.Endpoint, "--console-address", m.console, m.Dir + "/data"}
+	m.Process = StartProcess(t, "minio", m.bin, args, m.env, m.Dir)
+	ready, err := waitHTTP(m.Process, "http://"+m.Endpoint+"/minio/health/ready", 60*time.Second,
+		func(status int) bool { return status == 200 })
+	if !ready {
+		if err == nil {
+			err = fmt.Errorf("not ready after 60s")
+		}
+		return err
+	}
+	// The health endpoint can answer before the object layer is
+	// initialised (XMinioServerNotInitialized under load): wait until an
+	// S3 call works.
+	return m.waitS3(t, 60*time.Second)
+}
+
+// Stop stops the server (its data stays): the storage becomes
+// unreachable, as in an outage. Restart brings it back.
+func (m *MinIO) Stop() { m.Process.Stop() }
+
+// Restart starts a stopped server again at the same address on the same
+// data, and waits until its S3 API answers. The new process is stopped
+// when t ends: pass the test that should keep it, not a subtest.
+func (m *MinIO) Restart(t T) {
+	t.Helper()
+	m.Process.Stop()
+	start := time.Now()
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		// The old socket may linger for a moment after the process ends.
+		if err = m.start(t); err == nil {
+			t.Logf("minio at %s restarted in %s", m.Endpoint, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		m.Process.Stop()
+		if !portInUse(m.Process.Log()) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("minio did not restart at %s: %v\n%s", m.Endpoint, err, m.Process.Log())
 }
 
 func (m *MinIO) waitS3(t T, timeout time.Duration) error {

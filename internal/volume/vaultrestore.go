@@ -50,6 +50,10 @@ type ClaimError struct {
 	Code  string
 	Claim string // target namespace/name
 	Err   error
+	// Stop: the restore cannot go on (the repository is unreachable):
+	// it stops before the next tier, so that no workload starts on a
+	// claim that lacks its data.
+	Stop bool
 }
 
 func (e *ClaimError) Error() string { return e.Code + ": " + e.Err.Error() }
@@ -57,6 +61,22 @@ func (e *ClaimError) Unwrap() error { return e.Err }
 
 // ErrorCode returns the code (the restore engine puts it into a warning).
 func (e *ClaimError) ErrorCode() string { return e.Code }
+
+// JobCode is the code of a job that fails with it.
+func (e *ClaimError) JobCode() string { return e.Code }
+
+// StopsRestore tells the restore engine to stop before the next tier.
+func (e *ClaimError) StopsRestore() bool { return e.Stop }
+
+// repositoryUnavailable: a restore pod gave up on the repository
+// (`arca datamover` ended with RepositoryUnavailable).
+type repositoryUnavailable struct {
+	location, url string
+	err           error
+}
+
+func (e *repositoryUnavailable) Error() string { return e.err.Error() }
+func (e *repositoryUnavailable) Unwrap() error { return e.err }
 
 // VaultVolume is a volume of the recovery point's vault tier
 // (repo.VolumeData, named by its source claim "namespace/name").
@@ -72,8 +92,13 @@ type VaultVolume struct {
 type RestorePods struct {
 	// Image is the arca image (entrypoint /arca).
 	Image string
-	// RepoURL is the storage location's URL and RecoveryPoint the point's full ID.
-	RepoURL, RecoveryPoint string
+	// Location names the StorageLocation; RepoURL is its URL and
+	// RecoveryPoint the point's full ID.
+	Location, RepoURL, RecoveryPoint string
+	// StorageRetry is the pods' `--storage-retry` (zero: the storage's
+	// default): how long a storage call is retried before the pod gives
+	// up with RepositoryUnavailable.
+	StorageRetry time.Duration
 	// SecretNamespace/SecretName is the storage location's credentials
 	// Secret: it is copied into the claim's namespace for the pod's
 	// lifetime (keys as environment variables, `password` as
@@ -486,6 +511,12 @@ func (r *Restorer) FillClaim(ctx context.Context, ns, name string) error {
 	}
 	r.mu.Unlock()
 	r.report()
+	var ru *repositoryUnavailable
+	if errors.As(err, &ru) {
+		return &ClaimError{Code: v1alpha1.CodeRepositoryUnavailable, Claim: claimRef, Stop: true, Err: fmt.Errorf(
+			"claim %s: vault-tier data of %s not restored: storage location %q (%s) could not be reached: %w; the restore stops before the workloads that mount the claims "+
+				"(the claim exists but does not hold all its data: delete it, make the repository reachable and restore again)", claimRef, plan.source, ru.location, ru.url, ru.err)}
+	}
 	if err != nil {
 		return &ClaimError{Code: CodeVolumeDataRestoreFailed, Claim: claimRef, Err: fmt.Errorf(
 			"claim %s: vault-tier data of %s not restored: %w (the claim exists but does not hold the data: delete it and restore again)", claimRef, plan.source, err)}
@@ -583,7 +614,8 @@ func (r *Restorer) runRestorePod(ctx context.Context, ns, claim string, plan fil
 	} else {
 		ctr.VolumeMounts = []corev1.VolumeMount{{Name: "volume", MountPath: restoreMountPath}}
 	}
-	ctr.Args = []string{"datamover", "restore", "--repo", p.RepoURL, "--recovery-point", p.RecoveryPoint, "--volume", plan.source, "--target", target, "--progress-json"}
+	ctr.Args = []string{"datamover", "restore", "--repo", p.RepoURL, "--recovery-point", p.RecoveryPoint, "--volume", plan.source, "--target", target,
+		"--progress-json", "--storage-retry", p.StorageRetry.String(), "--result-file", "/dev/termination-log"}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: corev1.PodSpec{
@@ -621,7 +653,11 @@ func (r *Restorer) runRestorePod(ctx context.Context, ns, claim string, plan fil
 			case corev1.PodSucceeded:
 				return nil
 			case corev1.PodFailed:
-				return fmt.Errorf("restore pod %s/%s failed: %s", ns, name, podEnd(got))
+				end := podEnd(got)
+				if strings.Contains(end, v1alpha1.CodeRepositoryUnavailable) {
+					return &repositoryUnavailable{location: p.Location, url: p.RepoURL, err: fmt.Errorf("restore pod %s/%s failed: %s", ns, name, end)}
+				}
+				return fmt.Errorf("restore pod %s/%s failed: %s", ns, name, end)
 			}
 		case apierrors.IsNotFound(err):
 			return fmt.Errorf("restore pod %s/%s was deleted before it finished", ns, name)

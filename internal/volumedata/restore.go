@@ -52,6 +52,11 @@ type RestoreOptions struct {
 	Writers       int
 	Progress      func(Progress)
 	ProgressEvery time.Duration
+	// Stop, when set, tells which errors end the whole restore rather
+	// than one file (the repository unreachable: every other file would
+	// fail the same way, each after its own retries). Restore then
+	// returns that error.
+	Stop func(error) bool
 }
 
 // FileError is a file a restore could not write; the rest proceeds.
@@ -346,8 +351,14 @@ func Restore(ctx context.Context, src Source, target string, opts RestoreOptions
 		res: &RestoreResult{}, root: os.Geteuid() == 0}
 	var files atomic.Int64
 	stop := startProgress(opts.Progress, opts.ProgressEvery, start, &files, &rs.bytes, func() int64 { return need })
-	err = rs.run(ctx, &files)
+	rctx, cancel := context.WithCancel(ctx)
+	rs.cancel = cancel
+	err = rs.run(rctx, &files)
+	cancel()
 	stop()
+	if rs.stopErr != nil {
+		return nil, fmt.Errorf("%s: restore stopped after %d entries were handled, at the first repository failure: %w", src, files.Load(), rs.stopErr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -428,9 +439,22 @@ type restorer struct {
 
 	mu   sync.Mutex
 	dirs []repo.FileEntry // metadata applied last, deepest first
+	// stopErr is the first error opts.Stop judged fatal; cancel ends the
+	// walk and the writers.
+	stopErr error
+	cancel  context.CancelFunc
 }
 
 func (rs *restorer) fail(p string, err error) {
+	if rs.opts.Stop != nil && rs.opts.Stop(err) {
+		rs.mu.Lock()
+		if rs.stopErr == nil {
+			rs.stopErr = err
+		}
+		rs.mu.Unlock()
+		rs.cancel()
+		return
+	}
 	rs.mu.Lock()
 	rs.res.Failed = append(rs.res.Failed, FileError{Path: p, Err: err, Msg: err.Error()})
 	rs.mu.Unlock()

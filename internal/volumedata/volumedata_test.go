@@ -472,13 +472,7 @@ var _ = rand.Read
 // the repository fails the files it could not read, naming them.
 func TestRepositoryUnreachableMidMove(t *testing.T) {
 	ctx := context.Background()
-	src := t.TempDir()
-	for i := 0; i < 30; i++ {
-		must(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), randBytes(int64(i), 300<<10), 0o644))
-	}
-	fb := faulty.New(mem.New())
-	r, err := repo.Init(ctx, fb, "pw", testKDF, repo.WithPackSize(1<<20))
-	must(t, err)
+	src, fb, r := thirtyFilesAndFaultyRepo(t)
 	fb.Add(faulty.Fault{Op: faulty.OpSave, Type: storage.PackFile, Nth: 3, Kind: faulty.Permanent})
 	w, err := r.NewWriter(ctx)
 	must(t, err)
@@ -519,4 +513,53 @@ func TestRepositoryUnreachableMidMove(t *testing.T) {
 	if ents, _ := os.ReadDir(dst2); len(ents) != 0 {
 		t.Fatalf("a restore that could not read the tree wrote %d entries", len(ents))
 	}
+}
+
+// TestRestoreStopsWhenRepositoryGoesAway: the repository fails for good
+// mid-restore (every pack read from the 4th on). Without RestoreOptions.Stop
+// each remaining file fails on its own (the others are restored); with a
+// Stop that judges the storage error fatal, the restore ends at the first
+// such failure, returns it, and does not try the files after it.
+func TestRestoreStopsWhenRepositoryGoesAway(t *testing.T) {
+	ctx := context.Background()
+	src, fb, r := thirtyFilesAndFaultyRepo(t)
+	rp, _ := backupCommit(t, r, src, "ns/x")
+	restore := func(stop func(error) bool) (*RestoreResult, int, error) {
+		t.Helper()
+		fb.Clear()
+		r2, err := repo.Open(ctx, fb, "pw", testKDF, repo.WithCacheSize(0))
+		must(t, err)
+		fb.Add(faulty.Fault{Op: faulty.OpLoad, Type: storage.PackFile, Nth: 4, Count: -1, Kind: faulty.Permanent})
+		dst := t.TempDir()
+		res, err := Restore(ctx, Source{Repo: r2, Point: rp.ID.Short(), Data: rp.VolumeData[0]}, dst, RestoreOptions{Writers: 1, Stop: stop})
+		ents, _ := os.ReadDir(dst)
+		return res, len(ents), err
+	}
+	res, _, err := restore(nil)
+	if err != nil || len(res.Failed) < 2 {
+		t.Fatalf("without Stop: %v, %d files failed; want the failures one by one", err, len(res.Failed))
+	}
+	failedOneByOne := len(res.Failed)
+	res, written, err := restore(func(err error) bool { return errors.Is(err, storage.ErrPermanent) })
+	if res != nil || !errors.Is(err, storage.ErrPermanent) || !strings.Contains(err.Error(), "restore stopped after") {
+		t.Fatalf("with Stop: %+v, %v; want the storage error", res, err)
+	}
+	if written >= 30 {
+		t.Errorf("with Stop: %d entries written, want the restore to stop early", written)
+	}
+	t.Logf("without Stop %d files failed one by one; with Stop the restore ended after %d entries: %v", failedOneByOne, written, err)
+}
+
+// thirtyFilesAndFaultyRepo makes a source of 30 files of 300 KiB and an
+// empty repository (packs of 1 MiB) on a fault-injecting in-memory store.
+func thirtyFilesAndFaultyRepo(t *testing.T) (string, *faulty.Backend, *repo.Repository) {
+	t.Helper()
+	src := t.TempDir()
+	for i := 0; i < 30; i++ {
+		must(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), randBytes(int64(i), 300<<10), 0o644))
+	}
+	fb := faulty.New(mem.New())
+	r, err := repo.Init(context.Background(), fb, "pw", testKDF, repo.WithPackSize(1<<20))
+	must(t, err)
+	return src, fb, r
 }

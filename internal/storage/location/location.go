@@ -486,8 +486,22 @@ func unreachable(l Location, err error) error {
 	if ep == "" {
 		ep = "the default endpoint"
 	}
-	return fmt.Errorf("cannot reach storage %s at %s (check the endpoint, the network and that the service runs): %w", l, ep, err)
+	return &UnreachableError{Location: l.String(), Endpoint: ep, Err: err}
 }
+
+// UnreachableError: the storage service did not answer when the backend
+// was opened (a transient error: the repository is unavailable, not
+// wrong).
+type UnreachableError struct {
+	Location, Endpoint string
+	Err                error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach storage %s at %s (check the endpoint, the network and that the service runs): %v", e.Location, e.Endpoint, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
 
 func first(vals ...string) string {
 	for _, v := range vals {

@@ -117,10 +117,75 @@ func (c *ClusterRemover) remove(ctx context.Context, rp *store.RecoveryPoint, sn
 	if snapshotsOnly {
 		key += "+snapshots"
 	}
-	ref, err := f.StartForget(ctx, ForgetRequest{Key: key, StorageLocation: in.StorageLocation, RepoIDs: []string{rp.RepoID},
-		Prune: prune, SnapshotsOnly: snapshotsOnly})
+	if err := c.expire(ctx, in.Cluster, d, f, ForgetRequest{Key: key, StorageLocation: in.StorageLocation, RepoIDs: []string{rp.RepoID},
+		Prune: prune, SnapshotsOnly: snapshotsOnly}); err != nil {
+		return err
+	}
+	if prune {
+		c.pruned(pruneKey)
+	}
+	if snapshotsOnly {
+		return nil
+	}
+	// The point's copies go with it: each is forgotten in its secondary
+	// storage location, which is pruned like the primary. The primary's
+	// forget is repeated harmlessly (its point is already gone) while a
+	// copy is still there, so the catalog entry stays until every copy
+	// is forgotten.
+	for _, cp := range rp.Copies {
+		if cp.RepoID == "" {
+			continue
+		}
+		ck := in.Cluster + " " + cp.StorageLocation
+		cprune := c.pruneDue(ck)
+		key := rp.Vault + "/" + rp.ID + "/copy/" + cp.StorageLocation
+		if cprune {
+			key += "+prune"
+		}
+		if err := c.expire(ctx, in.Cluster, d, f, ForgetRequest{Key: key, StorageLocation: cp.StorageLocation, RepoIDs: []string{cp.RepoID}, Prune: cprune}); err != nil {
+			return &CopyNotRemovedError{Point: rp.ID, Location: cp.StorageLocation, CopyID: cp.RepoID, Err: err}
+		}
+		if cprune {
+			c.pruned(ck)
+		}
+	}
+	return nil
+}
+
+// CodeCopyNotRemoved: an expired recovery point's copy in a secondary
+// storage location could not be forgotten; the point stays in the
+// catalog and the next retention run retries.
+const CodeCopyNotRemoved = "CopyNotRemoved"
+
+// CopyNotRemovedError is the failure to forget an expired point's copy.
+type CopyNotRemovedError struct {
+	Point, Location, CopyID string
+	Err                     error
+}
+
+func (e *CopyNotRemovedError) Error() string {
+	return fmt.Sprintf("recovery point %s is forgotten in its primary storage location, but its copy %s in the secondary %s is not: %v; "+
+		"the point stays in the catalog and the next retention run retries (check that the cluster's extension reaches %s, "+
+		"or forget the copy there with `arca repo forget`)", e.Point, shortID(e.CopyID), e.Location, e.Err, e.Location)
+}
+
+func (e *CopyNotRemovedError) Unwrap() error { return e.Err }
+
+// JobCode is the retention issue's code.
+func (e *CopyNotRemovedError) JobCode() string { return CodeCopyNotRemoved }
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// expire starts a cluster expiry job and waits, bounded, for it to end.
+func (c *ClusterRemover) expire(ctx context.Context, cluster string, d ClusterDriver, f Forgetter, req ForgetRequest) error {
+	ref, err := f.StartForget(ctx, req)
 	if err != nil {
-		return fmt.Errorf("start expiry in cluster %q: %w", in.Cluster, err)
+		return fmt.Errorf("start expiry in cluster %q: %w", cluster, err)
 	}
 	wait, poll := c.Wait, c.Poll
 	if wait <= 0 {
@@ -134,23 +199,20 @@ func (c *ClusterRemover) remove(ctx context.Context, rp *store.RecoveryPoint, sn
 		st, err := d.JobStatus(ctx, ref)
 		if err == nil && store.JobStateTerminal(st.State) {
 			if st.State == store.JobCompleted || st.State == store.JobCompletedWithWarnings {
-				if prune {
-					c.pruned(pruneKey)
-				}
 				return nil
 			}
 			msg := st.State
 			for _, e := range st.Errors {
 				msg += "; " + e.Code + ": " + e.Message
 			}
-			return fmt.Errorf("expiry %s in cluster %q: %s", ref, in.Cluster, msg)
+			return fmt.Errorf("expiry %s in cluster %q: %s", ref, cluster, msg)
 		}
 		if time.Now().After(deadline) {
 			last := "still running"
 			if err != nil {
 				last = err.Error()
 			}
-			return fmt.Errorf("expiry %s in cluster %q not finished after %v (%s); the next retention run looks again", ref, in.Cluster, wait, last)
+			return fmt.Errorf("expiry %s in cluster %q not finished after %v (%s); the next retention run looks again", ref, cluster, wait, last)
 		}
 		if err := c.sleep(ctx, poll); err != nil {
 			return err

@@ -211,7 +211,12 @@ func (e *Engine) remove(ctx context.Context, rps []*store.RecoveryPoint) *Result
 	for _, rp := range rps {
 		if e.Remover != nil {
 			if err := e.Remover.RemoveRecoveryPoint(ctx, rp); err != nil {
-				res.Errors = append(res.Errors, store.Issue{Code: "RecoveryPointDataNotRemoved", Message: err.Error(), Object: rp.ID})
+				code := "RecoveryPointDataNotRemoved"
+				var coded interface{ JobCode() string }
+				if errors.As(err, &coded) {
+					code = coded.JobCode() // CopyNotRemoved: the copy in a secondary location
+				}
+				res.Errors = append(res.Errors, store.Issue{Code: code, Message: err.Error(), Object: rp.ID})
 				continue
 			}
 		}
