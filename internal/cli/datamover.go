@@ -269,8 +269,8 @@ func newDatamoverRestoreCommand() *cobra.Command {
 			err := runVolumeRestore(cmd.Context(), &o.VolumeRef, o.Path, o.Target, o.Writers, o.ProgressJSON, cmd.OutOrStdout(), cmd.ErrOrStderr())
 			if err != nil && o.ResultFile != "" {
 				msg := err.Error()
-				if len(msg) > 3500 {
-					msg = msg[:3500] + "…"
+				if max := volumedata.MaxResultBytes - len("…\n"); len(msg) > max {
+					msg = msg[:max] + "…"
 				}
 				if werr := os.WriteFile(o.ResultFile, []byte(msg+"\n"), 0o644); werr != nil {
 					return fmt.Errorf("%w (and the result file: %v)", err, werr)
