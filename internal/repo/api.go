@@ -80,6 +80,9 @@ func (v readOnly) Config() Config { return v.r.Config() }
 func (v readOnly) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
 	return v.r.LoadBlob(ctx, id)
 }
+func (v readOnly) LoadBlobTo(ctx context.Context, id ID, alloc func(n int) []byte) ([]byte, error) {
+	return v.r.LoadBlobTo(ctx, id, alloc)
+}
 func (v readOnly) WalkTree(ctx context.Context, t Tree, fn func(TreeEntry) error) error {
 	return v.r.WalkTree(ctx, t, fn)
 }

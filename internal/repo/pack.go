@@ -159,17 +159,16 @@ func (r *Repository) readPackHeader(ctx context.Context, id ID, size int64) ([]p
 }
 
 func readRange(ctx context.Context, be storage.Backend, h storage.Handle, length, offset int64) ([]byte, error) {
-	var buf []byte
-	err := be.Load(ctx, h, int(length), offset, func(rd io.Reader) error {
-		if cap(buf) < int(length) {
-			buf = make([]byte, 0, length)
-		}
-		b := buf[:length]
-		n, err := io.ReadFull(rd, b)
+	return readRangeTo(ctx, be, h, offset, make([]byte, length))
+}
+
+// readRangeTo fills buf from offset of h.
+func readRangeTo(ctx context.Context, be storage.Backend, h storage.Handle, offset int64, buf []byte) ([]byte, error) {
+	err := be.Load(ctx, h, len(buf), offset, func(rd io.Reader) error {
+		n, err := io.ReadFull(rd, buf)
 		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			return &damageError{fmt.Errorf("%s: short read: %d of %d bytes at offset %d", h, n, length, offset)}
+			return &damageError{fmt.Errorf("%s: short read: %d of %d bytes at offset %d", h, n, len(buf), offset)}
 		}
-		buf = b
 		return err
 	})
 	return buf, err

@@ -20,18 +20,34 @@ var ErrBlobDamaged = errors.New("blob damaged")
 // and checks that SHA-256 of the result equals id: it never returns wrong
 // data. Safe for concurrent use.
 func (r *Repository) LoadBlob(ctx context.Context, id ID) ([]byte, error) {
-	b, err := r.loadBlob(ctx, id)
+	return r.LoadBlobTo(ctx, id, nil)
+}
+
+// LoadBlobTo is LoadBlob for a caller that loads many blobs and recycles
+// their buffers (a restore): the stored blob is read into alloc(n), a
+// buffer of at least n bytes (the envelope's length), and decrypted in
+// place there, so that a blob costs no allocation, zeroing or garbage.
+// The plaintext aliases that buffer unless the blob was stored
+// compressed; the caller may reuse the buffer once done with the
+// plaintext. alloc may be called more than once (a retry); only the last
+// buffer holds the plaintext. A nil alloc allocates. The checks are
+// LoadBlob's.
+func (r *Repository) LoadBlobTo(ctx context.Context, id ID, alloc func(n int) []byte) ([]byte, error) {
+	if alloc == nil {
+		alloc = func(n int) []byte { return make([]byte, n) }
+	}
+	b, err := r.loadBlob(ctx, id, alloc)
 	if err != nil && (storage.IsNotExist(err) || errors.Is(err, ErrBlobNotFound)) {
 		// Another process may have pruned (repacked) since the index was
 		// loaded: refresh it and try once more.
 		if rerr := r.refreshIndex(ctx); rerr == nil {
-			return r.loadBlob(ctx, id)
+			return r.loadBlob(ctx, id, alloc)
 		}
 	}
 	return b, err
 }
 
-func (r *Repository) loadBlob(ctx context.Context, id ID) ([]byte, error) {
+func (r *Repository) loadBlob(ctx context.Context, id ID, alloc func(int) []byte) ([]byte, error) {
 	loc, pack, packEnd, ok := r.idx.Load().lookup(id)
 	if !ok {
 		r.mu.Lock()
@@ -42,11 +58,11 @@ func (r *Repository) loadBlob(ctx context.Context, id ID) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("blob %s: %w", id, ErrBlobNotFound)
 	}
-	sealed, cached, err := r.readBlobBytes(ctx, pack, packEnd, loc)
+	sealed, cached, err := r.readBlobBytes(ctx, pack, packEnd, loc, alloc(int(loc.length)))
 	if err != nil {
 		return nil, fmt.Errorf("blob %s in pack %s: %w", id.Short(), pack.Short(), err)
 	}
-	plain, err := r.openBlob(sealed, id, loc.rawLen)
+	plain, err := r.openBlobInPlace(sealed, id, loc.rawLen)
 	if err != nil {
 		// Maybe the bytes were damaged in transit or in the cache rather
 		// than in storage: read once more, directly.
@@ -54,9 +70,9 @@ func (r *Repository) loadBlob(ctx context.Context, id ID) ([]byte, error) {
 			r.cache.Load().evictPack(pack)
 		}
 		h := storage.Handle{Type: storage.PackFile, Name: pack.String()}
-		again, rerr := readRange(ctx, r.be, h, int64(loc.length), int64(loc.offset))
+		again, rerr := readRangeTo(ctx, r.be, h, int64(loc.offset), alloc(int(loc.length))[:loc.length])
 		if rerr == nil {
-			if plain, err2 := r.openBlob(again, id, loc.rawLen); err2 == nil {
+			if plain, err2 := r.openBlobInPlace(again, id, loc.rawLen); err2 == nil {
 				return plain, nil
 			}
 		}
@@ -65,12 +81,36 @@ func (r *Repository) loadBlob(ctx context.Context, id ID) ([]byte, error) {
 	return plain, nil
 }
 
+// openBlobInPlace is openBlob decrypting into sealed's own storage (which
+// the caller owns and gives up: it holds the plaintext, or garbage after
+// an error). A raw body is returned without a copy.
+func (r *Repository) openBlobInPlace(sealed []byte, id ID, rawLen uint32) ([]byte, error) {
+	if len(sealed) < envelopeSize+1 {
+		return nil, fmt.Errorf("%w: %v", ErrBlobDamaged, errShortInput)
+	}
+	ct := sealed[nonceSize:]
+	pt, err := r.crypt.aead.Open(ct[:0], sealed[:nonceSize], ct, r.crypt.ad(kindBlob))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBlobDamaged, errDecrypt)
+	}
+	plain, err := decodeBody(nil, pt, int(rawLen), r.crypt.s2)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBlobDamaged, err)
+	}
+	return r.verifyBlob(plain, id, rawLen)
+}
+
 // openBlob decrypts, decompresses and verifies one blob envelope.
 func (r *Repository) openBlob(sealed []byte, id ID, rawLen uint32) ([]byte, error) {
 	plain, err := r.crypt.open(nil, sealed, int(rawLen), kindBlob)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBlobDamaged, err)
 	}
+	return r.verifyBlob(plain, id, rawLen)
+}
+
+// verifyBlob checks a blob's plaintext against its length and ID.
+func (r *Repository) verifyBlob(plain []byte, id ID, rawLen uint32) ([]byte, error) {
 	if uint32(len(plain)) != rawLen {
 		return nil, fmt.Errorf("%w: %d bytes, index says %d", ErrBlobDamaged, len(plain), rawLen)
 	}
@@ -80,17 +120,17 @@ func (r *Repository) openBlob(sealed []byte, id ID, rawLen uint32) ([]byte, erro
 	return plain, nil
 }
 
-// readBlobBytes returns the envelope of a blob, through the block cache for
-// small blobs.
-func (r *Repository) readBlobBytes(ctx context.Context, pack ID, packEnd uint32, loc blobLoc) ([]byte, bool, error) {
+// readBlobBytes reads the envelope of a blob into buf (of at least its
+// length), through the block cache for small blobs.
+func (r *Repository) readBlobBytes(ctx context.Context, pack ID, packEnd uint32, loc blobLoc, buf []byte) ([]byte, bool, error) {
 	h := storage.Handle{Type: storage.PackFile, Name: pack.String()}
 	cache := r.cache.Load()
 	if cache == nil || cache.capBlocks == 0 || loc.length > cacheBlockSize/2 {
-		b, err := readRange(ctx, r.be, h, int64(loc.length), int64(loc.offset))
+		b, err := readRangeTo(ctx, r.be, h, int64(loc.offset), buf[:loc.length])
 		return b, false, err
 	}
 	start, end := int64(loc.offset), int64(loc.offset)+int64(loc.length)
-	out := make([]byte, 0, loc.length)
+	out := buf[:0]
 	for blk := start / cacheBlockSize; blk*cacheBlockSize < end; blk++ {
 		data, err := cache.get(ctx, pack, blk, func() ([]byte, error) {
 			bstart := blk * cacheBlockSize

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"path"
 	"path/filepath"
@@ -215,6 +216,67 @@ func (s *streamSink) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// blobLoaderTo is the optional side of repo.Reader that reads a blob into
+// a buffer the caller recycles (repo.Repository and its read-only view).
+type blobLoaderTo interface {
+	LoadBlobTo(ctx context.Context, id repo.ID, alloc func(n int) []byte) ([]byte, error)
+}
+
+// blobBufs recycles the buffers blobs are read and decrypted into. A
+// restore reads about its size in blobs; a new buffer per blob costs its
+// zeroing (as much CPU as hashing it) and garbage. Sizes are rounded up to
+// a quarter of a power of two (at most 25 % slack); larger than
+// maxPooledBuf is allocated and left to the collector.
+var blobBufs bufPool
+
+const (
+	minPooledBuf  = 4 << 10
+	maxPooledBuf  = 16 << 20
+	bufClassShift = 12 // log2(minPooledBuf)
+)
+
+type bufPool struct {
+	// classes[0] holds minPooledBuf; then four classes per power of two
+	// up to maxPooledBuf.
+	classes [1 + 4*(24-bufClassShift)]sync.Pool
+}
+
+// bufClass returns the class of a buffer of at least n bytes and its size.
+func bufClass(n int) (int, int) {
+	if n <= minPooledBuf {
+		return 0, minPooledBuf
+	}
+	e := bits.Len(uint(n - 1)) // 2^(e-1) < n <= 2^e
+	step := 1 << (e - 3)
+	k := (n + step - 1) / step // 5..8 quarters of 2^(e-1)... in steps of 2^(e-3)
+	return 1 + 4*(e-1-bufClassShift) + (k - 5), k * step
+}
+
+// get returns a buffer with capacity of at least n.
+func (p *bufPool) get(n int) []byte {
+	if n > maxPooledBuf {
+		return make([]byte, n)
+	}
+	c, size := bufClass(n)
+	if b, ok := p.classes[c].Get().(*[]byte); ok {
+		return (*b)[:n]
+	}
+	return make([]byte, n, size)
+}
+
+// put gives back a buffer from get.
+func (p *bufPool) put(b []byte) {
+	if cap(b) > maxPooledBuf || cap(b) < minPooledBuf {
+		return
+	}
+	c, size := bufClass(cap(b))
+	if size != cap(b) { // not one of ours
+		return
+	}
+	b = b[:0]
+	p.classes[c].Put(&b)
+}
+
 // writeContent loads e's blobs (a few ahead, in parallel) and writes them
 // at their file offsets; for a stream sink, zeros up to the size.
 func writeContent(ctx context.Context, src Source, e *repo.FileEntry, out sink, bytes *atomic.Int64) error {
@@ -224,17 +286,29 @@ func writeContent(ctx context.Context, src Source, e *repo.FileEntry, out sink, 
 	}
 	type load struct {
 		data []byte
+		buf  []byte // data's storage, recycled once data is written
 		err  error
 		done chan struct{}
 	}
+	loader, recycle := src.Repo.(blobLoaderTo)
 	const ahead = 4
 	loads := make([]*load, len(e.Blobs))
 	start := func(i int) {
 		l := &load{done: make(chan struct{})}
 		loads[i] = l
 		go func() {
-			l.data, l.err = src.Repo.LoadBlob(ctx, e.Blobs[i])
-			close(l.done)
+			defer close(l.done)
+			if !recycle {
+				l.data, l.err = src.Repo.LoadBlob(ctx, e.Blobs[i])
+				return
+			}
+			l.data, l.err = loader.LoadBlobTo(ctx, e.Blobs[i], func(n int) []byte {
+				if l.buf != nil { // a retry: the first buffer is not in use
+					blobBufs.put(l.buf)
+				}
+				l.buf = blobBufs.get(n)
+				return l.buf
+			})
 		}()
 	}
 	for i := 0; i < min(ahead, len(e.Blobs)); i++ {
@@ -244,6 +318,9 @@ func writeContent(ctx context.Context, src Source, e *repo.FileEntry, out sink, 
 		for _, l := range loads {
 			if l != nil {
 				<-l.done
+				if l.buf != nil {
+					blobBufs.put(l.buf)
+				}
 			}
 		}
 	}()
@@ -258,7 +335,6 @@ func writeContent(ctx context.Context, src Source, e *repo.FileEntry, out sink, 
 			return fmt.Errorf("%q in %s: %w", "/"+e.Path, src, l.err)
 		}
 		data := l.data
-		loads[i] = nil
 		for len(data) > 0 {
 			if xi >= len(exts) {
 				return fmt.Errorf("%q in %s: content longer than its extents", "/"+e.Path, src)
@@ -277,6 +353,10 @@ func writeContent(ctx context.Context, src Source, e *repo.FileEntry, out sink, 
 				xi, xoff = xi+1, 0
 			}
 		}
+		loads[i] = nil
+		if l.buf != nil {
+			blobBufs.put(l.buf)
+		}
 	}
 	if xi < len(exts) {
 		return fmt.Errorf("%q in %s: content shorter than its size", "/"+e.Path, src)
@@ -285,6 +365,50 @@ func writeContent(ctx context.Context, src Source, e *repo.FileEntry, out sink, 
 		return s.zeroTo(e.Size)
 	}
 	return nil
+}
+
+// fileSink writes into a file and starts the write-back of what it wrote
+// every writebackEvery bytes (sync_file_range, without waiting): the data
+// goes to disk while the restore decrypts the next blobs, rather than all
+// at the end, when the file system is synced or unmounted. It also keeps
+// the dirty pages (which a pod's memory limit counts) few.
+type fileSink struct {
+	f        *os.File
+	from, to int64 // written, write-back not started
+}
+
+const (
+	writebackEvery = 2 << 20
+	// writebackMin: a file's last bytes are sent on when at least this
+	// many; smaller files are left to the kernel, which writes many of
+	// them in one go.
+	writebackMin = 128 << 10
+)
+
+func (s *fileSink) WriteAt(p []byte, off int64) (int, error) {
+	n, err := s.f.WriteAt(p, off)
+	if s.to == s.from {
+		s.from = off
+	}
+	s.to = off + int64(n)
+	if err == nil && s.to-s.from >= writebackEvery {
+		s.writeback()
+	}
+	return n, err
+}
+
+// flush starts the write-back of the rest, if worth it.
+func (s *fileSink) flush() {
+	if s.to-s.from >= writebackMin {
+		s.writeback()
+	}
+}
+
+func (s *fileSink) writeback() {
+	// Advisory: an error (a file system without it) only means the
+	// kernel writes the pages back later, as it would anyway.
+	_ = unix.SyncFileRange(int(s.f.Fd()), s.from, s.to-s.from, unix.SYNC_FILE_RANGE_WRITE)
+	s.from = s.to
 }
 
 // Restore writes the selected part of a stored volume into target: a
@@ -414,7 +538,7 @@ func restoreBlock(ctx context.Context, src Source, e repo.FileEntry, target stri
 	}
 	var files, bytes atomic.Int64
 	stop := startProgress(opts.Progress, opts.ProgressEvery, start, &files, &bytes, func() int64 { return e.Size })
-	err = writeContent(ctx, src, &e, f, &bytes)
+	err = writeContent(ctx, src, &e, &fileSink{f: f}, &bytes)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -623,7 +747,11 @@ func (rs *restorer) writeFile(ctx context.Context, j fileJob) {
 		rs.fail(j.e.Path, fmt.Errorf("create %s: %w", dst, err))
 		return
 	}
-	err = writeContent(ctx, rs.src, &j.e, f, &rs.bytes)
+	fs := &fileSink{f: f}
+	err = writeContent(ctx, rs.src, &j.e, fs, &rs.bytes)
+	if err == nil {
+		fs.flush()
+	}
 	if err == nil && j.e.Extents != nil {
 		err = f.Truncate(j.e.Size) // trailing holes
 	}
