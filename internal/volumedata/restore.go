@@ -486,9 +486,25 @@ func Restore(ctx context.Context, src Source, target string, opts RestoreOptions
 	if err != nil {
 		return nil, err
 	}
+	// Durable before success is reported: the workload starts on this
+	// volume next, and a node that crashes before its write-back would
+	// otherwise lose data the job called restored.
+	if err := flushFS(target); err != nil {
+		return nil, fmt.Errorf("target %s: data written but not flushed to disk: %w; run the restore again", target, err)
+	}
 	rs.res.Files = files.Load()
 	rs.res.Bytes = rs.bytes.Load()
 	return rs.res, nil
+}
+
+// flushFS flushes the file system holding target (syncfs(2)).
+func flushFS(target string) error {
+	f, err := os.Open(target)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	return unix.Syncfs(int(f.Fd()))
 }
 
 // checkRoom refuses a restore whose data does not fit into the free space
