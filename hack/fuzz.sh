@@ -69,4 +69,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
 	echo "fuzz: the failing input is in <package>/testdata/fuzz/<target>/; rerun it with go test -run '<target>/<file>'" >&2
 	exit 1
 fi
-echo "fuzz: $count targets in $(cut -d' ' -f1 <<<"$targets" | sort -u | wc -l) packages, $fuzztime each: no failures"
+echo "fuzz: $count targets in $(cut -d' ' -f1 <<<"$targets" | sort -u | wc -l) package(s), $fuzztime each: no failures"
