@@ -40,10 +40,9 @@ while read -r dir target; do
 	if [ "$dir" != "$built" ]; then
 		built=$dir
 		bin="$bindir/$(echo "$dir" | tr / _).test"
-		importpath=$(go list "./$dir")
 		# -fuzz at build time is what makes go test instrument the package
 		# for coverage guidance; the pattern itself is only used when run.
-		if ! out=$(go test -c -o "$bin" -fuzz . "./$dir" 2>&1); then
+		if ! importpath=$(go list "./$dir") || ! out=$(go test -c -o "$bin" -fuzz . "./$dir" 2>&1); then
 			echo "$out"
 			echo "fuzz: building the fuzz test binary of ./$dir failed" >&2
 			bin=""
