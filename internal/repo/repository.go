@@ -88,7 +88,7 @@ func defaultOptions() options {
 		clock:        realClock{},
 		kdf:          DefaultKDF,
 		packSize:     8 << 20,
-		uploaders:    2,
+		uploaders:    4,
 		cacheBytes:   32 << 20,
 		staleAfter:   30 * time.Minute,
 		refreshEvery: 5 * time.Minute,
@@ -105,7 +105,7 @@ func WithKDF(p KDFParams) Option { return func(o *options) { o.kdf = p } }
 // WithPackSize sets the target pack size in bytes (default 8 MiB).
 func WithPackSize(n int) Option { return func(o *options) { o.packSize = n } }
 
-// WithUploaders sets how many packs upload concurrently per Writer (default 2).
+// WithUploaders sets how many packs upload concurrently per Writer (default 4).
 func WithUploaders(n int) Option { return func(o *options) { o.uploaders = max(1, n) } }
 
 // WithCacheSize sets the read cache size in bytes (0 disables it).

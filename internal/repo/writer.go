@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"runtime"
 	"strings"
@@ -79,6 +80,10 @@ type Writer struct {
 type packBuf struct {
 	data    []byte
 	entries []packEntry
+	// hashed is how much of data is in hash (the pack's name so far,
+	// packHasher): blobs are hashed as they are added.
+	hash   hash.Hash
+	hashed int
 }
 
 // NewWriter starts a recovery point. It takes a shared lock, held (and
@@ -254,6 +259,7 @@ func (w *Writer) add(ctx context.Context, t BlobType, id ID, rawLen, need int, f
 	off := len(p.data)
 	p.data = fill(p.data)
 	p.entries = append(p.entries, packEntry{Type: t, ID: id, Offset: uint32(off), Length: uint32(len(p.data) - off), RawLen: uint32(rawLen)})
+	p.hashMore()
 	if len(p.data) >= w.r.opts.packSize {
 		err := w.send(ctx, p)
 		p = nil
@@ -299,7 +305,14 @@ func (w *Writer) newPack(need int) *packBuf {
 	if size := w.r.opts.packSize + w.r.opts.packSize/4; cap(b) < max(need, size) {
 		b = make([]byte, 0, max(need, size))
 	}
-	return &packBuf{data: b[:0]}
+	return &packBuf{data: b[:0], hash: w.r.packHasher()}
+}
+
+// hashMore adds what was appended to the pack since the last call to its
+// running hash.
+func (p *packBuf) hashMore() {
+	p.hash.Write(p.data[p.hashed:])
+	p.hashed = len(p.data)
 }
 
 func (w *Writer) uploader() {
@@ -325,7 +338,9 @@ func (w *Writer) upload(p *packBuf) error {
 	before := len(p.data)
 	p.data = w.r.crypt.seal(p.data, hdr, flagRaw, kindPackHeader)
 	p.data = binary.LittleEndian.AppendUint32(p.data, uint32(len(p.data)-before))
-	id := w.r.packID(p.data)
+	p.hashMore()
+	var id ID
+	copy(id[:], p.hash.Sum(nil))
 	h := storage.Handle{Type: storage.PackFile, Name: id.String()}
 	if err := w.r.be.Save(w.ctx, h, int64(len(p.data)), newBytesReader(p.data)); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
@@ -599,6 +614,7 @@ func (r *Repository) streamChunker(rd io.Reader) func(buf []byte) ([]byte, error
 		gc := newGearChunker(r.gear, &gearStream, rd)
 		return func(buf []byte) ([]byte, error) {
 			if buf == nil {
+				gc.release()
 				return nil, nil
 			}
 			return gc.Next(buf)
