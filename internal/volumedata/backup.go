@@ -85,14 +85,6 @@ const smallFile = chunker.MinSize
 // each holds up to a few 8 MiB chunks (the mover's memory budget).
 const maxStreams = 2
 
-// backupStreams bounds the large files a backup stores at once. Their
-// chunk buffers come from the writer's pool, which bounds the memory, so
-// this only decides how much reading and chunking overlaps: with two, a
-// stream's chunker waits for its last chunk's sealing (a 1–4 MiB file is
-// one or two chunks) while both slots are taken, and the second core
-// idles.
-const backupStreams = 2 * maxStreams
-
 // item is one entry on its way into the file tree, in tree order.
 type item struct {
 	e    repo.FileEntry
@@ -245,7 +237,7 @@ func backupDir(ctx context.Context, w *repo.Writer, source string, opts BackupOp
 		walkErr = walk(ctx, source, ordered, work)
 	}()
 	var wg sync.WaitGroup
-	streams := make(chan struct{}, backupStreams)
+	streams := make(chan struct{}, maxStreams)
 	for i := 0; i < opts.Readers; i++ {
 		wg.Add(1)
 		go func() {
