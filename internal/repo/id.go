@@ -12,7 +12,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
 
 	"lukechampine.com/blake3"
 )
@@ -41,17 +40,6 @@ func Hash(data []byte) ID { return sha256.Sum256(data) }
 // hashed once more for its pack's name), SHA-256 before
 // (docs/repository-format.md §6). Blob IDs and the names of other files
 // stay SHA-256 in every version.
-// packHasher is packID as a running hash: a writer hashes each blob as it
-// seals it into a pack, while the bytes are still in the CPU's cache and in
-// the goroutine that sealed them (both cores), instead of all 8 MiB at
-// once in the uploader, which then only writes. Same name as packID.
-func (r *Repository) packHasher() hash.Hash {
-	if r.cfg.Version >= 3 {
-		return blake3.New(32, nil)
-	}
-	return sha256.New()
-}
-
 func (r *Repository) packID(data []byte) ID {
 	if r.cfg.Version >= 3 {
 		return blake3.Sum256(data)

@@ -16,10 +16,10 @@ import (
 	"github.com/arca-backup/arca/internal/storage/local"
 )
 
-// TestPackNamesHashWholePack: the writer hashes a pack blob by blob as it
-// fills it (packHasher); the name must still be the hash of every byte of
+// TestPackNamesHashWholePack: a pack's name is the hash of every byte of
 // the finished pack, header included: BLAKE3-256 in format v3, SHA-256 in a
-// format-v2 repository written by this build (a copy of testdata/v2).
+// format-v2 repository written by this build (a copy of testdata/v2), with
+// several uploaders at once.
 func TestPackNamesHashWholePack(t *testing.T) {
 	ctx := context.Background()
 	v3, _, _ := newTestRepo(t)

@@ -85,9 +85,13 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		clock:        realClock{},
-		kdf:          DefaultKDF,
-		packSize:     8 << 20,
+		clock:    realClock{},
+		kdf:      DefaultKDF,
+		packSize: 8 << 20,
+		// 4, not 2: a local pack's fsync, rename and directory fsync are
+		// waits, and with 2 uploaders the sealing goroutines sat blocked
+		// handing full packs over while both waited (the mover's block
+		// profile, docs/benchmarks.md); each costs one 10 MiB pack buffer.
 		uploaders:    4,
 		cacheBytes:   32 << 20,
 		staleAfter:   30 * time.Minute,

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"runtime"
 	"strings"
@@ -80,10 +79,6 @@ type Writer struct {
 type packBuf struct {
 	data    []byte
 	entries []packEntry
-	// hashed is how much of data is in hash (the pack's name so far,
-	// packHasher): blobs are hashed as they are added.
-	hash   hash.Hash
-	hashed int
 }
 
 // NewWriter starts a recovery point. It takes a shared lock, held (and
@@ -259,7 +254,6 @@ func (w *Writer) add(ctx context.Context, t BlobType, id ID, rawLen, need int, f
 	off := len(p.data)
 	p.data = fill(p.data)
 	p.entries = append(p.entries, packEntry{Type: t, ID: id, Offset: uint32(off), Length: uint32(len(p.data) - off), RawLen: uint32(rawLen)})
-	p.hashMore()
 	if len(p.data) >= w.r.opts.packSize {
 		err := w.send(ctx, p)
 		p = nil
@@ -305,14 +299,7 @@ func (w *Writer) newPack(need int) *packBuf {
 	if size := w.r.opts.packSize + w.r.opts.packSize/4; cap(b) < max(need, size) {
 		b = make([]byte, 0, max(need, size))
 	}
-	return &packBuf{data: b[:0], hash: w.r.packHasher()}
-}
-
-// hashMore adds what was appended to the pack since the last call to its
-// running hash.
-func (p *packBuf) hashMore() {
-	p.hash.Write(p.data[p.hashed:])
-	p.hashed = len(p.data)
+	return &packBuf{data: b[:0]}
 }
 
 func (w *Writer) uploader() {
@@ -338,9 +325,7 @@ func (w *Writer) upload(p *packBuf) error {
 	before := len(p.data)
 	p.data = w.r.crypt.seal(p.data, hdr, flagRaw, kindPackHeader)
 	p.data = binary.LittleEndian.AppendUint32(p.data, uint32(len(p.data)-before))
-	p.hashMore()
-	var id ID
-	copy(id[:], p.hash.Sum(nil))
+	id := w.r.packID(p.data)
 	h := storage.Handle{Type: storage.PackFile, Name: id.String()}
 	if err := w.r.be.Save(w.ctx, h, int64(len(p.data)), newBytesReader(p.data)); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
