@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"sync"
 )
 
 // Format v3's content-defined chunker (docs/repository-format.md §8, §15):
@@ -130,7 +131,27 @@ type gearChunker struct {
 }
 
 func newGearChunker(t *gearTable, p *gearParams, rd io.Reader) *gearChunker {
-	return &gearChunker{t: t, p: p, rd: rd, pend: make([]byte, 0, max(gearStepRead, p.min))}
+	pend, _ := gearPends.Get().(*[]byte)
+	if pend == nil || cap(*pend) < max(gearStepRead, p.min) {
+		b := make([]byte, 0, max(gearStepRead, p.min))
+		pend = &b
+	}
+	return &gearChunker{t: t, p: p, rd: rd, pend: (*pend)[:0]}
+}
+
+// gearPends keeps the chunkers' carry-over buffers: the mover starts a
+// chunker per file above the minimum chunk, and a new half-MiB buffer for
+// each was a tenth of its garbage.
+var gearPends sync.Pool
+
+// release gives the chunker's buffer back for the next one; the chunker
+// is not used after.
+func (c *gearChunker) release() {
+	if c.pend != nil {
+		b := c.pend[:0]
+		gearPends.Put(&b)
+		c.pend = nil
+	}
 }
 
 var errChunkBuffer = errors.New("chunk buffer smaller than the maximum chunk")

@@ -599,6 +599,7 @@ func (r *Repository) streamChunker(rd io.Reader) func(buf []byte) ([]byte, error
 		gc := newGearChunker(r.gear, &gearStream, rd)
 		return func(buf []byte) ([]byte, error) {
 			if buf == nil {
+				gc.release()
 				return nil, nil
 			}
 			return gc.Next(buf)
