@@ -464,6 +464,11 @@ spec:
 		if got := treeListing(t, csi.VolumeDir(pv.Spec.CSI.VolumeHandle)); got != want {
 			t.Fatalf("volume restored from the secondary differs.\nwant:\n%s\ngot:\n%s", want, got)
 		}
+		// A restore that completes does create the workload on the claim
+		// (which the outage's restore must not).
+		if _, err := ic.cs.AppsV1().Deployments("files-dr").Get(ctx, "app", metav1.GetOptions{}); err != nil {
+			t.Errorf("the Deployment on the claim was not restored into files-dr: %v", err)
+		}
 	})
 }
 
