@@ -2,12 +2,15 @@ package chart
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -100,6 +103,7 @@ tolerations:
 - {key: dedicated, operator: Equal, value: backup, effect: NoSchedule}
 - {key: spot, operator: Exists}
 maxConcurrentJobs: 3
+storageRetry: 30s
 extraArgs: [--log-format=json, --status-interval=5s]
 storage:
   url: file:///var/backups/arca
@@ -112,7 +116,7 @@ storage:
 			NodeSelector: map[string]string{"kubernetes.io/os": "linux", "backup": "yes"},
 			Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "backup", Effect: corev1.TaintEffectNoSchedule},
 				{Key: "spot", Operator: corev1.TolerationOpExists}},
-			MaxConcurrentJobs: 3, ExtraArgs: []string{"--log-format=json", "--status-interval=5s"}, StorageURL: "file:///var/backups/arca", ReadOnly: true, StorageSecret: "creds",
+			MaxConcurrentJobs: 3, StorageRetry: 30 * time.Second, ExtraArgs: []string{"--log-format=json", "--status-interval=5s"}, StorageURL: "file:///var/backups/arca", ReadOnly: true, StorageSecret: "creds",
 			SecretData: map[string]string{"password": "pw", "AWS_ACCESS_KEY_ID": "ak"}, StorageHostPath: "/srv/arca"}},
 		{name: "file on a claim the chart creates", values: `
 storage: {url: file:///data/repo, claim: backups, claimSize: 20Gi, storageClass: fast}
@@ -212,6 +216,38 @@ func TestChartRefusesFileStorageWithoutVolume(t *testing.T) {
 		_, err := Render(dir, "arca-system", tc.values)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("values %v: got %v, want an error containing %q", tc.values, err, tc.want)
+		}
+	}
+}
+
+// TestChartRefusesBadStorageRetry: a storageRetry the extension's
+// --storage-retry would not parse (no unit, negative, not a duration) fails
+// the render, naming the value, instead of a crash-looping pod.
+func TestChartRefusesBadStorageRetry(t *testing.T) {
+	dir := chartDir(t)
+	for _, v := range []any{30, "30", "-5s", "soon", "5 m"} {
+		_, err := Render(dir, "arca-system", map[string]any{"storageRetry": v})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("storageRetry %v: want a duration with a unit", v)) {
+			t.Errorf("storageRetry %#v: got %v, want the value refused", v, err)
+		}
+	}
+	for _, v := range []string{"1h2m3.5s", "500ms", "2m"} {
+		objs, err := Render(dir, "arca-system", map[string]any{"storageRetry": v})
+		if err != nil {
+			t.Errorf("storageRetry %q: %v", v, err)
+			continue
+		}
+		found := false
+		for _, u := range objs {
+			if u.GetKind() != "Deployment" {
+				continue
+			}
+			cs, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+			args, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+			found = slices.Contains(args, "--storage-retry="+v)
+		}
+		if !found {
+			t.Errorf("storageRetry %q: no --storage-retry=%s argument in the Deployment", v, v)
 		}
 	}
 }

@@ -60,6 +60,7 @@ type ExtensionOptions struct {
 	NodeSelector      map[string]string
 	Tolerations       []string
 	MaxConcurrentJobs int
+	StorageRetry      time.Duration
 	ImagePullSecrets  []string
 	ExtraArgs         []string
 	StorageClaim      string
@@ -98,6 +99,7 @@ func (o *ExtensionOptions) addFlags(fs *pflag.FlagSet, cluster bool) {
 	fs.StringToStringVar(&o.NodeSelector, "node-selector", nil, "node selector of the extension pod, k=v[,k2=v2]")
 	fs.StringSliceVar(&o.Tolerations, "tolerations", nil, "tolerations key[=value]:Effect[,…] (Effect: NoSchedule, PreferNoSchedule, NoExecute; key=value matches Equal, key alone Exists)")
 	fs.IntVar(&o.MaxConcurrentJobs, "max-concurrent-jobs", 0, "jobs the extension runs at once (default 1)")
+	fs.DurationVar(&o.StorageRetry, "storage-retry", 0, "how long one storage call is retried before the repository counts as unreachable (RepositoryUnavailable), for the extension and its data-mover and restore pods (0: the default, 10 attempts over about 3m)")
 	fs.StringArrayVar(&o.ExtraArgs, "extension-arg", nil, "extra argument of `arca extension run` in the pod, e.g. --extension-arg=--log-format=json (repeatable)")
 	fs.StringSliceVar(&o.ImagePullSecrets, "image-pull-secret", nil, "docker-registry Secret in the namespace for pulling --image from a private registry (repeatable)")
 	fs.StringVar(&o.StorageClaim, "storage-claim", "", "file:// storage: PersistentVolumeClaim mounted at the URL's path (install creates it when missing)")
@@ -216,6 +218,13 @@ func (o *ExtensionOptions) installOptions(base extension.InstallOptions, secretR
 	}
 	if set("max-concurrent-jobs") && o.MaxConcurrentJobs > 0 {
 		base.MaxConcurrentJobs = o.MaxConcurrentJobs
+	}
+	if set("storage-retry") {
+		// Given, even as 0: update takes the extension back to the default.
+		if o.StorageRetry < 0 {
+			return base, &UsageError{fmt.Errorf("--storage-retry %s: want a positive duration such as 30s, or 0 for the default (10 attempts over about 3m)", o.StorageRetry)}
+		}
+		base.StorageRetry = o.StorageRetry
 	}
 	if set("extension-arg") && o.ExtraArgs != nil {
 		base.ExtraArgs = o.ExtraArgs

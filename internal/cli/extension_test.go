@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -66,7 +68,7 @@ func TestExtensionCommands(t *testing.T) {
 	}
 	out, err := run(append([]string{"extension", "install", "--storage", storage, "--password-file", pw, "--memory-limit", "300Mi",
 		"--node-selector", "kubernetes.io/os=linux", "--tolerations", "dedicated=backup:NoSchedule", "--storage-host-path", "/var/lib/arca-test",
-		"--image-pull-secret", "regcred", "--extension-arg=--log-format=json", "--wait=false"}, k...)...)
+		"--image-pull-secret", "regcred", "--extension-arg=--log-format=json", "--storage-retry", "45s", "--wait=false"}, k...)...)
 	if err != nil {
 		t.Fatalf("install: %v\n%s", err, out)
 	}
@@ -185,7 +187,7 @@ spec: {storageLocation: default, includedNamespaces: [arca-system]}
 	if ctr.Image != "registry.internal/arca:2" || ctr.Resources.Limits.Cpu().String() != "2" || ctr.Resources.Limits.Memory().String() != "300Mi" ||
 		dep.Spec.Template.Spec.NodeSelector["kubernetes.io/os"] != "linux" || len(ctr.VolumeMounts) != 1 ||
 		dep.Spec.Template.Spec.Volumes[0].HostPath.Path != "/var/lib/arca-test" || dep.Spec.Template.Spec.ImagePullSecrets[0].Name != "regcred" ||
-		ctr.Args[len(ctr.Args)-1] != "--log-format=json" {
+		ctr.Args[len(ctr.Args)-1] != "--log-format=json" || !slices.Contains(ctr.Args, "--storage-retry=45s") {
 		t.Errorf("after update: %+v", ctr)
 	}
 	loc := &v1alpha1.StorageLocation{}
@@ -263,4 +265,47 @@ func runCtx(ctx context.Context, args ...string) (string, error) {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	return out.String(), err
+}
+
+// TestExtensionStorageRetryFlag: --storage-retry of install, update and
+// manifests becomes the pod's `arca extension run --storage-retry=…` only
+// when given; update keeps the installed budget unless told, and
+// --storage-retry 0 takes it back to the default; a negative one is a usage
+// error.
+func TestExtensionStorageRetryFlag(t *testing.T) {
+	ctx := t.Context()
+	out, err := runCtx(ctx, "extension", "manifests", "--storage", "s3://b/p", "--storage-retry", "45s")
+	if err != nil || !strings.Contains(out, "\n        - --storage-retry=45s\n") {
+		t.Fatalf("manifests --storage-retry 45s: %v\n%s", err, out)
+	}
+	if out, err = runCtx(ctx, "extension", "manifests", "--storage", "s3://b/p"); err != nil || strings.Contains(out, "--storage-retry") {
+		t.Fatalf("manifests without --storage-retry: %v; the output names it: %t", err, strings.Contains(out, "--storage-retry"))
+	}
+	if _, err = runCtx(ctx, "extension", "manifests", "--storage", "s3://b/p", "--storage-retry=-1s"); ExitCode(err) != 2 || !strings.Contains(err.Error(), "--storage-retry -1s") {
+		t.Fatalf("negative --storage-retry: %v (exit %d)", err, ExitCode(err))
+	}
+
+	// update: the flags merge into the installed options.
+	installed := extension.InstallOptions{StorageURL: "s3://b/p", StorageRetry: 30 * time.Second, MaxConcurrentJobs: 2}
+	for _, tc := range []struct {
+		args []string
+		want time.Duration
+	}{
+		{nil, 30 * time.Second},
+		{[]string{"--max-concurrent-jobs", "3"}, 30 * time.Second},
+		{[]string{"--storage-retry", "2m"}, 2 * time.Minute},
+		{[]string{"--storage-retry", "0"}, 0},
+	} {
+		o := &ExtensionOptions{}
+		fs := pflag.NewFlagSet("update", pflag.ContinueOnError)
+		o.addFlags(fs, true)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		o.flags = fs
+		got, err := o.installOptions(installed, false)
+		if err != nil || got.StorageRetry != tc.want {
+			t.Errorf("update %q over an installed 30s: storage retry %s (%v), want %s", tc.args, got.StorageRetry, err, tc.want)
+		}
+	}
 }

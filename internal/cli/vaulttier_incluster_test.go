@@ -18,6 +18,7 @@ import (
 	"time"
 
 	snapclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -28,6 +29,7 @@ import (
 	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/storage/location"
 	"github.com/arca-backup/arca/internal/testenv"
+	"github.com/arca-backup/arca/internal/volume"
 )
 
 // TestVaultTierInCluster runs the vault tier's data mover the way users
@@ -47,6 +49,15 @@ import (
 //     cannot read the storage credentials;
 //   - peak memory of a mover pod (its cgroup) and throughput against a raw
 //     read of the same files are printed (BENCH lines, docs/benchmarks.md);
+//   - a block-mode claim (the hostpath driver's loop device) goes to the
+//     vault tier as one stream and comes back from the repository alone,
+//     its device's SHA-256 equal; a smaller Block claim is refused with
+//     VolumeTooSmall; no loop device is left (vaultTierBlock);
+//   - the extension is installed with --storage-retry 10s, which its
+//     restore pods get: MinIO stopped as soon as a vault-tier restore's pod
+//     exists fails the job with RepositoryUnavailable naming the claim and
+//     the location, before the workloads (the Deployment on the claim is
+//     not created), and leaves no pod or Secret copy;
 //   - last, a vault-tier backup with spec.copyTo is copied to a second MinIO
 //     (its own repository password); the primary MinIO is stopped and a
 //     RestoreJob with spec.fallbackStorageLocation restores the namespace
@@ -56,7 +67,11 @@ func TestVaultTierInCluster(t *testing.T) {
 	ic := newInCluster(t)
 	ctx := t.Context()
 	csi := testenv.StartHostPathCSI(t, ic.cp)
-	out, err := ic.arca("extension", "install", "--storage", "file://"+filepath.Join(t.TempDir(), "repo"), "--password-file", ic.pw, "--image", ic.image, "--timeout", "4m")
+	// A short storage retry budget (10 attempts over about 3 minutes by
+	// default), so that a restore whose repository goes away fails within
+	// the test's patience.
+	out, err := ic.arca("extension", "install", "--storage", "file://"+filepath.Join(t.TempDir(), "repo"), "--password-file", ic.pw, "--image", ic.image,
+		"--storage-retry", "10s", "--timeout", "4m")
 	if err != nil {
 		t.Fatalf("install: %v\n%s\n%s", err, out, ic.extensionLog())
 	}
@@ -134,8 +149,13 @@ spec: {storageLocation: minio, includedNamespaces: [%s], vaultTier: true}
 
 	src := ic.claimWithFiles(csi, "files", "data", "1Gi", writeMixedFiles)
 	want := treeListing(t, src)
+	// A workload on the claim, for a restore to create after the claim's
+	// data or not at all. No replica: what counts is whether a restore
+	// creates the Deployment, and no pod mounts the claim meanwhile.
+	ic.workloadOn("files", "data")
 
 	var first *repo.VolumeData
+	var firstPoint string
 	t.Run("mixed files byte for byte", func(t *testing.T) {
 		bj := backup("vault-1", "files")
 		if st := ic.waitJob(bj, 4*time.Minute); st.Phase != v1alpha1.JobCompleted {
@@ -153,6 +173,7 @@ spec: {storageLocation: minio, includedNamespaces: [%s], vaultTier: true}
 			t.Fatalf("volume data %+v", rp.VolumeData)
 		}
 		first = &rp.VolumeData[0]
+		firstPoint = bj.Status.RecoveryPointID
 		// The snapshot records stay as they are: the operational tier.
 		if !strings.Contains(string(rp.Volumes), `"pvc":"data"`) {
 			t.Errorf("snapshot records %s", rp.Volumes)
@@ -198,6 +219,18 @@ spec: {storageLocation: minio, includedNamespaces: [%s], vaultTier: true}
 		if !apierrors.IsForbidden(err) {
 			t.Fatalf("default account read the storage secret: %v", err)
 		}
+	})
+
+	t.Run("block-mode volume", func(t *testing.T) {
+		ic.vaultTierBlock(t, csi, "minio", func(id string) *repo.RecoveryPoint {
+			for _, rp := range points() {
+				if rp.ID.String() == id {
+					return rp
+				}
+			}
+			t.Fatalf("recovery point %s not in the repository", id)
+			return nil
+		})
 	})
 
 	big := ic.claimWithFiles(csi, "big", "data", "2Gi", writeBigFiles)
@@ -321,6 +354,57 @@ spec: {storageLocation: minio, includedNamespaces: [%s], vaultTier: true}
 		}
 	})
 
+	whole := t // MinIO restarts for the rest of the test, not for this subtest
+	t.Run("repository unreachable mid-restore: the restore stops before the workloads", func(t *testing.T) {
+		if firstPoint == "" {
+			t.Skip("needs the first backup")
+		}
+		ic.apply(fmt.Sprintf(`
+apiVersion: arca.io/v1alpha1
+kind: RestoreJob
+metadata: {name: repo-down, namespace: arca-system}
+spec:
+  recoveryPoint: %s
+  storageLocation: minio
+  includedNamespaces: [files]
+  namespaceMappings: {files: files-u}
+  volumeDataSource: Vault
+`, firstPoint))
+		// MinIO stops as soon as the restore pod exists, so the pod loses
+		// the repository at its start or while it copies.
+		var pod *corev1.Pod
+		waitUntil(t, "a restore pod in files-u", 3*time.Minute, func() bool {
+			pods, err := ic.cs.CoreV1().Pods("files-u").List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
+			if err != nil || len(pods.Items) == 0 {
+				return false
+			}
+			pod = &pods.Items[0]
+			return true
+		})
+		stopped := time.Now()
+		m.Stop()
+		defer m.Restart(whole)
+		// The budget install set reached the pod through the extension.
+		if args := strings.Join(pod.Spec.Containers[0].Args, " "); !strings.Contains(args, "--storage-retry 10s ") {
+			t.Errorf("restore pod arguments %q: want the installed --storage-retry 10s", args)
+		}
+		rj := &v1alpha1.RestoreJob{ObjectMeta: metav1.ObjectMeta{Name: "repo-down", Namespace: v1alpha1.ExtensionNamespace}}
+		st := ic.waitJob(rj, 5*time.Minute)
+		t.Logf("the restore ended %s after MinIO stopped: %s %s", time.Since(stopped).Round(time.Second), st.Phase, st.Message)
+		if st.Phase != v1alpha1.JobFailed || len(st.Errors) == 0 || st.Errors[0].Code != v1alpha1.CodeRepositoryUnavailable ||
+			!strings.Contains(st.Errors[0].Message, `storage location "minio"`) || !strings.Contains(st.Errors[0].Message, "claim files-u/data") {
+			t.Fatalf("restore with the repository down: %s %s %+v\n%s", st.Phase, st.Message, st.Errors, ic.extensionLog())
+		}
+		if _, err := ic.cs.AppsV1().Deployments("files-u").Get(ctx, "app", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("the Deployment was created on a claim without its data (%v)", err)
+		}
+		pods, _ := ic.cs.CoreV1().Pods("files-u").List(ctx, metav1.ListOptions{})
+		secs, _ := ic.cs.CoreV1().Secrets("files-u").List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
+		if len(pods.Items) != 0 || len(secs.Items) != 0 {
+			t.Errorf("after the restore stopped: pods %d and restore secret copies %d left in files-u", len(pods.Items), len(secs.Items))
+		}
+	})
+
 	// Last: it stops the primary's MinIO.
 	t.Run("copy to a secondary, restore from it while the primary is down", func(t *testing.T) {
 		// The secondary: another MinIO (another region or provider) with
@@ -380,7 +464,29 @@ spec:
 		if got := treeListing(t, csi.VolumeDir(pv.Spec.CSI.VolumeHandle)); got != want {
 			t.Fatalf("volume restored from the secondary differs.\nwant:\n%s\ngot:\n%s", want, got)
 		}
+		// A restore that completes does create the workload on the claim
+		// (which the outage's restore must not).
+		if _, err := ic.cs.AppsV1().Deployments("files-dr").Get(ctx, "app", metav1.GetOptions{}); err != nil {
+			t.Errorf("the Deployment on the claim was not restored into files-dr: %v", err)
+		}
 	})
+}
+
+// workloadOn creates Deployment "app" in ns, with no replica, whose pod
+// would mount claim.
+func (ic *inCluster) workloadOn(ns, claim string) {
+	t := ic.t
+	t.Helper()
+	labels := map[string]string{"app": "app"}
+	if _, err := ic.cs.AppsV1().Deployments(ns).Create(t.Context(), &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "app"},
+		Spec: appsv1.DeploymentSpec{Replicas: new(int32(0)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "app", Image: testenv.AppImage(t, ic.cp.Registry), Command: []string{"sleep", "1000000"},
+					VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}}},
+				Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}}},
+			}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // s3Location creates StorageLocation name for url on MinIO m in

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -41,6 +42,9 @@ const (
 	mkMemReq    = "7773Mi"
 	mkMemLim    = "7774Mi"
 	mkSize      = "7775Gi"
+	// mkRetry is an unlikely duration: its argument prints as
+	// --storage-retry=2h9m36s.
+	mkRetry = 7776 * time.Second
 	// mkField marks a field whose whole value is replaced by template text.
 	mkField = "ARCA0FIELD"
 )
@@ -53,7 +57,7 @@ func chartOptions(claim bool) InstallOptions {
 		SecretData: map[string]string{"k": "v"},
 		CPURequest: mkCPUReq, CPULimit: mkCPULim, MemoryRequest: mkMemReq, MemoryLimit: mkMemLim,
 		NodeSelector: map[string]string{"k": "v"}, ImagePullSecrets: []string{"s"},
-		MaxConcurrentJobs: mkJobs, ExtraArgs: []string{mkExtraArgs},
+		MaxConcurrentJobs: mkJobs, ExtraArgs: []string{mkExtraArgs}, StorageRetry: mkRetry,
 	}
 	o.Tolerations = nil
 	if claim {
@@ -100,6 +104,16 @@ const chartPrelude = `{{- $path := "" }}
 {{- end }}
 `
 
+// chartDeploymentChecks refuses values that Manifests cannot take either,
+// naming the value: a storageRetry that is no Go duration (a number
+// without a unit, a negative one) would crash the extension at start.
+const chartDeploymentChecks = `{{- with .Values.storageRetry }}
+{{- if not (regexMatch "^([0-9]+(\\.[0-9]*)?(ns|us|µs|ms|s|m|h))+$" (toString .)) }}
+{{- fail (printf "storageRetry %v: want a duration with a unit, such as 30s or 5m (--storage-retry); empty for the default" .) }}
+{{- end }}
+{{- end }}
+`
+
 // ChartValues is values.yaml: the defaults of InstallOptions.
 func ChartValues() []byte {
 	d := InstallOptions{}
@@ -124,6 +138,11 @@ nodeSelector: {}
 tolerations: []
 # maxConcurrentJobs: jobs run at once (--max-concurrent-jobs).
 maxConcurrentJobs: 1
+# storageRetry: how long one storage call is retried before the repository
+# counts as unreachable (RepositoryUnavailable), for the extension and its
+# data-mover and restore pods (--storage-retry), e.g. 30s or 5m; empty: the
+# default, 10 attempts over about 3m.
+storageRetry: ""
 # extraArgs: more arguments of `+"`arca extension run`"+` (--extension-arg), e.g. --log-format=json.
 extraArgs: []
 storage:
@@ -210,7 +229,7 @@ home: https://github.com/arca-backup/arca
 			files["templates/storagelocation.yaml"] = []byte(text)
 		case "Deployment":
 			text, err = deploymentTemplate(u, claimObjs)
-			files["templates/deployment.yaml"] = []byte(chartPrelude + text)
+			files["templates/deployment.yaml"] = []byte(chartPrelude + chartDeploymentChecks + text)
 		}
 		if err != nil {
 			return nil, err
@@ -291,13 +310,16 @@ func templateOf(u *unstructured.Unstructured, fields []fieldTemplate) (string, e
 	// List items: the extra arguments of `arca extension run`.
 	text = regexp.MustCompile(`(?m)^( *)- `+mkExtraArgs+`$`).ReplaceAllString(text,
 		"${1}{{- range .Values.extraArgs }}\n${1}- {{ . | quote }}\n${1}{{- end }}")
+	// The storage retry budget: an argument only when the value is set.
+	retryItem := "${1}{{- with .Values.storageRetry }}\n${1}- {{ printf \"" + storageRetryArg + "%v\" . | quote }}\n${1}{{- end }}"
+	text = regexp.MustCompile(`(?m)^( *)- `+regexp.QuoteMeta(storageRetryArg+mkRetry.String())+`$`).ReplaceAllString(text, retryItem)
 	// Longest markers first: "file:///ARCA0PATH" before "/ARCA0PATH".
 	scalars := append([]struct{ marker, tmpl string }{}, chartScalars...)
 	sort.SliceStable(scalars, func(a, b int) bool { return len(scalars[a].marker) > len(scalars[b].marker) })
 	for _, s := range scalars {
 		text = regexp.MustCompile(`(?m)([ =])`+regexp.QuoteMeta(s.marker)+`$`).ReplaceAllString(text, "${1}"+strings.ReplaceAll(s.tmpl, "$", "$$"))
 	}
-	if m := regexp.MustCompile(`ARCA0[A-Z]+|7775Gi|777[1-4]m|777[34]Mi|` + fmt.Sprint(mkJobs)).FindString(text); m != "" {
+	if m := regexp.MustCompile(`ARCA0[A-Z]+|7775Gi|777[1-4]m|777[34]Mi|` + fmt.Sprint(mkJobs) + `|` + mkRetry.String()).FindString(text); m != "" {
 		return "", fmt.Errorf("marker %s left in the template of %s", m, u.GetKind())
 	}
 	return text, nil

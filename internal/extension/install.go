@@ -73,6 +73,12 @@ type InstallOptions struct {
 	NodeSelector                                     map[string]string
 	Tolerations                                      []corev1.Toleration
 	MaxConcurrentJobs                                int
+	// StorageRetry is the extension's `--storage-retry`: how long one
+	// storage call is retried before the repository counts as unreachable,
+	// for the extension and the data-mover and restore pods it runs. Zero
+	// leaves the flag out (the storage's default, 10 attempts over about
+	// 3 minutes).
+	StorageRetry time.Duration
 	// ExtraArgs are appended to `arca extension run`'s arguments in the pod
 	// (--log-format=json, --status-interval=5s, …).
 	ExtraArgs []string
@@ -285,7 +291,16 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 	if jobs <= 0 {
 		jobs = 1
 	}
-	args := []string{"extension", "run", "--in-cluster", "--namespace", o.Namespace, "--leader-elect", fmt.Sprintf("--max-concurrent-jobs=%d", jobs)}
+	if o.StorageRetry < 0 {
+		return nil, fmt.Errorf("--storage-retry %s: want a positive duration such as 30s, or 0 for the default (10 attempts over about 3m)", o.StorageRetry)
+	}
+	args := []string{"extension", "run", "--in-cluster", "--namespace", o.Namespace, "--leader-elect"}
+	if o.StorageRetry > 0 {
+		args = append(args, storageRetryArg+o.StorageRetry.String())
+	}
+	// --max-concurrent-jobs comes last of the arguments install owns:
+	// CurrentOptions reads whatever follows it as ExtraArgs.
+	args = append(args, fmt.Sprintf("%s%d", maxJobsArg, jobs))
 	args = append(args, o.ExtraArgs...)
 	probe := func(path string) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("health")}},
@@ -688,6 +703,33 @@ func Uninstall(ctx context.Context, cfg *rest.Config, ns string, keepCRDs bool) 
 	return deleted, errors.Join(errs...)
 }
 
+// The arguments of `arca extension run` that install options set.
+const (
+	storageRetryArg = "--storage-retry="
+	maxJobsArg      = "--max-concurrent-jobs="
+)
+
+// readRunArgs sets the options the Deployment's `arca extension run`
+// arguments carry: those install wrote up to --max-concurrent-jobs, and
+// every argument after it as ExtraArgs (an installation made before an
+// option had its own flag keeps it there, unchanged).
+func readRunArgs(args []string, o *InstallOptions) {
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, storageRetryArg); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				o.StorageRetry = d
+			}
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscanf(a, maxJobsArg+"%d", &n); err == nil {
+			o.MaxConcurrentJobs = n
+			o.ExtraArgs = append([]string(nil), args[i+1:]...)
+			return
+		}
+	}
+}
+
 // CurrentOptions reconstructs the options of the installation in ns from
 // its Deployment and "default" StorageLocation, so that `update` changes
 // only what it is told to.
@@ -733,15 +775,7 @@ func CurrentOptions(ctx context.Context, cfg *rest.Config, ns string) (InstallOp
 		}
 		o.CPURequest, o.MemoryRequest = q(c.Resources.Requests, corev1.ResourceCPU), q(c.Resources.Requests, corev1.ResourceMemory)
 		o.CPULimit, o.MemoryLimit = q(c.Resources.Limits, corev1.ResourceCPU), q(c.Resources.Limits, corev1.ResourceMemory)
-		for i, a := range c.Args {
-			var n int
-			if _, err := fmt.Sscanf(a, "--max-concurrent-jobs=%d", &n); err == nil {
-				o.MaxConcurrentJobs = n
-				// Whatever follows was added with ExtraArgs.
-				o.ExtraArgs = append([]string(nil), c.Args[i+1:]...)
-				break
-			}
-		}
+		readRunArgs(c.Args, &o)
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {

@@ -2,8 +2,10 @@ package extension
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -203,5 +205,48 @@ func TestRequestsFollowALowerLimit(t *testing.T) {
 	_, err = Manifests(InstallOptions{MemoryLimit: "96Mi", MemoryRequest: "200Mi"})
 	if err == nil || !strings.Contains(err.Error(), "--memory-request 200Mi is above --memory-limit 96Mi") {
 		t.Fatalf("request above limit: %v", err)
+	}
+}
+
+// TestStorageRetryArgument: --storage-retry reaches `arca extension run`
+// in the pod only when set, before --max-concurrent-jobs, so that the
+// options read back from the Deployment's arguments (update) keep it apart
+// from the extra arguments; a negative budget is refused.
+func TestStorageRetryArgument(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    InstallOptions
+		want string // the arguments after --leader-elect
+	}{
+		{"default", InstallOptions{}, "--max-concurrent-jobs=1"},
+		{"set", InstallOptions{StorageRetry: 90 * time.Second, MaxConcurrentJobs: 2}, "--storage-retry=1m30s --max-concurrent-jobs=2"},
+		{"set, with extra arguments", InstallOptions{StorageRetry: 10 * time.Second, ExtraArgs: []string{"--log-format=json", "--storage-retry=1h"}},
+			"--storage-retry=10s --max-concurrent-jobs=1 --log-format=json --storage-retry=1h"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs, err := Manifests(tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := deploymentOf(t, objs).Containers[0].Args
+			_, after, _ := strings.Cut(strings.Join(args, " "), "--leader-elect ")
+			if after != tc.want {
+				t.Fatalf("arguments %q: want %q after --leader-elect", args, tc.want)
+			}
+			// Read back as update does.
+			var got InstallOptions
+			readRunArgs(args, &got)
+			jobs := tc.o.MaxConcurrentJobs
+			if jobs == 0 {
+				jobs = 1
+			}
+			if got.StorageRetry != tc.o.StorageRetry || got.MaxConcurrentJobs != jobs || !slices.Equal(got.ExtraArgs, tc.o.ExtraArgs) {
+				t.Errorf("read back: retry %s, jobs %d, extra %q; want %s, %d, %q", got.StorageRetry, got.MaxConcurrentJobs, got.ExtraArgs,
+					tc.o.StorageRetry, jobs, tc.o.ExtraArgs)
+			}
+		})
+	}
+	if _, err := Manifests(InstallOptions{StorageRetry: -time.Second}); err == nil || !strings.Contains(err.Error(), "--storage-retry -1s") {
+		t.Fatalf("negative storage retry: %v", err)
 	}
 }

@@ -79,7 +79,7 @@ exec sleep 1000000
 //     fails before writing, naming the claim.
 func TestVaultTierRestoreOnNode(t *testing.T) {
 	env := startVaultNode(t)
-	cp, csi, cl, ex, m, url, image := env.cp, env.csi, env.cl, env.ex, env.minio, env.url, env.image
+	cp, csi, cl, ex, m, url := env.cp, env.csi, env.cl, env.ex, env.minio, env.url
 	app := testenv.AppImage(t, cp.Registry)
 	running := env.running
 	ctx := context.Background()
@@ -285,54 +285,6 @@ spec:
 		}
 	})
 
-	whole := t // MinIO restarts for the rest of the test, not this subtest
-	t.Run("repository unreachable mid-restore: the restore stops before the workloads", func(t *testing.T) {
-		// A short storage retry budget (the extension's --storage-retry,
-		// passed to the restore pods); MinIO stops as soon as the restore
-		// pod exists, so the pod loses the repository while it works.
-		running.stop()
-		running = cl.startExtension(extension.Options{Executor: ex, DataMoverImage: image, StorageRetry: 10 * time.Second})
-		cl.mustApply(fmt.Sprintf(`
-apiVersion: arca.io/v1alpha1
-kind: RestoreJob
-metadata: {name: repo-down, namespace: arca-system}
-spec:
-  storageLocation: default
-  recoveryPoint: %s
-  includedNamespaces: [shop]
-  namespaceMappings: {shop: shop-u}
-  volumeDataSource: Vault
-`, rpID))
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			pods, err := cl.cs.CoreV1().Pods("shop-u").List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
-			if err == nil && len(pods.Items) > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("no restore pod appeared in shop-u")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		stopped := time.Now()
-		m.Stop()
-		defer m.Restart(whole)
-		j := cl.waitRestore("repo-down", 5*time.Minute)
-		t.Logf("the restore ended %s after MinIO stopped: %s %s", time.Since(stopped).Round(time.Second), j.Status.Phase, j.Status.Message)
-		if j.Status.Phase != v1alpha1.JobFailed || len(j.Status.Errors) == 0 || j.Status.Errors[0].Code != v1alpha1.CodeRepositoryUnavailable ||
-			!strings.Contains(j.Status.Errors[0].Message, `storage location "default"`) || !strings.Contains(j.Status.Errors[0].Message, "claim shop-u/data") {
-			t.Fatalf("restore with the repository down: %s %s %+v", j.Status.Phase, j.Status.Message, j.Status.Errors)
-		}
-		if _, err := cl.cs.AppsV1().Deployments("shop-u").Get(ctx, "app", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("the Deployment was created on a claim without its data (%v)", err)
-		}
-		pods, _ := cl.cs.CoreV1().Pods("shop-u").List(ctx, metav1.ListOptions{})
-		secs, _ := cl.cs.CoreV1().Secrets("shop-u").List(ctx, metav1.ListOptions{LabelSelector: volume.LabelComponent + "=volume-restore"})
-		if len(pods.Items) != 0 || len(secs.Items) != 0 {
-			t.Errorf("after the restore stopped: pods %d and restore secret copies %d left in shop-u", len(pods.Items), len(secs.Items))
-		}
-	})
-
 	t.Run("unknown claim in volumeDataSources", func(t *testing.T) {
 		j := restoreJob("unknown-claim", `  namespaceMappings: {shop: shop-c}
   volumeDataSources: {shop/nope: Vault}`)
@@ -357,7 +309,6 @@ type vaultNode struct {
 	ex      extension.Executor
 	minio   *testenv.MinIO
 	url     string // the repository
-	image   string // the extension's image, which the mover and restore pods run
 	running *runningExtension
 }
 
@@ -393,7 +344,7 @@ func startVaultNode(t *testing.T) *vaultNode {
 		t.Fatal(err)
 	}
 	running := cl.startExtension(extension.Options{Executor: ex, DataMoverImage: image})
-	return &vaultNode{cp: cp, csi: csi, cl: cl, ex: ex, minio: m, url: url, image: image, running: running}
+	return &vaultNode{cp: cp, csi: csi, cl: cl, ex: ex, minio: m, url: url, running: running}
 }
 
 func openRepo(t *testing.T, url string, m *testenv.MinIO) *repo.Repository {
