@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -162,13 +161,7 @@ spec:
 	// admission policy that makes vaults label their jobs is missing.
 	backup("unlabelled", "", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n")
 	refused("backup", "unlabelled", v1alpha1.CodeVaultAdmissionPolicyMissing, "ValidatingAdmissionPolicyBinding arca-vault-jobs is missing", "arca trusted-access enable")
-	bind := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.VaultJobsAdmissionPolicy},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: "arca-test-absent",
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
-	if err := a.c.Create(ctx, bind); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.c.Delete(context.Background(), bind) })
+	a.admissionBound()
 	backup("unlabelled-bound", "", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n")
 	if j := a.waitBackup("unlabelled-bound", time.Minute); j.Status.Phase == v1alpha1.JobFailed {
 		t.Errorf("an unlabelled (owner's) job with the admission binding in place: %s %+v", j.Status.Message, j.Status.Errors)
@@ -192,13 +185,7 @@ func TestVaultPointRefusals(t *testing.T) {
 	a.configMaps("vp-shop", 2)
 	// The owner's (unlabelled) jobs need the admission binding while a
 	// vault is trusted.
-	bind := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.VaultJobsAdmissionPolicy},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: "arca-test-absent",
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
-	if err := a.c.Create(ctx, bind); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.c.Delete(context.Background(), bind) })
+	a.admissionBound()
 	pol := &v1alpha1.ClusterTrustPolicy{ObjectMeta: metav1.ObjectMeta{Name: "vp"},
 		Spec: v1alpha1.ClusterTrustPolicySpec{StorageLocations: []string{"shared"}, Namespaces: []string{"vp-*", v1alpha1.VerificationNamespacePrefix + "*"},
 			Verification: true}}
