@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -277,7 +278,7 @@ func TestVaultPointRefusals(t *testing.T) {
 	as.ask("vp", true, q(otherVault, "")).refused(t, v1alpha1.CodeRecoveryPointOfAnotherInstance, `arca.io/vault="west"`)
 	as.ask("vp", true, q(otherInstance, "")).refused(t, v1alpha1.CodeRecoveryPointOfAnotherInstance, `arca.io/instance="web"`)
 	as.ask("vp", true, q(mine, otherVault)).refused(t, v1alpha1.CodeRecoveryPointOfAnotherInstance, "spec.against", `arca.io/vault="west"`)
-	if res := as.ask("vp", true, q(mine, "")).ok(t); len(res.Namespaces) != 1 || res.Namespaces[0].Name != "vp-shop" {
+	if res := as.ask("vp", true, q(mine, "")).ok(t); !slices.Contains(names(res.Namespaces), "vp-shop") {
 		t.Errorf("contents of the instance's own point: %+v", res.Namespaces)
 	}
 	as.ask("vp", true, q(mine, otherInstance)).ok(t)
