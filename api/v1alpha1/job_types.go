@@ -274,6 +274,12 @@ type RestoreJobSpec struct {
 	// Cancel stops a queued or running job.
 	// +optional
 	Cancel bool `json:"cancel,omitempty"`
+	// VaultPoint, set by a vault, names the vault and backup instance
+	// whose catalog the recovery point comes from: the extension restores
+	// (or verifies) the point only if its tags say the same
+	// (CodeRecoveryPointOfAnotherInstance otherwise).
+	// +optional
+	VaultPoint *VaultPoint `json:"vaultPoint,omitempty"`
 	// Verification, when set, makes this restore a verification of the
 	// recovery point (docs/extension.md, Verification): the repository
 	// data is checked, the point's namespaces are restored into sandbox
@@ -284,6 +290,34 @@ type RestoreJobSpec struct {
 	// +optional
 	Verification *VerificationSpec `json:"verification,omitempty"`
 }
+
+// VaultPoint is what a vault's RestoreJob or RecoveryPointQuery says of
+// its recovery point: the vault and backup instance it belongs to, which
+// the point's backup wrote as its tags TagVault and TagInstance. The
+// extension checks the point's tags against it before reading further, so
+// that a vault's catalog naming a point of another vault or instance (in a
+// shared repository) does not restore or reveal it. A job or query without
+// it (the cluster owner's own) is not checked.
+type VaultPoint struct {
+	// Vault is the vault's name in its catalog (tag arca.io/vault).
+	// +kubebuilder:validation:MinLength=1
+	Vault string `json:"vault"`
+	// Instance is the backup instance (tag arca.io/instance).
+	// +kubebuilder:validation:MinLength=1
+	Instance string `json:"instance"`
+}
+
+// Matches reports whether a recovery point's tags name p's vault and
+// instance.
+func (p VaultPoint) Matches(tags map[string]string) bool {
+	return tags[TagVault] == p.Vault && tags[TagInstance] == p.Instance
+}
+
+// CodeRecoveryPointOfAnotherInstance: the recovery point a vault's
+// RestoreJob or RecoveryPointQuery names is not tagged with the vault and
+// instance of its spec.vaultPoint; nothing was restored or read. The
+// vault uses the same code when its catalog sync is given such a point.
+const CodeRecoveryPointOfAnotherInstance = "RecoveryPointOfAnotherInstance"
 
 // VerificationSpec tunes a verification.
 type VerificationSpec struct {

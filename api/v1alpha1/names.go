@@ -69,6 +69,21 @@ const (
 	LabelDataMover = "arca.io/data-mover"
 )
 
+// ShortIDLength is how many characters of a recovery point ID messages,
+// tables and job statuses show: enough to tell points apart in one
+// repository, and a prefix that RestoreJobs and `arca local` accept.
+const ShortIDLength = 12
+
+// ShortID is the form of a recovery point ID (64 hex characters) in
+// messages: its first ShortIDLength characters. A shorter string, such as
+// an ID that is already short, comes back unchanged.
+func ShortID(id string) string {
+	if len(id) > ShortIDLength {
+		return id[:ShortIDLength]
+	}
+	return id
+}
+
 // VaultTokenTTL is the lifetime of the vault's token in a cluster unless
 // the cluster's owner chooses another (arca trusted-access enable
 // --token-ttl); the vault renews its token for as long again.

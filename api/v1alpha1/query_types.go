@@ -119,6 +119,14 @@ type RecoveryPointQuerySpec struct {
 	// +optional
 	Continue string `json:"continue,omitempty"`
 
+	// VaultPoint, set by a vault, names the vault and backup instance of
+	// the point: the extension answers only if the point's tags say the
+	// same, and a Diff's spec.against must carry the same vault tag (it
+	// may be another instance's) (CodeRecoveryPointOfAnotherInstance
+	// otherwise).
+	// +optional
+	VaultPoint *VaultPoint `json:"vaultPoint,omitempty"`
+
 	// RecipientKey is the requester's X25519 public key (base64, 32
 	// bytes): the answer is then sealed to it (status.sealed), so that
 	// only the requester reads it. A vault's query must carry one.

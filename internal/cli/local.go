@@ -451,7 +451,7 @@ func printRestore(w io.Writer, res *restore.Result) {
 	if res.DryRun {
 		mode = " (dry run: nothing written)"
 	}
-	fmt.Fprintf(w, "restore %s of recovery point %s%s\n", res.Name, shortID(res.RecoveryPoint), mode)
+	fmt.Fprintf(w, "restore %s of recovery point %s%s\n", res.Name, v1alpha1.ShortID(res.RecoveryPoint), mode)
 	for _, a := range []restore.Action{restore.Created, restore.Patched, restore.Unchanged, restore.SkippedExists, restore.SkippedOwned, restore.SkippedVolume, restore.SkippedFiltered, restore.Failed} {
 		if n := res.Summary[a]; n > 0 {
 			fmt.Fprintf(w, "  %-16s %d\n", a, n)
@@ -537,7 +537,7 @@ func RunLocalList(ctx context.Context, o *LocalListOptions, stdout io.Writer) er
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tFINISHED\tNAME\tITEMS\tSIZE\tWARNINGS\tCLUSTER")
 	for _, rp := range rps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", shortID(rp.ID.String()), rp.Finished.UTC().Format(time.RFC3339), rp.Name,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", v1alpha1.ShortID(rp.ID.String()), rp.Finished.UTC().Format(time.RFC3339), rp.Name,
 			rp.Summary.Items, units.Bytes(rp.Summary.Bytes), len(rp.Summary.Warnings), rp.Source.Server)
 	}
 	return tw.Flush()
@@ -638,13 +638,6 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // progressLines prints line() to w every few seconds until stop is called.

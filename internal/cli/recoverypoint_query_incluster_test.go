@@ -71,7 +71,7 @@ func TestRecoveryPointQueriesInCluster(t *testing.T) {
 apiVersion: arca.io/v1alpha1
 kind: BackupJob
 metadata: {name: q-backup, namespace: arca-system}
-spec: {storageLocation: default, includedNamespaces: [shop, hidden]}
+spec: {storageLocation: default, includedNamespaces: [shop, hidden], tags: {arca.io/vault: qv, arca.io/instance: shop}}
 `)
 	bj := &v1alpha1.BackupJob{ObjectMeta: metav1.ObjectMeta{Name: "q-backup", Namespace: v1alpha1.ExtensionNamespace}}
 	if st := ic.waitJob(bj, 2*time.Minute); st.Phase != v1alpha1.JobCompleted {
@@ -442,7 +442,7 @@ func writeVolumePoint(t *testing.T, dir, password string) (id string, files map[
 	}
 	now := time.Now().UTC()
 	pid, err := w.Commit(ctx, &repo.RecoveryPoint{Name: "volume shop/data", Started: now, Finished: now,
-		Tags: map[string]string{v1alpha1.TagVolume: "shop/data"}, VolumeData: []repo.VolumeData{res.Volume}})
+		Tags: map[string]string{v1alpha1.TagVolume: "shop/data", v1alpha1.TagVault: "qv", v1alpha1.TagInstance: "shop"}, VolumeData: []repo.VolumeData{res.Volume}})
 	if err != nil {
 		t.Fatal(err)
 	}

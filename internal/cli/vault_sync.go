@@ -21,8 +21,9 @@ import (
 // of one vault (by the tags the vault's backups carry), oldest first.
 func syncPoints(rps []*repo.RecoveryPoint, vault, instance string) []service.SyncPoint {
 	var out []service.SyncPoint
+	want := v1alpha1.VaultPoint{Vault: vault, Instance: instance}
 	for _, rp := range rps {
-		if rp.Tags[v1alpha1.TagVault] != vault || rp.Tags[v1alpha1.TagInstance] != instance {
+		if !want.Matches(rp.Tags) {
 			continue
 		}
 		out = append(out, service.SyncPoint{RepositoryID: rp.ID.String(), Vault: vault, Instance: instance, Time: rp.Started.UTC(), JobID: rp.Tags[v1alpha1.TagJob],

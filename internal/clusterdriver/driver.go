@@ -173,6 +173,10 @@ func (d *Driver) StartRestore(ctx context.Context, req jobs.RestoreRequest) (str
 		ObjectMeta: metav1.ObjectMeta{Name: jobName(req.JobID), Namespace: d.namespace, Labels: d.labels(v1alpha1.LabelVaultJob, labelValue(req.JobID))},
 		Spec:       v1alpha1.RestoreJobSpec{RecoveryPoint: req.RecoveryPoint.RepoID, StorageLocation: loc, RestoreCriteria: crit},
 	}
+	if req.Vault != "" && req.RecoveryPoint.Instance != "" {
+		// The extension restores the point only if its tags name them.
+		j.Spec.VaultPoint = &v1alpha1.VaultPoint{Vault: req.Vault, Instance: req.RecoveryPoint.Instance}
+	}
 	if req.FallbackStorageLocation != "" {
 		// A cluster without the secondary location restores from the
 		// primary alone, as before.

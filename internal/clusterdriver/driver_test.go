@@ -50,7 +50,7 @@ func TestDriver(t *testing.T) {
 
 	critJSON, _ := json.Marshal(v1alpha1.RestoreCriteria{IncludedNamespaces: []string{"app"}, NamespaceMappings: map[string]string{"app": "app-restored"}})
 	rref, err := d.StartRestore(ctx, jobs.RestoreRequest{Vault: "v1", JobID: "Job_0002", TargetCluster: "c1",
-		RecoveryPoint: &store.RecoveryPoint{RepoID: st.RecoveryPoint.RepoID}, StorageLocation: url, Criteria: critJSON})
+		RecoveryPoint: &store.RecoveryPoint{RepoID: st.RecoveryPoint.RepoID, Instance: "inst"}, StorageLocation: url, Criteria: critJSON})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +59,22 @@ func TestDriver(t *testing.T) {
 	}
 	if err := c.Get(ctx, types.NamespacedName{Namespace: "app-restored", Name: "settings"}, &corev1.ConfigMap{}); err != nil {
 		t.Fatalf("restored object: %v", err)
+	}
+	// A catalog entry that puts the point in another instance: the
+	// RestoreJob says so (spec.vaultPoint), the point's tags say inst, and
+	// the extension refuses it before writing anything.
+	stolenCrit, _ := json.Marshal(v1alpha1.RestoreCriteria{IncludedNamespaces: []string{"app"}, NamespaceMappings: map[string]string{"app": "app-stolen"}})
+	sref, err := d.StartRestore(ctx, jobs.RestoreRequest{Vault: "v1", JobID: "Job_0009", TargetCluster: "c1",
+		RecoveryPoint: &store.RecoveryPoint{RepoID: st.RecoveryPoint.RepoID, Instance: "other"}, StorageLocation: url, Criteria: stolenCrit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sst := wait(t, d, sref); sst.State != store.JobFailed || len(sst.Errors) == 0 || sst.Errors[0].Code != v1alpha1.CodeRecoveryPointOfAnotherInstance ||
+		!strings.Contains(sst.Errors[0].Message, `instance "other"`) {
+		t.Errorf("restore of instance inst's point as instance other's: %+v", sst)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Name: "app-stolen"}, &corev1.Namespace{}); err == nil {
+		t.Error("the refused restore created namespace app-stolen")
 	}
 
 	// No storage location for an unknown repository: a clear error.

@@ -124,6 +124,8 @@ func queryErrorKind(code string) service.Kind {
 		return service.Forbidden
 	case code == v1alpha1.CodeInvalidSpec:
 		return service.Invalid
+	case code == v1alpha1.CodeRecoveryPointOfAnotherInstance:
+		return service.Conflict // the catalog and the repository disagree
 	}
 	return service.Unavailable
 }

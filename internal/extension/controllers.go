@@ -236,7 +236,7 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 	}
 	rp := bres.RecoveryPoint
 	res := result{phase: v1alpha1.JobCompleted, warnings: issues(append(rp.Summary.Warnings, bres.Warnings...))}.withHooks(hr)
-	res.message = fmt.Sprintf("recovery point %s: %d objects, %d bytes", bres.ID.String()[:12], rp.Summary.Items, rp.Summary.Bytes)
+	res.message = fmt.Sprintf("recovery point %s: %d objects, %d bytes", v1alpha1.ShortID(bres.ID.String()), rp.Summary.Items, rp.Summary.Bytes)
 	if len(res.warnings) > 0 {
 		res.phase = v1alpha1.JobCompletedWithWarnings
 		res.message += fmt.Sprintf(", %d warnings", len(res.warnings))
@@ -276,7 +276,7 @@ func (x *Extension) runBackup(ctx context.Context, jj job, p *progress) result {
 			res.phase = v1alpha1.JobCompletedWithWarnings
 			res.warnings = append(res.warnings, v1alpha1.JobIssue{Code: v1alpha1.CodeCopyFailed, Object: j.Spec.CopyTo, Message: fmt.Sprintf(
 				"recovery point %s is in storage location %q but its copy to %q failed: %v; repeat it with `arca repo copy --from <%s URL> --to <%s URL> --point %s`",
-				id[:12], j.Spec.StorageLocation, j.Spec.CopyTo, err, j.Spec.StorageLocation, j.Spec.CopyTo, id)})
+				v1alpha1.ShortID(id), j.Spec.StorageLocation, j.Spec.CopyTo, err, j.Spec.StorageLocation, j.Spec.CopyTo, id)})
 			res.message += ", copy failed"
 		} else {
 			copied = cid.String()
@@ -315,7 +315,7 @@ func (x *Extension) copyPoint(ctx context.Context, j *v1alpha1.BackupJob, sa *st
 		return repo.ID{}, "", err
 	}
 	p := rep.Points[0]
-	return p.Target, fmt.Sprintf("copied to %q as %s (%d new blobs, %d bytes stored)", j.Spec.CopyTo, p.Target.String()[:12], p.NewBlobs, p.StoredBytes), nil
+	return p.Target, fmt.Sprintf("copied to %q as %s (%d new blobs, %d bytes stored)", j.Spec.CopyTo, v1alpha1.ShortID(p.Target.String()), p.NewBlobs, p.StoredBytes), nil
 }
 
 // runForget expires recovery points (spec.forgetRecoveryPoints): for each
@@ -483,6 +483,9 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 	}
 	defer sa.be.Close()
 	defer r.Close()
+	if err := checkVaultPoint(j.Spec.VaultPoint, rp, false, "recovery point"); err != nil {
+		return failedErr(err, v1alpha1.CodeRecoveryPointOfAnotherInstance)
+	}
 	rpID := rp.ID.String()
 	defs, hookWarnings, err := x.loadHooks(ctx, crit.RestoreHookReferences, true)
 	if err != nil {
@@ -574,7 +577,7 @@ func (x *Extension) runRestore(ctx context.Context, jj job, p *progress) result 
 		results[string(a)] = int64(n)
 	}
 	items := restoreItems(rres)
-	res.message = fmt.Sprintf("restored recovery point %s: %d created, %d failed", rpID[:12], rres.Summary[restore.Created], rres.Summary[restore.Failed])
+	res.message = fmt.Sprintf("restored recovery point %s: %d created, %d failed", v1alpha1.ShortID(rpID), rres.Summary[restore.Created], rres.Summary[restore.Failed])
 	if rres.DryRun {
 		res.message = "dry run (nothing written): " + res.message
 	}

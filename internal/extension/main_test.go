@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -267,6 +268,22 @@ func (cl *cluster) configMaps(ns string, n int) {
 			cl.t.Fatal(err)
 		}
 	}
+}
+
+// admissionBound creates the ValidatingAdmissionPolicyBinding that makes
+// vaults label their jobs (bound to a policy that does not exist, so it
+// refuses nothing here), until the test ends: while a vault is trusted,
+// the extension refuses the owner's unlabelled jobs and queries without
+// it (VaultAdmissionPolicyMissing).
+func (cl *cluster) admissionBound() {
+	cl.t.Helper()
+	bind := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.VaultJobsAdmissionPolicy},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: "arca-test-absent",
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
+	if err := cl.c.Create(context.Background(), bind); err != nil && !apierrors.IsAlreadyExists(err) {
+		cl.t.Fatal(err)
+	}
+	cl.t.Cleanup(func() { _ = cl.c.Delete(context.Background(), bind) })
 }
 
 func hasCode(issues []v1alpha1.JobIssue, code string) bool {

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/arca-backup/arca/api/v1alpha1"
+	"github.com/arca-backup/arca/internal/repo"
 	"github.com/arca-backup/arca/internal/selection"
 	"github.com/arca-backup/arca/internal/trustpolicy"
 )
@@ -67,6 +68,32 @@ func (x *Extension) checkAdmissionBinding(ctx context.Context) *result {
 			"may come from a vault's identity; the cluster's owner restores it with `arca trusted-access enable --vault %s --cluster-name C`",
 		pols.Items[0].Name, v1alpha1.VaultJobsAdmissionPolicy, v1alpha1.LabelVault, pols.Items[0].Name)
 	return &res
+}
+
+// checkVaultPoint refuses a recovery point whose tags do not name the
+// vault and instance a vault's job or query says it belongs to
+// (spec.vaultPoint; nil for the owner's own, which are not checked). The
+// vault checks the tags when it syncs its catalog; checking them again
+// here, before the point is restored or read, means that a catalog entry
+// naming another vault's or instance's point in a shared repository
+// restores and reveals nothing. anyInstance accepts every instance of the
+// vault (the other side of a diff). what names the point in the message.
+func checkVaultPoint(want *v1alpha1.VaultPoint, rp *repo.RecoveryPoint, anyInstance bool, what string) error {
+	if want == nil {
+		return nil
+	}
+	w := *want
+	if anyInstance {
+		w.Instance = rp.Tags[v1alpha1.TagInstance]
+	}
+	if w.Matches(rp.Tags) {
+		return nil
+	}
+	return coded(v1alpha1.CodeRecoveryPointOfAnotherInstance,
+		"%s %s is tagged %s=%q, %s=%q, but spec.vaultPoint says vault %q, instance %q: the vault's catalog names a point of another vault or instance, "+
+			"so nothing was restored or read; compare the vault's entry (`arca recovery-point show`) with the point's tags in the repository "+
+			"(`arca vault sync` takes only points tagged with the vault and instance it syncs)",
+		what, rp.ID.String(), v1alpha1.TagVault, rp.Tags[v1alpha1.TagVault], v1alpha1.TagInstance, rp.Tags[v1alpha1.TagInstance], want.Vault, want.Instance)
 }
 
 // refusal turns a policy refusal into the job's result.

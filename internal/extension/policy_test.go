@@ -2,13 +2,14 @@ package extension_test
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -161,15 +162,127 @@ spec:
 	// admission policy that makes vaults label their jobs is missing.
 	backup("unlabelled", "", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n")
 	refused("backup", "unlabelled", v1alpha1.CodeVaultAdmissionPolicyMissing, "ValidatingAdmissionPolicyBinding arca-vault-jobs is missing", "arca trusted-access enable")
-	bind := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.VaultJobsAdmissionPolicy},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: "arca-test-absent",
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
-	if err := a.c.Create(ctx, bind); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.c.Delete(context.Background(), bind) })
+	a.admissionBound()
 	backup("unlabelled-bound", "", "  storageLocation: mine\n  includedNamespaces: [trust-shop]\n")
 	if j := a.waitBackup("unlabelled-bound", time.Minute); j.Status.Phase == v1alpha1.JobFailed {
 		t.Errorf("an unlabelled (owner's) job with the admission binding in place: %s %+v", j.Status.Message, j.Status.Errors)
 	}
+}
+
+// TestVaultPointRefusals: in a repository shared by two vaults and by two
+// instances of one vault, a vault's RestoreJob, verification and
+// RecoveryPointQuery whose spec.vaultPoint names another vault or instance
+// than the point's tags are refused with RecoveryPointOfAnotherInstance
+// before anything is restored or read (no namespace created, no answer),
+// while the point of the right instance restores, a diff may compare with
+// another instance of the same vault, and the cluster owner's own job and
+// query (no vault, no vaultPoint) still read any point.
+func TestVaultPointRefusals(t *testing.T) {
+	ctx := context.Background()
+	a := newCluster(t, cpA, "arca-vp")
+	shared := filepath.Join(t.TempDir(), "shared")
+	a.storageLocation("shared", "file://"+shared, false)
+	a.namespace("vp-shop")
+	a.configMaps("vp-shop", 2)
+	// The owner's (unlabelled) jobs need the admission binding while a
+	// vault is trusted.
+	a.admissionBound()
+	pol := &v1alpha1.ClusterTrustPolicy{ObjectMeta: metav1.ObjectMeta{Name: "vp"},
+		Spec: v1alpha1.ClusterTrustPolicySpec{StorageLocations: []string{"shared"}, Namespaces: []string{"vp-*", v1alpha1.VerificationNamespacePrefix + "*"},
+			Verification: true}}
+	if err := a.c.Create(ctx, pol); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.c.Delete(context.Background(), pol) })
+	a.startExtension(extension.Options{})
+
+	// Three points of vp-shop, tagged as three backups would tag them.
+	backup := func(name, vault, instance string) string {
+		t.Helper()
+		a.mustApply(fmt.Sprintf("apiVersion: arca.io/v1alpha1\nkind: BackupJob\nmetadata: {name: %s, namespace: arca-vp, labels: {arca.io/vault: vp}}\n"+
+			"spec: {storageLocation: shared, includedNamespaces: [vp-shop], tags: {%s: %s, %s: %s}}\n", name, v1alpha1.TagVault, vault, v1alpha1.TagInstance, instance))
+		j := a.waitBackup(name, time.Minute)
+		if j.Status.RecoveryPointID == "" {
+			t.Fatalf("backup %s: %s %s %+v", name, j.Status.Phase, j.Status.Message, j.Status.Errors)
+		}
+		return j.Status.RecoveryPointID
+	}
+	mine, otherInstance, otherVault := backup("vp-mine", "vp", "shop"), backup("vp-web", "vp", "web"), backup("vp-west", "west", "shop")
+
+	restore := func(name, rp, extra string) *v1alpha1.RestoreJob {
+		t.Helper()
+		a.mustApply("apiVersion: arca.io/v1alpha1\nkind: RestoreJob\nmetadata: {name: " + name + ", namespace: arca-vp, labels: {arca.io/vault: vp}}\n" +
+			"spec:\n  recoveryPoint: " + rp + "\n  storageLocation: shared\n  vaultPoint: {vault: vp, instance: shop}\n" + extra)
+		return a.waitRestore(name, time.Minute)
+	}
+	refused := func(j *v1alpha1.RestoreJob, says ...string) {
+		t.Helper()
+		st := j.Status
+		if st.Phase != v1alpha1.JobFailed || len(st.Errors) != 1 || st.Errors[0].Code != v1alpha1.CodeRecoveryPointOfAnotherInstance {
+			t.Errorf("restore %s: %s %+v; want Failed with %s", j.Name, st.Phase, st.Errors, v1alpha1.CodeRecoveryPointOfAnotherInstance)
+			return
+		}
+		for _, s := range says {
+			if !strings.Contains(st.Errors[0].Message, s) {
+				t.Errorf("restore %s: %q does not say %q", j.Name, st.Errors[0].Message, s)
+			}
+		}
+	}
+	absent := func(ns string) {
+		t.Helper()
+		if _, err := a.cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("namespace %s exists after a refused restore (%v)", ns, err)
+		}
+	}
+
+	refused(restore("of-west", otherVault, "  namespaceMappings: {vp-shop: vp-from-west}\n"),
+		otherVault, `arca.io/vault="west"`, `vault "vp", instance "shop"`, "arca vault sync")
+	absent("vp-from-west")
+	refused(restore("of-web", otherInstance, "  namespaceMappings: {vp-shop: vp-from-web}\n"), `arca.io/instance="web"`)
+	absent("vp-from-web")
+	refused(restore("verify-web", otherInstance, "  verification: {readDataPercent: 0}\n"), `arca.io/instance="web"`)
+	sandboxes, err := a.cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range sandboxes.Items {
+		if strings.HasPrefix(ns.Name, v1alpha1.VerificationNamespacePrefix) {
+			t.Errorf("sandbox namespace %s exists after a refused verification", ns.Name)
+		}
+	}
+	if j := restore("of-mine", mine, "  namespaceMappings: {vp-shop: vp-from-mine}\n"); j.Status.Phase != v1alpha1.JobCompleted && j.Status.Phase != v1alpha1.JobCompletedWithWarnings {
+		t.Errorf("restore of the instance's own point: %s %s %+v", j.Status.Phase, j.Status.Message, j.Status.Errors)
+	} else if _, err := a.cs.CoreV1().ConfigMaps("vp-from-mine").Get(ctx, "cm-001", metav1.GetOptions{}); err != nil {
+		t.Errorf("restored configmap: %v", err)
+	}
+	// The owner's own restore (kubectl: no vault label, no vaultPoint)
+	// of the other vault's point still works.
+	a.mustApply("apiVersion: arca.io/v1alpha1\nkind: RestoreJob\nmetadata: {name: owners, namespace: arca-vp}\n" +
+		"spec: {recoveryPoint: " + otherVault + ", storageLocation: shared, namespaceMappings: {vp-shop: vp-owners}}\n")
+	if j := a.waitRestore("owners", time.Minute); j.Status.Phase != v1alpha1.JobCompleted && j.Status.Phase != v1alpha1.JobCompletedWithWarnings {
+		t.Errorf("the owner's restore: %s %s %+v", j.Status.Phase, j.Status.Message, j.Status.Errors)
+	}
+
+	// Queries: the same check on the point asked about; a diff's other
+	// side may be another instance's point of the vault, not another
+	// vault's.
+	as := asker{cl: a}
+	vp := &v1alpha1.VaultPoint{Vault: "vp", Instance: "shop"}
+	q := func(rp, against string) v1alpha1.RecoveryPointQuerySpec {
+		s := v1alpha1.RecoveryPointQuerySpec{Kind: v1alpha1.QueryContents, RecoveryPoint: rp, StorageLocation: "shared", VaultPoint: vp}
+		if against != "" {
+			s.Kind, s.Against = v1alpha1.QueryDiff, against
+		}
+		return s
+	}
+	as.ask("vp", true, q(otherVault, "")).refused(t, v1alpha1.CodeRecoveryPointOfAnotherInstance, `arca.io/vault="west"`)
+	as.ask("vp", true, q(otherInstance, "")).refused(t, v1alpha1.CodeRecoveryPointOfAnotherInstance, `arca.io/instance="web"`)
+	as.ask("vp", true, q(mine, otherVault)).refused(t, v1alpha1.CodeRecoveryPointOfAnotherInstance, "spec.against", `arca.io/vault="west"`)
+	if res := as.ask("vp", true, q(mine, "")).ok(t); !slices.Contains(names(res.Namespaces), "vp-shop") {
+		t.Errorf("contents of the instance's own point: %+v", res.Namespaces)
+	}
+	as.ask("vp", true, q(mine, otherInstance)).ok(t)
+	owners := q(otherVault, "")
+	owners.VaultPoint = nil
+	as.ask("", false, owners).ok(t)
 }

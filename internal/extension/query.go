@@ -188,6 +188,9 @@ func (x *Extension) answerQuery(ctx context.Context, q *v1alpha1.RecoveryPointQu
 	if err != nil {
 		return nil, err
 	}
+	if err := checkVaultPoint(sp.VaultPoint, rp, false, "recovery point"); err != nil {
+		return nil, err
+	}
 	switch sp.Kind {
 	case v1alpha1.QueryContents:
 		return queryContents(ctx, r, rp, sp, scope, limit)
@@ -391,6 +394,9 @@ func (x *Extension) queryDiff(ctx context.Context, r repo.Reader, rp *repo.Recov
 	case sp.Against != "":
 		other, err := loadPoint(ctx, r, sp.Against, sp.StorageLocation)
 		if err != nil {
+			return nil, err
+		}
+		if err := checkVaultPoint(sp.VaultPoint, other, true, "spec.against: recovery point"); err != nil {
 			return nil, err
 		}
 		newSide = diff.RecoveryPoint(other, r)

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -145,13 +144,7 @@ func TestRecoveryPointQueries(t *testing.T) {
 	}
 	// Owner's (unlabelled) queries need the admission binding while a
 	// vault is trusted.
-	bind := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.VaultJobsAdmissionPolicy},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: "arca-test-absent",
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}}}
-	if err := a.c.Create(ctx, bind); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.c.Delete(context.Background(), bind) })
+	a.admissionBound()
 	pol := &v1alpha1.ClusterTrustPolicy{ObjectMeta: metav1.ObjectMeta{Name: "qv"},
 		Spec: v1alpha1.ClusterTrustPolicySpec{StorageLocations: []string{"qmine"}, Namespaces: []string{"q-shop"}}}
 	if err := a.c.Create(ctx, pol); err != nil {

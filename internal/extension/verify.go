@@ -191,7 +191,7 @@ func (v *verification) verdict(rpID string, res result, cleanupIssues []v1alpha1
 			res.phase = v1alpha1.JobCompletedWithWarnings
 		}
 		res.message = fmt.Sprintf("recovery point %s verified: %d objects restored into %d sandbox namespaces and compared, %d of %d packs read whole",
-			short(rpID), out.ObjectsCompared, len(out.SandboxNamespaces), out.PacksRead, out.PacksChecked)
+			v1alpha1.ShortID(rpID), out.ObjectsCompared, len(out.SandboxNamespaces), out.PacksRead, out.PacksChecked)
 	} else {
 		out.Verdict = v1alpha1.VerdictVerificationFailed
 		res.phase = v1alpha1.JobFailed
@@ -208,7 +208,7 @@ func (v *verification) verdict(rpID string, res result, cleanupIssues []v1alpha1
 			}
 			res.errors = append(res.errors, v1alpha1.JobIssue{Code: c, Message: fmt.Sprintf("%d problems, the first %s; see status.verification.differences", n, first)})
 		}
-		res.message = fmt.Sprintf("recovery point %s failed verification (%s): %d problems", short(rpID), strings.Join(out.Codes, ", "), len(v.diffs))
+		res.message = fmt.Sprintf("recovery point %s failed verification (%s): %d problems", v1alpha1.ShortID(rpID), strings.Join(out.Codes, ", "), len(v.diffs))
 	}
 	prev := res.apply
 	res.apply = func(jj job) {
@@ -220,13 +220,6 @@ func (v *verification) verdict(rpID string, res result, cleanupIssues []v1alpha1
 		s.Verification = &out
 	}
 	return res
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // finishVerification is the end of a verification's restore: the restore's

@@ -153,7 +153,7 @@ var rules = map[string]rule{
 	// The vault.
 	"internal/vault/client": {Imports: []string{"api/v1alpha1", "internal/vault/policy", "internal/vault/rbac", "internal/vault/service", "internal/vault/store"}},
 	"internal/vault/clock":  {},
-	"internal/vault/jobs":   {Imports: []string{"internal/vault/clock", "internal/vault/policy", "internal/vault/retention", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
+	"internal/vault/jobs":   {Imports: []string{"api/v1alpha1", "internal/vault/clock", "internal/vault/policy", "internal/vault/retention", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/notify": {Imports: []string{"internal/vault/clock", "internal/vault/store"}, Tests: []string{"internal/vault/store/sqlite"}},
 	"internal/vault/policy": {},
 	"internal/vault/rbac":   {},

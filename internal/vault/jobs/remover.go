@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/arca-backup/arca/api/v1alpha1"
 	"github.com/arca-backup/arca/internal/vault/retention"
 	"github.com/arca-backup/arca/internal/vault/store"
 )
@@ -166,20 +167,13 @@ type CopyNotRemovedError struct {
 func (e *CopyNotRemovedError) Error() string {
 	return fmt.Sprintf("recovery point %s is forgotten in its primary storage location, but its copy %s in the secondary %s is not: %v; "+
 		"the point stays in the catalog and the next retention run retries (check that the cluster's extension reaches %s, "+
-		"or forget the copy there with `arca repo forget`)", e.Point, shortID(e.CopyID), e.Location, e.Err, e.Location)
+		"or forget the copy there with `arca repo forget`)", e.Point, v1alpha1.ShortID(e.CopyID), e.Location, e.Err, e.Location)
 }
 
 func (e *CopyNotRemovedError) Unwrap() error { return e.Err }
 
 // JobCode is the retention issue's code.
 func (e *CopyNotRemovedError) JobCode() string { return CodeCopyNotRemoved }
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
 
 // expire starts a cluster expiry job and waits, bounded, for it to end.
 func (c *ClusterRemover) expire(ctx context.Context, cluster string, d ClusterDriver, f Forgetter, req ForgetRequest) error {

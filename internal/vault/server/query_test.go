@@ -98,6 +98,11 @@ func TestRecoveryPointQueryAPI(t *testing.T) {
 		spec.Namespace != "shop" || spec.Type != "secrets" || spec.Name != "db" || spec.RevealSecrets {
 		t.Errorf("asked %s: %+v", cluster, spec)
 	}
+	// The extension answers only if the point's tags name the vault and
+	// instance the vault believes it belongs to.
+	if vp := spec.VaultPoint; vp == nil || *vp != (v1alpha1.VaultPoint{Vault: "a", Instance: "shop"}) {
+		t.Errorf("asked about rp-1 with vaultPoint %+v, want vault a, instance shop", vp)
+	}
 	if _, err := storage.c.RecoveryPointContents(ctx, "a", "rp-1", service.ContentsRequest{}); err != nil {
 		t.Fatal(err)
 	}

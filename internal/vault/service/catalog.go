@@ -113,7 +113,7 @@ func (s *Service) SyncRecoveryPoints(ctx context.Context, vault, instance string
 	}
 	for i, p := range req.RecoveryPoints {
 		if p.Vault != vault || p.Instance != instance {
-			return nil, InvalidField("RecoveryPointOfAnotherInstance", fmt.Sprintf("recoveryPoints[%d]", i), p.RepositoryID,
+			return nil, InvalidField(v1alpha1.CodeRecoveryPointOfAnotherInstance, fmt.Sprintf("recoveryPoints[%d]", i), p.RepositoryID,
 				fmt.Sprintf("sync only the points whose manifest is tagged %s=%s and %s=%s", v1alpha1.TagVault, vault, v1alpha1.TagInstance, instance),
 				"recovery point %s is tagged vault %q, instance %q, not vault %q, instance %q: a sync re-creates only the points of the instance synced",
 				p.RepositoryID, p.Vault, p.Instance, vault, instance)

@@ -108,6 +108,8 @@ func (s *Service) pointFor(ctx context.Context, vault, id string) (*store.Recove
 		return nil, nil, spec, err
 	}
 	spec.RecoveryPoint, spec.StorageLocation = rp.RepoID, in.StorageLocation
+	// The extension answers only if the point's tags name them.
+	spec.VaultPoint = &v1alpha1.VaultPoint{Vault: vault, Instance: rp.Instance}
 	return rp, in, spec, nil
 }
 
