@@ -224,11 +224,27 @@ spec:
 		if endedHolder == nil || len(endedHolder.VolumeData) != 1 {
 			t.Fatalf("holder of the ended job: %+v", endedHolder)
 		}
-		// A backup that runs on while another one ends.
-		// Two large volumes (about 1.2 GiB), moved at once, each mover
-		// competing with the short backup's for the CPU.
+		// A backup that runs on while another one ends: its movers are
+		// held (SIGSTOP) as soon as they start, and let go after the
+		// check; on a quiet machine they would otherwise finish first.
 		running := backup("huge-running", "", "huge", "big")
-		waitFor("the running backup's mover pod", 3*time.Minute, func() bool { return moverPods() > 0 })
+		var held []int
+		waitFor("the running backup's mover process", 3*time.Minute, func() bool {
+			l, err := ic.cs.CoreV1().Pods(v1alpha1.ExtensionNamespace).List(ctx, metav1.ListOptions{LabelSelector: v1alpha1.LabelDataMover})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range l.Items {
+				held = append(held, signalPodProcesses(t, ic.cp.Nodes[0], &l.Items[i], []byte("datamover"), syscall.SIGSTOP)...)
+			}
+			return len(held) > 0
+		})
+		release := func() {
+			for _, pid := range held {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+		defer release()
 		mine := cluster + "/" + string(running.UID)
 		commit(mine)
 		small := backup("files-1", "", "files")
@@ -248,6 +264,7 @@ spec:
 		if hs[mine] == nil || hs[foreign] == nil {
 			t.Errorf("the holder of the running backup or of another cluster was forgotten: %v", slices.Sorted(maps.Keys(hs)))
 		}
+		release()
 		if err := ic.c.Patch(ctx, running, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"cancel":true}}`))); err != nil {
 			t.Fatal(err)
 		}
@@ -367,9 +384,21 @@ func writeRandomFile(t *testing.T, p string, mib int) {
 // line contains match (a crash, not a shutdown: no deferred cleanup runs).
 func killPodProcesses(t *testing.T, node *testenv.Node, pod *corev1.Pod, match []byte) []int {
 	t.Helper()
+	killed := signalPodProcesses(t, node, pod, match, syscall.SIGKILL)
+	if len(killed) == 0 {
+		t.Fatalf("no process of pod %s matches %q", pod.Name, match)
+	}
+	return killed
+}
+
+// signalPodProcesses sends sig to the processes of pod on node whose
+// command line contains match, and returns their PIDs (none while the
+// pod's cgroup or processes do not exist yet).
+func signalPodProcesses(t *testing.T, node *testenv.Node, pod *corev1.Pod, match []byte, sig syscall.Signal) []int {
+	t.Helper()
 	dir, err := node.PodCgroupDir("memory", string(pod.UID))
 	if err != nil {
-		t.Fatal(err)
+		return nil
 	}
 	var killed []int
 	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -384,15 +413,15 @@ func killPodProcesses(t *testing.T, node *testenv.Node, pod *corev1.Pod, match [
 			pid, _ := strconv.Atoi(f)
 			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 			if pid > 0 && bytes.Contains(cmd, match) {
-				if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+				if err := syscall.Kill(pid, sig); err == nil {
 					killed = append(killed, pid)
 				}
 			}
 		}
 		return nil
 	})
-	if err != nil || len(killed) == 0 {
-		t.Fatalf("kill the pod's processes matching %q under %s: %v (killed %v)", match, dir, err, killed)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatalf("signal the processes of pod %s matching %q under %s: %v", pod.Name, match, dir, err)
 	}
 	return killed
 }
