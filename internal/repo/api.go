@@ -32,6 +32,9 @@ type Reader interface {
 	Config() Config
 	// LoadBlob returns the verified plaintext of a blob.
 	LoadBlob(ctx context.Context, id ID) ([]byte, error)
+	// LoadBlobTo is LoadBlob into a buffer the caller recycles
+	// (Repository.LoadBlobTo).
+	LoadBlobTo(ctx context.Context, id ID, alloc func(n int) []byte) ([]byte, error)
 	// WalkTree calls fn for every entry of a tree, in order.
 	WalkTree(ctx context.Context, t Tree, fn func(TreeEntry) error) error
 	// WalkFileTree calls fn for every entry of a volume's file tree, in order.

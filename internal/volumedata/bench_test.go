@@ -344,10 +344,7 @@ func rawCopy(b *testing.B, ds *dataset, dst string) time.Duration {
 }
 
 func syncFS(b *testing.B, dir string) {
-	f, err := os.Open(dir)
-	must(b, err)
-	defer f.Close()
-	must(b, unix.Syncfs(int(f.Fd())))
+	must(b, flushFS(dir))
 }
 
 func loadAvg() string {

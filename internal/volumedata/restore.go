@@ -216,12 +216,6 @@ func (s *streamSink) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// blobLoaderTo is the optional side of repo.Reader that reads a blob into
-// a buffer the caller recycles (repo.Repository and its read-only view).
-type blobLoaderTo interface {
-	LoadBlobTo(ctx context.Context, id repo.ID, alloc func(n int) []byte) ([]byte, error)
-}
-
 // blobBufs recycles the buffers blobs are read and decrypted into. A
 // restore reads about its size in blobs; a new buffer per blob costs its
 // zeroing (as much CPU as hashing it) and garbage. Sizes are rounded up to
@@ -290,7 +284,6 @@ func writeContent(ctx context.Context, src Source, e *repo.FileEntry, out sink, 
 		err  error
 		done chan struct{}
 	}
-	loader, recycle := src.Repo.(blobLoaderTo)
 	const ahead = 4
 	loads := make([]*load, len(e.Blobs))
 	start := func(i int) {
@@ -298,11 +291,7 @@ func writeContent(ctx context.Context, src Source, e *repo.FileEntry, out sink, 
 		loads[i] = l
 		go func() {
 			defer close(l.done)
-			if !recycle {
-				l.data, l.err = src.Repo.LoadBlob(ctx, e.Blobs[i])
-				return
-			}
-			l.data, l.err = loader.LoadBlobTo(ctx, e.Blobs[i], func(n int) []byte {
+			l.data, l.err = src.Repo.LoadBlobTo(ctx, e.Blobs[i], func(n int) []byte {
 				if l.buf != nil { // a retry: the first buffer is not in use
 					blobBufs.put(l.buf)
 				}
