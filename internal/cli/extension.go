@@ -221,8 +221,8 @@ func (o *ExtensionOptions) installOptions(base extension.InstallOptions, secretR
 	}
 	if set("storage-retry") {
 		// Given, even as 0: update takes the extension back to the default.
-		if o.StorageRetry < 0 {
-			return base, &UsageError{fmt.Errorf("--storage-retry %s: want a positive duration such as 30s, or 0 for the default (10 attempts over about 3m)", o.StorageRetry)}
+		if err := extension.CheckStorageRetry(o.StorageRetry); err != nil {
+			return base, &UsageError{err}
 		}
 		base.StorageRetry = o.StorageRetry
 	}

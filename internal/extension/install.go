@@ -291,8 +291,8 @@ func deployment(o InstallOptions, labels map[string]string) (*appsv1.Deployment,
 	if jobs <= 0 {
 		jobs = 1
 	}
-	if o.StorageRetry < 0 {
-		return nil, fmt.Errorf("--storage-retry %s: want a positive duration such as 30s, or 0 for the default (10 attempts over about 3m)", o.StorageRetry)
+	if err := CheckStorageRetry(o.StorageRetry); err != nil {
+		return nil, err
 	}
 	args := []string{"extension", "run", "--in-cluster", "--namespace", o.Namespace, "--leader-elect"}
 	if o.StorageRetry > 0 {
@@ -701,6 +701,14 @@ func Uninstall(ctx context.Context, cfg *rest.Config, ns string, keepCRDs bool) 
 	}
 	del("Namespace", "", ns)
 	return deleted, errors.Join(errs...)
+}
+
+// CheckStorageRetry refuses a negative InstallOptions.StorageRetry.
+func CheckStorageRetry(d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("--storage-retry %s: want a positive duration such as 30s, or 0 for the default (10 attempts over about 3m)", d)
+	}
+	return nil
 }
 
 // The arguments of `arca extension run` that install options set.
